@@ -1,0 +1,32 @@
+# leadrelay — the commands a newcomer needs. `make help` lists them.
+.PHONY: help run test lint fmt bench build clean
+
+CARGO ?= cargo
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+run: ## Build and run the embedded pipeline, send the sample leads, keep serving
+	./scripts/run.sh
+
+test: ## Run the whole test suite (unit, HTTP end-to-end, crash recovery)
+	$(CARGO) build --quiet -p leadrelay --bin leadrelay
+	$(CARGO) test --workspace
+
+lint: ## rustfmt and clippy, warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+bench: ## Stage-logic microbenchmark and the embedded server under load
+	$(CARGO) bench -p leadrelay-shared --bench stage_logic
+	$(CARGO) bench -p leadrelay --bench embedded_load
+
+build: ## Release build of the leadrelay binary
+	$(CARGO) build --release -p leadrelay
+
+clean:
+	$(CARGO) clean
+	rm -rf .leadrelay

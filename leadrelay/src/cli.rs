@@ -1,0 +1,214 @@
+//! The operator commands behind `leadrelay send`, `leadrelay sign` and `leadrelay lead`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use jiff::Timestamp;
+use leadrelay_shared::config::{Config, SourceConfig};
+use leadrelay_shared::model::{Lead, LeadState};
+use leadrelay_shared::ports::LeadStore as _;
+use leadrelay_shared::signature::{self, Scheme, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use serde_json::Value;
+
+use crate::embedded::{QueueSettings, Sqlite};
+
+/// The headers that sign `body` for `source`, as (name, value) pairs.
+pub fn signed_headers(source: &SourceConfig, event_id: &str, body: &[u8]) -> anyhow::Result<Vec<(String, String)>> {
+    let key = source
+        .keys
+        .first()
+        .with_context(|| format!("source {} has no secret", source.id))?;
+    Ok(match source.signature_scheme() {
+        Scheme::StandardWebhooks { .. } => {
+            let timestamp = Timestamp::now().as_second();
+            vec![
+                (HEADER_ID.to_owned(), event_id.to_owned()),
+                (HEADER_TIMESTAMP.to_owned(), timestamp.to_string()),
+                (
+                    HEADER_SIGNATURE.to_owned(),
+                    signature::sign_standard(key, event_id, timestamp, body),
+                ),
+            ]
+        }
+        Scheme::BodyHmac {
+            header,
+            prefix,
+            id_header,
+        } => {
+            let mut headers = vec![(header, signature::sign_body_hmac(key, &prefix, body))];
+            if let Some(id_header) = id_header {
+                headers.push((id_header, event_id.to_owned()));
+            }
+            headers
+        }
+    })
+}
+
+fn pick_source<'a>(config: &'a Config, source: Option<&str>) -> anyhow::Result<&'a SourceConfig> {
+    match source {
+        Some(id) => config
+            .source(id)
+            .with_context(|| format!("no source {id:?} in the configuration")),
+        None => config
+            .sources
+            .first()
+            .map(|s| s.get_ref())
+            .context("the configuration has no source"),
+    }
+}
+
+fn new_event_id() -> String {
+    format!("msg_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Signs and posts each event file; with `wait`, follows each lead until it is notified.
+pub async fn send(
+    config: &Config,
+    source: Option<&str>,
+    url: &str,
+    event_id: Option<&str>,
+    files: &[PathBuf],
+    wait: bool,
+) -> anyhow::Result<()> {
+    let source = pick_source(config, source)?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let base = url.trim_end_matches('/');
+    let mut accepted = Vec::new();
+    for file in files {
+        let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let id = event_id.map(str::to_owned).unwrap_or_else(new_event_id);
+        let mut request = http
+            .post(format!("{base}/webhooks/{}", source.id))
+            .header("content-type", "application/json")
+            .body(body.clone());
+        for (name, value) in signed_headers(source, &id, &body)? {
+            request = request.header(name, value);
+        }
+        let sent_at = Instant::now();
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("posting to {base} (is `leadrelay serve` running?)"))?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        println!("{}  →  {} {}", file.display(), status.as_u16(), answer);
+        if let Some(lead_id) = answer.get("lead_id").and_then(Value::as_str) {
+            accepted.push((file.clone(), lead_id.to_owned(), sent_at));
+        }
+    }
+    if wait {
+        for (file, lead_id, sent_at) in accepted {
+            let summary = wait_until_notified(&http, base, &lead_id, Duration::from_secs(10)).await?;
+            println!(
+                "{}: {} (answered 202, notified {} ms after sending)",
+                file.display(),
+                summary,
+                sent_at.elapsed().as_millis()
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn wait_until_notified(
+    http: &reqwest::Client,
+    base: &str,
+    lead_id: &str,
+    deadline: Duration,
+) -> anyhow::Result<String> {
+    let started = Instant::now();
+    loop {
+        let lead: Value = http
+            .get(format!("{base}/leads/{lead_id}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if lead["state"] == "notified" {
+            return Ok(format!(
+                "owner {} ({}: {}), tier {}, SLA {} min, due {}",
+                lead["owner_name"].as_str().unwrap_or("?"),
+                lead["owner"]["kind"].as_str().unwrap_or("?"),
+                lead["owner"]["id"].as_str().unwrap_or("?"),
+                lead["tier"],
+                lead["sla_minutes"],
+                lead["timeline"]["sla_due_at"].as_str().unwrap_or("?"),
+            ));
+        }
+        if started.elapsed() > deadline {
+            bail!("lead {lead_id} not notified after {deadline:?}: {lead}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A ready `curl` line that posts `file` signed for `source` (valid within the tolerance).
+pub fn curl_line(config: &Config, source: Option<&str>, url: &str, file: &Path) -> anyhow::Result<String> {
+    let source = pick_source(config, source)?;
+    let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut line = format!(
+        "curl -sS -X POST {}/webhooks/{} -H 'content-type: application/json'",
+        url.trim_end_matches('/'),
+        source.id
+    );
+    for (name, value) in signed_headers(source, &new_event_id(), &body)? {
+        line.push_str(&format!(" -H '{name}: {value}'"));
+    }
+    line.push_str(&format!(" --data-binary @{}", file.display()));
+    Ok(line)
+}
+
+/// The stored lead and its timeline, read from the data directory.
+pub async fn show_lead(config: &Config, data_dir: &Path, id: &str) -> anyhow::Result<()> {
+    let db = Sqlite::open(
+        data_dir,
+        QueueSettings {
+            max_receives: config.pipeline.max_receives,
+            visibility_timeout: Duration::from_secs(config.pipeline.visibility_timeout_secs),
+        },
+    )?;
+    let lead = db
+        .get_lead(id)
+        .await?
+        .with_context(|| format!("no lead {id} in {}", data_dir.display()))?;
+    println!("{}", timeline(&lead));
+    println!("{}", serde_json::to_string_pretty(&lead)?);
+    Ok(())
+}
+
+/// One line per recorded step, with the time since capture.
+pub fn timeline(lead: &Lead) -> String {
+    let t = &lead.timeline;
+    let mut out = format!("lead {} is {}\n", lead.id, lead.state);
+    let Some(captured) = t.captured_at else {
+        return out;
+    };
+    for (step, at) in [
+        ("captured", t.captured_at),
+        ("enriched", t.enriched_at),
+        ("routed", t.routed_at),
+        ("notified", t.notified_at),
+        ("sla due", t.sla_due_at),
+    ] {
+        if let Some(at) = at {
+            let since = at.duration_since(captured);
+            out.push_str(&format!(
+                "  {step:<9} {at}  (+{:.1} ms)\n",
+                since.as_secs_f64() * 1000.0
+            ));
+        }
+    }
+    if let Some(a) = &lead.assignment {
+        out.push_str(&format!("  owner     {} ({}) by rule \"{}\": {}\n", a.owner_name, a.owner, a.rule, a.reason));
+    }
+    if let Some(f) = &lead.last_failure {
+        out.push_str(&format!("  last failure in {} at {}: {}\n", f.stage, f.at, f.error));
+    }
+    if lead.state < LeadState::Notified && lead.last_failure.is_some() {
+        out.push_str("  (see `leadrelay dlq` if it stays stuck)\n");
+    }
+    out
+}

@@ -1,0 +1,127 @@
+//! The embedded mode: every stage in one process over one SQLite file, with the same stage code
+//! as the Lambda functions and SQS's queue semantics.
+
+pub mod sqlite;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use leadrelay_shared::config::Config;
+use leadrelay_shared::http::{router, Api};
+use leadrelay_shared::model::Stage;
+use leadrelay_shared::notifiers::Channels;
+use leadrelay_shared::ports::{Queue as _, SystemClock};
+use leadrelay_shared::stages::Pipeline;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+pub use sqlite::{QueueSettings, Sqlite};
+
+/// How long an idle worker sleeps before looking again for messages whose retry delay ended.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+/// Workers per stage; each takes a batch and works it concurrently.
+const WORKERS_PER_STAGE: usize = 2;
+
+/// A running pipeline: its store and the stage code over it.
+pub struct Embedded {
+    pub db: Sqlite,
+    pub pipeline: Arc<Pipeline>,
+}
+
+impl Embedded {
+    /// Opens the store in `data_dir` and wires the stage code to it; alerts for the terminal
+    /// go to `terminal`.
+    pub fn open(
+        config: Config,
+        data_dir: &Path,
+        terminal: Box<dyn std::io::Write + Send>,
+    ) -> anyhow::Result<Self> {
+        let settings = QueueSettings {
+            max_receives: config.pipeline.max_receives,
+            visibility_timeout: Duration::from_secs(config.pipeline.visibility_timeout_secs),
+        };
+        let db = Sqlite::open(data_dir, settings)
+            .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+        let channels = Channels::new(
+            Duration::from_millis(config.notify.http_timeout_ms),
+            terminal,
+        )
+        .context("building the HTTP client")?;
+        let pipeline = Arc::new(Pipeline::new(
+            Arc::new(config),
+            Arc::new(db.clone()),
+            Arc::new(db.clone()),
+            Arc::new(channels),
+            Arc::new(SystemClock),
+        ));
+        Ok(Embedded { db, pipeline })
+    }
+
+    /// Starts the stage workers; they run until the returned set is dropped or aborted.
+    pub fn start_workers(&self) -> JoinSet<()> {
+        let mut workers = JoinSet::new();
+        for stage in Stage::ALL {
+            for _ in 0..WORKERS_PER_STAGE {
+                workers.spawn(work(self.pipeline.clone(), self.db.clone(), stage));
+            }
+        }
+        workers
+    }
+
+    /// Serves the HTTP API on `listener` with the workers running, until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let mut workers = self.start_workers();
+        let ready = Arc::new(AtomicBool::new(true));
+        let app = router(Api {
+            pipeline: self.pipeline.clone(),
+            ready: ready.clone(),
+        });
+        let address: SocketAddr = listener.local_addr()?;
+        info!(%address, "leadrelay listening");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        ready.store(false, Ordering::Release);
+        // Messages in flight reappear after their visibility timeout: nothing is lost.
+        workers.abort_all();
+        while workers.join_next().await.is_some() {}
+        info!("leadrelay stopped");
+        Ok(())
+    }
+}
+
+/// One stage worker: take a batch, work it concurrently, repeat; sleep while the queue is empty.
+async fn work(pipeline: Arc<Pipeline>, db: Sqlite, stage: Stage) {
+    let batch = pipeline.config.pipeline.batch_size;
+    loop {
+        let messages = match db.receive(stage, batch).await {
+            Ok(messages) => messages,
+            Err(error) => {
+                warn!(stage = %stage, %error, "receive failed");
+                tokio::time::sleep(IDLE_POLL).await;
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            tokio::select! {
+                _ = db.sent_to(stage) => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+            }
+            continue;
+        }
+        let results =
+            futures::future::join_all(messages.iter().map(|m| pipeline.consume(stage, m))).await;
+        for error in results.into_iter().filter_map(Result::err) {
+            warn!(stage = %stage, %error, "could not settle a message");
+        }
+    }
+}

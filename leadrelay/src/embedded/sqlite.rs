@@ -1,0 +1,649 @@
+//! The embedded store and queues in one SQLite file (WAL, `synchronous=FULL`).
+//!
+//! Every write goes through one committer thread that groups whatever writes are waiting into a
+//! single transaction: one fsync serves many webhooks, and a caller is answered only after its
+//! write is on disk. Each write runs in its own savepoint, so one failed write never undoes its
+//! batch-mates. Reads use their own connections and see only committed data.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage, StageFailure};
+use leadrelay_shared::ports::{
+    Created, DeliveryStart, LeadStore, Queue, QueueError, Received, StoreError,
+};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+/// Writes waiting longer than this many in one transaction are left for the next.
+const MAX_BATCH: usize = 512;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS leads (
+    id           TEXT PRIMARY KEY,
+    source       TEXT NOT NULL,
+    event_id     TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    captured_at  INTEGER NOT NULL,
+    sla_due_at   INTEGER,
+    body         TEXT NOT NULL,
+    last_failure TEXT,
+    UNIQUE (source, event_id)
+);
+CREATE INDEX IF NOT EXISTS leads_captured ON leads (captured_at);
+-- Sparse in spirit: only leads with an open SLA carry a deadline.
+CREATE INDEX IF NOT EXISTS leads_sla_due ON leads (sla_due_at) WHERE sla_due_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    lead_id      TEXT NOT NULL,
+    channel      TEXT NOT NULL,
+    lease_until  INTEGER,
+    delivered_at INTEGER,
+    PRIMARY KEY (lead_id, channel)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue         TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    lead_id       TEXT,
+    sent_at       INTEGER NOT NULL,
+    visible_at    INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt       TEXT,
+    last_error    TEXT,
+    dead_at       INTEGER
+);
+CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_at);
+"#;
+
+/// The name of a stage's dead-letter queue in the `messages` table.
+pub fn dlq_name(stage: Stage) -> String {
+    format!("{}-dlq", stage.as_str())
+}
+
+fn now_ms() -> i64 {
+    Timestamp::now().as_millisecond()
+}
+
+fn unavailable(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+
+/// Queue settings the SQS redrive policy would hold.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueSettings {
+    pub max_receives: u32,
+    pub visibility_timeout: Duration,
+}
+
+/// The SQLite database behind both the lead store and the queues.
+#[derive(Clone)]
+pub struct Sqlite {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    jobs: mpsc::Sender<Job>,
+    readers: Mutex<Vec<Connection>>,
+    settings: QueueSettings,
+    wakeups: HashMap<Stage, Notify>,
+}
+
+fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+impl Sqlite {
+    /// Opens (creating if needed) `leadrelay.db` in `data_dir` and starts the committer thread.
+    pub fn open(data_dir: &Path, settings: QueueSettings) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(unavailable)?;
+        let path = data_dir.join("leadrelay.db");
+        let writer = open(&path, false).map_err(unavailable)?;
+        writer
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+            .map_err(unavailable)?;
+        writer.execute_batch(SCHEMA).map_err(unavailable)?;
+
+        let (jobs, receiver) = mpsc::channel::<Job>(8192);
+        std::thread::Builder::new()
+            .name("sqlite-committer".into())
+            .spawn(move || commit_loop(writer, receiver))
+            .map_err(unavailable)?;
+        Ok(Sqlite {
+            inner: Arc::new(Inner {
+                path,
+                jobs,
+                readers: Mutex::new(Vec::new()),
+                settings,
+                wakeups: Stage::ALL.into_iter().map(|s| (s, Notify::new())).collect(),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn settings(&self) -> QueueSettings {
+        self.inner.settings
+    }
+
+    /// Runs `work` inside the next group commit and answers once it is durable.
+    async fn write<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn: &Connection| {
+            let result = in_savepoint(conn, work);
+            Box::new(move |committed: Result<(), String>| {
+                let _ = tx.send(committed.map_err(StoreError::Unavailable).and(result));
+            })
+        });
+        self.inner
+            .jobs
+            .send(job)
+            .await
+            .map_err(|_| unavailable("the committer has stopped"))?;
+        rx.await
+            .map_err(|_| unavailable("the committer dropped a write"))?
+    }
+
+    /// Runs `work` on a read connection (committed data only) off the async threads.
+    async fn read<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open(&inner.path, true).map_err(unavailable)?,
+            };
+            let result = work(&conn);
+            inner
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
+            result
+        })
+        .await
+        .map_err(unavailable)?
+    }
+
+    fn wake(&self, stage: Stage) {
+        if let Some(notify) = self.inner.wakeups.get(&stage) {
+            notify.notify_one();
+        }
+    }
+
+    /// Resolves when a message was sent to `stage`'s queue (or spuriously); never misses one
+    /// sent after the last receive.
+    pub async fn sent_to(&self, stage: Stage) {
+        if let Some(notify) = self.inner.wakeups.get(&stage) {
+            notify.notified().await;
+        }
+    }
+
+    /// Messages waiting in a dead-letter queue, oldest first.
+    pub async fn dead_letters(&self, stage: Stage) -> Result<Vec<DeadLetter>, StoreError> {
+        let queue = dlq_name(stage);
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare(
+                    "SELECT id, lead_id, body, receive_count, last_error, sent_at, dead_at
+                     FROM messages WHERE queue = ?1 ORDER BY id",
+                )
+                .map_err(unavailable)?;
+            let rows = statement
+                .query_map(params![queue], |row| {
+                    Ok(DeadLetter {
+                        message_id: row.get::<_, i64>(0)?.to_string(),
+                        lead_id: row.get(1)?,
+                        body: row.get(2)?,
+                        receive_count: row.get(3)?,
+                        last_error: row.get(4)?,
+                        sent_at: row.get(5)?,
+                        dead_at: row.get::<_, Option<i64>>(6)?.unwrap_or_default(),
+                    })
+                })
+                .map_err(unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+        })
+        .await
+    }
+
+    /// Every lead captured at or after `since`, oldest first (for reports and what-if runs).
+    pub async fn leads_since(&self, since: Timestamp) -> Result<Vec<Lead>, StoreError> {
+        let since = since.as_millisecond();
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare(
+                    "SELECT body, last_failure FROM leads WHERE captured_at >= ?1 ORDER BY captured_at",
+                )
+                .map_err(unavailable)?;
+            let rows = statement
+                .query_map(params![since], |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(unavailable)?;
+            rows.map(|row| decode_lead(row.map_err(unavailable)?))
+                .collect()
+        })
+        .await
+    }
+}
+
+/// One message in a dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub message_id: String,
+    pub lead_id: Option<String>,
+    pub body: String,
+    pub receive_count: u32,
+    pub last_error: Option<String>,
+    pub sent_at: i64,
+    pub dead_at: i64,
+}
+
+fn in_savepoint<R>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    conn.execute_batch("SAVEPOINT job").map_err(unavailable)?;
+    let result = work(conn);
+    let finish = if result.is_ok() {
+        conn.execute_batch("RELEASE job")
+    } else {
+        conn.execute_batch("ROLLBACK TO job; RELEASE job")
+    };
+    finish.map_err(unavailable)?;
+    result
+}
+
+/// The committer: take every waiting write, run them in one transaction, commit, answer all.
+fn commit_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
+    while let Some(first) = jobs.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let message = e.to_string();
+            for job in batch {
+                job(&conn)(Err(message.clone()));
+            }
+            continue;
+        }
+        let replies: Vec<Reply> = batch.into_iter().map(|job| job(&conn)).collect();
+        let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies {
+            reply(committed.clone());
+        }
+    }
+}
+
+fn decode_lead((body, failure): (String, Option<String>)) -> Result<Lead, StoreError> {
+    let mut lead: Lead =
+        serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if let Some(failure) = failure {
+        lead.last_failure =
+            Some(serde_json::from_str(&failure).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+    }
+    Ok(lead)
+}
+
+fn encode_lead(lead: &Lead) -> Result<String, StoreError> {
+    // last_failure lives in its own column so that recording one never races a stage's write.
+    let mut copy = lead.clone();
+    copy.last_failure = None;
+    serde_json::to_string(&copy).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn lead_row(conn: &Connection, id: &str) -> Result<Option<Lead>, StoreError> {
+    conn.query_row(
+        "SELECT body, last_failure FROM leads WHERE id = ?1",
+        params![id],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+    .optional()
+    .map_err(unavailable)?
+    .map(decode_lead)
+    .transpose()
+}
+
+#[async_trait]
+impl LeadStore for Sqlite {
+    async fn create_lead(&self, lead: &Lead) -> Result<Created, StoreError> {
+        let body = encode_lead(lead)?;
+        let lead = lead.clone();
+        self.write(move |conn| {
+            let inserted = conn
+                .execute(
+                    "INSERT INTO leads (id, source, event_id, state, captured_at, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (source, event_id) DO NOTHING",
+                    params![
+                        lead.id,
+                        lead.source,
+                        lead.event_id,
+                        lead.state.as_str(),
+                        lead.timeline.captured_at.map(|t| t.as_millisecond()).unwrap_or_else(now_ms),
+                        body
+                    ],
+                )
+                .map_err(unavailable)?;
+            if inserted == 1 {
+                return Ok(Created::New);
+            }
+            let existing = conn
+                .query_row(
+                    "SELECT body, last_failure FROM leads WHERE source = ?1 AND event_id = ?2",
+                    params![lead.source, lead.event_id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .map_err(unavailable)?;
+            Ok(Created::Duplicate(Box::new(decode_lead(existing)?)))
+        })
+        .await
+    }
+
+    async fn get_lead(&self, id: &str) -> Result<Option<Lead>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| lead_row(conn, &id)).await
+    }
+
+    async fn advance_lead(
+        &self,
+        lead: &Lead,
+        from: LeadState,
+        increment: &[String],
+    ) -> Result<(), StoreError> {
+        let body = encode_lead(lead)?;
+        let id = lead.id.clone();
+        let state = lead.state;
+        // The SLA deadline stays indexed only while the lead is open.
+        let sla_due = lead.timeline.sla_due_at.map(|t| t.as_millisecond());
+        let increment = increment.to_vec();
+        self.write(move |conn| {
+            let updated = conn
+                .execute(
+                    "UPDATE leads SET state = ?1, body = ?2, sla_due_at = ?3 WHERE id = ?4 AND state = ?5",
+                    params![state.as_str(), body, sla_due, id, from.as_str()],
+                )
+                .map_err(unavailable)?;
+            if updated == 0 {
+                let actual: Option<String> = conn
+                    .query_row("SELECT state FROM leads WHERE id = ?1", params![id], |r| r.get(0))
+                    .optional()
+                    .map_err(unavailable)?;
+                return Err(match actual.as_deref().and_then(LeadState::parse) {
+                    Some(actual) => StoreError::Conflict {
+                        lead_id: id,
+                        expected: from,
+                        actual,
+                    },
+                    None => StoreError::NotFound(id),
+                });
+            }
+            for name in &increment {
+                conn.execute(
+                    "INSERT INTO counters (name, value) VALUES (?1, 1)
+                     ON CONFLICT (name) DO UPDATE SET value = value + 1",
+                    params![name],
+                )
+                .map_err(unavailable)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_failure(&self, lead_id: &str, failure: &StageFailure) -> Result<(), StoreError> {
+        let text = serde_json::to_string(failure).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let id = lead_id.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE leads SET last_failure = ?1 WHERE id = ?2",
+                params![text, id],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn begin_delivery(
+        &self,
+        lead_id: &str,
+        channel: &str,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<DeliveryStart, StoreError> {
+        let (lead_id, channel) = (lead_id.to_owned(), channel.to_owned());
+        let now = now.as_millisecond();
+        let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        self.write(move |conn| {
+            let existing: Option<(Option<i64>, Option<i64>)> = conn
+                .query_row(
+                    "SELECT lease_until, delivered_at FROM deliveries WHERE lead_id = ?1 AND channel = ?2",
+                    params![lead_id, channel],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            match existing {
+                Some((_, Some(_))) => return Ok(DeliveryStart::AlreadyDelivered),
+                Some((Some(lease_until), None)) if lease_until > now => {
+                    return Ok(DeliveryStart::InFlight {
+                        until: Timestamp::from_millisecond(lease_until).unwrap_or_default(),
+                    })
+                }
+                _ => {}
+            }
+            conn.execute(
+                "INSERT INTO deliveries (lead_id, channel, lease_until) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (lead_id, channel) DO UPDATE SET lease_until = excluded.lease_until",
+                params![lead_id, channel, until],
+            )
+            .map_err(unavailable)?;
+            Ok(DeliveryStart::Proceed)
+        })
+        .await
+    }
+
+    async fn finish_delivery(
+        &self,
+        lead_id: &str,
+        channel: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (lead_id, channel) = (lead_id.to_owned(), channel.to_owned());
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE deliveries SET delivered_at = ?1, lease_until = NULL
+                 WHERE lead_id = ?2 AND channel = ?3",
+                params![at.as_millisecond(), lead_id, channel],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn counter(&self, name: &str) -> Result<i64, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT value FROM counters WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::unwrap_or_default)
+            .map_err(unavailable)
+        })
+        .await
+    }
+}
+
+fn queue_error(error: StoreError) -> QueueError {
+    QueueError::Unavailable(error.to_string())
+}
+
+/// A receipt is `<message id>.<token>`; the token changes on every receive.
+fn parse_receipt(receipt: &str) -> Result<(i64, String), QueueError> {
+    receipt
+        .split_once('.')
+        .and_then(|(id, token)| Some((id.parse().ok()?, token.to_owned())))
+        .ok_or_else(|| QueueError::StaleReceipt(receipt.to_owned()))
+}
+
+#[async_trait]
+impl Queue for Sqlite {
+    async fn send(&self, stage: Stage, envelope: &Envelope) -> Result<(), QueueError> {
+        let body = envelope.to_json();
+        let lead_id = envelope.lead_id.clone();
+        self.write(move |conn| {
+            let now = now_ms();
+            conn.execute(
+                "INSERT INTO messages (queue, body, lead_id, sent_at, visible_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+                params![stage.as_str(), body, lead_id, now],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+        .map_err(queue_error)?;
+        self.wake(stage);
+        Ok(())
+    }
+
+    async fn receive(&self, stage: Stage, max: u32) -> Result<Vec<Received>, QueueError> {
+        let QueueSettings {
+            max_receives,
+            visibility_timeout,
+        } = self.inner.settings;
+        let visibility = i64::try_from(visibility_timeout.as_millis()).unwrap_or(i64::MAX);
+        self.write(move |conn| {
+            let now = now_ms();
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT id, body, receive_count FROM messages
+                     WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, id LIMIT ?3",
+                )
+                .map_err(unavailable)?;
+            let candidates = statement
+                .query_map(params![stage.as_str(), now, max], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, u32>(2)?))
+                })
+                .map_err(unavailable)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(unavailable)?;
+            let mut received = Vec::with_capacity(candidates.len());
+            for (id, body, count) in candidates {
+                if count >= max_receives {
+                    // SQS's redrive: a message past maxReceiveCount moves to the dead-letter queue.
+                    conn.execute(
+                        "UPDATE messages SET queue = ?1, dead_at = ?2, receipt = NULL WHERE id = ?3",
+                        params![dlq_name(stage), now, id],
+                    )
+                    .map_err(unavailable)?;
+                    continue;
+                }
+                let token = uuid::Uuid::new_v4().simple().to_string();
+                conn.execute(
+                    "UPDATE messages SET receive_count = receive_count + 1, visible_at = ?1, receipt = ?2 WHERE id = ?3",
+                    params![now.saturating_add(visibility), token, id],
+                )
+                .map_err(unavailable)?;
+                received.push(Received {
+                    message_id: id.to_string(),
+                    receipt: format!("{id}.{token}"),
+                    body,
+                    receive_count: count + 1,
+                });
+            }
+            Ok(received)
+        })
+        .await
+        .map_err(queue_error)
+    }
+
+    async fn delete(&self, stage: Stage, receipt: &str) -> Result<(), QueueError> {
+        let (id, token) = parse_receipt(receipt)?;
+        let deleted = self
+            .write(move |conn| {
+                conn.execute(
+                    "DELETE FROM messages WHERE id = ?1 AND queue = ?2 AND receipt = ?3",
+                    params![id, stage.as_str(), token],
+                )
+                .map_err(unavailable)
+            })
+            .await
+            .map_err(queue_error)?;
+        if deleted == 0 {
+            return Err(QueueError::StaleReceipt(receipt.to_owned()));
+        }
+        Ok(())
+    }
+
+    async fn retry_later(
+        &self,
+        stage: Stage,
+        receipt: &str,
+        delay: Duration,
+        error: &str,
+    ) -> Result<(), QueueError> {
+        let (id, token) = parse_receipt(receipt)?;
+        let delay = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        let error = error.to_owned();
+        let updated = self
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE messages SET visible_at = ?1, last_error = ?2
+                     WHERE id = ?3 AND queue = ?4 AND receipt = ?5",
+                    params![now_ms().saturating_add(delay), error, id, stage.as_str(), token],
+                )
+                .map_err(unavailable)
+            })
+            .await
+            .map_err(queue_error)?;
+        if updated == 0 {
+            return Err(QueueError::StaleReceipt(receipt.to_owned()));
+        }
+        Ok(())
+    }
+}

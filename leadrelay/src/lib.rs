@@ -1,0 +1,5 @@
+//! The `leadrelay` binary's library: the embedded pipeline over SQLite and the operator CLI's
+//! commands.
+
+pub mod cli;
+pub mod embedded;

@@ -1,0 +1,730 @@
+//! The one configuration file: sources and their secrets, validation gates, enrichment data,
+//! tiers, reps, queues and routing rules.
+//!
+//! Loading validates everything up front; every error names the line and the key, so a RevOps
+//! engineer editing rules never has to guess.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::model::EventKind;
+use crate::signature::{Scheme, SigningKey};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Syntax {
+        path: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}:{line}: {key}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+/// What a validation gate does with a lead that fails it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GatePolicy {
+    /// Answer 400 and store nothing.
+    Refuse,
+    /// Accept, and flag the lead so the alert and routing can see it.
+    Flag,
+    /// Skip the check.
+    Allow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemeName {
+    StandardWebhooks,
+    BodyHmac,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    pub sources: Vec<Spanned<SourceConfig>>,
+    #[serde(default)]
+    pub validation: ValidationConfig,
+    #[serde(default)]
+    pub enrichment: EnrichmentConfig,
+    #[serde(default)]
+    pub qualification: QualificationConfig,
+    #[serde(default)]
+    pub reps: Vec<Spanned<RepConfig>>,
+    #[serde(default)]
+    pub queues: Vec<Spanned<QueueConfig>>,
+    #[serde(default)]
+    pub rules: Vec<Spanned<RuleConfig>>,
+    pub routing: RoutingConfig,
+    #[serde(default)]
+    pub notify: NotifyConfig,
+}
+
+/// Queue semantics shared by every stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// A message received this many times without success goes to its stage's dead-letter queue.
+    pub max_receives: u32,
+    /// How long a received message stays invisible to other consumers.
+    pub visibility_timeout_secs: u64,
+    /// Delay before a failed message is offered again; doubles per receive, capped at the
+    /// visibility timeout.
+    pub retry_delay_ms: u64,
+    /// Messages a stage worker takes per receive.
+    pub batch_size: u32,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            max_receives: 5,
+            visibility_timeout_secs: 30,
+            retry_delay_ms: 200,
+            batch_size: 10,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub id: String,
+    pub scheme: SchemeName,
+    /// Inline secrets (fine for the demo; use `secrets_env` in production).
+    #[serde(default)]
+    pub secrets: Vec<SecretString>,
+    /// An environment variable holding the secrets, separated by spaces or commas.
+    #[serde(default)]
+    pub secrets_env: Option<String>,
+    #[serde(default = "default_tolerance")]
+    pub tolerance_secs: u64,
+    #[serde(default)]
+    pub signature_header: Option<String>,
+    #[serde(default)]
+    pub signature_prefix: Option<String>,
+    #[serde(default)]
+    pub event_id_header: Option<String>,
+    /// Resolved at load: the parsed keys, newest first as written.
+    #[serde(skip)]
+    pub keys: Vec<SigningKey>,
+}
+
+fn default_tolerance() -> u64 {
+    300
+}
+
+impl SourceConfig {
+    pub fn signature_scheme(&self) -> Scheme {
+        match self.scheme {
+            SchemeName::StandardWebhooks => Scheme::StandardWebhooks {
+                tolerance_secs: self.tolerance_secs,
+            },
+            SchemeName::BodyHmac => Scheme::BodyHmac {
+                header: self
+                    .signature_header
+                    .clone()
+                    .unwrap_or_else(|| "x-hub-signature-256".into())
+                    .to_ascii_lowercase(),
+                prefix: self
+                    .signature_prefix
+                    .clone()
+                    .unwrap_or_else(|| "sha256=".into()),
+                id_header: self.event_id_header.clone(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidationConfig {
+    /// RFC 2606 / 6761 names such as example.com or *.test.
+    pub reserved_domains: GatePolicy,
+    pub disposable_domains: GatePolicy,
+    /// Obvious junk such as test@test.com.
+    pub junk_addresses: GatePolicy,
+    pub disposable_domain_list: Vec<String>,
+    pub junk_address_list: Vec<String>,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        ValidationConfig {
+            reserved_domains: GatePolicy::Flag,
+            disposable_domains: GatePolicy::Refuse,
+            junk_addresses: GatePolicy::Refuse,
+            disposable_domain_list: [
+                "mailinator.com",
+                "guerrillamail.com",
+                "10minutemail.com",
+                "yopmail.com",
+                "trashmail.com",
+                "tempmail.com",
+            ]
+            .map(String::from)
+            .to_vec(),
+            junk_address_list: ["test@test.com", "asdf@asdf.com", "foo@bar.com"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrichmentConfig {
+    pub free_mail_domains: Vec<String>,
+    pub companies: Vec<Spanned<CompanyRecord>>,
+}
+
+impl Default for EnrichmentConfig {
+    fn default() -> Self {
+        EnrichmentConfig {
+            free_mail_domains: [
+                "gmail.com",
+                "googlemail.com",
+                "yahoo.com",
+                "hotmail.com",
+                "outlook.com",
+                "live.com",
+                "icloud.com",
+                "aol.com",
+                "proton.me",
+                "protonmail.com",
+                "gmx.com",
+                "gmx.de",
+                "web.de",
+                "mail.com",
+                "yandex.ru",
+                "qq.com",
+            ]
+            .map(String::from)
+            .to_vec(),
+            companies: Vec::new(),
+        }
+    }
+}
+
+/// One row of the firmographics table RevOps keeps (a CRM export).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompanyRecord {
+    pub domain: String,
+    pub name: String,
+    #[serde(default)]
+    pub employees: Option<u32>,
+    #[serde(default)]
+    pub industry: Option<String>,
+    #[serde(default)]
+    pub country: Option<String>,
+    #[serde(default)]
+    pub account_owner: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QualificationConfig {
+    pub tiers: Vec<TierConfig>,
+    /// The tier each event kind starts from.
+    pub event_tiers: BTreeMap<EventKind, u8>,
+    /// Pages (globs over `metadata.source_url`) that make a full capture a tier-1 hand-raiser.
+    pub hand_raiser_pages: Vec<String>,
+}
+
+impl Default for QualificationConfig {
+    fn default() -> Self {
+        QualificationConfig {
+            tiers: vec![
+                TierConfig {
+                    tier: 1,
+                    label: "hand-raiser".into(),
+                    sla_minutes: 5,
+                },
+                TierConfig {
+                    tier: 2,
+                    label: "high intent".into(),
+                    sla_minutes: 15,
+                },
+                TierConfig {
+                    tier: 3,
+                    label: "nurture".into(),
+                    sla_minutes: 24 * 60,
+                },
+            ],
+            event_tiers: BTreeMap::from([
+                (EventKind::LeadCaptureFallback, 1),
+                (EventKind::LeadCapture, 2),
+                (EventKind::LeadCapturePartial, 3),
+            ]),
+            hand_raiser_pages: vec!["/pricing*".into(), "/demo*".into(), "/trial*".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    pub tier: u8,
+    pub label: String,
+    pub sla_minutes: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepConfig {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub slack_webhook_url: Option<SecretString>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub id: String,
+    pub name: String,
+    /// The rep alerted when a lead lands in this queue.
+    #[serde(default)]
+    pub manager: Option<Spanned<String>>,
+    #[serde(default)]
+    pub slack_webhook_url: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub name: String,
+    #[serde(default)]
+    pub when: Conditions,
+    pub assign: Spanned<AssignConfig>,
+}
+
+/// All conditions present must hold; an empty set always matches.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conditions {
+    /// The company has an account owner in the firmographics table.
+    #[serde(default)]
+    pub named_account: Option<bool>,
+    /// ISO country codes.
+    #[serde(default)]
+    pub countries: Option<Vec<String>>,
+    #[serde(default)]
+    pub min_employees: Option<u32>,
+    #[serde(default)]
+    pub max_employees: Option<u32>,
+    #[serde(default)]
+    pub tiers: Option<Vec<u8>>,
+    #[serde(default)]
+    pub events: Option<Vec<EventKind>>,
+    #[serde(default)]
+    pub free_mail: Option<bool>,
+}
+
+/// Exactly one of the three.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignConfig {
+    #[serde(default)]
+    pub rep: Option<String>,
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// The company's existing account owner.
+    #[serde(default)]
+    pub account_owner: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Where a lead goes when no rule matches: it never waits unowned.
+    pub fallback_queue: Spanned<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Print every alert on the terminal that runs `leadrelay serve`.
+    pub terminal: bool,
+    /// Per-request timeout for outbound channels.
+    pub http_timeout_ms: u64,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            terminal: true,
+            http_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string(), &|name| {
+            std::env::var(name).ok()
+        })
+    }
+
+    /// Parses and validates configuration text; `env` resolves `secrets_env` names.
+    pub fn parse(
+        text: &str,
+        path: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|error| ConfigError::Syntax {
+            path: path.to_owned(),
+            line: error
+                .span()
+                .map(|span| line_of(text, span.start))
+                .unwrap_or(1),
+            message: error.message().trim().to_owned(),
+        })?;
+        Validator { text, path }.check(&mut config, env)?;
+        Ok(config)
+    }
+
+    pub fn source(&self, id: &str) -> Option<&SourceConfig> {
+        self.sources
+            .iter()
+            .map(Spanned::get_ref)
+            .find(|source| source.id == id)
+    }
+
+    pub fn rep(&self, id: &str) -> Option<&RepConfig> {
+        self.reps
+            .iter()
+            .map(Spanned::get_ref)
+            .find(|rep| rep.id == id)
+    }
+
+    pub fn queue(&self, id: &str) -> Option<&QueueConfig> {
+        self.queues
+            .iter()
+            .map(Spanned::get_ref)
+            .find(|queue| queue.id == id)
+    }
+
+    pub fn tier(&self, tier: u8) -> Option<&TierConfig> {
+        self.qualification.tiers.iter().find(|t| t.tier == tier)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map(|before| before.matches('\n').count() + 1)
+        .unwrap_or(1)
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    path: &'a str,
+}
+
+impl Validator<'_> {
+    fn invalid(
+        &self,
+        span: std::ops::Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            line: line_of(self.text, span.start),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn check(
+        &self,
+        config: &mut Config,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        if config.sources.is_empty() {
+            return Err(self.invalid(0..0, "sources", "at least one [[sources]] is required"));
+        }
+        let mut seen = HashSet::new();
+        for (index, source) in config.sources.iter_mut().enumerate() {
+            let span = source.span();
+            let key = format!("sources[{index}]");
+            let source = source.get_mut();
+            if !seen.insert(source.id.clone()) {
+                return Err(self.invalid(span, key, format!("duplicate source id {:?}", source.id)));
+            }
+            if source.id.is_empty() || !source.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(self.invalid(span, key, "id must be letters, digits, - or _ (it is part of the webhook URL)"));
+            }
+            let mut secrets: Vec<String> = source
+                .secrets
+                .iter()
+                .map(|s| s.expose_secret().to_owned())
+                .collect();
+            if let Some(name) = &source.secrets_env {
+                let value = env(name).ok_or_else(|| {
+                    self.invalid(
+                        span.clone(),
+                        format!("{key}.secrets_env"),
+                        format!("environment variable {name} is not set"),
+                    )
+                })?;
+                secrets.extend(
+                    value
+                        .split([',', ' ', '\n'])
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned),
+                );
+            }
+            if secrets.is_empty() {
+                return Err(self.invalid(span, format!("{key}.secrets"), "no secret configured: set secrets or secrets_env"));
+            }
+            let mut keys = Vec::with_capacity(secrets.len());
+            for (n, secret) in secrets.iter().enumerate() {
+                let parsed = match source.scheme {
+                    SchemeName::StandardWebhooks => SigningKey::standard(secret),
+                    SchemeName::BodyHmac => SigningKey::plain(secret),
+                };
+                // The error names the position of the secret, never its value.
+                keys.push(parsed.map_err(|e| {
+                    self.invalid(span.clone(), format!("{key}.secrets[{n}]"), e.to_string())
+                })?);
+            }
+            source.keys = keys;
+        }
+
+        let mut rep_ids = HashSet::new();
+        for (index, rep) in config.reps.iter().enumerate() {
+            if !rep_ids.insert(rep.get_ref().id.clone()) {
+                return Err(self.invalid(rep.span(), format!("reps[{index}]"), format!("duplicate rep id {:?}", rep.get_ref().id)));
+            }
+            check_url(rep.get_ref().slack_webhook_url.as_ref())
+                .map_err(|m| self.invalid(rep.span(), format!("reps[{index}].slack_webhook_url"), m))?;
+        }
+        let mut queue_ids = HashSet::new();
+        for (index, queue) in config.queues.iter().enumerate() {
+            let q = queue.get_ref();
+            if !queue_ids.insert(q.id.clone()) {
+                return Err(self.invalid(queue.span(), format!("queues[{index}]"), format!("duplicate queue id {:?}", q.id)));
+            }
+            if let Some(manager) = &q.manager {
+                if !rep_ids.contains(manager.get_ref()) {
+                    return Err(self.invalid(manager.span(), format!("queues[{index}].manager"), format!("unknown rep {:?}", manager.get_ref())));
+                }
+            }
+            check_url(q.slack_webhook_url.as_ref())
+                .map_err(|m| self.invalid(queue.span(), format!("queues[{index}].slack_webhook_url"), m))?;
+        }
+        let fallback = &config.routing.fallback_queue;
+        if !queue_ids.contains(fallback.get_ref()) {
+            return Err(self.invalid(fallback.span(), "routing.fallback_queue", format!("unknown queue {:?}", fallback.get_ref())));
+        }
+        for (index, company) in config.enrichment.companies.iter().enumerate() {
+            if let Some(owner) = &company.get_ref().account_owner {
+                if !rep_ids.contains(owner) {
+                    return Err(self.invalid(company.span(), format!("enrichment.companies[{index}].account_owner"), format!("unknown rep {owner:?}")));
+                }
+            }
+        }
+
+        let tiers: HashSet<u8> = config.qualification.tiers.iter().map(|t| t.tier).collect();
+        if tiers.is_empty() {
+            return Err(self.invalid(0..0, "qualification.tiers", "at least one tier is required"));
+        }
+        for tier in &config.qualification.tiers {
+            if tier.sla_minutes == 0 {
+                return Err(self.invalid(0..0, format!("qualification.tiers[tier={}].sla_minutes", tier.tier), "must be above 0"));
+            }
+        }
+        for (event, tier) in &config.qualification.event_tiers {
+            if !tiers.contains(tier) {
+                return Err(self.invalid(0..0, format!("qualification.event_tiers.{event}"), format!("tier {tier} is not defined")));
+            }
+        }
+        for pattern in &config.qualification.hand_raiser_pages {
+            glob::Pattern::new(pattern).map_err(|e| {
+                self.invalid(0..0, "qualification.hand_raiser_pages", format!("{pattern:?}: {e}"))
+            })?;
+        }
+
+        for (index, rule) in config.rules.iter().enumerate() {
+            let key = format!("rules[{index}] ({:?})", rule.get_ref().name);
+            let assign = &rule.get_ref().assign;
+            let a = assign.get_ref();
+            let chosen = [a.rep.is_some(), a.queue.is_some(), a.account_owner == Some(true)]
+                .into_iter()
+                .filter(|set| *set)
+                .count();
+            if chosen != 1 {
+                return Err(self.invalid(assign.span(), format!("{key}.assign"), "set exactly one of rep, queue or account_owner = true"));
+            }
+            if let Some(rep) = &a.rep {
+                if !rep_ids.contains(rep) {
+                    return Err(self.invalid(assign.span(), format!("{key}.assign.rep"), format!("unknown rep {rep:?}")));
+                }
+            }
+            if let Some(queue) = &a.queue {
+                if !queue_ids.contains(queue) {
+                    return Err(self.invalid(assign.span(), format!("{key}.assign.queue"), format!("unknown queue {queue:?}")));
+                }
+            }
+            if let Some(rule_tiers) = &rule.get_ref().when.tiers {
+                if let Some(unknown) = rule_tiers.iter().find(|t| !tiers.contains(t)) {
+                    return Err(self.invalid(rule.span(), format!("{key}.when.tiers"), format!("tier {unknown} is not defined")));
+                }
+            }
+        }
+        if config.pipeline.max_receives == 0 || config.pipeline.batch_size == 0 {
+            return Err(self.invalid(0..0, "pipeline", "max_receives and batch_size must be above 0"));
+        }
+        Ok(())
+    }
+}
+
+fn check_url(url: Option<&SecretString>) -> Result<(), String> {
+    match url {
+        None => Ok(()),
+        Some(url) => {
+            let url = url.expose_secret();
+            if url.starts_with("https://") || url.starts_with("http://") {
+                Ok(())
+            } else {
+                Err("must be an http(s) URL".into())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[[sources]]
+id = "website"
+scheme = "standard_webhooks"
+secrets = ["whsec_bGVhZHJlbGF5LXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk="]
+
+[[reps]]
+id = "alice"
+name = "Alice"
+
+[[queues]]
+id = "inbox"
+name = "Sales inbox"
+manager = "alice"
+
+[[rules]]
+name = "UK"
+when.countries = ["GB"]
+assign.rep = "alice"
+
+[routing]
+fallback_queue = "inbox"
+"#;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "leadrelay.toml", &no_env)
+    }
+
+    #[test]
+    fn a_minimal_config_loads_with_defaults() {
+        let config = parse(MINIMAL).expect("valid");
+        assert_eq!(config.source("website").map(|s| s.keys.len()), Some(1));
+        assert_eq!(config.pipeline.max_receives, 5);
+        assert_eq!(config.tier(1).map(|t| t.sla_minutes), Some(5));
+    }
+
+    #[test]
+    fn an_unknown_rep_in_a_rule_names_the_line_and_key() {
+        let text = MINIMAL.replace("assign.rep = \"alice\"", "assign.rep = \"bob\"");
+        let error = parse(&text).expect_err("unknown rep").to_string();
+        assert!(error.starts_with("leadrelay.toml:19:"), "{error}");
+        assert!(error.contains("rules[0] (\"UK\").assign.rep: unknown rep \"bob\""), "{error}");
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_line() {
+        let text = MINIMAL.replace("name = \"Alice\"", "name = Alice");
+        let error = parse(&text).expect_err("bad toml").to_string();
+        assert!(error.starts_with("leadrelay.toml:9:"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused() {
+        let text = MINIMAL.replace("name = \"Alice\"", "name = \"Alice\"\nslack = \"x\"");
+        let error = parse(&text).expect_err("unknown key").to_string();
+        assert!(error.contains("unknown field `slack`"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_secret_is_named_by_position_not_value() {
+        let text = MINIMAL.replace(
+            "whsec_bGVhZHJlbGF5LXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=",
+            "not-a-secret-value",
+        );
+        let error = parse(&text).expect_err("bad secret").to_string();
+        assert!(error.contains("sources[0].secrets[0]"), "{error}");
+        assert!(!error.contains("not-a-secret-value"), "{error}");
+    }
+
+    #[test]
+    fn secrets_can_come_from_the_environment() {
+        let text = MINIMAL.replace(
+            "secrets = [\"whsec_bGVhZHJlbGF5LXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=\"]",
+            "secrets_env = \"WEBSITE_SECRETS\"",
+        );
+        let env = |name: &str| {
+            (name == "WEBSITE_SECRETS").then(|| {
+                "whsec_bGVhZHJlbGF5LXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=,whsec_b3RoZXI=".to_owned()
+            })
+        };
+        let config = Config::parse(&text, "x.toml", &env).expect("valid");
+        assert_eq!(config.source("website").map(|s| s.keys.len()), Some(2));
+        let error = Config::parse(&text, "x.toml", &no_env).expect_err("unset");
+        assert!(error.to_string().contains("WEBSITE_SECRETS is not set"));
+    }
+
+    #[test]
+    fn the_fallback_queue_must_exist() {
+        let text = MINIMAL.replace("fallback_queue = \"inbox\"", "fallback_queue = \"nowhere\"");
+        let error = parse(&text).expect_err("unknown queue").to_string();
+        assert!(error.contains("routing.fallback_queue: unknown queue \"nowhere\""), "{error}");
+    }
+
+    #[test]
+    fn the_shipped_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/leadrelay.toml");
+        let text = std::fs::read_to_string(&path).expect("config/leadrelay.toml exists");
+        parse(&text).expect("the example config validates");
+    }
+}

@@ -1,0 +1,139 @@
+//! The HTTP API: one axum `Router`, served by the embedded server and (on AWS) by the ingest
+//! Lambda, so the two can never answer differently.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::body::to_bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tracing::{error, warn};
+
+use crate::model::Lead;
+use crate::stages::{IngestError, Pipeline};
+
+/// Webhook bodies above this size are refused with 413.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Shared by the handlers: the pipeline, and whether the stage workers are running.
+#[derive(Clone)]
+pub struct Api {
+    pub pipeline: Arc<Pipeline>,
+    pub ready: Arc<AtomicBool>,
+}
+
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/webhooks/{source}", post(receive_webhook))
+        .route("/leads/{id}", get(lead_status))
+        .route("/healthz", get(health))
+        .with_state(api)
+}
+
+fn error(status: StatusCode, message: &str, field: Option<&str>) -> Response {
+    let body = match field {
+        Some(field) => json!({"error": message, "field": field}),
+        None => json!({"error": message}),
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn receive_webhook(
+    State(api): State<Api>,
+    Path(source): Path<String>,
+    request: Request,
+) -> Response {
+    // Unknown senders are answered before their body is read.
+    if api.pipeline.config.source(&source).is_none() {
+        return error(StatusCode::NOT_FOUND, "unknown source", None);
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "body over 256 KiB", None);
+    }
+    let (parts, body) = request.into_parts();
+    let body = match to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body over 256 KiB", None),
+    };
+    match api.pipeline.ingest(&source, &parts.headers, &body).await {
+        Ok(accepted) if accepted.duplicate => (
+            StatusCode::OK,
+            Json(json!({"lead_id": accepted.lead_id, "status": "duplicate"})),
+        )
+            .into_response(),
+        Ok(accepted) => (
+            StatusCode::ACCEPTED,
+            Json(json!({"lead_id": accepted.lead_id, "status": "accepted"})),
+        )
+            .into_response(),
+        Err(IngestError::UnknownSource(_)) => error(StatusCode::NOT_FOUND, "unknown source", None),
+        Err(IngestError::Unauthorized(reason)) => {
+            // Which check failed goes to the log only.
+            warn!(source = %source, reason = %reason, "webhook signature refused");
+            error(StatusCode::UNAUTHORIZED, "invalid signature", None)
+        }
+        Err(IngestError::Invalid(rejection)) => error(
+            StatusCode::BAD_REQUEST,
+            &rejection.error,
+            rejection.field.as_deref(),
+        ),
+        Err(failure @ (IngestError::Store(_) | IngestError::Queue(_))) => {
+            error!(source = %source, error = %failure, "could not store the webhook");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily unavailable, retry later",
+                None,
+            )
+        }
+    }
+}
+
+/// The lead's state, owner, tier and every timestamp; no prospect data.
+pub fn lead_summary(lead: &Lead) -> serde_json::Value {
+    json!({
+        "lead_id": lead.id,
+        "state": lead.state,
+        "source": lead.source,
+        "event": lead.event(),
+        "incomplete": lead.incomplete,
+        "flags": lead.flags.iter().map(|f| &f.code).collect::<Vec<_>>(),
+        "tier": lead.qualification.as_ref().map(|q| q.tier),
+        "score": lead.qualification.as_ref().map(|q| q.score),
+        "sla_minutes": lead.qualification.as_ref().map(|q| q.sla_minutes),
+        "owner": lead.assignment.as_ref().map(|a| &a.owner),
+        "owner_name": lead.assignment.as_ref().map(|a| &a.owner_name),
+        "rule": lead.assignment.as_ref().map(|a| &a.rule),
+        "timeline": lead.timeline,
+        "last_failure": lead.last_failure,
+        "trace_id": lead.trace_id,
+    })
+}
+
+async fn lead_status(State(api): State<Api>, Path(id): Path<String>) -> Response {
+    match api.pipeline.store.get_lead(&id).await {
+        Ok(Some(lead)) => Json(lead_summary(&lead)).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such lead", None),
+        Err(e) => {
+            error!(lead_id = %id, error = %e, "could not read lead");
+            error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable", None)
+        }
+    }
+}
+
+async fn health(State(api): State<Api>) -> Response {
+    if api.ready.load(Ordering::Acquire) {
+        Json(json!({"status": "ok"})).into_response()
+    } else {
+        error(StatusCode::SERVICE_UNAVAILABLE, "stages not running", None)
+    }
+}
+

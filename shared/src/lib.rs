@@ -1,0 +1,15 @@
+//! leadrelay's common crate: the lead model, webhook verification, validation gates, the pure
+//! decisions (enrichment, qualification, routing), alert rendering, the ports and the stage
+//! code that runs on them. Entry points (the `leadrelay` binary, the Lambda functions) only
+//! wire adapters to [`stages::Pipeline`].
+
+pub mod config;
+pub mod http;
+pub mod model;
+pub mod notifiers;
+pub mod ports;
+pub mod render;
+pub mod rulebook;
+pub mod signature;
+pub mod stages;
+pub mod validate;

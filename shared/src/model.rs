@@ -1,0 +1,389 @@
+//! The lead and everything that travels with it.
+//!
+//! A lead is written once at capture and then advanced by each stage; queue messages carry only
+//! an [`Envelope`] naming the lead, so a retried or replayed message always acts on the lead's
+//! current state.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// The chatbot's capture event, as posted to `POST /webhooks/{source}`.
+///
+/// Required fields are `Option` here on purpose: the validation gates name a missing field in a
+/// clear 400 instead of serde's generic "missing field" message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaptureEvent {
+    pub event: Option<EventKind>,
+    pub timestamp: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visitor_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured_email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_query: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_transcript_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transcript: Vec<Turn>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub form_fields: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+
+/// What the chatbot says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A full capture: the visitor finished the conversation and left their details.
+    LeadCapture,
+    /// The bot could not answer a (usually high-value) question and captured the visitor instead.
+    LeadCaptureFallback,
+    /// Contact details given, conversation abandoned: kept and flagged incomplete, never dropped.
+    LeadCapturePartial,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::LeadCapture => "lead_capture",
+            EventKind::LeadCaptureFallback => "lead_capture_fallback",
+            EventKind::LeadCapturePartial => "lead_capture_partial",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One turn of the chatbot conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    pub role: String,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Timestamp>,
+}
+
+/// Where and how the visitor reached the bot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// Anything else the chatbot sends (pages visited, UTM tags, ...), kept as given.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// Where a lead is in the pipeline. The order is the pipeline's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeadState {
+    Captured,
+    Enriched,
+    Routed,
+    Notified,
+}
+
+impl LeadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeadState::Captured => "captured",
+            LeadState::Enriched => "enriched",
+            LeadState::Routed => "routed",
+            LeadState::Notified => "notified",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            LeadState::Captured,
+            LeadState::Enriched,
+            LeadState::Routed,
+            LeadState::Notified,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == text)
+    }
+}
+
+impl fmt::Display for LeadState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something a validation gate noticed but was configured to let through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flag {
+    pub code: String,
+    pub detail: String,
+}
+
+/// What enrichment learned about the lead's company.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Enrichment {
+    /// The e-mail domain, lower-cased.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub employees: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub industry: Option<String>,
+    /// ISO 3166-1 alpha-2, upper case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// The rep who already owns this account, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_owner: Option<String>,
+    pub free_mail: bool,
+    /// Which provider answered (`domain_table`, ...), or why nothing did.
+    pub sources: Vec<String>,
+    /// Fields routing would have liked but nobody could fill.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+}
+
+/// How hot the lead is and how fast a human must act.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Qualification {
+    pub tier: u8,
+    pub score: i32,
+    /// Minutes from capture until a human must have claimed the lead.
+    pub sla_minutes: u32,
+    /// Which signal gave how many points, for the alert and for explanations.
+    pub breakdown: Vec<ScoreItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScoreItem {
+    pub signal: String,
+    pub points: i32,
+}
+
+/// Who owns a lead: a named rep, or a team queue.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Owner {
+    Rep(String),
+    Queue(String),
+}
+
+impl Owner {
+    pub fn id(&self) -> &str {
+        match self {
+            Owner::Rep(id) | Owner::Queue(id) => id,
+        }
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Owner::Rep(id) => write!(f, "rep {id}"),
+            Owner::Queue(id) => write!(f, "queue {id}"),
+        }
+    }
+}
+
+/// The routing decision, with the reason that a person can read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub owner: Owner,
+    /// Display name of the owner at routing time.
+    pub owner_name: String,
+    /// The rule that matched, or `fallback`.
+    pub rule: String,
+    pub reason: String,
+}
+
+/// Every timestamp the pipeline records.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timeline {
+    pub captured_at: Option<Timestamp>,
+    pub enriched_at: Option<Timestamp>,
+    pub routed_at: Option<Timestamp>,
+    pub notified_at: Option<Timestamp>,
+    pub sla_due_at: Option<Timestamp>,
+}
+
+/// The last failure a stage hit on this lead, kept so the DLQ can be read with its cause.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageFailure {
+    pub stage: Stage,
+    pub error: String,
+    pub at: Timestamp,
+}
+
+/// A lead as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lead {
+    pub id: String,
+    /// The configured sender that posted it.
+    pub source: String,
+    /// The sender's event id (`webhook-id`); with `source` it is the dedupe key.
+    pub event_id: String,
+    /// Carried through every stage and log line.
+    pub trace_id: String,
+    pub state: LeadState,
+    pub capture: CaptureEvent,
+    /// Set for `lead_capture_partial`: contact details without a finished conversation.
+    pub incomplete: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<Flag>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrichment: Option<Enrichment>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualification: Option<Qualification>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment: Option<Assignment>,
+    pub timeline: Timeline,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<StageFailure>,
+}
+
+impl Lead {
+    /// The event kind; validation guarantees it is present on every stored lead.
+    pub fn event(&self) -> EventKind {
+        self.capture.event.unwrap_or(EventKind::LeadCapture)
+    }
+
+    pub fn email(&self) -> &str {
+        self.capture.captured_email.as_deref().unwrap_or("")
+    }
+}
+
+/// A pipeline stage that consumes a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Enrich,
+    Route,
+    Notify,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 3] = [Stage::Enrich, Stage::Route, Stage::Notify];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Enrich => "enrich",
+            Stage::Route => "route",
+            Stage::Notify => "notify",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Stage::ALL.into_iter().find(|stage| stage.as_str() == text)
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The message that travels between stages: small, versioned, never the lead itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub v: u8,
+    pub lead_id: String,
+    pub stage: Stage,
+    pub trace_id: String,
+}
+
+impl Envelope {
+    pub const VERSION: u8 = 1;
+
+    pub fn new(lead_id: &str, stage: Stage, trace_id: &str) -> Self {
+        Envelope {
+            v: Self::VERSION,
+            lead_id: lead_id.to_owned(),
+            stage,
+            trace_id: trace_id.to_owned(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serialising a struct of strings cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn from_json(body: &str) -> Result<Self, EnvelopeError> {
+        let envelope: Envelope =
+            serde_json::from_str(body).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        if envelope.v != Self::VERSION {
+            return Err(EnvelopeError::UnsupportedVersion(envelope.v));
+        }
+        Ok(envelope)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EnvelopeError {
+    #[error("malformed envelope: {0}")]
+    Malformed(String),
+    #[error("unsupported envelope version {0}")]
+    UnsupportedVersion(u8),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_round_trips_and_rejects_other_versions() {
+        let envelope = Envelope::new("lead-1", Stage::Route, "trace-1");
+        assert_eq!(Envelope::from_json(&envelope.to_json()), Ok(envelope));
+        let future = r#"{"v":2,"lead_id":"x","stage":"route","trace_id":"t"}"#;
+        assert_eq!(
+            Envelope::from_json(future),
+            Err(EnvelopeError::UnsupportedVersion(2))
+        );
+        assert!(matches!(
+            Envelope::from_json("{}"),
+            Err(EnvelopeError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn sample_payload_from_the_contract_parses() {
+        let body = r#"{"event": "lead_capture_fallback", "timestamp": "2023-10-27T10:00:00Z",
+            "visitor_id": "anon-f8a9b2c1", "conversation_id": "conv-12345",
+            "captured_email": "potential.lead@example.com",
+            "trigger_query": "Does your API support batch processing for over 1 million records?",
+            "conversation_transcript_url": "https://api.chatbot.example/transcripts/conv-12345",
+            "metadata": {"source_url": "/pricing/enterprise", "ip_address": "203.0.113.1",
+                         "user_agent": "Mozilla/5.0 ...", "pages_visited": 4}}"#;
+        let event: CaptureEvent = serde_json::from_str(body).expect("parses");
+        assert_eq!(event.event, Some(EventKind::LeadCaptureFallback));
+        assert_eq!(
+            event.metadata.source_url.as_deref(),
+            Some("/pricing/enterprise")
+        );
+        assert_eq!(event.metadata.extra["pages_visited"], 4);
+    }
+}

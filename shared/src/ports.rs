@@ -1,0 +1,179 @@
+//! The ports the stage code talks to. Adapters implement them for the embedded SQLite store and
+//! (later) for DynamoDB and SQS; the stage code never knows which one it has.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+use crate::model::{Envelope, Lead, LeadState, Stage, StageFailure};
+use crate::render::Alert;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write lost: the lead was not in the state the writer expected.
+    #[error("lead {lead_id} is {actual}, expected {expected}")]
+    Conflict {
+        lead_id: String,
+        expected: LeadState,
+        actual: LeadState,
+    },
+    #[error("lead {0} not found")]
+    NotFound(String),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What `create_lead` found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    /// The lead was written.
+    New,
+    /// A lead with the same source and event id already exists; nothing was written.
+    Duplicate(Box<Lead>),
+}
+
+/// What `begin_delivery` found for one lead and channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStart {
+    /// Nobody has delivered, or an earlier attempt's lease ran out: go ahead.
+    Proceed,
+    /// Already delivered: never send again.
+    AlreadyDelivered,
+    /// Another attempt holds the lease until then.
+    InFlight { until: Timestamp },
+}
+
+/// Lead state and SLA timestamps, idempotency records and counters.
+#[async_trait]
+pub trait LeadStore: Send + Sync {
+    /// Writes a new lead unless one exists for its `(source, event_id)`.
+    async fn create_lead(&self, lead: &Lead) -> Result<Created, StoreError>;
+
+    async fn get_lead(&self, id: &str) -> Result<Option<Lead>, StoreError>;
+
+    /// Replaces the stored lead with `lead` only if it is still in state `from`, and adds one
+    /// to each named counter in the same atomic write.
+    async fn advance_lead(
+        &self,
+        lead: &Lead,
+        from: LeadState,
+        increment: &[String],
+    ) -> Result<(), StoreError>;
+
+    /// Records the latest stage failure on the lead, whatever its state.
+    async fn record_failure(&self, lead_id: &str, failure: &StageFailure)
+        -> Result<(), StoreError>;
+
+    /// Takes a lease on delivering `channel` for a lead, unless it was delivered already.
+    async fn begin_delivery(
+        &self,
+        lead_id: &str,
+        channel: &str,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<DeliveryStart, StoreError>;
+
+    /// Marks a channel delivered; later `begin_delivery` calls answer `AlreadyDelivered`.
+    async fn finish_delivery(
+        &self,
+        lead_id: &str,
+        channel: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    async fn counter(&self, name: &str) -> Result<i64, StoreError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue unavailable: {0}")]
+    Unavailable(String),
+    #[error("receipt {0} is not valid (the message was received again or deleted)")]
+    StaleReceipt(String),
+}
+
+/// A message taken from a queue and hidden from other consumers until its visibility ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub message_id: String,
+    /// Needed to delete the message or change its visibility.
+    pub receipt: String,
+    pub body: String,
+    /// How many times it has been received, this time included.
+    pub receive_count: u32,
+}
+
+/// One queue per stage, each with a dead-letter queue, with SQS's semantics.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    async fn send(&self, stage: Stage, envelope: &Envelope) -> Result<(), QueueError>;
+
+    /// Up to `max` visible messages. A message received more than the configured maximum
+    /// number of times is moved to the stage's dead-letter queue instead of being returned.
+    async fn receive(&self, stage: Stage, max: u32) -> Result<Vec<Received>, QueueError>;
+
+    /// Called only after the stage succeeded.
+    async fn delete(&self, stage: Stage, receipt: &str) -> Result<(), QueueError>;
+
+    /// Makes a failed message visible again after `delay`, noting why it failed.
+    async fn retry_later(
+        &self,
+        stage: Stage,
+        receipt: &str,
+        delay: Duration,
+        error: &str,
+    ) -> Result<(), QueueError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("{channel} answered {status}: {detail}")]
+    Rejected {
+        channel: String,
+        status: u16,
+        detail: String,
+    },
+    #[error("{channel} unreachable: {detail}")]
+    Unreachable { channel: String, detail: String },
+}
+
+/// Where one alert goes.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    /// The terminal running the embedded server.
+    Terminal,
+    /// A Slack incoming webhook; the URL is a secret.
+    SlackWebhook { url: secrecy::SecretString },
+}
+
+impl Destination {
+    /// The channel's name in delivery receipts and logs (never the URL).
+    pub fn channel(&self) -> &'static str {
+        match self {
+            Destination::Terminal => "terminal",
+            Destination::SlackWebhook { .. } => "slack",
+        }
+    }
+}
+
+/// Delivers an alert to one destination.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    async fn deliver(&self, destination: &Destination, alert: &Alert) -> Result<(), NotifyError>;
+}
+
+/// Wall-clock time, a port so that tests can hold it still.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}

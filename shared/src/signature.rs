@@ -1,0 +1,493 @@
+//! Webhook signatures: the Standard Webhooks scheme and a plain body HMAC-SHA256.
+//!
+//! Both verify over the raw body bytes, try every active secret (rotation) against every
+//! signature the sender offers, and compare in constant time through `Mac::verify_slice`.
+//! Why a check failed is returned for the log, never for the HTTP answer.
+
+use axum::http::HeaderMap;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use jiff::Timestamp;
+use secrecy::{ExposeSecret, SecretSlice};
+use sha2::{Digest, Sha256};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Standard Webhooks header names.
+pub const HEADER_ID: &str = "webhook-id";
+pub const HEADER_TIMESTAMP: &str = "webhook-timestamp";
+pub const HEADER_SIGNATURE: &str = "webhook-signature";
+
+/// How a source signs its webhooks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scheme {
+    /// `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>` over `id.timestamp.body`.
+    StandardWebhooks { tolerance_secs: u64 },
+    /// One header holding `<prefix><hex HMAC-SHA256 of the body>`, e.g. `X-Hub-Signature-256: sha256=...`.
+    /// The event id comes from `id_header` when the sender has one, else from the body's hash.
+    BodyHmac {
+        header: String,
+        prefix: String,
+        id_header: Option<String>,
+    },
+}
+
+/// An HMAC key; its bytes never reach a log or an error.
+#[derive(Clone)]
+pub struct SigningKey(SecretSlice<u8>);
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(<redacted>)")
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("a Standard Webhooks secret must be written whsec_<base64>")]
+    MissingPrefix,
+    #[error("the part after whsec_ is not valid base64")]
+    BadBase64,
+    #[error("the secret is empty")]
+    Empty,
+}
+
+impl SigningKey {
+    /// A Standard Webhooks secret: `whsec_` followed by the base64 of the key.
+    pub fn standard(secret: &str) -> Result<Self, KeyError> {
+        let encoded = secret
+            .trim()
+            .strip_prefix("whsec_")
+            .ok_or(KeyError::MissingPrefix)?;
+        let key = BASE64.decode(encoded).map_err(|_| KeyError::BadBase64)?;
+        if key.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        Ok(SigningKey(key.into()))
+    }
+
+    /// A plain shared secret, used as the HMAC key byte for byte (GitHub-style).
+    pub fn plain(secret: &str) -> Result<Self, KeyError> {
+        if secret.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        Ok(SigningKey(secret.as_bytes().to_vec().into()))
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        // HMAC accepts keys of any length, so this cannot fail.
+        HmacSha256::new_from_slice(self.0.expose_secret()).expect("HMAC takes any key length")
+    }
+}
+
+/// Why a signature was refused. Logged; never sent to the caller.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SignatureError {
+    #[error("missing header {0}")]
+    MissingHeader(&'static str),
+    #[error("header {0} is not valid")]
+    MalformedHeader(&'static str),
+    #[error("timestamp outside the {tolerance_secs}s tolerance ({skew_secs}s off)")]
+    Stale { skew_secs: i64, tolerance_secs: u64 },
+    #[error("no signature matched any active secret")]
+    NoMatch,
+}
+
+/// A request whose signature checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The sender's event id, the dedupe key for this source.
+    pub event_id: String,
+}
+
+/// Checks `body` against `headers` for a source with these `keys`.
+pub fn verify(
+    scheme: &Scheme,
+    keys: &[SigningKey],
+    headers: &HeaderMap,
+    body: &[u8],
+    now: Timestamp,
+) -> Result<Verified, SignatureError> {
+    match scheme {
+        Scheme::StandardWebhooks { tolerance_secs } => {
+            verify_standard(*tolerance_secs, keys, headers, body, now)
+        }
+        Scheme::BodyHmac {
+            header,
+            prefix,
+            id_header,
+        } => verify_body_hmac(header, prefix, id_header.as_deref(), keys, headers, body),
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, SignatureError> {
+    headers
+        .get(name)
+        .ok_or(SignatureError::MissingHeader(name))?
+        .to_str()
+        .map_err(|_| SignatureError::MalformedHeader(name))
+}
+
+fn verify_standard(
+    tolerance_secs: u64,
+    keys: &[SigningKey],
+    headers: &HeaderMap,
+    body: &[u8],
+    now: Timestamp,
+) -> Result<Verified, SignatureError> {
+    let id = header(headers, HEADER_ID)?;
+    let timestamp = header(headers, HEADER_TIMESTAMP)?;
+    let signatures = header(headers, HEADER_SIGNATURE)?;
+    if id.is_empty() {
+        return Err(SignatureError::MalformedHeader(HEADER_ID));
+    }
+    let sent_at: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| SignatureError::MalformedHeader(HEADER_TIMESTAMP))?;
+    let skew_secs = now.as_second().saturating_sub(sent_at);
+    if skew_secs.unsigned_abs() > tolerance_secs {
+        return Err(SignatureError::Stale {
+            skew_secs,
+            tolerance_secs,
+        });
+    }
+
+    // The header is a space-separated list of `version,signature`; only v1 is HMAC-SHA256.
+    // Empty or undecodable entries (`v1,`) are skipped, so they can never match.
+    let candidates: Vec<Vec<u8>> = signatures
+        .split_whitespace()
+        .filter_map(|entry| entry.split_once(','))
+        .filter(|(version, _)| *version == "v1")
+        .filter_map(|(_, encoded)| BASE64.decode(encoded).ok())
+        .filter(|signature| !signature.is_empty())
+        .collect();
+
+    for key in keys {
+        let mut mac = key.mac();
+        mac.update(id.as_bytes());
+        mac.update(b".");
+        mac.update(timestamp.as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        for candidate in &candidates {
+            // verify_slice compares in constant time and refuses a tag of the wrong length.
+            if mac.clone().verify_slice(candidate).is_ok() {
+                return Ok(Verified {
+                    event_id: id.to_owned(),
+                });
+            }
+        }
+    }
+    Err(SignatureError::NoMatch)
+}
+
+fn verify_body_hmac(
+    header_name: &str,
+    prefix: &str,
+    id_header: Option<&str>,
+    keys: &[SigningKey],
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Verified, SignatureError> {
+    let value = headers
+        .get(header_name)
+        .ok_or(SignatureError::MissingHeader("signature"))?
+        .to_str()
+        .map_err(|_| SignatureError::MalformedHeader("signature"))?;
+    let encoded = value
+        .trim()
+        .strip_prefix(prefix)
+        .ok_or(SignatureError::MalformedHeader("signature"))?;
+    let candidate = hex::decode(encoded).map_err(|_| SignatureError::MalformedHeader("signature"))?;
+    if candidate.is_empty() {
+        return Err(SignatureError::MalformedHeader("signature"));
+    }
+    let matched = keys.iter().any(|key| {
+        let mut mac = key.mac();
+        mac.update(body);
+        mac.verify_slice(&candidate).is_ok()
+    });
+    if !matched {
+        return Err(SignatureError::NoMatch);
+    }
+    let event_id = id_header
+        .and_then(|name| headers.get(name))
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| !value.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(body))));
+    Ok(Verified { event_id })
+}
+
+/// Signs like a Standard Webhooks sender: returns the `webhook-signature` value.
+pub fn sign_standard(key: &SigningKey, id: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = key.mac();
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
+}
+
+/// Signs like a body-HMAC sender: returns `<prefix><hex>`.
+pub fn sign_body_hmac(key: &SigningKey, prefix: &str, body: &[u8]) -> String {
+    let mut mac = key.mac();
+    mac.update(body);
+    format!("{prefix}{}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    // "whsec_" + base64("leadrelay-test-secret-0123456789")
+    const SECRET: &str = "whsec_bGVhZHJlbGF5LXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=";
+    const OTHER: &str = "whsec_b3RoZXItc2VjcmV0LWZvci1yb3RhdGlvbg==";
+    const BODY: &[u8] = br#"{"event":"lead_capture"}"#;
+    const STANDARD: Scheme = Scheme::StandardWebhooks {
+        tolerance_secs: 300,
+    };
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_700_000_000).expect("valid")
+    }
+
+    fn headers(id: &str, ts: i64, signature: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_ID, HeaderValue::from_str(id).expect("ascii"));
+        headers.insert(HEADER_TIMESTAMP, HeaderValue::from(ts));
+        headers.insert(
+            HEADER_SIGNATURE,
+            HeaderValue::from_str(signature).expect("ascii"),
+        );
+        headers
+    }
+
+    fn key(secret: &str) -> SigningKey {
+        SigningKey::standard(secret).expect("valid secret")
+    }
+
+    #[test]
+    fn accepts_a_valid_signature_and_returns_the_event_id() {
+        let ts = now().as_second();
+        let signature = sign_standard(&key(SECRET), "msg_1", ts, BODY);
+        let verified = verify(
+            &STANDARD,
+            &[key(SECRET)],
+            &headers("msg_1", ts, &signature),
+            BODY,
+            now(),
+        );
+        assert_eq!(
+            verified,
+            Ok(Verified {
+                event_id: "msg_1".into()
+            })
+        );
+    }
+
+    #[test]
+    fn matches_the_standard_webhooks_reference_vector() {
+        // The example from the Standard Webhooks specification.
+        let key = key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let body = br#"{"test": 2432232314}"#;
+        assert_eq!(
+            sign_standard(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+
+    #[test]
+    fn refuses_a_forged_signature() {
+        let ts = now().as_second();
+        let forged = sign_standard(&key(OTHER), "msg_1", ts, BODY);
+        let result = verify(
+            &STANDARD,
+            &[key(SECRET)],
+            &headers("msg_1", ts, &forged),
+            BODY,
+            now(),
+        );
+        assert_eq!(result, Err(SignatureError::NoMatch));
+    }
+
+    #[test]
+    fn refuses_a_body_changed_after_signing() {
+        let ts = now().as_second();
+        let signature = sign_standard(&key(SECRET), "msg_1", ts, BODY);
+        let result = verify(
+            &STANDARD,
+            &[key(SECRET)],
+            &headers("msg_1", ts, &signature),
+            br#"{"event": "lead_capture"}"#,
+            now(),
+        );
+        assert_eq!(result, Err(SignatureError::NoMatch));
+    }
+
+    #[test]
+    fn refuses_empty_and_truncated_signatures() {
+        let ts = now().as_second();
+        let good = sign_standard(&key(SECRET), "msg_1", ts, BODY);
+        let truncated = &good[..good.len() - 8];
+        for signature in ["v1,", "v1", "", "v1,=", truncated, "v1,AAAA"] {
+            let result = verify(
+                &STANDARD,
+                &[key(SECRET)],
+                &headers("msg_1", ts, signature),
+                BODY,
+                now(),
+            );
+            assert_eq!(
+                result,
+                Err(SignatureError::NoMatch),
+                "signature {signature:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn accepts_a_list_where_only_one_entry_is_valid() {
+        let ts = now().as_second();
+        let good = sign_standard(&key(SECRET), "msg_1", ts, BODY);
+        let bad = sign_standard(&key(OTHER), "msg_1", ts, BODY);
+        let list = format!("v1, {bad} v2,abc {good}");
+        let result = verify(
+            &STANDARD,
+            &[key(SECRET)],
+            &headers("msg_1", ts, &list),
+            BODY,
+            now(),
+        );
+        assert!(result.is_ok());
+    }
+
+    #[test]
+    fn any_active_secret_verifies_during_rotation() {
+        let ts = now().as_second();
+        let signature = sign_standard(&key(OTHER), "msg_1", ts, BODY);
+        let result = verify(
+            &STANDARD,
+            &[key(SECRET), key(OTHER)],
+            &headers("msg_1", ts, &signature),
+            BODY,
+            now(),
+        );
+        assert!(result.is_ok());
+    }
+
+    #[test]
+    fn refuses_stale_and_future_timestamps() {
+        for skew in [-301, 301, 86_400] {
+            let ts = now().as_second() + skew;
+            let signature = sign_standard(&key(SECRET), "msg_1", ts, BODY);
+            let result = verify(
+                &STANDARD,
+                &[key(SECRET)],
+                &headers("msg_1", ts, &signature),
+                BODY,
+                now(),
+            );
+            assert!(
+                matches!(result, Err(SignatureError::Stale { .. })),
+                "skew {skew}"
+            );
+        }
+        let ts = now().as_second() - 299;
+        let signature = sign_standard(&key(SECRET), "msg_1", ts, BODY);
+        assert!(verify(
+            &STANDARD,
+            &[key(SECRET)],
+            &headers("msg_1", ts, &signature),
+            BODY,
+            now()
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn verifies_non_utf8_bodies_over_their_raw_bytes() {
+        let body: &[u8] = &[0xff, 0xfe, b'{', 0x80];
+        let ts = now().as_second();
+        let signature = sign_standard(&key(SECRET), "msg_1", ts, body);
+        let result = verify(
+            &STANDARD,
+            &[key(SECRET)],
+            &headers("msg_1", ts, &signature),
+            body,
+            now(),
+        );
+        assert!(result.is_ok());
+    }
+
+    #[test]
+    fn missing_headers_are_refused() {
+        let result = verify(&STANDARD, &[key(SECRET)], &HeaderMap::new(), BODY, now());
+        assert_eq!(result, Err(SignatureError::MissingHeader(HEADER_ID)));
+    }
+
+    #[test]
+    fn body_hmac_accepts_valid_and_refuses_forged_or_empty() {
+        let scheme = Scheme::BodyHmac {
+            header: "x-hub-signature-256".into(),
+            prefix: "sha256=".into(),
+            id_header: Some("x-request-id".into()),
+        };
+        let key = SigningKey::plain("shared-secret").expect("non-empty");
+        let other = SigningKey::plain("other-secret").expect("non-empty");
+        let with = |signature: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                "x-hub-signature-256",
+                HeaderValue::from_str(signature).expect("ascii"),
+            );
+            headers.insert("x-request-id", HeaderValue::from_static("req-9"));
+            headers
+        };
+        let good = sign_body_hmac(&key, "sha256=", BODY);
+        assert_eq!(
+            verify(
+                &scheme,
+                std::slice::from_ref(&key),
+                &with(&good),
+                BODY,
+                now()
+            ),
+            Ok(Verified {
+                event_id: "req-9".into()
+            })
+        );
+        let forged = sign_body_hmac(&other, "sha256=", BODY);
+        assert_eq!(
+            verify(
+                &scheme,
+                std::slice::from_ref(&key),
+                &with(&forged),
+                BODY,
+                now()
+            ),
+            Err(SignatureError::NoMatch)
+        );
+        for bad in ["sha256=", "sha256=zz", "md5=abcd", &good[..20]] {
+            assert!(
+                verify(&scheme, std::slice::from_ref(&key), &with(bad), BODY, now()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_must_be_well_formed_and_never_print() {
+        assert_eq!(
+            SigningKey::standard("bGVhZA==").err(),
+            Some(KeyError::MissingPrefix)
+        );
+        assert_eq!(
+            SigningKey::standard("whsec_!!!").err(),
+            Some(KeyError::BadBase64)
+        );
+        assert_eq!(SigningKey::standard("whsec_").err(), Some(KeyError::Empty));
+        assert_eq!(format!("{:?}", key(SECRET)), "SigningKey(<redacted>)");
+    }
+}

@@ -14,7 +14,11 @@ use serde_json::Value;
 use crate::embedded::{QueueSettings, Sqlite};
 
 /// The headers that sign `body` for `source`, as (name, value) pairs.
-pub fn signed_headers(source: &SourceConfig, event_id: &str, body: &[u8]) -> anyhow::Result<Vec<(String, String)>> {
+pub fn signed_headers(
+    source: &SourceConfig,
+    event_id: &str,
+    body: &[u8],
+) -> anyhow::Result<Vec<(String, String)>> {
     let key = source
         .keys
         .first()
@@ -101,7 +105,8 @@ pub async fn send(
     }
     if wait {
         for (file, lead_id, sent_at) in accepted {
-            let summary = wait_until_notified(&http, base, &lead_id, Duration::from_secs(10)).await?;
+            let summary =
+                wait_until_notified(&http, base, &lead_id, Duration::from_secs(10)).await?;
             println!(
                 "{}: {} (answered 202, notified {} ms after sending)",
                 file.display(),
@@ -146,7 +151,12 @@ async fn wait_until_notified(
 }
 
 /// A ready `curl` line that posts `file` signed for `source` (valid within the tolerance).
-pub fn curl_line(config: &Config, source: Option<&str>, url: &str, file: &Path) -> anyhow::Result<String> {
+pub fn curl_line(
+    config: &Config,
+    source: Option<&str>,
+    url: &str,
+    file: &Path,
+) -> anyhow::Result<String> {
     let source = pick_source(config, source)?;
     let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let mut line = format!(
@@ -202,10 +212,16 @@ pub fn timeline(lead: &Lead) -> String {
         }
     }
     if let Some(a) = &lead.assignment {
-        out.push_str(&format!("  owner     {} ({}) by rule \"{}\": {}\n", a.owner_name, a.owner, a.rule, a.reason));
+        out.push_str(&format!(
+            "  owner     {} ({}) by rule \"{}\": {}\n",
+            a.owner_name, a.owner, a.rule, a.reason
+        ));
     }
     if let Some(f) = &lead.last_failure {
-        out.push_str(&format!("  last failure in {} at {}: {}\n", f.stage, f.at, f.error));
+        out.push_str(&format!(
+            "  last failure in {} at {}: {}\n",
+            f.stage, f.at, f.error
+        ));
     }
     if lead.state < LeadState::Notified && lead.last_failure.is_some() {
         out.push_str("  (see `leadrelay dlq` if it stays stuck)\n");

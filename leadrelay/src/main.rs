@@ -10,13 +10,27 @@ use leadrelay_shared::config::Config;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "leadrelay", version, about = "Speed-to-lead: signed chatbot webhooks to an owned, notified lead in under a second")]
+#[command(
+    name = "leadrelay",
+    version,
+    about = "Speed-to-lead: signed chatbot webhooks to an owned, notified lead in under a second"
+)]
 struct Cli {
     /// The configuration file.
-    #[arg(long, global = true, env = "LEADRELAY_CONFIG", default_value = "config/leadrelay.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "LEADRELAY_CONFIG",
+        default_value = "config/leadrelay.toml"
+    )]
     config: PathBuf,
     /// Log format on stderr.
-    #[arg(long, global = true, env = "LEADRELAY_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "LEADRELAY_LOG_FORMAT",
+        default_value = "text"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -85,10 +99,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return ctrl_c.await.unwrap_or(()),
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -117,9 +132,22 @@ async fn main() -> anyhow::Result<()> {
             source,
             event_id,
             wait,
-        } => cli::send(&config, source.as_deref(), &url, event_id.as_deref(), &files, wait).await,
+        } => {
+            cli::send(
+                &config,
+                source.as_deref(),
+                &url,
+                event_id.as_deref(),
+                &files,
+                wait,
+            )
+            .await
+        }
         Command::Sign { file, url, source } => {
-            println!("{}", cli::curl_line(&config, source.as_deref(), &url, &file)?);
+            println!(
+                "{}",
+                cli::curl_line(&config, source.as_deref(), &url, &file)?
+            );
             Ok(())
         }
         Command::Lead { id, data_dir } => cli::show_lead(&config, &data_dir, &id).await,

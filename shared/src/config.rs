@@ -476,10 +476,23 @@ impl Validator<'_> {
             let key = format!("sources[{index}]");
             let source = source.get_mut();
             if !seen.insert(source.id.clone()) {
-                return Err(self.invalid(span, key, format!("duplicate source id {:?}", source.id)));
+                return Err(self.invalid(
+                    span,
+                    key,
+                    format!("duplicate source id {:?}", source.id),
+                ));
             }
-            if source.id.is_empty() || !source.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return Err(self.invalid(span, key, "id must be letters, digits, - or _ (it is part of the webhook URL)"));
+            if source.id.is_empty()
+                || !source
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(self.invalid(
+                    span,
+                    key,
+                    "id must be letters, digits, - or _ (it is part of the webhook URL)",
+                ));
             }
             let mut secrets: Vec<String> = source
                 .secrets
@@ -502,7 +515,11 @@ impl Validator<'_> {
                 );
             }
             if secrets.is_empty() {
-                return Err(self.invalid(span, format!("{key}.secrets"), "no secret configured: set secrets or secrets_env"));
+                return Err(self.invalid(
+                    span,
+                    format!("{key}.secrets"),
+                    "no secret configured: set secrets or secrets_env",
+                ));
             }
             let mut keys = Vec::with_capacity(secrets.len());
             for (n, secret) in secrets.iter().enumerate() {
@@ -521,33 +538,59 @@ impl Validator<'_> {
         let mut rep_ids = HashSet::new();
         for (index, rep) in config.reps.iter().enumerate() {
             if !rep_ids.insert(rep.get_ref().id.clone()) {
-                return Err(self.invalid(rep.span(), format!("reps[{index}]"), format!("duplicate rep id {:?}", rep.get_ref().id)));
+                return Err(self.invalid(
+                    rep.span(),
+                    format!("reps[{index}]"),
+                    format!("duplicate rep id {:?}", rep.get_ref().id),
+                ));
             }
-            check_url(rep.get_ref().slack_webhook_url.as_ref())
-                .map_err(|m| self.invalid(rep.span(), format!("reps[{index}].slack_webhook_url"), m))?;
+            check_url(rep.get_ref().slack_webhook_url.as_ref()).map_err(|m| {
+                self.invalid(rep.span(), format!("reps[{index}].slack_webhook_url"), m)
+            })?;
         }
         let mut queue_ids = HashSet::new();
         for (index, queue) in config.queues.iter().enumerate() {
             let q = queue.get_ref();
             if !queue_ids.insert(q.id.clone()) {
-                return Err(self.invalid(queue.span(), format!("queues[{index}]"), format!("duplicate queue id {:?}", q.id)));
+                return Err(self.invalid(
+                    queue.span(),
+                    format!("queues[{index}]"),
+                    format!("duplicate queue id {:?}", q.id),
+                ));
             }
             if let Some(manager) = &q.manager {
                 if !rep_ids.contains(manager.get_ref()) {
-                    return Err(self.invalid(manager.span(), format!("queues[{index}].manager"), format!("unknown rep {:?}", manager.get_ref())));
+                    return Err(self.invalid(
+                        manager.span(),
+                        format!("queues[{index}].manager"),
+                        format!("unknown rep {:?}", manager.get_ref()),
+                    ));
                 }
             }
-            check_url(q.slack_webhook_url.as_ref())
-                .map_err(|m| self.invalid(queue.span(), format!("queues[{index}].slack_webhook_url"), m))?;
+            check_url(q.slack_webhook_url.as_ref()).map_err(|m| {
+                self.invalid(
+                    queue.span(),
+                    format!("queues[{index}].slack_webhook_url"),
+                    m,
+                )
+            })?;
         }
         let fallback = &config.routing.fallback_queue;
         if !queue_ids.contains(fallback.get_ref()) {
-            return Err(self.invalid(fallback.span(), "routing.fallback_queue", format!("unknown queue {:?}", fallback.get_ref())));
+            return Err(self.invalid(
+                fallback.span(),
+                "routing.fallback_queue",
+                format!("unknown queue {:?}", fallback.get_ref()),
+            ));
         }
         for (index, company) in config.enrichment.companies.iter().enumerate() {
             if let Some(owner) = &company.get_ref().account_owner {
                 if !rep_ids.contains(owner) {
-                    return Err(self.invalid(company.span(), format!("enrichment.companies[{index}].account_owner"), format!("unknown rep {owner:?}")));
+                    return Err(self.invalid(
+                        company.span(),
+                        format!("enrichment.companies[{index}].account_owner"),
+                        format!("unknown rep {owner:?}"),
+                    ));
                 }
             }
         }
@@ -558,17 +601,29 @@ impl Validator<'_> {
         }
         for tier in &config.qualification.tiers {
             if tier.sla_minutes == 0 {
-                return Err(self.invalid(0..0, format!("qualification.tiers[tier={}].sla_minutes", tier.tier), "must be above 0"));
+                return Err(self.invalid(
+                    0..0,
+                    format!("qualification.tiers[tier={}].sla_minutes", tier.tier),
+                    "must be above 0",
+                ));
             }
         }
         for (event, tier) in &config.qualification.event_tiers {
             if !tiers.contains(tier) {
-                return Err(self.invalid(0..0, format!("qualification.event_tiers.{event}"), format!("tier {tier} is not defined")));
+                return Err(self.invalid(
+                    0..0,
+                    format!("qualification.event_tiers.{event}"),
+                    format!("tier {tier} is not defined"),
+                ));
             }
         }
         for pattern in &config.qualification.hand_raiser_pages {
             glob::Pattern::new(pattern).map_err(|e| {
-                self.invalid(0..0, "qualification.hand_raiser_pages", format!("{pattern:?}: {e}"))
+                self.invalid(
+                    0..0,
+                    "qualification.hand_raiser_pages",
+                    format!("{pattern:?}: {e}"),
+                )
             })?;
         }
 
@@ -576,31 +631,55 @@ impl Validator<'_> {
             let key = format!("rules[{index}] ({:?})", rule.get_ref().name);
             let assign = &rule.get_ref().assign;
             let a = assign.get_ref();
-            let chosen = [a.rep.is_some(), a.queue.is_some(), a.account_owner == Some(true)]
-                .into_iter()
-                .filter(|set| *set)
-                .count();
+            let chosen = [
+                a.rep.is_some(),
+                a.queue.is_some(),
+                a.account_owner == Some(true),
+            ]
+            .into_iter()
+            .filter(|set| *set)
+            .count();
             if chosen != 1 {
-                return Err(self.invalid(assign.span(), format!("{key}.assign"), "set exactly one of rep, queue or account_owner = true"));
+                return Err(self.invalid(
+                    assign.span(),
+                    format!("{key}.assign"),
+                    "set exactly one of rep, queue or account_owner = true",
+                ));
             }
             if let Some(rep) = &a.rep {
                 if !rep_ids.contains(rep) {
-                    return Err(self.invalid(assign.span(), format!("{key}.assign.rep"), format!("unknown rep {rep:?}")));
+                    return Err(self.invalid(
+                        assign.span(),
+                        format!("{key}.assign.rep"),
+                        format!("unknown rep {rep:?}"),
+                    ));
                 }
             }
             if let Some(queue) = &a.queue {
                 if !queue_ids.contains(queue) {
-                    return Err(self.invalid(assign.span(), format!("{key}.assign.queue"), format!("unknown queue {queue:?}")));
+                    return Err(self.invalid(
+                        assign.span(),
+                        format!("{key}.assign.queue"),
+                        format!("unknown queue {queue:?}"),
+                    ));
                 }
             }
             if let Some(rule_tiers) = &rule.get_ref().when.tiers {
                 if let Some(unknown) = rule_tiers.iter().find(|t| !tiers.contains(t)) {
-                    return Err(self.invalid(rule.span(), format!("{key}.when.tiers"), format!("tier {unknown} is not defined")));
+                    return Err(self.invalid(
+                        rule.span(),
+                        format!("{key}.when.tiers"),
+                        format!("tier {unknown} is not defined"),
+                    ));
                 }
             }
         }
         if config.pipeline.max_receives == 0 || config.pipeline.batch_size == 0 {
-            return Err(self.invalid(0..0, "pipeline", "max_receives and batch_size must be above 0"));
+            return Err(self.invalid(
+                0..0,
+                "pipeline",
+                "max_receives and batch_size must be above 0",
+            ));
         }
         Ok(())
     }
@@ -669,7 +748,10 @@ fallback_queue = "inbox"
         let text = MINIMAL.replace("assign.rep = \"alice\"", "assign.rep = \"bob\"");
         let error = parse(&text).expect_err("unknown rep").to_string();
         assert!(error.starts_with("leadrelay.toml:19:"), "{error}");
-        assert!(error.contains("rules[0] (\"UK\").assign.rep: unknown rep \"bob\""), "{error}");
+        assert!(
+            error.contains("rules[0] (\"UK\").assign.rep: unknown rep \"bob\""),
+            "{error}"
+        );
     }
 
     #[test]
@@ -718,7 +800,10 @@ fallback_queue = "inbox"
     fn the_fallback_queue_must_exist() {
         let text = MINIMAL.replace("fallback_queue = \"inbox\"", "fallback_queue = \"nowhere\"");
         let error = parse(&text).expect_err("unknown queue").to_string();
-        assert!(error.contains("routing.fallback_queue: unknown queue \"nowhere\""), "{error}");
+        assert!(
+            error.contains("routing.fallback_queue: unknown queue \"nowhere\""),
+            "{error}"
+        );
     }
 
     #[test]

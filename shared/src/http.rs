@@ -124,7 +124,11 @@ async fn lead_status(State(api): State<Api>, Path(id): Path<String>) -> Response
         Ok(None) => error(StatusCode::NOT_FOUND, "no such lead", None),
         Err(e) => {
             error!(lead_id = %id, error = %e, "could not read lead");
-            error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable", None)
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily unavailable",
+                None,
+            )
         }
     }
 }
@@ -136,4 +140,3 @@ async fn health(State(api): State<Api>) -> Response {
         error(StatusCode::SERVICE_UNAVAILABLE, "stages not running", None)
     }
 }
-

@@ -35,7 +35,10 @@ impl Notifier for Channels {
     async fn deliver(&self, destination: &Destination, alert: &Alert) -> Result<(), NotifyError> {
         match destination {
             Destination::Terminal => {
-                let mut out = self.terminal.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut out = self
+                    .terminal
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 writeln!(out, "{}", alert.text)
                     .and_then(|_| out.flush())
                     .map_err(|e| NotifyError::Unreachable {

@@ -84,6 +84,9 @@ pub trait LeadStore: Send + Sync {
         at: Timestamp,
     ) -> Result<(), StoreError>;
 
+    /// Gives up the lease after a failed attempt, so the next retry may deliver at once.
+    async fn release_delivery(&self, lead_id: &str, channel: &str) -> Result<(), StoreError>;
+
     async fn counter(&self, name: &str) -> Result<i64, StoreError>;
 }
 

@@ -82,11 +82,14 @@ fn facts(lead: &Lead, tier_label: &str) -> Facts {
         .map(|a| a.owner_name.clone())
         .unwrap_or_else(|| "unassigned".into());
     let name = lead.capture.name.as_deref().unwrap_or("Unknown visitor");
-    let contact = [lead.capture.captured_email.as_deref(), lead.capture.phone.as_deref()]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(", ");
+    let contact = [
+        lead.capture.captured_email.as_deref(),
+        lead.capture.phone.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(", ");
     let mut company = enrichment
         .company
         .clone()
@@ -132,12 +135,7 @@ fn facts(lead: &Lead, tier_label: &str) -> Facts {
         company,
         why,
         score,
-        page: lead
-            .capture
-            .metadata
-            .source_url
-            .clone()
-            .unwrap_or_default(),
+        page: lead.capture.metadata.source_url.clone().unwrap_or_default(),
         flags: lead
             .flags
             .iter()
@@ -154,9 +152,7 @@ fn format_time(at: Timestamp) -> String {
 }
 
 fn sla_text(minutes: u32) -> String {
-    if minutes % (24 * 60) == 0 {
-        format!("{} h", minutes / 60)
-    } else if minutes >= 120 && minutes % 60 == 0 {
+    if minutes >= 120 && minutes.is_multiple_of(60) {
         format!("{} h", minutes / 60)
     } else {
         format!("{minutes} min")
@@ -222,9 +218,7 @@ pub fn render(lead: &Lead, tier_label: &str) -> Alert {
 }
 
 fn slack_payload(lead: &Lead, f: &Facts, headline: &str, shown: &[crate::model::Turn]) -> Value {
-    let section = |text: String| {
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&text, SLACK_SECTION_LIMIT)}})
-    };
+    let section = |text: String| json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&text, SLACK_SECTION_LIMIT)}});
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&format!("Tier-{} lead for {}", f.tier, f.owner), 150)}}),
         section(format!(

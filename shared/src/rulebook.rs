@@ -5,9 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::config::{AssignConfig, CompanyRecord, Conditions, Config, TierConfig};
-use crate::model::{
-    Assignment, Enrichment, EventKind, Lead, Owner, Qualification, ScoreItem,
-};
+use crate::model::{Assignment, Enrichment, EventKind, Lead, Owner, Qualification, ScoreItem};
 
 /// The configuration, indexed for the hot path.
 pub struct Rulebook {
@@ -61,7 +59,12 @@ impl Rulebook {
             companies,
             free_mail,
             hand_raiser_pages,
-            event_tiers: config.qualification.event_tiers.clone().into_iter().collect(),
+            event_tiers: config
+                .qualification
+                .event_tiers
+                .clone()
+                .into_iter()
+                .collect(),
             tiers: config.qualification.tiers.clone(),
             rules: config
                 .rules
@@ -320,7 +323,14 @@ fn matches(
         if enrichment.free_mail != wanted {
             return None;
         }
-        reasons.push(if wanted { "free-mail address" } else { "business address" }.to_owned());
+        reasons.push(
+            if wanted {
+                "free-mail address"
+            } else {
+                "business address"
+            }
+            .to_owned(),
+        );
     }
     Some(reasons)
 }

@@ -200,7 +200,8 @@ fn verify_body_hmac(
         .trim()
         .strip_prefix(prefix)
         .ok_or(SignatureError::MalformedHeader("signature"))?;
-    let candidate = hex::decode(encoded).map_err(|_| SignatureError::MalformedHeader("signature"))?;
+    let candidate =
+        hex::decode(encoded).map_err(|_| SignatureError::MalformedHeader("signature"))?;
     if candidate.is_empty() {
         return Err(SignatureError::MalformedHeader("signature"));
     }

@@ -13,10 +13,12 @@ use secrecy::SecretString;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::model::{Envelope, EnvelopeError, Lead, LeadState, Owner, Stage, StageFailure, Timeline};
+use crate::model::{
+    Envelope, EnvelopeError, Lead, LeadState, Owner, Stage, StageFailure, Timeline,
+};
 use crate::ports::{
-    Clock, Created, DeliveryStart, Destination, LeadStore, Notifier, NotifyError, Queue, QueueError,
-    Received, StoreError,
+    Clock, Created, DeliveryStart, Destination, LeadStore, Notifier, NotifyError, Queue,
+    QueueError, Received, StoreError,
 };
 use crate::render::{self, Alert};
 use crate::rulebook::Rulebook;
@@ -137,7 +139,10 @@ impl Pipeline {
         match self.store.create_lead(&lead).await? {
             Created::New => {
                 self.queue
-                    .send(Stage::Enrich, &Envelope::new(&lead.id, Stage::Enrich, &lead.trace_id))
+                    .send(
+                        Stage::Enrich,
+                        &Envelope::new(&lead.id, Stage::Enrich, &lead.trace_id),
+                    )
                     .await?;
                 info!(lead_id = %lead.id, trace_id = %lead.trace_id, stage = "ingest", source = source_id, event = %lead.event(), "captured");
                 Ok(Accepted {
@@ -205,7 +210,12 @@ impl Pipeline {
                     }
                 }
                 self.queue
-                    .retry_later(stage, &message.receipt, self.retry_delay(message.receive_count), &text)
+                    .retry_later(
+                        stage,
+                        &message.receipt,
+                        self.retry_delay(message.receive_count),
+                        &text,
+                    )
                     .await
             }
         }
@@ -282,9 +292,14 @@ impl Pipeline {
             .into());
         }
         let qualification = self.rulebook.qualify(&lead);
-        let captured_at = lead.timeline.captured_at.unwrap_or_else(|| self.clock.now());
+        let captured_at = lead
+            .timeline
+            .captured_at
+            .unwrap_or_else(|| self.clock.now());
         lead.timeline.sla_due_at = captured_at
-            .checked_add(SignedDuration::from_mins(i64::from(qualification.sla_minutes)))
+            .checked_add(SignedDuration::from_mins(i64::from(
+                qualification.sla_minutes,
+            )))
             .ok();
         lead.qualification = Some(qualification);
         let assignment = self.rulebook.route(&lead);
@@ -343,7 +358,10 @@ impl Pipeline {
                 }
                 DeliveryStart::Proceed => {}
             }
-            self.notifier.deliver(&destination, &alert).await?;
+            if let Err(failure) = self.notifier.deliver(&destination, &alert).await {
+                self.store.release_delivery(&lead.id, channel).await?;
+                return Err(failure.into());
+            }
             self.store
                 .finish_delivery(&lead.id, channel, self.clock.now())
                 .await?;
@@ -369,7 +387,10 @@ impl Pipeline {
             destinations.push(Destination::Terminal);
         }
         let slack: Option<&SecretString> = match lead.assignment.as_ref().map(|a| &a.owner) {
-            Some(Owner::Rep(id)) => self.config.rep(id).and_then(|r| r.slack_webhook_url.as_ref()),
+            Some(Owner::Rep(id)) => self
+                .config
+                .rep(id)
+                .and_then(|r| r.slack_webhook_url.as_ref()),
             Some(Owner::Queue(id)) => self.config.queue(id).and_then(|q| {
                 q.slack_webhook_url.as_ref().or_else(|| {
                     q.manager

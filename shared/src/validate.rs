@@ -34,12 +34,16 @@ pub fn parse_capture(body: &[u8]) -> Result<CaptureEvent, Rejection> {
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
-        let field = if path == "." || path == "?" { String::new() } else { path };
-        let message = if inner.is_syntax() || inner.is_eof() {
-            format!("body is not valid JSON: {inner}")
+        // A syntax error has no meaningful field; a type error names the JSON path.
+        if inner.is_syntax() || inner.is_eof() {
+            return Rejection::new(format!("body is not valid JSON: {inner}"), "");
+        }
+        let field = if path == "." || path == "?" {
+            String::new()
         } else {
-            format!("invalid value: {inner}")
+            path
         };
+        let message = format!("invalid value: {inner}");
         Rejection::new(message, &field)
     })
 }
@@ -88,7 +92,7 @@ pub fn check(event: &CaptureEvent, gates: &ValidationConfig) -> Result<Vec<Flag>
     }
     let address = email.to_ascii_lowercase();
 
-    let junk = gates.junk_address_list.iter().any(|j| *j == address)
+    let junk = gates.junk_address_list.contains(&address)
         || (parsed.local_part().eq_ignore_ascii_case("test")
             && domain.split('.').next() == Some("test"));
     apply(
@@ -187,7 +191,10 @@ mod tests {
     fn required_fields_are_named() {
         let gates = ValidationConfig::default();
         let missing = event(r#"{"timestamp":"2026-11-23T10:00:00Z"}"#);
-        assert_eq!(check(&missing, &gates).unwrap_err().field.as_deref(), Some("event"));
+        assert_eq!(
+            check(&missing, &gates).unwrap_err().field.as_deref(),
+            Some("event")
+        );
         let missing = event(r#"{"event":"lead_capture","timestamp":"2026-11-23T10:00:00Z"}"#);
         assert_eq!(
             check(&missing, &gates).unwrap_err().field.as_deref(),
@@ -202,7 +209,10 @@ mod tests {
             let rejection = check(&with_email(bad), &gates).expect_err(bad);
             assert_eq!(rejection.field.as_deref(), Some("captured_email"), "{bad}");
         }
-        assert_eq!(check(&with_email("jane.doe@acme-robotics.com"), &gates), Ok(vec![]));
+        assert_eq!(
+            check(&with_email("jane.doe@acme-robotics.com"), &gates),
+            Ok(vec![])
+        );
     }
 
     #[test]

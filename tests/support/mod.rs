@@ -1,1 +1,224 @@
+//! Test support: an embedded leadrelay on a free loopback port with its own data directory,
+//! signed requests, and polling with a deadline (never fixed sleeps).
 
+use std::future::Future;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use leadrelay::cli::signed_headers;
+use leadrelay::embedded::sqlite::Counts;
+use leadrelay::embedded::{Embedded, Sqlite};
+use leadrelay_shared::config::Config;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The example configuration that `make run` uses, as text to adjust per test.
+pub fn example_config() -> String {
+    std::fs::read_to_string(root().join("config/leadrelay.toml")).expect("example config")
+}
+
+/// A sample webhook body from `events/webhooks/`.
+pub fn sample(name: &str) -> Vec<u8> {
+    std::fs::read(root().join("events/webhooks").join(name)).expect("sample event")
+}
+
+pub fn parse_config(text: &str) -> Config {
+    Config::parse(text, "test.toml", &|_| None).expect("test config is valid")
+}
+
+/// Polls `check` every 10 ms until it yields a value or `deadline` passes.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Collects what the terminal notifier prints.
+#[derive(Clone, Default)]
+pub struct Terminal(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Terminal {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("not poisoned").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Terminal {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("not poisoned")).into_owned()
+    }
+
+    /// How many alerts mention this lead id.
+    pub fn alerts_for(&self, lead_id: &str) -> usize {
+        self.text()
+            .matches(&format!("Lead id: {lead_id}\n"))
+            .count()
+    }
+}
+
+/// An embedded leadrelay serving on a free loopback port.
+pub struct Server {
+    pub base: String,
+    pub db: Sqlite,
+    pub terminal: Terminal,
+    pub config: Config,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+/// A response: status and JSON body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        Server::start_with(&example_config()).await
+    }
+
+    pub async fn start_with(config_text: &str) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let terminal = Terminal::default();
+        let embedded = Embedded::open(
+            parse_config(config_text),
+            dir.path(),
+            Box::new(terminal.clone()),
+        )
+        .expect("open embedded");
+        let db = embedded.db.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            embedded
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("serve");
+        });
+        let server = Server {
+            base,
+            db,
+            terminal,
+            config: parse_config(config_text),
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        };
+        let health = format!("{}/healthz", server.base);
+        let http = server.http.clone();
+        eventually(Duration::from_secs(5), "healthz", || {
+            let (http, health) = (http.clone(), health.clone());
+            async move {
+                let response = http.get(&health).send().await.ok()?;
+                response.status().is_success().then_some(())
+            }
+        })
+        .await;
+        server
+    }
+
+    /// Posts `body` to `/webhooks/{source}` with exactly these headers.
+    pub async fn post(&self, source: &str, headers: &[(String, String)], body: &[u8]) -> Answer {
+        let mut request = self
+            .http
+            .post(format!("{}/webhooks/{source}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        Answer {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        }
+    }
+
+    /// Signs `body` for `source` with its first secret and posts it.
+    pub async fn send(&self, source: &str, event_id: &str, body: &[u8]) -> Answer {
+        let headers = self.signed(source, event_id, body);
+        self.post(source, &headers, body).await
+    }
+
+    pub fn signed(&self, source: &str, event_id: &str, body: &[u8]) -> Vec<(String, String)> {
+        let source = self.config.source(source).expect("configured source");
+        signed_headers(source, event_id, body).expect("sign")
+    }
+
+    pub async fn lead(&self, lead_id: &str) -> Answer {
+        let response = self
+            .http
+            .get(format!("{}/leads/{lead_id}", self.base))
+            .send()
+            .await
+            .expect("request");
+        Answer {
+            status: response.status().as_u16(),
+            body: response.json().await.unwrap_or(Value::Null),
+        }
+    }
+
+    /// Waits until the lead reaches `state` and returns its summary.
+    pub async fn wait_for_state(&self, lead_id: &str, state: &str) -> Value {
+        eventually(
+            Duration::from_secs(10),
+            &format!("lead {lead_id} {state}"),
+            || async {
+                let answer = self.lead(lead_id).await;
+                (answer.body["state"] == state).then_some(answer.body)
+            },
+        )
+        .await
+    }
+
+    pub async fn counts(&self) -> Counts {
+        self.db.counts().await.expect("counts")
+    }
+
+    /// Stops serving and waits for the server task to end.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}

@@ -241,6 +241,27 @@ impl Sqlite {
         .await
     }
 
+    /// How many leads, live messages and dead letters the store holds.
+    pub async fn counts(&self) -> Result<Counts, StoreError> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT (SELECT COUNT(*) FROM leads),
+                        (SELECT COUNT(*) FROM messages WHERE queue NOT LIKE '%-dlq'),
+                        (SELECT COUNT(*) FROM messages WHERE queue LIKE '%-dlq')",
+                [],
+                |row| {
+                    Ok(Counts {
+                        leads: row.get(0)?,
+                        messages: row.get(1)?,
+                        dead_letters: row.get(2)?,
+                    })
+                },
+            )
+            .map_err(unavailable)
+        })
+        .await
+    }
+
     /// Every lead captured at or after `since`, oldest first (for reports and what-if runs).
     pub async fn leads_since(&self, since: Timestamp) -> Result<Vec<Lead>, StoreError> {
         let since = since.as_millisecond();
@@ -258,6 +279,14 @@ impl Sqlite {
         })
         .await
     }
+}
+
+/// Sizes of the store, for tests and operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub leads: i64,
+    pub messages: i64,
+    pub dead_letters: i64,
 }
 
 /// One message in a dead-letter queue.
@@ -360,7 +389,10 @@ impl LeadStore for Sqlite {
                         lead.source,
                         lead.event_id,
                         lead.state.as_str(),
-                        lead.timeline.captured_at.map(|t| t.as_millisecond()).unwrap_or_else(now_ms),
+                        lead.timeline
+                            .captured_at
+                            .map(|t| t.as_millisecond())
+                            .unwrap_or_else(now_ms),
                         body
                     ],
                 )
@@ -431,8 +463,13 @@ impl LeadStore for Sqlite {
         .await
     }
 
-    async fn record_failure(&self, lead_id: &str, failure: &StageFailure) -> Result<(), StoreError> {
-        let text = serde_json::to_string(failure).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    async fn record_failure(
+        &self,
+        lead_id: &str,
+        failure: &StageFailure,
+    ) -> Result<(), StoreError> {
+        let text =
+            serde_json::to_string(failure).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let id = lead_id.to_owned();
         self.write(move |conn| {
             conn.execute(
@@ -496,6 +533,20 @@ impl LeadStore for Sqlite {
                 "UPDATE deliveries SET delivered_at = ?1, lease_until = NULL
                  WHERE lead_id = ?2 AND channel = ?3",
                 params![at.as_millisecond(), lead_id, channel],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release_delivery(&self, lead_id: &str, channel: &str) -> Result<(), StoreError> {
+        let (lead_id, channel) = (lead_id.to_owned(), channel.to_owned());
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE deliveries SET lease_until = NULL
+                 WHERE lead_id = ?1 AND channel = ?2 AND delivered_at IS NULL",
+                params![lead_id, channel],
             )
             .map_err(unavailable)?;
             Ok(())
@@ -635,7 +686,13 @@ impl Queue for Sqlite {
                 conn.execute(
                     "UPDATE messages SET visible_at = ?1, last_error = ?2
                      WHERE id = ?3 AND queue = ?4 AND receipt = ?5",
-                    params![now_ms().saturating_add(delay), error, id, stage.as_str(), token],
+                    params![
+                        now_ms().saturating_add(delay),
+                        error,
+                        id,
+                        stage.as_str(),
+                        token
+                    ],
                 )
                 .map_err(unavailable)
             })

@@ -64,6 +64,14 @@ impl Embedded {
     /// Starts the stage workers; they run until the returned set is dropped or aborted.
     pub fn start_workers(&self) -> JoinSet<()> {
         let mut workers = JoinSet::new();
+        let db = self.db.clone();
+        workers.spawn(async move {
+            match db.requeue_orphans().await {
+                Ok(0) => {}
+                Ok(n) => info!(requeued = n, "queued captured leads a crash left unqueued"),
+                Err(error) => warn!(%error, "could not look for unqueued leads"),
+            }
+        });
         for stage in Stage::ALL {
             for _ in 0..WORKERS_PER_STAGE {
                 workers.spawn(work(self.pipeline.clone(), self.db.clone(), stage));

@@ -241,6 +241,31 @@ impl Sqlite {
         .await
     }
 
+    /// Queues an enrich message for every captured lead that has none: a crash between
+    /// storing a lead and queueing it leaves exactly that, and the sender got no 202 for it.
+    pub async fn requeue_orphans(&self) -> Result<usize, StoreError> {
+        let requeued = self
+            .write(|conn| {
+                conn.execute(
+                    "INSERT INTO messages (queue, body, lead_id, sent_at, visible_at)
+                     SELECT 'enrich',
+                            json_object('v', 1, 'lead_id', id, 'stage', 'enrich',
+                                        'trace_id', json_extract(body, '$.trace_id')),
+                            id, ?1, ?1
+                     FROM leads
+                     WHERE state = 'captured'
+                       AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.lead_id = leads.id)",
+                    params![now_ms()],
+                )
+                .map_err(unavailable)
+            })
+            .await?;
+        if requeued > 0 {
+            self.wake(Stage::Enrich);
+        }
+        Ok(requeued)
+    }
+
     /// How many leads, live messages and dead letters the store holds.
     pub async fn counts(&self) -> Result<Counts, StoreError> {
         self.read(|conn| {

@@ -2,15 +2,14 @@
 //! every lead answered 202 ends notified, once in the store, and reaches its owner's channel.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use leadrelay::embedded::{QueueSettings, Sqlite};
 use leadrelay_shared::ports::LeadStore;
-use leadrelay_tests::{eventually, example_config, parse_config, root, sample};
+use leadrelay_tests::process::{free_port, spawn_serve, wait_healthy};
+use leadrelay_tests::{eventually, example_config, parse_config, sample};
 use serde_json::Value;
 use tokio::sync::Mutex;
 use wiremock::matchers::method;
@@ -21,52 +20,6 @@ const KILL_AFTER_ACCEPTED: usize = 120;
 /// The most notify messages a process works at once (workers per stage × batch size): the
 /// only deliveries a SIGKILL can catch between "Slack answered" and "receipt written".
 const MAX_IN_FLIGHT_DELIVERIES: usize = 2 * 10;
-
-fn binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    let binary = target.join("debug/leadrelay");
-    assert!(
-        binary.exists(),
-        "{} is missing: run `make test` (it builds the binary first)",
-        binary.display()
-    );
-    binary
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn spawn(config: &PathBuf, data_dir: &PathBuf, port: u16, log: &PathBuf) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("log file");
-    Command::new(binary())
-        .args(["serve", "--config"])
-        .arg(config)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn leadrelay serve")
-}
-
-async fn wait_healthy(http: &reqwest::Client, base: &str) {
-    eventually(Duration::from_secs(20), "healthz", || async {
-        let response = http.get(format!("{base}/healthz")).send().await.ok()?;
-        response.status().is_success().then_some(())
-    })
-    .await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_burst_loses_no_accepted_lead() {
@@ -101,7 +54,7 @@ async fn sigkill_mid_burst_loses_no_accepted_lead() {
         .expect("client");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut child = spawn(&config_path, &data_dir, port, &log);
+    let mut child = spawn_serve(&config_path, &data_dir, port, &log, &[("RUST_LOG", "warn")]);
     wait_healthy(&http, &base).await;
 
     // The burst: 8 senders, each recording the leads answered 202.
@@ -174,7 +127,7 @@ async fn sigkill_mid_burst_loses_no_accepted_lead() {
     // Restart on the same data directory; everything accepted must come out notified.
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut child = spawn(&config_path, &data_dir, port, &log);
+    let mut child = spawn_serve(&config_path, &data_dir, port, &log, &[("RUST_LOG", "warn")]);
     wait_healthy(&http, &base).await;
     let db = Sqlite::open(
         &data_dir,

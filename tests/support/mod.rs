@@ -222,3 +222,66 @@ impl Server {
         }
     }
 }
+
+/// The real `leadrelay` binary as a child process, for crash and log tests.
+pub mod process {
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::Duration;
+
+    use super::{eventually, root};
+
+    /// `target/debug/leadrelay`, built by `make test` before the tests run.
+    pub fn binary() -> PathBuf {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root().join("target"));
+        let binary = target.join("debug/leadrelay");
+        assert!(
+            binary.exists(),
+            "{} is missing: run `make test` (it builds the binary first)",
+            binary.display()
+        );
+        binary
+    }
+
+    pub fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port")
+    }
+
+    /// `leadrelay serve` on 127.0.0.1:`port`, stdout discarded, stderr appended to `log`.
+    pub fn spawn_serve(
+        config: &Path,
+        data_dir: &Path,
+        port: u16,
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
+        Command::new(binary())
+            .args(["serve", "--config"])
+            .arg(config)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(data_dir)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn leadrelay serve")
+    }
+
+    pub async fn wait_healthy(http: &reqwest::Client, base: &str) {
+        eventually(Duration::from_secs(20), "healthz", || async {
+            let response = http.get(format!("{base}/healthz")).send().await.ok()?;
+            response.status().is_success().then_some(())
+        })
+        .await;
+    }
+}

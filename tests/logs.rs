@@ -1,0 +1,110 @@
+//! The structured logs of `leadrelay serve`: one line per stage per lead with its ids, and
+//! never a secret, a webhook URL, the prospect's e-mail or the transcript.
+
+use std::time::Duration;
+
+use leadrelay_tests::process::{free_port, spawn_serve, wait_healthy};
+use leadrelay_tests::{eventually, example_config, parse_config, sample};
+use serde_json::Value;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+#[tokio::test]
+async fn one_json_line_per_stage_and_nothing_secret() {
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&slack)
+        .await;
+    let hook = format!("{}/services/TSECRET/BSECRET/hooksecret", slack.uri());
+    let config_text = example_config().replace(
+        "email = \"erin@yourco.example\"",
+        &format!("email = \"erin@yourco.example\"\nslack_webhook_url = \"{hook}\""),
+    );
+    let config = parse_config(&config_text);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_path = dir.path().join("leadrelay.toml");
+    std::fs::write(&config_path, &config_text).expect("config");
+    let log = dir.path().join("serve.log");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut child = spawn_serve(
+        &config_path,
+        &dir.path().join("data"),
+        port,
+        &log,
+        &[("LEADRELAY_LOG_FORMAT", "json"), ("RUST_LOG", "info")],
+    );
+    wait_healthy(&http, &base).await;
+
+    let body = sample("01-fallback-named-account.json"); // named account: erin
+    let source = config.source("website").expect("source");
+    let mut request = http
+        .post(format!("{base}/webhooks/website"))
+        .body(body.clone());
+    for (name, value) in leadrelay::cli::signed_headers(source, "msg_logs", &body).expect("sign") {
+        request = request.header(name, value);
+    }
+    let answer: Value = request
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let lead_id = answer["lead_id"].as_str().expect("lead id").to_owned();
+    // And one forged request, whose refusal is logged with its reason.
+    let forged = http
+        .post(format!("{base}/webhooks/website"))
+        .header("webhook-id", "msg_forged")
+        .header(
+            "webhook-timestamp",
+            jiff::Timestamp::now().as_second().to_string(),
+        )
+        .header("webhook-signature", "v1,Zm9yZ2Vk")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(forged.status().as_u16(), 401);
+
+    eventually(Duration::from_secs(10), "the notify log line", || async {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("\"notified\"").then_some(())
+    })
+    .await;
+    child.kill().expect("stop");
+    child.wait().expect("reaped");
+
+    let text = std::fs::read_to_string(&log).expect("log");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    for stage in ["ingest", "enrich", "route", "notify"] {
+        let for_stage: Vec<&Value> = lines
+            .iter()
+            .filter(|l| l["stage"] == stage && l["lead_id"] == lead_id.as_str())
+            .collect();
+        assert_eq!(for_stage.len(), 1, "{stage}: {text}");
+        assert!(for_stage[0]["trace_id"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()));
+    }
+    assert!(text.contains("webhook signature refused"), "{text}");
+    for secret in [
+        "whsec_",
+        "bGVhZHJlbGF5LWRlbW8tc2VjcmV0LWNoYW5nZS1tZSE",
+        "hooksecret",
+        "TSECRET",
+        "jane.doe@globex-logistics.com",
+        "1.2M shipment records",
+        "batch processing for over 1 million records",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "the log contains {secret:?}:\n{text}"
+        );
+    }
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use leadrelay::embedded::Embedded;
 use leadrelay_shared::model::{Envelope, Stage};
-use leadrelay_shared::ports::{LeadStore, Queue};
+use leadrelay_shared::ports::{DeadLetters, LeadStore, Queue};
 use leadrelay_tests::{eventually, example_config, parse_config, sample, Server, Terminal};
 use serde_json::Value;
 use wiremock::matchers::{method, path};
@@ -164,7 +164,11 @@ async fn a_channel_that_keeps_failing_sends_the_message_to_the_dead_letter_queue
     let lead_id = answer.body["lead_id"].as_str().expect("id").to_owned();
 
     let dead = eventually(Duration::from_secs(10), "a dead letter", || async {
-        let dead = server.db.dead_letters(Stage::Notify).await.ok()?;
+        let dead = server
+            .db
+            .list(Stage::Notify, 100, Duration::ZERO)
+            .await
+            .ok()?;
         (!dead.is_empty()).then_some(dead)
     })
     .await;

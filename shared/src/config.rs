@@ -297,6 +297,9 @@ pub struct RepConfig {
     pub email: Option<String>,
     #[serde(default)]
     pub slack_webhook_url: Option<SecretString>,
+    /// An environment variable (on AWS: an SSM SecureString) holding the Slack webhook URL.
+    #[serde(default)]
+    pub slack_webhook_url_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -309,6 +312,8 @@ pub struct QueueConfig {
     pub manager: Option<Spanned<String>>,
     #[serde(default)]
     pub slack_webhook_url: Option<SecretString>,
+    #[serde(default)]
+    pub slack_webhook_url_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -462,6 +467,30 @@ impl Validator<'_> {
         }
     }
 
+    /// An inline URL, or the one the named variable holds.
+    fn resolve_url(
+        &self,
+        inline: Option<SecretString>,
+        variable: Option<&str>,
+        span: std::ops::Range<usize>,
+        key: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<SecretString>, ConfigError> {
+        match (inline, variable) {
+            (Some(_), Some(_)) => Err(self.invalid(
+                span,
+                key,
+                "set slack_webhook_url or slack_webhook_url_env, not both",
+            )),
+            (inline, None) => Ok(inline),
+            (None, Some(name)) => env(name)
+                .map(|url| Some(SecretString::from(url)))
+                .ok_or_else(|| {
+                    self.invalid(span, key, format!("environment variable {name} is not set"))
+                }),
+        }
+    }
+
     fn check(
         &self,
         config: &mut Config,
@@ -535,6 +564,28 @@ impl Validator<'_> {
             source.keys = keys;
         }
 
+        for (index, rep) in config.reps.iter_mut().enumerate() {
+            let span = rep.span();
+            let rep = rep.get_mut();
+            rep.slack_webhook_url = self.resolve_url(
+                rep.slack_webhook_url.take(),
+                rep.slack_webhook_url_env.as_deref(),
+                span,
+                &format!("reps[{index}].slack_webhook_url_env"),
+                env,
+            )?;
+        }
+        for (index, queue) in config.queues.iter_mut().enumerate() {
+            let span = queue.span();
+            let queue = queue.get_mut();
+            queue.slack_webhook_url = self.resolve_url(
+                queue.slack_webhook_url.take(),
+                queue.slack_webhook_url_env.as_deref(),
+                span,
+                &format!("queues[{index}].slack_webhook_url_env"),
+                env,
+            )?;
+        }
         let mut rep_ids = HashSet::new();
         for (index, rep) in config.reps.iter().enumerate() {
             if !rep_ids.insert(rep.get_ref().id.clone()) {

@@ -180,3 +180,41 @@ impl Clock for SystemClock {
         Timestamp::now()
     }
 }
+
+/// A message parked in a stage's dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub message_id: String,
+    /// Needed to move or delete it; valid while the listing holds the message.
+    pub receipt: String,
+    pub body: String,
+    pub lead_id: Option<String>,
+    /// Receives before it was dead-lettered.
+    pub receive_count: u32,
+    pub last_error: Option<String>,
+    /// When it was first sent to its stage's queue.
+    pub sent_at: Option<Timestamp>,
+}
+
+/// What an operator does with dead letters; replaying is safe because every stage is idempotent.
+#[async_trait]
+pub trait DeadLetters: Send + Sync {
+    /// Up to `max` messages of `stage`'s dead-letter queue, oldest first where the queue knows.
+    /// On SQS the listed messages stay hidden for `hold` so they can be replayed by receipt.
+    async fn list(
+        &self,
+        stage: Stage,
+        max: usize,
+        hold: Duration,
+    ) -> Result<Vec<DeadLetter>, QueueError>;
+
+    /// Puts the message back on `stage`'s queue, then removes it from the dead-letter queue
+    /// (in that order: a crash in between duplicates, which the stages absorb, never loses).
+    async fn replay(&self, stage: Stage, letter: &DeadLetter) -> Result<(), QueueError>;
+
+    /// Deletes one dead letter for good.
+    async fn discard(&self, stage: Stage, letter: &DeadLetter) -> Result<(), QueueError>;
+
+    /// Makes listed-but-untouched messages visible again at once (SQS); a no-op elsewhere.
+    async fn release(&self, stage: Stage, letter: &DeadLetter) -> Result<(), QueueError>;
+}

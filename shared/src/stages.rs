@@ -196,29 +196,38 @@ impl Pipeline {
     pub async fn consume(&self, stage: Stage, message: &Received) -> Result<(), QueueError> {
         match self.handle(stage, &message.body).await {
             Ok(_) => self.queue.delete(stage, &message.receipt).await,
-            Err(error) => {
-                let text = error.to_string();
-                warn!(stage = %stage, message_id = %message.message_id, receive_count = message.receive_count, error = %text, "stage failed; will retry");
-                if let Ok(envelope) = Envelope::from_json(&message.body) {
-                    let failure = StageFailure {
-                        stage,
-                        error: text.clone(),
-                        at: self.clock.now(),
-                    };
-                    if let Err(e) = self.store.record_failure(&envelope.lead_id, &failure).await {
-                        warn!(stage = %stage, error = %e, "could not record the failure on the lead");
-                    }
-                }
-                self.queue
-                    .retry_later(
-                        stage,
-                        &message.receipt,
-                        self.retry_delay(message.receive_count),
-                        &text,
-                    )
-                    .await
+            Err(error) => self.defer(stage, message, &error).await,
+        }
+    }
+
+    /// After a failure: records it on the lead and makes the message visible again after a
+    /// backoff. The queue's redrive dead-letters it after too many receives.
+    pub async fn defer(
+        &self,
+        stage: Stage,
+        message: &Received,
+        error: &StageError,
+    ) -> Result<(), QueueError> {
+        let text = error.to_string();
+        warn!(stage = %stage, message_id = %message.message_id, receive_count = message.receive_count, error = %text, "stage failed; will retry");
+        if let Ok(envelope) = Envelope::from_json(&message.body) {
+            let failure = StageFailure {
+                stage,
+                error: text.clone(),
+                at: self.clock.now(),
+            };
+            if let Err(e) = self.store.record_failure(&envelope.lead_id, &failure).await {
+                warn!(stage = %stage, error = %e, "could not record the failure on the lead");
             }
         }
+        self.queue
+            .retry_later(
+                stage,
+                &message.receipt,
+                self.retry_delay(message.receive_count),
+                &text,
+            )
+            .await
     }
 
     /// Exponential backoff from the configured base, capped at the visibility timeout.

@@ -1,1 +1,21 @@
-fn main() {}
+//! Ingest on AWS Lambda: API Gateway HTTP API events served by the very same axum router as
+//! the embedded server, so the two can never answer differently.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use lambda_http::Error;
+use leadrelay_shared::http::{router, Api};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    leadrelay_aws::bootstrap::init_logs();
+    // Built once per container, outside the handler.
+    let pipeline = leadrelay_aws::bootstrap::from_environment().await?;
+    let app = router(Api {
+        pipeline,
+        // The queue consumers are separate functions; this one is ready once built.
+        ready: Arc::new(AtomicBool::new(true)),
+    });
+    lambda_http::run(app).await
+}

@@ -1,1 +1,16 @@
-fn main() {}
+//! The notify stage on AWS Lambda: consumes its SQS queue in batches, reports partial failures.
+
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use leadrelay_shared::model::Stage;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    leadrelay_aws::bootstrap::init_logs();
+    // Built once per container, outside the handler.
+    let pipeline = leadrelay_aws::bootstrap::from_environment().await?;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        leadrelay_aws::lambda::handle_batch(pipeline.clone(), Stage::Notify, event.payload)
+    }))
+    .await
+}

@@ -14,7 +14,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage, StageFailure};
 use leadrelay_shared::ports::{
-    Created, DeliveryStart, LeadStore, Queue, QueueError, Received, StoreError,
+    Created, DeadLetter, DeadLetters, DeliveryStart, LeadStore, Queue, QueueError, Received,
+    StoreError,
 };
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -213,34 +214,6 @@ impl Sqlite {
         }
     }
 
-    /// Messages waiting in a dead-letter queue, oldest first.
-    pub async fn dead_letters(&self, stage: Stage) -> Result<Vec<DeadLetter>, StoreError> {
-        let queue = dlq_name(stage);
-        self.read(move |conn| {
-            let mut statement = conn
-                .prepare(
-                    "SELECT id, lead_id, body, receive_count, last_error, sent_at, dead_at
-                     FROM messages WHERE queue = ?1 ORDER BY id",
-                )
-                .map_err(unavailable)?;
-            let rows = statement
-                .query_map(params![queue], |row| {
-                    Ok(DeadLetter {
-                        message_id: row.get::<_, i64>(0)?.to_string(),
-                        lead_id: row.get(1)?,
-                        body: row.get(2)?,
-                        receive_count: row.get(3)?,
-                        last_error: row.get(4)?,
-                        sent_at: row.get(5)?,
-                        dead_at: row.get::<_, Option<i64>>(6)?.unwrap_or_default(),
-                    })
-                })
-                .map_err(unavailable)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
-        })
-        .await
-    }
-
     /// Queues an enrich message for every captured lead that has none: a crash between
     /// storing a lead and queueing it leaves exactly that, and the sender got no 202 for it.
     pub async fn requeue_orphans(&self) -> Result<usize, StoreError> {
@@ -312,18 +285,6 @@ pub struct Counts {
     pub leads: i64,
     pub messages: i64,
     pub dead_letters: i64,
-}
-
-/// One message in a dead-letter queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    pub message_id: String,
-    pub lead_id: Option<String>,
-    pub body: String,
-    pub receive_count: u32,
-    pub last_error: Option<String>,
-    pub sent_at: i64,
-    pub dead_at: i64,
 }
 
 fn in_savepoint<R>(
@@ -726,6 +687,91 @@ impl Queue for Sqlite {
         if updated == 0 {
             return Err(QueueError::StaleReceipt(receipt.to_owned()));
         }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DeadLetters for Sqlite {
+    async fn list(
+        &self,
+        stage: Stage,
+        max: usize,
+        _hold: Duration,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
+        let queue = dlq_name(stage);
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare(
+                    "SELECT id, lead_id, body, receive_count, last_error, sent_at
+                     FROM messages WHERE queue = ?1 ORDER BY id LIMIT ?2",
+                )
+                .map_err(unavailable)?;
+            let rows = statement
+                .query_map(params![queue, max], |row| {
+                    let id: i64 = row.get(0)?;
+                    Ok(DeadLetter {
+                        message_id: id.to_string(),
+                        receipt: id.to_string(),
+                        lead_id: row.get(1)?,
+                        body: row.get(2)?,
+                        receive_count: row.get(3)?,
+                        last_error: row.get(4)?,
+                        sent_at: Timestamp::from_millisecond(row.get(5)?).ok(),
+                    })
+                })
+                .map_err(unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+        })
+        .await
+        .map_err(queue_error)
+    }
+
+    async fn replay(&self, stage: Stage, letter: &DeadLetter) -> Result<(), QueueError> {
+        let id: i64 = letter
+            .receipt
+            .parse()
+            .map_err(|_| QueueError::StaleReceipt(letter.receipt.clone()))?;
+        // One transaction moves it back with a fresh receive count: nothing to duplicate.
+        let moved = self
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE messages SET queue = ?1, receive_count = 0, visible_at = ?2,
+                            receipt = NULL, dead_at = NULL
+                     WHERE id = ?3 AND queue = ?4",
+                    params![stage.as_str(), now_ms(), id, dlq_name(stage)],
+                )
+                .map_err(unavailable)
+            })
+            .await
+            .map_err(queue_error)?;
+        if moved == 0 {
+            return Err(QueueError::StaleReceipt(letter.receipt.clone()));
+        }
+        self.wake(stage);
+        Ok(())
+    }
+
+    async fn discard(&self, stage: Stage, letter: &DeadLetter) -> Result<(), QueueError> {
+        let id: i64 = letter
+            .receipt
+            .parse()
+            .map_err(|_| QueueError::StaleReceipt(letter.receipt.clone()))?;
+        self.write(move |conn| {
+            conn.execute(
+                "DELETE FROM messages WHERE id = ?1 AND queue = ?2",
+                params![id, dlq_name(stage)],
+            )
+            .map_err(unavailable)
+        })
+        .await
+        .map_err(queue_error)?;
+        Ok(())
+    }
+
+    async fn release(&self, _stage: Stage, _letter: &DeadLetter) -> Result<(), QueueError> {
+        // Listing hides nothing here.
         Ok(())
     }
 }

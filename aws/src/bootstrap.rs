@@ -1,0 +1,156 @@
+//! Building the pipeline inside a Lambda container: configuration from environment variables
+//! set by the template, the TOML configuration and the secrets from SSM Parameter Store, AWS
+//! clients built once per container.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use aws_config::SdkConfig;
+use leadrelay_shared::config::Config;
+use leadrelay_shared::model::Stage;
+use leadrelay_shared::notifiers::Channels;
+use leadrelay_shared::ports::SystemClock;
+use leadrelay_shared::stages::Pipeline;
+
+use crate::dynamo::DynamoStore;
+use crate::sqs::{QueueUrls, SqsQueues};
+
+pub const ENV_TABLE: &str = "LEADRELAY_TABLE";
+pub const ENV_CONFIG_PARAMETER: &str = "LEADRELAY_CONFIG_PARAMETER";
+pub const ENV_SECRETS_PATH: &str = "LEADRELAY_SECRETS_PATH";
+
+/// `LEADRELAY_<STAGE>_QUEUE_URL` and `LEADRELAY_<STAGE>_DLQ_URL`.
+pub fn queue_env(stage: Stage, dead: bool) -> String {
+    format!(
+        "LEADRELAY_{}_{}_URL",
+        stage.as_str().to_ascii_uppercase(),
+        if dead { "DLQ" } else { "QUEUE" }
+    )
+}
+
+/// Where a deployment keeps its state, read from the environment.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub table: String,
+    pub queues: QueueUrls,
+    pub config_parameter: String,
+    pub secrets_path: Option<String>,
+}
+
+impl Deployment {
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let required = |name: &str| {
+            env(name).with_context(|| format!("environment variable {name} is not set"))
+        };
+        let mut queues = QueueUrls::default();
+        for stage in Stage::ALL {
+            if let Some(url) = env(&queue_env(stage, false)) {
+                queues.work.insert(stage, url);
+            }
+            if let Some(url) = env(&queue_env(stage, true)) {
+                queues.dead.insert(stage, url);
+            }
+        }
+        Ok(Deployment {
+            table: required(ENV_TABLE)?,
+            queues,
+            config_parameter: required(ENV_CONFIG_PARAMETER)?,
+            secrets_path: env(ENV_SECRETS_PATH).filter(|p| !p.is_empty()),
+        })
+    }
+}
+
+/// Every SecureString under `path`, by the last segment of its name (`/x/prod/WEBSITE_SECRETS`
+/// → `WEBSITE_SECRETS`); the configuration's `*_env` keys name them.
+pub async fn load_secrets(
+    ssm: &aws_sdk_ssm::Client,
+    path: &str,
+) -> anyhow::Result<HashMap<String, String>> {
+    let mut secrets = HashMap::new();
+    let mut pages = ssm
+        .get_parameters_by_path()
+        .path(path)
+        .recursive(true)
+        .with_decryption(true)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        // The error names the path, never a value.
+        let page = page.with_context(|| format!("reading secrets under {path}"))?;
+        for parameter in page.parameters() {
+            if let (Some(name), Some(value)) = (parameter.name(), parameter.value()) {
+                let short = name.rsplit('/').next().unwrap_or(name);
+                secrets.insert(short.to_owned(), value.to_owned());
+            }
+        }
+    }
+    Ok(secrets)
+}
+
+/// The configuration text from its SSM parameter, with secrets resolved from `secrets`.
+pub async fn load_config(
+    ssm: &aws_sdk_ssm::Client,
+    parameter: &str,
+    secrets: &HashMap<String, String>,
+) -> anyhow::Result<Config> {
+    let output = ssm
+        .get_parameter()
+        .name(parameter)
+        .with_decryption(true)
+        .send()
+        .await
+        .with_context(|| format!("reading the configuration parameter {parameter}"))?;
+    let text = output
+        .parameter()
+        .and_then(|p| p.value())
+        .with_context(|| format!("parameter {parameter} has no value"))?;
+    Ok(Config::parse(text, &format!("ssm:{parameter}"), &|name| {
+        secrets.get(name).cloned()
+    })?)
+}
+
+/// The pipeline over DynamoDB and SQS, as every function builds it once per container.
+pub async fn pipeline(sdk: &SdkConfig, deployment: &Deployment) -> anyhow::Result<Arc<Pipeline>> {
+    let ssm = aws_sdk_ssm::Client::new(sdk);
+    let secrets = match &deployment.secrets_path {
+        Some(path) => load_secrets(&ssm, path).await?,
+        None => HashMap::new(),
+    };
+    let config = load_config(&ssm, &deployment.config_parameter, &secrets).await?;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &deployment.table);
+    let queues = SqsQueues::new(aws_sdk_sqs::Client::new(sdk), deployment.queues.clone());
+    let channels = Channels::new(
+        Duration::from_millis(config.notify.http_timeout_ms),
+        // On Lambda the "terminal" is the function's log stream.
+        Box::new(std::io::stdout()),
+    )?;
+    Ok(Arc::new(Pipeline::new(
+        Arc::new(config),
+        Arc::new(store),
+        Arc::new(queues),
+        Arc::new(channels),
+        Arc::new(SystemClock),
+    )))
+}
+
+/// The function's start-up: JSON logs, AWS configuration from the environment, the pipeline.
+pub async fn from_environment() -> anyhow::Result<Arc<Pipeline>> {
+    let sdk = aws_config::load_from_env().await;
+    let deployment = Deployment::from_env(|name| std::env::var(name).ok())?;
+    pipeline(&sdk, &deployment).await
+}
+
+/// Structured JSON logs, as CloudWatch Logs Insights reads them best.
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .without_time() // CloudWatch stamps every line
+        .with_env_filter(filter)
+        .init();
+}

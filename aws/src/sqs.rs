@@ -1,0 +1,303 @@
+//! The queues on SQS: one standard queue per stage, each with a dead-letter queue whose
+//! redrive policy (maxReceiveCount) the template sets. SQS itself moves a message to the DLQ.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::Client;
+use jiff::Timestamp;
+use leadrelay_shared::model::{Envelope, Stage};
+use leadrelay_shared::ports::{DeadLetter, DeadLetters, Queue, QueueError, Received};
+
+/// The queue URLs of one deployment.
+#[derive(Debug, Clone, Default)]
+pub struct QueueUrls {
+    pub work: HashMap<Stage, String>,
+    pub dead: HashMap<Stage, String>,
+}
+
+impl QueueUrls {
+    fn work(&self, stage: Stage) -> Result<&str, QueueError> {
+        self.work
+            .get(&stage)
+            .map(String::as_str)
+            .ok_or_else(|| QueueError::Unavailable(format!("no queue URL configured for {stage}")))
+    }
+
+    fn dead(&self, stage: Stage) -> Result<&str, QueueError> {
+        self.dead.get(&stage).map(String::as_str).ok_or_else(|| {
+            QueueError::Unavailable(format!("no dead-letter queue URL configured for {stage}"))
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct SqsQueues {
+    client: Client,
+    urls: QueueUrls,
+    /// Long-poll wait for `receive`, in seconds (0 = return at once).
+    wait_seconds: i32,
+}
+
+fn unavailable<E: ProvideErrorMetadata + std::fmt::Debug>(error: SdkError<E>) -> QueueError {
+    let detail = match error.as_service_error() {
+        Some(service) => format!(
+            "{}: {}",
+            service.code().unwrap_or("unknown"),
+            service.message().unwrap_or("")
+        ),
+        None => format!("{error:?}").chars().take(300).collect(),
+    };
+    QueueError::Unavailable(detail)
+}
+
+fn seconds(duration: Duration) -> i32 {
+    // SQS caps visibility at 12 hours; round sub-second delays up so a retry is never instant.
+    i32::try_from(duration.as_millis().div_ceil(1000))
+        .unwrap_or(43_200)
+        .min(43_200)
+}
+
+impl SqsQueues {
+    pub fn new(client: Client, urls: QueueUrls) -> Self {
+        SqsQueues {
+            client,
+            urls,
+            wait_seconds: 0,
+        }
+    }
+
+    /// Long-poll receives (for the CLI and tests; Lambda's event source polls by itself).
+    pub fn with_wait(mut self, wait_seconds: i32) -> Self {
+        self.wait_seconds = wait_seconds.clamp(0, 20);
+        self
+    }
+
+    pub fn urls(&self) -> &QueueUrls {
+        &self.urls
+    }
+
+    /// Approximate number of visible messages in `stage`'s dead-letter queue.
+    pub async fn dead_letter_depth(&self, stage: Stage) -> Result<u64, QueueError> {
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(self.urls.dead(stage)?)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(output
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Asks SQS to move every message of `stage`'s DLQ back to its queue, at most `per_second`.
+    /// Returns the task handle; SQS runs the move on its side.
+    pub async fn start_move_task(
+        &self,
+        stage: Stage,
+        per_second: i32,
+    ) -> Result<String, QueueError> {
+        let dlq_arn = self.arn(self.urls.dead(stage)?).await?;
+        let work_arn = self.arn(self.urls.work(stage)?).await?;
+        let output = self
+            .client
+            .start_message_move_task()
+            .source_arn(dlq_arn)
+            .destination_arn(work_arn)
+            .max_number_of_messages_per_second(per_second.clamp(1, 500))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(output.task_handle().unwrap_or_default().to_owned())
+    }
+
+    async fn arn(&self, url: &str) -> Result<String, QueueError> {
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+            .cloned()
+            .ok_or_else(|| QueueError::Unavailable(format!("no ARN for {url}")))
+    }
+}
+
+fn receive_count(attributes: Option<&HashMap<MessageSystemAttributeName, String>>) -> u32 {
+    attributes
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+#[async_trait]
+impl Queue for SqsQueues {
+    async fn send(&self, stage: Stage, envelope: &Envelope) -> Result<(), QueueError> {
+        self.client
+            .send_message()
+            .queue_url(self.urls.work(stage)?)
+            .message_body(envelope.to_json())
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn receive(&self, stage: Stage, max: u32) -> Result<Vec<Received>, QueueError> {
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(self.urls.work(stage)?)
+            .max_number_of_messages(i32::try_from(max.clamp(1, 10)).unwrap_or(10))
+            .wait_time_seconds(self.wait_seconds)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(output
+            .messages()
+            .iter()
+            .filter_map(|m| {
+                Some(Received {
+                    message_id: m.message_id()?.to_owned(),
+                    receipt: m.receipt_handle()?.to_owned(),
+                    body: m.body().unwrap_or_default().to_owned(),
+                    receive_count: receive_count(m.attributes()),
+                })
+            })
+            .collect())
+    }
+
+    async fn delete(&self, stage: Stage, receipt: &str) -> Result<(), QueueError> {
+        self.client
+            .delete_message()
+            .queue_url(self.urls.work(stage)?)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn retry_later(
+        &self,
+        stage: Stage,
+        receipt: &str,
+        delay: Duration,
+        _error: &str,
+    ) -> Result<(), QueueError> {
+        // SQS keeps no error text; the stage records it on the lead and in the log.
+        self.client
+            .change_message_visibility()
+            .queue_url(self.urls.work(stage)?)
+            .receipt_handle(receipt)
+            .visibility_timeout(seconds(delay))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DeadLetters for SqsQueues {
+    async fn list(
+        &self,
+        stage: Stage,
+        max: usize,
+        hold: Duration,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
+        let url = self.urls.dead(stage)?;
+        let mut letters: Vec<DeadLetter> = Vec::new();
+        // SQS has no peek: receive (hiding each message for `hold`) until nothing more comes.
+        while letters.len() < max {
+            let want = (max - letters.len()).min(10);
+            let output = self
+                .client
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(i32::try_from(want).unwrap_or(10))
+                .visibility_timeout(seconds(hold).max(1))
+                .wait_time_seconds(0)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            let batch = output.messages();
+            if batch.is_empty() {
+                break;
+            }
+            for m in batch {
+                let (Some(id), Some(receipt)) = (m.message_id(), m.receipt_handle()) else {
+                    continue;
+                };
+                if letters.iter().any(|l| l.message_id == id) {
+                    continue;
+                }
+                let body = m.body().unwrap_or_default().to_owned();
+                let attributes = m.attributes();
+                letters.push(DeadLetter {
+                    message_id: id.to_owned(),
+                    receipt: receipt.to_owned(),
+                    lead_id: Envelope::from_json(&body).ok().map(|e| e.lead_id),
+                    body,
+                    // The DLQ's own receive count includes this listing; the source's is gone.
+                    receive_count: receive_count(attributes).saturating_sub(1),
+                    last_error: None,
+                    sent_at: attributes
+                        .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                        .and_then(|v| v.parse::<i64>().ok())
+                        .and_then(|ms| Timestamp::from_millisecond(ms).ok()),
+                });
+            }
+        }
+        letters.sort_by_key(|l| l.sent_at);
+        Ok(letters)
+    }
+
+    async fn replay(&self, stage: Stage, letter: &DeadLetter) -> Result<(), QueueError> {
+        self.client
+            .send_message()
+            .queue_url(self.urls.work(stage)?)
+            .message_body(&letter.body)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        self.discard(stage, letter).await
+    }
+
+    async fn discard(&self, stage: Stage, letter: &DeadLetter) -> Result<(), QueueError> {
+        self.client
+            .delete_message()
+            .queue_url(self.urls.dead(stage)?)
+            .receipt_handle(&letter.receipt)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn release(&self, stage: Stage, letter: &DeadLetter) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(self.urls.dead(stage)?)
+            .receipt_handle(&letter.receipt)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}

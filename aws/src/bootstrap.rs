@@ -35,7 +35,8 @@ pub fn queue_env(stage: Stage, dead: bool) -> String {
 pub struct Deployment {
     pub table: String,
     pub queues: QueueUrls,
-    pub config_parameter: String,
+    /// Needed by the functions; the DLQ tool works without it.
+    pub config_parameter: Option<String>,
     pub secrets_path: Option<String>,
 }
 
@@ -56,7 +57,7 @@ impl Deployment {
         Ok(Deployment {
             table: required(ENV_TABLE)?,
             queues,
-            config_parameter: required(ENV_CONFIG_PARAMETER)?,
+            config_parameter: env(ENV_CONFIG_PARAMETER).filter(|p| !p.is_empty()),
             secrets_path: env(ENV_SECRETS_PATH).filter(|p| !p.is_empty()),
         })
     }
@@ -118,7 +119,11 @@ pub async fn pipeline(sdk: &SdkConfig, deployment: &Deployment) -> anyhow::Resul
         Some(path) => load_secrets(&ssm, path).await?,
         None => HashMap::new(),
     };
-    let config = load_config(&ssm, &deployment.config_parameter, &secrets).await?;
+    let parameter = deployment
+        .config_parameter
+        .as_deref()
+        .with_context(|| format!("environment variable {ENV_CONFIG_PARAMETER} is not set"))?;
+    let config = load_config(&ssm, parameter, &secrets).await?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &deployment.table);
     let queues = SqsQueues::new(aws_sdk_sqs::Client::new(sdk), deployment.queues.clone());
     let channels = Channels::new(

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
-use aws_sdk_dynamodb::Client;
+pub use aws_sdk_dynamodb::Client;
 use jiff::Timestamp;
 use leadrelay_shared::model::{Lead, LeadState, StageFailure};
 use leadrelay_shared::ports::{Created, DeliveryStart, LeadStore, StoreError};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-use aws_sdk_sqs::Client;
+pub use aws_sdk_sqs::Client;
 use jiff::Timestamp;
 use leadrelay_shared::model::{Envelope, Stage};
 use leadrelay_shared::ports::{DeadLetter, DeadLetters, Queue, QueueError, Received};

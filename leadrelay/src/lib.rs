@@ -2,4 +2,5 @@
 //! commands.
 
 pub mod cli;
+pub mod dlq;
 pub mod embedded;

@@ -1,1 +1,294 @@
-fn main(){}
+//! The stage logic per lead, pure CPU and no I/O: signature verification, parsing and the
+//! validation gates, enrichment, qualification, routing and alert rendering, over the sample
+//! events in `events/webhooks/` and the example configuration `config/leadrelay.toml`.
+//!
+//! `cargo bench -p leadrelay-shared --bench stage_logic`. Prints figures; asserts no timing.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, HeaderValue};
+use criterion::{BatchSize, Criterion};
+use jiff::{SignedDuration, Timestamp};
+use leadrelay_shared::config::{Config, SourceConfig};
+use leadrelay_shared::model::{EventKind, Lead, LeadState, Timeline};
+use leadrelay_shared::render::{self, Alert};
+use leadrelay_shared::rulebook::Rulebook;
+use leadrelay_shared::signature::{self, Scheme, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use leadrelay_shared::stages::open_leads_counter;
+use leadrelay_shared::validate;
+
+/// The per-lead budget the summary line is read against.
+const BUDGET_MICROS: f64 = 20.0;
+/// Iterations of the plain timed loop behind the summary line.
+const SUMMARY_ITERATIONS: usize = 20_000;
+
+/// One sample webhook, signed once up front as its sender would.
+struct Sample {
+    name: String,
+    body: Vec<u8>,
+    headers: HeaderMap,
+}
+
+/// Everything the stage logic reads: the configuration, compiled once, and the signed samples.
+struct Fixture {
+    config: Config,
+    rulebook: Rulebook,
+    scheme: Scheme,
+    /// The instant the samples were signed at and are verified at, so the tolerance never bites.
+    now: Timestamp,
+    samples: Vec<Sample>,
+}
+
+impl Fixture {
+    fn load() -> Fixture {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let config =
+            Config::load(&root.join("config/leadrelay.toml")).expect("config/leadrelay.toml loads");
+        let rulebook = Rulebook::new(&config);
+        let source = config
+            .source("website")
+            .expect("the config has a website source");
+        let scheme = source.signature_scheme();
+        let now = Timestamp::now();
+
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("events/webhooks"))
+            .expect("events/webhooks exists")
+            .map(|entry| entry.expect("readable directory entry").path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "no sample events in events/webhooks");
+        let samples = files
+            .iter()
+            .enumerate()
+            .map(|(i, path)| {
+                let body = std::fs::read(path).expect("readable sample event");
+                let headers = signed(source, &format!("msg_bench_{i:02}"), now, &body);
+                Sample {
+                    name: path
+                        .file_stem()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned(),
+                    body,
+                    headers,
+                }
+            })
+            .collect();
+        let fixture = Fixture {
+            config,
+            rulebook,
+            scheme,
+            now,
+            samples,
+        };
+        // Every sample must make it through the whole chain, or the figures mean nothing.
+        for sample in &fixture.samples {
+            let alert = fixture.chain(sample);
+            assert!(!alert.text.is_empty(), "{}: empty alert", sample.name);
+        }
+        fixture
+    }
+
+    fn source(&self) -> &SourceConfig {
+        self.config.source("website").expect("website source")
+    }
+
+    /// Ingest's CPU work: verify, parse, validate and build the lead as `Pipeline::ingest` does.
+    fn ingest(&self, sample: &Sample) -> Lead {
+        let verified = signature::verify(
+            &self.scheme,
+            &self.source().keys,
+            &sample.headers,
+            &sample.body,
+            self.now,
+        )
+        .expect("the sample's signature verifies");
+        let capture = validate::parse_capture(&sample.body).expect("the sample parses");
+        let flags = validate::check(&capture, &self.config.validation)
+            .expect("the sample passes the gates");
+        Lead {
+            id: uuid::Uuid::now_v7().to_string(),
+            trace_id: uuid::Uuid::now_v7().simple().to_string(),
+            source: "website".to_owned(),
+            event_id: verified.event_id,
+            state: LeadState::Captured,
+            incomplete: capture.event == Some(EventKind::LeadCapturePartial),
+            capture,
+            flags,
+            enrichment: None,
+            qualification: None,
+            assignment: None,
+            timeline: Timeline {
+                captured_at: Some(self.now),
+                ..Timeline::default()
+            },
+            last_failure: None,
+        }
+    }
+
+    /// The enrich and route stages' decisions, applied to the lead as the stages apply them.
+    fn decide(&self, lead: &mut Lead) {
+        lead.enrichment = Some(self.rulebook.enrich(lead));
+        lead.state = LeadState::Enriched;
+        lead.timeline.enriched_at = Some(self.now);
+
+        let qualification = self.rulebook.qualify(lead);
+        lead.timeline.sla_due_at = self
+            .now
+            .checked_add(SignedDuration::from_mins(i64::from(
+                qualification.sla_minutes,
+            )))
+            .ok();
+        lead.qualification = Some(qualification);
+        let assignment = self.rulebook.route(lead);
+        black_box(open_leads_counter(&assignment.owner));
+        lead.assignment = Some(assignment);
+        lead.state = LeadState::Routed;
+        lead.timeline.routed_at = Some(self.now);
+    }
+
+    /// The notify stage's rendering.
+    fn render(&self, lead: &Lead) -> Alert {
+        let tier = lead.qualification.as_ref().map(|q| q.tier).unwrap_or(0);
+        render::render(lead, self.rulebook.tier_label(tier))
+    }
+
+    /// The whole chain for one lead.
+    fn chain(&self, sample: &Sample) -> Alert {
+        let mut lead = self.ingest(sample);
+        self.decide(&mut lead);
+        self.render(&lead)
+    }
+}
+
+/// The Standard Webhooks headers a sender would attach.
+fn signed(source: &SourceConfig, event_id: &str, now: Timestamp, body: &[u8]) -> HeaderMap {
+    let key = source
+        .keys
+        .first()
+        .expect("the website source has a secret");
+    let timestamp = now.as_second();
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        HEADER_ID,
+        HeaderValue::from_str(event_id).expect("ascii id"),
+    );
+    headers.insert(HEADER_TIMESTAMP, HeaderValue::from(timestamp));
+    headers.insert(
+        HEADER_SIGNATURE,
+        HeaderValue::from_str(&signature::sign_standard(key, event_id, timestamp, body))
+            .expect("ascii signature"),
+    );
+    headers
+}
+
+fn benches(c: &mut Criterion, fx: &Fixture) {
+    let samples = &fx.samples;
+    let n = samples.len();
+    // Each iteration is one lead; the samples take turns so the figure is the mix's average.
+    let mut group = c.benchmark_group("stage_logic");
+
+    group.bench_function("chain_per_lead", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let alert = fx.chain(&samples[i % n]);
+            i += 1;
+            alert
+        })
+    });
+
+    group.bench_function("verify", |b| {
+        let mut i = 0;
+        let keys = &fx.source().keys;
+        b.iter(|| {
+            let sample = &samples[i % n];
+            i += 1;
+            signature::verify(
+                &fx.scheme,
+                keys,
+                black_box(&sample.headers),
+                black_box(&sample.body),
+                fx.now,
+            )
+            .expect("verifies")
+        })
+    });
+
+    group.bench_function("parse_validate", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let sample = &samples[i % n];
+            i += 1;
+            let capture = validate::parse_capture(black_box(&sample.body)).expect("parses");
+            let flags = validate::check(&capture, &fx.config.validation).expect("passes");
+            (capture, flags)
+        })
+    });
+
+    // Enrich, qualify and route need a lead to write into: each iteration gets a fresh clone of
+    // the captured lead, made outside the timed part.
+    let captured: Vec<Lead> = samples.iter().map(|s| fx.ingest(s)).collect();
+    group.bench_function("enrich_qualify_route", |b| {
+        let mut i = 0;
+        b.iter_batched_ref(
+            || {
+                let lead = captured[i % n].clone();
+                i += 1;
+                lead
+            },
+            |lead| fx.decide(lead),
+            BatchSize::SmallInput,
+        )
+    });
+
+    let routed: Vec<Lead> = captured
+        .into_iter()
+        .map(|mut lead| {
+            fx.decide(&mut lead);
+            lead
+        })
+        .collect();
+    group.bench_function("render", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let lead = &routed[i % n];
+            i += 1;
+            fx.render(black_box(lead))
+        })
+    });
+
+    group.finish();
+}
+
+/// One plain line for CI logs, from a plain timed loop over the whole chain.
+fn summary(fx: &Fixture, iterations: usize) {
+    let n = fx.samples.len();
+    // A short warm-up so the first touches of the allocator and caches are not counted.
+    for i in 0..iterations.min(1_000) {
+        black_box(fx.chain(&fx.samples[i % n]));
+    }
+    let started = Instant::now();
+    for i in 0..iterations {
+        black_box(fx.chain(black_box(&fx.samples[i % n])));
+    }
+    let per_lead = started.elapsed().as_secs_f64() * 1e6 / iterations as f64;
+    println!(
+        "stage logic: {per_lead:.1} µs per lead (budget {BUDGET_MICROS:.0} µs; {iterations} leads over {n} sample events)"
+    );
+}
+
+fn main() {
+    let fixture = Fixture::load();
+    let mut criterion = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    benches(&mut criterion, &fixture);
+    criterion.final_summary();
+    // `cargo test --benches` runs each benchmark once; keep the summary quick there too.
+    let test_mode = std::env::args().any(|arg| arg == "--test");
+    summary(&fixture, if test_mode { 100 } else { SUMMARY_ITERATIONS });
+}

@@ -1,0 +1,410 @@
+//! The four Lambda handlers wired to the AWS adapters against moto: real SQS queues with
+//! redrive policies, a real table, configuration and secrets in SSM. Fed with API Gateway
+//! HTTP API and SQS events of the shapes AWS sends (fixtures in events/aws/), with the event
+//! source mapping's part (receive, delete what succeeded) played by the test.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::sqs::SqsEvent;
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use aws_sdk_ssm::types::ParameterType;
+use lambda_http::tower::ServiceExt as _;
+use leadrelay_aws::bootstrap::{self, Deployment as Env};
+use leadrelay_shared::http::{router, Api};
+use leadrelay_shared::model::Stage;
+use leadrelay_shared::stages::Pipeline;
+use leadrelay_tests::aws::{moto, Deployment, Moto};
+use leadrelay_tests::{eventually, example_config, root, sample};
+use serde_json::{json, Value};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const MAX_RECEIVES: u32 = 2;
+const SECRET: &str = "whsec_bGVhZHJlbGF5LWRlbW8tc2VjcmV0LWNoYW5nZS1tZSE=";
+
+struct Stack {
+    moto: Moto,
+    deployment: Deployment,
+    pipeline: Arc<Pipeline>,
+    slack: MockServer,
+}
+
+/// A deployment on moto: table, queues, the TOML config and the secrets in SSM.
+async fn stack(slack_status: u16) -> Stack {
+    let moto = moto().await;
+    let deployment = moto.deploy(MAX_RECEIVES, 30).await;
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(slack_status))
+        .mount(&slack)
+        .await;
+
+    // Secrets live in SSM, named by the config's *_env keys; the config holds none.
+    let config = example_config()
+        .replace(
+            &format!("secrets = [\"{SECRET}\"]"),
+            "secrets_env = \"WEBSITE_WEBHOOK_SECRETS\"",
+        )
+        .replace(
+            "email = \"bruno@yourco.example\"",
+            "email = \"bruno@yourco.example\"\nslack_webhook_url_env = \"SLACK_BRUNO\"",
+        )
+        .replace("terminal = true", "terminal = false")
+        .replace("retry_delay_ms = 200", "retry_delay_ms = 0");
+    let prefix = format!("/{}/", deployment.table);
+    let ssm = moto.ssm();
+    for (name, value, kind) in [
+        (format!("{prefix}config"), config, ParameterType::String),
+        (
+            format!("{prefix}secrets/WEBSITE_WEBHOOK_SECRETS"),
+            SECRET.to_owned(),
+            ParameterType::SecureString,
+        ),
+        (
+            format!("{prefix}secrets/SLACK_BRUNO"),
+            format!("{}/services/T/B/X", slack.uri()),
+            ParameterType::SecureString,
+        ),
+    ] {
+        ssm.put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(kind)
+            .send()
+            .await
+            .expect("put parameter");
+    }
+
+    // The environment the template gives every function.
+    let mut env = std::collections::HashMap::from([
+        (bootstrap::ENV_TABLE.to_owned(), deployment.table.clone()),
+        (
+            bootstrap::ENV_CONFIG_PARAMETER.to_owned(),
+            format!("{prefix}config"),
+        ),
+        (
+            bootstrap::ENV_SECRETS_PATH.to_owned(),
+            format!("{prefix}secrets/"),
+        ),
+    ]);
+    for stage in Stage::ALL {
+        env.insert(
+            bootstrap::queue_env(stage, false),
+            deployment.urls.work[&stage].clone(),
+        );
+        env.insert(
+            bootstrap::queue_env(stage, true),
+            deployment.urls.dead[&stage].clone(),
+        );
+    }
+    let function_env = Env::from_env(|name| env.get(name).cloned()).expect("environment");
+    let pipeline = bootstrap::pipeline(&moto.sdk, &function_env)
+        .await
+        .expect("the functions' start-up");
+    Stack {
+        moto,
+        deployment,
+        pipeline,
+        slack,
+    }
+}
+
+/// Posts a signed webhook through the ingest function's router, as API Gateway delivers it.
+async fn invoke_ingest(stack: &Stack, event_id: &str, body: &[u8]) -> (u16, Value) {
+    let fixture = std::fs::read_to_string(root().join("events/aws/apigw-http-webhook.json"))
+        .expect("fixture");
+    let mut event: Value = serde_json::from_str(&fixture).expect("json");
+    let source = stack.pipeline.config.source("website").expect("source");
+    for (name, value) in leadrelay::cli::signed_headers(source, event_id, body).expect("sign") {
+        event["headers"][name] = value.into();
+    }
+    event["body"] = String::from_utf8(body.to_vec()).expect("utf-8").into();
+    let request = lambda_http::request::from_str(&event.to_string()).expect("API Gateway event");
+    let app = router(Api {
+        pipeline: stack.pipeline.clone(),
+        ready: Arc::new(true.into()),
+    });
+    let response = app.oneshot(request).await.expect("infallible");
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// One poll of `stage`'s queue handed to its function, like the SQS event source mapping:
+/// receive, invoke with an SQS event, delete what the function did not report as failed.
+async fn poll_once(stack: &Stack, stage: Stage) -> usize {
+    let sqs = stack.moto.sqs();
+    let url = &stack.deployment.urls.work[&stage];
+    let received = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await
+        .expect("receive");
+    let messages = received.messages();
+    if messages.is_empty() {
+        return 0;
+    }
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let attributes: serde_json::Map<String, Value> = m
+                .attributes()
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body(),
+                "attributes": attributes,
+                "messageAttributes": {},
+                "md5OfBody": m.md5_of_body(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": format!("arn:aws:sqs:us-east-1:123456789012:{stage}"),
+                "awsRegion": "us-east-1",
+            })
+        })
+        .collect();
+    let event: SqsEvent =
+        serde_json::from_value(json!({ "Records": records })).expect("SQS event shape");
+    let response = leadrelay_aws::lambda::handle_batch(stack.pipeline.clone(), stage, event)
+        .await
+        .expect("batch handled");
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert!(failed.iter().all(|id| !id.is_empty()));
+    for m in messages {
+        if !failed.contains(&m.message_id().unwrap_or_default()) {
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+    messages.len()
+}
+
+/// Polls every stage until `done` holds.
+async fn run_until<F, Fut>(stack: &Stack, what: &str, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually(Duration::from_secs(30), what, || async {
+        for stage in Stage::ALL {
+            poll_once(stack, stage).await;
+        }
+        done().await.then_some(())
+    })
+    .await;
+}
+
+async fn lead_state(stack: &Stack, lead_id: &str) -> String {
+    stack
+        .pipeline
+        .store
+        .get_lead(lead_id)
+        .await
+        .expect("read")
+        .map(|l| l.state.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_ends_as_a_notified_lead_and_a_duplicate_changes_nothing() {
+    let stack = stack(200).await;
+    let (status, body) =
+        invoke_ingest(&stack, "msg_aws_1", &sample("02-capture-emea-pricing.json")).await;
+    assert_eq!(status, 202, "{body}");
+    let lead_id = body["lead_id"].as_str().expect("lead id").to_owned();
+
+    let (status, again) =
+        invoke_ingest(&stack, "msg_aws_1", &sample("02-capture-emea-pricing.json")).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["status"], "duplicate");
+    assert_eq!(again["lead_id"], lead_id.as_str());
+
+    let (s, id) = (&stack, lead_id.as_str());
+    run_until(s, "the lead notified", || async move {
+        lead_state(s, id).await == "notified"
+    })
+    .await;
+    // Drain the duplicate's extra envelope too: still one alert, one owner, one count.
+    for _ in 0..3 {
+        for stage in Stage::ALL {
+            poll_once(&stack, stage).await;
+        }
+    }
+    let lead = stack
+        .pipeline
+        .store
+        .get_lead(&lead_id)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(lead.assignment.expect("owner").owner.id(), "bruno");
+    assert_eq!(
+        stack.slack.received_requests().await.map(|r| r.len()),
+        Some(1)
+    );
+    assert_eq!(
+        stack
+            .pipeline
+            .store
+            .counter("open_leads:rep:bruno")
+            .await
+            .expect("counter"),
+        1
+    );
+
+    // The ingest function answers refusals exactly as the embedded server does.
+    let fixture = std::fs::read_to_string(root().join("events/aws/apigw-http-webhook.json"))
+        .expect("fixture");
+    let request = lambda_http::request::from_str(&fixture).expect("event");
+    let app = router(Api {
+        pipeline: stack.pipeline.clone(),
+        ready: Arc::new(true.into()),
+    });
+    let response = app.oneshot(request).await.expect("infallible");
+    assert_eq!(
+        response.status().as_u16(),
+        401,
+        "the fixture's signature is a placeholder"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanently_failing_notifier_dead_letters_and_replay_notifies_once() {
+    let stack = stack(500).await;
+    let (status, body) = invoke_ingest(
+        &stack,
+        "msg_aws_poison",
+        &sample("02-capture-emea-pricing.json"),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let lead_id = body["lead_id"].as_str().expect("lead id").to_owned();
+
+    // SQS's redrive moves the notify message to its DLQ after maxReceiveCount receives.
+    let queues = &stack.deployment.queues;
+    run_until(&stack, "the notify message in its DLQ", || async move {
+        queues.dead_letter_depth(Stage::Notify).await.unwrap_or(0) == 1
+    })
+    .await;
+    assert_eq!(lead_state(&stack, &lead_id).await, "routed");
+    let lead = stack
+        .pipeline
+        .store
+        .get_lead(&lead_id)
+        .await
+        .expect("read")
+        .expect("stored");
+    let failure = lead.last_failure.expect("failure recorded");
+    assert_eq!(failure.stage, Stage::Notify);
+    assert!(
+        failure.error.contains("slack answered 500"),
+        "{}",
+        failure.error
+    );
+
+    // `dlq list` shows it with the lead and the error; a dry run changes nothing.
+    let mut out = Vec::new();
+    let total = leadrelay::dlq::list(
+        &stack.deployment.queues,
+        &stack.deployment.store,
+        &leadrelay::dlq::Filter::default(),
+        &mut out,
+    )
+    .await
+    .expect("list");
+    let listing = String::from_utf8(out).expect("utf-8");
+    assert_eq!(total, 1, "{listing}");
+    assert!(
+        listing.contains(&lead_id) && listing.contains("slack answered 500"),
+        "{listing}"
+    );
+    let filter = leadrelay::dlq::Filter {
+        stage: Some(Stage::Notify),
+        ..Default::default()
+    };
+    let would = leadrelay::dlq::replay(
+        &stack.deployment.queues,
+        &filter,
+        true,
+        100,
+        &mut Vec::new(),
+    )
+    .await
+    .expect("dry run");
+    assert_eq!(would, 1);
+
+    // The fault is fixed: Slack answers again. Replay, and the lead is notified exactly once.
+    stack.slack.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&stack.slack)
+        .await;
+    let replayed = leadrelay::dlq::replay(
+        &stack.deployment.queues,
+        &filter,
+        false,
+        100,
+        &mut Vec::new(),
+    )
+    .await
+    .expect("replay");
+    assert_eq!(replayed, 1);
+    let (s, id) = (&stack, lead_id.as_str());
+    run_until(s, "the replayed lead notified", || async move {
+        lead_state(s, id).await == "notified"
+    })
+    .await;
+    assert_eq!(
+        stack.slack.received_requests().await.map(|r| r.len()),
+        Some(1)
+    );
+    assert_eq!(
+        stack
+            .deployment
+            .queues
+            .dead_letter_depth(Stage::Notify)
+            .await
+            .expect("depth"),
+        0
+    );
+
+    // Replaying the same envelope again (an operator's second replay) sends nothing new.
+    stack
+        .pipeline
+        .queue
+        .send(
+            Stage::Notify,
+            &leadrelay_shared::model::Envelope::new(&lead_id, Stage::Notify, "t"),
+        )
+        .await
+        .expect("send");
+    for _ in 0..2 {
+        poll_once(&stack, Stage::Notify).await;
+    }
+    assert_eq!(
+        stack.slack.received_requests().await.map(|r| r.len()),
+        Some(1)
+    );
+}

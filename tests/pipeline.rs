@@ -188,5 +188,27 @@ async fn a_channel_that_keeps_failing_sends_the_message_to_the_dead_letter_queue
     assert_eq!(lead["last_failure"]["stage"], "notify");
     assert_eq!(server.terminal.alerts_for(&lead_id), 1);
     assert_eq!(slack.received_requests().await.map(|r| r.len()), Some(3));
+
+    // Slack recovers; the on-call engineer replays: the lead is notified, once per channel.
+    slack.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&slack)
+        .await;
+    let filter = leadrelay::dlq::Filter {
+        lead_id: Some(lead_id.clone()),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    assert_eq!(
+        leadrelay::dlq::replay(&server.db, &filter, false, 100, &mut out)
+            .await
+            .expect("replay"),
+        1
+    );
+    server.wait_for_state(&lead_id, "notified").await;
+    assert_eq!(slack.received_requests().await.map(|r| r.len()), Some(1));
+    assert_eq!(server.terminal.alerts_for(&lead_id), 1);
+    assert_eq!(server.counts().await.dead_letters, 0);
     server.stop().await;
 }

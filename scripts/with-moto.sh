@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 ./scripts/venv.sh >/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 mkdir -p .leadrelay
-.venv/bin/moto_server -H 127.0.0.1 -p "$port" >.leadrelay/moto.log 2>&1 &
+# One request at a time: see scripts/moto_serial.py for why.
+.venv/bin/python scripts/moto_serial.py -H 127.0.0.1 -p "$port" >.leadrelay/moto.log 2>&1 &
 moto=$!
 trap 'kill "$moto" 2>/dev/null || true; wait "$moto" 2>/dev/null || true' EXIT
 

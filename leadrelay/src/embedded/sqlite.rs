@@ -78,7 +78,26 @@ fn unavailable(error: impl std::fmt::Display) -> StoreError {
 }
 
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+type Work = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+
+/// A write for the committer, and whether its commit must reach the disk before the answer.
+struct Job {
+    durable: bool,
+    work: Work,
+}
+
+/// Which writes are fsync'd before they are acknowledged.
+///
+/// Every commit is atomic and survives a crash of the process (WAL). A commit marked durable
+/// also survives power loss: the lead behind a 202, and a delivery receipt (so that no alert
+/// is sent twice after a power cut). The others (queue moves, stage progress, leases) may roll
+/// back to an earlier consistent point after power loss; the stages then redo idempotent work,
+/// and captured leads without a message are queued again at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    Fsync,
+    Atomic,
+}
 
 /// Queue settings the SQS redrive policy would hold.
 #[derive(Debug, Clone, Copy)]
@@ -150,18 +169,22 @@ impl Sqlite {
     }
 
     /// Runs `work` inside the next group commit and answers once it is durable.
-    async fn write<R, F>(&self, work: F) -> Result<R, StoreError>
+    async fn write<R, F>(&self, durability: Durability, work: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn: &Connection| {
+        let work: Work = Box::new(move |conn: &Connection| {
             let result = in_savepoint(conn, work);
             Box::new(move |committed: Result<(), String>| {
                 let _ = tx.send(committed.map_err(StoreError::Unavailable).and(result));
             })
         });
+        let job = Job {
+            durable: durability == Durability::Fsync,
+            work,
+        };
         self.inner
             .jobs
             .send(job)
@@ -218,7 +241,7 @@ impl Sqlite {
     /// storing a lead and queueing it leaves exactly that, and the sender got no 202 for it.
     pub async fn requeue_orphans(&self) -> Result<usize, StoreError> {
         let requeued = self
-            .write(|conn| {
+            .write(Durability::Atomic, |conn| {
                 conn.execute(
                     "INSERT INTO messages (queue, body, lead_id, sent_at, visible_at)
                      SELECT 'enrich',
@@ -304,6 +327,7 @@ fn in_savepoint<R>(
 
 /// The committer: take every waiting write, run them in one transaction, commit, answer all.
 fn commit_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
+    let mut fsync_on_commit = true;
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -312,14 +336,22 @@ fn commit_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        // One fsync serves every durable write in the batch (group commit).
+        let durable = batch.iter().any(|job| job.durable);
+        if durable != fsync_on_commit {
+            let mode = if durable { "FULL" } else { "NORMAL" };
+            if conn.pragma_update(None, "synchronous", mode).is_ok() {
+                fsync_on_commit = durable;
+            }
+        }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             let message = e.to_string();
             for job in batch {
-                job(&conn)(Err(message.clone()));
+                (job.work)(&conn)(Err(message.clone()));
             }
             continue;
         }
-        let replies: Vec<Reply> = batch.into_iter().map(|job| job(&conn)).collect();
+        let replies: Vec<Reply> = batch.into_iter().map(|job| (job.work)(&conn)).collect();
         let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
@@ -364,7 +396,7 @@ impl LeadStore for Sqlite {
     async fn create_lead(&self, lead: &Lead) -> Result<Created, StoreError> {
         let body = encode_lead(lead)?;
         let lead = lead.clone();
-        self.write(move |conn| {
+        self.write(Durability::Fsync, move |conn| {
             let inserted = conn
                 .execute(
                     "INSERT INTO leads (id, source, event_id, state, captured_at, body)
@@ -415,7 +447,7 @@ impl LeadStore for Sqlite {
         // The SLA deadline stays indexed only while the lead is open.
         let sla_due = lead.timeline.sla_due_at.map(|t| t.as_millisecond());
         let increment = increment.to_vec();
-        self.write(move |conn| {
+        self.write(Durability::Atomic, move |conn| {
             let updated = conn
                 .execute(
                     "UPDATE leads SET state = ?1, body = ?2, sla_due_at = ?3 WHERE id = ?4 AND state = ?5",
@@ -457,7 +489,7 @@ impl LeadStore for Sqlite {
         let text =
             serde_json::to_string(failure).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let id = lead_id.to_owned();
-        self.write(move |conn| {
+        self.write(Durability::Atomic, move |conn| {
             conn.execute(
                 "UPDATE leads SET last_failure = ?1 WHERE id = ?2",
                 params![text, id],
@@ -478,7 +510,7 @@ impl LeadStore for Sqlite {
         let (lead_id, channel) = (lead_id.to_owned(), channel.to_owned());
         let now = now.as_millisecond();
         let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
-        self.write(move |conn| {
+        self.write(Durability::Atomic, move |conn| {
             let existing: Option<(Option<i64>, Option<i64>)> = conn
                 .query_row(
                     "SELECT lease_until, delivered_at FROM deliveries WHERE lead_id = ?1 AND channel = ?2",
@@ -514,7 +546,7 @@ impl LeadStore for Sqlite {
         at: Timestamp,
     ) -> Result<(), StoreError> {
         let (lead_id, channel) = (lead_id.to_owned(), channel.to_owned());
-        self.write(move |conn| {
+        self.write(Durability::Fsync, move |conn| {
             conn.execute(
                 "UPDATE deliveries SET delivered_at = ?1, lease_until = NULL
                  WHERE lead_id = ?2 AND channel = ?3",
@@ -528,7 +560,7 @@ impl LeadStore for Sqlite {
 
     async fn release_delivery(&self, lead_id: &str, channel: &str) -> Result<(), StoreError> {
         let (lead_id, channel) = (lead_id.to_owned(), channel.to_owned());
-        self.write(move |conn| {
+        self.write(Durability::Atomic, move |conn| {
             conn.execute(
                 "UPDATE deliveries SET lease_until = NULL
                  WHERE lead_id = ?1 AND channel = ?2 AND delivered_at IS NULL",
@@ -573,7 +605,7 @@ impl Queue for Sqlite {
     async fn send(&self, stage: Stage, envelope: &Envelope) -> Result<(), QueueError> {
         let body = envelope.to_json();
         let lead_id = envelope.lead_id.clone();
-        self.write(move |conn| {
+        self.write(Durability::Atomic, move |conn| {
             let now = now_ms();
             conn.execute(
                 "INSERT INTO messages (queue, body, lead_id, sent_at, visible_at) VALUES (?1, ?2, ?3, ?4, ?4)",
@@ -594,7 +626,7 @@ impl Queue for Sqlite {
             visibility_timeout,
         } = self.inner.settings;
         let visibility = i64::try_from(visibility_timeout.as_millis()).unwrap_or(i64::MAX);
-        self.write(move |conn| {
+        self.write(Durability::Atomic, move |conn| {
             let now = now_ms();
             let mut statement = conn
                 .prepare_cached(
@@ -642,7 +674,7 @@ impl Queue for Sqlite {
     async fn delete(&self, stage: Stage, receipt: &str) -> Result<(), QueueError> {
         let (id, token) = parse_receipt(receipt)?;
         let deleted = self
-            .write(move |conn| {
+            .write(Durability::Atomic, move |conn| {
                 conn.execute(
                     "DELETE FROM messages WHERE id = ?1 AND queue = ?2 AND receipt = ?3",
                     params![id, stage.as_str(), token],
@@ -668,7 +700,7 @@ impl Queue for Sqlite {
         let delay = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
         let error = error.to_owned();
         let updated = self
-            .write(move |conn| {
+            .write(Durability::Atomic, move |conn| {
                 conn.execute(
                     "UPDATE messages SET visible_at = ?1, last_error = ?2
                      WHERE id = ?3 AND queue = ?4 AND receipt = ?5",
@@ -735,7 +767,7 @@ impl DeadLetters for Sqlite {
             .map_err(|_| QueueError::StaleReceipt(letter.receipt.clone()))?;
         // One transaction moves it back with a fresh receive count: nothing to duplicate.
         let moved = self
-            .write(move |conn| {
+            .write(Durability::Atomic, move |conn| {
                 conn.execute(
                     "UPDATE messages SET queue = ?1, receive_count = 0, visible_at = ?2,
                             receipt = NULL, dead_at = NULL
@@ -758,7 +790,7 @@ impl DeadLetters for Sqlite {
             .receipt
             .parse()
             .map_err(|_| QueueError::StaleReceipt(letter.receipt.clone()))?;
-        self.write(move |conn| {
+        self.write(Durability::Atomic, move |conn| {
             conn.execute(
                 "DELETE FROM messages WHERE id = ?1 AND queue = ?2",
                 params![id, dlq_name(stage)],

@@ -142,9 +142,15 @@ pub async fn pipeline(sdk: &SdkConfig, deployment: &Deployment) -> anyhow::Resul
 
 /// The function's start-up: JSON logs, AWS configuration from the environment, the pipeline.
 pub async fn from_environment() -> anyhow::Result<Arc<Pipeline>> {
+    let started = std::time::Instant::now();
     let sdk = aws_config::load_from_env().await;
     let deployment = Deployment::from_env(|name| std::env::var(name).ok())?;
-    pipeline(&sdk, &deployment).await
+    let pipeline = pipeline(&sdk, &deployment).await?;
+    tracing::info!(
+        init_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "clients built, configuration and secrets loaded"
+    );
+    Ok(pipeline)
 }
 
 /// Structured JSON logs, as CloudWatch Logs Insights reads them best.

@@ -85,6 +85,7 @@ conformance!(
     failures_are_recorded_beside_the_lead,
     delivery_receipts_lease_and_expire,
     queue_receive_hide_retry_delete,
+    a_batch_is_deleted_at_once,
     redrive_to_the_dead_letter_queue_and_replay,
 );
 
@@ -521,4 +522,35 @@ async fn redrive_to_the_dead_letter_queue_and_replay(adapters: Adapters) {
         .await
         .expect("list")
         .is_empty());
+}
+
+async fn a_batch_is_deleted_at_once(adapters: Adapters) {
+    let queue = adapters.queue.as_ref();
+    for n in 0..3 {
+        queue
+            .send(Stage::Enrich, &Envelope::new(&format!("lead-{n}"), Stage::Enrich, "t"))
+            .await
+            .expect("send");
+    }
+    let mut receipts = Vec::new();
+    for _ in 0..20 {
+        receipts.extend(
+            queue
+                .receive(Stage::Enrich, 10)
+                .await
+                .expect("receive")
+                .into_iter()
+                .map(|m| m.receipt),
+        );
+        if receipts.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(receipts.len(), 3);
+    queue.delete_many(Stage::Enrich, &receipts).await.expect("delete");
+    queue
+        .retry_later(Stage::Enrich, &receipts[0], Duration::ZERO, "late")
+        .await
+        .expect_err("a deleted message cannot be retried");
+    assert!(queue.receive(Stage::Enrich, 10).await.expect("receive").is_empty());
 }

@@ -121,6 +121,14 @@ pub trait Queue: Send + Sync {
     /// Called only after the stage succeeded.
     async fn delete(&self, stage: Stage, receipt: &str) -> Result<(), QueueError>;
 
+    /// Deletes several messages whose stage succeeded; adapters may do it in one request.
+    async fn delete_many(&self, stage: Stage, receipts: &[String]) -> Result<(), QueueError> {
+        for receipt in receipts {
+            self.delete(stage, receipt).await?;
+        }
+        Ok(())
+    }
+
     /// Makes a failed message visible again after `delay`, noting why it failed.
     async fn retry_later(
         &self,

@@ -126,10 +126,27 @@ async fn work(pipeline: Arc<Pipeline>, db: Sqlite, stage: Stage) {
             }
             continue;
         }
-        let results =
-            futures::future::join_all(messages.iter().map(|m| pipeline.consume(stage, m))).await;
-        for error in results.into_iter().filter_map(Result::err) {
-            warn!(stage = %stage, %error, "could not settle a message");
+        // Work the batch concurrently; delete the successes in one write, defer the failures.
+        let pipeline_ref = pipeline.as_ref();
+        let outcomes = futures::future::join_all(
+            messages
+                .iter()
+                .map(|m| async move { (m, pipeline_ref.handle(stage, &m.body).await) }),
+        )
+        .await;
+        let mut done = Vec::with_capacity(outcomes.len());
+        for (message, outcome) in outcomes {
+            match outcome {
+                Ok(_) => done.push(message.receipt.clone()),
+                Err(failure) => {
+                    if let Err(error) = pipeline.defer(stage, message, &failure).await {
+                        warn!(stage = %stage, %error, "could not defer a failed message");
+                    }
+                }
+            }
+        }
+        if let Err(error) = db.delete_many(stage, &done).await {
+            warn!(stage = %stage, %error, "could not delete finished messages; they will be redelivered");
         }
     }
 }

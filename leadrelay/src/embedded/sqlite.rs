@@ -130,6 +130,7 @@ fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
     };
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
@@ -242,7 +243,8 @@ impl Sqlite {
     pub async fn requeue_orphans(&self) -> Result<usize, StoreError> {
         let requeued = self
             .write(Durability::Atomic, |conn| {
-                conn.execute(
+                exec(
+                    conn,
                     "INSERT INTO messages (queue, body, lead_id, sent_at, visible_at)
                      SELECT 'enrich',
                             json_object('v', 1, 'lead_id', id, 'stage', 'enrich',
@@ -265,7 +267,8 @@ impl Sqlite {
     /// How many leads, live messages and dead letters the store holds.
     pub async fn counts(&self) -> Result<Counts, StoreError> {
         self.read(|conn| {
-            conn.query_row(
+            query_row(
+                conn,
                 "SELECT (SELECT COUNT(*) FROM leads),
                         (SELECT COUNT(*) FROM messages WHERE queue NOT LIKE '%-dlq'),
                         (SELECT COUNT(*) FROM messages WHERE queue LIKE '%-dlq')",
@@ -310,16 +313,29 @@ pub struct Counts {
     pub dead_letters: i64,
 }
 
+/// Runs a statement through the connection's statement cache (no SQL parsing per call).
+fn exec<P: rusqlite::Params>(conn: &Connection, sql: &str, params: P) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+fn query_row<T, P, F>(conn: &Connection, sql: &str, params: P, map: F) -> rusqlite::Result<T>
+where
+    P: rusqlite::Params,
+    F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+{
+    conn.prepare_cached(sql)?.query_row(params, map)
+}
+
 fn in_savepoint<R>(
     conn: &Connection,
     work: impl FnOnce(&Connection) -> Result<R, StoreError>,
 ) -> Result<R, StoreError> {
-    conn.execute_batch("SAVEPOINT job").map_err(unavailable)?;
+    exec(conn, "SAVEPOINT job", []).map_err(unavailable)?;
     let result = work(conn);
     let finish = if result.is_ok() {
-        conn.execute_batch("RELEASE job")
+        exec(conn, "RELEASE job", [])
     } else {
-        conn.execute_batch("ROLLBACK TO job; RELEASE job")
+        exec(conn, "ROLLBACK TO job", []).and_then(|_| exec(conn, "RELEASE job", []))
     };
     finish.map_err(unavailable)?;
     result
@@ -344,7 +360,7 @@ fn commit_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
                 fsync_on_commit = durable;
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = exec(&conn, "BEGIN IMMEDIATE", []) {
             let message = e.to_string();
             for job in batch {
                 (job.work)(&conn)(Err(message.clone()));
@@ -352,9 +368,11 @@ fn commit_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
             continue;
         }
         let replies: Vec<Reply> = batch.into_iter().map(|job| (job.work)(&conn)).collect();
-        let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        let committed = exec(&conn, "COMMIT", [])
+            .map(|_| ())
+            .map_err(|e| e.to_string());
         if committed.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = exec(&conn, "ROLLBACK", []);
         }
         for reply in replies {
             reply(committed.clone());
@@ -380,7 +398,8 @@ fn encode_lead(lead: &Lead) -> Result<String, StoreError> {
 }
 
 fn lead_row(conn: &Connection, id: &str) -> Result<Option<Lead>, StoreError> {
-    conn.query_row(
+    query_row(
+        conn,
         "SELECT body, last_failure FROM leads WHERE id = ?1",
         params![id],
         |row| Ok((row.get(0)?, row.get(1)?)),
@@ -418,13 +437,13 @@ impl LeadStore for Sqlite {
             if inserted == 1 {
                 return Ok(Created::New);
             }
-            let existing = conn
-                .query_row(
-                    "SELECT body, last_failure FROM leads WHERE source = ?1 AND event_id = ?2",
-                    params![lead.source, lead.event_id],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .map_err(unavailable)?;
+            let existing = query_row(
+                conn,
+                "SELECT body, last_failure FROM leads WHERE source = ?1 AND event_id = ?2",
+                params![lead.source, lead.event_id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(unavailable)?;
             Ok(Created::Duplicate(Box::new(decode_lead(existing)?)))
         })
         .await
@@ -455,8 +474,8 @@ impl LeadStore for Sqlite {
                 )
                 .map_err(unavailable)?;
             if updated == 0 {
-                let actual: Option<String> = conn
-                    .query_row("SELECT state FROM leads WHERE id = ?1", params![id], |r| r.get(0))
+                let actual: Option<String> =
+                    query_row(conn, "SELECT state FROM leads WHERE id = ?1", params![id], |r| r.get(0))
                     .optional()
                     .map_err(unavailable)?;
                 return Err(match actual.as_deref().and_then(LeadState::parse) {
@@ -469,7 +488,8 @@ impl LeadStore for Sqlite {
                 });
             }
             for name in &increment {
-                conn.execute(
+                exec(
+    conn,
                     "INSERT INTO counters (name, value) VALUES (?1, 1)
                      ON CONFLICT (name) DO UPDATE SET value = value + 1",
                     params![name],
@@ -490,7 +510,8 @@ impl LeadStore for Sqlite {
             serde_json::to_string(failure).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let id = lead_id.to_owned();
         self.write(Durability::Atomic, move |conn| {
-            conn.execute(
+            exec(
+                conn,
                 "UPDATE leads SET last_failure = ?1 WHERE id = ?2",
                 params![text, id],
             )
@@ -511,8 +532,8 @@ impl LeadStore for Sqlite {
         let now = now.as_millisecond();
         let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
         self.write(Durability::Atomic, move |conn| {
-            let existing: Option<(Option<i64>, Option<i64>)> = conn
-                .query_row(
+            let existing: Option<(Option<i64>, Option<i64>)> = query_row(
+                conn,
                     "SELECT lease_until, delivered_at FROM deliveries WHERE lead_id = ?1 AND channel = ?2",
                     params![lead_id, channel],
                     |row| Ok((row.get(0)?, row.get(1)?)),
@@ -528,7 +549,8 @@ impl LeadStore for Sqlite {
                 }
                 _ => {}
             }
-            conn.execute(
+            exec(
+    conn,
                 "INSERT INTO deliveries (lead_id, channel, lease_until) VALUES (?1, ?2, ?3)
                  ON CONFLICT (lead_id, channel) DO UPDATE SET lease_until = excluded.lease_until",
                 params![lead_id, channel, until],
@@ -547,7 +569,8 @@ impl LeadStore for Sqlite {
     ) -> Result<(), StoreError> {
         let (lead_id, channel) = (lead_id.to_owned(), channel.to_owned());
         self.write(Durability::Fsync, move |conn| {
-            conn.execute(
+            exec(
+                conn,
                 "UPDATE deliveries SET delivered_at = ?1, lease_until = NULL
                  WHERE lead_id = ?2 AND channel = ?3",
                 params![at.as_millisecond(), lead_id, channel],
@@ -561,7 +584,8 @@ impl LeadStore for Sqlite {
     async fn release_delivery(&self, lead_id: &str, channel: &str) -> Result<(), StoreError> {
         let (lead_id, channel) = (lead_id.to_owned(), channel.to_owned());
         self.write(Durability::Atomic, move |conn| {
-            conn.execute(
+            exec(
+                conn,
                 "UPDATE deliveries SET lease_until = NULL
                  WHERE lead_id = ?1 AND channel = ?2 AND delivered_at IS NULL",
                 params![lead_id, channel],
@@ -575,7 +599,8 @@ impl LeadStore for Sqlite {
     async fn counter(&self, name: &str) -> Result<i64, StoreError> {
         let name = name.to_owned();
         self.read(move |conn| {
-            conn.query_row(
+            query_row(
+                conn,
                 "SELECT value FROM counters WHERE name = ?1",
                 params![name],
                 |r| r.get(0),
@@ -607,7 +632,8 @@ impl Queue for Sqlite {
         let lead_id = envelope.lead_id.clone();
         self.write(Durability::Atomic, move |conn| {
             let now = now_ms();
-            conn.execute(
+            exec(
+    conn,
                 "INSERT INTO messages (queue, body, lead_id, sent_at, visible_at) VALUES (?1, ?2, ?3, ?4, ?4)",
                 params![stage.as_str(), body, lead_id, now],
             )
@@ -645,7 +671,8 @@ impl Queue for Sqlite {
             for (id, body, count) in candidates {
                 if count >= max_receives {
                     // SQS's redrive: a message past maxReceiveCount moves to the dead-letter queue.
-                    conn.execute(
+                    exec(
+    conn,
                         "UPDATE messages SET queue = ?1, dead_at = ?2, receipt = NULL WHERE id = ?3",
                         params![dlq_name(stage), now, id],
                     )
@@ -653,7 +680,8 @@ impl Queue for Sqlite {
                     continue;
                 }
                 let token = uuid::Uuid::new_v4().simple().to_string();
-                conn.execute(
+                exec(
+    conn,
                     "UPDATE messages SET receive_count = receive_count + 1, visible_at = ?1, receipt = ?2 WHERE id = ?3",
                     params![now.saturating_add(visibility), token, id],
                 )
@@ -675,7 +703,8 @@ impl Queue for Sqlite {
         let (id, token) = parse_receipt(receipt)?;
         let deleted = self
             .write(Durability::Atomic, move |conn| {
-                conn.execute(
+                exec(
+                    conn,
                     "DELETE FROM messages WHERE id = ?1 AND queue = ?2 AND receipt = ?3",
                     params![id, stage.as_str(), token],
                 )
@@ -687,6 +716,27 @@ impl Queue for Sqlite {
             return Err(QueueError::StaleReceipt(receipt.to_owned()));
         }
         Ok(())
+    }
+
+    async fn delete_many(&self, stage: Stage, receipts: &[String]) -> Result<(), QueueError> {
+        let parsed = receipts
+            .iter()
+            .map(|r| parse_receipt(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        // One write for the whole batch; a stale receipt is skipped, as SQS would.
+        self.write(Durability::Atomic, move |conn| {
+            for (id, token) in &parsed {
+                exec(
+                    conn,
+                    "DELETE FROM messages WHERE id = ?1 AND queue = ?2 AND receipt = ?3",
+                    params![id, stage.as_str(), token],
+                )
+                .map_err(unavailable)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(queue_error)
     }
 
     async fn retry_later(
@@ -701,7 +751,8 @@ impl Queue for Sqlite {
         let error = error.to_owned();
         let updated = self
             .write(Durability::Atomic, move |conn| {
-                conn.execute(
+                exec(
+                    conn,
                     "UPDATE messages SET visible_at = ?1, last_error = ?2
                      WHERE id = ?3 AND queue = ?4 AND receipt = ?5",
                     params![
@@ -768,7 +819,8 @@ impl DeadLetters for Sqlite {
         // One transaction moves it back with a fresh receive count: nothing to duplicate.
         let moved = self
             .write(Durability::Atomic, move |conn| {
-                conn.execute(
+                exec(
+                    conn,
                     "UPDATE messages SET queue = ?1, receive_count = 0, visible_at = ?2,
                             receipt = NULL, dead_at = NULL
                      WHERE id = ?3 AND queue = ?4",
@@ -791,7 +843,8 @@ impl DeadLetters for Sqlite {
             .parse()
             .map_err(|_| QueueError::StaleReceipt(letter.receipt.clone()))?;
         self.write(Durability::Atomic, move |conn| {
-            conn.execute(
+            exec(
+                conn,
                 "DELETE FROM messages WHERE id = ?1 AND queue = ?2",
                 params![id, dlq_name(stage)],
             )

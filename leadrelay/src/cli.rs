@@ -1,5 +1,6 @@
 //! The operator commands behind `leadrelay send`, `leadrelay sign` and `leadrelay lead`.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -184,9 +185,19 @@ pub async fn show_lead(config: &Config, data_dir: &Path, id: &str) -> anyhow::Re
         .get_lead(id)
         .await?
         .with_context(|| format!("no lead {id} in {}", data_dir.display()))?;
-    println!("{}", timeline(&lead));
-    println!("{}", serde_json::to_string_pretty(&lead)?);
-    Ok(())
+    // writeln! instead of println!: `leadrelay lead X | head` ends quietly on a closed pipe.
+    let mut out = std::io::stdout().lock();
+    let written = writeln!(out, "{}", timeline(&lead)).and_then(|_| {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&lead).unwrap_or_default()
+        )
+    });
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 /// One line per recorded step, with the time since capture.

@@ -11,7 +11,7 @@ run: ## Build and run the embedded pipeline, send the sample leads, keep serving
 
 test: ## Run the whole test suite (unit, HTTP end-to-end, crash recovery)
 	$(CARGO) build --quiet -p leadrelay --bin leadrelay
-	$(CARGO) test --workspace
+	./scripts/with-moto.sh $(CARGO) test --workspace
 
 lint: ## rustfmt and clippy, warnings as errors
 	$(CARGO) fmt --all -- --check
@@ -30,3 +30,17 @@ build: ## Release build of the leadrelay binary
 clean:
 	$(CARGO) clean
 	rm -rf .leadrelay
+
+# --- AWS (SAM) -------------------------------------------------------------------------------
+.PHONY: venv validate build-lambda
+
+venv: ## Create/refresh .venv with the pinned tools (cfn-lint, SAM CLI, moto, cargo-lambda)
+	./scripts/venv.sh
+
+validate: venv ## Check template.yaml: cfn-lint, sam validate --lint, scripts/check_template.py
+	.venv/bin/cfn-lint template.yaml
+	SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 .venv/bin/sam validate --lint --template template.yaml
+	.venv/bin/python scripts/check_template.py
+
+build-lambda: venv ## Build the four Lambda zips for arm64 with cargo-lambda (target/lambda/*)
+	./scripts/build-lambda.sh

@@ -528,7 +528,10 @@ async fn a_batch_is_deleted_at_once(adapters: Adapters) {
     let queue = adapters.queue.as_ref();
     for n in 0..3 {
         queue
-            .send(Stage::Enrich, &Envelope::new(&format!("lead-{n}"), Stage::Enrich, "t"))
+            .send(
+                Stage::Enrich,
+                &Envelope::new(&format!("lead-{n}"), Stage::Enrich, "t"),
+            )
             .await
             .expect("send");
     }
@@ -547,10 +550,17 @@ async fn a_batch_is_deleted_at_once(adapters: Adapters) {
         }
     }
     assert_eq!(receipts.len(), 3);
-    queue.delete_many(Stage::Enrich, &receipts).await.expect("delete");
+    queue
+        .delete_many(Stage::Enrich, &receipts)
+        .await
+        .expect("delete");
     queue
         .retry_later(Stage::Enrich, &receipts[0], Duration::ZERO, "late")
         .await
         .expect_err("a deleted message cannot be retried");
-    assert!(queue.receive(Stage::Enrich, 10).await.expect("receive").is_empty());
+    assert!(queue
+        .receive(Stage::Enrich, 10)
+        .await
+        .expect("receive")
+        .is_empty());
 }

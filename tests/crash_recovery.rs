@@ -15,6 +15,9 @@ use tokio::sync::Mutex;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+/// A webhook body and the headers that sign it.
+type SignedRequest = (Vec<u8>, Vec<(String, String)>);
+
 const BURST: usize = 400;
 const KILL_AFTER_ACCEPTED: usize = 120;
 /// The most notify messages a process works at once (workers per stage × batch size): the
@@ -75,17 +78,17 @@ async fn sigkill_mid_burst_loses_no_accepted_lead() {
             accepted.clone(),
             answered.clone(),
         );
-        let requests: Vec<(String, Vec<u8>, Vec<(String, String)>)> = (sender..BURST)
+        let requests: Vec<SignedRequest> = (sender..BURST)
             .step_by(8)
             .map(|n| {
                 let body = samples[n % samples.len()].clone();
                 let id = format!("msg_crash_{n}");
                 let headers = leadrelay::cli::signed_headers(source, &id, &body).expect("sign");
-                (id, body, headers)
+                (body, headers)
             })
             .collect();
         senders.push(tokio::spawn(async move {
-            for (_, body, headers) in requests {
+            for (body, headers) in requests {
                 let mut request = http.post(format!("{base}/webhooks/website")).body(body);
                 for (name, value) in headers {
                     request = request.header(name, value);

@@ -3,17 +3,38 @@
 //! Everything the prospect typed is untrusted: it is escaped for Slack mrkdwn, and stripped of
 //! control characters for the terminal, so a visitor can never ping `@channel`, inject a link,
 //! or move a terminal's cursor.
+//!
+//! Rendering is on every lead's path, so strings are written in place: facts are borrowed from
+//! the lead, escaping happens while writing, and text is copied again only when cut.
 
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
+
+use jiff::tz::Offset;
 use jiff::Timestamp;
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
 
-use crate::model::Lead;
+use crate::model::{Lead, Turn};
 
 /// Turns of the transcript shown inline; the rest is behind the transcript link.
 const INLINE_TURNS: usize = 4;
 /// Slack refuses section text over 3,000 characters.
 const SLACK_SECTION_LIMIT: usize = 3000;
+/// Slack refuses header text over 150 characters.
+const SLACK_HEADER_LIMIT: usize = 150;
 const TURN_LIMIT: usize = 400;
+/// Labels of the plain-text alert are padded to this width.
+const LABEL_WIDTH: usize = 10;
+
+/// `format!` into a buffer sized for a typical alert line: `format!` guesses small and regrows.
+macro_rules! format_sized {
+    ($($arg:tt)*) => {{
+        let mut out = String::with_capacity(256);
+        // Writing to a String cannot fail.
+        let _ = out.write_fmt(format_args!($($arg)*));
+        out
+    }};
+}
 
 /// A rendered alert for one lead.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,246 +51,463 @@ pub struct Alert {
 /// Escapes text for Slack mrkdwn: `&`, `<` and `>` only, as Slack documents.
 pub fn slack_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            _ => out.push(c),
-        }
-    }
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{}", SlackEscaped(text));
     out
 }
 
 /// Replaces control characters (ANSI escapes, bells, carriage returns) with spaces.
 pub fn terminal_safe(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    let mut out = String::with_capacity(text.len());
+    let _ = write!(out, "{}", TerminalSafe(text));
+    out
 }
 
 /// Cuts `text` to at most `limit` characters, marking the cut.
 pub fn truncate(text: &str, limit: usize) -> String {
-    if text.chars().count() <= limit {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(limit.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
+    truncated(text, limit).into_owned()
 }
 
-struct Facts {
-    owner: String,
+/// Displays its text escaped for Slack mrkdwn, without an intermediate `String`.
+struct SlackEscaped<'a>(&'a str);
+
+impl fmt::Display for SlackEscaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Most text has none of the three. (`fold` rather than `any`: without the early exit
+        // the check compiles to SIMD.)
+        if !self
+            .0
+            .bytes()
+            .fold(false, |found, b| found | is_slack_special(b))
+        {
+            return f.write_str(self.0);
+        }
+        // The three characters are ASCII, so any byte position of one is a character boundary;
+        // the runs between them are written whole.
+        let mut rest = self.0;
+        while let Some(at) = rest.bytes().position(is_slack_special) {
+            f.write_str(&rest[..at])?;
+            f.write_str(match rest.as_bytes()[at] {
+                b'&' => "&amp;",
+                b'<' => "&lt;",
+                _ => "&gt;",
+            })?;
+            rest = &rest[at + 1..];
+        }
+        f.write_str(rest)
+    }
+}
+
+fn is_slack_special(byte: u8) -> bool {
+    matches!(byte, b'&' | b'<' | b'>')
+}
+
+/// Displays its text with control characters replaced by spaces.
+struct TerminalSafe<'a>(&'a str);
+
+impl fmt::Display for TerminalSafe<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Printable ASCII, the usual case, has nothing to replace (`fold`: see SlackEscaped).
+        if self
+            .0
+            .bytes()
+            .fold(true, |printable, b| printable & (b' '..=b'~').contains(&b))
+        {
+            return f.write_str(self.0);
+        }
+        let mut rest = self.0;
+        while let Some((at, c)) = rest.char_indices().find(|(_, c)| c.is_control()) {
+            f.write_str(&rest[..at])?;
+            f.write_char(' ')?;
+            rest = &rest[at + c.len_utf8()..];
+        }
+        f.write_str(rest)
+    }
+}
+
+/// `text` cut to at most `limit` characters, borrowed when it already fits.
+fn truncated(text: &str, limit: usize) -> Cow<'_, str> {
+    match cut_at(text, limit) {
+        None => Cow::Borrowed(text),
+        Some(end) => Cow::Owned(format!("{}…", &text[..end])),
+    }
+}
+
+/// Like [`truncate`], cutting the owned `text` in place.
+fn truncate_owned(mut text: String, limit: usize) -> String {
+    if let Some(end) = cut_at(&text, limit) {
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
+/// `None` if `text` has at most `limit` characters; else the byte offset that keeps
+/// `limit - 1` of them, leaving room for the `…` mark.
+fn cut_at(text: &str, limit: usize) -> Option<usize> {
+    // A character takes at least one byte, so a text this short needs no counting.
+    if text.len() <= limit || text.chars().nth(limit).is_none() {
+        return None;
+    }
+    let keep = limit.saturating_sub(1);
+    Some(text.char_indices().nth(keep).map_or(0, |(at, _)| at))
+}
+
+/// An SLA as the owner reads it: whole hours from two hours up, else minutes.
+struct Sla(u32);
+
+impl fmt::Display for Sla {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let minutes = self.0;
+        if minutes >= 120 && minutes.is_multiple_of(60) {
+            write!(f, "{} h", minutes / 60)
+        } else {
+            write!(f, "{minutes} min")
+        }
+    }
+}
+
+/// What the alert says, worked out once for both renderings. Strings are raw (unescaped):
+/// each rendering makes them safe its own way.
+struct Facts<'a> {
+    owner: &'a str,
     tier: u8,
-    tier_label: String,
-    sla_minutes: u32,
+    tier_label: &'a str,
+    sla: Sla,
     due: String,
     prospect: String,
     company: String,
     why: String,
     score: String,
-    page: String,
+    page: &'a str,
     flags: String,
     missing: String,
 }
 
-fn facts(lead: &Lead, tier_label: &str) -> Facts {
+fn facts<'a>(lead: &'a Lead, tier_label: &'a str) -> Facts<'a> {
     let qualification = lead.qualification.as_ref();
-    let enrichment = lead.enrichment.clone().unwrap_or_default();
-    let owner = lead
-        .assignment
-        .as_ref()
-        .map(|a| a.owner_name.clone())
-        .unwrap_or_else(|| "unassigned".into());
-    let name = lead.capture.name.as_deref().unwrap_or("Unknown visitor");
-    let contact = [
-        lead.capture.captured_email.as_deref(),
-        lead.capture.phone.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    .collect::<Vec<_>>()
-    .join(", ");
-    let mut company = enrichment
-        .company
-        .clone()
-        .unwrap_or_else(|| "company unknown".into());
-    let details: Vec<String> = [
-        enrichment.employees.map(|n| format!("{n} employees")),
-        enrichment.industry.clone(),
-        enrichment.country.clone(),
-        enrichment.free_mail.then(|| "free-mail address".to_owned()),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if !details.is_empty() {
-        company = format!("{company} ({})", details.join(", "));
+    let enrichment = lead.enrichment.as_ref();
+    let capture = &lead.capture;
+
+    // "Name <e-mail, phone>"
+    let name = capture.name.as_deref().unwrap_or("Unknown visitor");
+    let contacts = [capture.captured_email.as_deref(), capture.phone.as_deref()];
+    let mut prospect = String::with_capacity(name.len() + 64);
+    prospect.push_str(name);
+    prospect.push_str(" <");
+    push_joined(&mut prospect, contacts.into_iter().flatten());
+    prospect.push('>');
+
+    // "Company (employees, industry, country, free-mail address)", details only if known.
+    let mut company = String::with_capacity(96);
+    company.push_str(
+        enrichment
+            .and_then(|e| e.company.as_deref())
+            .unwrap_or("company unknown"),
+    );
+    if let Some(e) = enrichment {
+        let employees = e.employees.map(|n| format_sized!("{n} employees"));
+        let details = [
+            employees.as_deref(),
+            e.industry.as_deref(),
+            e.country.as_deref(),
+            e.free_mail.then_some("free-mail address"),
+        ];
+        if details.iter().any(Option::is_some) {
+            company.push_str(" (");
+            push_joined(&mut company, details.into_iter().flatten());
+            company.push(')');
+        }
     }
+
     let why = lead
         .assignment
         .as_ref()
-        .map(|a| format!("rule \"{}\": {}", a.rule, a.reason))
+        .map(|a| format_sized!("rule \"{}\": {}", a.rule, a.reason))
         .unwrap_or_default();
+
+    // "100 (signal +40, other -5)"
     let score = qualification
         .map(|q| {
-            let parts: Vec<String> = q
-                .breakdown
-                .iter()
-                .map(|item| format!("{} {:+}", item.signal, item.points))
-                .collect();
-            format!("{} ({})", q.score, parts.join(", "))
+            let mut score = String::with_capacity(16 + 40 * q.breakdown.len());
+            let _ = write!(score, "{} (", q.score);
+            for (i, item) in q.breakdown.iter().enumerate() {
+                let separator = if i == 0 { "" } else { ", " };
+                let _ = write!(score, "{separator}{} {:+}", item.signal, item.points);
+            }
+            score.push(')');
+            score
         })
         .unwrap_or_default();
+
+    let mut flags = String::new();
+    let codes = lead.flags.iter().map(|flag| flag.code.as_str());
+    push_joined(
+        &mut flags,
+        codes.chain(lead.incomplete.then_some("incomplete")),
+    );
+
+    let mut missing = String::new();
+    if let Some(e) = enrichment {
+        push_joined(&mut missing, e.missing.iter().map(String::as_str));
+    }
+
     Facts {
-        owner,
-        tier: qualification.map(|q| q.tier).unwrap_or(0),
-        tier_label: tier_label.to_owned(),
-        sla_minutes: qualification.map(|q| q.sla_minutes).unwrap_or(0),
+        owner: lead
+            .assignment
+            .as_ref()
+            .map_or("unassigned", |a| a.owner_name.as_str()),
+        tier: qualification.map_or(0, |q| q.tier),
+        tier_label,
+        sla: Sla(qualification.map_or(0, |q| q.sla_minutes)),
         due: lead
             .timeline
             .sla_due_at
             .map(format_time)
             .unwrap_or_default(),
-        prospect: format!("{name} <{contact}>"),
+        prospect,
         company,
         why,
         score,
-        page: lead.capture.metadata.source_url.clone().unwrap_or_default(),
-        flags: lead
-            .flags
-            .iter()
-            .map(|f| f.code.clone())
-            .chain(lead.incomplete.then(|| "incomplete".to_owned()))
-            .collect::<Vec<_>>()
-            .join(", "),
-        missing: enrichment.missing.join(", "),
+        page: capture.metadata.source_url.as_deref().unwrap_or(""),
+        flags,
+        missing,
     }
 }
 
-fn format_time(at: Timestamp) -> String {
-    at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+/// Appends `items` separated by ", ", as `join(", ")` would.
+fn push_joined<'s>(out: &mut String, items: impl IntoIterator<Item = &'s str>) {
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(item);
+    }
 }
 
-fn sla_text(minutes: u32) -> String {
-    if minutes >= 120 && minutes.is_multiple_of(60) {
-        format!("{} h", minutes / 60)
-    } else {
-        format!("{minutes} min")
+/// `2026-11-23 10:05:07 UTC`, as `strftime("%Y-%m-%d %H:%M:%S UTC")` writes it, digit by digit:
+/// strftime parses its format string on every call, and `{:02}` padding is slower still.
+fn format_time(at: Timestamp) -> String {
+    let t = Offset::UTC.to_datetime(at);
+    let Ok(year) = u16::try_from(t.year()) else {
+        // Years before 0 never occur in practice; %Y writes them with their sign.
+        return at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
+    };
+    let mut out = String::with_capacity(23);
+    push_digits(&mut out, year, 4);
+    for (separator, value) in [
+        ('-', t.month()),
+        ('-', t.day()),
+        (' ', t.hour()),
+        (':', t.minute()),
+        (':', t.second()),
+    ] {
+        out.push(separator);
+        push_digits(&mut out, value.unsigned_abs().into(), 2);
+    }
+    out.push_str(" UTC");
+    out
+}
+
+/// Appends the last `width` decimal digits of `n`, zero-padded.
+fn push_digits(out: &mut String, n: u16, width: u32) {
+    for place in (0..width).rev() {
+        let digit = (n / 10u16.pow(place) % 10) as u8;
+        out.push(char::from(b'0' + digit));
     }
 }
 
 /// Renders the alert the owner of `lead` receives.
 pub fn render(lead: &Lead, tier_label: &str) -> Alert {
     let f = facts(lead, tier_label);
-    let headline = format!(
+    let headline = format_sized!(
         "New tier-{} lead ({}) for {}: claim within {} (by {})",
         f.tier,
         f.tier_label,
         f.owner,
-        sla_text(f.sla_minutes),
+        f.sla,
         f.due
     );
     let turns = &lead.capture.transcript;
     let shown = &turns[turns.len().saturating_sub(INLINE_TURNS)..];
 
-    // Plain text: every prospect-supplied string goes through terminal_safe.
-    let mut text = String::new();
-    text.push_str(&headline);
-    text.push('\n');
-    let mut line = |label: &str, value: &str| {
-        if !value.is_empty() {
-            text.push_str(&format!("  {label:<10} {}\n", terminal_safe(value)));
-        }
-    };
-    line("Prospect", &f.prospect);
-    line("Company", &f.company);
-    line("Asked", lead.capture.trigger_query.as_deref().unwrap_or(""));
-    line("Page", &f.page);
-    line("Why you", &f.why);
-    line("Score", &f.score);
-    line("Flags", &f.flags);
-    line("Missing", &f.missing);
-    if !shown.is_empty() {
-        text.push_str(&format!(
-            "  Transcript (last {} of {} turns):\n",
-            shown.len(),
-            turns.len()
-        ));
-        for turn in shown {
-            text.push_str(&format!(
-                "    {}: {}\n",
-                terminal_safe(&turn.role),
-                terminal_safe(&truncate(&turn.text, TURN_LIMIT))
-            ));
-        }
-    }
-    if let Some(url) = &lead.capture.conversation_transcript_url {
-        text.push_str(&format!("  Full transcript: {}\n", terminal_safe(url)));
-    }
-    text.push_str(&format!("  Lead id: {}\n", lead.id));
-
     Alert {
         lead_id: lead.id.clone(),
+        text: plain_text(lead, &f, &headline, shown),
         slack: slack_payload(lead, &f, &headline, shown),
         headline,
-        text,
     }
 }
 
-fn slack_payload(lead: &Lead, f: &Facts, headline: &str, shown: &[crate::model::Turn]) -> Value {
-    let section = |text: String| json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&text, SLACK_SECTION_LIMIT)}});
-    let mut blocks = vec![
-        json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&format!("Tier-{} lead for {}", f.tier, f.owner), 150)}}),
-        section(format!(
-            "*{}*\n{}\n*SLA:* claim within {} (by {})",
-            slack_escape(&f.prospect),
-            slack_escape(&f.company),
-            sla_text(f.sla_minutes),
-            slack_escape(&f.due)
-        )),
+/// The plain-text alert: every prospect-supplied string goes through [`TerminalSafe`].
+fn plain_text(lead: &Lead, f: &Facts, headline: &str, shown: &[Turn]) -> String {
+    let lines = [
+        ("Prospect", f.prospect.as_str()),
+        ("Company", &f.company),
+        ("Asked", lead.capture.trigger_query.as_deref().unwrap_or("")),
+        ("Page", f.page),
+        ("Why you", &f.why),
+        ("Score", &f.score),
+        ("Flags", &f.flags),
+        ("Missing", &f.missing),
     ];
-    if let Some(question) = &lead.capture.trigger_query {
-        blocks.push(section(format!("*Asked:* {}", slack_escape(question))));
-    }
-    let mut context = vec![
-        format!("*Why you:* {}", slack_escape(&f.why)),
-        format!("*Score:* {}", slack_escape(&f.score)),
-    ];
-    if !f.page.is_empty() {
-        context.push(format!("*Page:* {}", slack_escape(&f.page)));
-    }
-    if !f.flags.is_empty() {
-        context.push(format!("*Flags:* {}", slack_escape(&f.flags)));
-    }
-    if !f.missing.is_empty() {
-        context.push(format!("*Missing:* {}", slack_escape(&f.missing)));
-    }
-    blocks.push(section(context.join("\n")));
-    if !shown.is_empty() {
-        let turns: Vec<String> = shown
+    // Sized for the usual alert up front, so it is written without reallocating.
+    let inline: usize = lines
+        .iter()
+        .map(|(_, value)| value.len() + 16)
+        .sum::<usize>()
+        + shown
             .iter()
-            .map(|t| {
-                format!(
-                    "*{}:* {}",
-                    slack_escape(&t.role),
-                    slack_escape(&truncate(&t.text, TURN_LIMIT))
-                )
-            })
-            .collect();
-        blocks.push(section(turns.join("\n")));
+            .map(|t| t.role.len() + t.text.len().min(4 * TURN_LIMIT) + 8)
+            .sum::<usize>();
+    let mut text = String::with_capacity(headline.len() + inline + 256);
+
+    text.push_str(headline);
+    text.push('\n');
+    for (label, value) in lines {
+        if !value.is_empty() {
+            // "  Label      value", padded by hand: `{label:<10}` is notably slower.
+            text.push_str("  ");
+            text.push_str(label);
+            for _ in label.len()..LABEL_WIDTH {
+                text.push(' ');
+            }
+            let _ = writeln!(text, " {}", TerminalSafe(value));
+        }
     }
+    if !shown.is_empty() {
+        let _ = writeln!(
+            text,
+            "  Transcript (last {} of {} turns):",
+            shown.len(),
+            lead.capture.transcript.len()
+        );
+        for turn in shown {
+            let _ = writeln!(
+                text,
+                "    {}: {}",
+                TerminalSafe(&turn.role),
+                TerminalSafe(&truncated(&turn.text, TURN_LIMIT))
+            );
+        }
+    }
+    if let Some(url) = &lead.capture.conversation_transcript_url {
+        let _ = writeln!(text, "  Full transcript: {}", TerminalSafe(url));
+    }
+    let _ = writeln!(text, "  Lead id: {}", lead.id);
+    text
+}
+
+/// A JSON object from its fields. (`json!` would serialise every value into a new one, and
+/// collecting into a map would sort through a temporary `Vec`.)
+fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    let mut map = Map::new();
+    for (key, value) in fields {
+        map.insert(key.to_owned(), value);
+    }
+    Value::Object(map)
+}
+
+/// A Block Kit section of mrkdwn, cut to Slack's limit.
+fn section(text: String) -> Value {
+    let text = truncate_owned(text, SLACK_SECTION_LIMIT);
+    object([
+        ("type", "section".into()),
+        (
+            "text",
+            object([("type", "mrkdwn".into()), ("text", text.into())]),
+        ),
+    ])
+}
+
+/// The Slack payload: every prospect-supplied string goes through [`SlackEscaped`].
+fn slack_payload(lead: &Lead, f: &Facts, headline: &str, shown: &[Turn]) -> Value {
+    let mut blocks = Vec::with_capacity(7);
+
+    // Plain text, not mrkdwn: nothing to escape.
+    let title = format_sized!("Tier-{} lead for {}", f.tier, f.owner);
+    blocks.push(object([
+        ("type", "header".into()),
+        (
+            "text",
+            object([
+                ("type", "plain_text".into()),
+                ("text", truncate_owned(title, SLACK_HEADER_LIMIT).into()),
+            ]),
+        ),
+    ]));
+
+    blocks.push(section(format_sized!(
+        "*{}*\n{}\n*SLA:* claim within {} (by {})",
+        SlackEscaped(&f.prospect),
+        SlackEscaped(&f.company),
+        f.sla,
+        SlackEscaped(&f.due)
+    )));
+
+    if let Some(question) = &lead.capture.trigger_query {
+        blocks.push(section(format_sized!(
+            "*Asked:* {}",
+            SlackEscaped(question)
+        )));
+    }
+
+    let mut context = format_sized!(
+        "*Why you:* {}\n*Score:* {}",
+        SlackEscaped(&f.why),
+        SlackEscaped(&f.score)
+    );
+    for (label, value) in [
+        ("Page", f.page),
+        ("Flags", &f.flags),
+        ("Missing", &f.missing),
+    ] {
+        if !value.is_empty() {
+            let _ = write!(context, "\n*{label}:* {}", SlackEscaped(value));
+        }
+    }
+    blocks.push(section(context));
+
+    if !shown.is_empty() {
+        let mut turns = String::with_capacity(512);
+        for (i, turn) in shown.iter().enumerate() {
+            let separator = if i == 0 { "" } else { "\n" };
+            let _ = write!(
+                turns,
+                "{separator}*{}:* {}",
+                SlackEscaped(&turn.role),
+                SlackEscaped(&truncated(&turn.text, TURN_LIMIT))
+            );
+        }
+        blocks.push(section(turns));
+    }
+
     if let Some(url) = &lead.capture.conversation_transcript_url {
         if url.starts_with("https://") {
             // Inside <url|label> only the three entities matter; a `|` would split the link.
-            blocks.push(section(format!(
-                "<{}|Full transcript>",
-                slack_escape(url).replace('|', "%7C")
-            )));
+            let mut link = format_sized!("<{}", SlackEscaped(url));
+            if link.contains('|') {
+                link = link.replace('|', "%7C");
+            }
+            link.push_str("|Full transcript>");
+            blocks.push(section(link));
         }
     }
-    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("lead `{}`", lead.id)}]}));
-    json!({"text": slack_escape(headline), "blocks": blocks})
+
+    blocks.push(object([
+        ("type", "context".into()),
+        (
+            "elements",
+            Value::Array(vec![object([
+                ("type", "mrkdwn".into()),
+                ("text", format_sized!("lead `{}`", lead.id).into()),
+            ])]),
+        ),
+    ]));
+    object([
+        ("text", slack_escape(headline).into()),
+        ("blocks", Value::Array(blocks)),
+    ])
 }
 
 #[cfg(test)]
@@ -287,6 +525,22 @@ mod tests {
     #[test]
     fn terminal_text_has_no_control_characters() {
         assert_eq!(terminal_safe("a\x1b[2Jb\rc\x07"), "a [2Jb c ");
+        // C1 controls are two bytes in UTF-8; printable non-ASCII stays.
+        assert_eq!(terminal_safe("é\u{85}x\u{9b}"), "é x ");
+    }
+
+    #[test]
+    fn format_time_writes_what_strftime_writes() {
+        for at in [
+            "2026-11-23T10:05:07.999Z",
+            "0005-01-01T00:00:00Z",
+            "-000001-03-04T05:06:07Z",
+            "9999-12-30T21:59:59Z",
+        ] {
+            let at: Timestamp = at.parse().expect("valid timestamp");
+            let expected = at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
+            assert_eq!(format_time(at), expected);
+        }
     }
 
     #[test]

@@ -47,16 +47,7 @@ fn lead_key(id: &str) -> HashMap<String, AttributeValue> {
 }
 
 fn unavailable<E: ProvideErrorMetadata + std::fmt::Debug>(error: SdkError<E>) -> StoreError {
-    // The SDK's Display is terse ("service error"); the code and message say what happened.
-    let detail = match error.as_service_error() {
-        Some(service) => format!(
-            "{}: {}",
-            service.code().unwrap_or("unknown"),
-            service.message().unwrap_or("")
-        ),
-        None => format!("{error:?}").chars().take(300).collect(),
-    };
-    StoreError::Unavailable(detail)
+    StoreError::Unavailable(crate::describe(&error))
 }
 
 fn build_error(error: impl std::fmt::Display) -> StoreError {

@@ -9,3 +9,20 @@ pub mod sqs;
 
 pub use dynamo::DynamoStore;
 pub use sqs::{QueueUrls, SqsQueues};
+
+/// What an SDK call's failure was, for errors and logs. The SDK's Display is terse
+/// ("service error"); the service's code and message say what happened.
+pub(crate) fn describe<E, R>(error: &aws_sdk_dynamodb::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    match error.as_service_error() {
+        Some(service) => format!(
+            "{}: {}",
+            service.code().unwrap_or("unknown"),
+            service.message().unwrap_or("")
+        ),
+        None => format!("{error:?}").chars().take(300).collect(),
+    }
+}

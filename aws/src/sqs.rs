@@ -43,15 +43,7 @@ pub struct SqsQueues {
 }
 
 fn unavailable<E: ProvideErrorMetadata + std::fmt::Debug>(error: SdkError<E>) -> QueueError {
-    let detail = match error.as_service_error() {
-        Some(service) => format!(
-            "{}: {}",
-            service.code().unwrap_or("unknown"),
-            service.message().unwrap_or("")
-        ),
-        None => format!("{error:?}").chars().take(300).collect(),
-    };
-    QueueError::Unavailable(detail)
+    QueueError::Unavailable(crate::describe(&error))
 }
 
 fn seconds(duration: Duration) -> i32 {

@@ -11,6 +11,7 @@ run: ## Build and run the embedded pipeline, send the sample leads, keep serving
 
 test: ## Run the whole test suite (unit, HTTP end-to-end, crash recovery)
 	$(CARGO) build --quiet -p leadrelay --bin leadrelay
+	./target/debug/leadrelay --config config/leadrelay.toml rules test config/routing-cases.toml
 	./scripts/with-moto.sh $(CARGO) test --workspace
 
 lint: ## rustfmt and clippy, warnings as errors

@@ -14,8 +14,10 @@ use leadrelay_shared::model::{
     StageFailure, Timeline,
 };
 use leadrelay_shared::ports::{
-    Created, DeadLetters, DeliveryStart, LeadStore, Queue, Received, StoreError,
+    CounterBump, Created, DeadLetters, DeliveryStart, Effects, LeadStore, LedgerWrite, Queue,
+    Received, StoreError,
 };
+use leadrelay_shared::routing::ledger::PoolLedger;
 use leadrelay_tests::aws::moto;
 
 const MAX_RECEIVES: u32 = 3;
@@ -81,6 +83,11 @@ conformance!(
     dedupe_under_concurrent_writes,
     single_owner_under_concurrent_routing,
     counters_add_up_under_concurrency,
+    a_capped_counter_stops_at_its_limit_under_concurrency,
+    a_stale_ledger_write_is_refused_and_changes_nothing,
+    pool_ledgers_round_trip,
+    leads_since_in_captured_order,
+    closing_releases_a_counter_but_never_below_zero,
     conditional_failures_are_typed,
     failures_are_recorded_beside_the_lead,
     delivery_receipts_lease_and_expire,
@@ -122,6 +129,22 @@ fn lead(id: &str, event_id: &str) -> Lead {
             ..Timeline::default()
         },
         last_failure: None,
+        close_reason: None,
+    }
+}
+
+/// Adds one to each counter, without a limit.
+fn bump(names: &[&str]) -> Effects {
+    Effects {
+        counters: names
+            .iter()
+            .map(|name| CounterBump {
+                name: (*name).to_owned(),
+                limit: None,
+            })
+            .collect(),
+        ledgers: Vec::new(),
+        releases: Vec::new(),
     }
 }
 
@@ -138,7 +161,7 @@ async fn enriched_lead(store: &dyn LeadStore) -> Lead {
     );
     lead.state = LeadState::Enriched;
     store
-        .advance_lead(&lead, LeadState::Captured, &[])
+        .advance_lead(&lead, LeadState::Captured, &Effects::none())
         .await
         .expect("enrich");
     lead
@@ -191,11 +214,14 @@ async fn single_owner_under_concurrent_routing(adapters: Adapters) {
             owner_name: rep.clone(),
             rule: "test".into(),
             reason: "race".into(),
+            pool: None,
+            held_until: None,
+            trace: None,
         });
-        let counter = format!("open_leads:rep:{rep}");
+        let effects = bump(&[&format!("open_leads:rep:{rep}")]);
         tokio::spawn(async move {
             store
-                .advance_lead(&routed, LeadState::Enriched, &[counter])
+                .advance_lead(&routed, LeadState::Enriched, &effects)
                 .await
         })
     });
@@ -248,11 +274,11 @@ async fn counters_add_up_under_concurrency(adapters: Adapters) {
     }
     let attempts = leads.into_iter().map(|mut lead| {
         let store = adapters.store.clone();
-        let counter = counter.clone();
+        let effects = bump(&[&counter]);
         lead.state = LeadState::Routed;
         tokio::spawn(async move {
             store
-                .advance_lead(&lead, LeadState::Enriched, &[counter])
+                .advance_lead(&lead, LeadState::Enriched, &effects)
                 .await
         })
     });
@@ -260,14 +286,310 @@ async fn counters_add_up_under_concurrency(adapters: Adapters) {
         result.expect("task").expect("routed");
     }
     assert_eq!(adapters.store.counter(&counter).await.expect("read"), 12);
+    let never = unique("never");
+    assert_eq!(adapters.store.counter(&never).await.expect("read"), 0);
+    // Several at once, in the order asked, repeats and unknown names included.
     assert_eq!(
         adapters
             .store
-            .counter(&unique("never"))
+            .counters(&[counter.clone(), never, counter])
             .await
             .expect("read"),
-        0
+        vec![12, 0, 12]
     );
+}
+
+/// A close takes one from the owner's counter with the lead, and a counter already at zero
+/// refuses the release (the caller closes without it) instead of going negative.
+async fn closing_releases_a_counter_but_never_below_zero(adapters: Adapters) {
+    let store = adapters.store.as_ref();
+    let counter = unique("open");
+    let lead = enriched_lead(store).await;
+    route_with(store, &lead, &bump(&[&counter]))
+        .await
+        .expect("routed");
+    assert_eq!(store.counter(&counter).await.expect("read"), 1);
+
+    let release = Effects {
+        releases: vec![counter.clone()],
+        ..Effects::none()
+    };
+    let mut closed = lead.clone();
+    closed.state = LeadState::Closed;
+    store
+        .advance_lead(&closed, LeadState::Routed, &release)
+        .await
+        .expect("closed");
+    assert_eq!(store.counter(&counter).await.expect("read"), 0);
+
+    let other = enriched_lead(store).await;
+    route_with(store, &other, &Effects::none())
+        .await
+        .expect("routed");
+    let mut closed_other = other.clone();
+    closed_other.state = LeadState::Closed;
+    match store
+        .advance_lead(&closed_other, LeadState::Routed, &release)
+        .await
+    {
+        Err(StoreError::Contended(what)) => assert!(what.contains(&counter), "{what}"),
+        other => panic!("a release below zero must be refused, got {other:?}"),
+    }
+    assert_eq!(store.counter(&counter).await.expect("read"), 0);
+    assert_eq!(
+        state_of(store, &other.id).await,
+        LeadState::Routed,
+        "nothing written"
+    );
+}
+
+/// Routes `lead` from Enriched with `effects`.
+async fn route_with(
+    store: &dyn LeadStore,
+    lead: &Lead,
+    effects: &Effects,
+) -> Result<(), StoreError> {
+    let mut routed = lead.clone();
+    routed.state = LeadState::Routed;
+    store
+        .advance_lead(&routed, LeadState::Enriched, effects)
+        .await
+}
+
+async fn state_of(store: &dyn LeadStore, id: &str) -> LeadState {
+    store
+        .get_lead(id)
+        .await
+        .expect("read")
+        .expect("stored")
+        .state
+}
+
+fn capped(name: &str, limit: i64) -> Effects {
+    Effects {
+        counters: vec![CounterBump {
+            name: name.to_owned(),
+            limit: Some(limit),
+        }],
+        ledgers: Vec::new(),
+        releases: Vec::new(),
+    }
+}
+
+async fn a_capped_counter_stops_at_its_limit_under_concurrency(adapters: Adapters) {
+    const CAP: i64 = 5;
+    let counter = unique("open_leads:rep:alice");
+    let mut leads = Vec::new();
+    for _ in 0..12 {
+        leads.push(enriched_lead(adapters.store.as_ref()).await);
+    }
+    let attempts = leads.iter().cloned().map(|lead| {
+        let store = adapters.store.clone();
+        let effects = capped(&counter, CAP);
+        tokio::spawn(async move {
+            let outcome = route_with(store.as_ref(), &lead, &effects).await;
+            (lead.id, outcome)
+        })
+    });
+    let outcomes: Vec<(String, Result<(), StoreError>)> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .collect();
+    let routed = outcomes.iter().filter(|(_, r)| r.is_ok()).count();
+    assert_eq!(routed, 5, "exactly the cap is routed: {outcomes:?}");
+    assert_eq!(adapters.store.counter(&counter).await.expect("read"), CAP);
+    let mut refused = Vec::new();
+    for (id, outcome) in &outcomes {
+        let state = state_of(adapters.store.as_ref(), id).await;
+        match outcome {
+            Ok(()) => assert_eq!(state, LeadState::Routed),
+            Err(StoreError::Contended(why)) => {
+                assert!(why.contains(&counter) && why.contains("limit 5"), "{why}");
+                assert_eq!(
+                    state,
+                    LeadState::Enriched,
+                    "a refused write changed nothing"
+                );
+                refused.push(id.clone());
+            }
+            Err(other) => panic!("expected Contended, got {other}"),
+        }
+    }
+
+    // The lead's own state is checked first: a routed lead is a Conflict even at the cap.
+    let (winner, _) = outcomes.iter().find(|(_, r)| r.is_ok()).expect("a winner");
+    let winner = leads.iter().find(|l| &l.id == winner).expect("winner lead");
+    let error = route_with(adapters.store.as_ref(), winner, &capped(&counter, CAP))
+        .await
+        .expect_err("already routed");
+    assert!(matches!(error, StoreError::Conflict { .. }), "{error}");
+
+    // A missing counter counts as 0: a cap of 0 refuses it, a cap of 1 starts it.
+    let loser = leads
+        .iter()
+        .find(|l| l.id == refused[0])
+        .expect("loser lead");
+    let fresh = unique("open_leads:rep:bob");
+    let error = route_with(adapters.store.as_ref(), loser, &capped(&fresh, 0))
+        .await
+        .expect_err("cap of 0");
+    assert!(matches!(error, StoreError::Contended(_)), "{error}");
+    assert_eq!(adapters.store.counter(&fresh).await.expect("read"), 0);
+    route_with(adapters.store.as_ref(), loser, &capped(&fresh, 1))
+        .await
+        .expect("below the cap");
+    assert_eq!(adapters.store.counter(&fresh).await.expect("read"), 1);
+}
+
+/// A ledger with one rep's turn recorded on top of `base`, at the next version.
+fn next_ledger(base: &PoolLedger, rep: &str) -> PoolLedger {
+    let mut ledger = base.clone();
+    ledger.accrue(&[("alice", 2), ("bob", 1)]);
+    ledger.record_turn(rep, Timestamp::now());
+    ledger.version = base.version + 1;
+    ledger
+}
+
+fn ledger_effects(pool: &str, period: &str, ledger: PoolLedger, counters: &[&str]) -> Effects {
+    Effects {
+        ledgers: vec![LedgerWrite {
+            pool: pool.to_owned(),
+            period: period.to_owned(),
+            ledger,
+        }],
+        ..bump(counters)
+    }
+}
+
+async fn pool_ledgers_round_trip(adapters: Adapters) {
+    let store = adapters.store.as_ref();
+    let pool = unique("emea");
+    let missing = store.ledger(&pool, "2026-W48").await.expect("read");
+    assert_eq!(
+        missing,
+        PoolLedger::default(),
+        "a missing ledger is empty at version 0"
+    );
+
+    let first = next_ledger(&missing, "alice");
+    assert_eq!(first.version, 1);
+    let lead = enriched_lead(store).await;
+    route_with(
+        store,
+        &lead,
+        &ledger_effects(&pool, "2026-W48", first.clone(), &[]),
+    )
+    .await
+    .expect("first write");
+    assert_eq!(store.ledger(&pool, "2026-W48").await.expect("read"), first);
+    // Periods and pools are separate ledgers.
+    assert_eq!(
+        store.ledger(&pool, "2026-W49").await.expect("read"),
+        PoolLedger::default()
+    );
+    assert_eq!(
+        store
+            .ledger(&unique("apac"), "2026-W48")
+            .await
+            .expect("read"),
+        PoolLedger::default()
+    );
+
+    let second = next_ledger(&first, "bob");
+    let lead = enriched_lead(store).await;
+    route_with(
+        store,
+        &lead,
+        &ledger_effects(&pool, "2026-W48", second.clone(), &[]),
+    )
+    .await
+    .expect("second write");
+    assert_eq!(store.ledger(&pool, "2026-W48").await.expect("read"), second);
+}
+
+async fn a_stale_ledger_write_is_refused_and_changes_nothing(adapters: Adapters) {
+    let store = adapters.store.as_ref();
+    let (pool, period) = (unique("emea"), "2026-W48");
+    let counter = unique("open_leads:rep:alice");
+    let read = store.ledger(&pool, period).await.expect("read");
+    let first = next_ledger(&read, "alice");
+    let winner = enriched_lead(store).await;
+    route_with(
+        store,
+        &winner,
+        &ledger_effects(&pool, period, first.clone(), &[&counter]),
+    )
+    .await
+    .expect("first router wins");
+
+    // A second router decided on the same version 0 read: its write must not land.
+    let stale = next_ledger(&read, "bob");
+    let loser = enriched_lead(store).await;
+    let error = route_with(
+        store,
+        &loser,
+        &ledger_effects(&pool, period, stale, &[&counter]),
+    )
+    .await
+    .expect_err("stale version");
+    match &error {
+        StoreError::Contended(why) => assert!(why.contains(&pool) && why.contains(period), "{why}"),
+        other => panic!("expected Contended, got {other}"),
+    }
+    assert_eq!(state_of(store, &loser.id).await, LeadState::Enriched);
+    assert_eq!(store.ledger(&pool, period).await.expect("read"), first);
+    assert_eq!(
+        store.counter(&counter).await.expect("read"),
+        1,
+        "the refused write's counter bump was rolled back"
+    );
+
+    // Deciding again on fresh figures succeeds.
+    let fresh = next_ledger(&first, "bob");
+    route_with(
+        store,
+        &loser,
+        &ledger_effects(&pool, period, fresh.clone(), &[&counter]),
+    )
+    .await
+    .expect("retry on the fresh version");
+    assert_eq!(store.ledger(&pool, period).await.expect("read"), fresh);
+    assert_eq!(store.counter(&counter).await.expect("read"), 2);
+}
+
+async fn leads_since_in_captured_order(adapters: Adapters) {
+    let store = adapters.store.as_ref();
+    // In the future and whole milliseconds (the stores keep milliseconds): no other lead is
+    // captured at or after it.
+    let base = Timestamp::now() + jiff::SignedDuration::from_hours(24);
+    let base = Timestamp::from_millisecond(base.as_millisecond()).expect("timestamp");
+    let at = |n: i64| base + jiff::SignedDuration::from_secs(n);
+    let mut ids = vec![String::new(); 5];
+    // Created out of order, so the answer's order comes from captured times.
+    for n in [3, 0, 4, 1, 2] {
+        let mut lead = lead(&unique(&format!("lead{n}")), &unique("evt"));
+        lead.timeline.captured_at = Some(at(n));
+        assert_eq!(
+            store.create_lead(&lead).await.expect("create"),
+            Created::New
+        );
+        ids[usize::try_from(n).expect("index")] = lead.id;
+    }
+    let since = |from: i64, limit: usize| async move {
+        store
+            .leads_since(at(from), limit)
+            .await
+            .expect("leads_since")
+            .into_iter()
+            .map(|lead| lead.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(since(0, 10).await, ids);
+    assert_eq!(since(2, 10).await, ids[2..], "since is inclusive");
+    assert_eq!(since(1, 2).await, ids[1..3], "at most limit, oldest first");
+    assert!(since(5, 10).await.is_empty());
+    assert!(since(0, 0).await.is_empty());
 }
 
 async fn conditional_failures_are_typed(adapters: Adapters) {
@@ -275,7 +597,7 @@ async fn conditional_failures_are_typed(adapters: Adapters) {
     lead.state = LeadState::Notified;
     let error = adapters
         .store
-        .advance_lead(&lead, LeadState::Routed, &[])
+        .advance_lead(&lead, LeadState::Routed, &Effects::none())
         .await
         .expect_err("the lead is enriched, not routed");
     assert!(
@@ -296,7 +618,7 @@ async fn conditional_failures_are_typed(adapters: Adapters) {
     };
     let error = adapters
         .store
-        .advance_lead(&ghost, LeadState::Captured, &[unique("c")])
+        .advance_lead(&ghost, LeadState::Captured, &bump(&[&unique("c")]))
         .await
         .expect_err("no such lead");
     assert!(matches!(error, StoreError::NotFound(_)), "{error}");
@@ -327,7 +649,7 @@ async fn failures_are_recorded_beside_the_lead(adapters: Adapters) {
     routed.state = LeadState::Routed;
     adapters
         .store
-        .advance_lead(&routed, LeadState::Enriched, &[])
+        .advance_lead(&routed, LeadState::Enriched, &Effects::none())
         .await
         .expect("routed");
     let stored = adapters

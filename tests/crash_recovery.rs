@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leadrelay::embedded::{QueueSettings, Sqlite};
+use leadrelay_shared::model::Owner;
 use leadrelay_shared::ports::LeadStore;
+use leadrelay_shared::stages::open_leads_counter;
 use leadrelay_tests::process::{free_port, spawn_serve, wait_healthy};
 use leadrelay_tests::{eventually, example_config, parse_config, sample};
 use serde_json::Value;
@@ -164,13 +166,27 @@ async fn sigkill_mid_burst_loses_no_accepted_lead() {
     // Once in the store: one owner, one open-lead count per lead.
     let counts = db.counts().await.expect("counts");
     let mut open_leads = 0;
-    for counter in [
-        "open_leads:rep:erin",
-        "open_leads:rep:bruno",
-        "open_leads:queue:enterprise",
-        "open_leads:queue:sdr",
-    ] {
-        open_leads += db.counter(counter).await.expect("counter");
+    let owners = config
+        .reps
+        .iter()
+        .map(|r| Owner::Rep(r.get_ref().id.clone()))
+        .chain(
+            config
+                .queues
+                .iter()
+                .map(|q| Owner::Queue(q.get_ref().id.clone())),
+        )
+        .chain(
+            config
+                .pools
+                .iter()
+                .map(|p| Owner::Pool(p.get_ref().id.clone())),
+        );
+    for owner in owners {
+        open_leads += db
+            .counter(&open_leads_counter(&owner))
+            .await
+            .expect("counter");
     }
     assert_eq!(
         open_leads, counts.leads,

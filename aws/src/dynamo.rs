@@ -6,17 +6,21 @@
 //! | webhook event | `EVENT#<source>#<event id>` | `EVENT` | `lead_id`; TTL `expires_at` |
 //! | delivery receipt | `LEAD#<id>` | `DELIVERY#<channel>` | `lease_until` (in-progress expiry), `delivered_at`; TTL `expires_at` |
 //! | counter | `COUNTER#<name>` | `COUNTER` | `value`, updated atomically |
+//! | pool ledger | `LEDGER#<pool>` | `PERIOD#<period>` | `version`, `body` (the ledger as JSON) |
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 pub use aws_sdk_dynamodb::Client;
 use jiff::Timestamp;
 use leadrelay_shared::model::{Lead, LeadState, StageFailure};
-use leadrelay_shared::ports::{Created, DeliveryStart, LeadStore, StoreError};
+use leadrelay_shared::ports::{
+    CounterBump, Created, DeliveryStart, Effects, LeadStore, LedgerWrite, StoreError,
+};
+use leadrelay_shared::routing::ledger::PoolLedger;
 
 /// How long a webhook event id is remembered for dedupe.
 const EVENT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -24,6 +28,10 @@ const EVENT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 const RECEIPT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The sparse SLA index is spread over this many partitions to avoid a hot key.
 const SLA_SHARDS: u32 = 8;
+/// BatchGetItem takes at most this many keys per request.
+const BATCH_GET_MAX: usize = 100;
+/// Rounds of retrying the keys a BatchGetItem left unprocessed (throttling) before giving up.
+const BATCH_GET_ROUNDS: u32 = 5;
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -44,6 +52,84 @@ fn lead_key(id: &str) -> HashMap<String, AttributeValue> {
         ("pk".into(), s(format!("LEAD#{id}"))),
         ("sk".into(), s("LEAD")),
     ])
+}
+
+fn counter_key(name: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".into(), s(format!("COUNTER#{name}"))),
+        ("sk".into(), s("COUNTER")),
+    ])
+}
+
+fn ledger_key(pool: &str, period: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".into(), s(format!("LEDGER#{pool}"))),
+        ("sk".into(), s(format!("PERIOD#{period}"))),
+    ])
+}
+
+/// A counter item's value; an item without one has never been added to.
+fn counter_value(name: &str, item: &HashMap<String, AttributeValue>) -> Result<i64, StoreError> {
+    match item.get("value") {
+        None => Ok(0),
+        Some(value) => value
+            .as_n()
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| StoreError::Corrupt(format!("counter {name} is not an integer"))),
+    }
+}
+
+fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+    item.get(name)?.as_n().ok()?.parse().ok()
+}
+
+/// What one item of an `advance_lead` transaction guards, to name it when the write is refused.
+enum Guard {
+    Lead,
+    Counter {
+        name: String,
+        limit: Option<i64>,
+    },
+    Ledger {
+        pool: String,
+        period: String,
+        expected: u64,
+    },
+    Release {
+        name: String,
+    },
+}
+
+impl Guard {
+    /// Why the transaction was refused, when this item's condition failed.
+    fn refused(&self) -> String {
+        match self {
+            Guard::Lead => "the lead moved".to_owned(),
+            Guard::Counter {
+                name,
+                limit: Some(limit),
+            } => format!("counter {name} at its limit {limit}"),
+            Guard::Counter { name, limit: None } => format!("counter {name} refused the write"),
+            Guard::Ledger {
+                pool,
+                period,
+                expected,
+            } => format!("ledger {pool}/{period} moved since version {expected}"),
+            Guard::Release { name } => format!("counter {name} is already 0"),
+        }
+    }
+
+    /// The item's name, when another transaction was writing it at the same time.
+    fn busy(&self, lead_id: &str) -> String {
+        let item = match self {
+            Guard::Lead => format!("lead {lead_id}"),
+            Guard::Counter { name, .. } => format!("counter {name}"),
+            Guard::Ledger { pool, period, .. } => format!("ledger {pool}/{period}"),
+            Guard::Release { name } => format!("counter {name}"),
+        };
+        format!("{item} was being written by another transaction")
+    }
 }
 
 fn unavailable<E: ProvideErrorMetadata + std::fmt::Debug>(error: SdkError<E>) -> StoreError {
@@ -152,6 +238,57 @@ impl DynamoStore {
         }
     }
 
+    /// Adds one to a counter; with a limit, only while the counter is below it (missing = 0).
+    fn counter_bump(&self, bump: &CounterBump) -> Result<Update, StoreError> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(counter_key(&bump.name)))
+            .update_expression("ADD #value :one")
+            .expression_attribute_names("#value", "value")
+            .expression_attribute_values(":one", n(1));
+        if let Some(limit) = bump.limit {
+            // A missing counter is 0: it may start only if 0 is below the limit.
+            let condition = if limit > 0 {
+                "attribute_not_exists(#value) OR #value < :limit"
+            } else {
+                "#value < :limit"
+            };
+            update = update
+                .condition_expression(condition)
+                .expression_attribute_values(":limit", n(limit));
+        }
+        update.build().map_err(build_error)
+    }
+
+    /// Replaces a pool ledger if its stored version is still the one read; also returns that.
+    fn ledger_put(&self, write: &LedgerWrite) -> Result<(Put, u64), StoreError> {
+        let (pool, period) = (&write.pool, &write.period);
+        let version = write.ledger.version;
+        let (Some(expected), Ok(stored_version)) = (version.checked_sub(1), i64::try_from(version))
+        else {
+            return Err(build_error(format!(
+                "ledger {pool}/{period} written at version {version}; a write carries the \
+                 version read plus one"
+            )));
+        };
+        let body = serde_json::to_string(&write.ledger)
+            .map_err(|e| StoreError::Corrupt(format!("ledger {pool}/{period}: {e}")))?;
+        let mut put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(ledger_key(pool, period)))
+            .item("version", n(stored_version))
+            .item("body", s(body));
+        put = if expected == 0 {
+            // A missing ledger is version 0; a stored one never is.
+            put.condition_expression("attribute_not_exists(pk)")
+        } else {
+            put.condition_expression("#version = :expected")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":expected", n(stored_version - 1))
+        };
+        Ok((put.build().map_err(build_error)?, expected))
+    }
+
     fn delivery_key(lead_id: &str, channel: &str) -> HashMap<String, AttributeValue> {
         HashMap::from([
             ("pk".into(), s(format!("LEAD#{lead_id}"))),
@@ -237,7 +374,7 @@ impl LeadStore for DynamoStore {
         &self,
         lead: &Lead,
         from: LeadState,
-        increment: &[String],
+        effects: &Effects,
     ) -> Result<(), StoreError> {
         let mut values = HashMap::from([
             (":to".to_owned(), s(lead.state.as_str())),
@@ -256,7 +393,8 @@ impl LeadStore for DynamoStore {
             ("#body".to_owned(), "body".to_owned()),
         ]);
 
-        if increment.is_empty() {
+        if effects.counters.is_empty() && effects.ledgers.is_empty() && effects.releases.is_empty()
+        {
             let result = self
                 .client
                 .update_item()
@@ -275,6 +413,7 @@ impl LeadStore for DynamoStore {
             };
         }
 
+        // One transaction: the lead first (its index decides Conflict), then every guard.
         let update_lead = Update::builder()
             .table_name(&self.table)
             .set_key(Some(lead_key(&lead.id)))
@@ -284,36 +423,71 @@ impl LeadStore for DynamoStore {
             .set_expression_attribute_values(Some(values))
             .build()
             .map_err(build_error)?;
+        let mut guards = vec![Guard::Lead];
         let mut transaction = self
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().update(update_lead).build());
-        for name in increment {
-            let counter = Update::builder()
+        for bump in &effects.counters {
+            let item = TransactWriteItem::builder()
+                .update(self.counter_bump(bump)?)
+                .build();
+            transaction = transaction.transact_items(item);
+            guards.push(Guard::Counter {
+                name: bump.name.clone(),
+                limit: bump.limit,
+            });
+        }
+        for name in &effects.releases {
+            // Never below zero: the caller closes without the release when this refuses.
+            let release = Update::builder()
                 .table_name(&self.table)
-                .key("pk", s(format!("COUNTER#{name}")))
-                .key("sk", s("COUNTER"))
-                .update_expression("ADD #value :one")
+                .set_key(Some(counter_key(name)))
+                .update_expression("ADD #value :minus_one")
+                .condition_expression("#value > :zero")
                 .expression_attribute_names("#value", "value")
-                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":minus_one", n(-1))
+                .expression_attribute_values(":zero", n(0))
                 .build()
                 .map_err(build_error)?;
             transaction =
-                transaction.transact_items(TransactWriteItem::builder().update(counter).build());
+                transaction.transact_items(TransactWriteItem::builder().update(release).build());
+            guards.push(Guard::Release { name: name.clone() });
         }
-        match transaction.send().await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let lost = cancellation_codes(&e)
-                    .and_then(|codes| codes.first().cloned().flatten())
-                    .is_some_and(|code| code == "ConditionalCheckFailed");
-                if lost {
-                    Err(self.conflict(&lead.id, from).await)
-                } else {
-                    Err(unavailable(e))
-                }
-            }
+        for write in &effects.ledgers {
+            let (put, expected) = self.ledger_put(write)?;
+            transaction = transaction.transact_items(TransactWriteItem::builder().put(put).build());
+            guards.push(Guard::Ledger {
+                pool: write.pool.clone(),
+                period: write.period.clone(),
+                expected,
+            });
         }
+        let error = match transaction.send().await {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        let Some(codes) = cancellation_codes(&error) else {
+            return Err(unavailable(error));
+        };
+        let failed = |wanted: &str| {
+            codes
+                .iter()
+                .zip(&guards)
+                .find(|(code, _)| code.as_deref() == Some(wanted))
+                .map(|(_, guard)| guard)
+        };
+        // DynamoDB reports every item whose condition failed; the lead's state comes first.
+        match failed("ConditionalCheckFailed") {
+            Some(Guard::Lead) => return Err(self.conflict(&lead.id, from).await),
+            Some(guard) => return Err(StoreError::Contended(guard.refused())),
+            None => {}
+        }
+        // A concurrent transaction on one of the items: nothing was written, decide again.
+        if let Some(guard) = failed("TransactionConflict") {
+            return Err(StoreError::Contended(guard.busy(&lead.id)));
+        }
+        Err(unavailable(error))
     }
 
     async fn record_failure(
@@ -433,18 +607,153 @@ impl LeadStore for DynamoStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(format!("COUNTER#{name}")))
-            .key("sk", s("COUNTER"))
+            .set_key(Some(counter_key(name)))
             .consistent_read(true)
             .send()
             .await
             .map_err(unavailable)?
             .item;
-        Ok(item
-            .as_ref()
-            .and_then(|i| i.get("value"))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0))
+        item.map_or(Ok(0), |item| counter_value(name, &item))
     }
+
+    async fn counters(&self, names: &[String]) -> Result<Vec<i64>, StoreError> {
+        // BatchGetItem refuses duplicate keys: ask for each name once.
+        let mut unique: Vec<&str> = names.iter().map(String::as_str).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        let mut found: HashMap<String, i64> = HashMap::with_capacity(unique.len());
+        for chunk in unique.chunks(BATCH_GET_MAX) {
+            let mut request = KeysAndAttributes::builder()
+                .set_keys(Some(chunk.iter().map(|name| counter_key(name)).collect()))
+                .consistent_read(true)
+                .build()
+                .map_err(build_error)?;
+            let mut round = 0;
+            loop {
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                let items = output
+                    .responses
+                    .and_then(|mut tables| tables.remove(&self.table))
+                    .unwrap_or_default();
+                for item in items {
+                    let name = item
+                        .get("pk")
+                        .and_then(|v| v.as_s().ok())
+                        .and_then(|pk| pk.strip_prefix("COUNTER#"))
+                        .ok_or_else(|| StoreError::Corrupt("counter item without a name".into()))?
+                        .to_owned();
+                    let value = counter_value(&name, &item)?;
+                    found.insert(name, value);
+                }
+                // Throttled keys come back unprocessed: ask again for those, with a backoff.
+                match output
+                    .unprocessed_keys
+                    .and_then(|mut tables| tables.remove(&self.table))
+                {
+                    Some(rest) if !rest.keys.is_empty() => {
+                        round += 1;
+                        if round > BATCH_GET_ROUNDS {
+                            return Err(StoreError::Unavailable(format!(
+                                "{} counters still unprocessed after {BATCH_GET_ROUNDS} retries",
+                                rest.keys.len()
+                            )));
+                        }
+                        tokio::time::sleep(Duration::from_millis(25 << round)).await;
+                        request = rest;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(names
+            .iter()
+            .map(|name| found.get(name).copied().unwrap_or(0))
+            .collect())
+    }
+
+    async fn ledger(&self, pool: &str, period: &str) -> Result<PoolLedger, StoreError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(ledger_key(pool, period)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?
+            .item;
+        let Some(item) = item else {
+            return Ok(PoolLedger::default());
+        };
+        let corrupt = |what: &str| StoreError::Corrupt(format!("ledger {pool}/{period}: {what}"));
+        let body = item
+            .get("body")
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| corrupt("no body"))?;
+        let mut ledger: PoolLedger =
+            serde_json::from_str(body).map_err(|e| corrupt(&e.to_string()))?;
+        // The attribute is what the version guard compares, so it is the one to trust.
+        ledger.version = number(&item, "version")
+            .and_then(|v| u64::try_from(v).ok())
+            .ok_or_else(|| corrupt("no valid version"))?;
+        Ok(ledger)
+    }
+
+    /// An operator tool (`rules diff`), not a hot path: it scans the whole table, keeping only
+    /// the `limit` oldest matches in memory.
+    async fn leads_since(&self, since: Timestamp, limit: usize) -> Result<Vec<Lead>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut found: Vec<(i64, String, HashMap<String, AttributeValue>)> = Vec::new();
+        let mut start = None;
+        loop {
+            // captured_at is stored in milliseconds, so `since` counts to the millisecond.
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :lead AND captured_at >= :since")
+                .expression_attribute_values(":lead", s("LEAD"))
+                .expression_attribute_values(":since", n(since.as_millisecond()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items.unwrap_or_default() {
+                let id = item
+                    .get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|pk| pk.strip_prefix("LEAD#"))
+                    .ok_or_else(|| StoreError::Corrupt("lead item without an id".into()))?
+                    .to_owned();
+                let captured = number(&item, "captured_at").ok_or_else(|| {
+                    StoreError::Corrupt(format!("lead {id} has no valid captured_at"))
+                })?;
+                found.push((captured, id, item));
+            }
+            if found.len() > limit.saturating_mul(2) {
+                keep_oldest(&mut found, limit);
+            }
+            match page.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => break,
+            }
+        }
+        keep_oldest(&mut found, limit);
+        found.iter().map(|(_, _, item)| decode(item)).collect()
+    }
+}
+
+/// Sorts by captured time (then id, for a stable order) and keeps the first `limit`.
+fn keep_oldest(found: &mut Vec<(i64, String, HashMap<String, AttributeValue>)>, limit: usize) {
+    found.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    found.truncate(limit);
 }

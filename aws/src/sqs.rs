@@ -147,6 +147,25 @@ impl Queue for SqsQueues {
         Ok(())
     }
 
+    async fn send_delayed(
+        &self,
+        stage: Stage,
+        envelope: &Envelope,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        // SQS accepts 0..=900 seconds.
+        let seconds = i32::try_from(delay.as_secs().min(900)).unwrap_or(900);
+        self.client
+            .send_message()
+            .queue_url(self.urls.work(stage)?)
+            .message_body(envelope.to_json())
+            .delay_seconds(seconds)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn receive(&self, stage: Stage, max: u32) -> Result<Vec<Received>, QueueError> {
         let output = self
             .client

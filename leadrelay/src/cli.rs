@@ -133,16 +133,22 @@ async fn wait_until_notified(
             .await?
             .json()
             .await?;
-        if lead["state"] == "notified" {
-            return Ok(format!(
-                "owner {} ({}: {}), tier {}, SLA {} min, due {}",
+        let held = lead["alert_held_until"].as_str();
+        if lead["state"] == "notified" || (lead["state"] == "routed" && held.is_some()) {
+            let mut summary = format!(
+                "owner {} ({}: {}) by rule \"{}\", tier {}, SLA {} min, due {}",
                 lead["owner_name"].as_str().unwrap_or("?"),
                 lead["owner"]["kind"].as_str().unwrap_or("?"),
                 lead["owner"]["id"].as_str().unwrap_or("?"),
+                lead["rule"].as_str().unwrap_or("?"),
                 lead["tier"],
                 lead["sla_minutes"],
                 lead["timeline"]["sla_due_at"].as_str().unwrap_or("?"),
-            ));
+            );
+            if let Some(until) = held {
+                summary.push_str(&format!("; after hours: the alert is held until {until}"));
+            }
+            return Ok(summary);
         }
         if started.elapsed() > deadline {
             bail!("lead {lead_id} not notified after {deadline:?}: {lead}");
@@ -226,6 +232,15 @@ pub fn timeline(lead: &Lead) -> String {
         out.push_str(&format!(
             "  owner     {} ({}) by rule \"{}\": {}\n",
             a.owner_name, a.owner, a.rule, a.reason
+        ));
+        if let Some(until) = a.held_until {
+            out.push_str(&format!(
+                "  held      alert held until {until} (after hours)\n"
+            ));
+        }
+        out.push_str(&format!(
+            "  (why: `leadrelay explain --lead {}`)\n",
+            lead.id
         ));
     }
     if let Some(f) = &lead.last_failure {

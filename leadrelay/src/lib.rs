@@ -4,3 +4,4 @@
 pub mod cli;
 pub mod dlq;
 pub mod embedded;
+pub mod rules;

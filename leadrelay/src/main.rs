@@ -1,14 +1,16 @@
-//! `leadrelay`: run the embedded pipeline, send a signed test webhook, inspect a lead.
+//! `leadrelay`: run the embedded pipeline, send a signed test webhook, inspect a lead, explain
+//! and test routing, read pool ledgers, replay dead letters.
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use leadrelay::embedded::Embedded;
-use leadrelay::{cli, dlq};
+use leadrelay::{cli, dlq, rules};
 use leadrelay_shared::config::Config;
 use leadrelay_shared::model::Stage;
 use leadrelay_shared::ports::{DeadLetters, LeadStore};
+use leadrelay_shared::stages::close_lead;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -100,6 +102,76 @@ enum Command {
         id: String,
         #[arg(long, env = "LEADRELAY_DATA_DIR", default_value = ".leadrelay/data")]
         data_dir: PathBuf,
+    },
+    /// Close a worked lead (won, lost, disqualified): frees the capacity it held.
+    Close {
+        id: String,
+        #[arg(long, default_value = "closed")]
+        reason: String,
+        #[arg(long, env = "LEADRELAY_DATA_DIR", default_value = ".leadrelay/data")]
+        data_dir: PathBuf,
+        /// Close it in the DynamoDB table named by LEADRELAY_TABLE instead.
+        #[arg(long)]
+        dynamodb: bool,
+    },
+    /// Why a lead goes where it goes: each rule tried, the after-hours policy, every candidate.
+    Explain {
+        /// A capture payload (as the chatbot posts it) to route as a what-if.
+        #[arg(required_unless_present = "lead", conflicts_with = "lead")]
+        file: Option<PathBuf>,
+        /// A stored lead: the decision as it was made.
+        #[arg(long)]
+        lead: Option<String>,
+        /// The source the payload comes from (default: the first configured).
+        #[arg(long)]
+        source: Option<String>,
+        /// Route as if at this instant (RFC 3339), for hours and holidays. Default: now.
+        #[arg(long)]
+        at: Option<jiff::Timestamp>,
+        /// Read open leads and pool ledgers from this data directory when it exists.
+        #[arg(long, env = "LEADRELAY_DATA_DIR", default_value = ".leadrelay/data")]
+        data_dir: PathBuf,
+        /// Read the DynamoDB table named by LEADRELAY_TABLE instead (a build with `--features aws`).
+        #[arg(long)]
+        dynamodb: bool,
+    },
+    /// Test routing rules before launch, and see what a change would move.
+    Rules {
+        #[command(subcommand)]
+        action: RulesAction,
+    },
+    /// Each pool's ledger: per member, weight, leads this period, share, open leads, now.
+    Pools {
+        #[arg(long)]
+        at: Option<jiff::Timestamp>,
+        #[arg(long, env = "LEADRELAY_DATA_DIR", default_value = ".leadrelay/data")]
+        data_dir: PathBuf,
+        /// Read the DynamoDB table named by LEADRELAY_TABLE instead.
+        #[arg(long)]
+        dynamodb: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesAction {
+    /// Run a routing test file (cases: lead in, expected owner out); fails on any mismatch.
+    Test {
+        file: PathBuf,
+        /// Print every case's explanation, not only the failures'.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Replay stored leads through a new configuration and show who would change owner.
+    Diff {
+        new_config: PathBuf,
+        /// The window of stored leads (30m, 2h, 7d).
+        #[arg(long, default_value = "7d")]
+        since: String,
+        #[arg(long, env = "LEADRELAY_DATA_DIR", default_value = ".leadrelay/data")]
+        data_dir: PathBuf,
+        /// Replay the leads of the DynamoDB table named by LEADRELAY_TABLE instead.
+        #[arg(long)]
+        dynamodb: bool,
     },
 }
 
@@ -233,6 +305,99 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Lead { id, data_dir } => cli::show_lead(&config, &data_dir, &id).await,
+        Command::Close {
+            id,
+            reason,
+            data_dir,
+            dynamodb,
+        } => {
+            let store = lead_store(&config, &data_dir, dynamodb)
+                .await?
+                .with_context(|| format!("no data in {}", data_dir.display()))?;
+            let lead = close_lead(store.as_ref(), jiff::Timestamp::now(), &id, &reason).await?;
+            let owner = lead.assignment.as_ref().map(|a| a.owner.to_string());
+            println!(
+                "lead {} closed ({}); {} has one open lead fewer",
+                lead.id,
+                lead.close_reason.as_deref().unwrap_or(""),
+                owner.as_deref().unwrap_or("nobody")
+            );
+            Ok(())
+        }
+        Command::Explain {
+            file,
+            lead,
+            source,
+            at,
+            data_dir,
+            dynamodb,
+        } => {
+            let mut out = std::io::stdout();
+            let store = lead_store(&config, &data_dir, dynamodb).await?;
+            match (file, lead) {
+                (_, Some(id)) => {
+                    let store = store.with_context(|| {
+                        format!(
+                            "no data in {}: nothing stored to explain",
+                            data_dir.display()
+                        )
+                    })?;
+                    rules::explain_stored(store.as_ref(), &id, &mut out).await
+                }
+                (Some(file), None) => {
+                    let at = at.unwrap_or_else(jiff::Timestamp::now);
+                    rules::explain_file(
+                        &config,
+                        &file,
+                        source.as_deref(),
+                        at,
+                        store.as_deref(),
+                        &mut out,
+                    )
+                    .await
+                }
+                (None, None) => anyhow::bail!("give a lead file or --lead ID"),
+            }
+        }
+        Command::Rules { action } => match action {
+            RulesAction::Test { file, verbose } => {
+                rules::test_cases(&config, &file, verbose, &mut std::io::stdout())
+            }
+            RulesAction::Diff {
+                new_config,
+                since,
+                data_dir,
+                dynamodb,
+            } => {
+                let new = Config::load(&new_config)?;
+                let store = lead_store(&config, &data_dir, dynamodb)
+                    .await?
+                    .with_context(|| {
+                        format!(
+                            "no data in {}: no stored leads to replay",
+                            data_dir.display()
+                        )
+                    })?;
+                let since = dlq::parse_age(&since)?;
+                rules::diff(&config, &new, store.as_ref(), since, &mut std::io::stdout()).await
+            }
+        },
+        Command::Pools {
+            at,
+            data_dir,
+            dynamodb,
+        } => {
+            let store = lead_store(&config, &data_dir, dynamodb)
+                .await?
+                .with_context(|| {
+                    format!(
+                        "no data in {}: start `leadrelay serve` first",
+                        data_dir.display()
+                    )
+                })?;
+            let at = at.unwrap_or_else(jiff::Timestamp::now);
+            rules::pools(&config, store.as_ref(), at, &mut std::io::stdout()).await
+        }
         Command::Dlq {
             action,
             data_dir,
@@ -254,6 +419,47 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// The DynamoDB table, or the embedded store in `data_dir` if one was ever created there
+/// (never creates one).
+async fn lead_store(
+    config: &Config,
+    data_dir: &std::path::Path,
+    dynamodb: bool,
+) -> anyhow::Result<Option<Box<dyn LeadStore>>> {
+    if dynamodb {
+        return dynamo_store().await.map(Some);
+    }
+    if !data_dir.join("leadrelay.db").exists() {
+        return Ok(None);
+    }
+    Ok(Some(Box::new(leadrelay::embedded::Sqlite::open(
+        data_dir,
+        leadrelay::embedded::QueueSettings {
+            max_receives: config.pipeline.max_receives,
+            visibility_timeout: std::time::Duration::from_secs(
+                config.pipeline.visibility_timeout_secs,
+            ),
+        },
+    )?)))
+}
+
+#[cfg(feature = "aws")]
+async fn dynamo_store() -> anyhow::Result<Box<dyn LeadStore>> {
+    let table = std::env::var("LEADRELAY_TABLE").context("LEADRELAY_TABLE is not set")?;
+    let sdk = aws_config::load_from_env().await;
+    Ok(Box::new(leadrelay_aws::DynamoStore::new(
+        aws_sdk_dynamodb_client(&sdk),
+        &table,
+    )))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn dynamo_store() -> anyhow::Result<Box<dyn LeadStore>> {
+    anyhow::bail!(
+        "this leadrelay was built without AWS support: cargo build --release -p leadrelay --features aws"
+    )
 }
 
 async fn run_dlq(

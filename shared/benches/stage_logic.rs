@@ -14,9 +14,9 @@ use jiff::{SignedDuration, Timestamp};
 use leadrelay_shared::config::{Config, SourceConfig};
 use leadrelay_shared::model::{EventKind, Lead, LeadState, Timeline};
 use leadrelay_shared::render::{self, Alert};
+use leadrelay_shared::routing::{Router, Snapshot};
 use leadrelay_shared::rulebook::Rulebook;
 use leadrelay_shared::signature::{self, Scheme, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
-use leadrelay_shared::stages::open_leads_counter;
 use leadrelay_shared::validate;
 
 /// The per-lead budget the summary line is read against.
@@ -35,6 +35,7 @@ struct Sample {
 struct Fixture {
     config: Config,
     rulebook: Rulebook,
+    router: Router,
     scheme: Scheme,
     /// The instant the samples were signed at and are verified at, so the tolerance never bites.
     now: Timestamp,
@@ -47,11 +48,14 @@ impl Fixture {
         let config =
             Config::load(&root.join("config/leadrelay.toml")).expect("config/leadrelay.toml loads");
         let rulebook = Rulebook::new(&config);
+        let router = Router::new(&config);
         let source = config
             .source("website")
             .expect("the config has a website source");
         let scheme = source.signature_scheme();
-        let now = Timestamp::now();
+        // A fixed weekday afternoon, so the shipped working hours give the same decisions (and
+        // the same figures) whenever the benchmark runs.
+        let now: Timestamp = "2026-11-17T15:00:00Z".parse().expect("a valid instant");
 
         let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("events/webhooks"))
             .expect("events/webhooks exists")
@@ -80,6 +84,7 @@ impl Fixture {
         let fixture = Fixture {
             config,
             rulebook,
+            router,
             scheme,
             now,
             samples,
@@ -126,6 +131,7 @@ impl Fixture {
                 ..Timeline::default()
             },
             last_failure: None,
+            close_reason: None,
         }
     }
 
@@ -143,9 +149,17 @@ impl Fixture {
             )))
             .ok();
         lead.qualification = Some(qualification);
-        let assignment = self.rulebook.route(lead);
-        black_box(open_leads_counter(&assignment.owner));
-        lead.assignment = Some(assignment);
+        // Routing as the route stage does it, over an empty store: plan, read, choose.
+        let plan = self.router.plan(lead, self.now);
+        let needs = self.router.needs(&plan);
+        let snapshot = Snapshot::new(
+            &needs,
+            vec![0; needs.reps.len()],
+            vec![Default::default(); needs.ledgers.len()],
+        );
+        let decision = self.router.choose(&plan, &snapshot);
+        black_box(&decision.effects);
+        lead.assignment = Some(decision.assignment);
         lead.state = LeadState::Routed;
         lead.timeline.routed_at = Some(self.now);
     }

@@ -112,6 +112,12 @@ pub fn lead_summary(lead: &Lead) -> serde_json::Value {
         "owner": lead.assignment.as_ref().map(|a| &a.owner),
         "owner_name": lead.assignment.as_ref().map(|a| &a.owner_name),
         "rule": lead.assignment.as_ref().map(|a| &a.rule),
+        "pool": lead.assignment.as_ref().and_then(|a| a.pool.as_ref()),
+        "alert_held_until": lead.assignment.as_ref().and_then(|a| a.held_until),
+        "after_hours": lead.assignment.as_ref()
+            .and_then(|a| a.trace.as_ref())
+            .and_then(|t| t.after_hours.as_ref())
+            .map(|n| &n.policy),
         "timeline": lead.timeline,
         "last_failure": lead.last_failure,
         "trace_id": lead.trace_id,

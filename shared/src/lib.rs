@@ -9,6 +9,7 @@ pub mod model;
 pub mod notifiers;
 pub mod ports;
 pub mod render;
+pub mod routing;
 pub mod rulebook;
 pub mod signature;
 pub mod stages;

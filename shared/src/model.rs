@@ -103,6 +103,8 @@ pub enum LeadState {
     Enriched,
     Routed,
     Notified,
+    /// Worked and done (won, lost, disqualified): it no longer counts toward its owner's load.
+    Closed,
 }
 
 impl LeadState {
@@ -112,6 +114,7 @@ impl LeadState {
             LeadState::Enriched => "enriched",
             LeadState::Routed => "routed",
             LeadState::Notified => "notified",
+            LeadState::Closed => "closed",
         }
     }
 
@@ -121,6 +124,7 @@ impl LeadState {
             LeadState::Enriched,
             LeadState::Routed,
             LeadState::Notified,
+            LeadState::Closed,
         ]
         .into_iter()
         .find(|state| state.as_str() == text)
@@ -183,18 +187,29 @@ pub struct ScoreItem {
     pub points: i32,
 }
 
-/// Who owns a lead: a named rep, or a team queue.
+/// Who owns a lead: a named rep, a team queue, or a broadcast pool whose members were all
+/// alerted (the first to claim becomes the owner). Always exactly one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "id", rename_all = "snake_case")]
 pub enum Owner {
     Rep(String),
     Queue(String),
+    Pool(String),
 }
 
 impl Owner {
     pub fn id(&self) -> &str {
         match self {
-            Owner::Rep(id) | Owner::Queue(id) => id,
+            Owner::Rep(id) | Owner::Queue(id) | Owner::Pool(id) => id,
+        }
+    }
+
+    /// `rep:alice`, `queue:sdr`, `pool:se`: the form routing tests and diffs use.
+    pub fn key(&self) -> String {
+        match self {
+            Owner::Rep(id) => format!("rep:{id}"),
+            Owner::Queue(id) => format!("queue:{id}"),
+            Owner::Pool(id) => format!("pool:{id}"),
         }
     }
 }
@@ -204,6 +219,7 @@ impl fmt::Display for Owner {
         match self {
             Owner::Rep(id) => write!(f, "rep {id}"),
             Owner::Queue(id) => write!(f, "queue {id}"),
+            Owner::Pool(id) => write!(f, "pool {id}"),
         }
     }
 }
@@ -217,6 +233,70 @@ pub struct Assignment {
     /// The rule that matched, or `fallback`.
     pub rule: String,
     pub reason: String,
+    /// The pool the rep was picked from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// The rep's alert waits until this instant (after-hours policy `hold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_until: Option<Timestamp>,
+    /// Every step of the decision, so "why did X get this lead?" has an answer weeks later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<RoutingTrace>,
+}
+
+/// How a routing decision was reached.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoutingTrace {
+    pub decided_at: Option<Timestamp>,
+    /// Topics detected in the trigger question and transcript.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<String>,
+    /// The rules tried, in order, up to the one that matched.
+    pub rules: Vec<RuleTrial>,
+    /// Rules tried but not kept in `rules` (long rule sets keep the first ones only).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rules_omitted: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_hours: Option<AfterHoursNote>,
+    /// The fallback chain as walked: each target and what happened there.
+    pub steps: Vec<StepTrace>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleTrial {
+    pub rule: String,
+    pub matched: bool,
+    /// Why it matched, or the condition that failed.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AfterHoursNote {
+    pub team: String,
+    /// `fallback`, `on_call` or `hold`.
+    pub policy: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepTrace {
+    /// `rep:alice`, `pool:emea`, `queue:sdr`.
+    pub target: String,
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<CandidateTrace>,
+}
+
+/// One rep considered at a step, and why they were or were not picked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateTrace {
+    pub rep: String,
+    pub picked: bool,
+    pub reason: String,
 }
 
 /// Every timestamp the pipeline records.
@@ -227,6 +307,8 @@ pub struct Timeline {
     pub routed_at: Option<Timestamp>,
     pub notified_at: Option<Timestamp>,
     pub sla_due_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<Timestamp>,
 }
 
 /// The last failure a stage hit on this lead, kept so the DLQ can be read with its cause.
@@ -262,6 +344,9 @@ pub struct Lead {
     pub timeline: Timeline,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<StageFailure>,
+    /// Why the lead was closed (`won`, `lost`, `disqualified`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_reason: Option<String>,
 }
 
 impl Lead {

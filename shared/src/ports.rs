@@ -8,6 +8,7 @@ use jiff::Timestamp;
 
 use crate::model::{Envelope, Lead, LeadState, Stage, StageFailure};
 use crate::render::Alert;
+use crate::routing::ledger::PoolLedger;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -20,6 +21,10 @@ pub enum StoreError {
     },
     #[error("lead {0} not found")]
     NotFound(String),
+    /// A guard on a counter or a pool ledger did not hold (a rep reached their cap, or another
+    /// router moved the rotation first): nothing was written; decide again on fresh figures.
+    #[error("contended: {0}")]
+    Contended(String),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
     #[error("store unavailable: {0}")]
@@ -46,7 +51,41 @@ pub enum DeliveryStart {
     InFlight { until: Timestamp },
 }
 
-/// Lead state and SLA timestamps, idempotency records and counters.
+/// Adds one to a counter; with a limit, only while the counter is below it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterBump {
+    pub name: String,
+    pub limit: Option<i64>,
+}
+
+/// Replaces a pool's ledger for one period, only if nobody changed it since it was read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerWrite {
+    pub pool: String,
+    /// The reset period the ledger belongs to, such as `2026-W48` or `all`.
+    pub period: String,
+    /// The version read; the write fails with [`StoreError::Contended`] if it moved.
+    /// Its `ledger.version` is this plus one.
+    pub ledger: PoolLedger,
+}
+
+/// What changes together with a lead, in one atomic write.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Effects {
+    pub counters: Vec<CounterBump>,
+    pub ledgers: Vec<LedgerWrite>,
+    /// Counters to take one from (never below zero), such as an owner's open leads when a
+    /// lead is closed.
+    pub releases: Vec<String>,
+}
+
+impl Effects {
+    pub fn none() -> Self {
+        Effects::default()
+    }
+}
+
+/// Lead state and SLA timestamps, idempotency records, counters and pool ledgers.
 #[async_trait]
 pub trait LeadStore: Send + Sync {
     /// Writes a new lead unless one exists for its `(source, event_id)`.
@@ -54,13 +93,15 @@ pub trait LeadStore: Send + Sync {
 
     async fn get_lead(&self, id: &str) -> Result<Option<Lead>, StoreError>;
 
-    /// Replaces the stored lead with `lead` only if it is still in state `from`, and adds one
-    /// to each named counter in the same atomic write.
+    /// Replaces the stored lead with `lead` only if it is still in state `from`, and applies
+    /// `effects` in the same atomic write. A lead in another state fails with
+    /// [`StoreError::Conflict`]; a counter at its limit or a ledger whose version moved fails
+    /// with [`StoreError::Contended`]. Either way nothing is written.
     async fn advance_lead(
         &self,
         lead: &Lead,
         from: LeadState,
-        increment: &[String],
+        effects: &Effects,
     ) -> Result<(), StoreError>;
 
     /// Records the latest stage failure on the lead, whatever its state.
@@ -88,6 +129,21 @@ pub trait LeadStore: Send + Sync {
     async fn release_delivery(&self, lead_id: &str, channel: &str) -> Result<(), StoreError>;
 
     async fn counter(&self, name: &str) -> Result<i64, StoreError>;
+
+    /// Several counters at once (0 for one never written), in the order asked.
+    async fn counters(&self, names: &[String]) -> Result<Vec<i64>, StoreError> {
+        let mut values = Vec::with_capacity(names.len());
+        for name in names {
+            values.push(self.counter(name).await?);
+        }
+        Ok(values)
+    }
+
+    /// A pool's ledger for one period; an empty ledger at version 0 if none was written yet.
+    async fn ledger(&self, pool: &str, period: &str) -> Result<PoolLedger, StoreError>;
+
+    /// Leads captured at or after `since`, oldest first, at most `limit` (for `rules diff`).
+    async fn leads_since(&self, since: Timestamp, limit: usize) -> Result<Vec<Lead>, StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +169,14 @@ pub struct Received {
 #[async_trait]
 pub trait Queue: Send + Sync {
     async fn send(&self, stage: Stage, envelope: &Envelope) -> Result<(), QueueError>;
+
+    /// Sends a message that becomes visible only after `delay` (at most 15 minutes, as on SQS).
+    async fn send_delayed(
+        &self,
+        stage: Stage,
+        envelope: &Envelope,
+        delay: Duration,
+    ) -> Result<(), QueueError>;
 
     /// Up to `max` visible messages. A message received more than the configured maximum
     /// number of times is moved to the stage's dead-letter queue instead of being returned.

@@ -223,7 +223,16 @@ fn facts<'a>(lead: &'a Lead, tier_label: &'a str) -> Facts<'a> {
     let why = lead
         .assignment
         .as_ref()
-        .map(|a| format_sized!("rule \"{}\": {}", a.rule, a.reason))
+        .map(|a| {
+            let mut why = format_sized!("rule \"{}\": {}", a.rule, a.reason);
+            if let Some(pool) = &a.pool {
+                let _ = write!(why, "; picked from pool {pool}");
+            }
+            if let Some(until) = a.held_until {
+                let _ = write!(why, "; alert held after hours until {until}");
+            }
+            why
+        })
         .unwrap_or_default();
 
     // "100 (signal +40, other -5)"

@@ -1,11 +1,11 @@
-//! The pure decisions of the pipeline, compiled once from the configuration:
-//! enrichment from the domain table, qualification into a tier with an SLA, and first-match
-//! routing to exactly one owner. No I/O happens here.
+//! The pure decisions before routing, compiled once from the configuration: enrichment from
+//! the domain table and qualification into a tier with an SLA. No I/O happens here. Routing
+//! lives in [`crate::routing`].
 
 use std::collections::{HashMap, HashSet};
 
-use crate::config::{AssignConfig, CompanyRecord, Conditions, Config, TierConfig};
-use crate::model::{Assignment, Enrichment, EventKind, Lead, Owner, Qualification, ScoreItem};
+use crate::config::{CompanyRecord, Config, TierConfig};
+use crate::model::{Enrichment, EventKind, Lead, Qualification, ScoreItem};
 
 /// The configuration, indexed for the hot path.
 pub struct Rulebook {
@@ -14,15 +14,6 @@ pub struct Rulebook {
     hand_raiser_pages: Vec<glob::Pattern>,
     event_tiers: HashMap<EventKind, u8>,
     tiers: Vec<TierConfig>,
-    rules: Vec<Rule>,
-    fallback_queue: String,
-    names: HashMap<Owner, String>,
-}
-
-struct Rule {
-    name: String,
-    when: Conditions,
-    assign: AssignConfig,
 }
 
 impl Rulebook {
@@ -46,15 +37,6 @@ impl Rulebook {
             // Patterns were validated at load; an invalid one cannot reach this point.
             .filter_map(|p| glob::Pattern::new(p).ok())
             .collect();
-        let mut names = HashMap::new();
-        for rep in &config.reps {
-            let rep = rep.get_ref();
-            names.insert(Owner::Rep(rep.id.clone()), rep.name.clone());
-        }
-        for queue in &config.queues {
-            let queue = queue.get_ref();
-            names.insert(Owner::Queue(queue.id.clone()), queue.name.clone());
-        }
         Rulebook {
             companies,
             free_mail,
@@ -66,17 +48,6 @@ impl Rulebook {
                 .into_iter()
                 .collect(),
             tiers: config.qualification.tiers.clone(),
-            rules: config
-                .rules
-                .iter()
-                .map(|r| Rule {
-                    name: r.get_ref().name.clone(),
-                    when: r.get_ref().when.clone(),
-                    assign: r.get_ref().assign.get_ref().clone(),
-                })
-                .collect(),
-            fallback_queue: config.routing.fallback_queue.get_ref().clone(),
-            names,
         }
     }
 
@@ -219,118 +190,4 @@ impl Rulebook {
             .map(|t| t.label.as_str())
             .unwrap_or("")
     }
-
-    /// First matching rule wins; no match goes to the fallback queue. Always exactly one owner.
-    pub fn route(&self, lead: &Lead) -> Assignment {
-        let enrichment = lead.enrichment.clone().unwrap_or_default();
-        let tier = lead.qualification.as_ref().map(|q| q.tier);
-        for rule in &self.rules {
-            let Some(reasons) = matches(&rule.when, lead, &enrichment, tier) else {
-                continue;
-            };
-            let owner = if let Some(rep) = &rule.assign.rep {
-                Owner::Rep(rep.clone())
-            } else if let Some(queue) = &rule.assign.queue {
-                Owner::Queue(queue.clone())
-            } else if let Some(owner) = &enrichment.account_owner {
-                Owner::Rep(owner.clone())
-            } else {
-                // An account-owner rule for a company without an owner does not apply.
-                continue;
-            };
-            let reason = if reasons.is_empty() {
-                "matches every lead".to_owned()
-            } else {
-                reasons.join(", ")
-            };
-            return self.assignment(owner, &rule.name, reason);
-        }
-        self.assignment(
-            Owner::Queue(self.fallback_queue.clone()),
-            "fallback",
-            "no rule matched".into(),
-        )
-    }
-
-    fn assignment(&self, owner: Owner, rule: &str, reason: String) -> Assignment {
-        Assignment {
-            owner_name: self
-                .names
-                .get(&owner)
-                .cloned()
-                .unwrap_or_else(|| owner.id().to_owned()),
-            owner,
-            rule: rule.to_owned(),
-            reason,
-        }
-    }
-}
-
-/// `Some(reasons)` when every condition holds, each reason saying which and why.
-fn matches(
-    when: &Conditions,
-    lead: &Lead,
-    enrichment: &Enrichment,
-    tier: Option<u8>,
-) -> Option<Vec<String>> {
-    let mut reasons = Vec::new();
-    if let Some(wanted) = when.named_account {
-        if enrichment.account_owner.is_some() != wanted {
-            return None;
-        }
-        reasons.push(if wanted {
-            "the company is a named account".to_owned()
-        } else {
-            "not a named account".to_owned()
-        });
-    }
-    if let Some(countries) = &when.countries {
-        let country = enrichment.country.as_deref()?;
-        if !countries.iter().any(|c| c.eq_ignore_ascii_case(country)) {
-            return None;
-        }
-        reasons.push(format!("country {country}"));
-    }
-    if let Some(min) = when.min_employees {
-        let employees = enrichment.employees?;
-        if employees < min {
-            return None;
-        }
-        reasons.push(format!("{employees} employees >= {min}"));
-    }
-    if let Some(max) = when.max_employees {
-        let employees = enrichment.employees?;
-        if employees > max {
-            return None;
-        }
-        reasons.push(format!("{employees} employees <= {max}"));
-    }
-    if let Some(tiers) = &when.tiers {
-        let tier = tier?;
-        if !tiers.contains(&tier) {
-            return None;
-        }
-        reasons.push(format!("tier {tier}"));
-    }
-    if let Some(events) = &when.events {
-        let event = lead.event();
-        if !events.contains(&event) {
-            return None;
-        }
-        reasons.push(format!("event {event}"));
-    }
-    if let Some(wanted) = when.free_mail {
-        if enrichment.free_mail != wanted {
-            return None;
-        }
-        reasons.push(
-            if wanted {
-                "free-mail address"
-            } else {
-                "business address"
-            }
-            .to_owned(),
-        );
-    }
-    Some(reasons)
 }

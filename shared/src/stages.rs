@@ -17,10 +17,12 @@ use crate::model::{
     Envelope, EnvelopeError, Lead, LeadState, Owner, Stage, StageFailure, Timeline,
 };
 use crate::ports::{
-    Clock, Created, DeliveryStart, Destination, LeadStore, Notifier, NotifyError, Queue,
+    Clock, Created, DeliveryStart, Destination, Effects, LeadStore, Notifier, NotifyError, Queue,
     QueueError, Received, StoreError,
 };
 use crate::render::{self, Alert};
+pub use crate::routing::open_leads_counter;
+use crate::routing::{Decision, Router, Snapshot};
 use crate::rulebook::Rulebook;
 use crate::signature;
 use crate::validate::{self, Rejection};
@@ -29,6 +31,7 @@ use crate::validate::{self, Rejection};
 pub struct Pipeline {
     pub config: Arc<Config>,
     pub rulebook: Rulebook,
+    pub router: Router,
     pub store: Arc<dyn LeadStore>,
     pub queue: Arc<dyn Queue>,
     pub notifier: Arc<dyn Notifier>,
@@ -75,6 +78,17 @@ pub enum StageError {
     DeliveryInFlight { channel: String, until: Timestamp },
 }
 
+/// Why a lead could not be closed.
+#[derive(Debug, thiserror::Error)]
+pub enum CloseError {
+    #[error("no lead {0}")]
+    NotFound(String),
+    #[error("lead {lead_id} is {state}: only a routed or notified lead can be closed")]
+    NotOpen { lead_id: String, state: LeadState },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// What the notify stage delivered, for the caller's log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -91,6 +105,7 @@ impl Pipeline {
     ) -> Self {
         Pipeline {
             rulebook: Rulebook::new(&config),
+            router: Router::new(&config),
             config,
             store,
             queue,
@@ -134,6 +149,7 @@ impl Pipeline {
                 ..Timeline::default()
             },
             last_failure: None,
+            close_reason: None,
             id: lead_id,
         };
         match self.store.create_lead(&lead).await? {
@@ -252,9 +268,9 @@ impl Pipeline {
         &self,
         next: &Lead,
         from: LeadState,
-        increment: &[String],
+        effects: &Effects,
     ) -> Result<bool, StageError> {
-        match self.store.advance_lead(next, from, increment).await {
+        match self.store.advance_lead(next, from, effects).await {
             Ok(()) => Ok(true),
             Err(StoreError::Conflict { actual, .. }) if actual > from => Ok(false),
             Err(other) => Err(other.into()),
@@ -272,7 +288,9 @@ impl Pipeline {
         lead.enrichment = Some(enrichment);
         lead.state = LeadState::Enriched;
         lead.timeline.enriched_at = Some(self.clock.now());
-        let applied = self.advance(&lead, LeadState::Captured, &[]).await?;
+        let applied = self
+            .advance(&lead, LeadState::Captured, &Effects::none())
+            .await?;
         if applied {
             let e = lead.enrichment.as_ref();
             info!(lead_id = %lead.id, trace_id = %lead.trace_id, stage = "enrich",
@@ -301,36 +319,75 @@ impl Pipeline {
             .into());
         }
         let qualification = self.rulebook.qualify(&lead);
-        let captured_at = lead
-            .timeline
-            .captured_at
-            .unwrap_or_else(|| self.clock.now());
-        lead.timeline.sla_due_at = captured_at
-            .checked_add(SignedDuration::from_mins(i64::from(
-                qualification.sla_minutes,
-            )))
-            .ok();
+        let sla_minutes = qualification.sla_minutes;
         lead.qualification = Some(qualification);
-        let assignment = self.rulebook.route(&lead);
-        let counter = open_leads_counter(&assignment.owner);
-        lead.assignment = Some(assignment);
-        lead.state = LeadState::Routed;
-        lead.timeline.routed_at = Some(self.clock.now());
-        // The owner and its open-lead counter change in one conditional write: a retry can
-        // neither pick a second owner nor count the lead twice.
-        let applied = self.advance(&lead, LeadState::Enriched, &[counter]).await?;
+        let now = self.clock.now();
+        let plan = self.router.plan(&lead, now);
+        let mut attempt = 0;
+        let applied = loop {
+            attempt += 1;
+            // Capacity and rotation guards fail when another router moved first: read the
+            // figures again and decide again; after a few rounds, the default queue.
+            let decision = if attempt > ROUTE_ATTEMPTS {
+                self.router.last_resort(&plan)
+            } else {
+                self.decide(&plan).await?
+            };
+            let assignment = decision.assignment;
+            // The SLA clock starts at capture, or at the opening when the alert is held.
+            let sla_from = assignment
+                .held_until
+                .or(lead.timeline.captured_at)
+                .unwrap_or(now);
+            lead.timeline.sla_due_at = sla_from
+                .checked_add(SignedDuration::from_mins(i64::from(sla_minutes)))
+                .ok();
+            lead.assignment = Some(assignment);
+            lead.state = LeadState::Routed;
+            lead.timeline.routed_at = Some(now);
+            // The owner, its open-lead counter and the pool ledger change in one conditional
+            // write: a retry can neither pick a second owner nor count the lead twice.
+            match self
+                .store
+                .advance_lead(&lead, LeadState::Enriched, &decision.effects)
+                .await
+            {
+                Ok(()) => break true,
+                Err(StoreError::Conflict { actual, .. }) if actual > LeadState::Enriched => {
+                    break false
+                }
+                Err(StoreError::Contended(what)) if attempt <= ROUTE_ATTEMPTS => {
+                    info!(lead_id = %lead.id, stage = "route", attempt, contended = %what, "deciding again");
+                }
+                Err(other) => return Err(other.into()),
+            }
+        };
         if applied {
             let q = lead.qualification.as_ref();
             let a = lead.assignment.as_ref();
             info!(lead_id = %lead.id, trace_id = %lead.trace_id, stage = "route",
                 owner = %a.map(|a| a.owner.to_string()).unwrap_or_default(),
                 rule = a.map(|a| a.rule.as_str()).unwrap_or(""),
-                tier = q.map(|q| q.tier), score = q.map(|q| q.score), "routed");
+                tier = q.map(|q| q.tier), score = q.map(|q| q.score),
+                held_until = ?a.and_then(|a| a.held_until), "routed");
         }
         self.forward(&lead, Stage::Notify).await?;
         Ok(Outcome {
             skipped_as_done: !applied,
         })
+    }
+
+    /// Reads the figures the plan needs and decides on them.
+    async fn decide(&self, plan: &crate::routing::Plan) -> Result<Decision, StageError> {
+        let needs = self.router.needs(plan);
+        let counters = self.store.counters(&needs.counter_names()).await?;
+        let mut ledgers = Vec::with_capacity(needs.ledgers.len());
+        for (pool, period) in &needs.ledgers {
+            ledgers.push(self.store.ledger(pool, period).await?);
+        }
+        Ok(self
+            .router
+            .choose(plan, &Snapshot::new(&needs, counters, ledgers)))
     }
 
     async fn notify(&self, mut lead: Lead) -> Result<Outcome, StageError> {
@@ -346,6 +403,26 @@ impl Pipeline {
                 actual: lead.state,
             }
             .into());
+        }
+        // After-hours `hold`: the alert waits for the opening. A fresh delayed message per
+        // step (SQS delays stop at 15 minutes) keeps the receive count from dead-lettering it.
+        let now = self.clock.now();
+        if let Some(until) = lead.assignment.as_ref().and_then(|a| a.held_until) {
+            if until > now {
+                let wait = Duration::try_from(until.duration_since(now))
+                    .unwrap_or(MAX_QUEUE_DELAY)
+                    .min(MAX_QUEUE_DELAY);
+                self.queue
+                    .send_delayed(
+                        Stage::Notify,
+                        &Envelope::new(&lead.id, Stage::Notify, &lead.trace_id),
+                        wait,
+                    )
+                    .await?;
+                return Ok(Outcome {
+                    skipped_as_done: false,
+                });
+            }
         }
         let tier = lead.qualification.as_ref().map(|q| q.tier).unwrap_or(0);
         let alert = render::render(&lead, self.rulebook.tier_label(tier));
@@ -378,7 +455,9 @@ impl Pipeline {
         }
         lead.state = LeadState::Notified;
         lead.timeline.notified_at = Some(self.clock.now());
-        let applied = self.advance(&lead, LeadState::Routed, &[]).await?;
+        let applied = self
+            .advance(&lead, LeadState::Routed, &Effects::none())
+            .await?;
         if applied {
             info!(lead_id = %lead.id, trace_id = %lead.trace_id, stage = "notify",
                 channels = ?delivered, "notified");
@@ -408,6 +487,19 @@ impl Pipeline {
                         .and_then(|r| r.slack_webhook_url.as_ref())
                 })
             }),
+            Some(Owner::Pool(_)) => {
+                // Broadcast: every member the routing step alerted, each on their own Slack.
+                for rep in broadcast_members(lead) {
+                    if let Some(url) = self
+                        .config
+                        .rep(rep)
+                        .and_then(|r| r.slack_webhook_url.as_ref())
+                    {
+                        destinations.push(Destination::SlackWebhook { url: url.clone() });
+                    }
+                }
+                None
+            }
             None => None,
         };
         if let Some(url) = slack {
@@ -417,12 +509,82 @@ impl Pipeline {
     }
 }
 
-/// The per-owner counter of open leads.
-pub fn open_leads_counter(owner: &Owner) -> String {
-    match owner {
-        Owner::Rep(id) => format!("open_leads:rep:{id}"),
-        Owner::Queue(id) => format!("open_leads:queue:{id}"),
+/// Closes a worked lead (won, lost, disqualified): it leaves its owner's open-lead count in
+/// the same atomic write, so the capacity it held is free at once. Closing twice is a no-op.
+pub async fn close_lead(
+    store: &dyn LeadStore,
+    now: Timestamp,
+    lead_id: &str,
+    reason: &str,
+) -> Result<Lead, CloseError> {
+    // Cleared if the owner's counter already reads 0 (reset by hand): close all the same.
+    let mut release = true;
+    loop {
+        let lead = store
+            .get_lead(lead_id)
+            .await?
+            .ok_or_else(|| CloseError::NotFound(lead_id.to_owned()))?;
+        let from = lead.state;
+        match from {
+            LeadState::Closed => return Ok(lead),
+            LeadState::Routed | LeadState::Notified => {}
+            state => {
+                return Err(CloseError::NotOpen {
+                    lead_id: lead.id,
+                    state,
+                })
+            }
+        }
+        let mut closed = lead.clone();
+        closed.state = LeadState::Closed;
+        closed.timeline.closed_at = Some(now);
+        closed.close_reason = Some(reason.to_owned());
+        let effects = Effects {
+            releases: lead
+                .assignment
+                .iter()
+                .filter(|_| release)
+                .map(|a| open_leads_counter(&a.owner))
+                .collect(),
+            ..Effects::none()
+        };
+        match store.advance_lead(&closed, from, &effects).await {
+            Ok(()) => {
+                info!(lead_id = %closed.id, trace_id = %closed.trace_id, stage = "close", reason, "closed");
+                return Ok(closed);
+            }
+            // Notified in the meantime, or closed by someone else: look again.
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(StoreError::Contended(_)) if release => {
+                release = false;
+                continue;
+            }
+            Err(other) => return Err(other.into()),
+        }
     }
+}
+
+/// Rounds of read-decide-write before routing gives up on contention and uses the default
+/// queue (which has no guard).
+const ROUTE_ATTEMPTS: u32 = 8;
+
+/// SQS's longest message delay.
+const MAX_QUEUE_DELAY: Duration = Duration::from_secs(900);
+
+/// The members a broadcast pool alerted, from the routing trace.
+fn broadcast_members(lead: &Lead) -> Vec<&str> {
+    lead.assignment
+        .as_ref()
+        .and_then(|a| a.trace.as_ref())
+        .and_then(|t| t.steps.last())
+        .map(|step| {
+            step.candidates
+                .iter()
+                .filter(|c| c.picked)
+                .map(|c| c.rep.as_str())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The alert a lead's owner gets, for callers outside the notify stage (CLI, tests).

@@ -14,9 +14,10 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage, StageFailure};
 use leadrelay_shared::ports::{
-    Created, DeadLetter, DeadLetters, DeliveryStart, LeadStore, Queue, QueueError, Received,
-    StoreError,
+    CounterBump, Created, DeadLetter, DeadLetters, DeliveryStart, Effects, LeadStore, LedgerWrite,
+    Queue, QueueError, Received, StoreError,
 };
+use leadrelay_shared::routing::ledger::PoolLedger;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -41,6 +42,14 @@ CREATE INDEX IF NOT EXISTS leads_sla_due ON leads (sla_due_at) WHERE sla_due_at 
 CREATE TABLE IF NOT EXISTS counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
+);
+-- One round-robin ledger per pool and reset period; body is the PoolLedger as JSON.
+CREATE TABLE IF NOT EXISTS ledgers (
+    pool    TEXT NOT NULL,
+    period  TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body    TEXT NOT NULL,
+    PRIMARY KEY (pool, period)
 );
 CREATE TABLE IF NOT EXISTS deliveries (
     lead_id      TEXT NOT NULL,
@@ -285,24 +294,6 @@ impl Sqlite {
         })
         .await
     }
-
-    /// Every lead captured at or after `since`, oldest first (for reports and what-if runs).
-    pub async fn leads_since(&self, since: Timestamp) -> Result<Vec<Lead>, StoreError> {
-        let since = since.as_millisecond();
-        self.read(move |conn| {
-            let mut statement = conn
-                .prepare(
-                    "SELECT body, last_failure FROM leads WHERE captured_at >= ?1 ORDER BY captured_at",
-                )
-                .map_err(unavailable)?;
-            let rows = statement
-                .query_map(params![since], |row| Ok((row.get(0)?, row.get(1)?)))
-                .map_err(unavailable)?;
-            rows.map(|row| decode_lead(row.map_err(unavailable)?))
-                .collect()
-        })
-        .await
-    }
 }
 
 /// Sizes of the store, for tests and operators.
@@ -458,14 +449,21 @@ impl LeadStore for Sqlite {
         &self,
         lead: &Lead,
         from: LeadState,
-        increment: &[String],
+        effects: &Effects,
     ) -> Result<(), StoreError> {
         let body = encode_lead(lead)?;
         let id = lead.id.clone();
         let state = lead.state;
         // The SLA deadline stays indexed only while the lead is open.
         let sla_due = lead.timeline.sla_due_at.map(|t| t.as_millisecond());
-        let increment = increment.to_vec();
+        let ledgers = effects
+            .ledgers
+            .iter()
+            .map(EncodedLedger::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let counters = effects.counters.clone();
+        let releases = effects.releases.clone();
+        // The job's savepoint rolls the lead and every effect back if any guard fails.
         self.write(Durability::Atomic, move |conn| {
             let updated = conn
                 .execute(
@@ -487,14 +485,22 @@ impl LeadStore for Sqlite {
                     None => StoreError::NotFound(id),
                 });
             }
-            for name in &increment {
-                exec(
-    conn,
-                    "INSERT INTO counters (name, value) VALUES (?1, 1)
-                     ON CONFLICT (name) DO UPDATE SET value = value + 1",
+            for bump in &counters {
+                bump_counter(conn, bump)?;
+            }
+            for ledger in &ledgers {
+                write_ledger(conn, ledger)?;
+            }
+            for name in &releases {
+                let released = exec(
+                    conn,
+                    "UPDATE counters SET value = value - 1 WHERE name = ?1 AND value > 0",
                     params![name],
                 )
                 .map_err(unavailable)?;
+                if released == 0 {
+                    return Err(StoreError::Contended(format!("counter {name} is already 0")));
+                }
             }
             Ok(())
         })
@@ -611,6 +617,186 @@ impl LeadStore for Sqlite {
         })
         .await
     }
+
+    async fn counters(&self, names: &[String]) -> Result<Vec<i64>, StoreError> {
+        let names = names.to_vec();
+        self.read(move |conn| {
+            // One read transaction: every value comes from the same snapshot.
+            let snapshot = conn.unchecked_transaction().map_err(unavailable)?;
+            let mut statement = snapshot
+                .prepare_cached("SELECT value FROM counters WHERE name = ?1")
+                .map_err(unavailable)?;
+            let values = names
+                .iter()
+                .map(|name| {
+                    statement
+                        .query_row(params![name], |r| r.get(0))
+                        .optional()
+                        .map(Option::unwrap_or_default)
+                        .map_err(unavailable)
+                })
+                .collect();
+            values
+        })
+        .await
+    }
+
+    async fn ledger(&self, pool: &str, period: &str) -> Result<PoolLedger, StoreError> {
+        let (pool, period) = (pool.to_owned(), period.to_owned());
+        self.read(move |conn| {
+            let stored: Option<(i64, String)> = query_row(
+                conn,
+                "SELECT version, body FROM ledgers WHERE pool = ?1 AND period = ?2",
+                params![pool, period],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(unavailable)?;
+            let Some((version, body)) = stored else {
+                return Ok(PoolLedger::default());
+            };
+            let mut ledger: PoolLedger = serde_json::from_str(&body)
+                .map_err(|e| StoreError::Corrupt(format!("ledger {pool}/{period}: {e}")))?;
+            // The column is what the version guard compares, so it is the one to trust.
+            ledger.version = u64::try_from(version).map_err(|_| {
+                StoreError::Corrupt(format!("ledger {pool}/{period} has version {version}"))
+            })?;
+            Ok(ledger)
+        })
+        .await
+    }
+
+    async fn leads_since(&self, since: Timestamp, limit: usize) -> Result<Vec<Lead>, StoreError> {
+        // captured_at is stored in milliseconds, so `since` counts to the millisecond.
+        let since = since.as_millisecond();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT body, last_failure FROM leads WHERE captured_at >= ?1
+                     ORDER BY captured_at, id LIMIT ?2",
+                )
+                .map_err(unavailable)?;
+            let rows = statement
+                .query_map(params![since, limit], |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(unavailable)?;
+            rows.map(|row| decode_lead(row.map_err(unavailable)?))
+                .collect()
+        })
+        .await
+    }
+}
+
+/// Adds one to a counter inside the current job, refusing when a limit is reached.
+fn bump_counter(conn: &Connection, bump: &CounterBump) -> Result<(), StoreError> {
+    let Some(limit) = bump.limit else {
+        exec(
+            conn,
+            "INSERT INTO counters (name, value) VALUES (?1, 1)
+             ON CONFLICT (name) DO UPDATE SET value = value + 1",
+            params![bump.name],
+        )
+        .map_err(unavailable)?;
+        return Ok(());
+    };
+    let at_limit = || StoreError::Contended(format!("counter {} at its limit {limit}", bump.name));
+    let bumped = exec(
+        conn,
+        "UPDATE counters SET value = value + 1 WHERE name = ?1 AND value < ?2",
+        params![bump.name, limit],
+    )
+    .map_err(unavailable)?;
+    if bumped == 1 {
+        return Ok(());
+    }
+    // Nothing updated: either the counter is at its limit, or it does not exist yet (0).
+    let exists = query_row(
+        conn,
+        "SELECT 1 FROM counters WHERE name = ?1",
+        params![bump.name],
+        |_| Ok(()),
+    )
+    .optional()
+    .map_err(unavailable)?
+    .is_some();
+    if exists || limit <= 0 {
+        return Err(at_limit());
+    }
+    exec(
+        conn,
+        "INSERT INTO counters (name, value) VALUES (?1, 1)",
+        params![bump.name],
+    )
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+/// A ledger write checked and serialized before it reaches the committer thread.
+struct EncodedLedger {
+    pool: String,
+    period: String,
+    expected: i64,
+    version: i64,
+    body: String,
+}
+
+impl EncodedLedger {
+    fn new(write: &LedgerWrite) -> Result<Self, StoreError> {
+        let (pool, period) = (&write.pool, &write.period);
+        let version = i64::try_from(write.ledger.version)
+            .ok()
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| {
+                StoreError::Unavailable(format!(
+                    "invalid request: ledger {pool}/{period} written at version {}; a write \
+                     carries the version read plus one",
+                    write.ledger.version
+                ))
+            })?;
+        let body = serde_json::to_string(&write.ledger)
+            .map_err(|e| StoreError::Corrupt(format!("ledger {pool}/{period}: {e}")))?;
+        Ok(EncodedLedger {
+            pool: pool.clone(),
+            period: period.clone(),
+            expected: version - 1,
+            version,
+            body,
+        })
+    }
+}
+
+/// Replaces a ledger inside the current job, only if its stored version is the one read.
+fn write_ledger(conn: &Connection, ledger: &EncodedLedger) -> Result<(), StoreError> {
+    let written = if ledger.expected == 0 {
+        // A missing ledger is version 0; an existing one never is.
+        exec(
+            conn,
+            "INSERT INTO ledgers (pool, period, version, body) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (pool, period) DO NOTHING",
+            params![ledger.pool, ledger.period, ledger.version, ledger.body],
+        )
+    } else {
+        exec(
+            conn,
+            "UPDATE ledgers SET version = ?3, body = ?4
+             WHERE pool = ?1 AND period = ?2 AND version = ?5",
+            params![
+                ledger.pool,
+                ledger.period,
+                ledger.version,
+                ledger.body,
+                ledger.expected
+            ],
+        )
+    }
+    .map_err(unavailable)?;
+    if written == 0 {
+        return Err(StoreError::Contended(format!(
+            "ledger {}/{} moved since version {}",
+            ledger.pool, ledger.period, ledger.expected
+        )));
+    }
+    Ok(())
 }
 
 fn queue_error(error: StoreError) -> QueueError {
@@ -644,6 +830,29 @@ impl Queue for Sqlite {
         .map_err(queue_error)?;
         self.wake(stage);
         Ok(())
+    }
+
+    async fn send_delayed(
+        &self,
+        stage: Stage,
+        envelope: &Envelope,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        let body = envelope.to_json();
+        let lead_id = envelope.lead_id.clone();
+        let delay = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        self.write(Durability::Atomic, move |conn| {
+            let now = now_ms();
+            exec(
+                conn,
+                "INSERT INTO messages (queue, body, lead_id, sent_at, visible_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![stage.as_str(), body, lead_id, now, now.saturating_add(delay)],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+        .map_err(queue_error)
     }
 
     async fn receive(&self, stage: Stage, max: u32) -> Result<Vec<Received>, QueueError> {

@@ -14,6 +14,12 @@ use toml::Spanned;
 use crate::model::EventKind;
 use crate::signature::{Scheme, SigningKey};
 
+mod team;
+pub use team::{
+    AfterHoursPolicy, Conditions, MemberConfig, NamedAccount, PoolConfig, ResetPeriod,
+    RoutingConfig, RuleConfig, Strategy, TargetConfig, TeamConfig,
+};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -67,8 +73,15 @@ pub struct Config {
     pub enrichment: EnrichmentConfig,
     #[serde(default)]
     pub qualification: QualificationConfig,
+    /// Phrase sets detected in the trigger question and transcript; built-in sets if absent.
+    #[serde(default = "crate::routing::topics::default_topics")]
+    pub topics: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub teams: Vec<Spanned<TeamConfig>>,
     #[serde(default)]
     pub reps: Vec<Spanned<RepConfig>>,
+    #[serde(default)]
+    pub pools: Vec<Spanned<PoolConfig>>,
     #[serde(default)]
     pub queues: Vec<Spanned<QueueConfig>>,
     #[serde(default)]
@@ -300,6 +313,24 @@ pub struct RepConfig {
     /// An environment variable (on AWS: an SSM SecureString) holding the Slack webhook URL.
     #[serde(default)]
     pub slack_webhook_url_env: Option<String>,
+    /// The team whose hours, holidays, after-hours policy and queue apply.
+    #[serde(default)]
+    pub team: Option<String>,
+    /// The rep's own IANA time zone; defaults to the team's.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// The rep's own working hours (`["mon-thu 08:00-16:00"]`); default to the team's.
+    #[serde(default)]
+    pub hours: Option<Vec<String>>,
+    /// Most open leads the rep holds at once; skipped by routing at the cap.
+    #[serde(default)]
+    pub capacity: Option<u32>,
+    /// Who takes the rep's leads while they cannot.
+    #[serde(default)]
+    pub backup: Option<String>,
+    /// Dates away, each `YYYY-MM-DD` or `YYYY-MM-DD..YYYY-MM-DD` (inclusive, rep's time zone).
+    #[serde(default)]
+    pub out_of_office: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -314,57 +345,6 @@ pub struct QueueConfig {
     pub slack_webhook_url: Option<SecretString>,
     #[serde(default)]
     pub slack_webhook_url_env: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RuleConfig {
-    pub name: String,
-    #[serde(default)]
-    pub when: Conditions,
-    pub assign: Spanned<AssignConfig>,
-}
-
-/// All conditions present must hold; an empty set always matches.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Conditions {
-    /// The company has an account owner in the firmographics table.
-    #[serde(default)]
-    pub named_account: Option<bool>,
-    /// ISO country codes.
-    #[serde(default)]
-    pub countries: Option<Vec<String>>,
-    #[serde(default)]
-    pub min_employees: Option<u32>,
-    #[serde(default)]
-    pub max_employees: Option<u32>,
-    #[serde(default)]
-    pub tiers: Option<Vec<u8>>,
-    #[serde(default)]
-    pub events: Option<Vec<EventKind>>,
-    #[serde(default)]
-    pub free_mail: Option<bool>,
-}
-
-/// Exactly one of the three.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AssignConfig {
-    #[serde(default)]
-    pub rep: Option<String>,
-    #[serde(default)]
-    pub queue: Option<String>,
-    /// The company's existing account owner.
-    #[serde(default)]
-    pub account_owner: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RoutingConfig {
-    /// Where a lead goes when no rule matches: it never waits unowned.
-    pub fallback_queue: Spanned<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -434,6 +414,20 @@ impl Config {
             .iter()
             .map(Spanned::get_ref)
             .find(|queue| queue.id == id)
+    }
+
+    pub fn team(&self, id: &str) -> Option<&TeamConfig> {
+        self.teams
+            .iter()
+            .map(Spanned::get_ref)
+            .find(|team| team.id == id)
+    }
+
+    pub fn pool(&self, id: &str) -> Option<&PoolConfig> {
+        self.pools
+            .iter()
+            .map(Spanned::get_ref)
+            .find(|pool| pool.id == id)
     }
 
     pub fn tier(&self, tier: u8) -> Option<&TierConfig> {
@@ -678,53 +672,7 @@ impl Validator<'_> {
             })?;
         }
 
-        for (index, rule) in config.rules.iter().enumerate() {
-            let key = format!("rules[{index}] ({:?})", rule.get_ref().name);
-            let assign = &rule.get_ref().assign;
-            let a = assign.get_ref();
-            let chosen = [
-                a.rep.is_some(),
-                a.queue.is_some(),
-                a.account_owner == Some(true),
-            ]
-            .into_iter()
-            .filter(|set| *set)
-            .count();
-            if chosen != 1 {
-                return Err(self.invalid(
-                    assign.span(),
-                    format!("{key}.assign"),
-                    "set exactly one of rep, queue or account_owner = true",
-                ));
-            }
-            if let Some(rep) = &a.rep {
-                if !rep_ids.contains(rep) {
-                    return Err(self.invalid(
-                        assign.span(),
-                        format!("{key}.assign.rep"),
-                        format!("unknown rep {rep:?}"),
-                    ));
-                }
-            }
-            if let Some(queue) = &a.queue {
-                if !queue_ids.contains(queue) {
-                    return Err(self.invalid(
-                        assign.span(),
-                        format!("{key}.assign.queue"),
-                        format!("unknown queue {queue:?}"),
-                    ));
-                }
-            }
-            if let Some(rule_tiers) = &rule.get_ref().when.tiers {
-                if let Some(unknown) = rule_tiers.iter().find(|t| !tiers.contains(t)) {
-                    return Err(self.invalid(
-                        rule.span(),
-                        format!("{key}.when.tiers"),
-                        format!("tier {unknown} is not defined"),
-                    ));
-                }
-            }
-        }
+        self.check_team(config, &rep_ids, &queue_ids, &tiers)?;
         if config.pipeline.max_receives == 0 || config.pipeline.batch_size == 0 {
             return Err(self.invalid(
                 0..0,

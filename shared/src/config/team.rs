@@ -1,0 +1,828 @@
+//! The team as routing sees it: teams with their hours and after-hours policy, reps with their
+//! own hours, capacity and leave, pools with their fairness policy, and the rules.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::model::EventKind;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamConfig {
+    pub id: String,
+    pub name: String,
+    /// IANA time zone of the team's working hours and holidays, such as `Europe/Berlin`.
+    pub timezone: String,
+    /// Opening hours, such as `["mon-fri 09:00-17:30"]`; reps inherit them unless they set
+    /// their own.
+    #[serde(default)]
+    pub hours: Vec<String>,
+    /// Days the team is closed (`YYYY-MM-DD`, in the team's time zone).
+    #[serde(default)]
+    pub holidays: Vec<String>,
+    /// The team queue: the fallback-chain step after a rep and their backup.
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// What happens to a lead for this team while it is closed.
+    #[serde(default)]
+    pub after_hours: AfterHoursPolicy,
+    /// Where `after_hours = "on_call"` sends leads.
+    #[serde(default)]
+    pub on_call: Option<Spanned<TargetConfig>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AfterHoursPolicy {
+    /// Reps off shift are skipped like any unavailable rep: backup, then team queue.
+    #[default]
+    Fallback,
+    /// Route at once to the team's `on_call` target (a follow-the-sun pool, an on-call rep).
+    OnCall,
+    /// Keep the usual owner; hold their alert until the next opening, where the SLA starts.
+    Hold,
+}
+
+impl AfterHoursPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AfterHoursPolicy::Fallback => "fallback",
+            AfterHoursPolicy::OnCall => "on_call",
+            AfterHoursPolicy::Hold => "hold",
+        }
+    }
+}
+
+/// Where a rule (or an on-call policy) sends a lead: exactly one of the four.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    #[serde(default)]
+    pub rep: Option<String>,
+    #[serde(default)]
+    pub pool: Option<String>,
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// The company's owner: its named-account owner, else its existing CRM account owner.
+    /// A rule with this target does not apply to a company without an owner.
+    #[serde(default)]
+    pub account_owner: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Weighted round robin over the pool's ledger.
+    #[default]
+    RoundRobin,
+    /// Fewest open leads; the ledger breaks ties.
+    LeastLoaded,
+    /// Every available member is alerted; the first to claim owns the lead.
+    Broadcast,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::RoundRobin => "round_robin",
+            Strategy::LeastLoaded => "least_loaded",
+            Strategy::Broadcast => "broadcast",
+        }
+    }
+}
+
+/// When a pool's ledger starts again from zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetPeriod {
+    Never,
+    Daily,
+    #[default]
+    Weekly,
+    Monthly,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    pub id: String,
+    pub name: String,
+    /// The team whose hours, after-hours policy and queue apply to this pool.
+    #[serde(default)]
+    pub team: Option<String>,
+    #[serde(default)]
+    pub strategy: Strategy,
+    pub members: Vec<Spanned<MemberConfig>>,
+    /// A member back from leave is owed the leads they missed (true), or starts level (false).
+    #[serde(default)]
+    pub catch_up: bool,
+    #[serde(default)]
+    pub reset: ResetPeriod,
+    /// Leads a member gets by account ownership count as their turns.
+    #[serde(default)]
+    pub count_account_owned: bool,
+    /// Where leads go when no member can take one; defaults to the team queue.
+    #[serde(default)]
+    pub overflow_queue: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    pub rep: String,
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub name: String,
+    #[serde(default)]
+    pub when: Conditions,
+    pub assign: Spanned<TargetConfig>,
+}
+
+/// Conditions over the enriched, qualified lead. Every condition present must hold; `all`,
+/// `any` and `not` combine nested sets. An empty set matches every lead.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conditions {
+    /// ISO 3166 country codes (from enrichment).
+    #[serde(default)]
+    pub countries: Option<Vec<String>>,
+    /// Names of `[routing.regions]` entries.
+    #[serde(default)]
+    pub regions: Option<Vec<String>>,
+    /// The domain is on the ABM list (`[[routing.named_accounts]]`).
+    #[serde(default)]
+    pub named_account: Option<bool>,
+    /// The company already has an account owner in the CRM export.
+    #[serde(default)]
+    pub existing_account: Option<bool>,
+    #[serde(default)]
+    pub min_employees: Option<u32>,
+    #[serde(default)]
+    pub max_employees: Option<u32>,
+    /// Industries, compared without regard to case.
+    #[serde(default)]
+    pub industries: Option<Vec<String>>,
+    #[serde(default)]
+    pub tiers: Option<Vec<u8>>,
+    #[serde(default)]
+    pub min_score: Option<i32>,
+    #[serde(default)]
+    pub max_score: Option<i32>,
+    /// Configured source ids (`website`, `forms`, ...).
+    #[serde(default)]
+    pub sources: Option<Vec<String>>,
+    #[serde(default)]
+    pub events: Option<Vec<EventKind>>,
+    /// Globs over the path of `metadata.source_url`, such as `/pricing/enterprise*`.
+    #[serde(default)]
+    pub pages: Option<Vec<String>>,
+    /// Names of `[topics]` detected in the trigger question or the transcript.
+    #[serde(default)]
+    pub topics: Option<Vec<String>>,
+    #[serde(default)]
+    pub free_mail: Option<bool>,
+    /// A partial capture (contact details without a finished conversation).
+    #[serde(default)]
+    pub incomplete: Option<bool>,
+    #[serde(default)]
+    pub all: Option<Vec<Conditions>>,
+    #[serde(default)]
+    pub any: Option<Vec<Conditions>>,
+    #[serde(default)]
+    pub not: Option<Box<Conditions>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedAccount {
+    pub domain: String,
+    pub owner: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Where a lead goes when no rule matches and where every fallback chain ends: a lead
+    /// never waits unowned. Its manager is alerted.
+    pub fallback_queue: Spanned<String>,
+    /// Territories by name, each a list of country codes.
+    #[serde(default)]
+    pub regions: BTreeMap<String, Vec<String>>,
+    /// The ABM list: target domains and the rep who owns each.
+    #[serde(default)]
+    pub named_accounts: Vec<Spanned<NamedAccount>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation: every reference resolves, every schedule parses, no pool is empty, and no rule is
+// unreachable or overlaps another in a way whose order would surprise.
+
+use std::collections::{BTreeSet, HashSet};
+use std::ops::Range;
+
+use super::{Config, ConfigError, Validator};
+use crate::routing::calendar::{parse_date_range, parse_time_zone, WeeklyHours};
+
+impl Validator<'_> {
+    pub(super) fn check_team(
+        &self,
+        config: &Config,
+        rep_ids: &HashSet<String>,
+        queue_ids: &HashSet<String>,
+        tiers: &HashSet<u8>,
+    ) -> Result<(), ConfigError> {
+        let mut team_ids = HashSet::new();
+        for (index, team) in config.teams.iter().enumerate() {
+            let span = team.span();
+            let t = team.get_ref();
+            let key = format!("teams[{index}] ({:?})", t.id);
+            if !team_ids.insert(t.id.clone()) {
+                return Err(self.invalid(span, key, format!("duplicate team id {:?}", t.id)));
+            }
+            parse_time_zone(&t.timezone)
+                .map_err(|m| self.invalid(span.clone(), format!("{key}.timezone"), m))?;
+            WeeklyHours::parse(&t.hours)
+                .map_err(|m| self.invalid(span.clone(), format!("{key}.hours"), m))?;
+            for day in &t.holidays {
+                parse_date_range(day)
+                    .map_err(|m| self.invalid(span.clone(), format!("{key}.holidays"), m))?;
+            }
+            if let Some(queue) = &t.queue {
+                if !queue_ids.contains(queue) {
+                    return Err(self.invalid(
+                        span,
+                        format!("{key}.queue"),
+                        format!("unknown queue {queue:?}"),
+                    ));
+                }
+            }
+            match (&t.after_hours, &t.on_call) {
+                (AfterHoursPolicy::OnCall, None) => {
+                    return Err(self.invalid(
+                        span,
+                        format!("{key}.on_call"),
+                        "after_hours = \"on_call\" needs an on_call target (rep, pool or queue)",
+                    ))
+                }
+                (_, Some(target)) if target.get_ref().account_owner.is_some() => {
+                    return Err(self.invalid(
+                        target.span(),
+                        format!("{key}.on_call"),
+                        "on_call takes a rep, pool or queue",
+                    ));
+                }
+                _ => {}
+            }
+        }
+
+        let pool_ids: HashSet<String> = config
+            .pools
+            .iter()
+            .map(|p| p.get_ref().id.clone())
+            .collect();
+        let known = Known {
+            reps: rep_ids,
+            pools: &pool_ids,
+            queues: queue_ids,
+        };
+        for (index, team) in config.teams.iter().enumerate() {
+            if let Some(target) = &team.get_ref().on_call {
+                self.check_target(target, &format!("teams[{index}].on_call"), &known)?;
+            }
+        }
+
+        for (index, rep) in config.reps.iter().enumerate() {
+            let span = rep.span();
+            let r = rep.get_ref();
+            let key = format!("reps[{index}] ({:?})", r.id);
+            if let Some(team) = &r.team {
+                if !team_ids.contains(team) {
+                    return Err(self.invalid(
+                        span,
+                        format!("{key}.team"),
+                        format!("unknown team {team:?}"),
+                    ));
+                }
+            }
+            if let Some(tz) = &r.timezone {
+                parse_time_zone(tz)
+                    .map_err(|m| self.invalid(span.clone(), format!("{key}.timezone"), m))?;
+            }
+            if let Some(hours) = &r.hours {
+                WeeklyHours::parse(hours)
+                    .map_err(|m| self.invalid(span.clone(), format!("{key}.hours"), m))?;
+            }
+            for days in &r.out_of_office {
+                parse_date_range(days)
+                    .map_err(|m| self.invalid(span.clone(), format!("{key}.out_of_office"), m))?;
+            }
+            if r.capacity == Some(0) {
+                return Err(self.invalid(
+                    span,
+                    format!("{key}.capacity"),
+                    "must be above 0 (leave it out for no cap)",
+                ));
+            }
+            if let Some(backup) = &r.backup {
+                if !rep_ids.contains(backup) {
+                    return Err(self.invalid(
+                        span,
+                        format!("{key}.backup"),
+                        format!("unknown rep {backup:?}"),
+                    ));
+                }
+                if backup == &r.id {
+                    return Err(self.invalid(
+                        span,
+                        format!("{key}.backup"),
+                        "a rep cannot be their own backup",
+                    ));
+                }
+            }
+        }
+
+        let mut seen_pools = HashSet::new();
+        for (index, pool) in config.pools.iter().enumerate() {
+            let span = pool.span();
+            let p = pool.get_ref();
+            let key = format!("pools[{index}] ({:?})", p.id);
+            if !seen_pools.insert(p.id.clone()) {
+                return Err(self.invalid(span, key, format!("duplicate pool id {:?}", p.id)));
+            }
+            if p.members.is_empty() {
+                return Err(self.invalid(
+                    span,
+                    format!("{key}.members"),
+                    "a pool needs at least one member",
+                ));
+            }
+            let mut members = HashSet::new();
+            for member in &p.members {
+                let m = member.get_ref();
+                if !rep_ids.contains(&m.rep) {
+                    return Err(self.invalid(
+                        member.span(),
+                        format!("{key}.members"),
+                        format!("unknown rep {:?}", m.rep),
+                    ));
+                }
+                if !members.insert(m.rep.clone()) {
+                    return Err(self.invalid(
+                        member.span(),
+                        format!("{key}.members"),
+                        format!("{:?} is listed twice", m.rep),
+                    ));
+                }
+                if m.weight == 0 {
+                    return Err(self.invalid(
+                        member.span(),
+                        format!("{key}.members"),
+                        format!(
+                            "{:?}: weight must be above 0 (remove the member instead)",
+                            m.rep
+                        ),
+                    ));
+                }
+            }
+            if let Some(team) = &p.team {
+                if !team_ids.contains(team) {
+                    return Err(self.invalid(
+                        span,
+                        format!("{key}.team"),
+                        format!("unknown team {team:?}"),
+                    ));
+                }
+            }
+            if let Some(queue) = &p.overflow_queue {
+                if !queue_ids.contains(queue) {
+                    return Err(self.invalid(
+                        span,
+                        format!("{key}.overflow_queue"),
+                        format!("unknown queue {queue:?}"),
+                    ));
+                }
+            }
+        }
+
+        for (index, account) in config.routing.named_accounts.iter().enumerate() {
+            let owner = &account.get_ref().owner;
+            if !rep_ids.contains(owner) {
+                return Err(self.invalid(
+                    account.span(),
+                    format!("routing.named_accounts[{index}].owner"),
+                    format!("unknown rep {owner:?}"),
+                ));
+            }
+        }
+        for (region, countries) in &config.routing.regions {
+            if let Some(bad) = countries.iter().find(|c| !is_country_code(c)) {
+                return Err(self.invalid(
+                    0..0,
+                    format!("routing.regions.{region}"),
+                    format!("{bad:?} is not an ISO country code"),
+                ));
+            }
+        }
+
+        let mut shapes = Vec::with_capacity(config.rules.len());
+        for (index, rule) in config.rules.iter().enumerate() {
+            let r = rule.get_ref();
+            let key = format!("rules[{index}] ({:?})", r.name);
+            self.check_target(&r.assign, &format!("{key}.assign"), &known)?;
+            self.check_conditions(&r.when, rule.span(), &format!("{key}.when"), config, tiers)?;
+            shapes.push(RuleShape::of(r, config));
+        }
+        self.check_rule_order(config, &shapes)
+    }
+
+    fn check_target(
+        &self,
+        target: &Spanned<TargetConfig>,
+        key: &str,
+        known: &Known<'_>,
+    ) -> Result<(), ConfigError> {
+        let span = target.span();
+        let t = target.get_ref();
+        let chosen = [
+            t.rep.is_some(),
+            t.pool.is_some(),
+            t.queue.is_some(),
+            t.account_owner == Some(true),
+        ]
+        .into_iter()
+        .filter(|set| *set)
+        .count();
+        if chosen != 1 {
+            return Err(self.invalid(
+                span,
+                key,
+                "set exactly one of rep, pool, queue or account_owner = true",
+            ));
+        }
+        let unknown = |kind: &str, id: &str| {
+            self.invalid(
+                span.clone(),
+                format!("{key}.{kind}"),
+                format!("unknown {kind} {id:?}"),
+            )
+        };
+        match (&t.rep, &t.pool, &t.queue) {
+            (Some(rep), _, _) if !known.reps.contains(rep) => Err(unknown("rep", rep)),
+            (_, Some(pool), _) if !known.pools.contains(pool) => Err(unknown("pool", pool)),
+            (_, _, Some(queue)) if !known.queues.contains(queue) => Err(unknown("queue", queue)),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_conditions(
+        &self,
+        when: &Conditions,
+        span: Range<usize>,
+        key: &str,
+        config: &Config,
+        tiers: &HashSet<u8>,
+    ) -> Result<(), ConfigError> {
+        let bad = |field: &str, message: String| {
+            self.invalid(span.clone(), format!("{key}.{field}"), message)
+        };
+        if let Some(countries) = &when.countries {
+            if let Some(c) = countries.iter().find(|c| !is_country_code(c)) {
+                return Err(bad(
+                    "countries",
+                    format!("{c:?} is not an ISO country code"),
+                ));
+            }
+        }
+        if let Some(regions) = &when.regions {
+            if let Some(r) = regions
+                .iter()
+                .find(|r| !config.routing.regions.contains_key(*r))
+            {
+                return Err(bad(
+                    "regions",
+                    format!("unknown region {r:?} (define it under [routing.regions])"),
+                ));
+            }
+        }
+        if let Some(topics) = &when.topics {
+            if let Some(t) = topics.iter().find(|t| !config.topics.contains_key(*t)) {
+                return Err(bad(
+                    "topics",
+                    format!("unknown topic {t:?} (define it under [topics])"),
+                ));
+            }
+        }
+        if let Some(sources) = &when.sources {
+            if let Some(s) = sources.iter().find(|s| config.source(s).is_none()) {
+                return Err(bad("sources", format!("unknown source {s:?}")));
+            }
+        }
+        if let Some(wanted) = &when.tiers {
+            if let Some(t) = wanted.iter().find(|t| !tiers.contains(t)) {
+                return Err(bad("tiers", format!("tier {t} is not defined")));
+            }
+        }
+        if let Some(pages) = &when.pages {
+            for page in pages {
+                glob::Pattern::new(page).map_err(|e| bad("pages", format!("{page:?}: {e}")))?;
+            }
+        }
+        if let (Some(min), Some(max)) = (when.min_employees, when.max_employees) {
+            if min > max {
+                return Err(bad(
+                    "min_employees",
+                    format!("{min} is above max_employees {max}: the rule can never match"),
+                ));
+            }
+        }
+        if let (Some(min), Some(max)) = (when.min_score, when.max_score) {
+            if min > max {
+                return Err(bad(
+                    "min_score",
+                    format!("{min} is above max_score {max}: the rule can never match"),
+                ));
+            }
+        }
+        for (n, nested) in when.all.iter().flatten().enumerate() {
+            self.check_conditions(
+                nested,
+                span.clone(),
+                &format!("{key}.all[{n}]"),
+                config,
+                tiers,
+            )?;
+        }
+        for (n, nested) in when.any.iter().flatten().enumerate() {
+            self.check_conditions(
+                nested,
+                span.clone(),
+                &format!("{key}.any[{n}]"),
+                config,
+                tiers,
+            )?;
+        }
+        if let Some(nested) = &when.not {
+            self.check_conditions(nested, span.clone(), &format!("{key}.not"), config, tiers)?;
+        }
+        if when.any.as_ref().is_some_and(Vec::is_empty) {
+            return Err(bad("any", "an empty `any` can never match".into()));
+        }
+        Ok(())
+    }
+
+    /// First match wins, so a rule that an earlier, broader rule always beats is dead, and two
+    /// rules that partly overlap on the same fields depend on an order few readers notice.
+    fn check_rule_order(&self, config: &Config, shapes: &[RuleShape]) -> Result<(), ConfigError> {
+        for (j, later) in shapes.iter().enumerate() {
+            let Some(later_fields) = &later.fields else {
+                continue;
+            };
+            for (i, earlier) in shapes[..j].iter().enumerate() {
+                let Some(earlier_fields) = &earlier.fields else {
+                    continue;
+                };
+                let rule = |k: usize| &config.rules[k];
+                let name = |k: usize| &config.rules[k].get_ref().name;
+                let line = |k: usize| super::line_of(self.text, config.rules[k].span().start);
+                if earlier.always_applies && implies(later_fields, earlier_fields) {
+                    return Err(self.invalid(
+                        rule(j).span(),
+                        format!("rules[{j}] ({:?})", name(j)),
+                        format!(
+                            "unreachable: every lead it matches is taken first by rule {:?} (line {}); move it above that rule or narrow that rule",
+                            name(i),
+                            line(i)
+                        ),
+                    ));
+                }
+                if earlier.target == later.target {
+                    continue;
+                }
+                let same_fields = earlier_fields.keys().eq(later_fields.keys());
+                // A narrower size or score band before a wider one is the usual way to write
+                // bands; a value listed in two rules' sets is dead in the second one.
+                let only_bands = earlier_fields
+                    .values()
+                    .all(|c| !matches!(c, Constraint::OneOf(_)));
+                if !same_fields || (only_bands && implies(earlier_fields, later_fields)) {
+                    continue;
+                }
+                if let Some(shared) = overlap(earlier_fields, later_fields) {
+                    return Err(self.invalid(
+                        rule(j).span(),
+                        format!("rules[{j}] ({:?})", name(j)),
+                        format!(
+                            "overlaps rule {:?} (line {}) on {shared}: those leads go to the first rule only; give each value to one rule, or make one rule a strict subset of the other",
+                            name(i),
+                            line(i)
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Known<'a> {
+    reps: &'a HashSet<String>,
+    pools: &'a HashSet<String>,
+    queues: &'a HashSet<String>,
+}
+
+fn is_country_code(code: &str) -> bool {
+    code.len() == 2 && code.chars().all(|c| c.is_ascii_alphabetic())
+}
+
+/// One field's constraint in a rule made only of plain conditions.
+#[derive(Debug, Clone, PartialEq)]
+enum Constraint {
+    OneOf(BTreeSet<String>),
+    Between(i64, i64),
+    Is(bool),
+}
+
+/// What the order checks need to know about a rule.
+struct RuleShape {
+    /// `None` when the rule uses `any` or `not`: too rich to compare safely, so not compared.
+    fields: Option<std::collections::BTreeMap<&'static str, Constraint>>,
+    /// False for account-owner rules, which fall through when the company has no owner.
+    always_applies: bool,
+    target: TargetConfig,
+}
+
+impl RuleShape {
+    fn of(rule: &RuleConfig, config: &Config) -> RuleShape {
+        let mut fields = Some(std::collections::BTreeMap::new());
+        collect(&rule.when, config, &mut fields);
+        RuleShape {
+            fields,
+            always_applies: rule.assign.get_ref().account_owner != Some(true),
+            target: rule.assign.get_ref().clone(),
+        }
+    }
+}
+
+fn collect(
+    when: &Conditions,
+    config: &Config,
+    fields: &mut Option<std::collections::BTreeMap<&'static str, Constraint>>,
+) {
+    if when.any.is_some() || when.not.is_some() {
+        *fields = None;
+        return;
+    }
+    let Some(map) = fields.as_mut() else { return };
+    let mut put = |name: &'static str, constraint: Constraint| {
+        let merged = match (map.remove(name), constraint) {
+            (Some(Constraint::OneOf(a)), Constraint::OneOf(b)) => {
+                Constraint::OneOf(a.intersection(&b).cloned().collect())
+            }
+            (Some(Constraint::Between(a, b)), Constraint::Between(c, d)) => {
+                Constraint::Between(a.max(c), b.min(d))
+            }
+            (_, constraint) => constraint,
+        };
+        map.insert(name, merged);
+    };
+    let set = |items: &[String]| {
+        Constraint::OneOf(items.iter().map(|i| i.to_ascii_lowercase()).collect())
+    };
+    if let Some(c) = &when.countries {
+        put("country", set(c));
+    }
+    if let Some(regions) = &when.regions {
+        let countries: Vec<String> = regions
+            .iter()
+            .filter_map(|r| config.routing.regions.get(r))
+            .flatten()
+            .cloned()
+            .collect();
+        put("country", set(&countries));
+    }
+    if let Some(i) = &when.industries {
+        put("industry", set(i));
+    }
+    if let Some(s) = &when.sources {
+        put("source", set(s));
+    }
+    if let Some(e) = &when.events {
+        let names: Vec<String> = e.iter().map(|e| e.as_str().to_owned()).collect();
+        put("event", set(&names));
+    }
+    if let Some(t) = &when.tiers {
+        let names: Vec<String> = t.iter().map(u8::to_string).collect();
+        put("tier", set(&names));
+    }
+    if let Some(p) = &when.pages {
+        put("page", Constraint::OneOf(p.iter().cloned().collect()));
+    }
+    if let Some(t) = &when.topics {
+        put("topic", set(t));
+    }
+    if when.min_employees.is_some() || when.max_employees.is_some() {
+        put(
+            "employees",
+            Constraint::Between(
+                when.min_employees.map_or(0, i64::from),
+                when.max_employees.map_or(i64::MAX, i64::from),
+            ),
+        );
+    }
+    if when.min_score.is_some() || when.max_score.is_some() {
+        put(
+            "score",
+            Constraint::Between(
+                when.min_score.map_or(i64::MIN, i64::from),
+                when.max_score.map_or(i64::MAX, i64::from),
+            ),
+        );
+    }
+    for (name, flag) in [
+        ("named_account", when.named_account),
+        ("existing_account", when.existing_account),
+        ("free_mail", when.free_mail),
+        ("incomplete", when.incomplete),
+    ] {
+        if let Some(flag) = flag {
+            put(name, Constraint::Is(flag));
+        }
+    }
+    for nested in when.all.iter().flatten() {
+        collect(nested, config, fields);
+    }
+}
+
+/// Every lead that satisfies `specific` satisfies `general`.
+fn implies(
+    specific: &std::collections::BTreeMap<&'static str, Constraint>,
+    general: &std::collections::BTreeMap<&'static str, Constraint>,
+) -> bool {
+    general
+        .iter()
+        .all(|(name, wanted)| match (specific.get(name), wanted) {
+            (Some(Constraint::OneOf(s)), Constraint::OneOf(g)) => s.is_subset(g),
+            (Some(Constraint::Between(a, b)), Constraint::Between(c, d)) => c <= a && b <= d,
+            (Some(Constraint::Is(a)), Constraint::Is(b)) => a == b,
+            _ => false,
+        })
+}
+
+/// Describes what both rules match, field by field, if every field overlaps.
+fn overlap(
+    a: &std::collections::BTreeMap<&'static str, Constraint>,
+    b: &std::collections::BTreeMap<&'static str, Constraint>,
+) -> Option<String> {
+    let mut parts = Vec::new();
+    for (name, left) in a {
+        let right = b.get(name)?;
+        match (left, right) {
+            (Constraint::OneOf(x), Constraint::OneOf(y)) => {
+                let both: Vec<&str> = x.intersection(y).map(String::as_str).collect();
+                if both.is_empty() {
+                    return None;
+                }
+                let both = both.join(", ");
+                let shown = if *name == "country" {
+                    both.to_ascii_uppercase()
+                } else {
+                    both
+                };
+                parts.push(format!("{name} {shown}"));
+            }
+            (Constraint::Between(p, q), Constraint::Between(r, s)) => {
+                let (low, high) = ((*p).max(*r), (*q).min(*s));
+                if low > high {
+                    return None;
+                }
+                parts.push(format!(
+                    "{name} {low}..{}",
+                    if high == i64::MAX {
+                        "".into()
+                    } else {
+                        high.to_string()
+                    }
+                ));
+            }
+            (Constraint::Is(x), Constraint::Is(y)) => {
+                if x != y {
+                    return None;
+                }
+                parts.push(format!("{name} = {x}"));
+            }
+            _ => return None,
+        }
+    }
+    Some(parts.join(" and "))
+}

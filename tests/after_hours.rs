@@ -1,0 +1,147 @@
+//! The after-hours `hold` policy end to end over the embedded store: the lead is owned at once,
+//! its rep's alert waits for the team's opening (the SLA clock starts there), and goes out then.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use leadrelay::embedded::{QueueSettings, Sqlite};
+use leadrelay_shared::model::{
+    CaptureEvent, Enrichment, Envelope, EventKind, Lead, LeadState, Metadata, Stage, Timeline,
+};
+use leadrelay_shared::notifiers::Channels;
+use leadrelay_shared::ports::{Clock, LeadStore, Queue};
+use leadrelay_shared::stages::Pipeline;
+use leadrelay_tests::{parse_config, shipped_example_config, Terminal};
+
+/// A clock the test moves by hand.
+struct HandClock(Mutex<Timestamp>);
+
+impl Clock for HandClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().expect("not poisoned")
+    }
+}
+
+fn uk_lead(captured_at: Timestamp) -> Lead {
+    Lead {
+        id: "held-lead".into(),
+        source: "website".into(),
+        event_id: "evt-held".into(),
+        trace_id: "trace-held".into(),
+        state: LeadState::Enriched,
+        capture: CaptureEvent {
+            event: Some(EventKind::LeadCapture),
+            timestamp: Some(captured_at),
+            visitor_id: None,
+            conversation_id: None,
+            captured_email: Some("tom@initech.co.uk".into()),
+            name: Some("Tom Baker".into()),
+            company: None,
+            phone: None,
+            job_title: None,
+            trigger_query: Some("Can we get a quote?".into()),
+            conversation_transcript_url: None,
+            transcript: Vec::new(),
+            form_fields: Default::default(),
+            metadata: Metadata::default(),
+        },
+        incomplete: false,
+        flags: Vec::new(),
+        enrichment: Some(Enrichment {
+            domain: Some("initech.co.uk".into()),
+            company: Some("Initech UK".into()),
+            employees: Some(340),
+            country: Some("GB".into()),
+            ..Enrichment::default()
+        }),
+        qualification: None,
+        assignment: None,
+        timeline: Timeline {
+            captured_at: Some(captured_at),
+            ..Timeline::default()
+        },
+        last_failure: None,
+        close_reason: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_alert_waits_for_the_opening_then_goes_out() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = Sqlite::open(
+        dir.path(),
+        QueueSettings {
+            max_receives: 5,
+            visibility_timeout: Duration::from_secs(30),
+        },
+    )
+    .expect("open store");
+    // Tuesday 20:00 in London: EMEA is closed and holds alerts until Wednesday 08:30.
+    let evening: Timestamp = "2026-11-24T20:00:00Z".parse().expect("time");
+    let clock = Arc::new(HandClock(Mutex::new(evening)));
+    let terminal = Terminal::default();
+    let pipeline = Pipeline::new(
+        Arc::new(parse_config(&shipped_example_config())),
+        Arc::new(db.clone()),
+        Arc::new(db.clone()),
+        Arc::new(
+            Channels::new(Duration::from_secs(1), Box::new(terminal.clone())).expect("channels"),
+        ),
+        clock.clone(),
+    );
+    db.create_lead(&uk_lead(evening)).await.expect("stored");
+
+    let route = Envelope::new("held-lead", Stage::Route, "trace-held").to_json();
+    pipeline.handle(Stage::Route, &route).await.expect("routed");
+    let lead = db.get_lead("held-lead").await.expect("read").expect("lead");
+    let assignment = lead.assignment.clone().expect("owned at once");
+    let opening: Timestamp = "2026-11-25T08:30:00Z".parse().expect("time");
+    assert_eq!(assignment.owner.key(), "rep:bruno");
+    assert_eq!(assignment.held_until, Some(opening));
+    let note = assignment
+        .trace
+        .and_then(|t| t.after_hours)
+        .expect("policy recorded");
+    assert_eq!(note.policy, "hold");
+    // Tier 2 (15 minutes), counted from the opening, not from capture.
+    assert_eq!(
+        lead.timeline.sla_due_at,
+        Some(opening + jiff::SignedDuration::from_mins(15))
+    );
+
+    // The notify stage at night: no alert; the envelope comes back later on its own.
+    let forwarded = db.receive(Stage::Notify, 10).await.expect("receive");
+    assert_eq!(forwarded.len(), 1, "route forwards to notify at once");
+    let notify = forwarded[0].body.clone();
+    pipeline
+        .handle(Stage::Notify, &notify)
+        .await
+        .expect("deferred");
+    db.delete(Stage::Notify, &forwarded[0].receipt)
+        .await
+        .expect("delete");
+    assert_eq!(
+        terminal.alerts_for("held-lead"),
+        0,
+        "nothing sent before the opening"
+    );
+    let lead = db.get_lead("held-lead").await.expect("read").expect("lead");
+    assert_eq!(lead.state, LeadState::Routed);
+    // It was re-sent delayed (by up to SQS's 15 minutes): nothing is visible yet.
+    let visible = db.receive(Stage::Notify, 10).await.expect("receive");
+    assert!(
+        visible.is_empty(),
+        "the held envelope came back without a delay"
+    );
+
+    // At the opening, the same path delivers.
+    *clock.0.lock().expect("not poisoned") = opening + jiff::SignedDuration::from_secs(1);
+    pipeline
+        .handle(Stage::Notify, &notify)
+        .await
+        .expect("notified");
+    assert_eq!(terminal.alerts_for("held-lead"), 1);
+    let lead = db.get_lead("held-lead").await.expect("read").expect("lead");
+    assert_eq!(lead.state, LeadState::Notified);
+}

@@ -1,0 +1,210 @@
+//! Many routers on one pool at once, over the real embedded store: the rotation stays fair
+//! within one lead, no rep ever exceeds their cap, and every lead has exactly one owner,
+//! counted once. The guards that make this true are the store's (capped counters, versioned
+//! ledgers); the property holds whatever the interleaving.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use leadrelay::embedded::{QueueSettings, Sqlite};
+use leadrelay_shared::model::{
+    CaptureEvent, Enrichment, Envelope, EventKind, Lead, LeadState, Metadata, Owner, Stage,
+    Timeline,
+};
+use leadrelay_shared::notifiers::Channels;
+use leadrelay_shared::ports::{LeadStore, SystemClock};
+use leadrelay_shared::stages::{open_leads_counter, Pipeline};
+use leadrelay_tests::{parse_config, Terminal};
+use proptest::prelude::*;
+
+fn team(weights: &[u32], cap: Option<u32>) -> String {
+    let mut text = String::from(
+        r#"
+[[sources]]
+id = "website"
+scheme = "standard_webhooks"
+secrets = ["whsec_bGVhZHJlbGF5LXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk="]
+
+[[queues]]
+id = "inbox"
+name = "Inbox"
+
+[[rules]]
+name = "everyone"
+assign.pool = "pool"
+
+[routing]
+fallback_queue = "inbox"
+
+[notify]
+terminal = false
+"#,
+    );
+    let mut members = Vec::new();
+    for (n, weight) in weights.iter().enumerate() {
+        text.push_str(&format!("\n[[reps]]\nid = \"r{n}\"\nname = \"Rep {n}\"\n"));
+        if let Some(cap) = cap {
+            text.push_str(&format!("capacity = {cap}\n"));
+        }
+        members.push(format!("{{ rep = \"r{n}\", weight = {weight} }}"));
+    }
+    text.push_str(&format!(
+        "\n[[pools]]\nid = \"pool\"\nname = \"Pool\"\nreset = \"never\"\nmembers = [{}]\n",
+        members.join(", ")
+    ));
+    text
+}
+
+fn enriched_lead(n: usize) -> Lead {
+    Lead {
+        id: format!("lead-{n}"),
+        source: "website".into(),
+        event_id: format!("evt-{n}"),
+        trace_id: format!("trace-{n}"),
+        state: LeadState::Enriched,
+        capture: CaptureEvent {
+            event: Some(EventKind::LeadCapture),
+            timestamp: None,
+            visitor_id: None,
+            conversation_id: None,
+            captured_email: Some(format!("p{n}@acme.example")),
+            name: None,
+            company: None,
+            phone: None,
+            job_title: None,
+            trigger_query: None,
+            conversation_transcript_url: None,
+            transcript: Vec::new(),
+            form_fields: Default::default(),
+            metadata: Metadata::default(),
+        },
+        incomplete: false,
+        flags: Vec::new(),
+        enrichment: Some(Enrichment::default()),
+        qualification: None,
+        assignment: None,
+        timeline: Timeline::default(),
+        last_failure: None,
+        close_reason: None,
+    }
+}
+
+/// Routes `leads` leads with `routers` concurrent route workers; returns each lead's owner.
+async fn route_concurrently(
+    weights: &[u32],
+    cap: Option<u32>,
+    leads: usize,
+    routers: usize,
+) -> (Vec<Owner>, HashMap<String, i64>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = Sqlite::open(
+        dir.path(),
+        QueueSettings {
+            max_receives: 5,
+            visibility_timeout: Duration::from_secs(30),
+        },
+    )
+    .expect("open store");
+    let pipeline = Arc::new(Pipeline::new(
+        Arc::new(parse_config(&team(weights, cap))),
+        Arc::new(db.clone()),
+        Arc::new(db.clone()),
+        Arc::new(
+            Channels::new(Duration::from_secs(1), Box::new(Terminal::default())).expect("channels"),
+        ),
+        Arc::new(SystemClock),
+    ));
+    for n in 0..leads {
+        db.create_lead(&enriched_lead(n)).await.expect("create");
+    }
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..routers {
+        let (pipeline, next) = (pipeline.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if n >= leads {
+                    break;
+                }
+                let body = Envelope::new(&format!("lead-{n}"), Stage::Route, "t").to_json();
+                // Every lead is routed twice, as an at-least-once queue may deliver it.
+                for _ in 0..2 {
+                    pipeline.handle(Stage::Route, &body).await.expect("routed");
+                }
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.expect("router task");
+    }
+    let mut owners = Vec::new();
+    for n in 0..leads {
+        let lead = db
+            .get_lead(&format!("lead-{n}"))
+            .await
+            .expect("read")
+            .expect("lead");
+        assert_eq!(lead.state, LeadState::Routed);
+        owners.push(lead.assignment.expect("an owner").owner);
+    }
+    let mut counters = HashMap::new();
+    for owner in (0..weights.len())
+        .map(|n| Owner::Rep(format!("r{n}")))
+        .chain([Owner::Queue("inbox".into())])
+    {
+        let name = open_leads_counter(&owner);
+        counters.insert(owner.key(), db.counter(&name).await.expect("counter"));
+    }
+    (owners, counters)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn concurrent_routers_stay_fair_within_one_and_never_break_a_cap(
+        weights in prop::collection::vec(1u32..4, 2..5),
+        leads in 6usize..40,
+        routers in 2usize..7,
+        cap in prop::option::of(2u32..10),
+    ) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (owners, counters) = runtime.block_on(route_concurrently(&weights, cap, leads, routers));
+
+        // Exactly one owner per lead, each counted once.
+        let mut per_owner: HashMap<String, i64> = HashMap::new();
+        for owner in &owners {
+            *per_owner.entry(owner.key()).or_default() += 1;
+        }
+        prop_assert_eq!(counters.values().sum::<i64>(), leads as i64);
+        for (owner, count) in &per_owner {
+            prop_assert_eq!(counters.get(owner).copied().unwrap_or(0), *count, "counter of {}", owner);
+        }
+        // No cap exceeded, whatever the interleaving.
+        if let Some(cap) = cap {
+            for n in 0..weights.len() {
+                let rep = format!("rep:r{n}");
+                let got = per_owner.get(&rep).copied().unwrap_or(0);
+                prop_assert!(got <= i64::from(cap), "{} holds {} over a cap of {}", rep, got, cap);
+            }
+        }
+        // While nobody hit a cap, each rep's count is within one lead of their weighted share.
+        let capped = cap.is_some_and(|cap| {
+            (0..weights.len()).any(|n| per_owner.get(&format!("rep:r{n}")).copied().unwrap_or(0) >= i64::from(cap))
+        });
+        if !capped {
+            let total: u32 = weights.iter().sum();
+            for (n, weight) in weights.iter().enumerate() {
+                let got = per_owner.get(&format!("rep:r{n}")).copied().unwrap_or(0) as f64;
+                let share = leads as f64 * f64::from(*weight) / f64::from(total);
+                prop_assert!((got - share).abs() <= 1.0, "r{} got {} for a share of {:.2} (weights {:?})", n, got, share, weights);
+            }
+        }
+    }
+}

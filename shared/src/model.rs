@@ -95,6 +95,22 @@ pub struct Metadata {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
+impl Metadata {
+    /// The path of `source_url`, which page rules and hand-raiser globs are written against:
+    /// `https://x.com/pricing/enterprise?a=1` → `/pricing/enterprise`. A bare path (some
+    /// widgets send only that) is taken as is, without its query or fragment.
+    pub fn page_path(&self) -> Option<String> {
+        let raw = self.source_url.as_deref()?.trim();
+        if raw.is_empty() {
+            return None;
+        }
+        match url::Url::parse(raw) {
+            Ok(url) => Some(url.path().to_owned()),
+            Err(_) => Some(raw.split(['?', '#']).next().unwrap_or(raw).to_owned()),
+        }
+    }
+}
+
 /// Where a lead is in the pipeline. The order is the pipeline's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -438,6 +454,25 @@ pub enum EnvelopeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_path_is_the_path_of_a_full_url_or_a_bare_path() {
+        let path = |url: &str| {
+            Metadata {
+                source_url: Some(url.to_owned()),
+                ..Metadata::default()
+            }
+            .page_path()
+        };
+        assert_eq!(
+            path("https://www.acme.example/pricing/enterprise?utm=x#top").as_deref(),
+            Some("/pricing/enterprise")
+        );
+        assert_eq!(path("https://acme.example").as_deref(), Some("/"));
+        assert_eq!(path("/pricing?plan=team").as_deref(), Some("/pricing"));
+        assert_eq!(path("  ").as_deref(), None);
+        assert_eq!(Metadata::default().page_path(), None);
+    }
 
     #[test]
     fn envelope_round_trips_and_rejects_other_versions() {

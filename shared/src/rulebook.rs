@@ -127,8 +127,13 @@ impl Rulebook {
             EventKind::LeadCapture => add("finished the conversation", 30),
             EventKind::LeadCapturePartial => add("partial capture", 10),
         }
-        let page = lead.capture.metadata.source_url.as_deref().unwrap_or("");
-        if !page.is_empty() && self.hand_raiser_pages.iter().any(|p| p.matches(page)) {
+        // Globs are written against the path, as in routing's `pages`, whatever the host.
+        let on_hand_raiser_page = lead
+            .capture
+            .metadata
+            .page_path()
+            .is_some_and(|page| self.hand_raiser_pages.iter().any(|p| p.matches(&page)));
+        if on_hand_raiser_page {
             add("on a hand-raiser page", 20);
             if event == EventKind::LeadCapture {
                 tier = tier.min(1);

@@ -50,8 +50,8 @@ impl PoolLedger {
         self.members.get(rep).cloned().unwrap_or_default()
     }
 
-    /// Shares one lead among `accruing` (rep, weight) in proportion to weight. The remainder of
-    /// the integer division goes to the first members so the total stays exactly one lead.
+    /// Shares one lead among `accruing` (rep, weight) in proportion to weight. The last member
+    /// takes what the integer division leaves, so the shares always sum to exactly one lead.
     pub fn accrue(&mut self, accruing: &[(&str, u32)]) {
         let total: i64 = accruing.iter().map(|(_, w)| i64::from(*w)).sum();
         if total == 0 {

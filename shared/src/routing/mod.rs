@@ -359,7 +359,7 @@ impl Router {
             score: lead.qualification.as_ref().map(|q| q.score),
             source: lead.source.clone(),
             event: lead.capture.event,
-            page: lead.capture.metadata.source_url.as_deref().map(page_path),
+            page: lead.capture.metadata.page_path(),
             topics: if self.detect_topics {
                 self.detect(lead)
             } else {
@@ -411,34 +411,35 @@ impl Router {
                     .or_else(|| facts.existing_owner.clone())
                     .map(|rep| (Target::Rep(rep), true)),
             };
-            if trace.rules.len() < STORED_TRIALS {
+            // The matched rule's reason is always worked out, even past the stored trials, so
+            // the decision never lacks its "why".
+            let keep = trace.rules.len() < STORED_TRIALS;
+            if keep || owner.is_some() {
                 let detail = match rule.when.explain(&facts, &self.topics) {
-                    Ok(why) if owner.is_none() => {
+                    Ok(why) if matched && owner.is_none() => {
                         format!("{why}; but the company has no account owner")
                     }
                     Ok(why) => why,
                     Err(failed) => failed,
                 };
-                trace.rules.push(RuleTrial {
-                    rule: rule.name.clone(),
-                    matched: owner.is_some(),
-                    detail,
-                });
+                if keep {
+                    trace.rules.push(RuleTrial {
+                        rule: rule.name.clone(),
+                        matched: owner.is_some(),
+                        detail: detail.clone(),
+                    });
+                } else {
+                    trace.rules_omitted += 1;
+                }
+                if let Some((target, by_account)) = owner {
+                    chosen = Some((rule.name.clone(), detail, target, by_account));
+                    break;
+                }
             } else {
                 trace.rules_omitted += 1;
             }
-            if let Some((target, by_account)) = owner {
-                let reason = trace
-                    .rules
-                    .last()
-                    .filter(|t| t.matched)
-                    .map(|t| t.detail.clone())
-                    .unwrap_or_default();
-                chosen = Some((rule.name.clone(), reason, target, by_account));
-                break;
-            }
         }
-        let (rule, reason, mut target, by_account) = chosen.unwrap_or_else(|| {
+        let (rule, reason, mut target, mut by_account) = chosen.unwrap_or_else(|| {
             (
                 "fallback".to_owned(),
                 "no rule matched".to_owned(),
@@ -465,6 +466,9 @@ impl Router {
                         note.detail
                             .push_str(&format!(": routed now to on-call {}", on_call.key()));
                         target = on_call.clone();
+                        // The on-call cover is not the account owner: the lead is a turn like
+                        // any other, never an account-owned one.
+                        by_account = false;
                     }
                     (AfterHoursPolicy::Hold, _, Some(opening)) => {
                         note.detail
@@ -653,8 +657,14 @@ impl Router {
             name: open_leads_counter(&owner),
             limit,
         });
+        // A lead routed by account ownership is a turn outside the rotation, whether the
+        // account owner or their backup takes it; pools that count such leads record it.
         if let (Owner::Rep(rep), true) = (&owner, plan.by_account) {
             for pool_id in self.counting_pools.get(rep).into_iter().flatten() {
+                // One write per ledger per lead: a second would fail its own version check.
+                if effects.ledgers.iter().any(|w| &w.pool == pool_id) {
+                    continue;
+                }
                 if let Some((period, ledger)) = snapshot.ledgers.get(pool_id) {
                     let mut next = ledger.clone();
                     next.version += 1;
@@ -1011,20 +1021,6 @@ fn fixed_target(target: &TargetConfig) -> Option<Target> {
     } else {
         target.queue.as_ref().map(|q| Target::Queue(q.clone()))
     }
-}
-
-/// The path part of a page URL: `https://x.com/pricing/enterprise?a=1` → `/pricing/enterprise`.
-fn page_path(url: &str) -> String {
-    let without_scheme = url.split_once("://").map(|(_, rest)| rest).unwrap_or(url);
-    let path = if url.contains("://") {
-        without_scheme
-            .find('/')
-            .map(|i| &without_scheme[i..])
-            .unwrap_or("/")
-    } else {
-        without_scheme
-    };
-    path.split(['?', '#']).next().unwrap_or(path).to_owned()
 }
 
 /// The reset period containing `now` in the pool's time zone.

@@ -667,6 +667,78 @@ fn on_call_routes_now_and_records_the_policy() {
 }
 
 #[test]
+fn the_on_call_cover_of_an_account_owner_takes_the_lead_as_a_turn_not_as_the_account() {
+    // Eve owns the account, but New York is closed: the lead goes to the on-call pool, and it
+    // must not be booked as an account-owned lead anywhere.
+    let spec = LeadSpec {
+        country: Some("US"),
+        owner: Some("eve"),
+        ..LeadSpec::default()
+    };
+    let plan = router().plan(&spec.lead(), at(MONDAY_MORNING_LONDON));
+    assert_eq!(plan.rule, "existing");
+    assert!(!plan.by_account);
+    let assignment = route_at(&spec, MONDAY_MORNING_LONDON);
+    assert_eq!(owner_key(&assignment), "pool:sun");
+}
+
+#[test]
+fn the_matched_rule_keeps_its_reason_past_the_stored_trials() {
+    // Sixty rules nobody matches before the one that does: the trace keeps the first fifty
+    // trials, but the decision still says why it was made.
+    let mut extra = String::new();
+    for i in 0..60 {
+        extra.push_str(&format!(
+            "[[rules]]\nname = \"filler {i}\"\nwhen.industries = [\"Industry {i}\"]\nassign.rep = \"dev\"\n\n"
+        ));
+    }
+    extra.push_str(
+        "[[rules]]\nname = \"New Zealand\"\nwhen.countries = [\"NZ\"]\nassign.rep = \"dev\"\n\n",
+    );
+    let text = TEAM.replace("[routing]\n", &format!("{extra}[routing]\n"));
+    let router = Router::new(&config(&text));
+    let spec = LeadSpec {
+        country: Some("NZ"),
+        ..LeadSpec::default()
+    };
+    let assignment = FakeStore::default().route(&router, &spec.lead(), at(MONDAY_MORNING_LONDON));
+    assert_eq!(assignment.rule, "New Zealand");
+    assert!(
+        assignment.reason.contains("NZ"),
+        "reason: {:?}",
+        assignment.reason
+    );
+    let trace = assignment.trace.expect("trace");
+    assert_eq!(trace.rules.len(), STORED_TRIALS);
+    assert!(trace.rules_omitted > 0);
+}
+
+#[test]
+fn a_hand_raiser_glob_matches_the_path_of_a_full_url() {
+    let rulebook = crate::rulebook::Rulebook::new(&config(TEAM));
+    let on_pricing = LeadSpec {
+        page: Some("/pricing/enterprise"),
+        ..LeadSpec::default()
+    };
+    let on_blog = LeadSpec {
+        page: Some("/blog/pricing"),
+        ..LeadSpec::default()
+    };
+    let signals = |spec: &LeadSpec| -> Vec<String> {
+        let q = rulebook.qualify(&spec.lead());
+        assert!(q.tier >= 1);
+        q.breakdown.into_iter().map(|item| item.signal).collect()
+    };
+    assert!(signals(&on_pricing)
+        .iter()
+        .any(|s| s == "on a hand-raiser page"));
+    assert_eq!(rulebook.qualify(&on_pricing.lead()).tier, 1);
+    assert!(!signals(&on_blog)
+        .iter()
+        .any(|s| s == "on a hand-raiser page"));
+}
+
+#[test]
 fn a_team_holiday_closes_the_team() {
     let assignment = route_at(&LeadSpec::default(), "2026-12-25T10:00:00Z");
     assert_eq!(assignment.held_until, Some(at("2026-12-28T09:00:00Z")));

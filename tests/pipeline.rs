@@ -212,3 +212,46 @@ async fn a_channel_that_keeps_failing_sends_the_message_to_the_dead_letter_queue
     assert_eq!(server.counts().await.dead_letters, 0);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_lead_in_a_queue_alerts_the_queue_channel_and_its_manager() {
+    // The partial capture lands in the SDR queue, managed by maria.
+    let slack = MockServer::start().await;
+    for hook in ["/services/T000/B000/QUEUE", "/services/T000/B000/MARIA"] {
+        Mock::given(method("POST"))
+            .and(path(hook))
+            .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+            .expect(1)
+            .mount(&slack)
+            .await;
+    }
+    let config = example_config()
+        .replace(
+            "id = \"sdr\"\nname = \"SDR queue\"",
+            &format!(
+                "id = \"sdr\"\nname = \"SDR queue\"\nslack_webhook_url = \"{}/services/T000/B000/QUEUE\"",
+                slack.uri()
+            ),
+        )
+        .replace(
+            "email = \"maria@yourco.example\"",
+            &format!(
+                "email = \"maria@yourco.example\"\nslack_webhook_url = \"{}/services/T000/B000/MARIA\"",
+                slack.uri()
+            ),
+        );
+    let server = Server::start_with(&config).await;
+    let answer = server
+        .send("website", "msg_queue", &sample("04-partial-free-mail.json"))
+        .await;
+    assert_eq!(answer.status, 202);
+    let lead_id = answer.body["lead_id"].as_str().expect("id").to_owned();
+    server.wait_for_state(&lead_id, "notified").await;
+    let lead = server.lead(&lead_id).await.body;
+    assert_eq!(lead["owner"]["kind"], "queue", "{lead}");
+    assert_eq!(lead["owner"]["id"], "sdr", "{lead}");
+    // Each hook got exactly one message (checked by `expect(1)` when the server is dropped).
+    let requests = slack.received_requests().await.expect("recorded");
+    assert_eq!(requests.len(), 2);
+    server.stop().await;
+}

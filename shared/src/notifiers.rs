@@ -46,7 +46,7 @@ impl Notifier for Channels {
                         detail: e.to_string(),
                     })
             }
-            Destination::SlackWebhook { url } => {
+            Destination::SlackWebhook { url, .. } => {
                 let response = self
                     .http
                     .post(url.expose_secret())

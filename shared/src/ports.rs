@@ -220,16 +220,29 @@ pub enum NotifyError {
 pub enum Destination {
     /// The terminal running the embedded server.
     Terminal,
-    /// A Slack incoming webhook; the URL is a secret.
-    SlackWebhook { url: secrecy::SecretString },
+    /// A Slack incoming webhook of one recipient (`rep:bruno`, `queue:sdr`); the URL is a
+    /// secret.
+    SlackWebhook {
+        recipient: String,
+        url: secrecy::SecretString,
+    },
 }
 
 impl Destination {
-    /// The channel's name in delivery receipts and logs (never the URL).
+    /// The channel's name in logs and errors (never the URL).
     pub fn channel(&self) -> &'static str {
         match self {
             Destination::Terminal => "terminal",
             Destination::SlackWebhook { .. } => "slack",
+        }
+    }
+
+    /// The delivery receipt's key: one per channel and recipient, so that a broadcast or a
+    /// queue and its manager each get their message exactly once.
+    pub fn receipt(&self) -> String {
+        match self {
+            Destination::Terminal => "terminal".to_owned(),
+            Destination::SlackWebhook { recipient, .. } => format!("slack:{recipient}"),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::http::HeaderMap;
 use jiff::{SignedDuration, Timestamp};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -358,6 +358,10 @@ impl Pipeline {
                 }
                 Err(StoreError::Contended(what)) if attempt <= ROUTE_ATTEMPTS => {
                     info!(lead_id = %lead.id, stage = "route", attempt, contended = %what, "deciding again");
+                    // Routers that collided back off by a random, growing pause, so they do
+                    // not collide again in lockstep.
+                    let ceiling_ms = (1u64 << attempt.min(6)).min(MAX_CONTENTION_PAUSE_MS);
+                    tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=ceiling_ms))).await;
                 }
                 Err(other) => return Err(other.into()),
             }
@@ -429,29 +433,29 @@ impl Pipeline {
         let lease = Duration::from_secs(self.config.pipeline.visibility_timeout_secs);
         let mut delivered = Vec::new();
         for destination in self.destinations(&lead) {
-            let channel = destination.channel();
+            let receipt = destination.receipt();
             match self
                 .store
-                .begin_delivery(&lead.id, channel, self.clock.now(), lease)
+                .begin_delivery(&lead.id, &receipt, self.clock.now(), lease)
                 .await?
             {
                 DeliveryStart::AlreadyDelivered => continue,
                 DeliveryStart::InFlight { until } => {
                     return Err(StageError::DeliveryInFlight {
-                        channel: channel.to_owned(),
+                        channel: receipt,
                         until,
                     })
                 }
                 DeliveryStart::Proceed => {}
             }
             if let Err(failure) = self.notifier.deliver(&destination, &alert).await {
-                self.store.release_delivery(&lead.id, channel).await?;
+                self.store.release_delivery(&lead.id, &receipt).await?;
                 return Err(failure.into());
             }
             self.store
-                .finish_delivery(&lead.id, channel, self.clock.now())
+                .finish_delivery(&lead.id, &receipt, self.clock.now())
                 .await?;
-            delivered.push(channel);
+            delivered.push(receipt);
         }
         lead.state = LeadState::Notified;
         lead.timeline.notified_at = Some(self.clock.now());
@@ -468,42 +472,51 @@ impl Pipeline {
     }
 
     /// The channels the owner watches: the terminal when enabled, and the Slack webhook of the
-    /// rep, or of the queue and its manager.
+    /// rep, of each alerted member of a broadcast pool, or of the queue and its manager (a lead
+    /// in a queue has no single owner yet, so the manager always hears of it).
     fn destinations(&self, lead: &Lead) -> Vec<Destination> {
         let mut destinations = Vec::new();
         if self.config.notify.terminal {
             destinations.push(Destination::Terminal);
         }
-        let slack: Option<&SecretString> = match lead.assignment.as_ref().map(|a| &a.owner) {
-            Some(Owner::Rep(id)) => self
-                .config
+        let rep_slack = |id: &str| {
+            self.config
                 .rep(id)
-                .and_then(|r| r.slack_webhook_url.as_ref()),
-            Some(Owner::Queue(id)) => self.config.queue(id).and_then(|q| {
-                q.slack_webhook_url.as_ref().or_else(|| {
-                    q.manager
-                        .as_ref()
-                        .and_then(|m| self.config.rep(m.get_ref()))
-                        .and_then(|r| r.slack_webhook_url.as_ref())
-                })
-            }),
-            Some(Owner::Pool(_)) => {
-                // Broadcast: every member the routing step alerted, each on their own Slack.
-                for rep in broadcast_members(lead) {
-                    if let Some(url) = self
-                        .config
-                        .rep(rep)
-                        .and_then(|r| r.slack_webhook_url.as_ref())
-                    {
-                        destinations.push(Destination::SlackWebhook { url: url.clone() });
-                    }
-                }
-                None
-            }
-            None => None,
+                .and_then(|r| r.slack_webhook_url.as_ref())
+                .map(|url| (format!("rep:{id}"), url))
         };
-        if let Some(url) = slack {
-            destinations.push(Destination::SlackWebhook { url: url.clone() });
+        let mut slack: Vec<(String, &SecretString)> = Vec::new();
+        match lead.assignment.as_ref().map(|a| &a.owner) {
+            Some(Owner::Rep(id)) => slack.extend(rep_slack(id)),
+            Some(Owner::Queue(id)) => {
+                if let Some(queue) = self.config.queue(id) {
+                    slack.extend(
+                        queue
+                            .slack_webhook_url
+                            .as_ref()
+                            .map(|url| (format!("queue:{id}"), url)),
+                    );
+                    slack.extend(queue.manager.as_ref().and_then(|m| rep_slack(m.get_ref())));
+                }
+            }
+            // Broadcast: every member the routing step alerted, each on their own Slack.
+            Some(Owner::Pool(_)) => {
+                slack.extend(broadcast_members(lead).into_iter().filter_map(rep_slack))
+            }
+            None => {}
+        }
+        for (recipient, url) in slack {
+            // One message per webhook, even if a queue and its manager share a channel.
+            let duplicate = destinations.iter().any(|d| {
+                matches!(d, Destination::SlackWebhook { url: seen, .. }
+                    if seen.expose_secret() == url.expose_secret())
+            });
+            if !duplicate {
+                destinations.push(Destination::SlackWebhook {
+                    recipient,
+                    url: url.clone(),
+                });
+            }
         }
         destinations
     }
@@ -567,6 +580,8 @@ pub async fn close_lead(
 /// Rounds of read-decide-write before routing gives up on contention and uses the default
 /// queue (which has no guard).
 const ROUTE_ATTEMPTS: u32 = 8;
+/// The longest pause between two routing attempts after a collision.
+const MAX_CONTENTION_PAUSE_MS: u64 = 50;
 
 /// SQS's longest message delay.
 const MAX_QUEUE_DELAY: Duration = Duration::from_secs(900);

@@ -526,6 +526,38 @@ fn weighted_round_robin_honours_weights_exactly() {
 }
 
 #[test]
+fn every_prefix_of_a_weighted_rotation_stays_within_one_lead_of_each_share() {
+    for weights in [[2, 1, 2], [1, 1, 3], [3, 2, 1]] {
+        let members = ["a", "b", "d"]
+            .iter()
+            .zip(weights)
+            .map(|(rep, w)| format!("{{ rep = \"{rep}\", weight = {w} }}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let router = Router::new(&pool_config(&members, false));
+        let total: u32 = weights.iter().sum();
+        let mut store = FakeStore::default();
+        let mut got = HashMap::<String, u32>::new();
+        for leads in 1..=40u32 {
+            let assignment = store.route(
+                &router,
+                &LeadSpec::default().lead(),
+                at(MONDAY_MORNING_LONDON),
+            );
+            *got.entry(assignment.owner.id().to_owned()).or_default() += 1;
+            for (rep, weight) in ["a", "b", "d"].iter().zip(weights) {
+                let share = f64::from(leads * weight) / f64::from(total);
+                let have = f64::from(got.get(*rep).copied().unwrap_or(0));
+                assert!(
+                    (have - share).abs() <= 1.0,
+                    "{rep} has {have} after {leads} leads, share {share:.2} (weights {weights:?})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn a_rep_at_capacity_is_skipped_and_the_explanation_says_so() {
     let router = router();
     let mut store = FakeStore::default();

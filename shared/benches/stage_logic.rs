@@ -302,7 +302,9 @@ fn main() {
         .configure_from_args();
     benches(&mut criterion, &fixture);
     criterion.final_summary();
-    // `cargo test --benches` runs each benchmark once; keep the summary quick there too.
-    let test_mode = std::env::args().any(|arg| arg == "--test");
+    // `cargo test --benches` passes no `--bench`; `cargo bench -- --test` passes `--test`.
+    let args: Vec<String> = std::env::args().collect();
+    let test_mode =
+        args.iter().any(|arg| arg == "--test") || !args.iter().any(|arg| arg == "--bench");
     summary(&fixture, if test_mode { 100 } else { SUMMARY_ITERATIONS });
 }

@@ -430,7 +430,7 @@ impl Validator<'_> {
                 return Err(self.invalid(
                     0..0,
                     format!("routing.regions.{region}"),
-                    format!("{bad:?} is not an ISO country code"),
+                    format!("{bad:?} is not a two-letter country code (ISO 3166-1 alpha-2, such as GB or US)"),
                 ));
             }
         }
@@ -500,7 +500,7 @@ impl Validator<'_> {
             if let Some(c) = countries.iter().find(|c| !is_country_code(c)) {
                 return Err(bad(
                     "countries",
-                    format!("{c:?} is not an ISO country code"),
+                    format!("{c:?} is not a two-letter country code (ISO 3166-1 alpha-2, such as GB or US)"),
                 ));
             }
         }
@@ -697,7 +697,8 @@ fn collect(
         map.insert(name, merged);
     };
     let set = |items: &[String]| {
-        Constraint::OneOf(items.iter().map(|i| i.to_ascii_lowercase()).collect())
+        // Lower-cased as routing compares them (Unicode-aware), so "Énergie" and "énergie" are one value.
+        Constraint::OneOf(items.iter().map(|i| i.to_lowercase()).collect())
     };
     if let Some(c) = &when.countries {
         put("country", set(c));

@@ -430,7 +430,7 @@ impl Validator<'_> {
                 return Err(self.invalid(
                     0..0,
                     format!("routing.regions.{region}"),
-                    format!("{bad:?} is not a two-letter country code (ISO 3166-1 alpha-2, such as GB or US)"),
+                    format!("{bad:?} is not an ISO 3166-1 alpha-2 country code (such as GB or US)"),
                 ));
             }
         }
@@ -500,7 +500,7 @@ impl Validator<'_> {
             if let Some(c) = countries.iter().find(|c| !is_country_code(c)) {
                 return Err(bad(
                     "countries",
-                    format!("{c:?} is not a two-letter country code (ISO 3166-1 alpha-2, such as GB or US)"),
+                    format!("{c:?} is not an ISO 3166-1 alpha-2 country code (such as GB or US)"),
                 ));
             }
         }
@@ -641,8 +641,9 @@ struct Known<'a> {
     queues: &'a HashSet<String>,
 }
 
+/// An assigned ISO 3166-1 alpha-2 code, in either case: "gb" passes, "UK" and "XX" do not.
 fn is_country_code(code: &str) -> bool {
-    code.len() == 2 && code.chars().all(|c| c.is_ascii_alphabetic())
+    isocountry::CountryCode::for_alpha2_caseless(code).is_ok()
 }
 
 /// One field's constraint in a rule made only of plain conditions.

@@ -1,7 +1,9 @@
 //! Rule conditions compiled for the hot path: sets are hashed, globs parsed, regions expanded
 //! and topics resolved to indexes once at load. A test answers yes/no fast; `explain` says why.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use rustc_hash::FxHashSet;
 
 use crate::config::Conditions;
 use crate::model::EventKind;
@@ -35,12 +37,17 @@ pub enum Cond {
     All(Vec<Cond>),
     Any(Vec<Cond>),
     Not(Box<Cond>),
-    Country { set: HashSet<String>, label: String },
+    // Every rule tried probes these sets with the lead's value: a fast non-keyed hash, as the
+    // keys come from the configuration, not from visitors.
+    Country {
+        set: FxHashSet<String>,
+        label: String,
+    },
     NamedAccount(bool),
     ExistingAccount(bool),
     MinEmployees(u32),
     MaxEmployees(u32),
-    Industry(HashSet<String>),
+    Industry(FxHashSet<String>),
     Tier(Vec<u8>),
     MinScore(i32),
     MaxScore(i32),
@@ -63,7 +70,7 @@ impl Cond {
         let upper = |v: &[String]| {
             v.iter()
                 .map(|c| c.to_ascii_uppercase())
-                .collect::<HashSet<_>>()
+                .collect::<FxHashSet<_>>()
         };
         if let Some(countries) = &when.countries {
             all.push(Cond::Country {

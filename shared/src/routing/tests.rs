@@ -1015,6 +1015,12 @@ fn validation_refuses_unknown_references_and_empty_pools() {
         "timezone = \"Europe/Londn\""
     ))
     .contains("not a known IANA time zone"));
+    // "UK" is the usual slip for GB: two letters, but not an assigned code.
+    let error = refused(&TEAM.replace("when.countries = [\"US\"]", "when.countries = [\"UK\"]"));
+    assert!(
+        error.contains("\"UK\" is not an ISO 3166-1 alpha-2 country code"),
+        "{error}"
+    );
 }
 
 #[test]

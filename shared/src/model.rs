@@ -163,9 +163,17 @@ pub struct Flag {
 /// What enrichment learned about the lead's company.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Enrichment {
-    /// The e-mail domain, lower-cased.
+    /// The registrable domain of the e-mail address (`sales.eu.acme.co.uk` → `acme.co.uk`),
+    /// lower-cased, internationalised names in punycode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
+    /// The prospect's name, cleaned ([`crate::cleaning::clean_name`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The prospect's phone number in E.164, when it could be read as a valid number; the text
+    /// as typed stays in the capture either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_e164: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub company: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -190,8 +190,15 @@ fn facts<'a>(lead: &'a Lead, tier_label: &'a str) -> Facts<'a> {
     let capture = &lead.capture;
 
     // "Name <e-mail, phone>"
-    let name = capture.name.as_deref().unwrap_or("Unknown visitor");
-    let contacts = [capture.captured_email.as_deref(), capture.phone.as_deref()];
+    // The cleaned name and E.164 number when enrichment produced them, else what was typed.
+    let name = enrichment
+        .and_then(|e| e.name.as_deref())
+        .or(capture.name.as_deref())
+        .unwrap_or("Unknown visitor");
+    let phone = enrichment
+        .and_then(|e| e.phone_e164.as_deref())
+        .or(capture.phone.as_deref());
+    let contacts = [capture.captured_email.as_deref(), phone];
     let mut prospect = String::with_capacity(name.len() + 64);
     prospect.push_str(name);
     prospect.push_str(" <");
@@ -550,6 +557,47 @@ mod tests {
             let expected = at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
             assert_eq!(format_time(at), expected);
         }
+    }
+
+    #[test]
+    fn the_prospect_is_shown_with_the_cleaned_name_and_phone_when_known() {
+        let lead = |enrichment: &str| -> Lead {
+            let text = format!(
+                r#"{{"id":"lead-1","source":"website","event_id":"e","trace_id":"t",
+                "state":"enriched","incomplete":false,"timeline":{{}},
+                "capture":{{"event":"lead_capture","captured_email":"jane@acme.co.uk",
+                            "name":"  jane   DOE & <co> ","phone":"020 7946 0958"}}
+                {enrichment}}}"#
+            );
+            serde_json::from_str(&text).expect("a lead")
+        };
+        let cleaned = lead(
+            r#","enrichment":{"name":"Jane Doe & <Co>","phone_e164":"+442079460958",
+                "free_mail":false,"sources":[]}"#,
+        );
+        let alert = render(&cleaned, "hot");
+        assert!(
+            alert
+                .text
+                .contains("Jane Doe & <Co> <jane@acme.co.uk, +442079460958>"),
+            "{}",
+            alert.text
+        );
+        let slack = alert.slack.to_string();
+        assert!(
+            slack.contains("Jane Doe &amp; &lt;Co&gt; &lt;jane@acme.co.uk, +442079460958&gt;"),
+            "{slack}"
+        );
+
+        // Enriched before cleaning existed: what was typed, as before.
+        let older = render(&lead(""), "hot");
+        assert!(
+            older
+                .text
+                .contains("jane   DOE & <co>  <jane@acme.co.uk, 020 7946 0958>"),
+            "{}",
+            older.text
+        );
     }
 
     #[test]

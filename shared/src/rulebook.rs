@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::cleaning::{self, Phone};
 use crate::config::{CompanyRecord, Config, TierConfig};
 use crate::model::{Enrichment, EventKind, Lead, Qualification, ScoreItem};
 
@@ -22,13 +23,13 @@ impl Rulebook {
             .enrichment
             .companies
             .iter()
-            .map(|c| (c.get_ref().domain.to_ascii_lowercase(), c.get_ref().clone()))
+            .map(|c| (table_key(&c.get_ref().domain), c.get_ref().clone()))
             .collect();
         let free_mail = config
             .enrichment
             .free_mail_domains
             .iter()
-            .map(|d| d.to_ascii_lowercase())
+            .map(|d| table_key(d))
             .collect();
         let hand_raiser_pages = config
             .qualification
@@ -51,36 +52,57 @@ impl Rulebook {
         }
     }
 
-    /// Firmographics from the domain table, and free-mail detection.
+    /// Firmographics from the domain table, free-mail detection, and the prospect's name and
+    /// phone number cleaned ([`crate::cleaning`]).
     pub fn enrich(&self, lead: &Lead) -> Enrichment {
-        let domain = lead
-            .capture
+        let capture = &lead.capture;
+        // The full host is kept for the table lookup (an entry may name a subdomain); the
+        // registrable domain is what the lead is filed under, so every subdomain of a company
+        // is the same company.
+        let host = capture
             .captured_email
             .as_deref()
-            .and_then(|email| email.rsplit_once('@'))
-            .map(|(_, domain)| domain.trim().to_ascii_lowercase());
+            .and_then(cleaning::email_host);
+        let domain = host
+            .as_deref()
+            .map(|h| cleaning::registrable_domain(h).unwrap_or_else(|| h.to_owned()));
         let mut enrichment = Enrichment {
             domain: domain.clone(),
-            company: lead.capture.company.clone(),
+            company: capture.company.clone(),
+            name: capture.name.as_deref().and_then(cleaning::clean_name),
             ..Enrichment::default()
         };
-        let Some(domain) = domain else {
-            enrichment.sources.push("no e-mail domain".into());
+        match (host, domain) {
+            (Some(host), Some(domain)) => {
+                if self.free_mail.contains(&host) || self.free_mail.contains(&domain) {
+                    enrichment.free_mail = true;
+                    enrichment.sources.push("free_mail_list".into());
+                } else if let Some(record) = self.company_for(&host, &domain) {
+                    enrichment.company = Some(record.name.clone());
+                    enrichment.employees = record.employees;
+                    enrichment.industry = record.industry.clone();
+                    enrichment.country = record.country.as_ref().map(|c| c.to_ascii_uppercase());
+                    enrichment.account_owner = record.account_owner.clone();
+                    enrichment.sources.push("domain_table".into());
+                } else {
+                    enrichment.sources.push("domain_table: no match".into());
+                }
+            }
+            _ => enrichment.sources.push("no e-mail domain".into()),
+        }
+        // Read after the lookup: the company's country is the default for national numbers.
+        match capture
+            .phone
+            .as_deref()
+            .and_then(|p| cleaning::normalise_phone(p, enrichment.country.as_deref()))
+        {
+            Some(Phone::E164(number)) => enrichment.phone_e164 = Some(number),
+            Some(Phone::Unparsed(_)) => enrichment.sources.push("phone: kept as typed".into()),
+            None => {}
+        }
+        if enrichment.domain.is_none() {
             enrichment.missing = vec!["company".into(), "country".into()];
             return enrichment;
-        };
-        if self.free_mail.contains(&domain) {
-            enrichment.free_mail = true;
-            enrichment.sources.push("free_mail_list".into());
-        } else if let Some(record) = self.company_for(&domain) {
-            enrichment.company = Some(record.name.clone());
-            enrichment.employees = record.employees;
-            enrichment.industry = record.industry.clone();
-            enrichment.country = record.country.as_ref().map(|c| c.to_ascii_uppercase());
-            enrichment.account_owner = record.account_owner.clone();
-            enrichment.sources.push("domain_table".into());
-        } else {
-            enrichment.sources.push("domain_table: no match".into());
         }
         for (field, known) in [
             ("company", enrichment.company.is_some()),
@@ -94,12 +116,16 @@ impl Rulebook {
         enrichment
     }
 
-    /// Looks up a domain, then its parents, so that `eu.acme.com` finds `acme.com`.
-    fn company_for(&self, domain: &str) -> Option<&CompanyRecord> {
-        let mut candidate = domain;
+    /// Looks up a host, then its parents down to its registrable domain, so that
+    /// `sales.eu.acme.co.uk` finds `eu.acme.co.uk` or else `acme.co.uk`, and never `co.uk`.
+    fn company_for(&self, host: &str, registrable: &str) -> Option<&CompanyRecord> {
+        let mut candidate = host;
         loop {
             if let Some(record) = self.companies.get(candidate) {
                 return Some(record);
+            }
+            if candidate == registrable {
+                return None;
             }
             let (_, parent) = candidate.split_once('.')?;
             if !parent.contains('.') {
@@ -194,5 +220,101 @@ impl Rulebook {
             .find(|t| t.tier == tier)
             .map(|t| t.label.as_str())
             .unwrap_or("")
+    }
+}
+
+/// A configured domain in the form e-mail hosts are compared in; an entry that is not a host
+/// name is kept lower-cased so it still matches what it matched before.
+fn table_key(domain: &str) -> String {
+    cleaning::normalise_host(domain).unwrap_or_else(|| domain.trim().to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CaptureEvent, LeadState, Metadata, Timeline};
+
+    fn lead(email: &str, name: &str, phone: &str) -> Lead {
+        Lead {
+            id: "lead-1".into(),
+            source: "website".into(),
+            event_id: "evt-1".into(),
+            trace_id: "trace-1".into(),
+            state: LeadState::Captured,
+            capture: CaptureEvent {
+                event: Some(EventKind::LeadCapture),
+                timestamp: None,
+                visitor_id: None,
+                conversation_id: None,
+                captured_email: Some(email.into()),
+                name: Some(name.into()),
+                company: None,
+                phone: Some(phone.into()),
+                job_title: None,
+                trigger_query: None,
+                conversation_transcript_url: None,
+                transcript: Vec::new(),
+                form_fields: Default::default(),
+                metadata: Metadata::default(),
+            },
+            incomplete: false,
+            flags: Vec::new(),
+            enrichment: None,
+            qualification: None,
+            assignment: None,
+            timeline: Timeline::default(),
+            last_failure: None,
+            close_reason: None,
+        }
+    }
+
+    fn rulebook() -> Rulebook {
+        let text = include_str!("../../config/leadrelay.toml");
+        let config = Config::parse(text, "leadrelay.toml", &|_| None).expect("valid config");
+        Rulebook::new(&config)
+    }
+
+    #[test]
+    fn a_subdomain_address_finds_its_company_and_name_and_phone_are_cleaned() {
+        let enrichment = rulebook().enrich(&lead(
+            "Tom@Sales.EU.Initech.co.uk",
+            "  tom   O'BRIEN ",
+            "020 7946 0958",
+        ));
+        assert_eq!(enrichment.domain.as_deref(), Some("initech.co.uk"));
+        assert_eq!(enrichment.company.as_deref(), Some("Initech UK"));
+        assert_eq!(enrichment.country.as_deref(), Some("GB"));
+        assert_eq!(enrichment.sources, vec!["domain_table".to_owned()]);
+        assert!(enrichment.missing.is_empty());
+        assert_eq!(enrichment.name.as_deref(), Some("Tom O'Brien"));
+        // National format, read against the company's country.
+        assert_eq!(enrichment.phone_e164.as_deref(), Some("+442079460958"));
+    }
+
+    #[test]
+    fn without_a_known_country_only_international_numbers_are_normalised() {
+        let rulebook = rulebook();
+        let national = rulebook.enrich(&lead("jane@unknown-co.com", "JANE DOE", "020 7946 0958"));
+        assert_eq!(national.domain.as_deref(), Some("unknown-co.com"));
+        assert_eq!(national.country, None);
+        assert_eq!(national.phone_e164, None);
+        assert!(national
+            .sources
+            .contains(&"phone: kept as typed".to_owned()));
+        assert_eq!(national.name.as_deref(), Some("Jane Doe"));
+
+        let international =
+            rulebook.enrich(&lead("jane@unknown-co.com", "Jane", "+1 (415) 555-2671"));
+        assert_eq!(international.phone_e164.as_deref(), Some("+14155552671"));
+    }
+
+    #[test]
+    fn older_enrichments_without_the_cleaned_fields_still_read() {
+        let stored = r#"{"domain":"initech.co.uk","free_mail":false,"sources":["domain_table"]}"#;
+        let enrichment: Enrichment = serde_json::from_str(stored).expect("reads");
+        assert_eq!(enrichment.name, None);
+        assert_eq!(enrichment.phone_e164, None);
+        let written = serde_json::to_string(&enrichment).expect("writes");
+        assert!(!written.contains("phone_e164"), "{written}");
     }
 }

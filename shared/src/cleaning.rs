@@ -1,0 +1,383 @@
+//! Data cleaning before anyone sees the lead: names, phone numbers, e-mail domains.
+//!
+//! Pure functions, no I/O. Each one takes what the prospect typed and returns either a cleaned
+//! value or, where cleaning can fail, a typed result that keeps the original text, so nothing the
+//! prospect gave is ever lost.
+
+use std::str::FromStr;
+
+use email_address::EmailAddress;
+use phonenumber::country;
+use phonenumber::Mode;
+
+/// Particles that stay lower case inside a name (`Ludwig van Beethoven`, `Jean de la Fontaine`).
+const PARTICLES: &[&str] = &[
+    "van", "von", "de", "der", "den", "du", "da", "di", "del", "della", "la", "le",
+];
+
+/// Cleans a person's name, or `None` when nothing but whitespace was given.
+///
+/// The rule:
+///
+/// 1. Whitespace is trimmed and every inner run of whitespace becomes one space.
+/// 2. Each word (a run without whitespace) that already has both upper- and lower-case letters
+///    (`McDONALD`, `deMarco`, `Jane`) was written that way on purpose and is kept as it is.
+/// 3. A word in one case only (`jane`, `DOE`, `ÉMILE`) is title-cased, so `  jane   DOE ` becomes
+///    `Jane Doe`:
+///    - each part after a hyphen or an apostrophe starts a new capital: `jean-luc` → `Jean-Luc`,
+///      `o'brien` → `O'Brien`;
+///    - `Mc` followed by a letter gets a second capital: `mcdonald` → `McDonald`. `Mac` does not,
+///      because too many names merely start with it (`Mack`, `Macy`, `Machado`);
+///    - particles (`van`, `von`, `de`, `der`, `den`, `du`, `da`, `di`, `del`, `della`, `la`,
+///      `le`) stay lower case, but only between other words: a particle that is the first or the
+///      last word is a given name or a surname in its own right (`Le Minh`, `Minh Le`).
+///
+/// Letters are cased with Unicode rules, so `ÉMILE zola` becomes `Émile Zola`.
+pub fn clean_name(raw: &str) -> Option<String> {
+    let words: Vec<&str> = raw.split_whitespace().collect();
+    if words.is_empty() {
+        return None;
+    }
+    let last = words.len() - 1;
+    let cased: Vec<String> = words
+        .iter()
+        .enumerate()
+        .map(|(i, word)| {
+            let has_upper = word.chars().any(char::is_uppercase);
+            let has_lower = word.chars().any(char::is_lowercase);
+            if has_upper && has_lower {
+                return (*word).to_owned();
+            }
+            let lower = word.to_lowercase();
+            if i != 0 && i != last && PARTICLES.contains(&lower.as_str()) {
+                lower
+            } else {
+                title_case_word(&lower)
+            }
+        })
+        .collect();
+    Some(cased.join(" "))
+}
+
+/// Capitalises each part of an already lower-cased word, parts being split at hyphens and
+/// apostrophes (both the typewriter `'` and the typographic `’`).
+fn title_case_word(lower: &str) -> String {
+    let mut out = String::with_capacity(lower.len());
+    let mut part = String::new();
+    for c in lower.chars() {
+        if matches!(c, '-' | '\'' | '’') {
+            out.push_str(&title_case_part(&part));
+            out.push(c);
+            part.clear();
+        } else {
+            part.push(c);
+        }
+    }
+    out.push_str(&title_case_part(&part));
+    out
+}
+
+fn title_case_part(part: &str) -> String {
+    // `mc` + at least one letter: the letter after it is a capital too.
+    if let Some(rest) = part.strip_prefix("mc") {
+        if rest.chars().next().is_some_and(char::is_alphabetic) {
+            return format!("Mc{}", capitalise(rest));
+        }
+    }
+    capitalise(part)
+}
+
+/// The first character upper-cased (which may take more than one character, as with `ß`), the
+/// rest as given.
+fn capitalise(part: &str) -> String {
+    let mut chars = part.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// A phone number after cleaning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phone {
+    /// A valid number in E.164 form, `+442079460958`.
+    E164(String),
+    /// Not a number we could read as valid (wrong length, unknown country code, no country to
+    /// read a national number against): the text as given, trimmed, for a human to read.
+    Unparsed(String),
+}
+
+impl Phone {
+    /// The E.164 form, if the number could be normalised.
+    pub fn e164(&self) -> Option<&str> {
+        match self {
+            Phone::E164(number) => Some(number),
+            Phone::Unparsed(_) => None,
+        }
+    }
+}
+
+/// Parses a phone number into E.164, reading national numbers (`020 7946 0958`) against
+/// `default_country` (ISO 3166-1 alpha-2, any case). Without a known default country only
+/// numbers written with their country code (`+44 20 ...`) can be read. `None` when nothing but
+/// whitespace was given.
+///
+/// A number is only normalised when it is valid for its country, not merely well-formed: a
+/// wrong-length number stays [`Phone::Unparsed`] rather than becoming a confident-looking but
+/// undialable E.164 string.
+pub fn normalise_phone(raw: &str, default_country: Option<&str>) -> Option<Phone> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let region =
+        default_country.and_then(|c| country::Id::from_str(&c.trim().to_ascii_uppercase()).ok());
+    let phone = match phonenumber::parse(region, text) {
+        Ok(number) if number.is_valid() => {
+            Phone::E164(number.format().mode(Mode::E164).to_string())
+        }
+        _ => Phone::Unparsed(text.to_owned()),
+    };
+    Some(phone)
+}
+
+/// A host name in its canonical form for comparison: trimmed, without the trailing dot of a
+/// fully qualified name, lower-cased, and internationalised names in their ASCII (punycode)
+/// form, so `Bücher.DE.` and `xn--bcher-kva.de` are the same host. `None` for anything that is
+/// not a host name (empty, an IP address, invalid characters).
+pub fn normalise_host(raw: &str) -> Option<String> {
+    let text = raw.trim();
+    let text = text.strip_suffix('.').unwrap_or(text);
+    if text.is_empty() {
+        return None;
+    }
+    match url::Host::parse(text) {
+        Ok(url::Host::Domain(host)) if !host.is_empty() => Some(host),
+        _ => None,
+    }
+}
+
+/// The registrable domain of a host by the public suffix list, in the form of
+/// [`normalise_host`]: `Sales.EU.Acme.co.uk.` → `acme.co.uk`, `foo.github.io` → `foo.github.io`
+/// (`github.io` is itself a public suffix). `None` when the host is not a host name or is a
+/// public suffix with nothing registered under it (`co.uk`).
+pub fn registrable_domain(raw: &str) -> Option<String> {
+    let host = normalise_host(raw)?;
+    psl::domain_str(&host).map(str::to_owned)
+}
+
+/// The domain of an e-mail address, read by an RFC 5322 parser rather than by splitting at the
+/// last `@`, in the form of [`normalise_host`]. `None` when the address does not parse or its
+/// domain is not a host name (an address literal such as `[192.0.2.1]`).
+pub fn email_host(email: &str) -> Option<String> {
+    let parsed = EmailAddress::from_str(email.trim()).ok()?;
+    normalise_host(parsed.domain())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_collapsed_and_title_cased_when_in_one_case() {
+        assert_eq!(clean_name("  jane   DOE ").as_deref(), Some("Jane Doe"));
+        assert_eq!(clean_name("  jane   doe ").as_deref(), Some("Jane Doe"));
+        assert_eq!(clean_name("JANE DOE").as_deref(), Some("Jane Doe"));
+        assert_eq!(clean_name("jane\tdoe\n").as_deref(), Some("Jane Doe"));
+        assert_eq!(clean_name(""), None);
+        assert_eq!(clean_name(" \t\n "), None);
+    }
+
+    #[test]
+    fn mixed_case_names_are_kept_as_written() {
+        assert_eq!(clean_name("McDONALD").as_deref(), Some("McDONALD"));
+        assert_eq!(
+            clean_name("  Jane  deMarco ").as_deref(),
+            Some("Jane deMarco")
+        );
+        assert_eq!(
+            clean_name("Ludwig Van Beethoven").as_deref(),
+            Some("Ludwig Van Beethoven")
+        );
+        // Only the words in one case are cased.
+        assert_eq!(clean_name("Émile ZOLA").as_deref(), Some("Émile Zola"));
+        assert_eq!(clean_name("JEAN-Luc").as_deref(), Some("JEAN-Luc"));
+    }
+
+    #[test]
+    fn prefixes_apostrophes_and_hyphens() {
+        assert_eq!(clean_name("mcdonald").as_deref(), Some("McDonald"));
+        assert_eq!(clean_name("MCDONALD").as_deref(), Some("McDonald"));
+        assert_eq!(clean_name("macdonald").as_deref(), Some("Macdonald"));
+        assert_eq!(clean_name("mack").as_deref(), Some("Mack"));
+        assert_eq!(clean_name("mc").as_deref(), Some("Mc"));
+        assert_eq!(clean_name("o'brien").as_deref(), Some("O'Brien"));
+        assert_eq!(clean_name("O’BRIEN").as_deref(), Some("O’Brien"));
+        assert_eq!(
+            clean_name("jean-luc picard").as_deref(),
+            Some("Jean-Luc Picard")
+        );
+        assert_eq!(
+            clean_name("mary-kate mcneil").as_deref(),
+            Some("Mary-Kate McNeil")
+        );
+        assert_eq!(clean_name("-").as_deref(), Some("-"));
+    }
+
+    #[test]
+    fn particles_stay_lower_case_only_between_words() {
+        assert_eq!(
+            clean_name("ludwig VAN beethoven").as_deref(),
+            Some("Ludwig van Beethoven")
+        );
+        assert_eq!(
+            clean_name("JEAN DE LA FONTAINE").as_deref(),
+            Some("Jean de la Fontaine")
+        );
+        assert_eq!(
+            clean_name("leonardo da vinci").as_deref(),
+            Some("Leonardo da Vinci")
+        );
+        assert_eq!(clean_name("minh le").as_deref(), Some("Minh Le"));
+        assert_eq!(clean_name("de souza").as_deref(), Some("De Souza"));
+    }
+
+    #[test]
+    fn unicode_names_are_cased_by_unicode_rules() {
+        assert_eq!(clean_name("ÉMILE zola").as_deref(), Some("Émile Zola"));
+        assert_eq!(clean_name("ÉMILE ZOLA").as_deref(), Some("Émile Zola"));
+        assert_eq!(clean_name("jürgen große").as_deref(), Some("Jürgen Große"));
+        assert_eq!(clean_name("ΟΔΥΣΣΕΥΣ").as_deref(), Some("Οδυσσευς"));
+        // No cased letters at all: nothing to case, only whitespace to clean.
+        assert_eq!(clean_name(" 山田  太郎 ").as_deref(), Some("山田 太郎"));
+    }
+
+    #[test]
+    fn national_numbers_are_read_against_the_default_country() {
+        assert_eq!(
+            normalise_phone("020 7946 0958", Some("GB")),
+            Some(Phone::E164("+442079460958".into()))
+        );
+        assert_eq!(
+            normalise_phone(" 020 7946 0958 ", Some("gb")),
+            Some(Phone::E164("+442079460958".into()))
+        );
+        assert_eq!(
+            normalise_phone("(415) 555-2671", Some("US")),
+            Some(Phone::E164("+14155552671".into()))
+        );
+    }
+
+    #[test]
+    fn international_numbers_need_no_default_country() {
+        assert_eq!(
+            normalise_phone("+1 (415) 555-2671", None),
+            Some(Phone::E164("+14155552671".into()))
+        );
+        // The country code wins over the default country.
+        assert_eq!(
+            normalise_phone("+44 20 7946 0958", Some("US")),
+            Some(Phone::E164("+442079460958".into()))
+        );
+    }
+
+    #[test]
+    fn unreadable_numbers_are_kept_as_given() {
+        // A national number without a country to read it against.
+        assert_eq!(
+            normalise_phone("020 7946 0958", None),
+            Some(Phone::Unparsed("020 7946 0958".into()))
+        );
+        // An unknown default country is no country at all.
+        assert_eq!(
+            normalise_phone("020 7946 0958", Some("XX")),
+            Some(Phone::Unparsed("020 7946 0958".into()))
+        );
+        // Well-formed but too short to be valid.
+        assert_eq!(
+            normalise_phone("+44 20 7946", None),
+            Some(Phone::Unparsed("+44 20 7946".into()))
+        );
+        assert_eq!(
+            normalise_phone(" call me ", Some("GB")),
+            Some(Phone::Unparsed("call me".into()))
+        );
+        assert_eq!(normalise_phone("", Some("GB")), None);
+        assert_eq!(normalise_phone("   ", None), None);
+        assert_eq!(
+            normalise_phone("+1 (415) 555-2671", None)
+                .as_ref()
+                .and_then(Phone::e164),
+            Some("+14155552671")
+        );
+        assert_eq!(Phone::Unparsed("x".into()).e164(), None);
+    }
+
+    #[test]
+    fn hosts_are_lower_cased_without_trailing_dot_and_in_ascii() {
+        assert_eq!(
+            normalise_host(" Sales.EU.Acme.co.uk. ").as_deref(),
+            Some("sales.eu.acme.co.uk")
+        );
+        assert_eq!(
+            normalise_host("Bücher.DE").as_deref(),
+            Some("xn--bcher-kva.de")
+        );
+        assert_eq!(
+            normalise_host("xn--bcher-kva.de").as_deref(),
+            Some("xn--bcher-kva.de")
+        );
+        assert_eq!(normalise_host(""), None);
+        assert_eq!(normalise_host("."), None);
+        assert_eq!(normalise_host("192.0.2.1"), None);
+        assert_eq!(normalise_host("bad host.com"), None);
+    }
+
+    #[test]
+    fn registrable_domain_follows_the_public_suffix_list() {
+        assert_eq!(
+            registrable_domain("Sales.EU.Acme.co.uk.").as_deref(),
+            Some("acme.co.uk")
+        );
+        assert_eq!(
+            registrable_domain("acme.co.uk").as_deref(),
+            Some("acme.co.uk")
+        );
+        assert_eq!(
+            registrable_domain("eu.acme.com").as_deref(),
+            Some("acme.com")
+        );
+        assert_eq!(
+            registrable_domain("foo.github.io").as_deref(),
+            Some("foo.github.io")
+        );
+        assert_eq!(
+            registrable_domain("www.Bücher.de").as_deref(),
+            Some("xn--bcher-kva.de")
+        );
+        assert_eq!(
+            registrable_domain("shop.пример.рф").as_deref(),
+            Some("xn--e1afmkfd.xn--p1ai")
+        );
+        assert_eq!(registrable_domain("co.uk"), None);
+        assert_eq!(registrable_domain(""), None);
+        assert_eq!(registrable_domain("   "), None);
+        assert_eq!(registrable_domain("[192.0.2.1]"), None);
+    }
+
+    #[test]
+    fn email_host_uses_a_real_parser() {
+        assert_eq!(
+            email_host(" Jane.Doe@Sales.EU.Acme.co.uk ").as_deref(),
+            Some("sales.eu.acme.co.uk")
+        );
+        assert_eq!(
+            email_host("\"at@sign\"@acme.com").as_deref(),
+            Some("acme.com")
+        );
+        assert_eq!(email_host("not-an-email"), None);
+        assert_eq!(email_host("two@@signs.com"), None);
+        assert_eq!(email_host("jane@[192.0.2.1]"), None);
+        assert_eq!(email_host(""), None);
+    }
+}

@@ -2,7 +2,9 @@
 //!
 //! A refusal names the field; nothing is stored for a refused event.
 
+use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use email_address::EmailAddress;
 use serde::Serialize;
@@ -109,10 +111,7 @@ pub fn check(event: &CaptureEvent, gates: &ValidationConfig) -> Result<Vec<Flag>
         "e-mail domain is reserved for documentation or testing",
         &mut flags,
     )?;
-    let disposable = gates
-        .disposable_domain_list
-        .iter()
-        .any(|d| domain == *d || domain.ends_with(&format!(".{d}")));
+    let disposable = is_disposable(&domain, &gates.disposable_domain_list);
     apply(
         gates.disposable_domains,
         disposable,
@@ -121,6 +120,27 @@ pub fn check(event: &CaptureEvent, gates: &ValidationConfig) -> Result<Vec<Flag>
         &mut flags,
     )?;
     Ok(flags)
+}
+
+/// The maintained list of disposable-mailbox domains (the `mailchecker` crate, thousands of
+/// providers), hashed once: the crate's own check scans the whole list for every address.
+static DISPOSABLE_DOMAINS: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| mailchecker::blacklist().into_iter().collect());
+
+/// Whether `domain` or a parent of it is a disposable-mailbox provider, on the maintained list
+/// or on the configuration's own `disposable_domain_list`.
+fn is_disposable(domain: &str, configured: &[String]) -> bool {
+    let mut candidate = domain;
+    loop {
+        if DISPOSABLE_DOMAINS.contains(candidate) || configured.iter().any(|d| d == candidate) {
+            return true;
+        }
+        match candidate.split_once('.') {
+            // Stop before a bare top-level domain.
+            Some((_, parent)) if parent.contains('.') => candidate = parent,
+            _ => return false,
+        }
+    }
 }
 
 fn apply(
@@ -226,8 +246,40 @@ mod tests {
         gates.reserved_domains = GatePolicy::Refuse;
         assert!(check(&with_email("someone@shop.test"), &gates).is_err());
         gates.junk_addresses = GatePolicy::Flag;
+        // test.com also hosts throwaway mailboxes: flagged twice once both gates flag.
+        gates.disposable_domains = GatePolicy::Flag;
         let flags = check(&with_email("test@test.com"), &gates).expect("flagged");
-        assert_eq!(flags[0].code, "junk_address");
+        let codes: Vec<&str> = flags.iter().map(|f| f.code.as_str()).collect();
+        assert_eq!(codes, ["junk_address", "disposable_domain"]);
+    }
+
+    #[test]
+    fn disposable_mailboxes_come_from_the_maintained_list_and_the_config() {
+        let mut gates = ValidationConfig::default();
+        // On the maintained list only, and a subdomain of a listed provider.
+        for address in [
+            "x@guerrillamailblock.com",
+            "x@inbox.33mail.com",
+            "x@YOPMAIL.com",
+        ] {
+            let refusal = check(&with_email(address), &gates).expect_err(address);
+            assert!(refusal.error.contains("disposable"), "{address}: {refusal}");
+        }
+        // Real companies and free-mail providers are not disposable.
+        for address in [
+            "jane@globex-logistics.com",
+            "sam@gmail.com",
+            "tom@sales.initech.co.uk",
+        ] {
+            assert_eq!(
+                check(&with_email(address), &gates),
+                Ok(Vec::new()),
+                "{address}"
+            );
+        }
+        // A team adds a provider the list does not know yet.
+        gates.disposable_domain_list = vec!["throwaway.example.org".into()];
+        assert!(check(&with_email("a@b.throwaway.example.org"), &gates).is_err());
     }
 
     #[test]

@@ -175,6 +175,7 @@ pub struct ValidationConfig {
     pub disposable_domains: GatePolicy,
     /// Obvious junk such as test@test.com.
     pub junk_addresses: GatePolicy,
+    /// Disposable-mailbox domains beyond the maintained list that is always checked.
     pub disposable_domain_list: Vec<String>,
     pub junk_address_list: Vec<String>,
 }
@@ -185,16 +186,7 @@ impl Default for ValidationConfig {
             reserved_domains: GatePolicy::Flag,
             disposable_domains: GatePolicy::Refuse,
             junk_addresses: GatePolicy::Refuse,
-            disposable_domain_list: [
-                "mailinator.com",
-                "guerrillamail.com",
-                "10minutemail.com",
-                "yopmail.com",
-                "trashmail.com",
-                "tempmail.com",
-            ]
-            .map(String::from)
-            .to_vec(),
+            disposable_domain_list: Vec::new(),
             junk_address_list: ["test@test.com", "asdf@asdf.com", "foo@bar.com"]
                 .map(String::from)
                 .to_vec(),

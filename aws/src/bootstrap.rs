@@ -107,9 +107,19 @@ pub async fn load_config(
         .parameter()
         .and_then(|p| p.value())
         .with_context(|| format!("parameter {parameter} has no value"))?;
-    Ok(Config::parse(text, &format!("ssm:{parameter}"), &|name| {
+    let config = Config::parse(text, &format!("ssm:{parameter}"), &|name| {
         secrets.get(name).cloned()
-    })?)
+    })?;
+    // A file beside the configuration does not exist in a Lambda container; refuse rather than
+    // enrich silently without the table.
+    if let Some(file) = &config.enrichment.companies_csv {
+        anyhow::bail!(
+            "parameter {parameter}: enrichment.companies_csv ({file}) is read from a file, which \
+             the Lambda deployment does not have; list the companies inline as \
+             [[enrichment.companies]] instead"
+        );
+    }
+    Ok(config)
 }
 
 /// The pipeline over DynamoDB and SQS, as every function builds it once per container.

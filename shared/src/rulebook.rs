@@ -21,9 +21,8 @@ impl Rulebook {
     pub fn new(config: &Config) -> Self {
         let companies = config
             .enrichment
-            .companies
-            .iter()
-            .map(|c| (table_key(&c.get_ref().domain), c.get_ref().clone()))
+            .all_companies()
+            .map(|c| (table_key(&c.domain), c.clone()))
             .collect();
         let free_mail = config
             .enrichment

@@ -199,6 +199,22 @@ impl Default for ValidationConfig {
 pub struct EnrichmentConfig {
     pub free_mail_domains: Vec<String>,
     pub companies: Vec<Spanned<CompanyRecord>>,
+    /// The CRM export RevOps keeps (`domain,company,employees,industry,country,account_owner`),
+    /// relative to the configuration file; read by [`Config::load`].
+    pub companies_csv: Option<String>,
+    /// The rows of `companies_csv`, validated.
+    #[serde(skip)]
+    pub imported: Vec<CompanyRecord>,
+}
+
+impl EnrichmentConfig {
+    /// Every known company: the inline table, then the imported CSV.
+    pub fn all_companies(&self) -> impl Iterator<Item = &CompanyRecord> {
+        self.companies
+            .iter()
+            .map(|c| c.get_ref())
+            .chain(self.imported.iter())
+    }
 }
 
 impl Default for EnrichmentConfig {
@@ -225,6 +241,8 @@ impl Default for EnrichmentConfig {
             .map(String::from)
             .to_vec(),
             companies: Vec::new(),
+            companies_csv: None,
+            imported: Vec::new(),
         }
     }
 }
@@ -364,9 +382,105 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Config::parse(&text, &path.display().to_string(), &|name| {
+        let mut config = Config::parse(&text, &path.display().to_string(), &|name| {
             std::env::var(name).ok()
-        })
+        })?;
+        if let Some(file) = config.enrichment.companies_csv.clone() {
+            let csv_path = path.parent().unwrap_or(Path::new(".")).join(file);
+            let text = std::fs::read_to_string(&csv_path).map_err(|source| ConfigError::Read {
+                path: csv_path.display().to_string(),
+                source,
+            })?;
+            config.enrichment.imported =
+                config.import_companies(&text, &csv_path.display().to_string())?;
+        }
+        Ok(config)
+    }
+
+    /// Reads the firmographics CSV (a header row, then one company per row; empty cells are
+    /// unknown). Every error names the file, the line and the column.
+    pub fn import_companies(
+        &self,
+        text: &str,
+        path: &str,
+    ) -> Result<Vec<CompanyRecord>, ConfigError> {
+        #[derive(Deserialize)]
+        struct Row {
+            domain: String,
+            company: String,
+            employees: Option<u32>,
+            industry: Option<String>,
+            country: Option<String>,
+            account_owner: Option<String>,
+        }
+        let invalid = |line: u64, key: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            line: usize::try_from(line).unwrap_or(usize::MAX),
+            key: key.to_owned(),
+            message,
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(text.as_bytes());
+        let headers = reader
+            .headers()
+            .map_err(|error| invalid(1, "header", error.to_string()))?
+            .clone();
+        let mut records = Vec::new();
+        for record in reader.records() {
+            let record = record.map_err(|error| {
+                let line = error.position().map(|p| p.line()).unwrap_or(1);
+                invalid(line, "companies_csv", error.to_string())
+            })?;
+            let line = record.position().map(|p| p.line()).unwrap_or(1);
+            let row: Row = record.deserialize(Some(&headers)).map_err(|error| {
+                match error.kind() {
+                    // Named by its column header, as RevOps sees it in their spreadsheet.
+                    csv::ErrorKind::Deserialize { err, .. } => {
+                        let column = err
+                            .field()
+                            .and_then(|i| headers.get(usize::try_from(i).ok()?))
+                            .unwrap_or("companies_csv");
+                        invalid(line, column, err.kind().to_string())
+                    }
+                    _ => invalid(line, "companies_csv", error.to_string()),
+                }
+            })?;
+            if row.domain.is_empty() || !row.domain.contains('.') {
+                return Err(invalid(
+                    line,
+                    "domain",
+                    format!("{:?} is not a domain", row.domain),
+                ));
+            }
+            if let Some(country) = row.country.as_deref().filter(|c| !team::is_country_code(c)) {
+                return Err(invalid(
+                    line,
+                    "country",
+                    format!("{country:?} is not an ISO 3166-1 alpha-2 country code"),
+                ));
+            }
+            if let Some(owner) = row
+                .account_owner
+                .as_deref()
+                .filter(|o| self.rep(o).is_none())
+            {
+                return Err(invalid(
+                    line,
+                    "account_owner",
+                    format!("unknown rep {owner:?}"),
+                ));
+            }
+            records.push(CompanyRecord {
+                domain: row.domain,
+                name: row.company,
+                employees: row.employees,
+                industry: row.industry,
+                country: row.country,
+                account_owner: row.account_owner,
+            });
+        }
+        Ok(records)
     }
 
     /// Parses and validates configuration text; `env` resolves `secrets_env` names.
@@ -724,6 +838,92 @@ fallback_queue = "inbox"
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, "leadrelay.toml", &no_env)
+    }
+
+    #[test]
+    fn the_firmographics_csv_is_imported_and_each_bad_cell_names_its_line() {
+        let config = parse(MINIMAL).expect("valid");
+        let csv = "domain,company,employees,industry,country,account_owner\n\
+                   acme.co.uk, Acme UK ,250,Manufacturing,gb,alice\n\
+                   \n\
+                   \"initech.com\",\"Initech, Inc.\",,,,\n";
+        let rows = config
+            .import_companies(csv, "companies.csv")
+            .expect("valid");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].name, "Acme UK");
+        assert_eq!(rows[0].employees, Some(250));
+        assert_eq!(rows[0].account_owner.as_deref(), Some("alice"));
+        assert_eq!(rows[1].name, "Initech, Inc.");
+        assert_eq!(
+            (rows[1].employees, rows[1].country.as_deref()),
+            (None, None)
+        );
+
+        let header = "domain,company,employees,industry,country,account_owner\n";
+        let refused = |body: &str| {
+            config
+                .import_companies(&format!("{header}ok.com,Ok,,,,\n{body}"), "companies.csv")
+                .expect_err("refused")
+                .to_string()
+        };
+        assert_eq!(
+            refused("bad.com,Bad,lots,,,\n"),
+            "companies.csv:3: employees: invalid digit found in string"
+        );
+        assert_eq!(
+            refused("uk.com,UK Ltd,,,UK,\n"),
+            "companies.csv:3: country: \"UK\" is not an ISO 3166-1 alpha-2 country code"
+        );
+        assert_eq!(
+            refused("bob.com,Bob,,,,bob\n"),
+            "companies.csv:3: account_owner: unknown rep \"bob\""
+        );
+        assert!(refused("nodomain,X,,,,\n").contains("companies.csv:3: domain"));
+    }
+
+    #[test]
+    fn the_example_csv_imports_against_the_shipped_team() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let config = Config::load(&root.join("leadrelay.toml")).expect("shipped config");
+        let text = std::fs::read_to_string(root.join("companies.example.csv")).expect("csv");
+        let rows = config
+            .import_companies(&text, "companies.example.csv")
+            .expect("valid example");
+        assert!(rows
+            .iter()
+            .any(|r| r.account_owner.as_deref() == Some("erin")));
+    }
+
+    #[test]
+    fn load_reads_the_csv_beside_the_config_and_enrichment_uses_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let toml = MINIMAL.replace(
+            "[routing]",
+            "[enrichment]\ncompanies_csv = \"crm/companies.csv\"\n\n[routing]",
+        );
+        std::fs::write(dir.path().join("leadrelay.toml"), toml).expect("write");
+        std::fs::create_dir(dir.path().join("crm")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("crm/companies.csv"),
+            "domain,company,employees,industry,country,account_owner\nacme.co.uk,Acme UK,250,,GB,alice\n",
+        )
+        .expect("write");
+        let config = Config::load(&dir.path().join("leadrelay.toml")).expect("loads");
+        let rulebook = crate::rulebook::Rulebook::new(&config);
+        let lead: crate::model::Lead = serde_json::from_value(serde_json::json!({
+            "id": "l", "source": "website", "event_id": "e", "trace_id": "t", "state": "captured",
+            "capture": {"event": "lead_capture", "captured_email": "jo@sales.acme.co.uk"},
+            "incomplete": false, "flags": [], "timeline": {}
+        }))
+        .expect("lead");
+        let enrichment = rulebook.enrich(&lead);
+        assert_eq!(enrichment.company.as_deref(), Some("Acme UK"));
+        assert_eq!(enrichment.account_owner.as_deref(), Some("alice"));
+
+        std::fs::remove_file(dir.path().join("crm/companies.csv")).expect("rm");
+        let error = Config::load(&dir.path().join("leadrelay.toml")).expect_err("missing csv");
+        assert!(error.to_string().contains("companies.csv"), "{error}");
     }
 
     #[test]

@@ -642,7 +642,7 @@ struct Known<'a> {
 }
 
 /// An assigned ISO 3166-1 alpha-2 code, in either case: "gb" passes, "UK" and "XX" do not.
-fn is_country_code(code: &str) -> bool {
+pub(crate) fn is_country_code(code: &str) -> bool {
     isocountry::CountryCode::for_alpha2_caseless(code).is_ok()
 }
 

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use crate::cleaning::{self, Phone};
 use crate::config::{CompanyRecord, Config, TierConfig};
 use crate::model::{Enrichment, EventKind, Lead, Qualification, ScoreItem};
+use crate::routing::topics::{prospect_texts, TopicMatcher};
 
 /// The configuration, indexed for the hot path.
 pub struct Rulebook {
@@ -15,6 +16,8 @@ pub struct Rulebook {
     hand_raiser_pages: Vec<glob::Pattern>,
     event_tiers: HashMap<EventKind, u8>,
     tiers: Vec<TierConfig>,
+    topics: TopicMatcher,
+    topic_points: i32,
 }
 
 impl Rulebook {
@@ -48,6 +51,8 @@ impl Rulebook {
                 .into_iter()
                 .collect(),
             tiers: config.qualification.tiers.clone(),
+            topics: TopicMatcher::new(&config.topics),
+            topic_points: config.qualification.topic_points,
         }
     }
 
@@ -177,6 +182,17 @@ impl Rulebook {
             add("free-mail address", -15);
             if enrichment.company.is_none() && event != EventKind::LeadCaptureFallback {
                 tier = tier.max(self.lowest_tier());
+            }
+        }
+        // Concepts the prospect raised (integration, scale, security, ...): each shows in the
+        // breakdown with the phrase that matched, so the rep sees why it scored.
+        if self.topic_points != 0 {
+            for (topic, phrase) in self.topics.detect(prospect_texts(lead)) {
+                let name = self.topics.name(topic);
+                add(
+                    &format!("asked about {name} (\"{phrase}\")"),
+                    self.topic_points,
+                );
             }
         }
         for flag in &lead.flags {

@@ -271,6 +271,8 @@ pub struct QualificationConfig {
     pub event_tiers: BTreeMap<EventKind, u8>,
     /// Pages (globs over `metadata.source_url`) that make a full capture a tier-1 hand-raiser.
     pub hand_raiser_pages: Vec<String>,
+    /// Points for each concept of `[topics]` found in what the prospect said, once per concept.
+    pub topic_points: i32,
 }
 
 impl Default for QualificationConfig {
@@ -299,6 +301,7 @@ impl Default for QualificationConfig {
                 (EventKind::LeadCapturePartial, 3),
             ]),
             hand_raiser_pages: vec!["/pricing*".into(), "/demo*".into(), "/trial*".into()],
+            topic_points: 10,
         }
     }
 }

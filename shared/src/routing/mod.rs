@@ -333,15 +333,7 @@ impl Router {
     }
 
     fn detect(&self, lead: &Lead) -> Vec<(usize, String)> {
-        let capture = &lead.capture;
-        let texts = capture.trigger_query.iter().map(String::as_str).chain(
-            capture
-                .transcript
-                .iter()
-                .filter(|t| t.role != "bot" && t.role != "assistant")
-                .map(|t| t.text.as_str()),
-        );
-        self.topics.detect(texts)
+        self.topics.detect(topics::prospect_texts(lead))
     }
 
     fn facts(&self, lead: &Lead) -> Facts {

@@ -746,6 +746,38 @@ fn the_matched_rule_keeps_its_reason_past_the_stored_trials() {
 }
 
 #[test]
+fn the_seed_question_scores_its_concepts_once_each_and_is_tier_one() {
+    let rulebook = crate::rulebook::Rulebook::new(&config(TEAM));
+    let spec = LeadSpec {
+        page: Some("/pricing/enterprise"),
+        question: Some("Does your API support batch processing for over 1 million records? The API docs say batch."),
+        ..LeadSpec::default()
+    };
+    let q = rulebook.qualify(&spec.lead());
+    assert_eq!(q.tier, 1);
+    let concepts: Vec<&str> = q
+        .breakdown
+        .iter()
+        .filter(|item| item.signal.starts_with("asked about"))
+        .map(|item| item.signal.as_str())
+        .collect();
+    assert_eq!(concepts.len(), 2, "{concepts:?}");
+    assert!(
+        concepts.iter().any(|c| c.starts_with("asked about api")),
+        "{concepts:?}"
+    );
+    assert!(
+        concepts.iter().any(|c| c.starts_with("asked about scale")),
+        "{concepts:?}"
+    );
+    assert!(q
+        .breakdown
+        .iter()
+        .filter(|i| i.signal.starts_with("asked about"))
+        .all(|i| i.points == 10));
+}
+
+#[test]
 fn a_hand_raiser_glob_matches_the_path_of_a_full_url() {
     let rulebook = crate::rulebook::Rulebook::new(&config(TEAM));
     let on_pricing = LeadSpec {

@@ -183,6 +183,19 @@ impl TopicMatcher {
     }
 }
 
+/// What the prospect said: the trigger question and their own turns of the transcript (the
+/// bot's turns would make every lead sound like the product page).
+pub fn prospect_texts(lead: &Lead) -> impl Iterator<Item = &str> {
+    let capture = &lead.capture;
+    capture.trigger_query.iter().map(String::as_str).chain(
+        capture
+            .transcript
+            .iter()
+            .filter(|t| t.role != "bot" && t.role != "assistant")
+            .map(|t| t.text.as_str()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,17 +230,4 @@ mod tests {
         );
         assert_eq!(detected("What are your SLAs?"), ["sla"]);
     }
-}
-
-/// What the prospect said: the trigger question and their own turns of the transcript (the
-/// bot's turns would make every lead sound like the product page).
-pub fn prospect_texts(lead: &Lead) -> impl Iterator<Item = &str> {
-    let capture = &lead.capture;
-    capture.trigger_query.iter().map(String::as_str).chain(
-        capture
-            .transcript
-            .iter()
-            .filter(|t| t.role != "bot" && t.role != "assistant")
-            .map(|t| t.text.as_str()),
-    )
 }

@@ -18,6 +18,9 @@ pub struct Rulebook {
     tiers: Vec<TierConfig>,
     topics: TopicMatcher,
     topic_points: i32,
+    /// Title words per seniority level (topic index = level index) and the level's points.
+    seniority: TopicMatcher,
+    seniority_levels: Vec<(String, i32)>,
 }
 
 impl Rulebook {
@@ -53,6 +56,22 @@ impl Rulebook {
             tiers: config.qualification.tiers.clone(),
             topics: TopicMatcher::new(&config.topics),
             topic_points: config.qualification.topic_points,
+            seniority: TopicMatcher::new(
+                &config
+                    .qualification
+                    .seniority
+                    .iter()
+                    .enumerate()
+                    // Keys sort as the levels are listed, so index i is level i.
+                    .map(|(i, l)| (format!("{i:04}"), l.titles.clone()))
+                    .collect(),
+            ),
+            seniority_levels: config
+                .qualification
+                .seniority
+                .iter()
+                .map(|l| (l.level.clone(), l.points))
+                .collect(),
         }
     }
 
@@ -177,6 +196,13 @@ impl Rulebook {
         }
         if enrichment.account_owner.is_some() {
             add("named account", 15);
+        }
+        // The first listed level whose title words appear in the job title.
+        let title = lead.capture.job_title.as_deref().unwrap_or("");
+        if let Some((index, phrase)) = self.seniority.detect([title]).into_iter().next() {
+            if let Some((level, points)) = self.seniority_levels.get(index) {
+                add(&format!("{level} title (\"{phrase}\")"), *points);
+            }
         }
         if enrichment.free_mail {
             add("free-mail address", -15);

@@ -273,6 +273,61 @@ pub struct QualificationConfig {
     pub hand_raiser_pages: Vec<String>,
     /// Points for each concept of `[topics]` found in what the prospect said, once per concept.
     pub topic_points: i32,
+    /// Seniority read from the job title, the first level (in this order) whose titles match.
+    pub seniority: Vec<SeniorityLevel>,
+}
+
+/// One seniority level: its points and the title words that place someone there (matched on
+/// word boundaries, case- and plural-insensitive: "VP" matches "VP of Sales", not "MVP").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeniorityLevel {
+    pub level: String,
+    pub points: i32,
+    pub titles: Vec<String>,
+}
+
+fn default_seniority() -> Vec<SeniorityLevel> {
+    let level = |level: &str, points: i32, titles: &[&str]| SeniorityLevel {
+        level: level.to_owned(),
+        points,
+        titles: titles.iter().map(|t| (*t).to_owned()).collect(),
+    };
+    vec![
+        // Juniors first, so that "Intern in the CEO's office" is an intern.
+        level(
+            "junior",
+            -10,
+            &["intern", "student", "trainee", "apprentice"],
+        ),
+        level(
+            "executive",
+            15,
+            &[
+                "ceo",
+                "cto",
+                "cfo",
+                "coo",
+                "cio",
+                "ciso",
+                "cmo",
+                "cro",
+                "chief",
+                "founder",
+                "co-founder",
+                "owner",
+                "president",
+                "vp",
+                "vice president",
+                "svp",
+                "evp",
+                "head of",
+                "director",
+                "partner",
+            ],
+        ),
+        level("manager", 8, &["manager", "lead", "principal"]),
+    ]
 }
 
 impl Default for QualificationConfig {
@@ -302,6 +357,7 @@ impl Default for QualificationConfig {
             ]),
             hand_raiser_pages: vec!["/pricing*".into(), "/demo*".into(), "/trial*".into()],
             topic_points: 10,
+            seniority: default_seniority(),
         }
     }
 }

@@ -778,6 +778,42 @@ fn the_seed_question_scores_its_concepts_once_each_and_is_tier_one() {
 }
 
 #[test]
+fn seniority_comes_from_the_job_title_first_listed_level_first() {
+    let rulebook = crate::rulebook::Rulebook::new(&config(TEAM));
+    let seniority = |title: Option<&str>| -> Option<(String, i32)> {
+        let mut lead = LeadSpec::default().lead();
+        lead.capture.job_title = title.map(str::to_owned);
+        rulebook
+            .qualify(&lead)
+            .breakdown
+            .into_iter()
+            .find(|item| item.signal.contains(" title ("))
+            .map(|item| (item.signal, item.points))
+    };
+    assert_eq!(
+        seniority(Some("VP of Engineering")),
+        Some(("executive title (\"vp\")".to_owned(), 15))
+    );
+    assert_eq!(
+        seniority(Some("Head of Data Platforms")),
+        Some(("executive title (\"head of\")".to_owned(), 15))
+    );
+    assert_eq!(
+        seniority(Some("Engineering Manager")),
+        Some(("manager title (\"manager\")".to_owned(), 8))
+    );
+    // Juniors are listed first: an intern in the CEO's office is an intern.
+    assert_eq!(
+        seniority(Some("Intern, Office of the CEO")),
+        Some(("junior title (\"intern\")".to_owned(), -10))
+    );
+    // Word boundaries: "MVP" is not "VP"; no title, no signal.
+    assert_eq!(seniority(Some("MVP Developer")), None);
+    assert_eq!(seniority(Some("Senior Software Engineer")), None);
+    assert_eq!(seniority(None), None);
+}
+
+#[test]
 fn a_hand_raiser_glob_matches_the_path_of_a_full_url() {
     let rulebook = crate::rulebook::Rulebook::new(&config(TEAM));
     let on_pricing = LeadSpec {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use jiff::{SignedDuration, Timestamp};
 use leadrelay_shared::config::Config;
-use leadrelay_shared::model::{Assignment, Lead, LeadState, Owner, Timeline};
+use leadrelay_shared::model::{Assignment, Lead, LeadState, Owner};
 use leadrelay_shared::ports::LeadStore;
 use leadrelay_shared::routing::explain::explain_text;
 use leadrelay_shared::routing::replay::{self, Replay, Rules};
@@ -40,25 +40,16 @@ pub fn lead_from_capture(
     let capture = validate::parse_capture(body).map_err(|e| anyhow::anyhow!("{e}"))?;
     let flags = validate::check(&capture, &config.validation)
         .map_err(|e| anyhow::anyhow!("ingest would refuse this lead: {e}"))?;
-    let mut lead = Lead {
-        id: "what-if".into(),
-        source: source.id.clone(),
-        event_id: "what-if".into(),
-        trace_id: "what-if".into(),
-        state: LeadState::Enriched,
-        incomplete: capture.event == Some(leadrelay_shared::model::EventKind::LeadCapturePartial),
+    let mut lead = Lead::captured(
+        "what-if".into(),
+        "what-if".into(),
+        source.id.clone(),
+        "what-if".into(),
         capture,
         flags,
-        enrichment: None,
-        qualification: None,
-        assignment: None,
-        timeline: Timeline {
-            captured_at: Some(at),
-            ..Timeline::default()
-        },
-        last_failure: None,
-        close_reason: None,
-    };
+        at,
+    );
+    lead.state = LeadState::Enriched;
     lead.enrichment = Some(rulebook.enrich(&lead));
     lead.qualification = Some(rulebook.qualify(&lead));
     Ok(lead)

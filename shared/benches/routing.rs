@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use jiff::Timestamp;
 use leadrelay_shared::config::Config;
-use leadrelay_shared::model::{
-    Enrichment, EventKind, Lead, LeadState, Owner, Qualification, Timeline,
-};
+use leadrelay_shared::model::{Enrichment, EventKind, Lead, LeadState, Owner, Qualification};
 use leadrelay_shared::routing::ledger::PoolLedger;
 use leadrelay_shared::routing::{Decision, Router, Snapshot};
 use leadrelay_shared::rulebook::Rulebook;
@@ -92,25 +90,15 @@ fn sample_leads(config: &Config, now: Timestamp) -> Vec<(String, Lead)> {
             let capture = validate::parse_capture(&body).expect("the sample parses");
             let flags =
                 validate::check(&capture, &config.validation).expect("the sample passes the gates");
-            let mut lead = Lead {
-                id: format!("lead-bench-{i:02}"),
-                trace_id: format!("trace-bench-{i:02}"),
-                source: "website".to_owned(),
-                event_id: format!("msg_bench_{i:02}"),
-                state: LeadState::Captured,
-                incomplete: capture.event == Some(EventKind::LeadCapturePartial),
+            let mut lead = Lead::captured(
+                format!("lead-bench-{i:02}"),
+                format!("trace-bench-{i:02}"),
+                "website".to_owned(),
+                format!("msg_bench_{i:02}"),
                 capture,
                 flags,
-                enrichment: None,
-                qualification: None,
-                assignment: None,
-                timeline: Timeline {
-                    captured_at: Some(now),
-                    ..Timeline::default()
-                },
-                last_failure: None,
-                close_reason: None,
-            };
+                now,
+            );
             lead.enrichment = Some(rulebook.enrich(&lead));
             lead.qualification = Some(rulebook.qualify(&lead));
             lead.state = LeadState::Enriched;

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use criterion::{BatchSize, Criterion};
 use jiff::{SignedDuration, Timestamp};
 use leadrelay_shared::config::{Config, SourceConfig};
-use leadrelay_shared::model::{EventKind, Lead, LeadState, Timeline};
+use leadrelay_shared::model::{Lead, LeadState};
 use leadrelay_shared::render::{self, Alert};
 use leadrelay_shared::routing::{Router, Snapshot};
 use leadrelay_shared::rulebook::Rulebook;
@@ -114,25 +114,15 @@ impl Fixture {
         let capture = validate::parse_capture(&sample.body).expect("the sample parses");
         let flags = validate::check(&capture, &self.config.validation)
             .expect("the sample passes the gates");
-        Lead {
-            id: uuid::Uuid::now_v7().to_string(),
-            trace_id: uuid::Uuid::now_v7().simple().to_string(),
-            source: "website".to_owned(),
-            event_id: verified.event_id,
-            state: LeadState::Captured,
-            incomplete: capture.event == Some(EventKind::LeadCapturePartial),
+        Lead::captured(
+            uuid::Uuid::now_v7().to_string(),
+            uuid::Uuid::now_v7().simple().to_string(),
+            "website".to_owned(),
+            verified.event_id,
             capture,
             flags,
-            enrichment: None,
-            qualification: None,
-            assignment: None,
-            timeline: Timeline {
-                captured_at: Some(self.now),
-                ..Timeline::default()
-            },
-            last_failure: None,
-            close_reason: None,
-        }
+            self.now,
+        )
     }
 
     /// The enrich and route stages' decisions, applied to the lead as the stages apply them.

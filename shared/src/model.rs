@@ -374,6 +374,37 @@ pub struct Lead {
 }
 
 impl Lead {
+    /// A lead as ingest makes it from a verified, validated capture: nothing decided yet.
+    pub fn captured(
+        id: String,
+        trace_id: String,
+        source: String,
+        event_id: String,
+        capture: CaptureEvent,
+        flags: Vec<Flag>,
+        captured_at: Timestamp,
+    ) -> Lead {
+        Lead {
+            id,
+            trace_id,
+            source,
+            event_id,
+            state: LeadState::Captured,
+            incomplete: capture.event == Some(EventKind::LeadCapturePartial),
+            capture,
+            flags,
+            enrichment: None,
+            qualification: None,
+            assignment: None,
+            timeline: Timeline {
+                captured_at: Some(captured_at),
+                ..Timeline::default()
+            },
+            last_failure: None,
+            close_reason: None,
+        }
+    }
+
     /// The event kind; validation guarantees it is present on every stored lead.
     pub fn event(&self) -> EventKind {
         self.capture.event.unwrap_or(EventKind::LeadCapture)

@@ -13,9 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::model::{
-    Envelope, EnvelopeError, Lead, LeadState, Owner, Stage, StageFailure, Timeline,
-};
+use crate::model::{Envelope, EnvelopeError, Lead, LeadState, Owner, Stage, StageFailure};
 use crate::ports::{
     Clock, Created, DeliveryStart, Destination, Effects, LeadStore, Notifier, NotifyError, Queue,
     QueueError, Received, StoreError,
@@ -133,25 +131,15 @@ impl Pipeline {
         let flags = validate::check(&capture, &self.config.validation)?;
 
         let lead_id = uuid::Uuid::now_v7().to_string();
-        let lead = Lead {
-            trace_id: uuid::Uuid::now_v7().simple().to_string(),
-            source: source_id.to_owned(),
-            event_id: verified.event_id,
-            state: LeadState::Captured,
-            incomplete: capture.event == Some(crate::model::EventKind::LeadCapturePartial),
+        let lead = Lead::captured(
+            lead_id,
+            uuid::Uuid::now_v7().simple().to_string(),
+            source_id.to_owned(),
+            verified.event_id,
             capture,
             flags,
-            enrichment: None,
-            qualification: None,
-            assignment: None,
-            timeline: Timeline {
-                captured_at: Some(now),
-                ..Timeline::default()
-            },
-            last_failure: None,
-            close_reason: None,
-            id: lead_id,
-        };
+            now,
+        );
         match self.store.create_lead(&lead).await? {
             Created::New => {
                 self.queue

@@ -174,9 +174,34 @@ pub fn email_host(email: &str) -> Option<String> {
     normalise_host(parsed.domain())
 }
 
+/// A domain, then each parent down to a two-label name (never a bare top-level domain):
+/// `a.eu.acme.com` → `a.eu.acme.com`, `eu.acme.com`, `acme.com`. Lookups by domain try these in
+/// order, so an entry for a company also covers its subdomains.
+pub fn domain_and_parents(domain: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(Some(domain), |candidate| {
+        candidate
+            .split_once('.')
+            .map(|(_, parent)| parent)
+            .filter(|parent| parent.contains('.'))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_domain_comes_with_its_parents_but_never_a_bare_tld() {
+        fn all(d: &str) -> Vec<&str> {
+            domain_and_parents(d).collect()
+        }
+        assert_eq!(
+            all("a.eu.acme.com"),
+            ["a.eu.acme.com", "eu.acme.com", "acme.com"]
+        );
+        assert_eq!(all("acme.com"), ["acme.com"]);
+        assert_eq!(all("localhost"), ["localhost"]);
+    }
 
     #[test]
     fn names_are_trimmed_collapsed_and_title_cased_when_in_one_case() {

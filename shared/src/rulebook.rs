@@ -142,20 +142,16 @@ impl Rulebook {
     /// Looks up a host, then its parents down to its registrable domain, so that
     /// `sales.eu.acme.co.uk` finds `eu.acme.co.uk` or else `acme.co.uk`, and never `co.uk`.
     fn company_for(&self, host: &str, registrable: &str) -> Option<&CompanyRecord> {
-        let mut candidate = host;
-        loop {
+        for candidate in crate::cleaning::domain_and_parents(host) {
             if let Some(record) = self.companies.get(candidate) {
                 return Some(record);
             }
+            // Never above the registrable domain: `co.uk` is nobody's company.
             if candidate == registrable {
                 return None;
             }
-            let (_, parent) = candidate.split_once('.')?;
-            if !parent.contains('.') {
-                return None;
-            }
-            candidate = parent;
         }
+        None
     }
 
     /// Tier, score with its breakdown, and the SLA that follows from the tier.

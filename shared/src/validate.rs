@@ -130,17 +130,9 @@ static DISPOSABLE_DOMAINS: LazyLock<HashSet<&'static str>> =
 /// Whether `domain` or a parent of it is a disposable-mailbox provider, on the maintained list
 /// or on the configuration's own `disposable_domain_list`.
 fn is_disposable(domain: &str, configured: &[String]) -> bool {
-    let mut candidate = domain;
-    loop {
-        if DISPOSABLE_DOMAINS.contains(candidate) || configured.iter().any(|d| d == candidate) {
-            return true;
-        }
-        match candidate.split_once('.') {
-            // Stop before a bare top-level domain.
-            Some((_, parent)) if parent.contains('.') => candidate = parent,
-            _ => return false,
-        }
-    }
+    crate::cleaning::domain_and_parents(domain).any(|candidate| {
+        DISPOSABLE_DOMAINS.contains(candidate) || configured.iter().any(|d| d == candidate)
+    })
 }
 
 fn apply(

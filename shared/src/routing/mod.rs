@@ -366,17 +366,9 @@ impl Router {
 
     /// The ABM owner of a domain or of one of its parents (`eu.acme.com` → `acme.com`).
     fn named_owner(&self, domain: &str) -> Option<&str> {
-        let mut candidate = domain;
-        loop {
-            if let Some(owner) = self.named_accounts.get(candidate) {
-                return Some(owner);
-            }
-            let (_, parent) = candidate.split_once('.')?;
-            if !parent.contains('.') {
-                return None;
-            }
-            candidate = parent;
-        }
+        crate::cleaning::domain_and_parents(domain)
+            .find_map(|candidate| self.named_accounts.get(candidate))
+            .map(String::as_str)
     }
 
     /// Tries the rules in order and applies the target team's after-hours policy.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use aws_config::SdkConfig;
 use leadrelay_shared::config::Config;
+use leadrelay_shared::enrichment;
 use leadrelay_shared::model::Stage;
 use leadrelay_shared::notifiers::Channels;
 use leadrelay_shared::ports::SystemClock;
@@ -141,13 +142,18 @@ pub async fn pipeline(sdk: &SdkConfig, deployment: &Deployment) -> anyhow::Resul
         // On Lambda the "terminal" is the function's log stream.
         Box::new(std::io::stdout()),
     )?;
-    Ok(Arc::new(Pipeline::new(
-        Arc::new(config),
-        Arc::new(store),
-        Arc::new(queues),
-        Arc::new(channels),
-        Arc::new(SystemClock),
-    )))
+    let store = Arc::new(store);
+    let providers = enrichment::from_config(&config, store.clone())?;
+    Ok(Arc::new(
+        Pipeline::new(
+            Arc::new(config),
+            store,
+            Arc::new(queues),
+            Arc::new(channels),
+            Arc::new(SystemClock),
+        )
+        .with_providers(providers),
+    ))
 }
 
 /// The function's start-up: JSON logs, AWS configuration from the environment, the pipeline.

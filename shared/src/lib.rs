@@ -5,6 +5,7 @@
 
 pub mod cleaning;
 pub mod config;
+pub mod enrichment;
 pub mod http;
 pub mod model;
 pub mod notifiers;

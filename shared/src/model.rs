@@ -186,12 +186,114 @@ pub struct Enrichment {
     /// The rep who already owns this account, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_owner: Option<String>,
+    /// Where the visitor was when they chatted (IP geolocation), ISO 3166-1 alpha-2. It also
+    /// fills `country` when no provider knows the company's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visitor_country: Option<String>,
     pub free_mail: bool,
     /// Which provider answered (`domain_table`, ...), or why nothing did.
     pub sources: Vec<String>,
     /// Fields routing would have liked but nobody could fill.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<String>,
+    /// Whether every provider that was asked answered (leads enriched before providers existed
+    /// read as complete).
+    #[serde(default)]
+    pub status: EnrichmentStatus,
+    /// What each configured provider did for this lead, in the order they were tried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<ProviderReport>,
+}
+
+impl Enrichment {
+    /// Recomputes `missing`: the company fields routing would have liked but nobody filled.
+    pub fn note_missing(&mut self) {
+        self.missing.clear();
+        if self.domain.is_none() {
+            self.missing = vec!["company".into(), "country".into()];
+            return;
+        }
+        for (field, known) in [
+            ("company", self.company.is_some()),
+            ("employees", self.employees.is_some()),
+            ("country", self.country.is_some()),
+        ] {
+            if !known {
+                self.missing.push(field.into());
+            }
+        }
+    }
+}
+
+/// `complete`: every provider asked gave an answer (a "no match" is an answer). `partial`: at
+/// least one failed, timed out or was cut off, but something was learned. `failed`: providers
+/// failed and nothing was learned about the company.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnrichmentStatus {
+    #[default]
+    Complete,
+    Partial,
+    Failed,
+}
+
+impl EnrichmentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnrichmentStatus::Complete => "complete",
+            EnrichmentStatus::Partial => "partial",
+            EnrichmentStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One provider's part in a lead's enrichment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderReport {
+    pub provider: String,
+    pub outcome: ProviderOutcome,
+    /// What it filled, or why it failed or was skipped.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderOutcome {
+    /// It filled at least one field.
+    Answered,
+    /// It answered and knew nothing more.
+    NoMatch,
+    /// Nothing it could fill was missing, or it had nothing to look up.
+    Skipped,
+    /// It ran out of its time budget or the lead's.
+    TimedOut,
+    /// It failed (HTTP error, bad answer, ...).
+    Failed,
+    /// Its circuit breaker is open after repeated failures: not called.
+    CircuitOpen,
+}
+
+impl ProviderOutcome {
+    /// Whether the provider failed to give an answer it might have had.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            ProviderOutcome::TimedOut | ProviderOutcome::Failed | ProviderOutcome::CircuitOpen
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderOutcome::Answered => "answered",
+            ProviderOutcome::NoMatch => "no match",
+            ProviderOutcome::Skipped => "skipped",
+            ProviderOutcome::TimedOut => "timed out",
+            ProviderOutcome::Failed => "failed",
+            ProviderOutcome::CircuitOpen => "circuit open",
+        }
+    }
 }
 
 /// How hot the lead is and how fast a human must act.

@@ -14,7 +14,7 @@ use jiff::tz::Offset;
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 
-use crate::model::{Lead, Turn};
+use crate::model::{EnrichmentStatus, Lead, Turn};
 
 /// Turns of the transcript shown inline; the rest is behind the transcript link.
 const INLINE_TURNS: usize = 4;
@@ -266,6 +266,21 @@ fn facts<'a>(lead: &'a Lead, tier_label: &'a str) -> Facts<'a> {
     let mut missing = String::new();
     if let Some(e) = enrichment {
         push_joined(&mut missing, e.missing.iter().map(String::as_str));
+        // Say why, so the rep knows the gap is an outage and not an unknown company.
+        if e.status != EnrichmentStatus::Complete {
+            let failed = e.providers.iter().filter(|r| r.outcome.is_failure());
+            let _ = write!(missing, " (enrichment {}: ", e.status.as_str());
+            for (i, report) in failed.enumerate() {
+                let separator = if i == 0 { "" } else { ", " };
+                let _ = write!(
+                    missing,
+                    "{separator}{} {}",
+                    report.provider,
+                    report.outcome.as_str()
+                );
+            }
+            missing.push(')');
+        }
     }
 
     Facts {

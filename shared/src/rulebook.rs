@@ -123,19 +123,7 @@ impl Rulebook {
             Some(Phone::Unparsed(_)) => enrichment.sources.push("phone: kept as typed".into()),
             None => {}
         }
-        if enrichment.domain.is_none() {
-            enrichment.missing = vec!["company".into(), "country".into()];
-            return enrichment;
-        }
-        for (field, known) in [
-            ("company", enrichment.company.is_some()),
-            ("employees", enrichment.employees.is_some()),
-            ("country", enrichment.country.is_some()),
-        ] {
-            if !known {
-                enrichment.missing.push(field.into());
-            }
-        }
+        enrichment.note_missing();
         enrichment
     }
 

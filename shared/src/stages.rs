@@ -13,7 +13,10 @@ use secrecy::{ExposeSecret, SecretString};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::model::{Envelope, EnvelopeError, Lead, LeadState, Owner, Stage, StageFailure};
+use crate::enrichment::Providers;
+use crate::model::{
+    Enrichment, Envelope, EnvelopeError, Lead, LeadState, Owner, Stage, StageFailure,
+};
 use crate::ports::{
     Clock, Created, DeliveryStart, Destination, Effects, LeadStore, Notifier, NotifyError, Queue,
     QueueError, Received, StoreError,
@@ -34,6 +37,8 @@ pub struct Pipeline {
     pub queue: Arc<dyn Queue>,
     pub notifier: Arc<dyn Notifier>,
     pub clock: Arc<dyn Clock>,
+    /// Enrichment providers that do I/O, tried after the local table; none by default.
+    pub providers: Providers,
 }
 
 /// Why ingest refused a webhook. Each variant maps to one HTTP status.
@@ -109,7 +114,14 @@ impl Pipeline {
             queue,
             notifier,
             clock,
+            providers: Providers::default(),
         }
+    }
+
+    /// The same pipeline with enrichment providers (see [`crate::enrichment`]).
+    pub fn with_providers(mut self, providers: Providers) -> Self {
+        self.providers = providers;
+        self
     }
 
     /// `POST /webhooks/{source}`: verify, parse, validate, dedupe, store, enqueue.
@@ -272,7 +284,18 @@ impl Pipeline {
                 skipped_as_done: true,
             });
         }
-        let enrichment = self.rulebook.enrich(&lead);
+        let local = self.rulebook.enrich(&lead);
+        let enrichment = if self.providers.is_empty() {
+            local
+        } else {
+            let budget = self.enrichment_budget(&lead, &local);
+            let (enrichment, transcript) = self.providers.enrich(&lead, local, budget).await;
+            // A transcript fetched from its URL is kept as if the chatbot had sent it inline.
+            if lead.capture.transcript.is_empty() {
+                lead.capture.transcript = transcript;
+            }
+            enrichment
+        };
         lead.enrichment = Some(enrichment);
         lead.state = LeadState::Enriched;
         lead.timeline.enriched_at = Some(self.clock.now());
@@ -288,6 +311,18 @@ impl Pipeline {
         Ok(Outcome {
             skipped_as_done: !applied,
         })
+    }
+
+    /// How long providers may take for this lead: its tier's budget, the tier read from what
+    /// the local step found (the final tier is decided at routing, with everything known).
+    fn enrichment_budget(&self, lead: &Lead, local: &Enrichment) -> Duration {
+        let mut provisional = lead.clone();
+        provisional.enrichment = Some(local.clone());
+        let tier = self.rulebook.qualify(&provisional).tier;
+        self.config
+            .tier(tier)
+            .map(|t| t.enrichment_budget())
+            .unwrap_or(Duration::from_secs(1))
     }
 
     async fn route(&self, mut lead: Lead) -> Result<Outcome, StageError> {

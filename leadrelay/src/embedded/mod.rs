@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use leadrelay_shared::config::Config;
+use leadrelay_shared::enrichment;
 use leadrelay_shared::http::{router, Api};
 use leadrelay_shared::model::Stage;
 use leadrelay_shared::notifiers::Channels;
@@ -51,13 +52,17 @@ impl Embedded {
             terminal,
         )
         .context("building the HTTP client")?;
-        let pipeline = Arc::new(Pipeline::new(
-            Arc::new(config),
-            Arc::new(db.clone()),
-            Arc::new(db.clone()),
-            Arc::new(channels),
-            Arc::new(SystemClock),
-        ));
+        let providers = enrichment::from_config(&config, Arc::new(db.clone()))?;
+        let pipeline = Arc::new(
+            Pipeline::new(
+                Arc::new(config),
+                Arc::new(db.clone()),
+                Arc::new(db.clone()),
+                Arc::new(channels),
+                Arc::new(SystemClock),
+            )
+            .with_providers(providers),
+        );
         Ok(Embedded { db, pipeline })
     }
 

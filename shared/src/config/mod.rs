@@ -205,9 +205,19 @@ pub struct EnrichmentConfig {
     /// The rows of `companies_csv`, validated.
     #[serde(skip)]
     pub imported: Vec<CompanyRecord>,
+    /// The providers that do I/O, in the order they are tried after the local table (see
+    /// [`crate::enrichment`]). Each name must be configured below.
+    pub providers: Vec<Spanned<String>>,
+    /// The most one provider may take for one lead, unless its own section says otherwise.
+    pub provider_budget_ms: u64,
 }
 
 impl EnrichmentConfig {
+    /// The provider names `providers` may list: every provider section configured.
+    pub fn configured_providers(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Every known company: the inline table, then the imported CSV.
     pub fn all_companies(&self) -> impl Iterator<Item = &CompanyRecord> {
         self.companies
@@ -243,6 +253,8 @@ impl Default for EnrichmentConfig {
             companies: Vec::new(),
             companies_csv: None,
             imported: Vec::new(),
+            providers: Vec::new(),
+            provider_budget_ms: 500,
         }
     }
 }
@@ -338,16 +350,19 @@ impl Default for QualificationConfig {
                     tier: 1,
                     label: "hand-raiser".into(),
                     sla_minutes: 5,
+                    enrichment_budget_ms: None,
                 },
                 TierConfig {
                     tier: 2,
                     label: "high intent".into(),
                     sla_minutes: 15,
+                    enrichment_budget_ms: None,
                 },
                 TierConfig {
                     tier: 3,
                     label: "nurture".into(),
                     sla_minutes: 24 * 60,
+                    enrichment_budget_ms: None,
                 },
             ],
             event_tiers: BTreeMap::from([
@@ -368,6 +383,22 @@ pub struct TierConfig {
     pub tier: u8,
     pub label: String,
     pub sla_minutes: u32,
+    /// The most enrichment providers may take, in all, for a lead of this tier.
+    #[serde(default)]
+    pub enrichment_budget_ms: Option<u64>,
+}
+
+impl TierConfig {
+    /// The tier's enrichment budget: as configured, else 800 ms for tier 1, 2 s for tier 2 and
+    /// 5 s below, so that the hottest leads wait least.
+    pub fn enrichment_budget(&self) -> std::time::Duration {
+        let default = match self.tier {
+            0 | 1 => 800,
+            2 => 2_000,
+            _ => 5_000,
+        };
+        std::time::Duration::from_millis(self.enrichment_budget_ms.unwrap_or(default))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -804,12 +835,48 @@ impl Validator<'_> {
                 }
             }
         }
+        let known = config.enrichment.configured_providers();
+        let mut listed = HashSet::new();
+        for (index, name) in config.enrichment.providers.iter().enumerate() {
+            let key = format!("enrichment.providers[{index}]");
+            if !known.contains(name.get_ref()) {
+                let message = if known.is_empty() {
+                    format!(
+                        "unknown provider {:?}: no provider is configured",
+                        name.get_ref()
+                    )
+                } else {
+                    format!(
+                        "unknown provider {:?}; configured: {}",
+                        name.get_ref(),
+                        known.join(", ")
+                    )
+                };
+                return Err(self.invalid(name.span(), key, message));
+            }
+            if !listed.insert(name.get_ref().as_str()) {
+                return Err(self.invalid(name.span(), key, "listed twice"));
+            }
+        }
+        if config.enrichment.provider_budget_ms == 0 {
+            return Err(self.invalid(0..0, "enrichment.provider_budget_ms", "must be above 0"));
+        }
 
         let tiers: HashSet<u8> = config.qualification.tiers.iter().map(|t| t.tier).collect();
         if tiers.is_empty() {
             return Err(self.invalid(0..0, "qualification.tiers", "at least one tier is required"));
         }
         for tier in &config.qualification.tiers {
+            if tier.enrichment_budget_ms == Some(0) {
+                return Err(self.invalid(
+                    0..0,
+                    format!(
+                        "qualification.tiers[tier={}].enrichment_budget_ms",
+                        tier.tier
+                    ),
+                    "must be above 0 (leave it out for the default)",
+                ));
+            }
             if tier.sla_minutes == 0 {
                 return Err(self.invalid(
                     0..0,

@@ -235,6 +235,22 @@ fn benches(c: &mut Criterion, fx: &Fixture) {
     // Enrich, qualify and route need a lead to write into: each iteration gets a fresh clone of
     // the captured lead, made outside the timed part.
     let captured: Vec<Lead> = samples.iter().map(|s| fx.ingest(s)).collect();
+    // Enrichment from local data and qualification alone, without routing.
+    group.bench_function("enrich_qualify", |b| {
+        let mut i = 0;
+        b.iter_batched_ref(
+            || {
+                let lead = captured[i % n].clone();
+                i += 1;
+                lead
+            },
+            |lead| {
+                lead.enrichment = Some(fx.rulebook.enrich(lead));
+                black_box(fx.rulebook.qualify(lead))
+            },
+            BatchSize::SmallInput,
+        )
+    });
     group.bench_function("enrich_qualify_route", |b| {
         let mut i = 0;
         b.iter_batched_ref(

@@ -75,7 +75,7 @@ impl SigningKey {
         Ok(SigningKey(secret.as_bytes().to_vec().into()))
     }
 
-    fn mac(&self) -> HmacSha256 {
+    pub(crate) fn mac(&self) -> HmacSha256 {
         // HMAC accepts keys of any length, so this cannot fail.
         HmacSha256::new_from_slice(self.0.expose_secret()).expect("HMAC takes any key length")
     }
@@ -220,6 +220,61 @@ fn verify_body_hmac(
         .map(str::to_owned)
         .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(body))));
     Ok(Verified { event_id })
+}
+
+/// Slack's request-signing header names.
+pub const SLACK_SIGNATURE: &str = "x-slack-signature";
+pub const SLACK_TIMESTAMP: &str = "x-slack-request-timestamp";
+/// Slack's documented tolerance for `X-Slack-Request-Timestamp`.
+pub const SLACK_TOLERANCE_SECS: u64 = 300;
+
+/// Checks a request from Slack (interactivity, slash commands) against the app's signing
+/// secrets: `X-Slack-Signature: v0=<hex HMAC-SHA256 of "v0:<timestamp>:<body>">`, with the
+/// timestamp within five minutes of `now`.
+pub fn verify_slack(
+    keys: &[SigningKey],
+    headers: &HeaderMap,
+    body: &[u8],
+    now: Timestamp,
+) -> Result<(), SignatureError> {
+    let timestamp = header(headers, SLACK_TIMESTAMP)?.trim();
+    let signature = header(headers, SLACK_SIGNATURE)?.trim();
+    let sent_at: i64 = timestamp
+        .parse()
+        .map_err(|_| SignatureError::MalformedHeader(SLACK_TIMESTAMP))?;
+    let skew_secs = now.as_second().saturating_sub(sent_at);
+    if skew_secs.unsigned_abs() > SLACK_TOLERANCE_SECS {
+        return Err(SignatureError::Stale {
+            skew_secs,
+            tolerance_secs: SLACK_TOLERANCE_SECS,
+        });
+    }
+    let candidate = signature
+        .strip_prefix("v0=")
+        .and_then(|hex_digits| hex::decode(hex_digits).ok())
+        .filter(|bytes| !bytes.is_empty())
+        .ok_or(SignatureError::MalformedHeader(SLACK_SIGNATURE))?;
+    let matched = keys.iter().any(|key| {
+        let mut mac = key.mac();
+        mac.update(b"v0:");
+        mac.update(timestamp.as_bytes());
+        mac.update(b":");
+        mac.update(body);
+        mac.verify_slice(&candidate).is_ok()
+    });
+    if matched {
+        Ok(())
+    } else {
+        Err(SignatureError::NoMatch)
+    }
+}
+
+/// Signs like Slack does: returns the `X-Slack-Signature` value.
+pub fn sign_slack(key: &SigningKey, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = key.mac();
+    mac.update(format!("v0:{timestamp}:").as_bytes());
+    mac.update(body);
+    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// Signs like a Standard Webhooks sender: returns the `webhook-signature` value.
@@ -490,5 +545,74 @@ mod tests {
         );
         assert_eq!(SigningKey::standard("whsec_").err(), Some(KeyError::Empty));
         assert_eq!(format!("{:?}", key(SECRET)), "SigningKey(<redacted>)");
+    }
+
+    // The worked example of Slack's "Verifying requests from Slack" guide.
+    const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+    const SLACK_TIMESTAMP_EXAMPLE: i64 = 1531420618;
+    const SLACK_BODY: &str = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+    const SLACK_SIGNATURE_EXAMPLE: &str =
+        "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
+
+    fn slack_headers(timestamp: &str, signature: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            SLACK_TIMESTAMP,
+            HeaderValue::from_str(timestamp).expect("ascii"),
+        );
+        headers.insert(
+            SLACK_SIGNATURE,
+            HeaderValue::from_str(signature).expect("ascii"),
+        );
+        headers
+    }
+
+    #[test]
+    fn slacks_published_example_verifies() {
+        let keys = [SigningKey::plain(SLACK_SECRET).expect("key")];
+        let at = Timestamp::from_second(SLACK_TIMESTAMP_EXAMPLE + 60).expect("time");
+        let headers = slack_headers("1531420618", SLACK_SIGNATURE_EXAMPLE);
+        assert_eq!(
+            verify_slack(&keys, &headers, SLACK_BODY.as_bytes(), at),
+            Ok(())
+        );
+        assert_eq!(
+            sign_slack(&keys[0], SLACK_TIMESTAMP_EXAMPLE, SLACK_BODY.as_bytes()),
+            SLACK_SIGNATURE_EXAMPLE
+        );
+    }
+
+    #[test]
+    fn slack_requests_that_are_stale_tampered_or_malformed_are_refused() {
+        let keys = [SigningKey::plain(SLACK_SECRET).expect("key")];
+        let body = SLACK_BODY.as_bytes();
+        let headers = slack_headers("1531420618", SLACK_SIGNATURE_EXAMPLE);
+        let late = Timestamp::from_second(SLACK_TIMESTAMP_EXAMPLE + 301).expect("time");
+        assert!(matches!(
+            verify_slack(&keys, &headers, body, late),
+            Err(SignatureError::Stale { skew_secs: 301, .. })
+        ));
+        let at = Timestamp::from_second(SLACK_TIMESTAMP_EXAMPLE).expect("time");
+        let tampered = SLACK_BODY.replace("roadrunner", "coyote");
+        assert_eq!(
+            verify_slack(&keys, &headers, tampered.as_bytes(), at),
+            Err(SignatureError::NoMatch)
+        );
+        let other = [SigningKey::plain("another-secret").expect("key")];
+        assert_eq!(
+            verify_slack(&other, &headers, body, at),
+            Err(SignatureError::NoMatch)
+        );
+        for bad in ["a2114d57", "v0=", "v0=zz", "v1=a2114d57"] {
+            assert_eq!(
+                verify_slack(&keys, &slack_headers("1531420618", bad), body, at),
+                Err(SignatureError::MalformedHeader(SLACK_SIGNATURE)),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            verify_slack(&keys, &HeaderMap::new(), body, at),
+            Err(SignatureError::MissingHeader(SLACK_TIMESTAMP))
+        );
     }
 }

@@ -120,6 +120,15 @@ pub async fn load_config(
              [[enrichment.companies]] instead"
         );
     }
+    // The same holds for the geolocation database: refuse rather than start without it.
+    if let Some(geoip) = &config.enrichment.geoip {
+        anyhow::bail!(
+            "parameter {parameter}: enrichment.geoip.database ({}) is read from a file, which \
+             the Lambda deployment does not have; remove [enrichment.geoip] and \"geoip\" from \
+             enrichment.providers (the embedded mode supports it)",
+            geoip.get_ref().database
+        );
+    }
     Ok(config)
 }
 

@@ -11,6 +11,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::enrichment::geoip::GeoipConfig;
+use crate::enrichment::transcript::TranscriptConfig;
 use crate::model::EventKind;
 use crate::signature::{Scheme, SigningKey};
 
@@ -136,6 +138,10 @@ pub struct SourceConfig {
     pub signature_prefix: Option<String>,
     #[serde(default)]
     pub event_id_header: Option<String>,
+    /// The exact host names this source's `conversation_transcript_url` may point at (see
+    /// [`crate::enrichment::transcript`]); none by default, so no URL is fetched.
+    #[serde(default)]
+    pub transcript_hosts: Vec<String>,
     /// Resolved at load: the parsed keys, newest first as written.
     #[serde(skip)]
     pub keys: Vec<SigningKey>,
@@ -210,12 +216,23 @@ pub struct EnrichmentConfig {
     pub providers: Vec<Spanned<String>>,
     /// The most one provider may take for one lead, unless its own section says otherwise.
     pub provider_budget_ms: u64,
+    /// `[enrichment.geoip]`: the visitor's country from their IP address.
+    pub geoip: Option<Spanned<GeoipConfig>>,
+    /// `[enrichment.transcript]`: the conversation fetched from `conversation_transcript_url`.
+    pub transcript: Option<Spanned<TranscriptConfig>>,
 }
 
 impl EnrichmentConfig {
     /// The provider names `providers` may list: every provider section configured.
     pub fn configured_providers(&self) -> Vec<String> {
-        Vec::new()
+        let mut names = Vec::new();
+        if self.geoip.is_some() {
+            names.push(crate::enrichment::geoip::NAME.to_owned());
+        }
+        if self.transcript.is_some() {
+            names.push(crate::enrichment::transcript::NAME.to_owned());
+        }
+        names
     }
 
     /// Every known company: the inline table, then the imported CSV.
@@ -255,6 +272,8 @@ impl Default for EnrichmentConfig {
             imported: Vec::new(),
             providers: Vec::new(),
             provider_budget_ms: 500,
+            geoip: None,
+            transcript: None,
         }
     }
 }
@@ -483,6 +502,15 @@ impl Config {
             })?;
             config.enrichment.imported =
                 config.import_companies(&text, &csv_path.display().to_string())?;
+        }
+        // Opened when the providers are built, so that a bad file fails the start naming it.
+        if let Some(geoip) = config.enrichment.geoip.as_mut() {
+            let geoip = geoip.get_mut();
+            geoip.resolved = Some(
+                path.parent()
+                    .unwrap_or(Path::new("."))
+                    .join(&geoip.database),
+            );
         }
         Ok(config)
     }
@@ -861,6 +889,49 @@ impl Validator<'_> {
         if config.enrichment.provider_budget_ms == 0 {
             return Err(self.invalid(0..0, "enrichment.provider_budget_ms", "must be above 0"));
         }
+        if let Some(geoip) = &config.enrichment.geoip {
+            if geoip.get_ref().database.trim().is_empty() {
+                return Err(self.invalid(
+                    geoip.span(),
+                    "enrichment.geoip.database",
+                    "must name a .mmdb file",
+                ));
+            }
+            if geoip.get_ref().budget_ms == Some(0) {
+                return Err(self.invalid(
+                    geoip.span(),
+                    "enrichment.geoip.budget_ms",
+                    "must be above 0 (leave it out for provider_budget_ms)",
+                ));
+            }
+        }
+        if let Some(transcript) = &config.enrichment.transcript {
+            if transcript.get_ref().budget_ms == Some(0) {
+                return Err(self.invalid(
+                    transcript.span(),
+                    "enrichment.transcript.budget_ms",
+                    "must be above 0 (leave it out for provider_budget_ms)",
+                ));
+            }
+            if transcript.get_ref().max_bytes == 0 {
+                return Err(self.invalid(
+                    transcript.span(),
+                    "enrichment.transcript.max_bytes",
+                    "must be above 0",
+                ));
+            }
+        }
+        for (index, source) in config.sources.iter().enumerate() {
+            for host in &source.get_ref().transcript_hosts {
+                check_host(host).map_err(|message| {
+                    self.invalid(
+                        source.span(),
+                        format!("sources[{index}].transcript_hosts"),
+                        format!("{host:?}: {message}"),
+                    )
+                })?;
+            }
+        }
 
         let tiers: HashSet<u8> = config.qualification.tiers.iter().map(|t| t.tier).collect();
         if tiers.is_empty() {
@@ -913,6 +984,19 @@ impl Validator<'_> {
             ));
         }
         Ok(())
+    }
+}
+
+/// A `transcript_hosts` entry: one exact host name or IP address, as a URL's host reads.
+fn check_host(host: &str) -> Result<(), String> {
+    let bare = "must be a bare host name such as transcripts.chatbot.example \
+                (no scheme, port or path)";
+    if host.contains('*') {
+        return Err("exact host names only, no wildcards".into());
+    }
+    match url::Host::parse(host) {
+        Ok(parsed) if parsed.to_string() == host.to_ascii_lowercase() => Ok(()),
+        _ => Err(bare.into()),
     }
 }
 
@@ -1050,6 +1134,58 @@ fallback_queue = "inbox"
         std::fs::remove_file(dir.path().join("crm/companies.csv")).expect("rm");
         let error = Config::load(&dir.path().join("leadrelay.toml")).expect_err("missing csv");
         assert!(error.to_string().contains("companies.csv"), "{error}");
+    }
+
+    #[test]
+    fn the_geoip_database_is_found_beside_the_config() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let toml = MINIMAL.replace(
+            "[routing]",
+            "[enrichment]\nproviders = [\"geoip\"]\n\n[enrichment.geoip]\n\
+             database = \"geo/country.mmdb\"\nbudget_ms = 20\n\n[routing]",
+        );
+        std::fs::write(dir.path().join("leadrelay.toml"), toml).expect("write");
+        let config = Config::load(&dir.path().join("leadrelay.toml")).expect("loads");
+        let geoip = config.enrichment.geoip.as_ref().expect("configured");
+        assert_eq!(geoip.get_ref().path(), dir.path().join("geo/country.mmdb"));
+        assert_eq!(config.enrichment.configured_providers(), ["geoip"]);
+        // The file is opened when the providers are built, and named when it is missing.
+        let error = crate::enrichment::geoip::Geoip::open(geoip.get_ref())
+            .err()
+            .expect("missing file")
+            .to_string();
+        assert!(error.contains("geo/country.mmdb"), "{error}");
+        std::fs::create_dir(dir.path().join("geo")).expect("mkdir");
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/geoip-test.mmdb"),
+            dir.path().join("geo/country.mmdb"),
+        )
+        .expect("copy");
+        assert!(crate::enrichment::geoip::Geoip::open(geoip.get_ref()).is_ok());
+    }
+
+    #[test]
+    fn provider_sections_are_validated() {
+        let with = |section: &str| {
+            parse(&MINIMAL.replace("[routing]", &format!("{section}\n\n[routing]")))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let error =
+            with("[enrichment.geoip]\ndatabase = \"x.mmdb\"\nbudget_ms = 0").expect_err("0");
+        assert!(
+            error.contains("enrichment.geoip.budget_ms: must be above 0"),
+            "{error}"
+        );
+        let error = with("[enrichment.transcript]\nmax_bytes = 0").expect_err("0");
+        assert!(
+            error.contains("enrichment.transcript.max_bytes: must be above 0"),
+            "{error}"
+        );
+        let error = with("[enrichment]\nproviders = [\"transcript\"]").expect_err("unconfigured");
+        assert!(error.contains("no provider is configured"), "{error}");
+        with("[enrichment]\nproviders = [\"transcript\"]\n\n[enrichment.transcript]")
+            .expect("an empty section takes the defaults");
     }
 
     #[test]

@@ -16,6 +16,9 @@ use async_trait::async_trait;
 
 use crate::ports::LeadStore;
 
+pub mod geoip;
+pub mod transcript;
+
 use crate::config::Config;
 use crate::model::{Enrichment, EnrichmentStatus, Lead, ProviderOutcome, ProviderReport, Turn};
 
@@ -226,7 +229,22 @@ pub fn from_config(config: &Config, store: Arc<dyn LeadStore>) -> Result<Provide
     for name in &enrichment.providers {
         let name = name.get_ref();
         // Validation already refused a name that is not configured.
-        let built: Option<Budgeted> = None;
+        let default_ms = enrichment.provider_budget_ms;
+        let built: Option<Budgeted> = match name.as_str() {
+            geoip::NAME => match &enrichment.geoip {
+                Some(c) => Some(geoip::Geoip::budgeted(c.get_ref(), default_ms)?),
+                None => None,
+            },
+            transcript::NAME => match &enrichment.transcript {
+                Some(c) => Some(transcript::TranscriptFetcher::budgeted(
+                    config,
+                    c.get_ref(),
+                    default_ms,
+                )?),
+                None => None,
+            },
+            _ => None,
+        };
         match built {
             Some(budgeted) => list.push(budgeted),
             None => {

@@ -1260,6 +1260,38 @@ fallback_queue = "inbox"
     }
 
     #[test]
+    fn the_commented_provider_example_is_valid_once_uncommented() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/leadrelay.toml");
+        let text = std::fs::read_to_string(&path).expect("config/leadrelay.toml exists");
+        let keys = [
+            "transcript_hosts =",
+            "providers =",
+            "provider_budget_ms =",
+            "[enrichment.geoip]",
+            "database =",
+            "budget_ms =",
+            "[enrichment.transcript]",
+            "max_bytes =",
+        ];
+        let uncommented: Vec<&str> = text
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if keys.iter().any(|k| rest.starts_with(k)) => rest,
+                _ => line,
+            })
+            .collect();
+        let config = parse(&uncommented.join("\n")).expect("the uncommented example validates");
+        assert_eq!(
+            config.enrichment.configured_providers(),
+            ["geoip", "transcript"]
+        );
+        assert_eq!(
+            config.source("website").map(|s| s.transcript_hosts.clone()),
+            Some(vec!["transcripts.chatbot.example".to_owned()])
+        );
+    }
+
+    #[test]
     fn the_shipped_example_config_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/leadrelay.toml");
         let text = std::fs::read_to_string(&path).expect("config/leadrelay.toml exists");

@@ -12,6 +12,7 @@ use crate::routing::topics::{prospect_texts, TopicMatcher};
 /// The configuration, indexed for the hot path.
 pub struct Rulebook {
     companies: HashMap<String, CompanyRecord>,
+    /// The configuration's additions to the maintained free-mail list.
     free_mail: HashSet<String>,
     hand_raiser_pages: Vec<glob::Pattern>,
     event_tiers: HashMap<EventKind, u8>,
@@ -97,7 +98,7 @@ impl Rulebook {
         };
         match (host, domain) {
             (Some(host), Some(domain)) => {
-                if self.free_mail.contains(&host) || self.free_mail.contains(&domain) {
+                if self.is_free_mail(&host, &domain) {
                     enrichment.free_mail = true;
                     enrichment.sources.push("free_mail_list".into());
                 } else if let Some(record) = self.company_for(&host, &domain) {
@@ -125,6 +126,21 @@ impl Rulebook {
         }
         enrichment.note_missing();
         enrichment
+    }
+
+    /// Whether the host or a parent of it, down to its registrable domain, is a free-mail
+    /// provider on the maintained list or the configuration's additions. Never above the
+    /// registrable domain, so that a suffix on a list (`co.uk`) cannot mark every company.
+    fn is_free_mail(&self, host: &str, registrable: &str) -> bool {
+        for candidate in cleaning::domain_and_parents(host) {
+            if crate::lists::is_free_mail_domain(candidate) || self.free_mail.contains(candidate) {
+                return true;
+            }
+            if candidate == registrable {
+                break;
+            }
+        }
+        false
     }
 
     /// Looks up a host, then its parents down to its registrable domain, so that
@@ -331,6 +347,42 @@ mod tests {
         let international =
             rulebook.enrich(&lead("jane@unknown-co.com", "Jane", "+1 (415) 555-2671"));
         assert_eq!(international.phone_e164.as_deref(), Some("+14155552671"));
+    }
+
+    #[test]
+    fn free_mail_comes_from_the_maintained_list_subdomains_included() {
+        let rulebook = rulebook();
+        for email in ["sam@gmail.com", "Sam@Mail.Yahoo.co.uk", "x@web.de"] {
+            let enrichment = rulebook.enrich(&lead(email, "Sam", ""));
+            assert!(enrichment.free_mail, "{email}");
+            assert_eq!(enrichment.company, None, "{email}");
+        }
+        for email in ["tom@initech.co.uk", "jane@unknown-co.com"] {
+            assert!(
+                !rulebook.enrich(&lead(email, "Tom", "")).free_mail,
+                "{email}"
+            );
+        }
+    }
+
+    #[test]
+    fn configured_free_mail_domains_add_to_the_maintained_list() {
+        let text = include_str!("../../config/leadrelay.toml").replacen(
+            "[enrichment]\n",
+            "[enrichment]\nfree_mail_domains = [\"Regional-ISP.net\", \"co.uk\"]\n",
+            1,
+        );
+        let config = Config::parse(&text, "leadrelay.toml", &|_| None).expect("valid config");
+        let rulebook = Rulebook::new(&config);
+        let isp = rulebook.enrich(&lead("jo@mail.regional-isp.net", "Jo", ""));
+        assert!(isp.free_mail);
+        assert_eq!(isp.sources, vec!["free_mail_list".to_owned()]);
+        // The maintained list still applies.
+        assert!(rulebook.enrich(&lead("jo@gmail.com", "Jo", "")).free_mail);
+        // A public suffix on the list never marks the companies below it.
+        let company = rulebook.enrich(&lead("tom@initech.co.uk", "Tom", ""));
+        assert!(!company.free_mail);
+        assert_eq!(company.company.as_deref(), Some("Initech UK"));
     }
 
     #[test]

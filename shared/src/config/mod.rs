@@ -197,6 +197,8 @@ impl Default for ValidationConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnrichmentConfig {
+    /// Free-mail domains beyond the maintained list that is always checked
+    /// ([`crate::lists`]); a listed domain covers its subdomains.
     pub free_mail_domains: Vec<String>,
     pub companies: Vec<Spanned<CompanyRecord>>,
     /// The CRM export RevOps keeps (`domain,company,employees,industry,country,account_owner`),
@@ -230,26 +232,7 @@ impl EnrichmentConfig {
 impl Default for EnrichmentConfig {
     fn default() -> Self {
         EnrichmentConfig {
-            free_mail_domains: [
-                "gmail.com",
-                "googlemail.com",
-                "yahoo.com",
-                "hotmail.com",
-                "outlook.com",
-                "live.com",
-                "icloud.com",
-                "aol.com",
-                "proton.me",
-                "protonmail.com",
-                "gmx.com",
-                "gmx.de",
-                "web.de",
-                "mail.com",
-                "yandex.ru",
-                "qq.com",
-            ]
-            .map(String::from)
-            .to_vec(),
+            free_mail_domains: Vec::new(),
             companies: Vec::new(),
             companies_csv: None,
             imported: Vec::new(),

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::cleaning::{self, Phone};
 use crate::config::{CompanyRecord, Config, TierConfig};
-use crate::model::{Enrichment, EventKind, Lead, Qualification, ScoreItem};
+use crate::model::{Enrichment, EventKind, GateAction, Lead, Qualification, ScoreItem};
 use crate::routing::topics::{prospect_texts, TopicMatcher};
 
 /// The configuration, indexed for the hot path.
@@ -221,8 +221,25 @@ impl Rulebook {
                 );
             }
         }
+        let mut nurture = false;
         for flag in &lead.flags {
-            add(&format!("flag: {}", flag.code), -10);
+            let signal = match flag.action {
+                GateAction::Flag => format!("flag: {}", flag.code),
+                GateAction::Review => format!("flag: {} (review gate)", flag.code),
+                GateAction::Nurture => {
+                    nurture = true;
+                    format!(
+                        "flag: {} (nurture gate: tier {})",
+                        flag.code,
+                        self.lowest_tier()
+                    )
+                }
+            };
+            add(&signal, -10);
+        }
+        // Last, so that no signal above (a hand-raiser page, a fallback) lifts it back out.
+        if nurture {
+            tier = self.lowest_tier();
         }
         let tier = self.known_tier(tier);
         let sla_minutes = self
@@ -383,6 +400,47 @@ mod tests {
         let company = rulebook.enrich(&lead("tom@initech.co.uk", "Tom", ""));
         assert!(!company.free_mail);
         assert_eq!(company.company.as_deref(), Some("Initech UK"));
+    }
+
+    fn flagged(action: GateAction) -> Lead {
+        let mut lead = lead("info@globex-logistics.com", "Globex", "");
+        lead.capture.event = Some(EventKind::LeadCaptureFallback);
+        lead.capture.metadata.source_url = Some("/pricing".into());
+        lead.flags.push(crate::model::Flag {
+            code: "role_address".into(),
+            detail: "a role address, not a person's: info@".into(),
+            action,
+        });
+        lead
+    }
+
+    #[test]
+    fn a_nurture_gate_forces_the_lowest_tier_and_says_so() {
+        let rulebook = rulebook();
+        let mut lead = flagged(GateAction::Nurture);
+        lead.enrichment = Some(rulebook.enrich(&lead));
+        let nurtured = rulebook.qualify(&lead);
+        // A fallback question on the pricing page would be tier 1.
+        assert_eq!((nurtured.tier, nurtured.sla_minutes), (3, 1440));
+        assert!(
+            nurtured.breakdown.contains(&ScoreItem {
+                signal: "flag: role_address (nurture gate: tier 3)".into(),
+                points: -10,
+            }),
+            "{:?}",
+            nurtured.breakdown
+        );
+        // Review and flag leave the tier alone; the breakdown names the gate either way.
+        for (action, signal) in [
+            (GateAction::Review, "flag: role_address (review gate)"),
+            (GateAction::Flag, "flag: role_address"),
+        ] {
+            let mut lead = flagged(action);
+            lead.enrichment = Some(rulebook.enrich(&lead));
+            let q = rulebook.qualify(&lead);
+            assert_eq!(q.tier, 1, "{action:?}");
+            assert!(q.breakdown.iter().any(|i| i.signal == signal), "{action:?}");
+        }
     }
 
     #[test]

@@ -48,10 +48,48 @@ pub enum ConfigError {
 pub enum GatePolicy {
     /// Answer 400 and store nothing.
     Refuse,
+    /// Accept, flag, and route to `review_queue` instead of by the rules.
+    Review,
+    /// Accept, flag, and qualify into the lowest tier; routed by the rules.
+    Nurture,
     /// Accept, and flag the lead so the alert and routing can see it.
     Flag,
     /// Skip the check.
     Allow,
+}
+
+impl GatePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatePolicy::Refuse => "refuse",
+            GatePolicy::Review => "review",
+            GatePolicy::Nurture => "nurture",
+            GatePolicy::Flag => "flag",
+            GatePolicy::Allow => "allow",
+        }
+    }
+}
+
+/// A contact field `[validation] required_fields` may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactField {
+    Name,
+    Phone,
+    Company,
+    JobTitle,
+}
+
+impl ContactField {
+    /// The capture field it names, as the chatbot posts it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContactField::Name => "name",
+            ContactField::Phone => "phone",
+            ContactField::Company => "company",
+            ContactField::JobTitle => "job_title",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -178,6 +216,40 @@ pub struct ValidationConfig {
     /// Disposable-mailbox domains beyond the maintained list that is always checked.
     pub disposable_domain_list: Vec<String>,
     pub junk_address_list: Vec<String>,
+    /// Addresses of a role or a group (info@, sales@, noreply@, ...) rather than a person.
+    pub role_addresses: GatePolicy,
+    /// Local parts beyond the maintained list ([`crate::lists`]) that count as roles.
+    pub role_address_list: Vec<String>,
+    /// Local parts on the maintained list that this team treats as people (`ceo`, say).
+    pub role_address_exempt: Vec<String>,
+    /// Competitors' domains (`competitor_domain_list`; subdomains count).
+    pub competitor_domains: GatePolicy,
+    pub competitor_domain_list: Vec<String>,
+    /// Our own company's domains (`own_domain_list`; subdomains count): colleagues testing
+    /// the chatbot, not prospects.
+    pub own_domains: GatePolicy,
+    pub own_domain_list: Vec<String>,
+    /// Captures without one of `required_fields`.
+    pub missing_fields: GatePolicy,
+    pub required_fields: Vec<ContactField>,
+    /// Where `review` sends a lead instead of to a rep; must be a configured queue, and is
+    /// required once any gate is set to `review`.
+    pub review_queue: Option<Spanned<String>>,
+}
+
+impl ValidationConfig {
+    /// Each gate's key and policy, for the checks that apply to every gate.
+    pub fn policies(&self) -> [(&'static str, GatePolicy); 7] {
+        [
+            ("reserved_domains", self.reserved_domains),
+            ("disposable_domains", self.disposable_domains),
+            ("junk_addresses", self.junk_addresses),
+            ("role_addresses", self.role_addresses),
+            ("competitor_domains", self.competitor_domains),
+            ("own_domains", self.own_domains),
+            ("missing_fields", self.missing_fields),
+        ]
+    }
 }
 
 impl Default for ValidationConfig {
@@ -190,6 +262,18 @@ impl Default for ValidationConfig {
             junk_address_list: ["test@test.com", "asdf@asdf.com", "foo@bar.com"]
                 .map(String::from)
                 .to_vec(),
+            // No default sends anything to review: that needs a review queue, which a
+            // configuration without one would then fail to load for.
+            role_addresses: GatePolicy::Flag,
+            role_address_list: Vec::new(),
+            role_address_exempt: Vec::new(),
+            competitor_domains: GatePolicy::Flag,
+            competitor_domain_list: Vec::new(),
+            own_domains: GatePolicy::Refuse,
+            own_domain_list: Vec::new(),
+            missing_fields: GatePolicy::Flag,
+            required_fields: Vec::new(),
+            review_queue: None,
         }
     }
 }
@@ -807,6 +891,7 @@ impl Validator<'_> {
                 format!("unknown queue {:?}", fallback.get_ref()),
             ));
         }
+        self.check_validation(&mut config.validation, &queue_ids)?;
         for (index, company) in config.enrichment.companies.iter().enumerate() {
             if let Some(owner) = &company.get_ref().account_owner {
                 if !rep_ids.contains(owner) {
@@ -894,6 +979,73 @@ impl Validator<'_> {
                 "pipeline",
                 "max_receives and batch_size must be above 0",
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Validator<'_> {
+    /// The review queue exists and is set when a gate needs it; the lists are lower-cased and
+    /// trimmed once here, so that the gates compare exactly on the hot path.
+    fn check_validation(
+        &self,
+        validation: &mut ValidationConfig,
+        queue_ids: &HashSet<String>,
+    ) -> Result<(), ConfigError> {
+        match &validation.review_queue {
+            Some(queue) if !queue_ids.contains(queue.get_ref()) => {
+                return Err(self.invalid(
+                    queue.span(),
+                    "validation.review_queue",
+                    format!("unknown queue {:?}", queue.get_ref()),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                if let Some((gate, _)) = validation
+                    .policies()
+                    .into_iter()
+                    .find(|(_, policy)| *policy == GatePolicy::Review)
+                {
+                    return Err(self.invalid(
+                        0..0,
+                        format!("validation.{gate}"),
+                        "\"review\" needs validation.review_queue, the queue such leads go to",
+                    ));
+                }
+            }
+        }
+        let domain_lists = [
+            (
+                "disposable_domain_list",
+                &mut validation.disposable_domain_list,
+            ),
+            (
+                "competitor_domain_list",
+                &mut validation.competitor_domain_list,
+            ),
+            ("own_domain_list", &mut validation.own_domain_list),
+        ];
+        for (key, list) in domain_lists {
+            for (index, entry) in list.iter_mut().enumerate() {
+                *entry = entry.trim().trim_end_matches('.').to_ascii_lowercase();
+                if !entry.contains('.') || entry.contains(['@', ' ', '/']) {
+                    return Err(self.invalid(
+                        0..0,
+                        format!("validation.{key}[{index}]"),
+                        format!("{entry:?} is not a domain"),
+                    ));
+                }
+            }
+        }
+        for list in [
+            &mut validation.junk_address_list,
+            &mut validation.role_address_list,
+            &mut validation.role_address_exempt,
+        ] {
+            for entry in list.iter_mut() {
+                *entry = entry.trim().to_ascii_lowercase();
+            }
         }
         Ok(())
     }

@@ -5,8 +5,8 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::cleaning::{self, Phone};
-use crate::config::{CompanyRecord, Config, TierConfig};
-use crate::model::{Enrichment, EventKind, GateAction, Lead, Qualification, ScoreItem};
+use crate::config::{BehaviourConfig, CompanyRecord, Config, TierConfig};
+use crate::model::{Enrichment, EventKind, GateAction, Lead, Metadata, Qualification, ScoreItem};
 use crate::routing::topics::{prospect_texts, TopicMatcher};
 
 /// The configuration, indexed for the hot path.
@@ -22,6 +22,7 @@ pub struct Rulebook {
     /// Title words per seniority level (topic index = level index) and the level's points.
     seniority: TopicMatcher,
     seniority_levels: Vec<(String, i32)>,
+    behaviour: BehaviourConfig,
 }
 
 impl Rulebook {
@@ -73,6 +74,7 @@ impl Rulebook {
                 .iter()
                 .map(|l| (l.level.clone(), l.points))
                 .collect(),
+            behaviour: config.qualification.behaviour.clone(),
         }
     }
 
@@ -221,6 +223,10 @@ impl Rulebook {
                 );
             }
         }
+        // Behaviour adds to the score only: routing can act on it through `min_score`.
+        for (signal, points) in self.behaviour_signals(&lead.capture.metadata) {
+            add(&signal, points);
+        }
         let mut nurture = false;
         for flag in &lead.flags {
             let signal = match flag.action {
@@ -256,6 +262,49 @@ impl Rulebook {
         }
     }
 
+    /// The behaviour signals in the chatbot's metadata that reach their minimum, each with the
+    /// figure it was read from.
+    fn behaviour_signals(&self, metadata: &Metadata) -> Vec<(String, i32)> {
+        let b = &self.behaviour;
+        let mut signals = Vec::new();
+        let first = |keys: &[String], read: fn(&serde_json::Value) -> Option<Visits>| {
+            keys.iter()
+                .find_map(|key| metadata.extra.get(key).and_then(read))
+        };
+        if b.pages_visited_points != 0 {
+            if let Some(Visits::Count(pages)) = first(&b.pages_visited_keys, read_pages) {
+                if pages >= b.pages_visited_min {
+                    signals.push((format!("visited {pages} pages"), b.pages_visited_points));
+                }
+            }
+        }
+        if b.time_on_pricing_points != 0 {
+            if let Some(Visits::Count(secs)) = first(&b.time_on_pricing_keys, read_count) {
+                if secs >= b.time_on_pricing_min_secs {
+                    signals.push((
+                        format!("time on pricing ({})", minutes_and_seconds(secs)),
+                        b.time_on_pricing_points,
+                    ));
+                }
+            }
+        }
+        if b.return_visit_points != 0 {
+            match first(&b.return_visit_keys, read_return) {
+                Some(Visits::Returning) => {
+                    signals.push(("returning visitor".to_owned(), b.return_visit_points))
+                }
+                Some(Visits::Count(visits)) if visits >= b.return_visit_min_visits => {
+                    signals.push((
+                        format!("returning visitor ({visits} visits)"),
+                        b.return_visit_points,
+                    ))
+                }
+                _ => {}
+            }
+        }
+        signals
+    }
+
     fn lowest_tier(&self) -> u8 {
         self.tiers.iter().map(|t| t.tier).max().unwrap_or(3)
     }
@@ -278,6 +327,48 @@ impl Rulebook {
             .find(|t| t.tier == tier)
             .map(|t| t.label.as_str())
             .unwrap_or("")
+    }
+}
+
+/// A figure read from the chatbot's free-form metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Visits {
+    Count(u64),
+    /// A returning visitor whose visit count was not sent.
+    Returning,
+}
+
+/// A non-negative finite number, rounded down; anything else (text, negative, a float that
+/// is not finite) is no figure at all.
+fn read_count(value: &serde_json::Value) -> Option<Visits> {
+    let number = value.as_f64().filter(|n| n.is_finite() && *n >= 0.0)?;
+    // Saturates for absurd figures rather than wrapping.
+    Some(Visits::Count(number.floor() as u64))
+}
+
+/// A page count, or an array of pages (its length).
+fn read_pages(value: &serde_json::Value) -> Option<Visits> {
+    match value {
+        serde_json::Value::Array(pages) => Some(Visits::Count(pages.len() as u64)),
+        other => read_count(other),
+    }
+}
+
+/// `true` (count unknown), `false` (a first visit), or a visit count.
+fn read_return(value: &serde_json::Value) -> Option<Visits> {
+    match value {
+        serde_json::Value::Bool(true) => Some(Visits::Returning),
+        serde_json::Value::Bool(false) => Some(Visits::Count(1)),
+        other => read_count(other),
+    }
+}
+
+/// `45s`, `2m 05s`.
+fn minutes_and_seconds(secs: u64) -> String {
+    if secs < 60 {
+        format!("{secs}s")
+    } else {
+        format!("{}m {:02}s", secs / 60, secs % 60)
     }
 }
 
@@ -440,6 +531,135 @@ mod tests {
             let q = rulebook.qualify(&lead);
             assert_eq!(q.tier, 1, "{action:?}");
             assert!(q.breakdown.iter().any(|i| i.signal == signal), "{action:?}");
+        }
+    }
+
+    /// The behaviour items of a lead whose metadata carries `extra`, and its tier.
+    fn behaviour(rulebook: &Rulebook, extra: serde_json::Value) -> (Vec<ScoreItem>, u8) {
+        let mut lead = lead("jane@unknown-co.com", "Jane", "");
+        lead.capture.metadata.extra = serde_json::from_value(extra).expect("an object");
+        lead.enrichment = Some(rulebook.enrich(&lead));
+        let q = rulebook.qualify(&lead);
+        let items = q
+            .breakdown
+            .into_iter()
+            .filter(|i| {
+                i.signal.starts_with("visited")
+                    || i.signal.contains("pricing")
+                    || i.signal.starts_with("returning")
+            })
+            .collect();
+        (items, q.tier)
+    }
+
+    fn item(signal: &str, points: i32) -> ScoreItem {
+        ScoreItem {
+            signal: signal.to_owned(),
+            points,
+        }
+    }
+
+    #[test]
+    fn behaviour_signals_score_with_their_figures() {
+        let rulebook = rulebook();
+        let (items, _) = behaviour(
+            &rulebook,
+            serde_json::json!({"pages_visited": 7, "time_on_pricing_secs": 125, "visit_count": 3}),
+        );
+        assert_eq!(
+            items,
+            [
+                item("visited 7 pages", 10),
+                item("time on pricing (2m 05s)", 10),
+                item("returning visitor (3 visits)", 10),
+            ]
+        );
+        // An array of pages counts its entries; `true` is a return without a count; the
+        // second key of a signal is read when the first is absent.
+        let (items, _) = behaviour(
+            &rulebook,
+            serde_json::json!({
+                "pages_visited": ["/", "/product", "/pricing", "/docs", "/about"],
+                "pricing_time_secs": 60.9,
+                "returning_visitor": true,
+            }),
+        );
+        assert_eq!(
+            items,
+            [
+                item("visited 5 pages", 10),
+                item("time on pricing (1m 00s)", 10),
+                item("returning visitor", 10),
+            ]
+        );
+    }
+
+    #[test]
+    fn behaviour_below_its_minimum_or_of_the_wrong_type_scores_nothing() {
+        let rulebook = rulebook();
+        for extra in [
+            serde_json::json!({"pages_visited": 4, "time_on_pricing_secs": 59, "visit_count": 1}),
+            serde_json::json!({"returning_visitor": false, "pages_visited": []}),
+            serde_json::json!({
+                "pages_visited": "seven",
+                "time_on_pricing_secs": -300,
+                "returning_visitor": "yes",
+                "visit_count": {"n": 3},
+            }),
+            serde_json::json!({"pages_visited": null, "time_on_pricing_secs": [120]}),
+            serde_json::json!({"utm_source": "newsletter"}),
+        ] {
+            assert_eq!(behaviour(&rulebook, extra.clone()).0, [], "{extra}");
+        }
+        // An absurd figure saturates instead of overflowing.
+        let (items, _) = behaviour(&rulebook, serde_json::json!({"pages_visited": 1e300}));
+        assert_eq!(items, [item(&format!("visited {} pages", u64::MAX), 10)]);
+    }
+
+    #[test]
+    fn behaviour_keys_minimums_and_points_are_configurable_and_never_move_the_tier() {
+        let text = include_str!("../../config/leadrelay.toml").replacen(
+            "[[qualification.tiers]]",
+            "[qualification.behaviour]\npages_visited_keys = [\"pv\"]\npages_visited_min = 2\npages_visited_points = 25\ntime_on_pricing_points = 0\nreturn_visit_min_visits = 4\n\n[[qualification.tiers]]",
+            1,
+        );
+        let config = Config::parse(&text, "leadrelay.toml", &|_| None).expect("valid config");
+        let rulebook = Rulebook::new(&config);
+        let extra = serde_json::json!({
+            "pv": 2, "pages_visited": 50, "time_on_pricing_secs": 600, "visit_count": 3,
+        });
+        let (items, tier) = behaviour(&rulebook, extra.clone());
+        assert_eq!(items, [item("visited 2 pages", 25)]);
+        // A plain capture is tier 2 with or without behaviour.
+        let (_, without) = behaviour(&rulebook, serde_json::json!({}));
+        assert_eq!((tier, without), (2, 2));
+        let (items, tier) = behaviour(&self::rulebook(), extra);
+        assert_eq!(items.len(), 3);
+        assert_eq!(tier, 2);
+
+        for (setting, error) in [
+            (
+                "return_visit_min_visits = 1",
+                "return_visit_min_visits: must be at least 2",
+            ),
+            (
+                "pages_visited_min = 0",
+                "pages_visited_min: must be at least 1",
+            ),
+            (
+                "time_on_pricing_keys = [\"\"]",
+                "time_on_pricing_keys: a key must not be empty",
+            ),
+        ] {
+            let text = include_str!("../../config/leadrelay.toml").replacen(
+                "[[qualification.tiers]]",
+                &format!("[qualification.behaviour]\n{setting}\n\n[[qualification.tiers]]"),
+                1,
+            );
+            let refused = Config::parse(&text, "leadrelay.toml", &|_| None)
+                .expect_err(setting)
+                .to_string();
+            assert!(refused.contains(error), "{refused}");
         }
     }
 

@@ -418,9 +418,11 @@ mod tests {
 
     #[test]
     fn competitor_and_own_domains_count_their_subdomains() {
-        let mut base = ValidationConfig::default();
-        base.competitor_domain_list = vec!["rival.io".into()];
-        base.own_domain_list = vec!["yourco.com".into()];
+        let base = ValidationConfig {
+            competitor_domain_list: vec!["rival.io".into()],
+            own_domain_list: vec!["yourco.com".into()],
+            ..ValidationConfig::default()
+        };
         each_action(
             |g, p| g.competitor_domains = p,
             &base,

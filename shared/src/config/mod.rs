@@ -354,6 +354,45 @@ pub struct QualificationConfig {
     pub topic_points: i32,
     /// Seniority read from the job title, the first level (in this order) whose titles match.
     pub seniority: Vec<SeniorityLevel>,
+    /// Visitor behaviour the chatbot sends in `metadata`: score points only, never the tier.
+    pub behaviour: BehaviourConfig,
+}
+
+/// Behaviour signals read from the chatbot's free-form `metadata` (top-level keys). Each signal
+/// takes the first of its keys holding a usable value (a wrong type is ignored) and scores its
+/// points once the figure reaches its minimum; 0 points turns a signal off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BehaviourConfig {
+    /// A page count, or an array of the pages visited (its length counts).
+    pub pages_visited_keys: Vec<String>,
+    pub pages_visited_min: u64,
+    pub pages_visited_points: i32,
+    /// Seconds spent on the pricing page.
+    pub time_on_pricing_keys: Vec<String>,
+    pub time_on_pricing_min_secs: u64,
+    pub time_on_pricing_points: i32,
+    /// `true`, or a visit count (this visit included) of at least `return_visit_min_visits`.
+    pub return_visit_keys: Vec<String>,
+    pub return_visit_min_visits: u64,
+    pub return_visit_points: i32,
+}
+
+impl Default for BehaviourConfig {
+    fn default() -> Self {
+        let keys = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();
+        BehaviourConfig {
+            pages_visited_keys: keys(&["pages_visited", "page_views"]),
+            pages_visited_min: 5,
+            pages_visited_points: 10,
+            time_on_pricing_keys: keys(&["time_on_pricing_secs", "pricing_time_secs"]),
+            time_on_pricing_min_secs: 60,
+            time_on_pricing_points: 10,
+            return_visit_keys: keys(&["returning_visitor", "return_visit", "visit_count"]),
+            return_visit_min_visits: 2,
+            return_visit_points: 10,
+        }
+    }
 }
 
 /// One seniority level: its points and the title words that place someone there (matched on
@@ -440,6 +479,7 @@ impl Default for QualificationConfig {
             hand_raiser_pages: vec!["/pricing*".into(), "/demo*".into(), "/trial*".into()],
             topic_points: 10,
             seniority: default_seniority(),
+            behaviour: BehaviourConfig::default(),
         }
     }
 }
@@ -970,6 +1010,43 @@ impl Validator<'_> {
                     format!("{pattern:?}: {e}"),
                 )
             })?;
+        }
+
+        let behaviour = &config.qualification.behaviour;
+        for (key, value, least) in [
+            ("pages_visited_min", behaviour.pages_visited_min, 1),
+            (
+                "time_on_pricing_min_secs",
+                behaviour.time_on_pricing_min_secs,
+                1,
+            ),
+            // One visit is this one: a return needs two.
+            (
+                "return_visit_min_visits",
+                behaviour.return_visit_min_visits,
+                2,
+            ),
+        ] {
+            if value < least {
+                return Err(self.invalid(
+                    0..0,
+                    format!("qualification.behaviour.{key}"),
+                    format!("must be at least {least}"),
+                ));
+            }
+        }
+        for (key, keys) in [
+            ("pages_visited_keys", &behaviour.pages_visited_keys),
+            ("time_on_pricing_keys", &behaviour.time_on_pricing_keys),
+            ("return_visit_keys", &behaviour.return_visit_keys),
+        ] {
+            if keys.iter().any(|k| k.trim().is_empty()) {
+                return Err(self.invalid(
+                    0..0,
+                    format!("qualification.behaviour.{key}"),
+                    "a key must not be empty",
+                ));
+            }
         }
 
         self.check_team(config, &rep_ids, &queue_ids, &tiers)?;

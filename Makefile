@@ -1,5 +1,5 @@
 # leadrelay — the commands a newcomer needs. `make help` lists them.
-.PHONY: help run test lint fmt bench build clean
+.PHONY: help run test lint fmt bench build clean update-free-mail update-role-addresses
 
 CARGO ?= cargo
 
@@ -28,6 +28,12 @@ bench: ## Stage-logic and routing microbenchmarks, and the embedded server under
 
 build: ## Release build of the leadrelay binary
 	$(CARGO) build --release -p leadrelay
+
+update-free-mail: ## Refresh the vendored free-mail domain list from npm (free-email-domains)
+	./scripts/update-free-mail.sh
+
+update-role-addresses: ## Refresh the vendored role-address list from npm (role-based-email-addresses)
+	./scripts/update-role-addresses.sh
 
 clean:
 	$(CARGO) clean

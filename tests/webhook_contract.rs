@@ -2,8 +2,9 @@
 //! store checked unchanged where the contract says nothing may change.
 
 use jiff::Timestamp;
+use leadrelay_shared::ports::LeadStore;
 use leadrelay_shared::signature::{sign_standard, SigningKey};
-use leadrelay_tests::{sample, Server};
+use leadrelay_tests::{example_config, sample, Server};
 
 const LEAD: &str = "02-capture-emea-pricing.json";
 
@@ -184,6 +185,105 @@ async fn invalid_json_and_failed_gates_get_400_naming_the_problem() {
         .wait_for_state(flagged.body["lead_id"].as_str().expect("id"), "notified")
         .await;
     assert_eq!(lead["flags"][0], "reserved_domain");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn refused_gates_name_the_field_and_store_nothing_and_review_leads_reach_the_review_queue() {
+    // Role addresses, competitors and missing names refused in this variant; our own domain
+    // is refused as shipped.
+    let text = example_config()
+        .replace("role_addresses = \"review\"", "role_addresses = \"refuse\"")
+        .replace(
+            "competitor_domains = \"review\"",
+            "competitor_domains = \"refuse\"",
+        )
+        .replace("missing_fields = \"flag\"", "missing_fields = \"refuse\"");
+    let server = Server::start_with(&text).await;
+    let before = server.counts().await;
+    let capture = |email: &str, name: &str| {
+        format!(
+            r#"{{"event":"lead_capture","timestamp":"2026-11-23T10:00:00Z","captured_email":"{email}"{name}}}"#
+        )
+    };
+    let named = r#","name":"Jo Smith""#;
+    for (n, (case, body, field, says)) in [
+        (
+            "role address",
+            capture("Info@acme-robotics.com", named),
+            "captured_email",
+            "info@",
+        ),
+        (
+            "competitor",
+            capture("jo@eu.rivalrouter.example", named),
+            "captured_email",
+            "rivalrouter.example",
+        ),
+        (
+            "own domain",
+            capture("jo@yourco.example", named),
+            "captured_email",
+            "yourco.example",
+        ),
+        (
+            "missing name",
+            capture("jo@acme-robotics.com", ""),
+            "name",
+            "missing required field",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let answer = server
+            .send("website", &format!("msg_gate_{n}"), body.as_bytes())
+            .await;
+        assert_eq!(answer.status, 400, "{case}: {:?}", answer.body);
+        assert_eq!(answer.body["field"], field, "{case}: {:?}", answer.body);
+        assert!(
+            answer.body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(says)),
+            "{case}: {:?}",
+            answer.body
+        );
+    }
+    assert_eq!(
+        server.counts().await,
+        before,
+        "refused events write nothing"
+    );
+    server.stop().await;
+
+    // As shipped, a role address is accepted and owned by the review queue, and the alert
+    // says which gate sent it there.
+    let server = Server::start().await;
+    let body = capture("info@acme-robotics.com", r#","name":"Acme front desk""#);
+    let answer = server.send("website", "msg_review", body.as_bytes()).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    let lead_id = answer.body["lead_id"].as_str().expect("id").to_owned();
+    let lead = server.wait_for_state(&lead_id, "notified").await;
+    assert_eq!(lead["owner"]["kind"], "queue", "{lead}");
+    assert_eq!(lead["owner"]["id"], "review", "{lead}");
+    assert_eq!(lead["rule"], "validation review", "{lead}");
+    assert_eq!(lead["flags"][0], "role_address", "{lead}");
+    assert_eq!(server.terminal.alerts_for(&lead_id), 1);
+    let alerts = server.terminal.text();
+    assert!(
+        alerts.contains("validation gate set to review: role_address"),
+        "{alerts}"
+    );
+    let stored = server
+        .db
+        .get_lead(&lead_id)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(
+        stored.flags[0].action,
+        leadrelay_shared::model::GateAction::Review
+    );
     server.stop().await;
 }
 

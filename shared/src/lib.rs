@@ -8,6 +8,7 @@ pub mod cleaning;
 pub mod config;
 pub mod enrichment;
 pub mod http;
+pub mod lists;
 pub mod model;
 pub mod notifiers;
 pub mod ports;

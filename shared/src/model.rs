@@ -153,11 +153,38 @@ impl fmt::Display for LeadState {
     }
 }
 
-/// Something a validation gate noticed but was configured to let through.
+/// Something a validation gate noticed but was configured to let through, and what the gate
+/// does with the lead because of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Flag {
     pub code: String,
     pub detail: String,
+    /// Flags stored before gates had actions read as `flag`.
+    #[serde(default)]
+    pub action: GateAction,
+}
+
+/// What a gate does with an accepted lead that failed it (a refused one is never stored).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateAction {
+    /// Routed to `[validation] review_queue` instead of by the rules.
+    Review,
+    /// Qualified into the lowest tier, then routed by the rules.
+    Nurture,
+    /// Flagged only: the alert shows it and it costs score points.
+    #[default]
+    Flag,
+}
+
+impl GateAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateAction::Review => "review",
+            GateAction::Nurture => "nurture",
+            GateAction::Flag => "flag",
+        }
+    }
 }
 
 /// What enrichment learned about the lead's company.

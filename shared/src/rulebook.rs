@@ -5,13 +5,14 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::cleaning::{self, Phone};
-use crate::config::{CompanyRecord, Config, TierConfig};
-use crate::model::{Enrichment, EventKind, Lead, Qualification, ScoreItem};
+use crate::config::{BehaviourConfig, CompanyRecord, Config, TierConfig};
+use crate::model::{Enrichment, EventKind, GateAction, Lead, Metadata, Qualification, ScoreItem};
 use crate::routing::topics::{prospect_texts, TopicMatcher};
 
 /// The configuration, indexed for the hot path.
 pub struct Rulebook {
     companies: HashMap<String, CompanyRecord>,
+    /// The configuration's additions to the maintained free-mail list.
     free_mail: HashSet<String>,
     hand_raiser_pages: Vec<glob::Pattern>,
     event_tiers: HashMap<EventKind, u8>,
@@ -21,6 +22,7 @@ pub struct Rulebook {
     /// Title words per seniority level (topic index = level index) and the level's points.
     seniority: TopicMatcher,
     seniority_levels: Vec<(String, i32)>,
+    behaviour: BehaviourConfig,
 }
 
 impl Rulebook {
@@ -72,6 +74,7 @@ impl Rulebook {
                 .iter()
                 .map(|l| (l.level.clone(), l.points))
                 .collect(),
+            behaviour: config.qualification.behaviour.clone(),
         }
     }
 
@@ -97,7 +100,7 @@ impl Rulebook {
         };
         match (host, domain) {
             (Some(host), Some(domain)) => {
-                if self.free_mail.contains(&host) || self.free_mail.contains(&domain) {
+                if self.is_free_mail(&host, &domain) {
                     enrichment.free_mail = true;
                     enrichment.sources.push("free_mail_list".into());
                 } else if let Some(record) = self.company_for(&host, &domain) {
@@ -125,6 +128,21 @@ impl Rulebook {
         }
         enrichment.note_missing();
         enrichment
+    }
+
+    /// Whether the host or a parent of it, down to its registrable domain, is a free-mail
+    /// provider on the maintained list or the configuration's additions. Never above the
+    /// registrable domain, so that a suffix on a list (`co.uk`) cannot mark every company.
+    fn is_free_mail(&self, host: &str, registrable: &str) -> bool {
+        for candidate in cleaning::domain_and_parents(host) {
+            if crate::lists::is_free_mail_domain(candidate) || self.free_mail.contains(candidate) {
+                return true;
+            }
+            if candidate == registrable {
+                break;
+            }
+        }
+        false
     }
 
     /// Looks up a host, then its parents down to its registrable domain, so that
@@ -205,8 +223,29 @@ impl Rulebook {
                 );
             }
         }
+        // Behaviour adds to the score only: routing can act on it through `min_score`.
+        for (signal, points) in self.behaviour_signals(&lead.capture.metadata) {
+            add(&signal, points);
+        }
+        let mut nurture = false;
         for flag in &lead.flags {
-            add(&format!("flag: {}", flag.code), -10);
+            let signal = match flag.action {
+                GateAction::Flag => format!("flag: {}", flag.code),
+                GateAction::Review => format!("flag: {} (review gate)", flag.code),
+                GateAction::Nurture => {
+                    nurture = true;
+                    format!(
+                        "flag: {} (nurture gate: tier {})",
+                        flag.code,
+                        self.lowest_tier()
+                    )
+                }
+            };
+            add(&signal, -10);
+        }
+        // Last, so that no signal above (a hand-raiser page, a fallback) lifts it back out.
+        if nurture {
+            tier = self.lowest_tier();
         }
         let tier = self.known_tier(tier);
         let sla_minutes = self
@@ -221,6 +260,49 @@ impl Rulebook {
             sla_minutes,
             breakdown,
         }
+    }
+
+    /// The behaviour signals in the chatbot's metadata that reach their minimum, each with the
+    /// figure it was read from.
+    fn behaviour_signals(&self, metadata: &Metadata) -> Vec<(String, i32)> {
+        let b = &self.behaviour;
+        let mut signals = Vec::new();
+        let first = |keys: &[String], read: fn(&serde_json::Value) -> Option<Visits>| {
+            keys.iter()
+                .find_map(|key| metadata.extra.get(key).and_then(read))
+        };
+        if b.pages_visited_points != 0 {
+            if let Some(Visits::Count(pages)) = first(&b.pages_visited_keys, read_pages) {
+                if pages >= b.pages_visited_min {
+                    signals.push((format!("visited {pages} pages"), b.pages_visited_points));
+                }
+            }
+        }
+        if b.time_on_pricing_points != 0 {
+            if let Some(Visits::Count(secs)) = first(&b.time_on_pricing_keys, read_count) {
+                if secs >= b.time_on_pricing_min_secs {
+                    signals.push((
+                        format!("time on pricing ({})", minutes_and_seconds(secs)),
+                        b.time_on_pricing_points,
+                    ));
+                }
+            }
+        }
+        if b.return_visit_points != 0 {
+            match first(&b.return_visit_keys, read_return) {
+                Some(Visits::Returning) => {
+                    signals.push(("returning visitor".to_owned(), b.return_visit_points))
+                }
+                Some(Visits::Count(visits)) if visits >= b.return_visit_min_visits => {
+                    signals.push((
+                        format!("returning visitor ({visits} visits)"),
+                        b.return_visit_points,
+                    ))
+                }
+                _ => {}
+            }
+        }
+        signals
     }
 
     fn lowest_tier(&self) -> u8 {
@@ -245,6 +327,48 @@ impl Rulebook {
             .find(|t| t.tier == tier)
             .map(|t| t.label.as_str())
             .unwrap_or("")
+    }
+}
+
+/// A figure read from the chatbot's free-form metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Visits {
+    Count(u64),
+    /// A returning visitor whose visit count was not sent.
+    Returning,
+}
+
+/// A non-negative finite number, rounded down; anything else (text, negative, a float that
+/// is not finite) is no figure at all.
+fn read_count(value: &serde_json::Value) -> Option<Visits> {
+    let number = value.as_f64().filter(|n| n.is_finite() && *n >= 0.0)?;
+    // Saturates for absurd figures rather than wrapping.
+    Some(Visits::Count(number.floor() as u64))
+}
+
+/// A page count, or an array of pages (its length).
+fn read_pages(value: &serde_json::Value) -> Option<Visits> {
+    match value {
+        serde_json::Value::Array(pages) => Some(Visits::Count(pages.len() as u64)),
+        other => read_count(other),
+    }
+}
+
+/// `true` (count unknown), `false` (a first visit), or a visit count.
+fn read_return(value: &serde_json::Value) -> Option<Visits> {
+    match value {
+        serde_json::Value::Bool(true) => Some(Visits::Returning),
+        serde_json::Value::Bool(false) => Some(Visits::Count(1)),
+        other => read_count(other),
+    }
+}
+
+/// `45s`, `2m 05s`.
+fn minutes_and_seconds(secs: u64) -> String {
+    if secs < 60 {
+        format!("{secs}s")
+    } else {
+        format!("{}m {:02}s", secs / 60, secs % 60)
     }
 }
 
@@ -331,6 +455,212 @@ mod tests {
         let international =
             rulebook.enrich(&lead("jane@unknown-co.com", "Jane", "+1 (415) 555-2671"));
         assert_eq!(international.phone_e164.as_deref(), Some("+14155552671"));
+    }
+
+    #[test]
+    fn free_mail_comes_from_the_maintained_list_subdomains_included() {
+        let rulebook = rulebook();
+        for email in ["sam@gmail.com", "Sam@Mail.Yahoo.co.uk", "x@web.de"] {
+            let enrichment = rulebook.enrich(&lead(email, "Sam", ""));
+            assert!(enrichment.free_mail, "{email}");
+            assert_eq!(enrichment.company, None, "{email}");
+        }
+        for email in ["tom@initech.co.uk", "jane@unknown-co.com"] {
+            assert!(
+                !rulebook.enrich(&lead(email, "Tom", "")).free_mail,
+                "{email}"
+            );
+        }
+    }
+
+    #[test]
+    fn configured_free_mail_domains_add_to_the_maintained_list() {
+        let text = include_str!("../../config/leadrelay.toml").replacen(
+            "[enrichment]\n",
+            "[enrichment]\nfree_mail_domains = [\"Regional-ISP.net\", \"co.uk\"]\n",
+            1,
+        );
+        let config = Config::parse(&text, "leadrelay.toml", &|_| None).expect("valid config");
+        let rulebook = Rulebook::new(&config);
+        let isp = rulebook.enrich(&lead("jo@mail.regional-isp.net", "Jo", ""));
+        assert!(isp.free_mail);
+        assert_eq!(isp.sources, vec!["free_mail_list".to_owned()]);
+        // The maintained list still applies.
+        assert!(rulebook.enrich(&lead("jo@gmail.com", "Jo", "")).free_mail);
+        // A public suffix on the list never marks the companies below it.
+        let company = rulebook.enrich(&lead("tom@initech.co.uk", "Tom", ""));
+        assert!(!company.free_mail);
+        assert_eq!(company.company.as_deref(), Some("Initech UK"));
+    }
+
+    fn flagged(action: GateAction) -> Lead {
+        let mut lead = lead("info@globex-logistics.com", "Globex", "");
+        lead.capture.event = Some(EventKind::LeadCaptureFallback);
+        lead.capture.metadata.source_url = Some("/pricing".into());
+        lead.flags.push(crate::model::Flag {
+            code: "role_address".into(),
+            detail: "a role address, not a person's: info@".into(),
+            action,
+        });
+        lead
+    }
+
+    #[test]
+    fn a_nurture_gate_forces_the_lowest_tier_and_says_so() {
+        let rulebook = rulebook();
+        let mut lead = flagged(GateAction::Nurture);
+        lead.enrichment = Some(rulebook.enrich(&lead));
+        let nurtured = rulebook.qualify(&lead);
+        // A fallback question on the pricing page would be tier 1.
+        assert_eq!((nurtured.tier, nurtured.sla_minutes), (3, 1440));
+        assert!(
+            nurtured.breakdown.contains(&ScoreItem {
+                signal: "flag: role_address (nurture gate: tier 3)".into(),
+                points: -10,
+            }),
+            "{:?}",
+            nurtured.breakdown
+        );
+        // Review and flag leave the tier alone; the breakdown names the gate either way.
+        for (action, signal) in [
+            (GateAction::Review, "flag: role_address (review gate)"),
+            (GateAction::Flag, "flag: role_address"),
+        ] {
+            let mut lead = flagged(action);
+            lead.enrichment = Some(rulebook.enrich(&lead));
+            let q = rulebook.qualify(&lead);
+            assert_eq!(q.tier, 1, "{action:?}");
+            assert!(q.breakdown.iter().any(|i| i.signal == signal), "{action:?}");
+        }
+    }
+
+    /// The behaviour items of a lead whose metadata carries `extra`, and its tier.
+    fn behaviour(rulebook: &Rulebook, extra: serde_json::Value) -> (Vec<ScoreItem>, u8) {
+        let mut lead = lead("jane@unknown-co.com", "Jane", "");
+        lead.capture.metadata.extra = serde_json::from_value(extra).expect("an object");
+        lead.enrichment = Some(rulebook.enrich(&lead));
+        let q = rulebook.qualify(&lead);
+        let items = q
+            .breakdown
+            .into_iter()
+            .filter(|i| {
+                i.signal.starts_with("visited")
+                    || i.signal.contains("pricing")
+                    || i.signal.starts_with("returning")
+            })
+            .collect();
+        (items, q.tier)
+    }
+
+    fn item(signal: &str, points: i32) -> ScoreItem {
+        ScoreItem {
+            signal: signal.to_owned(),
+            points,
+        }
+    }
+
+    #[test]
+    fn behaviour_signals_score_with_their_figures() {
+        let rulebook = rulebook();
+        let (items, _) = behaviour(
+            &rulebook,
+            serde_json::json!({"pages_visited": 7, "time_on_pricing_secs": 125, "visit_count": 3}),
+        );
+        assert_eq!(
+            items,
+            [
+                item("visited 7 pages", 10),
+                item("time on pricing (2m 05s)", 10),
+                item("returning visitor (3 visits)", 10),
+            ]
+        );
+        // An array of pages counts its entries; `true` is a return without a count; the
+        // second key of a signal is read when the first is absent.
+        let (items, _) = behaviour(
+            &rulebook,
+            serde_json::json!({
+                "pages_visited": ["/", "/product", "/pricing", "/docs", "/about"],
+                "pricing_time_secs": 60.9,
+                "returning_visitor": true,
+            }),
+        );
+        assert_eq!(
+            items,
+            [
+                item("visited 5 pages", 10),
+                item("time on pricing (1m 00s)", 10),
+                item("returning visitor", 10),
+            ]
+        );
+    }
+
+    #[test]
+    fn behaviour_below_its_minimum_or_of_the_wrong_type_scores_nothing() {
+        let rulebook = rulebook();
+        for extra in [
+            serde_json::json!({"pages_visited": 4, "time_on_pricing_secs": 59, "visit_count": 1}),
+            serde_json::json!({"returning_visitor": false, "pages_visited": []}),
+            serde_json::json!({
+                "pages_visited": "seven",
+                "time_on_pricing_secs": -300,
+                "returning_visitor": "yes",
+                "visit_count": {"n": 3},
+            }),
+            serde_json::json!({"pages_visited": null, "time_on_pricing_secs": [120]}),
+            serde_json::json!({"utm_source": "newsletter"}),
+        ] {
+            assert_eq!(behaviour(&rulebook, extra.clone()).0, [], "{extra}");
+        }
+        // An absurd figure saturates instead of overflowing.
+        let (items, _) = behaviour(&rulebook, serde_json::json!({"pages_visited": 1e300}));
+        assert_eq!(items, [item(&format!("visited {} pages", u64::MAX), 10)]);
+    }
+
+    #[test]
+    fn behaviour_keys_minimums_and_points_are_configurable_and_never_move_the_tier() {
+        let text = include_str!("../../config/leadrelay.toml").replacen(
+            "[[qualification.tiers]]",
+            "[qualification.behaviour]\npages_visited_keys = [\"pv\"]\npages_visited_min = 2\npages_visited_points = 25\ntime_on_pricing_points = 0\nreturn_visit_min_visits = 4\n\n[[qualification.tiers]]",
+            1,
+        );
+        let config = Config::parse(&text, "leadrelay.toml", &|_| None).expect("valid config");
+        let rulebook = Rulebook::new(&config);
+        let extra = serde_json::json!({
+            "pv": 2, "pages_visited": 50, "time_on_pricing_secs": 600, "visit_count": 3,
+        });
+        let (items, tier) = behaviour(&rulebook, extra.clone());
+        assert_eq!(items, [item("visited 2 pages", 25)]);
+        // A plain capture is tier 2 with or without behaviour.
+        let (_, without) = behaviour(&rulebook, serde_json::json!({}));
+        assert_eq!((tier, without), (2, 2));
+        let (items, tier) = behaviour(&self::rulebook(), extra);
+        assert_eq!(items.len(), 3);
+        assert_eq!(tier, 2);
+
+        for (setting, error) in [
+            (
+                "return_visit_min_visits = 1",
+                "return_visit_min_visits: must be at least 2",
+            ),
+            (
+                "pages_visited_min = 0",
+                "pages_visited_min: must be at least 1",
+            ),
+            (
+                "time_on_pricing_keys = [\"\"]",
+                "time_on_pricing_keys: a key must not be empty",
+            ),
+        ] {
+            let text = include_str!("../../config/leadrelay.toml").replacen(
+                "[[qualification.tiers]]",
+                &format!("[qualification.behaviour]\n{setting}\n\n[[qualification.tiers]]"),
+                1,
+            );
+            let refused = Config::parse(&text, "leadrelay.toml", &|_| None)
+                .expect_err(setting)
+                .to_string();
+            assert!(refused.contains(error), "{refused}");
+        }
     }
 
     #[test]

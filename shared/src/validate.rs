@@ -9,8 +9,8 @@ use std::sync::LazyLock;
 use email_address::EmailAddress;
 use serde::Serialize;
 
-use crate::config::{GatePolicy, ValidationConfig};
-use crate::model::{CaptureEvent, EventKind, Flag};
+use crate::config::{ContactField, GatePolicy, ValidationConfig};
+use crate::model::{CaptureEvent, EventKind, Flag, GateAction};
 
 /// Why an event was refused: becomes `400 {"error": ..., "field": ...}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -50,7 +50,8 @@ pub fn parse_capture(body: &[u8]) -> Result<CaptureEvent, Rejection> {
     })
 }
 
-/// Runs the gates; returns the flags to keep on the lead, or the refusal.
+/// Runs the gates; returns the flags to keep on the lead (each with its gate's action), or
+/// the refusal.
 pub fn check(event: &CaptureEvent, gates: &ValidationConfig) -> Result<Vec<Flag>, Rejection> {
     let kind = event
         .event
@@ -58,30 +59,45 @@ pub fn check(event: &CaptureEvent, gates: &ValidationConfig) -> Result<Vec<Flag>
     if event.timestamp.is_none() {
         return Err(Rejection::new("missing required field", "timestamp"));
     }
-    let email = event
-        .captured_email
-        .as_deref()
-        .map(str::trim)
-        .filter(|e| !e.is_empty());
-    let phone = event
-        .phone
-        .as_deref()
-        .map(str::trim)
-        .filter(|p| !p.is_empty());
+    let email = present(event.captured_email.as_deref());
+    let phone = present(event.phone.as_deref());
     let mut flags = Vec::new();
-    let email = match (email, kind) {
-        (Some(email), _) => email,
+    match (email, kind) {
+        (Some(email), _) => check_email(email, gates, &mut flags)?,
         // A partial capture may carry only a phone number: keep it, flagged.
-        (None, EventKind::LeadCapturePartial) if phone.is_some() => {
-            flags.push(Flag {
-                code: "no_email".into(),
-                detail: "partial capture with a phone number only".into(),
-            });
-            return Ok(flags);
-        }
+        (None, EventKind::LeadCapturePartial) if phone.is_some() => flags.push(Flag {
+            code: "no_email".into(),
+            detail: "partial capture with a phone number only".into(),
+            action: GateAction::Flag,
+        }),
         (None, _) => return Err(Rejection::new("missing required field", "captured_email")),
-    };
+    }
 
+    let missing: Vec<&str> = gates
+        .required_fields
+        .iter()
+        .filter(|field| present(contact_field(event, **field)).is_none())
+        .map(|field| field.as_str())
+        .collect();
+    if let Some(first) = missing.first() {
+        // A refusal names the first missing field, as the other required fields do.
+        Gate {
+            policy: gates.missing_fields,
+            code: "missing_fields",
+            message: "missing required field",
+            field: first,
+        }
+        .apply(&missing.join(", "), &mut flags)?;
+    }
+    Ok(flags)
+}
+
+/// The e-mail gates, in the order a refusal is reported.
+fn check_email(
+    email: &str,
+    gates: &ValidationConfig,
+    flags: &mut Vec<Flag>,
+) -> Result<(), Rejection> {
     let parsed = EmailAddress::from_str(email).map_err(|e| {
         Rejection::new(format!("not a valid e-mail address: {e}"), "captured_email")
     })?;
@@ -93,33 +109,96 @@ pub fn check(event: &CaptureEvent, gates: &ValidationConfig) -> Result<Vec<Flag>
         ));
     }
     let address = email.to_ascii_lowercase();
+    let email_gate = |policy, code, message| Gate {
+        policy,
+        code,
+        message,
+        field: "captured_email",
+    };
 
     let junk = gates.junk_address_list.contains(&address)
         || (parsed.local_part().eq_ignore_ascii_case("test")
             && domain.split('.').next() == Some("test"));
-    apply(
-        gates.junk_addresses,
-        junk,
-        "junk_address",
-        "looks like a test or junk address",
-        &mut flags,
-    )?;
-    apply(
-        gates.reserved_domains,
-        is_reserved(&domain),
-        "reserved_domain",
-        "e-mail domain is reserved for documentation or testing",
-        &mut flags,
-    )?;
-    let disposable = is_disposable(&domain, &gates.disposable_domain_list);
-    apply(
-        gates.disposable_domains,
-        disposable,
-        "disposable_domain",
-        "e-mail domain is a disposable mailbox provider",
-        &mut flags,
-    )?;
-    Ok(flags)
+    if junk {
+        email_gate(
+            gates.junk_addresses,
+            "junk_address",
+            "looks like a test or junk address",
+        )
+        .apply("", flags)?;
+    }
+    if is_reserved(&domain) {
+        email_gate(
+            gates.reserved_domains,
+            "reserved_domain",
+            "e-mail domain is reserved for documentation or testing",
+        )
+        .apply("", flags)?;
+    }
+    if is_disposable(&domain, &gates.disposable_domain_list) {
+        email_gate(
+            gates.disposable_domains,
+            "disposable_domain",
+            "e-mail domain is a disposable mailbox provider",
+        )
+        .apply("", flags)?;
+    }
+    if let Some(listed) = listed_domain(&domain, &gates.own_domain_list) {
+        email_gate(
+            gates.own_domains,
+            "own_domain",
+            "e-mail domain is our own company's",
+        )
+        .apply(listed, flags)?;
+    }
+    if let Some(listed) = listed_domain(&domain, &gates.competitor_domain_list) {
+        email_gate(
+            gates.competitor_domains,
+            "competitor_domain",
+            "e-mail domain is a competitor's",
+        )
+        .apply(listed, flags)?;
+    }
+    if let Some(local) = role_local_part(parsed.local_part(), gates) {
+        email_gate(
+            gates.role_addresses,
+            "role_address",
+            "a role address, not a person's",
+        )
+        .apply(&format!("{local}@"), flags)?;
+    }
+    Ok(())
+}
+
+/// A text field as the gates see it: trimmed, and absent when empty.
+fn present(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|v| !v.is_empty())
+}
+
+fn contact_field(event: &CaptureEvent, field: ContactField) -> Option<&str> {
+    match field {
+        ContactField::Name => event.name.as_deref(),
+        ContactField::Phone => event.phone.as_deref(),
+        ContactField::Company => event.company.as_deref(),
+        ContactField::JobTitle => event.job_title.as_deref(),
+    }
+}
+
+/// The listed domain that `domain` is, or is a subdomain of.
+fn listed_domain<'a>(domain: &str, list: &'a [String]) -> Option<&'a str> {
+    crate::cleaning::domain_and_parents(domain)
+        .find_map(|candidate| list.iter().find(|d| *d == candidate))
+        .map(String::as_str)
+}
+
+/// The local part, lower-cased and without a `+tag` (`Sales+web` is `sales`), when it names a
+/// role on the maintained list or the configured additions and is not exempted.
+fn role_local_part(local_part: &str, gates: &ValidationConfig) -> Option<String> {
+    let local = local_part.to_ascii_lowercase();
+    let local = local.split('+').next().unwrap_or(&local).to_owned();
+    let exempt = gates.role_address_exempt.contains(&local);
+    let role = crate::lists::is_role_local_part(&local) || gates.role_address_list.contains(&local);
+    (role && !exempt).then_some(local)
 }
 
 /// The maintained list of disposable-mailbox domains (the `mailchecker` crate, thousands of
@@ -135,23 +214,36 @@ fn is_disposable(domain: &str, configured: &[String]) -> bool {
     })
 }
 
-fn apply(
+/// One failed gate: its policy decides between a refusal and a flag with an action.
+struct Gate<'a> {
     policy: GatePolicy,
-    failed: bool,
-    code: &str,
-    message: &str,
-    flags: &mut Vec<Flag>,
-) -> Result<(), Rejection> {
-    match (failed, policy) {
-        (false, _) | (true, GatePolicy::Allow) => Ok(()),
-        (true, GatePolicy::Refuse) => Err(Rejection::new(message, "captured_email")),
-        (true, GatePolicy::Flag) => {
-            flags.push(Flag {
-                code: code.into(),
-                detail: message.into(),
-            });
-            Ok(())
-        }
+    code: &'a str,
+    message: &'a str,
+    /// The capture field a refusal names.
+    field: &'a str,
+}
+
+impl Gate<'_> {
+    /// `what` is what tripped the gate (`info@`, `rival.com`), shown after the message.
+    fn apply(&self, what: &str, flags: &mut Vec<Flag>) -> Result<(), Rejection> {
+        let detail = if what.is_empty() {
+            self.message.to_owned()
+        } else {
+            format!("{}: {what}", self.message)
+        };
+        let action = match self.policy {
+            GatePolicy::Allow => return Ok(()),
+            GatePolicy::Refuse => return Err(Rejection::new(detail, self.field)),
+            GatePolicy::Review => GateAction::Review,
+            GatePolicy::Nurture => GateAction::Nurture,
+            GatePolicy::Flag => GateAction::Flag,
+        };
+        flags.push(Flag {
+            code: self.code.to_owned(),
+            detail,
+            action,
+        });
+        Ok(())
     }
 }
 
@@ -238,11 +330,181 @@ mod tests {
         gates.reserved_domains = GatePolicy::Refuse;
         assert!(check(&with_email("someone@shop.test"), &gates).is_err());
         gates.junk_addresses = GatePolicy::Flag;
-        // test.com also hosts throwaway mailboxes: flagged twice once both gates flag.
+        // test.com also hosts throwaway mailboxes, and "test" is on the role list: flagged
+        // three times once every gate flags.
         gates.disposable_domains = GatePolicy::Flag;
         let flags = check(&with_email("test@test.com"), &gates).expect("flagged");
         let codes: Vec<&str> = flags.iter().map(|f| f.code.as_str()).collect();
-        assert_eq!(codes, ["junk_address", "disposable_domain"]);
+        assert_eq!(codes, ["junk_address", "disposable_domain", "role_address"]);
+        assert!(flags.iter().all(|f| f.action == GateAction::Flag));
+    }
+
+    /// The one flag a gate left, or the field its refusal names.
+    fn outcome(email: &str, gates: &ValidationConfig) -> Result<Option<Flag>, Option<String>> {
+        check(&with_email(email), gates)
+            .map(|flags| flags.into_iter().next())
+            .map_err(|refusal| refusal.field)
+    }
+
+    /// Every action of one gate, on an address that fails it and one that passes.
+    fn each_action(
+        set: impl Fn(&mut ValidationConfig, GatePolicy),
+        base: &ValidationConfig,
+        failing: &str,
+        passing: &str,
+        code: &str,
+    ) {
+        for (policy, action) in [
+            (GatePolicy::Review, GateAction::Review),
+            (GatePolicy::Nurture, GateAction::Nurture),
+            (GatePolicy::Flag, GateAction::Flag),
+        ] {
+            let mut gates = base.clone();
+            set(&mut gates, policy);
+            let flag = outcome(failing, &gates)
+                .expect("accepted")
+                .expect("flagged");
+            assert_eq!(
+                (flag.code.as_str(), flag.action),
+                (code, action),
+                "{failing}"
+            );
+            assert_eq!(outcome(passing, &gates), Ok(None), "{passing}");
+        }
+        let mut gates = base.clone();
+        set(&mut gates, GatePolicy::Refuse);
+        assert_eq!(outcome(failing, &gates), Err(Some("captured_email".into())));
+        assert_eq!(outcome(passing, &gates), Ok(None), "{passing}");
+        set(&mut gates, GatePolicy::Allow);
+        assert_eq!(outcome(failing, &gates), Ok(None), "{failing}");
+    }
+
+    #[test]
+    fn role_addresses_come_from_the_maintained_list_with_every_action() {
+        let base = ValidationConfig::default();
+        let set = |g: &mut ValidationConfig, p| g.role_addresses = p;
+        each_action(
+            set,
+            &base,
+            "info@acme-robotics.com",
+            "jane@acme-robotics.com",
+            "role_address",
+        );
+        for address in [
+            "Sales@acme-robotics.com",
+            "noreply@acme-robotics.com",
+            "support+chat@acme-robotics.com",
+        ] {
+            let flag = outcome(address, &base).expect("accepted").expect(address);
+            assert_eq!(flag.code, "role_address", "{address}");
+        }
+        let flag = outcome("hello+web@acme-robotics.com", &base)
+            .expect("accepted")
+            .expect("flagged");
+        assert_eq!(flag.detail, "a role address, not a person's: hello@");
+
+        // A team adds its own roles and exempts listed ones it treats as people.
+        let mut gates = base.clone();
+        gates.role_address_list = vec!["einkauf".into()];
+        gates.role_address_exempt = vec!["ceo".into()];
+        assert!(outcome("einkauf@acme-robotics.com", &gates)
+            .expect("accepted")
+            .is_some());
+        assert_eq!(outcome("ceo@acme-robotics.com", &gates), Ok(None));
+        assert!(outcome("ceo@acme-robotics.com", &base)
+            .expect("accepted")
+            .is_some());
+    }
+
+    #[test]
+    fn competitor_and_own_domains_count_their_subdomains() {
+        let base = ValidationConfig {
+            competitor_domain_list: vec!["rival.io".into()],
+            own_domain_list: vec!["yourco.com".into()],
+            ..ValidationConfig::default()
+        };
+        each_action(
+            |g, p| g.competitor_domains = p,
+            &base,
+            "jo@eu.rival.io",
+            "jo@notrival.io",
+            "competitor_domain",
+        );
+        each_action(
+            |g, p| g.own_domains = p,
+            &base,
+            "jo@yourco.com",
+            "jo@yourco.com.evil.io",
+            "own_domain",
+        );
+        // Our own domain is refused by default, naming the address.
+        let refusal = check(&with_email("jo@sales.yourco.com"), &base).expect_err("own");
+        assert_eq!(refusal.field.as_deref(), Some("captured_email"));
+        assert!(refusal.error.contains("yourco.com"), "{refusal}");
+        // Lists are empty by default: nobody is a competitor.
+        assert_eq!(
+            outcome("jo@rival.io", &ValidationConfig::default()),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn missing_contact_fields_are_named_with_every_action() {
+        let mut gates = ValidationConfig::default();
+        let named = event(
+            r#"{"event":"lead_capture","timestamp":"2026-11-23T10:00:00Z","captured_email":"jane@acme-robotics.com","name":"Jane","phone":"  "}"#,
+        );
+        // Nothing is required by default.
+        assert_eq!(check(&named, &gates), Ok(vec![]));
+
+        gates.required_fields = vec![ContactField::Name, ContactField::Phone];
+        let flags = check(&named, &gates).expect("flagged");
+        assert_eq!(flags.len(), 1);
+        assert_eq!(flags[0].code, "missing_fields");
+        assert_eq!(flags[0].detail, "missing required field: phone");
+
+        gates.missing_fields = GatePolicy::Refuse;
+        let refusal = check(&with_email("jane@acme-robotics.com"), &gates).expect_err("refused");
+        assert_eq!(refusal.field.as_deref(), Some("name"));
+        assert_eq!(refusal.error, "missing required field: name, phone");
+
+        gates.missing_fields = GatePolicy::Nurture;
+        let flags = check(&named, &gates).expect("kept");
+        assert_eq!(flags[0].action, GateAction::Nurture);
+        gates.missing_fields = GatePolicy::Allow;
+        assert_eq!(check(&named, &gates), Ok(vec![]));
+
+        // A phone-only partial capture is held to the same fields.
+        gates.missing_fields = GatePolicy::Review;
+        gates.required_fields = vec![ContactField::Name];
+        let partial = event(
+            r#"{"event":"lead_capture_partial","timestamp":"2026-11-23T10:00:00Z","phone":"+44 20 7946 0000"}"#,
+        );
+        let codes: Vec<(String, GateAction)> = check(&partial, &gates)
+            .expect("kept")
+            .into_iter()
+            .map(|f| (f.code, f.action))
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                ("no_email".to_owned(), GateAction::Flag),
+                ("missing_fields".to_owned(), GateAction::Review)
+            ]
+        );
+    }
+
+    #[test]
+    fn flags_stored_before_actions_existed_read_as_flag() {
+        let flag: Flag = serde_json::from_str(r#"{"code":"reserved_domain","detail":"reserved"}"#)
+            .expect("reads");
+        assert_eq!(flag.action, GateAction::Flag);
+        let written = serde_json::to_string(&Flag {
+            action: GateAction::Review,
+            ..flag
+        })
+        .expect("writes");
+        assert!(written.contains(r#""action":"review""#), "{written}");
     }
 
     #[test]

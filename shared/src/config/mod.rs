@@ -50,10 +50,48 @@ pub enum ConfigError {
 pub enum GatePolicy {
     /// Answer 400 and store nothing.
     Refuse,
+    /// Accept, flag, and route to `review_queue` instead of by the rules.
+    Review,
+    /// Accept, flag, and qualify into the lowest tier; routed by the rules.
+    Nurture,
     /// Accept, and flag the lead so the alert and routing can see it.
     Flag,
     /// Skip the check.
     Allow,
+}
+
+impl GatePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatePolicy::Refuse => "refuse",
+            GatePolicy::Review => "review",
+            GatePolicy::Nurture => "nurture",
+            GatePolicy::Flag => "flag",
+            GatePolicy::Allow => "allow",
+        }
+    }
+}
+
+/// A contact field `[validation] required_fields` may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactField {
+    Name,
+    Phone,
+    Company,
+    JobTitle,
+}
+
+impl ContactField {
+    /// The capture field it names, as the chatbot posts it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContactField::Name => "name",
+            ContactField::Phone => "phone",
+            ContactField::Company => "company",
+            ContactField::JobTitle => "job_title",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -184,6 +222,40 @@ pub struct ValidationConfig {
     /// Disposable-mailbox domains beyond the maintained list that is always checked.
     pub disposable_domain_list: Vec<String>,
     pub junk_address_list: Vec<String>,
+    /// Addresses of a role or a group (info@, sales@, noreply@, ...) rather than a person.
+    pub role_addresses: GatePolicy,
+    /// Local parts beyond the maintained list ([`crate::lists`]) that count as roles.
+    pub role_address_list: Vec<String>,
+    /// Local parts on the maintained list that this team treats as people (`ceo`, say).
+    pub role_address_exempt: Vec<String>,
+    /// Competitors' domains (`competitor_domain_list`; subdomains count).
+    pub competitor_domains: GatePolicy,
+    pub competitor_domain_list: Vec<String>,
+    /// Our own company's domains (`own_domain_list`; subdomains count): colleagues testing
+    /// the chatbot, not prospects.
+    pub own_domains: GatePolicy,
+    pub own_domain_list: Vec<String>,
+    /// Captures without one of `required_fields`.
+    pub missing_fields: GatePolicy,
+    pub required_fields: Vec<ContactField>,
+    /// Where `review` sends a lead instead of to a rep; must be a configured queue, and is
+    /// required once any gate is set to `review`.
+    pub review_queue: Option<Spanned<String>>,
+}
+
+impl ValidationConfig {
+    /// Each gate's key and policy, for the checks that apply to every gate.
+    pub fn policies(&self) -> [(&'static str, GatePolicy); 7] {
+        [
+            ("reserved_domains", self.reserved_domains),
+            ("disposable_domains", self.disposable_domains),
+            ("junk_addresses", self.junk_addresses),
+            ("role_addresses", self.role_addresses),
+            ("competitor_domains", self.competitor_domains),
+            ("own_domains", self.own_domains),
+            ("missing_fields", self.missing_fields),
+        ]
+    }
 }
 
 impl Default for ValidationConfig {
@@ -196,6 +268,18 @@ impl Default for ValidationConfig {
             junk_address_list: ["test@test.com", "asdf@asdf.com", "foo@bar.com"]
                 .map(String::from)
                 .to_vec(),
+            // No default sends anything to review: that needs a review queue, which a
+            // configuration without one would then fail to load for.
+            role_addresses: GatePolicy::Flag,
+            role_address_list: Vec::new(),
+            role_address_exempt: Vec::new(),
+            competitor_domains: GatePolicy::Flag,
+            competitor_domain_list: Vec::new(),
+            own_domains: GatePolicy::Refuse,
+            own_domain_list: Vec::new(),
+            missing_fields: GatePolicy::Flag,
+            required_fields: Vec::new(),
+            review_queue: None,
         }
     }
 }
@@ -203,6 +287,8 @@ impl Default for ValidationConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnrichmentConfig {
+    /// Free-mail domains beyond the maintained list that is always checked
+    /// ([`crate::lists`]); a listed domain covers its subdomains.
     pub free_mail_domains: Vec<String>,
     pub companies: Vec<Spanned<CompanyRecord>>,
     /// The CRM export RevOps keeps (`domain,company,employees,industry,country,account_owner`),
@@ -247,26 +333,7 @@ impl EnrichmentConfig {
 impl Default for EnrichmentConfig {
     fn default() -> Self {
         EnrichmentConfig {
-            free_mail_domains: [
-                "gmail.com",
-                "googlemail.com",
-                "yahoo.com",
-                "hotmail.com",
-                "outlook.com",
-                "live.com",
-                "icloud.com",
-                "aol.com",
-                "proton.me",
-                "protonmail.com",
-                "gmx.com",
-                "gmx.de",
-                "web.de",
-                "mail.com",
-                "yandex.ru",
-                "qq.com",
-            ]
-            .map(String::from)
-            .to_vec(),
+            free_mail_domains: Vec::new(),
             companies: Vec::new(),
             companies_csv: None,
             imported: Vec::new(),
@@ -306,6 +373,45 @@ pub struct QualificationConfig {
     pub topic_points: i32,
     /// Seniority read from the job title, the first level (in this order) whose titles match.
     pub seniority: Vec<SeniorityLevel>,
+    /// Visitor behaviour the chatbot sends in `metadata`: score points only, never the tier.
+    pub behaviour: BehaviourConfig,
+}
+
+/// Behaviour signals read from the chatbot's free-form `metadata` (top-level keys). Each signal
+/// takes the first of its keys holding a usable value (a wrong type is ignored) and scores its
+/// points once the figure reaches its minimum; 0 points turns a signal off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BehaviourConfig {
+    /// A page count, or an array of the pages visited (its length counts).
+    pub pages_visited_keys: Vec<String>,
+    pub pages_visited_min: u64,
+    pub pages_visited_points: i32,
+    /// Seconds spent on the pricing page.
+    pub time_on_pricing_keys: Vec<String>,
+    pub time_on_pricing_min_secs: u64,
+    pub time_on_pricing_points: i32,
+    /// `true`, or a visit count (this visit included) of at least `return_visit_min_visits`.
+    pub return_visit_keys: Vec<String>,
+    pub return_visit_min_visits: u64,
+    pub return_visit_points: i32,
+}
+
+impl Default for BehaviourConfig {
+    fn default() -> Self {
+        let keys = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();
+        BehaviourConfig {
+            pages_visited_keys: keys(&["pages_visited", "page_views"]),
+            pages_visited_min: 5,
+            pages_visited_points: 10,
+            time_on_pricing_keys: keys(&["time_on_pricing_secs", "pricing_time_secs"]),
+            time_on_pricing_min_secs: 60,
+            time_on_pricing_points: 10,
+            return_visit_keys: keys(&["returning_visitor", "return_visit", "visit_count"]),
+            return_visit_min_visits: 2,
+            return_visit_points: 10,
+        }
+    }
 }
 
 /// One seniority level: its points and the title words that place someone there (matched on
@@ -392,6 +498,7 @@ impl Default for QualificationConfig {
             hand_raiser_pages: vec!["/pricing*".into(), "/demo*".into(), "/trial*".into()],
             topic_points: 10,
             seniority: default_seniority(),
+            behaviour: BehaviourConfig::default(),
         }
     }
 }
@@ -852,6 +959,7 @@ impl Validator<'_> {
                 format!("unknown queue {:?}", fallback.get_ref()),
             ));
         }
+        self.check_validation(&mut config.validation, &queue_ids)?;
         for (index, company) in config.enrichment.companies.iter().enumerate() {
             if let Some(owner) = &company.get_ref().account_owner {
                 if !rep_ids.contains(owner) {
@@ -975,6 +1083,43 @@ impl Validator<'_> {
             })?;
         }
 
+        let behaviour = &config.qualification.behaviour;
+        for (key, value, least) in [
+            ("pages_visited_min", behaviour.pages_visited_min, 1),
+            (
+                "time_on_pricing_min_secs",
+                behaviour.time_on_pricing_min_secs,
+                1,
+            ),
+            // One visit is this one: a return needs two.
+            (
+                "return_visit_min_visits",
+                behaviour.return_visit_min_visits,
+                2,
+            ),
+        ] {
+            if value < least {
+                return Err(self.invalid(
+                    0..0,
+                    format!("qualification.behaviour.{key}"),
+                    format!("must be at least {least}"),
+                ));
+            }
+        }
+        for (key, keys) in [
+            ("pages_visited_keys", &behaviour.pages_visited_keys),
+            ("time_on_pricing_keys", &behaviour.time_on_pricing_keys),
+            ("return_visit_keys", &behaviour.return_visit_keys),
+        ] {
+            if keys.iter().any(|k| k.trim().is_empty()) {
+                return Err(self.invalid(
+                    0..0,
+                    format!("qualification.behaviour.{key}"),
+                    "a key must not be empty",
+                ));
+            }
+        }
+
         self.check_team(config, &rep_ids, &queue_ids, &tiers)?;
         if config.pipeline.max_receives == 0 || config.pipeline.batch_size == 0 {
             return Err(self.invalid(
@@ -997,6 +1142,73 @@ fn check_host(host: &str) -> Result<(), String> {
     match url::Host::parse(host) {
         Ok(parsed) if parsed.to_string() == host.to_ascii_lowercase() => Ok(()),
         _ => Err(bare.into()),
+    }
+}
+
+impl Validator<'_> {
+    /// The review queue exists and is set when a gate needs it; the lists are lower-cased and
+    /// trimmed once here, so that the gates compare exactly on the hot path.
+    fn check_validation(
+        &self,
+        validation: &mut ValidationConfig,
+        queue_ids: &HashSet<String>,
+    ) -> Result<(), ConfigError> {
+        match &validation.review_queue {
+            Some(queue) if !queue_ids.contains(queue.get_ref()) => {
+                return Err(self.invalid(
+                    queue.span(),
+                    "validation.review_queue",
+                    format!("unknown queue {:?}", queue.get_ref()),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                if let Some((gate, _)) = validation
+                    .policies()
+                    .into_iter()
+                    .find(|(_, policy)| *policy == GatePolicy::Review)
+                {
+                    return Err(self.invalid(
+                        0..0,
+                        format!("validation.{gate}"),
+                        "\"review\" needs validation.review_queue, the queue such leads go to",
+                    ));
+                }
+            }
+        }
+        let domain_lists = [
+            (
+                "disposable_domain_list",
+                &mut validation.disposable_domain_list,
+            ),
+            (
+                "competitor_domain_list",
+                &mut validation.competitor_domain_list,
+            ),
+            ("own_domain_list", &mut validation.own_domain_list),
+        ];
+        for (key, list) in domain_lists {
+            for (index, entry) in list.iter_mut().enumerate() {
+                *entry = entry.trim().trim_end_matches('.').to_ascii_lowercase();
+                if !entry.contains('.') || entry.contains(['@', ' ', '/']) {
+                    return Err(self.invalid(
+                        0..0,
+                        format!("validation.{key}[{index}]"),
+                        format!("{entry:?} is not a domain"),
+                    ));
+                }
+            }
+        }
+        for list in [
+            &mut validation.junk_address_list,
+            &mut validation.role_address_list,
+            &mut validation.role_address_exempt,
+        ] {
+            for entry in list.iter_mut() {
+                *entry = entry.trim().to_ascii_lowercase();
+            }
+        }
+        Ok(())
     }
 }
 

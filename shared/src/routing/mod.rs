@@ -22,13 +22,17 @@ use jiff::Timestamp;
 
 use crate::config::{AfterHoursPolicy, Config, ResetPeriod, Strategy, TargetConfig};
 use crate::model::{
-    AfterHoursNote, Assignment, CandidateTrace, Lead, Owner, RoutingTrace, RuleTrial, StepTrace,
+    AfterHoursNote, Assignment, CandidateTrace, GateAction, Lead, Owner, RoutingTrace, RuleTrial,
+    StepTrace,
 };
 use crate::ports::{CounterBump, Effects, LedgerWrite};
 use calendar::{parse_date_range, parse_time_zone, Schedule, WeeklyHours};
 use conditions::{Cond, Facts};
 use ledger::{PoolLedger, MICROS_PER_LEAD};
 use topics::TopicMatcher;
+
+/// The rule name a lead sent to the review queue by a validation gate is recorded under.
+pub const REVIEW_RULE: &str = "validation review";
 
 /// Rule trials kept on a stored lead; longer rule sets keep a count of the rest.
 const STORED_TRIALS: usize = 50;
@@ -110,6 +114,8 @@ pub struct Router {
     topics: TopicMatcher,
     detect_topics: bool,
     fallback_queue: String,
+    /// Where leads a `review` gate stopped go instead of to the rules.
+    review_queue: Option<String>,
     /// For each rep, the pools where leads they get by account ownership count as turns.
     counting_pools: HashMap<String, Vec<String>>,
 }
@@ -320,6 +326,11 @@ impl Router {
                 .collect(),
             topics,
             fallback_queue: config.routing.fallback_queue.get_ref().clone(),
+            review_queue: config
+                .validation
+                .review_queue
+                .as_ref()
+                .map(|q| q.get_ref().clone()),
             counting_pools,
         }
     }
@@ -383,6 +394,9 @@ impl Router {
                 .collect(),
             ..RoutingTrace::default()
         };
+        if let Some(plan) = self.review(lead, now, &mut trace) {
+            return plan;
+        }
         let mut chosen = None;
         for rule in &self.rules {
             let matched = rule.when.holds(&facts);
@@ -477,6 +491,38 @@ impl Router {
             held_until,
             trace,
         }
+    }
+
+    /// A lead a `review` gate stopped goes to the review queue before any rule is tried: a
+    /// person checks it before a rep spends time on it. The trace names the gates.
+    fn review(&self, lead: &Lead, now: Timestamp, trace: &mut RoutingTrace) -> Option<Plan> {
+        let queue = self.review_queue.as_ref()?;
+        let gates: Vec<String> = lead
+            .flags
+            .iter()
+            .filter(|f| f.action == GateAction::Review)
+            .map(|f| format!("{} ({})", f.code, f.detail))
+            .collect();
+        if gates.is_empty() {
+            return None;
+        }
+        let reason = format!("validation gate set to review: {}", gates.join("; "));
+        trace.rules.push(RuleTrial {
+            rule: REVIEW_RULE.to_owned(),
+            matched: true,
+            detail: reason.clone(),
+        });
+        let target = Target::Queue(queue.clone());
+        Some(Plan {
+            chain: self.chain(&target),
+            rule: REVIEW_RULE.to_owned(),
+            reason,
+            by_account: false,
+            at: now,
+            decided_at: now,
+            held_until: None,
+            trace: std::mem::take(trace),
+        })
     }
 
     fn team_of(&self, target: &Target) -> Option<(&str, &Team)> {

@@ -8,7 +8,9 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::*;
 use crate::config::Config;
-use crate::model::{CaptureEvent, Enrichment, EventKind, Lead, LeadState, Qualification, Timeline};
+use crate::model::{
+    CaptureEvent, Enrichment, EventKind, GateAction, Lead, LeadState, Qualification, Timeline,
+};
 
 const TEAM: &str = r#"
 [[sources]]
@@ -1046,6 +1048,90 @@ fn the_pool_report_shows_the_ledger() {
     assert!((ann.share_percent - 66.666).abs() < 0.01);
     assert_eq!(report.members[1].received, 1);
     assert_eq!(report.members[1].now, "available");
+}
+
+// --------------------------------------------------------------------- validation gates
+
+#[test]
+fn a_review_gate_sends_the_lead_to_the_review_queue_before_any_rule() {
+    let shipped = include_str!("../../../config/leadrelay.toml");
+    let router = Router::new(&config(shipped));
+    // A named account (rule: its owner, erin) from a role address.
+    let mut lead = LeadSpec {
+        domain: "globex-logistics.com",
+        country: Some("US"),
+        employees: Some(5200),
+        ..LeadSpec::default()
+    }
+    .lead();
+    let before = FakeStore::default().route(&router, &lead, at(MONDAY_MORNING_LONDON));
+    assert_eq!(owner_key(&before), "rep:erin");
+
+    lead.flags.push(crate::model::Flag {
+        code: "role_address".into(),
+        detail: "a role address, not a person's: info@".into(),
+        action: GateAction::Review,
+    });
+    let reviewed = FakeStore::default().route(&router, &lead, at(MONDAY_MORNING_LONDON));
+    assert_eq!(owner_key(&reviewed), "queue:review");
+    assert_eq!(reviewed.rule, REVIEW_RULE);
+    assert!(
+        reviewed.reason.contains("role_address"),
+        "{}",
+        reviewed.reason
+    );
+    assert!(reviewed.reason.contains("info@"), "{}", reviewed.reason);
+    let trace = reviewed.trace.as_ref().expect("trace");
+    assert_eq!(trace.rules.len(), 1, "{}", explain(&reviewed));
+    assert!(trace.rules[0].matched);
+    assert_eq!(trace.steps[0].target, "queue:review");
+
+    // Flag and nurture route by the rules as before.
+    for action in [GateAction::Flag, GateAction::Nurture] {
+        lead.flags[0].action = action;
+        let routed = FakeStore::default().route(&router, &lead, at(MONDAY_MORNING_LONDON));
+        assert_eq!(owner_key(&routed), "rep:erin", "{action:?}");
+    }
+}
+
+#[test]
+fn a_review_gate_needs_a_configured_review_queue() {
+    let with = |validation: &str| {
+        TEAM.replace(
+            "[routing]",
+            &format!("[validation]\n{validation}\n\n[routing]"),
+        )
+    };
+    let error = refused(&with("role_addresses = \"review\""));
+    assert!(
+        error.contains("validation.role_addresses: \"review\" needs validation.review_queue"),
+        "{error}"
+    );
+    let error = refused(&with(
+        "role_addresses = \"review\"\nreview_queue = \"nowhere\"",
+    ));
+    assert!(
+        error.contains("validation.review_queue: unknown queue \"nowhere\""),
+        "{error}"
+    );
+    // The error names the line of the key.
+    let line = with("review_queue = \"nowhere\"")
+        .lines()
+        .position(|l| l.starts_with("review_queue"))
+        .expect("line")
+        + 1;
+    let error = refused(&with("review_queue = \"nowhere\""));
+    assert!(error.starts_with(&format!("team.toml:{line}:")), "{error}");
+    let error = refused(&with("own_domain_list = [\"yourco\"]"));
+    assert!(
+        error.contains("validation.own_domain_list[0]: \"yourco\" is not a domain"),
+        "{error}"
+    );
+    let error = refused(&with("required_fields = [\"fax\"]"));
+    assert!(error.contains("unknown variant `fax`"), "{error}");
+    config(&with(
+        "role_addresses = \"review\"\nreview_queue = \"inbox\"\ncompetitor_domain_list = [\" Rival.IO \"]",
+    ));
 }
 
 // --------------------------------------------------------------------------- validation

@@ -63,6 +63,7 @@ fn uk_lead(captured_at: Timestamp) -> Lead {
         },
         last_failure: None,
         close_reason: None,
+        merged_into: None,
     }
 }
 

@@ -14,8 +14,8 @@ use leadrelay_shared::model::{
     StageFailure, Timeline,
 };
 use leadrelay_shared::ports::{
-    CounterBump, Created, DeadLetters, DeliveryStart, Effects, LeadStore, LedgerWrite, Queue,
-    Received, StoreError,
+    ContactLookup, ContactWrite, CounterBump, Created, DeadLetters, DeliveryStart, Effects,
+    LeadStore, LedgerWrite, Queue, Received, StoreError,
 };
 use leadrelay_shared::routing::ledger::PoolLedger;
 use leadrelay_tests::aws::moto;
@@ -96,6 +96,30 @@ conformance!(
     redrive_to_the_dead_letter_queue_and_replay,
 );
 
+/// The contact index (duplicate merging) on both adapter sets, kept apart from the list above.
+mod contact_index {
+    macro_rules! both {
+        ($($check:ident),* $(,)?) => {
+            mod embedded_adapters {
+                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::super::$check(super::super::embedded().await).await;
+                })*
+            }
+            mod aws_adapters_on_moto {
+                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::super::$check(super::super::aws().await).await;
+                })*
+            }
+        };
+    }
+    both!(
+        a_contact_points_at_its_open_lead_within_the_window,
+        a_stale_contact_write_is_refused_and_changes_nothing,
+    );
+}
+
 fn lead(id: &str, event_id: &str) -> Lead {
     Lead {
         id: id.to_owned(),
@@ -130,6 +154,7 @@ fn lead(id: &str, event_id: &str) -> Lead {
         },
         last_failure: None,
         close_reason: None,
+        merged_into: None,
     }
 }
 
@@ -145,6 +170,7 @@ fn bump(names: &[&str]) -> Effects {
             .collect(),
         ledgers: Vec::new(),
         releases: Vec::new(),
+        contact: None,
     }
 }
 
@@ -373,6 +399,7 @@ fn capped(name: &str, limit: i64) -> Effects {
         }],
         ledgers: Vec::new(),
         releases: Vec::new(),
+        contact: None,
     }
 }
 
@@ -885,4 +912,204 @@ async fn a_batch_is_deleted_at_once(adapters: Adapters) {
         .await
         .expect("receive")
         .is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The contact index: a person's open lead, found by their normalised e-mail address.
+
+/// Routes `lead` at `at` and makes it the contact's open lead, if the index still holds
+/// `replaces`; the owner's counter moves in the same write.
+async fn route_for_contact(
+    store: &dyn LeadStore,
+    lead: &Lead,
+    contact: &str,
+    replaces: Option<&str>,
+    at: Timestamp,
+    counter: &str,
+) -> Result<(), StoreError> {
+    let mut routed = lead.clone();
+    routed.timeline.routed_at = Some(at);
+    let effects = Effects {
+        contact: Some(ContactWrite {
+            contact: contact.to_owned(),
+            lead_id: lead.id.clone(),
+            routed_at: at,
+            replaces: replaces.map(str::to_owned),
+        }),
+        ..bump(&[counter])
+    };
+    route_with(store, &routed, &effects).await
+}
+
+fn open_id(lookup: &ContactLookup) -> Option<&str> {
+    lookup.open.as_ref().map(|lead| lead.id.as_str())
+}
+
+async fn a_contact_points_at_its_open_lead_within_the_window(adapters: Adapters) {
+    let store = adapters.store.as_ref();
+    let contact = format!("{}@acme.example", unique("jane"));
+    let counter = unique("open");
+    let hour = jiff::SignedDuration::from_hours(1);
+    let routed_at = Timestamp::now();
+    let window_start = routed_at - hour;
+
+    let nothing = store
+        .open_lead_for_contact(&contact, window_start)
+        .await
+        .expect("read");
+    assert_eq!(nothing, ContactLookup::default());
+
+    let first = enriched_lead(store).await;
+    route_for_contact(store, &first, &contact, None, routed_at, &counter)
+        .await
+        .expect("routed");
+    let found = store
+        .open_lead_for_contact(&contact, window_start)
+        .await
+        .expect("read");
+    assert_eq!(found.indexed.as_deref(), Some(first.id.as_str()));
+    assert_eq!(open_id(&found), Some(first.id.as_str()));
+    assert_eq!(store.counter(&counter).await.expect("read"), 1);
+
+    // Routed before the window opened: indexed, but not a merge target.
+    let later = store
+        .open_lead_for_contact(&contact, routed_at + hour)
+        .await
+        .expect("read");
+    assert_eq!(later.indexed.as_deref(), Some(first.id.as_str()));
+    assert_eq!(open_id(&later), None);
+
+    // Notified is still open; closed is not.
+    let mut notified = store
+        .get_lead(&first.id)
+        .await
+        .expect("read")
+        .expect("stored");
+    notified.state = LeadState::Notified;
+    store
+        .advance_lead(&notified, LeadState::Routed, &Effects::none())
+        .await
+        .expect("notified");
+    let found = store
+        .open_lead_for_contact(&contact, window_start)
+        .await
+        .expect("read");
+    assert_eq!(open_id(&found), Some(first.id.as_str()));
+    let mut closed = notified.clone();
+    closed.state = LeadState::Closed;
+    store
+        .advance_lead(&closed, LeadState::Notified, &Effects::none())
+        .await
+        .expect("closed");
+    let after_close = store
+        .open_lead_for_contact(&contact, window_start)
+        .await
+        .expect("read");
+    assert_eq!(after_close.indexed.as_deref(), Some(first.id.as_str()));
+    assert_eq!(open_id(&after_close), None);
+
+    // The person's next lead takes the entry over from the one read.
+    let second = enriched_lead(store).await;
+    route_for_contact(
+        store,
+        &second,
+        &contact,
+        Some(&first.id),
+        routed_at,
+        &counter,
+    )
+    .await
+    .expect("routed");
+    let found = store
+        .open_lead_for_contact(&contact, window_start)
+        .await
+        .expect("read");
+    assert_eq!(open_id(&found), Some(second.id.as_str()));
+    let stored = found.open.expect("open");
+    assert_eq!(stored.state, LeadState::Routed);
+    assert_eq!(stored.timeline.routed_at, Some(routed_at));
+
+    // Another person's address is another entry.
+    let other = store
+        .open_lead_for_contact(&format!("other-{contact}"), window_start)
+        .await
+        .expect("read");
+    assert_eq!(other, ContactLookup::default());
+}
+
+/// Two leads from one person routed at once cannot both become the open lead: the write that
+/// read a stale entry is refused with nothing written (lead, counter, entry), so its router
+/// decides again and merges.
+async fn a_stale_contact_write_is_refused_and_changes_nothing(adapters: Adapters) {
+    let store = adapters.store.clone();
+    let contact = format!("{}@acme.example", unique("jane"));
+    let counter = unique("open");
+    let at = Timestamp::now();
+    let since = at - jiff::SignedDuration::from_hours(1);
+
+    let racers: Vec<Lead> = {
+        let mut leads = Vec::new();
+        for _ in 0..4 {
+            leads.push(enriched_lead(store.as_ref()).await);
+        }
+        leads
+    };
+    let attempts = racers.iter().cloned().map(|lead| {
+        let (store, contact, counter) = (store.clone(), contact.clone(), counter.clone());
+        tokio::spawn(async move {
+            let result =
+                route_for_contact(store.as_ref(), &lead, &contact, None, at, &counter).await;
+            (lead.id, result)
+        })
+    });
+    let results: Vec<(String, Result<(), StoreError>)> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .collect();
+    let winners: Vec<&String> = results
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for (id, result) in &results {
+        if let Err(error) = result {
+            assert!(matches!(error, StoreError::Contended(_)), "{error}");
+            assert_eq!(state_of(store.as_ref(), id).await, LeadState::Enriched);
+        }
+    }
+    assert_eq!(store.counter(&counter).await.expect("read"), 1);
+    let found = store
+        .open_lead_for_contact(&contact, since)
+        .await
+        .expect("read");
+    assert_eq!(open_id(&found), Some(winners[0].as_str()));
+
+    // Replacing an entry that names another lead is refused too.
+    let late = racers
+        .iter()
+        .find(|lead| &lead.id != winners[0])
+        .expect("a loser");
+    let refused = route_for_contact(
+        store.as_ref(),
+        late,
+        &contact,
+        Some("some-other-lead"),
+        at,
+        &counter,
+    )
+    .await
+    .expect_err("stale");
+    assert!(matches!(refused, StoreError::Contended(_)), "{refused}");
+    assert_eq!(
+        state_of(store.as_ref(), &late.id).await,
+        LeadState::Enriched
+    );
+    assert_eq!(store.counter(&counter).await.expect("read"), 1);
+    let found = store
+        .open_lead_for_contact(&contact, since)
+        .await
+        .expect("read");
+    assert_eq!(found.indexed.as_deref(), Some(winners[0].as_str()));
 }

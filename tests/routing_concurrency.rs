@@ -87,6 +87,7 @@ fn enriched_lead(n: usize) -> Lead {
         timeline: Timeline::default(),
         last_failure: None,
         close_reason: None,
+        merged_into: None,
     }
 }
 

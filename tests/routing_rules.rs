@@ -276,7 +276,9 @@ async fn closing_a_lead_frees_the_capacity_it_held_and_pools_show_the_ledger() {
     let now = Timestamp::now();
     let mut owners = Vec::new();
     for n in 0..2 {
-        let id = stored_lead(&db, &config, n, "tom@initech.co.uk", now).await;
+        // Two people: the same address twice would merge into the first lead.
+        let email = format!("tom{n}@initech.co.uk");
+        let id = stored_lead(&db, &config, n, &email, now).await;
         let route = Envelope::new(&id, Stage::Route, "t").to_json();
         pipeline.handle(Stage::Route, &route).await.expect("routed");
         let lead = db.get_lead(&id).await.expect("read").expect("lead");
@@ -322,7 +324,7 @@ async fn closing_a_lead_frees_the_capacity_it_held_and_pools_show_the_ledger() {
         .expect("idempotent");
     assert_eq!(db.counter(&bruno).await.expect("counter"), 0);
 
-    let id = stored_lead(&db, &config, 2, "tom@initech.co.uk", now).await;
+    let id = stored_lead(&db, &config, 2, "tom2@initech.co.uk", now).await;
     pipeline
         .handle(
             Stage::Route,

@@ -7,6 +7,7 @@
 //! | delivery receipt | `LEAD#<id>` | `DELIVERY#<channel>` | `lease_until` (in-progress expiry), `delivered_at`; TTL `expires_at` |
 //! | counter | `COUNTER#<name>` | `COUNTER` | `value`, updated atomically |
 //! | pool ledger | `LEDGER#<pool>` | `PERIOD#<period>` | `version`, `body` (the ledger as JSON) |
+//! | contact index | `CONTACT#<normalised e-mail>` | `CONTACT` | `lead_id` (the person's open lead), `routed_at`; TTL `expires_at` (the longest merge window) |
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,7 +19,8 @@ pub use aws_sdk_dynamodb::Client;
 use jiff::Timestamp;
 use leadrelay_shared::model::{Lead, LeadState, StageFailure};
 use leadrelay_shared::ports::{
-    CounterBump, Created, DeliveryStart, Effects, LeadStore, LedgerWrite, StoreError,
+    ContactLookup, ContactWrite, CounterBump, Created, DeliveryStart, Effects, LeadStore,
+    LedgerWrite, StoreError,
 };
 use leadrelay_shared::routing::ledger::PoolLedger;
 
@@ -32,6 +34,9 @@ const SLA_SHARDS: u32 = 8;
 const BATCH_GET_MAX: usize = 100;
 /// Rounds of retrying the keys a BatchGetItem left unprocessed (throttling) before giving up.
 const BATCH_GET_ROUNDS: u32 = 5;
+/// How long a contact-index entry is kept: no merge window is longer.
+const CONTACT_TTL: Duration =
+    Duration::from_secs(leadrelay_shared::config::MAX_MERGE_WINDOW_HOURS as u64 * 3600);
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -58,6 +63,13 @@ fn counter_key(name: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([
         ("pk".into(), s(format!("COUNTER#{name}"))),
         ("sk".into(), s("COUNTER")),
+    ])
+}
+
+fn contact_key(contact: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".into(), s(format!("CONTACT#{contact}"))),
+        ("sk".into(), s("CONTACT")),
     ])
 }
 
@@ -99,6 +111,9 @@ enum Guard {
     Release {
         name: String,
     },
+    Contact {
+        contact: String,
+    },
 }
 
 impl Guard {
@@ -117,6 +132,7 @@ impl Guard {
                 expected,
             } => format!("ledger {pool}/{period} moved since version {expected}"),
             Guard::Release { name } => format!("counter {name} is already 0"),
+            Guard::Contact { contact } => format!("contact {contact} got another open lead"),
         }
     }
 
@@ -127,6 +143,7 @@ impl Guard {
             Guard::Counter { name, .. } => format!("counter {name}"),
             Guard::Ledger { pool, period, .. } => format!("ledger {pool}/{period}"),
             Guard::Release { name } => format!("counter {name}"),
+            Guard::Contact { contact } => format!("contact {contact}"),
         };
         format!("{item} was being written by another transaction")
     }
@@ -289,6 +306,23 @@ impl DynamoStore {
         Ok((put.build().map_err(build_error)?, expected))
     }
 
+    /// Points a contact at its new open lead, only if the entry still names the lead read.
+    fn contact_put(&self, contact: &ContactWrite) -> Result<Put, StoreError> {
+        let mut put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(contact_key(&contact.contact)))
+            .item("lead_id", s(contact.lead_id.clone()))
+            .item("routed_at", n(contact.routed_at.as_millisecond()))
+            .item("expires_at", expires(CONTACT_TTL));
+        put = match &contact.replaces {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(replaces) => put
+                .condition_expression("lead_id = :replaces")
+                .expression_attribute_values(":replaces", s(replaces.clone())),
+        };
+        put.build().map_err(build_error)
+    }
+
     fn delivery_key(lead_id: &str, channel: &str) -> HashMap<String, AttributeValue> {
         HashMap::from([
             ("pk".into(), s(format!("LEAD#{lead_id}"))),
@@ -393,7 +427,10 @@ impl LeadStore for DynamoStore {
             ("#body".to_owned(), "body".to_owned()),
         ]);
 
-        if effects.counters.is_empty() && effects.ledgers.is_empty() && effects.releases.is_empty()
+        if effects.counters.is_empty()
+            && effects.ledgers.is_empty()
+            && effects.releases.is_empty()
+            && effects.contact.is_none()
         {
             let result = self
                 .client
@@ -461,6 +498,13 @@ impl LeadStore for DynamoStore {
                 pool: write.pool.clone(),
                 period: write.period.clone(),
                 expected,
+            });
+        }
+        if let Some(contact) = &effects.contact {
+            let put = self.contact_put(contact)?;
+            transaction = transaction.transact_items(TransactWriteItem::builder().put(put).build());
+            guards.push(Guard::Contact {
+                contact: contact.contact.clone(),
             });
         }
         let error = match transaction.send().await {
@@ -703,6 +747,37 @@ impl LeadStore for DynamoStore {
             .and_then(|v| u64::try_from(v).ok())
             .ok_or_else(|| corrupt("no valid version"))?;
         Ok(ledger)
+    }
+
+    async fn open_lead_for_contact(
+        &self,
+        contact: &str,
+        since: Timestamp,
+    ) -> Result<ContactLookup, StoreError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(contact_key(contact)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?
+            .item;
+        let indexed = match item {
+            None => None,
+            Some(item) => Some(
+                item.get("lead_id")
+                    .and_then(|v| v.as_s().ok())
+                    .ok_or_else(|| StoreError::Corrupt("contact entry without lead_id".into()))?
+                    .clone(),
+            ),
+        };
+        let lead = match &indexed {
+            Some(id) => self.get_lead(id).await?,
+            None => None,
+        };
+        Ok(ContactLookup::judge(indexed, lead, since))
     }
 
     /// An operator tool (`rules diff`), not a hot path: it scans the whole table, keeping only

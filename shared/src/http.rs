@@ -114,6 +114,7 @@ pub fn lead_summary(lead: &Lead) -> serde_json::Value {
         "rule": lead.assignment.as_ref().map(|a| &a.rule),
         "pool": lead.assignment.as_ref().and_then(|a| a.pool.as_ref()),
         "alert_held_until": lead.assignment.as_ref().and_then(|a| a.held_until),
+        "merged_into": lead.merged_into,
         "after_hours": lead.assignment.as_ref()
             .and_then(|a| a.trace.as_ref())
             .and_then(|t| t.after_hours.as_ref())

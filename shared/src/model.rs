@@ -500,6 +500,9 @@ pub struct Lead {
     /// Why the lead was closed (`won`, `lost`, `disqualified`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub close_reason: Option<String>,
+    /// The open lead of the same person this one was merged into (same owner, no new count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
 }
 
 impl Lead {
@@ -531,6 +534,7 @@ impl Lead {
             },
             last_failure: None,
             close_reason: None,
+            merged_into: None,
         }
     }
 

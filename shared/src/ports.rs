@@ -77,6 +77,47 @@ pub struct Effects {
     /// Counters to take one from (never below zero), such as an owner's open leads when a
     /// lead is closed.
     pub releases: Vec<String>,
+    /// Makes the lead its contact's open lead, for merging that person's next lead into it.
+    pub contact: Option<ContactWrite>,
+}
+
+/// Points a contact (a normalised e-mail address) at the lead just routed for it, only if the
+/// index still holds what the router read: two leads from one person routed at once cannot
+/// both become the open lead (the loser decides again and merges).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactWrite {
+    pub contact: String,
+    pub lead_id: String,
+    pub routed_at: Timestamp,
+    /// The lead id the index held when read (`None`: no entry); the write fails with
+    /// [`StoreError::Contended`] if it changed.
+    pub replaces: Option<String>,
+}
+
+/// What the contact index holds for one person.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContactLookup {
+    /// The lead id the index holds, whatever that lead's state (the guard for the next write).
+    pub indexed: Option<String>,
+    /// That lead, when it is a merge target: routed or notified (not closed) and routed at or
+    /// after the window's start.
+    pub open: Option<Box<Lead>>,
+}
+
+impl ContactLookup {
+    /// Judges the indexed lead as read: the state and the routing time are checked here, on
+    /// read, so a closed lead or one outside the window is never merged into.
+    pub fn judge(indexed: Option<String>, lead: Option<Lead>, since: Timestamp) -> Self {
+        let open = lead.filter(|lead| {
+            matches!(lead.state, LeadState::Routed | LeadState::Notified)
+                && lead.merged_into.is_none()
+                && lead.timeline.routed_at.is_some_and(|at| at >= since)
+        });
+        ContactLookup {
+            indexed,
+            open: open.map(Box::new),
+        }
+    }
 }
 
 impl Effects {
@@ -144,6 +185,14 @@ pub trait LeadStore: Send + Sync {
 
     /// Leads captured at or after `since`, oldest first, at most `limit` (for `rules diff`).
     async fn leads_since(&self, since: Timestamp, limit: usize) -> Result<Vec<Lead>, StoreError>;
+
+    /// The contact's indexed lead (see [`Effects::contact`]), and that lead as a merge target
+    /// when it is still open and was routed at or after `since`.
+    async fn open_lead_for_contact(
+        &self,
+        contact: &str,
+        since: Timestamp,
+    ) -> Result<ContactLookup, StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]

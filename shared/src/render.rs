@@ -23,6 +23,8 @@ const SLACK_SECTION_LIMIT: usize = 3000;
 /// Slack refuses header text over 150 characters.
 const SLACK_HEADER_LIMIT: usize = 150;
 const TURN_LIMIT: usize = 400;
+/// The prospect's name in a headline is cut to this many characters.
+const NAME_LIMIT: usize = 80;
 /// Labels of the plain-text alert are padded to this width.
 const LABEL_WIDTH: usize = 10;
 
@@ -184,6 +186,15 @@ struct Facts<'a> {
     missing: String,
 }
 
+/// The prospect's cleaned name when enrichment produced one, else what was typed.
+fn prospect_name(lead: &Lead) -> &str {
+    lead.enrichment
+        .as_ref()
+        .and_then(|e| e.name.as_deref())
+        .or(lead.capture.name.as_deref())
+        .unwrap_or("Unknown visitor")
+}
+
 fn facts<'a>(lead: &'a Lead, tier_label: &'a str) -> Facts<'a> {
     let qualification = lead.qualification.as_ref();
     let enrichment = lead.enrichment.as_ref();
@@ -191,10 +202,7 @@ fn facts<'a>(lead: &'a Lead, tier_label: &'a str) -> Facts<'a> {
 
     // "Name <e-mail, phone>"
     // The cleaned name and E.164 number when enrichment produced them, else what was typed.
-    let name = enrichment
-        .and_then(|e| e.name.as_deref())
-        .or(capture.name.as_deref())
-        .unwrap_or("Unknown visitor");
+    let name = prospect_name(lead);
     let phone = enrichment
         .and_then(|e| e.phone_e164.as_deref())
         .or(capture.phone.as_deref());
@@ -351,14 +359,24 @@ fn push_digits(out: &mut String, n: u16, width: u32) {
 /// Renders the alert the owner of `lead` receives.
 pub fn render(lead: &Lead, tier_label: &str) -> Alert {
     let f = facts(lead, tier_label);
-    let headline = format_sized!(
-        "New tier-{} lead ({}) for {}: claim within {} (by {})",
-        f.tier,
-        f.tier_label,
-        f.owner,
-        f.sla,
-        f.due
-    );
+    let headline = match &lead.merged_into {
+        // The owner already has this person's open lead: say so first, so it is not read as
+        // new work.
+        Some(open) => format_sized!(
+            "Same person again: {} sent another request; merged into lead {} owned by you ({})",
+            TerminalSafe(&truncated(prospect_name(lead), NAME_LIMIT)),
+            open,
+            f.owner
+        ),
+        None => format_sized!(
+            "New tier-{} lead ({}) for {}: claim within {} (by {})",
+            f.tier,
+            f.tier_label,
+            f.owner,
+            f.sla,
+            f.due
+        ),
+    };
     let turns = &lead.capture.transcript;
     let shown = &turns[turns.len().saturating_sub(INLINE_TURNS)..];
 
@@ -456,7 +474,10 @@ fn slack_payload(lead: &Lead, f: &Facts, headline: &str, shown: &[Turn]) -> Valu
     let mut blocks = Vec::with_capacity(7);
 
     // Plain text, not mrkdwn: nothing to escape.
-    let title = format_sized!("Tier-{} lead for {}", f.tier, f.owner);
+    let title = match &lead.merged_into {
+        Some(open) => format_sized!("Same person again: merged into lead {open}"),
+        None => format_sized!("Tier-{} lead for {}", f.tier, f.owner),
+    };
     blocks.push(object([
         ("type", "header".into()),
         (
@@ -613,6 +634,35 @@ mod tests {
             "{}",
             older.text
         );
+    }
+
+    #[test]
+    fn a_merged_lead_tells_its_owner_it_is_the_same_person() {
+        // Stored before merging existed (no `merged_into`): still reads, as a new lead.
+        let text = r#"{"id":"lead-2","source":"website","event_id":"e","trace_id":"t",
+            "state":"routed","incomplete":false,"timeline":{},
+            "capture":{"event":"lead_capture","captured_email":"jane@acme.co.uk",
+                       "name":"Jane <b>\u001b[2J"},
+            "assignment":{"owner":{"kind":"rep","id":"bruno"},"owner_name":"Bruno Diaz",
+                          "rule":"duplicate","reason":"same person"}}"#;
+        let mut lead: Lead = serde_json::from_str(text).expect("a lead");
+        assert_eq!(lead.merged_into, None);
+        assert!(render(&lead, "hot").headline.starts_with("New tier-"));
+
+        lead.merged_into = Some("lead-1".into());
+        let alert = render(&lead, "hot");
+        assert_eq!(
+            alert.headline,
+            "Same person again: Jane <b> [2J sent another request; merged into lead lead-1 \
+             owned by you (Bruno Diaz)"
+        );
+        assert!(alert.text.starts_with(&alert.headline));
+        let slack = alert.slack.to_string();
+        assert!(
+            slack.contains("Same person again: Jane &lt;b&gt;"),
+            "{slack}"
+        );
+        assert!(slack.contains("merged into lead lead-1"), "{slack}");
     }
 
     #[test]

@@ -414,6 +414,7 @@ mod tests {
             timeline: Timeline::default(),
             last_failure: None,
             close_reason: None,
+            merged_into: None,
         }
     }
 

@@ -18,12 +18,12 @@ use crate::model::{
     Enrichment, Envelope, EnvelopeError, Lead, LeadState, Owner, Stage, StageFailure,
 };
 use crate::ports::{
-    Clock, Created, DeliveryStart, Destination, Effects, LeadStore, Notifier, NotifyError, Queue,
-    QueueError, Received, StoreError,
+    Clock, ContactWrite, Created, DeliveryStart, Destination, Effects, LeadStore, Notifier,
+    NotifyError, Queue, QueueError, Received, StoreError,
 };
 use crate::render::{self, Alert};
 pub use crate::routing::open_leads_counter;
-use crate::routing::{Decision, Router, Snapshot};
+use crate::routing::{duplicates, Decision, Router, Snapshot};
 use crate::rulebook::Rulebook;
 use crate::signature;
 use crate::validate::{self, Rejection};
@@ -352,9 +352,10 @@ impl Pipeline {
             // Capacity and rotation guards fail when another router moved first: read the
             // figures again and decide again; after a few rounds, the default queue.
             let decision = if attempt > ROUTE_ATTEMPTS {
+                lead.merged_into = None;
                 self.router.last_resort(&plan)
             } else {
-                self.decide(&plan).await?
+                self.decide_or_merge(&mut lead, &plan, now).await?
             };
             let assignment = decision.assignment;
             // The SLA clock starts at capture, or at the opening when the alert is held.
@@ -395,6 +396,7 @@ impl Pipeline {
             info!(lead_id = %lead.id, trace_id = %lead.trace_id, stage = "route",
                 owner = %a.map(|a| a.owner.to_string()).unwrap_or_default(),
                 rule = a.map(|a| a.rule.as_str()).unwrap_or(""),
+                merged_into = lead.merged_into.as_deref(),
                 tier = q.map(|q| q.tier), score = q.map(|q| q.score),
                 held_until = ?a.and_then(|a| a.held_until), "routed");
         }
@@ -402,6 +404,46 @@ impl Pipeline {
         Ok(Outcome {
             skipped_as_done: !applied,
         })
+    }
+
+    /// A second lead from a person whose lead is still open (within the merge window) goes to
+    /// that lead's owner, merged into it; any other lead is routed by the plan and, when it
+    /// has an e-mail address, becomes its contact's open lead in the same write.
+    async fn decide_or_merge(
+        &self,
+        lead: &mut Lead,
+        plan: &crate::routing::Plan,
+        now: Timestamp,
+    ) -> Result<Decision, StageError> {
+        let contact = self
+            .config
+            .routing
+            .merge_window()
+            .zip(duplicates::contact_key(lead));
+        let Some((window, contact)) = contact else {
+            lead.merged_into = None;
+            return self.decide(plan).await;
+        };
+        let since = now.checked_sub(window).unwrap_or(Timestamp::MIN);
+        let lookup = self.store.open_lead_for_contact(&contact, since).await?;
+        let merged = lookup
+            .open
+            .as_deref()
+            .filter(|open| open.id != lead.id)
+            .and_then(|open| Some((open.id.clone(), duplicates::merge(open, now)?)));
+        if let Some((into, decision)) = merged {
+            lead.merged_into = Some(into);
+            return Ok(decision);
+        }
+        lead.merged_into = None;
+        let mut decision = self.decide(plan).await?;
+        decision.effects.contact = Some(ContactWrite {
+            contact,
+            lead_id: lead.id.clone(),
+            routed_at: now,
+            replaces: lookup.indexed,
+        });
+        Ok(decision)
     }
 
     /// Reads the figures the plan needs and decides on them.
@@ -561,6 +603,8 @@ pub async fn close_lead(
             .await?
             .ok_or_else(|| CloseError::NotFound(lead_id.to_owned()))?;
         let from = lead.state;
+        // A merged lead never added to its owner's count, so closing it takes nothing off.
+        let merged = lead.merged_into.is_some();
         match from {
             LeadState::Closed => return Ok(lead),
             LeadState::Routed | LeadState::Notified => {}
@@ -579,7 +623,7 @@ pub async fn close_lead(
             releases: lead
                 .assignment
                 .iter()
-                .filter(|_| release)
+                .filter(|_| release && !merged)
                 .map(|a| open_leads_counter(&a.owner))
                 .collect(),
             ..Effects::none()

@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage, StageFailure};
 use leadrelay_shared::ports::{
-    CounterBump, Created, DeadLetter, DeadLetters, DeliveryStart, Effects, LeadStore, LedgerWrite,
-    Queue, QueueError, Received, StoreError,
+    ContactLookup, ContactWrite, CounterBump, Created, DeadLetter, DeadLetters, DeliveryStart,
+    Effects, LeadStore, LedgerWrite, Queue, QueueError, Received, StoreError,
 };
 use leadrelay_shared::routing::ledger::PoolLedger;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -50,6 +50,13 @@ CREATE TABLE IF NOT EXISTS ledgers (
     version INTEGER NOT NULL,
     body    TEXT NOT NULL,
     PRIMARY KEY (pool, period)
+);
+-- The contact index: each person's (normalised e-mail) latest lead routed normally, which
+-- a second lead from them within the merge window joins.
+CREATE TABLE IF NOT EXISTS contacts (
+    contact   TEXT PRIMARY KEY,
+    lead_id   TEXT NOT NULL,
+    routed_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS deliveries (
     lead_id      TEXT NOT NULL,
@@ -463,6 +470,7 @@ impl LeadStore for Sqlite {
             .collect::<Result<Vec<_>, _>>()?;
         let counters = effects.counters.clone();
         let releases = effects.releases.clone();
+        let contact = effects.contact.clone();
         // The job's savepoint rolls the lead and every effect back if any guard fails.
         self.write(Durability::Atomic, move |conn| {
             let updated = conn
@@ -501,6 +509,9 @@ impl LeadStore for Sqlite {
                 if released == 0 {
                     return Err(StoreError::Contended(format!("counter {name} is already 0")));
                 }
+            }
+            if let Some(contact) = &contact {
+                write_contact(conn, contact)?;
             }
             Ok(())
         })
@@ -666,6 +677,32 @@ impl LeadStore for Sqlite {
         .await
     }
 
+    async fn open_lead_for_contact(
+        &self,
+        contact: &str,
+        since: Timestamp,
+    ) -> Result<ContactLookup, StoreError> {
+        let contact = contact.to_owned();
+        self.read(move |conn| {
+            // One read transaction: the index entry and its lead from the same snapshot.
+            let snapshot = conn.unchecked_transaction().map_err(unavailable)?;
+            let indexed: Option<String> = query_row(
+                &snapshot,
+                "SELECT lead_id FROM contacts WHERE contact = ?1",
+                params![contact],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(unavailable)?;
+            let lead = match &indexed {
+                Some(id) => lead_row(&snapshot, id)?,
+                None => None,
+            };
+            Ok(ContactLookup::judge(indexed, lead, since))
+        })
+        .await
+    }
+
     async fn leads_since(&self, since: Timestamp, limit: usize) -> Result<Vec<Lead>, StoreError> {
         // captured_at is stored in milliseconds, so `since` counts to the millisecond.
         let since = since.as_millisecond();
@@ -685,6 +722,33 @@ impl LeadStore for Sqlite {
         })
         .await
     }
+}
+
+/// Points a contact at its new open lead inside the current job, only if the index still
+/// holds the lead id the router read.
+fn write_contact(conn: &Connection, contact: &ContactWrite) -> Result<(), StoreError> {
+    let routed_at = contact.routed_at.as_millisecond();
+    let written = match &contact.replaces {
+        None => exec(
+            conn,
+            "INSERT INTO contacts (contact, lead_id, routed_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (contact) DO NOTHING",
+            params![contact.contact, contact.lead_id, routed_at],
+        ),
+        Some(replaces) => exec(
+            conn,
+            "UPDATE contacts SET lead_id = ?2, routed_at = ?3 WHERE contact = ?1 AND lead_id = ?4",
+            params![contact.contact, contact.lead_id, routed_at, replaces],
+        ),
+    }
+    .map_err(unavailable)?;
+    if written == 0 {
+        return Err(StoreError::Contended(format!(
+            "contact {} got another open lead",
+            contact.contact
+        )));
+    }
+    Ok(())
 }
 
 /// Adds one to a counter inside the current job, refusing when a limit is reached.

@@ -19,7 +19,8 @@ use crate::signature::{Scheme, SigningKey};
 mod team;
 pub use team::{
     AfterHoursPolicy, Conditions, MemberConfig, NamedAccount, PoolConfig, ResetPeriod,
-    RoutingConfig, RuleConfig, Strategy, TargetConfig, TeamConfig,
+    RoutingConfig, RuleConfig, Strategy, TargetConfig, TeamConfig, DEFAULT_MERGE_WINDOW_HOURS,
+    MAX_MERGE_WINDOW_HOURS,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -960,6 +961,20 @@ impl Validator<'_> {
             ));
         }
         self.check_validation(&mut config.validation, &queue_ids)?;
+        if let Some(hours) = &config.routing.merge_window_hours {
+            if *hours.get_ref() > team::MAX_MERGE_WINDOW_HOURS {
+                return Err(self.invalid(
+                    hours.span(),
+                    "routing.merge_window_hours",
+                    format!(
+                        "{} hours is longer than the contact index is kept ({} hours); 0 turns \
+                         merging off",
+                        hours.get_ref(),
+                        team::MAX_MERGE_WINDOW_HOURS
+                    ),
+                ));
+            }
+        }
         for (index, company) in config.enrichment.companies.iter().enumerate() {
             if let Some(owner) = &company.get_ref().account_owner {
                 if !rep_ids.contains(owner) {
@@ -1501,6 +1516,32 @@ fallback_queue = "inbox"
             config.source("website").map(|s| s.transcript_hosts.clone()),
             Some(vec!["transcripts.chatbot.example".to_owned()])
         );
+    }
+
+    #[test]
+    fn the_merge_window_defaults_to_a_day_and_is_bounded() {
+        let day = jiff::SignedDuration::from_hours(24);
+        assert_eq!(
+            parse(MINIMAL).expect("valid").routing.merge_window(),
+            Some(day)
+        );
+        let with = |hours: &str| {
+            MINIMAL.replace(
+                "fallback_queue = \"inbox\"",
+                &format!("fallback_queue = \"inbox\"\nmerge_window_hours = {hours}"),
+            )
+        };
+        assert_eq!(
+            parse(&with("0")).expect("valid").routing.merge_window(),
+            None
+        );
+        assert_eq!(
+            parse(&with("2")).expect("valid").routing.merge_window(),
+            Some(jiff::SignedDuration::from_hours(2))
+        );
+        let error = parse(&with("721")).expect_err("too long").to_string();
+        assert!(error.contains("routing.merge_window_hours"), "{error}");
+        parse(&with("-1")).expect_err("negative");
     }
 
     #[test]

@@ -222,6 +222,26 @@ pub struct RoutingConfig {
     /// The ABM list: target domains and the rep who owns each.
     #[serde(default)]
     pub named_accounts: Vec<Spanned<NamedAccount>>,
+    /// A second lead from the same e-mail address within this many hours of the first being
+    /// routed merges into it (same owner, no new count); 0 turns merging off. Default 24.
+    #[serde(default)]
+    pub merge_window_hours: Option<Spanned<u32>>,
+}
+
+/// The merge window when none is configured.
+pub const DEFAULT_MERGE_WINDOW_HOURS: u32 = 24;
+/// The longest merge window: the contact index is kept this long (DynamoDB TTL).
+pub const MAX_MERGE_WINDOW_HOURS: u32 = 30 * 24;
+
+impl RoutingConfig {
+    /// The duplicate-merge window, `None` when merging is off.
+    pub fn merge_window(&self) -> Option<jiff::SignedDuration> {
+        let hours = self
+            .merge_window_hours
+            .as_ref()
+            .map_or(DEFAULT_MERGE_WINDOW_HOURS, |h| *h.get_ref());
+        (hours > 0).then(|| jiff::SignedDuration::from_hours(i64::from(hours)))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -55,6 +55,13 @@ fn write_explanation(out: &mut String, lead: &Lead, a: &Assignment) -> std::fmt:
             trace.rules_omitted
         )?;
     }
+    if let Some(open) = &lead.merged_into {
+        writeln!(
+            out,
+            "  -> not tried: the same person's lead {open} is open; merged into it ({})",
+            a.reason
+        )?;
+    }
     if a.rule == "fallback" {
         writeln!(out, "  -> no rule matched: the default queue")?;
     }

@@ -10,6 +10,7 @@
 
 pub mod calendar;
 mod conditions;
+pub mod duplicates;
 pub mod explain;
 pub mod ledger;
 pub mod replay;

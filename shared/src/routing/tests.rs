@@ -277,6 +277,7 @@ impl LeadSpec {
             timeline: Timeline::default(),
             last_failure: None,
             close_reason: None,
+            merged_into: None,
         }
     }
 }

@@ -1,0 +1,295 @@
+//! Duplicates end to end over the embedded store: a second lead from the same person within
+//! the merge window joins the open lead (same owner, told so, counted once); outside the
+//! window, after the first lead is closed, or from another address, it is routed as usual.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use leadrelay::embedded::{QueueSettings, Sqlite};
+use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage};
+use leadrelay_shared::notifiers::Channels;
+use leadrelay_shared::ports::{Clock, LeadStore, Queue};
+use leadrelay_shared::routing::open_leads_counter;
+use leadrelay_shared::stages::{close_lead, Pipeline};
+use leadrelay_tests::{example_config, parse_config, sample, Terminal};
+use serde_json::Value;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const LEAD: &str = "02-capture-emea-pricing.json"; // Tom Baker, EMEA
+const TOM: &str = "tom.baker@sales.initech.co.uk";
+
+/// A clock the test moves by hand.
+struct HandClock(Mutex<Timestamp>);
+
+impl HandClock {
+    fn set(&self, at: Timestamp) {
+        *self.0.lock().expect("not poisoned") = at;
+    }
+}
+
+impl Clock for HandClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().expect("not poisoned")
+    }
+}
+
+struct Setup {
+    db: Sqlite,
+    pipeline: Pipeline,
+    clock: Arc<HandClock>,
+    terminal: Terminal,
+    slack: MockServer,
+    _dir: tempfile::TempDir,
+}
+
+/// The example config, every EMEA rep with the same Slack webhook (so the test sees whom an
+/// alert was for in its recipient), and `merge` appended to `[routing]`.
+async fn setup(merge: &str) -> Setup {
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&slack)
+        .await;
+    let hook = format!("{}/hook", slack.uri());
+    let text = example_config()
+        .replace(
+            "email = \"bruno@yourco.example\"",
+            &format!("email = \"bruno@yourco.example\"\nslack_webhook_url = \"{hook}\""),
+        )
+        .replace(
+            "email = \"fatima@yourco.example\"",
+            &format!("email = \"fatima@yourco.example\"\nslack_webhook_url = \"{hook}\""),
+        )
+        .replace(
+            "fallback_queue = \"sales-inbox\"",
+            &format!("fallback_queue = \"sales-inbox\"\n{merge}"),
+        );
+    let config = Arc::new(parse_config(&text));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = Sqlite::open(
+        dir.path(),
+        QueueSettings {
+            max_receives: 5,
+            visibility_timeout: Duration::from_secs(30),
+        },
+    )
+    .expect("open store");
+    let terminal = Terminal::default();
+    let channels =
+        Channels::new(Duration::from_secs(5), Box::new(terminal.clone())).expect("channels");
+    let clock = Arc::new(HandClock(Mutex::new(Timestamp::now())));
+    let pipeline = Pipeline::new(
+        config,
+        Arc::new(db.clone()),
+        Arc::new(db.clone()),
+        Arc::new(channels),
+        clock.clone(),
+    );
+    Setup {
+        db,
+        pipeline,
+        clock,
+        terminal,
+        slack,
+        _dir: dir,
+    }
+}
+
+impl Setup {
+    /// Posts the sample webhook from `email` (signed now), then works every stage with the
+    /// clock at `route_at`; returns the lead as stored.
+    async fn lead_from(&self, event_id: &str, email: &str, route_at: Timestamp) -> Lead {
+        let mut body: Value = serde_json::from_slice(&sample(LEAD)).expect("sample");
+        body["captured_email"] = Value::String(email.to_owned());
+        let body = serde_json::to_vec(&body).expect("json");
+        let source = self.pipeline.config.source("website").expect("source");
+        let mut headers = axum::http::HeaderMap::new();
+        for (name, value) in
+            leadrelay::cli::signed_headers(source, event_id, &body).expect("signed")
+        {
+            headers.insert(
+                axum::http::HeaderName::try_from(name).expect("header name"),
+                value.parse().expect("header value"),
+            );
+        }
+        headers.insert("content-type", "application/json".parse().expect("ascii"));
+        // Signatures are checked against the real time; routing runs at `route_at`.
+        self.clock.set(Timestamp::now());
+        let accepted = self
+            .pipeline
+            .ingest("website", &headers, &body)
+            .await
+            .expect("accepted");
+        self.clock.set(route_at);
+        self.drain().await;
+        self.lead(&accepted.lead_id).await
+    }
+
+    async fn drain(&self) {
+        loop {
+            let mut worked = false;
+            for stage in Stage::ALL {
+                for message in self.db.receive(stage, 10).await.expect("receive") {
+                    worked = true;
+                    self.pipeline
+                        .consume(stage, &message)
+                        .await
+                        .expect("consumed");
+                }
+            }
+            if !worked {
+                break;
+            }
+        }
+    }
+
+    async fn lead(&self, id: &str) -> Lead {
+        self.db.get_lead(id).await.expect("read").expect("stored")
+    }
+
+    async fn open_count(&self, lead: &Lead) -> i64 {
+        let owner = &lead.assignment.as_ref().expect("owned").owner;
+        self.db
+            .counter(&open_leads_counter(owner))
+            .await
+            .expect("counter")
+    }
+
+    async fn slack_alerts(&self) -> Vec<String> {
+        self.slack
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .collect()
+    }
+}
+
+fn rule(lead: &Lead) -> &str {
+    lead.assignment.as_ref().map_or("", |a| a.rule.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_request_minutes_later_merges_into_the_open_lead_and_its_owner_is_told() {
+    let s = setup("").await;
+    let t0 = Timestamp::now();
+    let first = s.lead_from("evt-first", TOM, t0).await;
+    assert_eq!(first.state, LeadState::Notified);
+    assert_ne!(rule(&first), "duplicate");
+    let owner = first.assignment.clone().expect("owned").owner;
+    assert_eq!(s.open_count(&first).await, 1);
+
+    // Same address, typed differently, eight minutes later.
+    let second = s
+        .lead_from(
+            "evt-second",
+            "  Tom.Baker@Sales.Initech.CO.UK ",
+            t0 + SignedDuration::from_mins(8),
+        )
+        .await;
+    assert_eq!(second.state, LeadState::Notified);
+    assert_eq!(second.merged_into.as_deref(), Some(first.id.as_str()));
+    let a = second.assignment.clone().expect("owned");
+    assert_eq!(a.owner, owner, "the same owner, not a second rep");
+    assert_eq!(a.rule, "duplicate");
+    assert!(a.reason.contains(&first.id), "{}", a.reason);
+    assert!(a.reason.contains("8 min ago"), "{}", a.reason);
+    assert_eq!(
+        s.open_count(&first).await,
+        1,
+        "one piece of work, counted once"
+    );
+
+    // The owner is told it is the same person, once per channel, and nobody else is alerted.
+    let text = s.terminal.text();
+    let headline = format!(
+        "Same person again: Tom Baker sent another request; merged into lead {} owned by you",
+        first.id
+    );
+    assert!(text.contains(&headline), "{text}");
+    assert_eq!(s.terminal.alerts_for(&second.id), 1);
+    let slack = s.slack_alerts().await;
+    assert_eq!(slack.len(), 2, "one alert per lead, to the one owner");
+    assert!(slack[1].contains("Same person again"), "{}", slack[1]);
+
+    // The explanation shows the merge.
+    let why = leadrelay_shared::routing::explain::explain_text(&second, &a);
+    assert!(
+        why.contains(&format!("merged into lead {}", first.id)),
+        "{why}"
+    );
+
+    // A replayed route and notify change nothing: no second count, no second alert.
+    for stage in [Stage::Route, Stage::Notify] {
+        s.db.send(stage, &Envelope::new(&second.id, stage, "replay"))
+            .await
+            .expect("send");
+    }
+    s.drain().await;
+    assert_eq!(s.lead(&second.id).await.assignment, second.assignment);
+    assert_eq!(s.open_count(&first).await, 1);
+    assert_eq!(s.terminal.alerts_for(&second.id), 1);
+    assert_eq!(s.slack_alerts().await.len(), 2);
+
+    // Closing the merged lead takes nothing off the owner's count; closing the first does.
+    let now = t0 + SignedDuration::from_mins(30);
+    close_lead(&s.db, now, &second.id, "won")
+        .await
+        .expect("closed");
+    assert_eq!(s.open_count(&first).await, 1);
+    close_lead(&s.db, now, &first.id, "won")
+        .await
+        .expect("closed");
+    assert_eq!(s.open_count(&first).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_the_window_after_a_close_or_from_another_address_a_lead_is_routed_as_usual() {
+    let s = setup("").await;
+    let t0 = Timestamp::now();
+    let first = s.lead_from("evt-1", TOM, t0).await;
+
+    // Another person, a minute later.
+    let other = s
+        .lead_from(
+            "evt-2",
+            "ann.lee@sales.initech.co.uk",
+            t0 + SignedDuration::from_mins(1),
+        )
+        .await;
+    assert_eq!(other.merged_into, None);
+    assert_ne!(rule(&other), "duplicate");
+
+    // The same person a day and an hour later: the window (24 h) has passed.
+    let late = s
+        .lead_from("evt-3", TOM, t0 + SignedDuration::from_hours(25))
+        .await;
+    assert_eq!(late.merged_into, None);
+    assert_ne!(rule(&late), "duplicate");
+
+    // The late lead is now the person's open lead; once it is closed, the next one is new work.
+    let soon = t0 + SignedDuration::from_hours(26);
+    close_lead(&s.db, soon, &late.id, "lost")
+        .await
+        .expect("closed");
+    let after_close = s.lead_from("evt-4", TOM, soon).await;
+    assert_eq!(after_close.merged_into, None);
+    assert_ne!(rule(&after_close), "duplicate");
+    assert_ne!(after_close.id, first.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_of_zero_turns_merging_off() {
+    let s = setup("merge_window_hours = 0").await;
+    let t0 = Timestamp::now();
+    s.lead_from("evt-1", TOM, t0).await;
+    let second = s
+        .lead_from("evt-2", TOM, t0 + SignedDuration::from_mins(2))
+        .await;
+    assert_eq!(second.merged_into, None);
+    assert_ne!(rule(&second), "duplicate");
+}

@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::enrichment::http_api::HttpProviderConfig;
 use crate::model::EventKind;
 use crate::signature::{Scheme, SigningKey};
 
@@ -210,12 +211,24 @@ pub struct EnrichmentConfig {
     pub providers: Vec<Spanned<String>>,
     /// The most one provider may take for one lead, unless its own section says otherwise.
     pub provider_budget_ms: u64,
+    /// `[[enrichment.http]]`: firmographics APIs looked up by company domain.
+    pub http: Vec<Spanned<HttpProviderConfig>>,
 }
 
 impl EnrichmentConfig {
     /// The provider names `providers` may list: every provider section configured.
     pub fn configured_providers(&self) -> Vec<String> {
-        Vec::new()
+        let mut names = Vec::new();
+        names.extend(self.http.iter().map(|h| h.get_ref().name.clone()));
+        names
+    }
+
+    /// The `[[enrichment.http]]` section called `name`.
+    pub fn http_provider(&self, name: &str) -> Option<&HttpProviderConfig> {
+        self.http
+            .iter()
+            .map(Spanned::get_ref)
+            .find(|h| h.name == name)
     }
 
     /// Every known company: the inline table, then the imported CSV.
@@ -255,6 +268,7 @@ impl Default for EnrichmentConfig {
             imported: Vec::new(),
             providers: Vec::new(),
             provider_budget_ms: 500,
+            http: Vec::new(),
         }
     }
 }
@@ -835,6 +849,7 @@ impl Validator<'_> {
                 }
             }
         }
+        self.check_http_providers(config, env)?;
         let known = config.enrichment.configured_providers();
         let mut listed = HashSet::new();
         for (index, name) in config.enrichment.providers.iter().enumerate() {
@@ -911,6 +926,46 @@ impl Validator<'_> {
                 "pipeline",
                 "max_receives and batch_size must be above 0",
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Validator<'_> {
+    /// `[[enrichment.http]]`: each section valid, names unique, API keys resolved (errors name
+    /// the variable, never its value).
+    fn check_http_providers(
+        &self,
+        config: &mut Config,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let mut names = HashSet::new();
+        for (index, section) in config.enrichment.http.iter_mut().enumerate() {
+            let span = section.span();
+            let key = format!("enrichment.http[{index}]");
+            let section = section.get_mut();
+            section.problems().map_err(|(field, message)| {
+                self.invalid(span.clone(), format!("{key}.{field}"), message)
+            })?;
+            if !names.insert(section.name.clone()) {
+                return Err(self.invalid(
+                    span,
+                    format!("{key}.name"),
+                    format!("duplicate provider name {:?}", section.name),
+                ));
+            }
+            if let Some(variable) = &section.api_key_env {
+                let value = env(variable)
+                    .filter(|v| !v.trim().is_empty())
+                    .ok_or_else(|| {
+                        self.invalid(
+                            span.clone(),
+                            format!("{key}.api_key_env"),
+                            format!("environment variable {variable} is not set"),
+                        )
+                    })?;
+                section.api_key = Some(SecretString::from(value.trim().to_owned()));
+            }
         }
         Ok(())
     }
@@ -1050,6 +1105,97 @@ fallback_queue = "inbox"
         std::fs::remove_file(dir.path().join("crm/companies.csv")).expect("rm");
         let error = Config::load(&dir.path().join("leadrelay.toml")).expect_err("missing csv");
         assert!(error.to_string().contains("companies.csv"), "{error}");
+    }
+
+    const HTTP_PROVIDER: &str = r#"
+[[enrichment.http]]
+name = "clearbit"
+url = "https://company.example/v2/companies/find?domain={domain}"
+api_key_env = "CLEARBIT_KEY"
+budget_ms = 300
+"#;
+
+    fn with_provider(section: &str) -> String {
+        MINIMAL.replace(
+            "[[reps]]",
+            "[enrichment]\nproviders = [\"clearbit\"]\n\n[[reps]]",
+        ) + section
+    }
+
+    #[test]
+    fn an_http_provider_is_configured_with_defaults_and_its_key_from_the_environment() {
+        let env = |name: &str| (name == "CLEARBIT_KEY").then(|| "sk_test_123".to_owned());
+        let config = Config::parse(&with_provider(HTTP_PROVIDER), "x.toml", &env).expect("valid");
+        assert_eq!(config.enrichment.configured_providers(), vec!["clearbit"]);
+        let http = config
+            .enrichment
+            .http_provider("clearbit")
+            .expect("section");
+        assert_eq!(http.budget_ms, Some(300));
+        assert_eq!((http.retries, http.cache_ttl_hours), (1, 24));
+        assert_eq!((http.breaker_failures, http.breaker_cooldown_secs), (5, 30));
+        assert_eq!(http.fields.company.as_deref(), Some("/name"));
+        assert_eq!(http.fields.country.as_deref(), Some("/geo/countryCode"));
+        assert_eq!(
+            http.api_key.as_ref().map(|k| k.expose_secret().to_owned()),
+            Some("sk_test_123".into())
+        );
+        assert!(!format!("{http:?}").contains("sk_test_123"));
+    }
+
+    #[test]
+    fn an_http_provider_error_names_the_line_and_key_never_the_secret() {
+        let text = with_provider(HTTP_PROVIDER);
+        let error = parse(&text).expect_err("unset key").to_string();
+        assert!(error.starts_with("leadrelay.toml:27:"), "{error}");
+        assert!(
+            error.contains(
+                "enrichment.http[0].api_key_env: environment variable CLEARBIT_KEY is not set"
+            ),
+            "{error}"
+        );
+
+        let text = with_provider(&HTTP_PROVIDER.replace("?domain={domain}", ""));
+        let env = |_: &str| Some("sk_test_123".to_owned());
+        let error = Config::parse(&text, "x.toml", &env)
+            .expect_err("no {domain}")
+            .to_string();
+        assert!(
+            error.contains("enrichment.http[0].url: must contain {domain}"),
+            "{error}"
+        );
+        assert!(!error.contains("sk_test_123"));
+
+        let text = with_provider(&format!(
+            "{HTTP_PROVIDER}[enrichment.http.fields]\ncountry = \"geo.countryCode\"\n"
+        ));
+        let error = Config::parse(&text, "x.toml", &env)
+            .expect_err("bad pointer")
+            .to_string();
+        assert!(
+            error.contains("enrichment.http[0].fields.country"),
+            "{error}"
+        );
+
+        let listed_twice = with_provider(&format!("{HTTP_PROVIDER}{HTTP_PROVIDER}"));
+        let error = Config::parse(&listed_twice, "x.toml", &env)
+            .expect_err("twice")
+            .to_string();
+        assert!(
+            error.contains("duplicate provider name \"clearbit\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_listed_provider_must_be_configured() {
+        let error = parse(&with_provider(""))
+            .expect_err("not configured")
+            .to_string();
+        assert!(
+            error.contains("unknown provider \"clearbit\": no provider is configured"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -19,6 +19,9 @@ use crate::ports::LeadStore;
 use crate::config::Config;
 use crate::model::{Enrichment, EnrichmentStatus, Lead, ProviderOutcome, ProviderReport, Turn};
 
+pub mod breaker;
+pub mod http_api;
+
 /// What a provider is asked about: the lead as captured and what is known so far.
 pub struct LookupRequest<'a> {
     pub lead: &'a Lead,
@@ -220,13 +223,15 @@ pub struct SetupError {
 /// Builds the providers `[enrichment] providers` lists, in that order, each with its budget.
 /// `store` keeps what providers cache (the HTTP provider's per-domain answers).
 pub fn from_config(config: &Config, store: Arc<dyn LeadStore>) -> Result<Providers, SetupError> {
-    let _ = &store;
     let enrichment = &config.enrichment;
     let mut list = Vec::with_capacity(enrichment.providers.len());
     for name in &enrichment.providers {
         let name = name.get_ref();
         // Validation already refused a name that is not configured.
-        let built: Option<Budgeted> = None;
+        let mut built: Option<Budgeted> = None;
+        if built.is_none() {
+            built = http_api::from_config(enrichment, name, &store)?;
+        }
         match built {
             Some(budgeted) => list.push(budgeted),
             None => {

@@ -1275,4 +1275,34 @@ budget_ms = 300
         let text = std::fs::read_to_string(&path).expect("config/leadrelay.toml exists");
         parse(&text).expect("the example config validates");
     }
+
+    #[test]
+    fn the_commented_provider_example_in_the_shipped_config_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/leadrelay.toml");
+        let text = std::fs::read_to_string(&path).expect("config/leadrelay.toml exists");
+        let mut inside = false;
+        let mut uncommented = Vec::new();
+        for line in text.lines() {
+            if line == "# providers = [\"clearbit\"]" {
+                inside = true;
+            }
+            if inside {
+                uncommented.push(line.strip_prefix('#').unwrap_or(line).trim_start());
+            } else {
+                uncommented.push(line);
+            }
+            if line.starts_with("# country = ") {
+                inside = false;
+            }
+        }
+        let env = |name: &str| (name == "CLEARBIT_API_KEY").then(|| "key".to_owned());
+        let config = Config::parse(&uncommented.join("\n"), "leadrelay.toml", &env)
+            .expect("the uncommented example validates");
+        assert_eq!(config.enrichment.configured_providers(), vec!["clearbit"]);
+        assert_eq!(config.enrichment.providers.len(), 1);
+        assert_eq!(
+            config.enrichment.companies.len(),
+            parse(&text).map_or(0, |c| c.enrichment.companies.len())
+        );
+    }
 }

@@ -302,10 +302,17 @@ impl HttpApi {
         }
     }
 
-    async fn remember(&self, domain: &str, findings: &Findings, budget: Duration) {
+    /// Caches an answer, in what is left of the budget (at most its share): the answer is
+    /// returned whether or not the write made it.
+    async fn remember(&self, domain: &str, findings: &Findings, budget: Duration, left: Duration) {
         let Some(store) = self.store.as_ref().filter(|_| !self.cache_ttl.is_zero()) else {
             return;
         };
+        let allowed = (budget / CACHE_SHARE).min(left);
+        if allowed.is_zero() {
+            tracing::warn!(provider = %self.name, "no budget left to cache the answer");
+            return;
+        }
         let Ok(text) = serde_json::to_string(&Cached::from(findings)) else {
             return;
         };
@@ -316,7 +323,7 @@ impl HttpApi {
             .unwrap_or(Timestamp::MAX);
         let key = self.cache_key(domain);
         let write = store.cache(&key, &text, expires_at);
-        match tokio::time::timeout(budget / CACHE_SHARE, write).await {
+        match tokio::time::timeout(allowed, write).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::warn!(provider = %self.name, error = %e, "enrichment cache write failed")
@@ -543,7 +550,10 @@ impl EnrichmentProvider for HttpApi {
             let why = match self.attempt(&url, left).await {
                 Ok(findings) => {
                     permit.succeeded();
-                    self.remember(domain, &findings, budget).await;
+                    // Half of what is left at most, so the answer is back before the caller's
+                    // own timeout on the same budget.
+                    let left = deadline.saturating_duration_since(Instant::now()) / 2;
+                    self.remember(domain, &findings, budget, left).await;
                     return Ok(findings);
                 }
                 Err(Attempt::TimedOut) => break ProviderError::TimedOut(millis(budget)),

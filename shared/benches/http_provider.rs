@@ -125,7 +125,12 @@ fn main() {
         ),
         (
             "slow_beyond_budget",
-            providers(&slow.uri(), no_cache, Arc::default()),
+            // The breaker kept shut, to measure the timeout itself.
+            providers(
+                &slow.uri(),
+                &format!("{no_cache}\nbreaker_failures = 1000000000"),
+                Arc::default(),
+            ),
         ),
         (
             "down_connection_refused",

@@ -21,9 +21,10 @@ lint: ## rustfmt and clippy, warnings as errors
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-bench: ## Stage-logic and routing microbenchmarks, and the embedded server under load
+bench: ## Stage-logic, routing and HTTP-enrichment benchmarks, and the embedded server under load
 	$(CARGO) bench -p leadrelay-shared --bench stage_logic
 	$(CARGO) bench -p leadrelay-shared --bench routing
+	$(CARGO) bench -p leadrelay-shared --bench http_provider
 	$(CARGO) bench -p leadrelay --bench embedded_load
 
 build: ## Release build of the leadrelay binary

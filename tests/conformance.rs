@@ -94,6 +94,7 @@ conformance!(
     queue_receive_hide_retry_delete,
     a_batch_is_deleted_at_once,
     redrive_to_the_dead_letter_queue_and_replay,
+    cache_entries_expire_and_are_replaced,
 );
 
 /// The contact index (duplicate merging) on both adapter sets, kept apart from the list above.
@@ -1112,4 +1113,46 @@ async fn a_stale_contact_write_is_refused_and_changes_nothing(adapters: Adapters
         .await
         .expect("read");
     assert_eq!(found.indexed.as_deref(), Some(winners[0].as_str()));
+}
+
+async fn cache_entries_expire_and_are_replaced(adapters: Adapters) {
+    let store = adapters.store;
+    let now = Timestamp::now();
+    let hour = jiff::SignedDuration::from_hours(1);
+    let (fresh, stale) = (unique("cache-fresh"), unique("cache-stale"));
+
+    assert_eq!(store.cached(&fresh, now).await.expect("read"), None);
+    store
+        .cache(&fresh, r#"{"company":"Acme"}"#, now + hour)
+        .await
+        .expect("write");
+    store
+        .cache(&stale, "{}", now - hour)
+        .await
+        .expect("write expired");
+    assert_eq!(
+        store.cached(&fresh, now).await.expect("read").as_deref(),
+        Some(r#"{"company":"Acme"}"#)
+    );
+    // Expired entries are never answered, whether or not the store has removed them yet.
+    assert_eq!(store.cached(&stale, now).await.expect("read"), None);
+    assert_eq!(
+        store.cached(&fresh, now + hour + hour).await.expect("read"),
+        None,
+        "read after its expiry"
+    );
+
+    // A new answer replaces the old one and its expiry.
+    store
+        .cache(&fresh, "{}", now + hour + hour + hour)
+        .await
+        .expect("replace");
+    assert_eq!(
+        store
+            .cached(&fresh, now + hour + hour)
+            .await
+            .expect("read")
+            .as_deref(),
+        Some("{}")
+    );
 }

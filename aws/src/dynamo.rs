@@ -8,6 +8,7 @@
 //! | counter | `COUNTER#<name>` | `COUNTER` | `value`, updated atomically |
 //! | pool ledger | `LEDGER#<pool>` | `PERIOD#<period>` | `version`, `body` (the ledger as JSON) |
 //! | contact index | `CONTACT#<normalised e-mail>` | `CONTACT` | `lead_id` (the person's open lead), `routed_at`; TTL `expires_at` (the longest merge window) |
+//! | cache entry | `CACHE#<key>` | `CACHE` | `value`; TTL `expires_at` (also checked on read: TTL deletion lags) |
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -77,6 +78,13 @@ fn ledger_key(pool: &str, period: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([
         ("pk".into(), s(format!("LEDGER#{pool}"))),
         ("sk".into(), s(format!("PERIOD#{period}"))),
+    ])
+}
+
+fn cache_key(key: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".into(), s(format!("CACHE#{key}"))),
+        ("sk".into(), s("CACHE")),
     ])
 }
 
@@ -824,6 +832,44 @@ impl LeadStore for DynamoStore {
         }
         keep_oldest(&mut found, limit);
         found.iter().map(|(_, _, item)| decode(item)).collect()
+    }
+
+    async fn cached(&self, key: &str, now: Timestamp) -> Result<Option<String>, StoreError> {
+        // An eventually consistent read: a stale miss costs one lookup, at half the price.
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(cache_key(key)))
+            .send()
+            .await
+            .map_err(unavailable)?
+            .item;
+        let Some(item) = item else {
+            return Ok(None);
+        };
+        // DynamoDB deletes expired items up to days late: expiry is checked here too.
+        if number(&item, "expires_at").is_none_or(|at| at <= now.as_second()) {
+            return Ok(None);
+        }
+        Ok(item
+            .get("value")
+            .and_then(|v| v.as_s().ok())
+            .map(String::to_owned))
+    }
+
+    async fn cache(&self, key: &str, value: &str, expires_at: Timestamp) -> Result<(), StoreError> {
+        let mut item = cache_key(key);
+        item.insert("value".into(), s(value));
+        item.insert("expires_at".into(), n(expires_at.as_second()));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 }
 

@@ -193,6 +193,13 @@ pub trait LeadStore: Send + Sync {
         contact: &str,
         since: Timestamp,
     ) -> Result<ContactLookup, StoreError>;
+
+    /// The value cached under `key`, unless it expired at or before `now` (enrichment answers
+    /// per domain). Expired entries are never returned, whenever the store removes them.
+    async fn cached(&self, key: &str, now: Timestamp) -> Result<Option<String>, StoreError>;
+
+    /// Caches `value` under `key` until `expires_at`, replacing what was there.
+    async fn cache(&self, key: &str, value: &str, expires_at: Timestamp) -> Result<(), StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]

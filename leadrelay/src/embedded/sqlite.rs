@@ -78,6 +78,13 @@ CREATE TABLE IF NOT EXISTS messages (
     dead_at       INTEGER
 );
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_at);
+-- Enrichment answers per domain; expires_at in milliseconds, expired rows pruned on write.
+CREATE TABLE IF NOT EXISTS cache (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cache_expiry ON cache (expires_at);
 "#;
 
 /// The name of a stage's dead-letter queue in the `messages` table.
@@ -719,6 +726,46 @@ impl LeadStore for Sqlite {
                 .map_err(unavailable)?;
             rows.map(|row| decode_lead(row.map_err(unavailable)?))
                 .collect()
+        })
+        .await
+    }
+
+    async fn cached(&self, key: &str, now: Timestamp) -> Result<Option<String>, StoreError> {
+        let key = key.to_owned();
+        let now = now.as_millisecond();
+        self.read(move |conn| {
+            query_row(
+                conn,
+                "SELECT value FROM cache WHERE key = ?1 AND expires_at > ?2",
+                params![key, now],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn cache(&self, key: &str, value: &str, expires_at: Timestamp) -> Result<(), StoreError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        let expires_at = expires_at.as_millisecond();
+        // A lost cache entry costs one lookup: no fsync.
+        self.write(Durability::Atomic, move |conn| {
+            exec(
+                conn,
+                "DELETE FROM cache WHERE expires_at <= ?1",
+                params![now_ms()],
+            )
+            .map_err(unavailable)?;
+            exec(
+                conn,
+                "INSERT INTO cache (key, value, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value,
+                                                 expires_at = excluded.expires_at",
+                params![key, value, expires_at],
+            )
+            .map_err(unavailable)?;
+            Ok(())
         })
         .await
     }

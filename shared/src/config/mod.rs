@@ -12,6 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::enrichment::geoip::GeoipConfig;
+use crate::enrichment::http_api::HttpProviderConfig;
 use crate::enrichment::transcript::TranscriptConfig;
 use crate::model::EventKind;
 use crate::signature::{Scheme, SigningKey};
@@ -307,6 +308,8 @@ pub struct EnrichmentConfig {
     pub geoip: Option<Spanned<GeoipConfig>>,
     /// `[enrichment.transcript]`: the conversation fetched from `conversation_transcript_url`.
     pub transcript: Option<Spanned<TranscriptConfig>>,
+    /// `[[enrichment.http]]`: firmographics APIs looked up by company domain.
+    pub http: Vec<Spanned<HttpProviderConfig>>,
 }
 
 impl EnrichmentConfig {
@@ -319,7 +322,16 @@ impl EnrichmentConfig {
         if self.transcript.is_some() {
             names.push(crate::enrichment::transcript::NAME.to_owned());
         }
+        names.extend(self.http.iter().map(|h| h.get_ref().name.clone()));
         names
+    }
+
+    /// The `[[enrichment.http]]` section called `name`.
+    pub fn http_provider(&self, name: &str) -> Option<&HttpProviderConfig> {
+        self.http
+            .iter()
+            .map(Spanned::get_ref)
+            .find(|h| h.name == name)
     }
 
     /// Every known company: the inline table, then the imported CSV.
@@ -342,6 +354,7 @@ impl Default for EnrichmentConfig {
             provider_budget_ms: 500,
             geoip: None,
             transcript: None,
+            http: Vec::new(),
         }
     }
 }
@@ -986,6 +999,7 @@ impl Validator<'_> {
                 }
             }
         }
+        self.check_http_providers(config, env)?;
         let known = config.enrichment.configured_providers();
         let mut listed = HashSet::new();
         for (index, name) in config.enrichment.providers.iter().enumerate() {
@@ -1227,6 +1241,46 @@ impl Validator<'_> {
     }
 }
 
+impl Validator<'_> {
+    /// `[[enrichment.http]]`: each section valid, names unique, API keys resolved (errors name
+    /// the variable, never its value).
+    fn check_http_providers(
+        &self,
+        config: &mut Config,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let mut names = HashSet::new();
+        for (index, section) in config.enrichment.http.iter_mut().enumerate() {
+            let span = section.span();
+            let key = format!("enrichment.http[{index}]");
+            let section = section.get_mut();
+            section.problems().map_err(|(field, message)| {
+                self.invalid(span.clone(), format!("{key}.{field}"), message)
+            })?;
+            if !names.insert(section.name.clone()) {
+                return Err(self.invalid(
+                    span,
+                    format!("{key}.name"),
+                    format!("duplicate provider name {:?}", section.name),
+                ));
+            }
+            if let Some(variable) = &section.api_key_env {
+                let value = env(variable)
+                    .filter(|v| !v.trim().is_empty())
+                    .ok_or_else(|| {
+                        self.invalid(
+                            span.clone(),
+                            format!("{key}.api_key_env"),
+                            format!("environment variable {variable} is not set"),
+                        )
+                    })?;
+                section.api_key = Some(SecretString::from(value.trim().to_owned()));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn check_url(url: Option<&SecretString>) -> Result<(), String> {
     match url {
         None => Ok(()),
@@ -1363,6 +1417,97 @@ fallback_queue = "inbox"
         assert!(error.to_string().contains("companies.csv"), "{error}");
     }
 
+    const HTTP_PROVIDER: &str = r#"
+[[enrichment.http]]
+name = "clearbit"
+url = "https://company.example/v2/companies/find?domain={domain}"
+api_key_env = "CLEARBIT_KEY"
+budget_ms = 300
+"#;
+
+    fn with_provider(section: &str) -> String {
+        MINIMAL.replace(
+            "[[reps]]",
+            "[enrichment]\nproviders = [\"clearbit\"]\n\n[[reps]]",
+        ) + section
+    }
+
+    #[test]
+    fn an_http_provider_is_configured_with_defaults_and_its_key_from_the_environment() {
+        let env = |name: &str| (name == "CLEARBIT_KEY").then(|| "sk_test_123".to_owned());
+        let config = Config::parse(&with_provider(HTTP_PROVIDER), "x.toml", &env).expect("valid");
+        assert_eq!(config.enrichment.configured_providers(), vec!["clearbit"]);
+        let http = config
+            .enrichment
+            .http_provider("clearbit")
+            .expect("section");
+        assert_eq!(http.budget_ms, Some(300));
+        assert_eq!((http.retries, http.cache_ttl_hours), (1, 24));
+        assert_eq!((http.breaker_failures, http.breaker_cooldown_secs), (5, 30));
+        assert_eq!(http.fields.company.as_deref(), Some("/name"));
+        assert_eq!(http.fields.country.as_deref(), Some("/geo/countryCode"));
+        assert_eq!(
+            http.api_key.as_ref().map(|k| k.expose_secret().to_owned()),
+            Some("sk_test_123".into())
+        );
+        assert!(!format!("{http:?}").contains("sk_test_123"));
+    }
+
+    #[test]
+    fn an_http_provider_error_names_the_line_and_key_never_the_secret() {
+        let text = with_provider(HTTP_PROVIDER);
+        let error = parse(&text).expect_err("unset key").to_string();
+        assert!(error.starts_with("leadrelay.toml:27:"), "{error}");
+        assert!(
+            error.contains(
+                "enrichment.http[0].api_key_env: environment variable CLEARBIT_KEY is not set"
+            ),
+            "{error}"
+        );
+
+        let text = with_provider(&HTTP_PROVIDER.replace("?domain={domain}", ""));
+        let env = |_: &str| Some("sk_test_123".to_owned());
+        let error = Config::parse(&text, "x.toml", &env)
+            .expect_err("no {domain}")
+            .to_string();
+        assert!(
+            error.contains("enrichment.http[0].url: must contain {domain}"),
+            "{error}"
+        );
+        assert!(!error.contains("sk_test_123"));
+
+        let text = with_provider(&format!(
+            "{HTTP_PROVIDER}[enrichment.http.fields]\ncountry = \"geo.countryCode\"\n"
+        ));
+        let error = Config::parse(&text, "x.toml", &env)
+            .expect_err("bad pointer")
+            .to_string();
+        assert!(
+            error.contains("enrichment.http[0].fields.country"),
+            "{error}"
+        );
+
+        let listed_twice = with_provider(&format!("{HTTP_PROVIDER}{HTTP_PROVIDER}"));
+        let error = Config::parse(&listed_twice, "x.toml", &env)
+            .expect_err("twice")
+            .to_string();
+        assert!(
+            error.contains("duplicate provider name \"clearbit\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_listed_provider_must_be_configured() {
+        let error = parse(&with_provider(""))
+            .expect_err("not configured")
+            .to_string();
+        assert!(
+            error.contains("unknown provider \"clearbit\": no provider is configured"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn the_geoip_database_is_found_beside_the_config() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -1487,38 +1632,6 @@ fallback_queue = "inbox"
     }
 
     #[test]
-    fn the_commented_provider_example_is_valid_once_uncommented() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/leadrelay.toml");
-        let text = std::fs::read_to_string(&path).expect("config/leadrelay.toml exists");
-        let keys = [
-            "transcript_hosts =",
-            "providers =",
-            "provider_budget_ms =",
-            "[enrichment.geoip]",
-            "database =",
-            "budget_ms =",
-            "[enrichment.transcript]",
-            "max_bytes =",
-        ];
-        let uncommented: Vec<&str> = text
-            .lines()
-            .map(|line| match line.strip_prefix("# ") {
-                Some(rest) if keys.iter().any(|k| rest.starts_with(k)) => rest,
-                _ => line,
-            })
-            .collect();
-        let config = parse(&uncommented.join("\n")).expect("the uncommented example validates");
-        assert_eq!(
-            config.enrichment.configured_providers(),
-            ["geoip", "transcript"]
-        );
-        assert_eq!(
-            config.source("website").map(|s| s.transcript_hosts.clone()),
-            Some(vec!["transcripts.chatbot.example".to_owned()])
-        );
-    }
-
-    #[test]
     fn the_merge_window_defaults_to_a_day_and_is_bounded() {
         let day = jiff::SignedDuration::from_hours(24);
         assert_eq!(
@@ -1549,5 +1662,54 @@ fallback_queue = "inbox"
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/leadrelay.toml");
         let text = std::fs::read_to_string(&path).expect("config/leadrelay.toml exists");
         parse(&text).expect("the example config validates");
+    }
+
+    #[test]
+    fn the_commented_provider_examples_in_the_shipped_config_validate() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/leadrelay.toml");
+        let text = std::fs::read_to_string(&path).expect("config/leadrelay.toml exists");
+        // The [enrichment] block from the provider order to the HTTP provider's last pointer,
+        // and the lines of the geoip and transcript sections and the source's allowed hosts.
+        let keys = [
+            "transcript_hosts =",
+            "[enrichment.geoip]",
+            "database =",
+            "budget_ms =",
+            "[enrichment.transcript]",
+            "max_bytes =",
+        ];
+        let mut inside = false;
+        let mut uncommented = Vec::new();
+        for line in text.lines() {
+            if line.starts_with("# providers = [") {
+                inside = true;
+            }
+            let rest = line.strip_prefix('#').map(str::trim_start);
+            let keep = match rest {
+                Some(rest) if inside => rest,
+                Some(rest) if keys.iter().any(|k| rest.starts_with(k)) => rest,
+                _ => line,
+            };
+            uncommented.push(keep);
+            if line.starts_with("# country = ") {
+                inside = false;
+            }
+        }
+        let env = |name: &str| (name == "CLEARBIT_API_KEY").then(|| "key".to_owned());
+        let config = Config::parse(&uncommented.join("\n"), "leadrelay.toml", &env)
+            .expect("the uncommented examples validate");
+        assert_eq!(
+            config.enrichment.configured_providers(),
+            ["geoip", "transcript", "clearbit"]
+        );
+        assert_eq!(config.enrichment.providers.len(), 3);
+        assert_eq!(
+            config.source("website").map(|s| s.transcript_hosts.clone()),
+            Some(vec!["transcripts.chatbot.example".to_owned()])
+        );
+        assert_eq!(
+            config.enrichment.companies.len(),
+            parse(&text).map_or(0, |c| c.enrichment.companies.len())
+        );
     }
 }

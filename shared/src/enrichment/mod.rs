@@ -22,6 +22,9 @@ pub mod transcript;
 use crate::config::Config;
 use crate::model::{Enrichment, EnrichmentStatus, Lead, ProviderOutcome, ProviderReport, Turn};
 
+pub mod breaker;
+pub mod http_api;
+
 /// What a provider is asked about: the lead as captured and what is known so far.
 pub struct LookupRequest<'a> {
     pub lead: &'a Lead,
@@ -223,14 +226,13 @@ pub struct SetupError {
 /// Builds the providers `[enrichment] providers` lists, in that order, each with its budget.
 /// `store` keeps what providers cache (the HTTP provider's per-domain answers).
 pub fn from_config(config: &Config, store: Arc<dyn LeadStore>) -> Result<Providers, SetupError> {
-    let _ = &store;
     let enrichment = &config.enrichment;
     let mut list = Vec::with_capacity(enrichment.providers.len());
     for name in &enrichment.providers {
         let name = name.get_ref();
         // Validation already refused a name that is not configured.
         let default_ms = enrichment.provider_budget_ms;
-        let built: Option<Budgeted> = match name.as_str() {
+        let mut built: Option<Budgeted> = match name.as_str() {
             geoip::NAME => match &enrichment.geoip {
                 Some(c) => Some(geoip::Geoip::budgeted(c.get_ref(), default_ms)?),
                 None => None,
@@ -245,6 +247,9 @@ pub fn from_config(config: &Config, store: Arc<dyn LeadStore>) -> Result<Provide
             },
             _ => None,
         };
+        if built.is_none() {
+            built = http_api::from_config(enrichment, name, &store)?;
+        }
         match built {
             Some(budgeted) => list.push(budgeted),
             None => {

@@ -12,6 +12,8 @@ use axum::http::{HeaderMap, HeaderValue};
 use criterion::{BatchSize, Criterion};
 use jiff::{SignedDuration, Timestamp};
 use leadrelay_shared::config::{Config, SourceConfig};
+use leadrelay_shared::enrichment::geoip::{Geoip, GeoipConfig};
+use leadrelay_shared::enrichment::Providers;
 use leadrelay_shared::model::{Lead, LeadState};
 use leadrelay_shared::render::{self, Alert};
 use leadrelay_shared::routing::{Router, Snapshot};
@@ -246,6 +248,39 @@ fn benches(c: &mut Criterion, fx: &Fixture) {
             },
             |lead| {
                 lead.enrichment = Some(fx.rulebook.enrich(lead));
+                black_box(fx.rulebook.qualify(lead))
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    // The same with the local providers of a real deployment: the geoip provider over a
+    // MaxMind-format database (the test fixture), run through the provider orchestration with
+    // its budgets, as the enrich stage runs it.
+    let geoip = GeoipConfig {
+        database: "geoip-test.mmdb".into(),
+        budget_ms: Some(50),
+        resolved: Some(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/geoip-test.mmdb"),
+        ),
+    };
+    let providers = Providers::new(vec![Geoip::budgeted(&geoip, 50).expect("fixture opens")]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    group.bench_function("enrich_qualify_with_geoip", |b| {
+        let mut i = 0;
+        b.iter_batched_ref(
+            || {
+                let lead = captured[i % n].clone();
+                i += 1;
+                lead
+            },
+            |lead| {
+                let local = fx.rulebook.enrich(lead);
+                let (enrichment, _) =
+                    runtime.block_on(providers.enrich(lead, local, Duration::from_millis(800)));
+                lead.enrichment = Some(enrichment);
                 black_box(fx.rulebook.qualify(lead))
             },
             BatchSize::SmallInput,

@@ -72,6 +72,13 @@ async fn outage(api: &MockServer, what: &str, expected: ProviderOutcome) {
         "routed despite the outage: {:?}",
         lead.state
     );
+    // `leadrelay explain --lead` shows what the provider did and why.
+    let assignment = lead.assignment.as_ref().expect("routed");
+    let explained = leadrelay_shared::routing::explain::explain_text(&lead, assignment);
+    assert!(
+        explained.contains(&format!("  firmo {}: ", expected.as_str())),
+        "{explained}"
+    );
     let enrichment = lead.enrichment.expect("enriched");
     assert_ne!(enrichment.status, EnrichmentStatus::Complete);
     let report = enrichment

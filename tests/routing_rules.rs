@@ -233,6 +233,11 @@ async fn explain_names_why_each_candidate_was_skipped() {
     .expect("explain");
     let out = String::from_utf8(out).expect("utf-8");
     assert!(out.contains("MATCH \"APAC\""), "{out}");
+    // The score with the signal behind each point.
+    assert!(
+        out.contains("Score 35: finished the conversation +30, company of 200-999 employees +15, flag: missing_fields -10"),
+        "{out}"
+    );
     assert!(
         out.contains("- chen         outside working hours; back Wed 2026-11-25 09:00 AEDT"),
         "{out}"

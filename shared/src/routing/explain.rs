@@ -29,6 +29,36 @@ fn write_explanation(out: &mut String, lead: &Lead, a: &Assignment) -> std::fmt:
         e.employees.map(|n| n.to_string()).unwrap_or_else(|| "unknown".into()),
         e.industry.as_deref().unwrap_or("unknown"),
     )?;
+    // Why it scored what it did, and what enrichment could and could not learn.
+    if let Some(q) = q {
+        let items: Vec<String> = q
+            .breakdown
+            .iter()
+            .map(|item| format!("{} {:+}", item.signal, item.points))
+            .collect();
+        writeln!(out, "Score {}: {}", q.score, items.join(", "))?;
+    }
+    if !e.providers.is_empty() || !e.missing.is_empty() {
+        write!(out, "Enrichment {}", e.status.as_str())?;
+        if !e.missing.is_empty() {
+            write!(out, ", missing {}", e.missing.join(", "))?;
+        }
+        writeln!(out)?;
+        for report in &e.providers {
+            let detail = if report.detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", report.detail)
+            };
+            writeln!(
+                out,
+                "  {} {}{detail} ({} ms)",
+                report.provider,
+                report.outcome.as_str(),
+                report.elapsed_ms
+            )?;
+        }
+    }
     let Some(trace) = &a.trace else {
         writeln!(
             out,

@@ -15,7 +15,7 @@ use leadrelay_shared::model::{
 };
 use leadrelay_shared::ports::{
     ContactLookup, ContactWrite, CounterBump, Created, DeadLetters, DeliveryStart, Effects,
-    LeadStore, LedgerWrite, Queue, Received, StoreError,
+    EnrichmentCache, LeadStore, LedgerWrite, Queue, Received, StoreError,
 };
 use leadrelay_shared::routing::ledger::PoolLedger;
 use leadrelay_tests::aws::moto;
@@ -25,6 +25,7 @@ const VISIBILITY: Duration = Duration::from_secs(30);
 
 struct Adapters {
     store: Arc<dyn LeadStore>,
+    cache: Arc<dyn EnrichmentCache>,
     queue: Arc<dyn Queue>,
     dead: Arc<dyn DeadLetters>,
     _dir: Option<tempfile::TempDir>,
@@ -42,6 +43,7 @@ async fn embedded() -> Adapters {
     .expect("open");
     Adapters {
         store: Arc::new(db.clone()),
+        cache: Arc::new(db.clone()),
         queue: Arc::new(db.clone()),
         dead: Arc::new(db),
         _dir: Some(dir),
@@ -53,8 +55,10 @@ async fn aws() -> Adapters {
         .await
         .deploy(MAX_RECEIVES, VISIBILITY.as_secs() as u32)
         .await;
+    let store = Arc::new(deployment.store);
     Adapters {
-        store: Arc::new(deployment.store),
+        store: store.clone(),
+        cache: store,
         queue: Arc::new(deployment.queues.clone()),
         dead: Arc::new(deployment.queues),
         _dir: None,
@@ -1116,7 +1120,7 @@ async fn a_stale_contact_write_is_refused_and_changes_nothing(adapters: Adapters
 }
 
 async fn cache_entries_expire_and_are_replaced(adapters: Adapters) {
-    let store = adapters.store;
+    let store = adapters.cache;
     let now = Timestamp::now();
     let hour = jiff::SignedDuration::from_hours(1);
     let (fresh, stale) = (unique("cache-fresh"), unique("cache-stale"));

@@ -20,8 +20,8 @@ pub use aws_sdk_dynamodb::Client;
 use jiff::Timestamp;
 use leadrelay_shared::model::{Lead, LeadState, StageFailure};
 use leadrelay_shared::ports::{
-    ContactLookup, ContactWrite, CounterBump, Created, DeliveryStart, Effects, LeadStore,
-    LedgerWrite, StoreError,
+    ContactLookup, ContactWrite, CounterBump, Created, DeliveryStart, Effects, EnrichmentCache,
+    LeadStore, LedgerWrite, StoreError,
 };
 use leadrelay_shared::routing::ledger::PoolLedger;
 
@@ -833,7 +833,10 @@ impl LeadStore for DynamoStore {
         keep_oldest(&mut found, limit);
         found.iter().map(|(_, _, item)| decode(item)).collect()
     }
+}
 
+#[async_trait]
+impl EnrichmentCache for DynamoStore {
     async fn cached(&self, key: &str, now: Timestamp) -> Result<Option<String>, StoreError> {
         // An eventually consistent read: a stale miss costs one lookup, at half the price.
         let item = self

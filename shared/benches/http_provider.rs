@@ -19,7 +19,7 @@ use jiff::Timestamp;
 use leadrelay_shared::enrichment::http_api::{HttpApi, HttpProviderConfig};
 use leadrelay_shared::enrichment::{Budgeted, Providers};
 use leadrelay_shared::model::{CaptureEvent, Enrichment, EventKind, Lead, Metadata};
-use leadrelay_shared::ports::LeadStore;
+use leadrelay_shared::ports::EnrichmentCache;
 use memory_store::MemoryCache;
 use tokio::runtime::Runtime;
 use wiremock::matchers::method;
@@ -70,7 +70,7 @@ fn providers(base: &str, extra: &str, cache: Arc<MemoryCache>) -> Providers {
         "name = \"firmo\"\nurl = \"{base}/find?domain={{domain}}\"\n{extra}"
     ))
     .expect("section");
-    let store: Arc<dyn LeadStore> = cache;
+    let store: Arc<dyn EnrichmentCache> = cache;
     let provider = HttpApi::new(&section, Some(store)).expect("provider");
     Providers::new(vec![Budgeted {
         provider: Arc::new(provider),

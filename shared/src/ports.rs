@@ -193,7 +193,12 @@ pub trait LeadStore: Send + Sync {
         contact: &str,
         since: Timestamp,
     ) -> Result<ContactLookup, StoreError>;
+}
 
+/// Short-lived answers kept between leads, each with an expiry: the enrichment providers'
+/// answers per domain. A separate port from [`LeadStore`] so that a provider needs only this.
+#[async_trait]
+pub trait EnrichmentCache: Send + Sync {
     /// The value cached under `key`, unless it expired at or before `now` (enrichment answers
     /// per domain). Expired entries are never returned, whenever the store removes them.
     async fn cached(&self, key: &str, now: Timestamp) -> Result<Option<String>, StoreError>;

@@ -15,7 +15,7 @@ use leadrelay_shared::model::{
     CaptureEvent, Enrichment, EnrichmentStatus, EventKind, Lead, Metadata, ProviderOutcome,
     ProviderReport,
 };
-use leadrelay_shared::ports::LeadStore;
+use leadrelay_shared::ports::EnrichmentCache;
 use memory_store::MemoryCache;
 use secrecy::SecretString;
 use serde_json::json;
@@ -82,7 +82,7 @@ struct Setup {
 
 fn setup(section: &HttpProviderConfig, budget_ms: u64) -> Setup {
     let cache = Arc::new(MemoryCache::default());
-    let store: Arc<dyn LeadStore> = cache.clone();
+    let store: Arc<dyn EnrichmentCache> = cache.clone();
     let provider = HttpApi::new(section, Some(store)).expect("provider");
     let budget = Duration::from_millis(budget_ms);
     Setup {

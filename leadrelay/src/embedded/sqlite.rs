@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage, StageFailure};
 use leadrelay_shared::ports::{
     ContactLookup, ContactWrite, CounterBump, Created, DeadLetter, DeadLetters, DeliveryStart,
-    Effects, LeadStore, LedgerWrite, Queue, QueueError, Received, StoreError,
+    Effects, EnrichmentCache, LeadStore, LedgerWrite, Queue, QueueError, Received, StoreError,
 };
 use leadrelay_shared::routing::ledger::PoolLedger;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -729,7 +729,10 @@ impl LeadStore for Sqlite {
         })
         .await
     }
+}
 
+#[async_trait]
+impl EnrichmentCache for Sqlite {
     async fn cached(&self, key: &str, now: Timestamp) -> Result<Option<String>, StoreError> {
         let key = key.to_owned();
         let now = now.as_millisecond();

@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::breaker::Breaker;
 use super::{Budgeted, EnrichmentProvider, Findings, LookupRequest, ProviderError, SetupError};
 use crate::config::EnrichmentConfig;
-use crate::ports::{Clock, LeadStore, SystemClock};
+use crate::ports::{Clock, EnrichmentCache, SystemClock};
 
 /// One `[[enrichment.http]]` section.
 #[derive(Debug, Clone, Deserialize)]
@@ -152,7 +152,7 @@ impl HttpProviderConfig {
 pub fn from_config(
     config: &EnrichmentConfig,
     name: &str,
-    store: &Arc<dyn LeadStore>,
+    store: &Arc<dyn EnrichmentCache>,
 ) -> Result<Option<Budgeted>, SetupError> {
     let Some(section) = config.http_provider(name) else {
         return Ok(None);
@@ -175,7 +175,7 @@ pub struct HttpApi {
     fields: FieldPointers,
     client: reqwest::Client,
     breaker: Breaker,
-    store: Option<Arc<dyn LeadStore>>,
+    store: Option<Arc<dyn EnrichmentCache>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -241,7 +241,7 @@ const CACHE_SHARE: u32 = 4;
 impl HttpApi {
     pub fn new(
         section: &HttpProviderConfig,
-        store: Option<Arc<dyn LeadStore>>,
+        store: Option<Arc<dyn EnrichmentCache>>,
     ) -> Result<Self, SetupError> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("leadrelay/", env!("CARGO_PKG_VERSION")))

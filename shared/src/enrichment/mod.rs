@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use async_trait::async_trait;
 
-use crate::ports::LeadStore;
+use crate::ports::EnrichmentCache;
 
 pub mod geoip;
 pub mod transcript;
@@ -224,8 +224,11 @@ pub struct SetupError {
 }
 
 /// Builds the providers `[enrichment] providers` lists, in that order, each with its budget.
-/// `store` keeps what providers cache (the HTTP provider's per-domain answers).
-pub fn from_config(config: &Config, store: Arc<dyn LeadStore>) -> Result<Providers, SetupError> {
+/// `cache` keeps what providers cache (the HTTP provider's per-domain answers): the lead store.
+pub fn from_config(
+    config: &Config,
+    cache: Arc<dyn EnrichmentCache>,
+) -> Result<Providers, SetupError> {
     let enrichment = &config.enrichment;
     let mut list = Vec::with_capacity(enrichment.providers.len());
     for name in &enrichment.providers {
@@ -248,7 +251,7 @@ pub fn from_config(config: &Config, store: Arc<dyn LeadStore>) -> Result<Provide
             _ => None,
         };
         if built.is_none() {
-            built = http_api::from_config(enrichment, name, &store)?;
+            built = http_api::from_config(enrichment, name, &cache)?;
         }
         match built {
             Some(budgeted) => list.push(budgeted),

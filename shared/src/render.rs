@@ -636,6 +636,90 @@ mod tests {
         );
     }
 
+    /// Every string of mrkdwn in a Slack payload: section texts and context elements.
+    fn mrkdwn_texts(payload: &Value) -> Vec<String> {
+        let mut texts = Vec::new();
+        for block in payload["blocks"].as_array().into_iter().flatten() {
+            if let Some(text) = block["text"]["text"].as_str() {
+                texts.push(text.to_owned());
+            }
+            for element in block["elements"].as_array().into_iter().flatten() {
+                if let Some(text) = element["text"].as_str() {
+                    texts.push(text.to_owned());
+                }
+            }
+        }
+        texts
+    }
+
+    #[test]
+    fn hostile_and_huge_prospect_text_renders_inert_and_inside_slacks_limits() {
+        let hostile =
+            "<!channel> *bold* <https://evil.example|click> <script>alert(1)</script> &amp;";
+        let long_question = format!("{hostile} {}", "why ".repeat(5_000));
+        let turns: Vec<Value> = (0..100)
+            .map(|i| {
+                serde_json::json!({
+                    "role": if i % 2 == 0 { "visitor" } else { "bot" },
+                    "text": format!("{hostile} turn {i} {}", "x".repeat(2_000)),
+                })
+            })
+            .collect();
+        let lead: Lead = serde_json::from_value(serde_json::json!({
+            "id": "lead-1", "source": "website", "event_id": "e", "trace_id": "t",
+            "state": "routed", "incomplete": false, "timeline": {},
+            "capture": {
+                "event": "lead_capture_fallback",
+                "captured_email": "jane@acme.co.uk",
+                "name": format!("{hostile} {}", "n".repeat(5_000)),
+                "trigger_query": long_question,
+                "conversation_transcript_url": "https://transcripts.example/c/1",
+                "transcript": turns,
+                "metadata": {"source_url": format!("https://acme.example/{}", "p".repeat(4_000))}
+            }
+        }))
+        .expect("a lead");
+        let alert = render(&lead, "hot");
+        let payload = &alert.slack;
+
+        let blocks = payload["blocks"].as_array().expect("blocks");
+        assert!(blocks.len() <= 50, "{} blocks", blocks.len());
+        let texts = mrkdwn_texts(payload);
+        for text in &texts {
+            let chars = text.chars().count();
+            assert!(
+                chars <= SLACK_SECTION_LIMIT,
+                "a section of {chars} characters"
+            );
+            // Inert: no raw Slack control sequence, link or markup from the prospect survives.
+            assert!(!text.contains("<!channel>"), "{text}");
+            assert!(!text.contains("<https://evil"), "{text}");
+            assert!(!text.contains("<script>"), "{text}");
+        }
+        // Escaped, not entity-encoded twice or beyond the three characters Slack names.
+        let all = texts.concat();
+        assert!(all.contains("&lt;!channel&gt; *bold* &lt;https://evil.example|click&gt;"));
+        assert!(all.contains("&amp;amp;"), "a typed &amp; shows as typed");
+        assert!(
+            !all.contains("&quot;") && !all.contains("&#"),
+            "only & < > are encoded"
+        );
+        // Long text is cut with a mark; the transcript shows its last turns, each cut, and
+        // links to the whole.
+        assert!(all.contains('…'));
+        assert!(
+            all.contains("turn 99") && !all.contains("turn 95 "),
+            "the last turns"
+        );
+        assert!(all.contains("<https://transcripts.example/c/1|Full transcript>"));
+        let total: usize = texts.iter().map(|t| t.chars().count()).sum::<usize>()
+            + payload["text"].as_str().map_or(0, |t| t.chars().count());
+        assert!(total <= 13_000, "{total} characters in all");
+
+        // The plain text has no platform limit: the whole question stays readable there.
+        assert!(alert.text.contains(&"why ".repeat(5_000)));
+    }
+
     #[test]
     fn a_merged_lead_tells_its_owner_it_is_the_same_person() {
         // Stored before merging existed (no `merged_into`): still reads, as a new lead.

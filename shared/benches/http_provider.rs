@@ -18,7 +18,7 @@ use criterion::Criterion;
 use jiff::Timestamp;
 use leadrelay_shared::enrichment::http_api::{HttpApi, HttpProviderConfig};
 use leadrelay_shared::enrichment::{Budgeted, Providers};
-use leadrelay_shared::model::{CaptureEvent, Enrichment, EventKind, Lead, Metadata};
+use leadrelay_shared::model::{CaptureEvent, Enrichment, EventKind, Lead};
 use leadrelay_shared::ports::EnrichmentCache;
 use memory_store::MemoryCache;
 use tokio::runtime::Runtime;
@@ -31,19 +31,8 @@ const BUDGET: Duration = Duration::from_millis(100);
 fn lead() -> Lead {
     let capture = CaptureEvent {
         event: Some(EventKind::LeadCapture),
-        timestamp: None,
-        visitor_id: None,
-        conversation_id: None,
         captured_email: Some("ana@newco.io".into()),
-        name: None,
-        company: None,
-        phone: None,
-        job_title: None,
-        trigger_query: None,
-        conversation_transcript_url: None,
-        transcript: Vec::new(),
-        form_fields: Default::default(),
-        metadata: Metadata::default(),
+        ..CaptureEvent::default()
     };
     Lead::captured(
         "lead-1".into(),

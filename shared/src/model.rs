@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// Required fields are `Option` here on purpose: the validation gates name a missing field in a
 /// clear 400 instead of serde's generic "missing field" message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CaptureEvent {
     pub event: Option<EventKind>,
     pub timestamp: Option<Timestamp>,

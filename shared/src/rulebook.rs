@@ -162,8 +162,16 @@ impl Rulebook {
 
     /// Tier, score with its breakdown, and the SLA that follows from the tier.
     pub fn qualify(&self, lead: &Lead) -> Qualification {
+        match &lead.enrichment {
+            Some(enrichment) => self.qualify_with(lead, enrichment),
+            None => self.qualify_with(lead, &Enrichment::default()),
+        }
+    }
+
+    /// [`Rulebook::qualify`] on `enrichment` instead of the lead's own (the enrich stage reads
+    /// a provisional tier from what the local step found, before it is stored on the lead).
+    pub fn qualify_with(&self, lead: &Lead, enrichment: &Enrichment) -> Qualification {
         let event = lead.event();
-        let enrichment = lead.enrichment.clone().unwrap_or_default();
         let mut breakdown = Vec::new();
         let mut add = |signal: &str, points: i32| {
             breakdown.push(ScoreItem {

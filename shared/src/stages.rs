@@ -316,9 +316,7 @@ impl Pipeline {
     /// How long providers may take for this lead: its tier's budget, the tier read from what
     /// the local step found (the final tier is decided at routing, with everything known).
     fn enrichment_budget(&self, lead: &Lead, local: &Enrichment) -> Duration {
-        let mut provisional = lead.clone();
-        provisional.enrichment = Some(local.clone());
-        let tier = self.rulebook.qualify(&provisional).tier;
+        let tier = self.rulebook.qualify_with(lead, local).tier;
         self.config
             .tier(tier)
             .map(|t| t.enrichment_budget())

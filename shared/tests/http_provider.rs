@@ -12,8 +12,7 @@ use jiff::Timestamp;
 use leadrelay_shared::enrichment::http_api::{HttpApi, HttpProviderConfig};
 use leadrelay_shared::enrichment::{Budgeted, Providers};
 use leadrelay_shared::model::{
-    CaptureEvent, Enrichment, EnrichmentStatus, EventKind, Lead, Metadata, ProviderOutcome,
-    ProviderReport,
+    CaptureEvent, Enrichment, EnrichmentStatus, EventKind, Lead, ProviderOutcome, ProviderReport,
 };
 use leadrelay_shared::ports::EnrichmentCache;
 use memory_store::MemoryCache;
@@ -28,19 +27,8 @@ const LEAD_BUDGET: Duration = Duration::from_secs(5);
 fn lead() -> Lead {
     let capture = CaptureEvent {
         event: Some(EventKind::LeadCapture),
-        timestamp: None,
-        visitor_id: None,
-        conversation_id: None,
         captured_email: Some("ana@newco.io".into()),
-        name: None,
-        company: None,
-        phone: None,
-        job_title: None,
-        trigger_query: None,
-        conversation_transcript_url: None,
-        transcript: Vec::new(),
-        form_fields: Default::default(),
-        metadata: Metadata::default(),
+        ..CaptureEvent::default()
     };
     Lead::captured(
         "lead-1".into(),

@@ -235,33 +235,19 @@ pub fn from_config(
         let name = name.get_ref();
         // Validation already refused a name that is not configured.
         let default_ms = enrichment.provider_budget_ms;
-        let mut built: Option<Budgeted> = match name.as_str() {
-            geoip::NAME => match &enrichment.geoip {
-                Some(c) => Some(geoip::Geoip::budgeted(c.get_ref(), default_ms)?),
-                None => None,
-            },
-            transcript::NAME => match &enrichment.transcript {
-                Some(c) => Some(transcript::TranscriptFetcher::budgeted(
-                    config,
-                    c.get_ref(),
-                    default_ms,
-                )?),
-                None => None,
-            },
-            _ => None,
+        let built = match (name.as_str(), &enrichment.geoip, &enrichment.transcript) {
+            (geoip::NAME, Some(c), _) => Some(geoip::Geoip::budgeted(c.get_ref(), default_ms)?),
+            (transcript::NAME, _, Some(c)) => Some(transcript::TranscriptFetcher::budgeted(
+                config,
+                c.get_ref(),
+                default_ms,
+            )?),
+            _ => http_api::from_config(enrichment, name, &cache)?,
         };
-        if built.is_none() {
-            built = http_api::from_config(enrichment, name, &cache)?;
-        }
-        match built {
-            Some(budgeted) => list.push(budgeted),
-            None => {
-                return Err(SetupError {
-                    provider: name.clone(),
-                    message: "not configured".into(),
-                })
-            }
-        }
+        list.push(built.ok_or_else(|| SetupError {
+            provider: name.clone(),
+            message: "not configured".into(),
+        })?);
     }
     Ok(Providers::new(list))
 }

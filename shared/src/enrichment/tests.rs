@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use jiff::Timestamp;
 
 use super::*;
-use crate::model::{CaptureEvent, EventKind, Metadata};
+use crate::model::{CaptureEvent, EventKind};
 
 /// A provider whose behaviour the test sets: answer, fail, or hang.
 struct Scripted {
@@ -55,19 +55,8 @@ impl EnrichmentProvider for Scripted {
 fn lead() -> Lead {
     let capture = CaptureEvent {
         event: Some(EventKind::LeadCapture),
-        timestamp: None,
-        visitor_id: None,
-        conversation_id: None,
         captured_email: Some("ana@newco.io".into()),
-        name: None,
-        company: None,
-        phone: None,
-        job_title: None,
-        trigger_query: None,
-        conversation_transcript_url: None,
-        transcript: Vec::new(),
-        form_fields: Default::default(),
-        metadata: Metadata::default(),
+        ..CaptureEvent::default()
     };
     Lead::captured(
         "lead-1".into(),

@@ -86,24 +86,14 @@ fn describe_age(age: SignedDuration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{CandidateTrace, CaptureEvent, EventKind, LeadState, Metadata, Owner};
+    use crate::model::{CandidateTrace, CaptureEvent, EventKind, LeadState, Owner};
 
     fn lead(id: &str, email: Option<&str>) -> Lead {
         let capture = CaptureEvent {
             event: Some(EventKind::LeadCapture),
-            timestamp: None,
-            visitor_id: None,
-            conversation_id: None,
             captured_email: email.map(str::to_owned),
             name: Some("Jane Doe".into()),
-            company: None,
-            phone: None,
-            job_title: None,
-            trigger_query: None,
-            conversation_transcript_url: None,
-            transcript: Vec::new(),
-            form_fields: Default::default(),
-            metadata: Metadata::default(),
+            ..CaptureEvent::default()
         };
         let at: Timestamp = "2026-11-23T10:00:00Z".parse().expect("timestamp");
         Lead::captured(

@@ -3,7 +3,9 @@
 //! reused for another lead, handed to another rep, or used after it expires.
 
 use hmac::Mac;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
+
+use crate::config::Config;
 
 use crate::signature::SigningKey;
 
@@ -29,6 +31,22 @@ pub fn sign(key: &SigningKey, lead_id: &str, rep: &str, expires: Timestamp) -> S
         .append_pair("expires", &expires.to_string())
         .append_pair("sig", &tag)
         .finish()
+}
+
+/// The claim link one rep gets for one lead, valid for `[claim] link_ttl_hours` from `now`;
+/// `None` when `[claim] public_url` is not set (alerts then carry no link).
+pub fn url_for(config: &Config, lead_id: &str, rep: &str, now: Timestamp) -> Option<String> {
+    let base = config.claim.public_url.as_deref()?;
+    let key = config.claim.link_keys.first()?;
+    let expires = now
+        .checked_add(SignedDuration::from_hours(i64::from(config.claim.link_ttl_hours)))
+        .unwrap_or(Timestamp::MAX);
+    let lead: String = url::form_urlencoded::byte_serialize(lead_id.as_bytes()).collect();
+    Some(format!(
+        "{}/claim/{lead}?{}",
+        base.trim_end_matches('/'),
+        sign(key, lead_id, rep, expires)
+    ))
 }
 
 /// Checks a claim link's query string for `lead_id` (taken from the path); returns the rep it
@@ -171,5 +189,42 @@ mod tests {
             verify(&keys, "lead-1", &query, at(1_000)),
             Ok("anne marie&co".to_owned())
         );
+    }
+
+    #[test]
+    fn the_shipped_config_makes_links_that_verify_for_their_lead_and_rep() {
+        let config = Config::parse(
+            include_str!("../../config/leadrelay.toml"),
+            "leadrelay.toml",
+            &|_| None,
+        )
+        .expect("config");
+        let now = at(1_800_000_000);
+        let url = url_for(&config, "lead 1/x", "bruno", now).expect("a link");
+        let (path, query) = url.split_once('?').expect("query");
+        assert_eq!(path, "http://127.0.0.1:8080/claim/lead+1%2Fx");
+        let keys = &config.claim.link_keys;
+        assert_eq!(verify(keys, "lead 1/x", query, now), Ok("bruno".to_owned()));
+        let after_ttl = at(1_800_000_000 + 72 * 3600 + 1);
+        assert!(matches!(
+            verify(keys, "lead 1/x", query, after_ttl),
+            Err(ClaimLinkError::Expired(_))
+        ));
+    }
+
+    #[test]
+    fn no_public_url_no_link_and_a_url_without_a_secret_is_refused() {
+        let base = "[[sources]]\nid = \"w\"\nscheme = \"body_hmac\"\nsecrets = [\"s\"]\n[[queues]]\nid = \"q\"\nname = \"Q\"\n[routing]\nfallback_queue = \"q\"\n";
+        let config = Config::parse(base, "t.toml", &|_| None).expect("config");
+        assert_eq!(url_for(&config, "lead-1", "alice", at(0)), None);
+        let error = Config::parse(
+            &format!("{base}[claim]\npublic_url = \"https://leads.example\"\n"),
+            "t.toml",
+            &|_| None,
+        )
+        .expect_err("no secret");
+        let text = error.to_string();
+        assert!(text.contains("claim.link_secrets"), "{text}");
+        assert!(text.starts_with("t.toml:10:"), "{text}");
     }
 }

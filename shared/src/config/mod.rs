@@ -17,7 +17,10 @@ use crate::enrichment::transcript::TranscriptConfig;
 use crate::model::EventKind;
 use crate::signature::{Scheme, SigningKey};
 
+mod alerts;
 mod team;
+
+pub use alerts::{ClaimConfig, EscalateTo, EscalationConfig, EscalationStep};
 pub use team::{
     AfterHoursPolicy, Conditions, MemberConfig, NamedAccount, PoolConfig, ResetPeriod,
     RoutingConfig, RuleConfig, Strategy, TargetConfig, TeamConfig, DEFAULT_MERGE_WINDOW_HOURS,
@@ -131,6 +134,10 @@ pub struct Config {
     pub routing: RoutingConfig,
     #[serde(default)]
     pub notify: NotifyConfig,
+    #[serde(default)]
+    pub claim: ClaimConfig,
+    #[serde(default)]
+    pub escalation: EscalationConfig,
 }
 
 /// Queue semantics shared by every stage.
@@ -553,6 +560,9 @@ pub struct RepConfig {
     /// An environment variable (on AWS: an SSM SecureString) holding the Slack webhook URL.
     #[serde(default)]
     pub slack_webhook_url_env: Option<String>,
+    /// The rep's Slack member id (`U0123ABCD`): who they are when they press Claim.
+    #[serde(default)]
+    pub slack_user_id: Option<String>,
     /// The team whose hours, holidays, after-hours policy and queue apply.
     #[serde(default)]
     pub team: Option<String>,
@@ -806,6 +816,23 @@ impl Validator<'_> {
         }
     }
 
+    /// Where a `[section]` header is, for errors about a section serde does not span.
+    fn section(&self, name: &str) -> std::ops::Range<usize> {
+        let header = format!("[{name}]");
+        let start = self
+            .text
+            .lines()
+            .scan(0, |offset, line| {
+                let at = *offset;
+                *offset += line.len() + 1;
+                Some((at, line))
+            })
+            .find(|(_, line)| line.trim() == header)
+            .map(|(at, _)| at)
+            .unwrap_or(0);
+        start..start
+    }
+
     /// An inline URL, or the one the named variable holds.
     fn resolve_url(
         &self,
@@ -903,6 +930,14 @@ impl Validator<'_> {
             source.keys = keys;
         }
 
+        config
+            .claim
+            .resolve(env)
+            .and_then(|()| config.escalation.check())
+            .map_err(|(key, message)| {
+                let section = key.split('.').next().unwrap_or_default();
+                self.invalid(self.section(section), key, message)
+            })?;
         for (index, rep) in config.reps.iter_mut().enumerate() {
             let span = rep.span();
             let rep = rep.get_mut();

@@ -1,0 +1,203 @@
+//! `[claim]` (how reps claim a lead: signed links, Slack buttons) and `[escalation]` (what
+//! happens to a lead nobody claims by its SLA deadline).
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::signature::SigningKey;
+
+/// `[claim]`: where claim links point and the secrets that sign and check them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimConfig {
+    /// The public base URL of `leadrelay serve` or of the API; claim links are
+    /// `{public_url}/claim/{lead_id}?rep=..&expires=..&sig=..`. Without it, alerts carry no link.
+    pub public_url: Option<String>,
+    /// Keys that sign claim links (the first signs; all verify, for rotation). Inline is for
+    /// the demo; use `link_secrets_env`.
+    pub link_secrets: Vec<SecretString>,
+    /// An environment variable (on AWS: an SSM SecureString) holding the link secrets,
+    /// separated by spaces or commas.
+    pub link_secrets_env: Option<String>,
+    /// How long a claim link works.
+    pub link_ttl_hours: u32,
+    /// The Slack app's signing secret(s), for the Claim button (interactivity requests).
+    pub slack_signing_secrets: Vec<SecretString>,
+    pub slack_signing_secrets_env: Option<String>,
+    #[serde(skip)]
+    pub link_keys: Vec<SigningKey>,
+    #[serde(skip)]
+    pub slack_keys: Vec<SigningKey>,
+}
+
+impl Default for ClaimConfig {
+    fn default() -> Self {
+        ClaimConfig {
+            public_url: None,
+            link_secrets: Vec::new(),
+            link_secrets_env: None,
+            link_ttl_hours: 72,
+            slack_signing_secrets: Vec::new(),
+            slack_signing_secrets_env: None,
+            link_keys: Vec::new(),
+            slack_keys: Vec::new(),
+        }
+    }
+}
+
+impl ClaimConfig {
+    /// Resolves the secrets into keys; the error names the key, never a secret.
+    pub(super) fn resolve(
+        &mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), (String, String)> {
+        if let Some(url) = &self.public_url {
+            let parsed = url::Url::parse(url)
+                .map_err(|e| ("claim.public_url".to_owned(), format!("not a URL: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(("claim.public_url".into(), "must be an http(s) URL".into()));
+            }
+        }
+        self.link_keys = keys(
+            &self.link_secrets,
+            self.link_secrets_env.as_deref(),
+            "claim.link_secrets",
+            env,
+        )?;
+        self.slack_keys = keys(
+            &self.slack_signing_secrets,
+            self.slack_signing_secrets_env.as_deref(),
+            "claim.slack_signing_secrets",
+            env,
+        )?;
+        if self.public_url.is_some() && self.link_keys.is_empty() {
+            return Err((
+                "claim.link_secrets".into(),
+                "public_url is set but no link secret: set link_secrets or link_secrets_env".into(),
+            ));
+        }
+        if self.link_ttl_hours == 0 {
+            return Err(("claim.link_ttl_hours".into(), "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+fn keys(
+    inline: &[SecretString],
+    variable: Option<&str>,
+    key: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<SigningKey>, (String, String)> {
+    let mut secrets: Vec<String> = inline
+        .iter()
+        .map(|s| s.expose_secret().to_owned())
+        .collect();
+    if let Some(name) = variable {
+        let value = env(name).ok_or_else(|| {
+            (
+                format!("{key}_env"),
+                format!("environment variable {name} is not set"),
+            )
+        })?;
+        secrets.extend(
+            value
+                .split([',', ' ', '\n'])
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    secrets
+        .iter()
+        .enumerate()
+        .map(|(n, secret)| {
+            SigningKey::plain(secret).map_err(|e| (format!("{key}[{n}]"), e.to_string()))
+        })
+        .collect()
+}
+
+/// Where one step of the escalation ladder sends a lead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EscalateTo {
+    /// The current owner's backup rep (when available and not paused), else the team queue.
+    Backup,
+    /// The owner's team queue; its manager is alerted with it.
+    Queue,
+}
+
+/// One rung of the ladder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationStep {
+    pub to: EscalateTo,
+    /// The channels alerted at this step (`slack`, `teams`, `email`, `sms`, `terminal`, ...);
+    /// all the recipient has when left out. The terminal always shows every alert.
+    #[serde(default)]
+    pub channels: Option<Vec<String>>,
+    /// How long the new owner has before the next step; the tier's SLA when left out.
+    #[serde(default)]
+    pub sla_minutes: Option<u32>,
+}
+
+/// `[escalation]`: a lead nobody claims by its SLA deadline climbs the ladder, one step per
+/// missed deadline, and stops at the last step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EscalationConfig {
+    /// How often the embedded timer looks for due leads (on AWS, the schedule's rate).
+    pub check_every_secs: u64,
+    /// A rep who lets this many leads in a row pass their SLA unclaimed is paused from new
+    /// assignments until resumed (`leadrelay reps resume <id>`); 0 never pauses.
+    pub pause_after_breaches: u32,
+    /// The ladder, in order; its length is the escalation limit. Empty: breaches are recorded
+    /// and counted, nobody else is alerted.
+    pub ladder: Vec<EscalationStep>,
+}
+
+impl Default for EscalationConfig {
+    fn default() -> Self {
+        EscalationConfig {
+            check_every_secs: 30,
+            pause_after_breaches: 3,
+            ladder: vec![
+                EscalationStep {
+                    to: EscalateTo::Backup,
+                    channels: None,
+                    sla_minutes: None,
+                },
+                EscalationStep {
+                    to: EscalateTo::Queue,
+                    channels: None,
+                    sla_minutes: None,
+                },
+            ],
+        }
+    }
+}
+
+impl EscalationConfig {
+    pub(super) fn check(&self) -> Result<(), (String, String)> {
+        if self.check_every_secs == 0 {
+            return Err((
+                "escalation.check_every_secs".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        for (n, step) in self.ladder.iter().enumerate() {
+            if step.sla_minutes == Some(0) {
+                return Err((
+                    format!("escalation.ladder[{n}].sla_minutes"),
+                    "must be at least 1".into(),
+                ));
+            }
+            if step.channels.as_ref().is_some_and(Vec::is_empty) {
+                return Err((
+                    format!("escalation.ladder[{n}].channels"),
+                    "leave it out for every channel; an empty list alerts nobody".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -64,6 +64,9 @@ fn uk_lead(captured_at: Timestamp) -> Lead {
         last_failure: None,
         close_reason: None,
         merged_into: None,
+        claim: None,
+        escalations: Vec::new(),
+        revision: 0,
     }
 }
 

@@ -160,6 +160,9 @@ fn lead(id: &str, event_id: &str) -> Lead {
         last_failure: None,
         close_reason: None,
         merged_into: None,
+        claim: None,
+        escalations: Vec::new(),
+        revision: 0,
     }
 }
 

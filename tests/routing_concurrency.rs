@@ -88,6 +88,9 @@ fn enriched_lead(n: usize) -> Lead {
         last_failure: None,
         close_reason: None,
         merged_into: None,
+        claim: None,
+        escalations: Vec::new(),
+        revision: 0,
     }
 }
 

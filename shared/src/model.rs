@@ -119,6 +119,8 @@ pub enum LeadState {
     Enriched,
     Routed,
     Notified,
+    /// A rep claimed it (Claim button, signed link): the SLA clock stopped, nobody escalates.
+    Claimed,
     /// Worked and done (won, lost, disqualified): it no longer counts toward its owner's load.
     Closed,
 }
@@ -130,6 +132,7 @@ impl LeadState {
             LeadState::Enriched => "enriched",
             LeadState::Routed => "routed",
             LeadState::Notified => "notified",
+            LeadState::Claimed => "claimed",
             LeadState::Closed => "closed",
         }
     }
@@ -140,6 +143,7 @@ impl LeadState {
             LeadState::Enriched,
             LeadState::Routed,
             LeadState::Notified,
+            LeadState::Claimed,
             LeadState::Closed,
         ]
         .into_iter()
@@ -460,6 +464,12 @@ pub struct Timeline {
     pub routed_at: Option<Timestamp>,
     pub notified_at: Option<Timestamp>,
     pub sla_due_at: Option<Timestamp>,
+    /// When the first claim won.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_at: Option<Timestamp>,
+    /// When the lead last climbed the escalation ladder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<Timestamp>,
 }
@@ -503,6 +513,39 @@ pub struct Lead {
     /// The open lead of the same person this one was merged into (same owner, no new count).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<String>,
+    /// Who claimed it, and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<Claim>,
+    /// Each step up the escalation ladder, oldest first; its length is the escalation level.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escalations: Vec<Escalation>,
+    /// Bumped by the store on every write; a write carrying an older revision is refused, so a
+    /// claim and an escalation racing on one lead cannot overwrite each other.
+    #[serde(default)]
+    pub revision: u64,
+}
+
+/// The winning claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub rep: String,
+    pub at: Timestamp,
+    /// `slack`, `link` or `cli`.
+    pub via: String,
+}
+
+/// One step up the escalation ladder: who let the SLA pass, and who has the lead now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escalation {
+    /// 1 for the first step.
+    pub level: u32,
+    pub at: Timestamp,
+    /// The owner whose deadline passed.
+    pub from: Owner,
+    pub to: Owner,
+    /// The channels the ladder step alerts (`None`: all the new owner has).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<String>>,
 }
 
 impl Lead {
@@ -535,6 +578,23 @@ impl Lead {
             last_failure: None,
             close_reason: None,
             merged_into: None,
+            claim: None,
+            escalations: Vec::new(),
+            revision: 0,
+        }
+    }
+
+    /// How many times the lead climbed the escalation ladder.
+    pub fn escalation_level(&self) -> u32 {
+        self.escalations.len() as u32
+    }
+
+    /// The prefix of this alert round's delivery receipts: empty for the first alert,
+    /// `esc1:` after the first escalation, so each round reaches its recipients once.
+    pub fn alert_round(&self) -> String {
+        match self.escalations.len() {
+            0 => String::new(),
+            n => format!("esc{n}:"),
         }
     }
 

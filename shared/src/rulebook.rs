@@ -423,6 +423,9 @@ mod tests {
             last_failure: None,
             close_reason: None,
             merged_into: None,
+            claim: None,
+            escalations: Vec::new(),
+            revision: 0,
         }
     }
 

@@ -605,7 +605,7 @@ pub async fn close_lead(
         let merged = lead.merged_into.is_some();
         match from {
             LeadState::Closed => return Ok(lead),
-            LeadState::Routed | LeadState::Notified => {}
+            LeadState::Routed | LeadState::Notified | LeadState::Claimed => {}
             state => {
                 return Err(CloseError::NotOpen {
                     lead_id: lead.id,

@@ -278,6 +278,9 @@ impl LeadSpec {
             last_failure: None,
             close_reason: None,
             merged_into: None,
+            claim: None,
+            escalations: Vec::new(),
+            revision: 0,
         }
     }
 }

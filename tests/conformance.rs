@@ -99,6 +99,9 @@ conformance!(
     a_batch_is_deleted_at_once,
     redrive_to_the_dead_letter_queue_and_replay,
     cache_entries_expire_and_are_replaced,
+    a_write_from_a_stale_read_is_refused_and_changes_nothing,
+    the_due_index_holds_only_leads_waiting_for_a_claim,
+    resets_zero_counters_with_the_lead,
 );
 
 /// The contact index (duplicate merging) on both adapter sets, kept apart from the list above.
@@ -176,9 +179,7 @@ fn bump(names: &[&str]) -> Effects {
                 limit: None,
             })
             .collect(),
-        ledgers: Vec::new(),
-        releases: Vec::new(),
-        contact: None,
+        ..Effects::none()
     }
 }
 
@@ -198,7 +199,12 @@ async fn enriched_lead(store: &dyn LeadStore) -> Lead {
         .advance_lead(&lead, LeadState::Captured, &Effects::none())
         .await
         .expect("enrich");
-    lead
+    // As stored: at its new revision.
+    store
+        .get_lead(&lead.id)
+        .await
+        .expect("read")
+        .expect("stored")
 }
 
 async fn dedupe_under_concurrent_writes(adapters: Adapters) {
@@ -350,6 +356,7 @@ async fn closing_releases_a_counter_but_never_below_zero(adapters: Adapters) {
     };
     let mut closed = lead.clone();
     closed.state = LeadState::Closed;
+    closed.revision += 1; // routing wrote it once
     store
         .advance_lead(&closed, LeadState::Routed, &release)
         .await
@@ -362,6 +369,7 @@ async fn closing_releases_a_counter_but_never_below_zero(adapters: Adapters) {
         .expect("routed");
     let mut closed_other = other.clone();
     closed_other.state = LeadState::Closed;
+    closed_other.revision += 1;
     match store
         .advance_lead(&closed_other, LeadState::Routed, &release)
         .await
@@ -405,9 +413,7 @@ fn capped(name: &str, limit: i64) -> Effects {
             name: name.to_owned(),
             limit: Some(limit),
         }],
-        ledgers: Vec::new(),
-        releases: Vec::new(),
-        contact: None,
+        ..Effects::none()
     }
 }
 
@@ -1005,6 +1011,7 @@ async fn a_contact_points_at_its_open_lead_within_the_window(adapters: Adapters)
     assert_eq!(open_id(&found), Some(first.id.as_str()));
     let mut closed = notified.clone();
     closed.state = LeadState::Closed;
+    closed.revision += 1;
     store
         .advance_lead(&closed, LeadState::Notified, &Effects::none())
         .await
@@ -1162,4 +1169,186 @@ async fn cache_entries_expire_and_are_replaced(adapters: Adapters) {
             .as_deref(),
         Some("{}")
     );
+}
+
+/// Two writers read the same lead; the second to write loses even though the lead is still in
+/// the state it expects (a claim and an escalation racing), and nothing of it is written.
+async fn a_write_from_a_stale_read_is_refused_and_changes_nothing(adapters: Adapters) {
+    let store = adapters.store.as_ref();
+    let lead = enriched_lead(store).await;
+    route_with(store, &lead, &Effects::none())
+        .await
+        .expect("routed");
+    let read = store
+        .get_lead(&lead.id)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(
+        read.revision,
+        lead.revision + 1,
+        "every write bumps the revision"
+    );
+
+    let mut first = read.clone();
+    first.close_reason = Some("first writer".into());
+    store
+        .advance_lead(&first, LeadState::Routed, &Effects::none())
+        .await
+        .expect("the first writer wins");
+    let counter = unique("never-bumped");
+    let mut second = read.clone();
+    second.state = LeadState::Notified;
+    match store
+        .advance_lead(&second, LeadState::Routed, &bump(&[&counter]))
+        .await
+    {
+        Err(StoreError::Stale(id)) => assert_eq!(id, lead.id),
+        other => panic!("a write from a stale read must be refused, got {other:?}"),
+    }
+    let stored = store
+        .get_lead(&lead.id)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(stored.state, LeadState::Routed);
+    assert_eq!(stored.close_reason.as_deref(), Some("first writer"));
+    assert_eq!(stored.revision, read.revision + 1);
+    assert_eq!(
+        store.counter(&counter).await.expect("read"),
+        0,
+        "no effect applied"
+    );
+}
+
+/// sla-watch reads the sparse due index: routed and notified leads past their deadline, in
+/// deadline order; never a claimed, closed or merged lead, nor one not yet due.
+async fn the_due_index_holds_only_leads_waiting_for_a_claim(adapters: Adapters) {
+    let store = adapters.store.as_ref();
+    let now = Timestamp::now();
+    let minutes = |m: i64| now + jiff::SignedDuration::from_mins(m);
+    let routed_at_due = |due: Timestamp| {
+        let due = Some(due);
+        move |mut lead: Lead| {
+            lead.state = LeadState::Routed;
+            lead.timeline.sla_due_at = due;
+            lead
+        }
+    };
+    let mut ids = Vec::new();
+    for due in [minutes(-3), minutes(-10), minutes(5)] {
+        let lead = enriched_lead(store).await;
+        let routed = routed_at_due(due)(lead.clone());
+        store
+            .advance_lead(&routed, LeadState::Enriched, &Effects::none())
+            .await
+            .expect("routed");
+        ids.push(lead.id);
+    }
+    let due_ids = |leads: Vec<Lead>| leads.into_iter().map(|l| l.id).collect::<Vec<_>>();
+    assert_eq!(
+        due_ids(store.due_leads(now, 10).await.expect("due")),
+        vec![ids[1].clone(), ids[0].clone()],
+        "due ones only, earliest first"
+    );
+    assert_eq!(
+        due_ids(store.due_leads(now, 1).await.expect("due")),
+        vec![ids[1].clone()]
+    );
+
+    // Claimed: out of the index.
+    let mut claimed = store
+        .get_lead(&ids[1])
+        .await
+        .expect("read")
+        .expect("stored");
+    claimed.state = LeadState::Claimed;
+    claimed.claim = Some(leadrelay_shared::model::Claim {
+        rep: "alice".into(),
+        at: now,
+        via: "link".into(),
+    });
+    store
+        .advance_lead(&claimed, LeadState::Routed, &Effects::none())
+        .await
+        .expect("claimed");
+    // Merged into another lead: never watched on its own.
+    let merged = enriched_lead(store).await;
+    let mut merged = routed_at_due(minutes(-20))(merged);
+    merged.merged_into = Some(ids[0].clone());
+    store
+        .advance_lead(&merged, LeadState::Enriched, &Effects::none())
+        .await
+        .expect("merged");
+    assert_eq!(
+        due_ids(store.due_leads(now, 10).await.expect("due")),
+        vec![ids[0].clone()]
+    );
+    // Escalated: the new deadline replaces the old one in the index.
+    let mut moved = store
+        .get_lead(&ids[0])
+        .await
+        .expect("read")
+        .expect("stored");
+    moved.timeline.sla_due_at = Some(minutes(4));
+    store
+        .advance_lead(&moved, LeadState::Routed, &Effects::none())
+        .await
+        .expect("moved");
+    assert!(store.due_leads(now, 10).await.expect("due").is_empty());
+    let later = due_ids(store.due_leads(minutes(6), 10).await.expect("due"));
+    assert_eq!(later, vec![ids[0].clone(), ids[2].clone()]);
+    // Closed: out.
+    let mut closed = store
+        .get_lead(&ids[2])
+        .await
+        .expect("read")
+        .expect("stored");
+    closed.state = LeadState::Closed;
+    store
+        .advance_lead(&closed, LeadState::Routed, &Effects::none())
+        .await
+        .expect("closed");
+    assert_eq!(
+        due_ids(store.due_leads(minutes(6), 10).await.expect("due")),
+        vec![ids[0].clone()]
+    );
+}
+
+/// A claim sets its rep's run of missed SLAs back to zero in the lead's own write; an operator
+/// resumes a paused rep the same way.
+async fn resets_zero_counters_with_the_lead(adapters: Adapters) {
+    let store = adapters.store.as_ref();
+    let streak = unique("sla_streak:rep");
+    let lead = enriched_lead(store).await;
+    route_with(store, &lead, &bump(&[&streak]))
+        .await
+        .expect("routed");
+    let other = enriched_lead(store).await;
+    route_with(store, &other, &bump(&[&streak]))
+        .await
+        .expect("routed");
+    assert_eq!(store.counter(&streak).await.expect("read"), 2);
+    let mut claimed = store
+        .get_lead(&lead.id)
+        .await
+        .expect("read")
+        .expect("stored");
+    claimed.state = LeadState::Claimed;
+    let reset = Effects {
+        resets: vec![streak.clone()],
+        ..Effects::none()
+    };
+    store
+        .advance_lead(&claimed, LeadState::Routed, &reset)
+        .await
+        .expect("claimed");
+    assert_eq!(store.counter(&streak).await.expect("read"), 0);
+
+    route_with(store, &enriched_lead(store).await, &bump(&[&streak]))
+        .await
+        .expect("routed");
+    assert_eq!(store.counter(&streak).await.expect("read"), 1);
+    store.reset_counter(&streak).await.expect("reset");
+    assert_eq!(store.counter(&streak).await.expect("read"), 0);
 }

@@ -122,6 +122,9 @@ enum Guard {
     Contact {
         contact: String,
     },
+    Reset {
+        name: String,
+    },
 }
 
 impl Guard {
@@ -141,6 +144,7 @@ impl Guard {
             } => format!("ledger {pool}/{period} moved since version {expected}"),
             Guard::Release { name } => format!("counter {name} is already 0"),
             Guard::Contact { contact } => format!("contact {contact} got another open lead"),
+            Guard::Reset { name } => format!("counter {name} refused the reset"),
         }
     }
 
@@ -152,6 +156,7 @@ impl Guard {
             Guard::Ledger { pool, period, .. } => format!("ledger {pool}/{period}"),
             Guard::Release { name } => format!("counter {name}"),
             Guard::Contact { contact } => format!("contact {contact}"),
+            Guard::Reset { name } => format!("counter {name}"),
         };
         format!("{item} was being written by another transaction")
     }
@@ -251,6 +256,7 @@ impl DynamoStore {
                 .and_then(|v| v.as_s().ok())
                 .and_then(|s| LeadState::parse(s))
             {
+                Some(actual) if actual == expected => StoreError::Stale(id.to_owned()),
                 Some(actual) => StoreError::Conflict {
                     lead_id: id.to_owned(),
                     expected,
@@ -261,6 +267,18 @@ impl DynamoStore {
             Ok(None) => StoreError::NotFound(id.to_owned()),
             Err(e) => e,
         }
+    }
+
+    /// Sets a counter to zero.
+    fn counter_reset(&self, name: &str) -> Result<Update, StoreError> {
+        Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(counter_key(name)))
+            .update_expression("SET #value = :zero")
+            .expression_attribute_names("#value", "value")
+            .expression_attribute_values(":zero", n(0))
+            .build()
+            .map_err(build_error)
     }
 
     /// Adds one to a counter; with a limit, only while the counter is below it (missing = 0).
@@ -418,27 +436,48 @@ impl LeadStore for DynamoStore {
         from: LeadState,
         effects: &Effects,
     ) -> Result<(), StoreError> {
+        let mut next = lead.clone();
+        next.revision = lead.revision + 1;
         let mut values = HashMap::from([
             (":to".to_owned(), s(lead.state.as_str())),
             (":from".to_owned(), s(from.as_str())),
-            (":body".to_owned(), s(encode_body(lead)?)),
+            (":body".to_owned(), s(encode_body(&next)?)),
+            (
+                ":rev".to_owned(),
+                AttributeValue::N(lead.revision.to_string()),
+            ),
+            (
+                ":next".to_owned(),
+                AttributeValue::N(next.revision.to_string()),
+            ),
         ]);
-        let mut expression = "SET #state = :to, #body = :body".to_owned();
-        if let Some(due) = lead.timeline.sla_due_at {
-            // Sparse index: only leads with an open SLA carry these two attributes.
-            expression.push_str(", sla_shard = :shard, sla_due_at = :due");
-            values.insert(":shard".into(), s(sla_shard(&lead.id)));
-            values.insert(":due".into(), n(due.as_millisecond()));
+        let mut expression = "SET #state = :to, #body = :body, #rev = :next".to_owned();
+        match lead.sla_watch_at() {
+            // Sparse index: only leads sla-watch must look at carry these two attributes.
+            Some(due) => {
+                expression.push_str(", sla_shard = :shard, sla_due_at = :due");
+                values.insert(":shard".into(), s(sla_shard(&lead.id)));
+                values.insert(":due".into(), n(due.as_millisecond()));
+            }
+            None => expression.push_str(" REMOVE sla_shard, sla_due_at"),
         }
         let names = HashMap::from([
             ("#state".to_owned(), "state".to_owned()),
             ("#body".to_owned(), "body".to_owned()),
+            ("#rev".to_owned(), "revision".to_owned()),
         ]);
+        // Leads written before revisions existed have none: they read as revision 0.
+        let condition = if lead.revision == 0 {
+            "#state = :from AND (attribute_not_exists(#rev) OR #rev = :rev)"
+        } else {
+            "#state = :from AND #rev = :rev"
+        };
 
         if effects.counters.is_empty()
             && effects.ledgers.is_empty()
             && effects.releases.is_empty()
             && effects.contact.is_none()
+            && effects.resets.is_empty()
         {
             let result = self
                 .client
@@ -446,7 +485,7 @@ impl LeadStore for DynamoStore {
                 .table_name(&self.table)
                 .set_key(Some(lead_key(&lead.id)))
                 .update_expression(expression)
-                .condition_expression("#state = :from")
+                .condition_expression(condition)
                 .set_expression_attribute_names(Some(names))
                 .set_expression_attribute_values(Some(values))
                 .send()
@@ -463,7 +502,7 @@ impl LeadStore for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(lead_key(&lead.id)))
             .update_expression(expression)
-            .condition_expression("#state = :from")
+            .condition_expression(condition)
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
             .build()
@@ -514,6 +553,14 @@ impl LeadStore for DynamoStore {
             guards.push(Guard::Contact {
                 contact: contact.contact.clone(),
             });
+        }
+        for name in &effects.resets {
+            transaction = transaction.transact_items(
+                TransactWriteItem::builder()
+                    .update(self.counter_reset(name)?)
+                    .build(),
+            );
+            guards.push(Guard::Reset { name: name.clone() });
         }
         let error = match transaction.send().await {
             Ok(_) => return Ok(()),
@@ -786,6 +833,63 @@ impl LeadStore for DynamoStore {
             None => None,
         };
         Ok(ContactLookup::judge(indexed, lead, since))
+    }
+
+    /// Queries each shard of the sparse `open_sla` index for deadlines at or before `now`,
+    /// then reads those leads (strongly consistent: the index lags the table, so a lead claimed
+    /// a moment ago is dropped here rather than escalated).
+    async fn due_leads(&self, now: Timestamp, limit: usize) -> Result<Vec<Lead>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let page_limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let shards = (0..SLA_SHARDS).map(|shard| {
+            self.client
+                .query()
+                .table_name(&self.table)
+                .index_name("open_sla")
+                .key_condition_expression("sla_shard = :shard AND sla_due_at <= :now")
+                .expression_attribute_values(":shard", s(format!("SLA#{shard}")))
+                .expression_attribute_values(":now", n(now.as_millisecond()))
+                .limit(page_limit)
+                .send()
+        });
+        let mut due: Vec<(i64, String)> = Vec::new();
+        for page in futures::future::join_all(shards).await {
+            for item in page.map_err(unavailable)?.items.unwrap_or_default() {
+                let id = item
+                    .get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|pk| pk.strip_prefix("LEAD#"))
+                    .ok_or_else(|| StoreError::Corrupt("index entry without a lead id".into()))?;
+                due.push((number(&item, "sla_due_at").unwrap_or(0), id.to_owned()));
+            }
+        }
+        due.sort();
+        due.truncate(limit);
+        let mut leads = Vec::with_capacity(due.len());
+        for (_, id) in due {
+            if let Some(lead) = self.get_lead(&id).await? {
+                if lead.sla_watch_at().is_some_and(|at| at <= now) {
+                    leads.push(lead);
+                }
+            }
+        }
+        Ok(leads)
+    }
+
+    async fn reset_counter(&self, name: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(counter_key(name)))
+            .update_expression("SET #value = :zero")
+            .expression_attribute_names("#value", "value")
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     /// An operator tool (`rules diff`), not a hot path: it scans the whole table, keeping only

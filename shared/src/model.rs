@@ -584,6 +584,20 @@ impl Lead {
         }
     }
 
+    /// When sla-watch must next look at this lead: its SLA deadline (or the current
+    /// escalation step's) while it waits for a claim; `None` once claimed, closed, merged into
+    /// another lead (whose own deadline covers the person), or before it is routed. The store
+    /// indexes only leads that have one (the sparse due index).
+    pub fn sla_watch_at(&self) -> Option<Timestamp> {
+        if !matches!(self.state, LeadState::Routed | LeadState::Notified)
+            || self.merged_into.is_some()
+            || self.claim.is_some()
+        {
+            return None;
+        }
+        self.timeline.sla_due_at
+    }
+
     /// How many times the lead climbed the escalation ladder.
     pub fn escalation_level(&self) -> u32 {
         self.escalations.len() as u32

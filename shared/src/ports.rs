@@ -19,6 +19,10 @@ pub enum StoreError {
         expected: LeadState,
         actual: LeadState,
     },
+    /// A conditional write lost: the lead is in the expected state but another writer changed
+    /// it since it was read (its revision moved). Read it again and decide again.
+    #[error("lead {0} changed since it was read")]
+    Stale(String),
     #[error("lead {0} not found")]
     NotFound(String),
     /// A guard on a counter or a pool ledger did not hold (a rep reached their cap, or another
@@ -79,6 +83,8 @@ pub struct Effects {
     pub releases: Vec<String>,
     /// Makes the lead its contact's open lead, for merging that person's next lead into it.
     pub contact: Option<ContactWrite>,
+    /// Counters set back to zero, such as a rep's run of missed SLAs when they claim a lead.
+    pub resets: Vec<String>,
 }
 
 /// Points a contact (a normalised e-mail address) at the lead just routed for it, only if the
@@ -134,10 +140,12 @@ pub trait LeadStore: Send + Sync {
 
     async fn get_lead(&self, id: &str) -> Result<Option<Lead>, StoreError>;
 
-    /// Replaces the stored lead with `lead` only if it is still in state `from`, and applies
-    /// `effects` in the same atomic write. A lead in another state fails with
-    /// [`StoreError::Conflict`]; a counter at its limit or a ledger whose version moved fails
-    /// with [`StoreError::Contended`]. Either way nothing is written.
+    /// Replaces the stored lead with `lead` only if it is still in state `from` and at
+    /// `lead.revision` (the revision it was read at), and applies `effects` in the same atomic
+    /// write; the stored lead's revision becomes `lead.revision + 1`. A lead in another state
+    /// or revision fails with [`StoreError::Conflict`]; a counter at its limit or a ledger
+    /// whose version moved fails with [`StoreError::Contended`]. Either way nothing is written.
+    /// The SLA due index follows [`Lead::sla_watch_at`].
     async fn advance_lead(
         &self,
         lead: &Lead,
@@ -185,6 +193,13 @@ pub trait LeadStore: Send + Sync {
 
     /// Leads captured at or after `since`, oldest first, at most `limit` (for `rules diff`).
     async fn leads_since(&self, since: Timestamp, limit: usize) -> Result<Vec<Lead>, StoreError>;
+
+    /// Leads whose [`Lead::sla_watch_at`] is at or before `now`, earliest first, at most
+    /// `limit`: read from the sparse due index, never a scan of all leads.
+    async fn due_leads(&self, now: Timestamp, limit: usize) -> Result<Vec<Lead>, StoreError>;
+
+    /// Sets a counter to zero (resuming a paused rep).
+    async fn reset_counter(&self, name: &str) -> Result<(), StoreError>;
 
     /// The contact's indexed lead (see [`Effects::contact`]), and that lead as a merge target
     /// when it is still open and was routed at or after `since`.

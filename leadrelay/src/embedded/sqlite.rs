@@ -396,9 +396,15 @@ fn decode_lead((body, failure): (String, Option<String>)) -> Result<Lead, StoreE
 }
 
 fn encode_lead(lead: &Lead) -> Result<String, StoreError> {
+    encode_lead_at(lead, lead.revision)
+}
+
+/// The lead's body as stored at `revision`.
+fn encode_lead_at(lead: &Lead, revision: u64) -> Result<String, StoreError> {
     // last_failure lives in its own column so that recording one never races a stage's write.
     let mut copy = lead.clone();
     copy.last_failure = None;
+    copy.revision = revision;
     serde_json::to_string(&copy).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -465,11 +471,13 @@ impl LeadStore for Sqlite {
         from: LeadState,
         effects: &Effects,
     ) -> Result<(), StoreError> {
-        let body = encode_lead(lead)?;
+        let body = encode_lead_at(lead, lead.revision + 1)?;
         let id = lead.id.clone();
         let state = lead.state;
-        // The SLA deadline stays indexed only while the lead is open.
-        let sla_due = lead.timeline.sla_due_at.map(|t| t.as_millisecond());
+        let revision = i64::try_from(lead.revision)
+            .map_err(|_| StoreError::Corrupt(format!("lead {id} revision overflows")))?;
+        // Indexed only while sla-watch must look at the lead.
+        let sla_due = lead.sla_watch_at().map(|t| t.as_millisecond());
         let ledgers = effects
             .ledgers
             .iter()
@@ -478,20 +486,28 @@ impl LeadStore for Sqlite {
         let counters = effects.counters.clone();
         let releases = effects.releases.clone();
         let contact = effects.contact.clone();
+        let resets = effects.resets.clone();
         // The job's savepoint rolls the lead and every effect back if any guard fails.
         self.write(Durability::Atomic, move |conn| {
             let updated = conn
                 .execute(
-                    "UPDATE leads SET state = ?1, body = ?2, sla_due_at = ?3 WHERE id = ?4 AND state = ?5",
-                    params![state.as_str(), body, sla_due, id, from.as_str()],
+                    "UPDATE leads SET state = ?1, body = ?2, sla_due_at = ?3
+                     WHERE id = ?4 AND state = ?5
+                       AND COALESCE(json_extract(body, '$.revision'), 0) = ?6",
+                    params![state.as_str(), body, sla_due, id, from.as_str(), revision],
                 )
                 .map_err(unavailable)?;
             if updated == 0 {
-                let actual: Option<String> =
-                    query_row(conn, "SELECT state FROM leads WHERE id = ?1", params![id], |r| r.get(0))
-                    .optional()
-                    .map_err(unavailable)?;
+                let actual: Option<String> = query_row(
+                    conn,
+                    "SELECT state FROM leads WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
                 return Err(match actual.as_deref().and_then(LeadState::parse) {
+                    Some(actual) if actual == from => StoreError::Stale(id),
                     Some(actual) => StoreError::Conflict {
                         lead_id: id,
                         expected: from,
@@ -514,11 +530,21 @@ impl LeadStore for Sqlite {
                 )
                 .map_err(unavailable)?;
                 if released == 0 {
-                    return Err(StoreError::Contended(format!("counter {name} is already 0")));
+                    return Err(StoreError::Contended(format!(
+                        "counter {name} is already 0"
+                    )));
                 }
             }
             if let Some(contact) = &contact {
                 write_contact(conn, contact)?;
+            }
+            for name in &resets {
+                exec(
+                    conn,
+                    "UPDATE counters SET value = 0 WHERE name = ?1",
+                    params![name],
+                )
+                .map_err(unavailable)?;
             }
             Ok(())
         })
@@ -706,6 +732,40 @@ impl LeadStore for Sqlite {
                 None => None,
             };
             Ok(ContactLookup::judge(indexed, lead, since))
+        })
+        .await
+    }
+
+    async fn due_leads(&self, now: Timestamp, limit: usize) -> Result<Vec<Lead>, StoreError> {
+        let now = now.as_millisecond();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT body, last_failure FROM leads
+                     WHERE sla_due_at IS NOT NULL AND sla_due_at <= ?1
+                     ORDER BY sla_due_at LIMIT ?2",
+                )
+                .map_err(unavailable)?;
+            let rows = statement
+                .query_map(params![now, limit], |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(unavailable)?;
+            rows.map(|row| row.map_err(unavailable).and_then(decode_lead))
+                .collect()
+        })
+        .await
+    }
+
+    async fn reset_counter(&self, name: &str) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.write(Durability::Atomic, move |conn| {
+            exec(
+                conn,
+                "UPDATE counters SET value = 0 WHERE name = ?1",
+                params![name],
+            )
+            .map_err(unavailable)?;
+            Ok(())
         })
         .await
     }

@@ -3,12 +3,14 @@
 //! code that runs on them. Entry points (the `leadrelay` binary, the Lambda functions) only
 //! wire adapters to [`stages::Pipeline`].
 
+pub mod claim;
 pub mod claim_link;
 pub mod cleaning;
 pub mod config;
 pub mod enrichment;
 pub mod http;
 pub mod lists;
+pub mod metrics;
 pub mod model;
 pub mod notifiers;
 pub mod ports;
@@ -16,5 +18,6 @@ pub mod render;
 pub mod routing;
 pub mod rulebook;
 pub mod signature;
+pub mod sla;
 pub mod stages;
 pub mod validate;

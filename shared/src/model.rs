@@ -470,6 +470,9 @@ pub struct Timeline {
     /// When the lead last climbed the escalation ladder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalated_at: Option<Timestamp>,
+    /// When it passed the deadline of the ladder's last step: left with its owner, unwatched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation_stopped_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<Timestamp>,
 }
@@ -546,6 +549,8 @@ pub struct Escalation {
     /// The channels the ladder step alerts (`None`: all the new owner has).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channels: Option<Vec<String>>,
+    /// The deadline that passed.
+    pub missed: Timestamp,
 }
 
 impl Lead {
@@ -584,18 +589,32 @@ impl Lead {
         }
     }
 
-    /// When sla-watch must next look at this lead: its SLA deadline (or the current
-    /// escalation step's) while it waits for a claim; `None` once claimed, closed, merged into
-    /// another lead (whose own deadline covers the person), or before it is routed. The store
+    /// When sla-watch must next look at this lead: the opening a held alert waits for, else
+    /// its SLA deadline (or the current escalation step's) while it waits for a claim; `None`
+    /// once claimed, closed, merged into another lead (whose own deadline covers the person),
+    /// past the top of the escalation ladder, or before it is routed. The store
     /// indexes only leads that have one (the sparse due index).
     pub fn sla_watch_at(&self) -> Option<Timestamp> {
         if !matches!(self.state, LeadState::Routed | LeadState::Notified)
             || self.merged_into.is_some()
             || self.claim.is_some()
+            || self.timeline.escalation_stopped_at.is_some()
         {
             return None;
         }
-        self.timeline.sla_due_at
+        match (self.alert_held_until(), self.timeline.sla_due_at) {
+            (Some(held), Some(due)) => Some(held.min(due)),
+            (held, due) => held.or(due),
+        }
+    }
+
+    /// The opening an after-hours alert waits for, while it has not gone out: sla-watch
+    /// releases it then (the notify stage's own delayed re-check is the fallback).
+    pub fn alert_held_until(&self) -> Option<Timestamp> {
+        if self.state != LeadState::Routed || self.timeline.notified_at.is_some() {
+            return None;
+        }
+        self.assignment.as_ref().and_then(|a| a.held_until)
     }
 
     /// How many times the lead climbed the escalation ladder.

@@ -495,8 +495,10 @@ impl Pipeline {
         let alert = render::render(&lead, self.rulebook.tier_label(tier));
         let lease = Duration::from_secs(self.config.pipeline.visibility_timeout_secs);
         let mut delivered = Vec::new();
+        // Each escalation round alerts its recipients once, even the same people again.
+        let round = lead.alert_round();
         for destination in self.destinations(&lead) {
-            let receipt = destination.receipt();
+            let receipt = format!("{round}{}", destination.receipt());
             match self
                 .store
                 .begin_delivery(&lead.id, &receipt, self.clock.now(), lease)
@@ -521,7 +523,9 @@ impl Pipeline {
             delivered.push(receipt);
         }
         lead.state = LeadState::Notified;
-        lead.timeline.notified_at = Some(self.clock.now());
+        // The first alert's delivery: where first-response time splits (an escalation's
+        // alert goes out later, and is not the system's first response).
+        lead.timeline.notified_at.get_or_insert(self.clock.now());
         let applied = self
             .advance(&lead, LeadState::Routed, &Effects::none())
             .await?;

@@ -124,6 +124,10 @@ pub enum EscalateTo {
     Backup,
     /// The owner's team queue; its manager is alerted with it.
     Queue,
+    /// The manager of the owner's team queue, as the owner.
+    Manager,
+    /// The same owner again, on this step's channels (say, SMS after Slack).
+    Owner,
 }
 
 /// One rung of the ladder.

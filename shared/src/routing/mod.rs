@@ -47,6 +47,12 @@ pub fn open_leads_counter(owner: &Owner) -> String {
     }
 }
 
+/// A rep's run of leads in a row that passed their SLA unclaimed; at
+/// `[escalation] pause_after_breaches` the rep gets no new leads until it is reset.
+pub fn sla_streak_counter(rep: &str) -> String {
+    format!("sla_streak:rep:{rep}")
+}
+
 /// A place in a fallback chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -119,6 +125,8 @@ pub struct Router {
     review_queue: Option<String>,
     /// For each rep, the pools where leads they get by account ownership count as turns.
     counting_pools: HashMap<String, Vec<String>>,
+    /// Missed SLAs in a row that pause a rep; 0 never pauses.
+    pause_after: u32,
 }
 
 /// The rules' verdict and the after-hours policy: everything that needs no store read.
@@ -140,15 +148,19 @@ pub struct Plan {
 pub struct Needs {
     /// Reps whose open-lead counter matters (capacity or least-loaded).
     pub reps: Vec<String>,
+    /// Reps whose run of missed SLAs matters (every candidate, while pausing is on).
+    pub streaks: Vec<String>,
     /// (pool, period) ledgers.
     pub ledgers: Vec<(String, String)>,
 }
 
 impl Needs {
+    /// The open-lead counters of `reps`, then the SLA streaks of `streaks`.
     pub fn counter_names(&self) -> Vec<String> {
         self.reps
             .iter()
             .map(|rep| open_leads_counter(&Owner::Rep(rep.clone())))
+            .chain(self.streaks.iter().map(|rep| sla_streak_counter(rep)))
             .collect()
     }
 }
@@ -157,14 +169,18 @@ impl Needs {
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub open: HashMap<String, i64>,
+    /// Each rep's run of missed SLAs.
+    pub streaks: HashMap<String, i64>,
     pub ledgers: HashMap<String, (String, PoolLedger)>,
 }
 
 impl Snapshot {
     /// Pairs the values read for `needs` (counters in `needs.counter_names()` order).
-    pub fn new(needs: &Needs, counters: Vec<i64>, ledgers: Vec<PoolLedger>) -> Self {
+    pub fn new(needs: &Needs, mut counters: Vec<i64>, ledgers: Vec<PoolLedger>) -> Self {
+        let streaks = counters.split_off(needs.reps.len().min(counters.len()));
         Snapshot {
             open: needs.reps.iter().cloned().zip(counters).collect(),
+            streaks: needs.streaks.iter().cloned().zip(streaks).collect(),
             ledgers: needs
                 .ledgers
                 .iter()
@@ -333,6 +349,7 @@ impl Router {
                 .as_ref()
                 .map(|q| q.get_ref().clone()),
             counting_pools,
+            pause_after: config.escalation.pause_after_breaches,
         }
     }
 
@@ -567,10 +584,14 @@ impl Router {
     /// The counters and ledgers [`Router::choose`] will look at for this plan.
     pub fn needs(&self, plan: &Plan) -> Needs {
         let mut needs = Needs::default();
+        let pausing = self.pause_after > 0;
         let want_rep = |needs: &mut Needs, rep: &str, always: bool| {
             let capped = self.reps.get(rep).is_some_and(|r| r.capacity.is_some());
             if (capped || always) && !needs.reps.iter().any(|r| r == rep) {
                 needs.reps.push(rep.to_owned());
+            }
+            if pausing && !needs.streaks.iter().any(|r| r == rep) {
+                needs.streaks.push(rep.to_owned());
             }
         };
         for step in &plan.chain {
@@ -875,6 +896,14 @@ impl Router {
                 other => other.to_string(),
             });
         }
+        if self.pause_after > 0 {
+            let missed = snapshot.streaks.get(rep).copied().unwrap_or(0);
+            if missed >= i64::from(self.pause_after) {
+                return Check::Skip(format!(
+                    "paused: let {missed} leads in a row pass their SLA (leadrelay reps resume {rep})"
+                ));
+            }
+        }
         if let Some(cap) = r.capacity {
             let open = snapshot.open.get(rep).copied().unwrap_or(0);
             if open >= i64::from(cap) {
@@ -883,6 +912,31 @@ impl Router {
         }
         Check::Free
     }
+
+    /// Whether a rep can take a lead at `at` (working, not away, not paused, under their cap),
+    /// or why not: what escalation asks of a backup.
+    pub fn can_take(&self, rep: &str, at: Timestamp, snapshot: &Snapshot) -> Result<(), String> {
+        match self.check(rep, at, snapshot) {
+            Check::Free => Ok(()),
+            Check::Skip(why) => Err(why),
+        }
+    }
+
+    /// A rep's backup, as configured.
+    pub fn backup_of(&self, rep: &str) -> Option<&str> {
+        self.reps.get(rep).and_then(|r| r.backup.as_deref())
+    }
+
+    /// The queue of a rep's team, else the fallback queue.
+    pub fn team_queue_of(&self, rep: &str) -> &str {
+        self.reps
+            .get(rep)
+            .and_then(|r| r.team.as_ref())
+            .and_then(|t| self.teams.get(t))
+            .and_then(|t| t.queue.as_deref())
+            .unwrap_or(&self.fallback_queue)
+    }
+
 
     fn free_reason(&self, rep: &str, snapshot: &Snapshot) -> String {
         match self.reps.get(rep).and_then(|r| r.capacity) {

@@ -1,0 +1,219 @@
+//! Claiming a lead: the first claim wins, atomically, and later claimers learn who owns it.
+//!
+//! A claim stops the SLA clock (the lead leaves the due index), makes the claimer the owner
+//! (moving the open-lead count if the lead sat with someone else, a queue or a broadcast pool)
+//! and ends the claimer's run of missed SLAs unless they are paused. It is reached from the
+//! Slack Claim button, a signed link in an e-mail or SMS, or the CLI.
+
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+use tracing::info;
+
+use crate::model::{Claim, Lead, LeadState, Owner};
+use crate::ports::{CounterBump, Effects, LeadStore, StoreError};
+use crate::routing::{open_leads_counter, sla_streak_counter};
+use crate::stages::Pipeline;
+
+/// Where a claim came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimVia {
+    Slack,
+    Link,
+    Cli,
+}
+
+impl ClaimVia {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimVia::Slack => "slack",
+            ClaimVia::Link => "link",
+            ClaimVia::Cli => "cli",
+        }
+    }
+}
+
+/// First-response time, split so neither side can blame the other without figures: the
+/// system's part runs from capture (or, for an alert held after hours, from the opening it
+/// was held for) to the alert's delivery; the human part from delivery to the claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FirstResponse {
+    pub system: Option<SignedDuration>,
+    pub human: Option<SignedDuration>,
+    pub total: Option<SignedDuration>,
+}
+
+impl FirstResponse {
+    pub fn of(lead: &Lead) -> FirstResponse {
+        let t = &lead.timeline;
+        let held = lead.assignment.as_ref().and_then(|a| a.held_until);
+        let start = match (t.captured_at, held) {
+            (Some(captured), Some(held)) => Some(captured.max(held)),
+            (captured, _) => captured,
+        };
+        let between = |from: Option<Timestamp>, to: Option<Timestamp>| {
+            from.zip(to).map(|(from, to)| to.duration_since(from))
+        };
+        FirstResponse {
+            system: between(start, t.notified_at),
+            human: between(t.notified_at, t.claimed_at),
+            total: between(start, t.claimed_at),
+        }
+    }
+}
+
+/// What a claim attempt found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimOutcome {
+    /// This claim won.
+    Won {
+        lead: Box<Lead>,
+        first_response: FirstResponse,
+    },
+    /// The same rep had already claimed it (a double click, a retried request).
+    AlreadyYours { lead: Box<Lead> },
+    /// Someone else was first.
+    OwnedBy {
+        lead: Box<Lead>,
+        rep: String,
+        at: Timestamp,
+    },
+}
+
+impl ClaimOutcome {
+    pub fn lead(&self) -> &Lead {
+        match self {
+            ClaimOutcome::Won { lead, .. }
+            | ClaimOutcome::AlreadyYours { lead }
+            | ClaimOutcome::OwnedBy { lead, .. } => lead,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error("no lead {0}")]
+    NotFound(String),
+    #[error("{0:?} is not a configured rep")]
+    UnknownRep(String),
+    #[error("lead {lead_id} is {state}: only a routed or notified lead can be claimed")]
+    NotClaimable { lead_id: String, state: LeadState },
+    #[error("lead {0} kept changing while it was being claimed; try again")]
+    Busy(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Read-decide-write rounds before giving up on a lead that keeps changing underneath.
+const CLAIM_ATTEMPTS: usize = 8;
+
+/// Claims `lead_id` for `rep`. Concurrent claims race on one conditional write: exactly one
+/// wins; the others read the winner.
+pub async fn claim(
+    pipeline: &Pipeline,
+    lead_id: &str,
+    rep: &str,
+    via: ClaimVia,
+) -> Result<ClaimOutcome, ClaimError> {
+    if pipeline.config.rep(rep).is_none() {
+        return Err(ClaimError::UnknownRep(rep.to_owned()));
+    }
+    let store: &dyn LeadStore = pipeline.store.as_ref();
+    let pause_after = i64::from(pipeline.config.escalation.pause_after_breaches);
+    let streak = sla_streak_counter(rep);
+    // Without the release when the old owner's counter already reads 0 (reset by hand).
+    let mut release = true;
+    for _ in 0..CLAIM_ATTEMPTS {
+        let lead = store
+            .get_lead(lead_id)
+            .await?
+            .ok_or_else(|| ClaimError::NotFound(lead_id.to_owned()))?;
+        if let Some(claim) = &lead.claim {
+            return Ok(if claim.rep == rep {
+                ClaimOutcome::AlreadyYours {
+                    lead: Box::new(lead),
+                }
+            } else {
+                ClaimOutcome::OwnedBy {
+                    rep: claim.rep.clone(),
+                    at: claim.at,
+                    lead: Box::new(lead),
+                }
+            });
+        }
+        let from = lead.state;
+        if !matches!(from, LeadState::Routed | LeadState::Notified) {
+            return Err(ClaimError::NotClaimable {
+                lead_id: lead.id,
+                state: from,
+            });
+        }
+        let now = pipeline.clock.now();
+        let claimer = Owner::Rep(rep.to_owned());
+        let mut claimed = lead.clone();
+        claimed.state = LeadState::Claimed;
+        claimed.timeline.claimed_at = Some(now);
+        claimed.claim = Some(Claim {
+            rep: rep.to_owned(),
+            at: now,
+            via: via.as_str().to_owned(),
+        });
+        let mut effects = Effects::none();
+        if let Some(assignment) = claimed.assignment.as_mut() {
+            // A merged lead never counted toward anyone, so it moves nothing.
+            if assignment.owner != claimer && lead.merged_into.is_none() {
+                if release {
+                    effects.releases.push(open_leads_counter(&assignment.owner));
+                }
+                effects.counters.push(CounterBump {
+                    name: open_leads_counter(&claimer),
+                    limit: None,
+                });
+            }
+            if assignment.owner != claimer {
+                assignment.reason = format!(
+                    "{}; claimed by {} from {}",
+                    assignment.reason,
+                    pipeline.router.owner_name(&claimer),
+                    assignment.owner_name
+                );
+                assignment.owner_name = pipeline.router.owner_name(&claimer);
+                assignment.owner = claimer;
+            }
+        }
+        // A claim ends the rep's run of missed SLAs, unless the run has paused them: then
+        // only they or their manager resume them, on purpose.
+        if pause_after == 0 || store.counter(&streak).await? < pause_after {
+            effects.resets.push(streak.clone());
+        }
+        match store.advance_lead(&claimed, from, &effects).await {
+            Ok(()) => {
+                let first_response = FirstResponse::of(&claimed);
+                info!(lead_id = %claimed.id, trace_id = %claimed.trace_id, stage = "claim",
+                    rep, via = via.as_str(),
+                    system_ms = first_response.system.map(|d| d.as_millis()),
+                    human_ms = first_response.human.map(|d| d.as_millis()),
+                    "claimed");
+                return Ok(ClaimOutcome::Won {
+                    lead: Box::new(claimed),
+                    first_response,
+                });
+            }
+            // Someone else wrote first (a claim, an escalation, the notify stage): read again.
+            Err(StoreError::Stale(_) | StoreError::Conflict { .. }) => continue,
+            Err(StoreError::Contended(_)) if release => release = false,
+            Err(StoreError::Contended(_)) => continue,
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Err(ClaimError::Busy(lead_id.to_owned()))
+}
+
+/// A duration as people read it in an alert: "45s", "4 min 12 s", "2 h 5 min".
+pub fn human_duration(duration: SignedDuration) -> String {
+    let secs = duration.as_secs().max(0);
+    match secs {
+        0..=59 => format!("{secs} s"),
+        60..=3599 => format!("{} min {} s", secs / 60, secs % 60),
+        _ => format!("{} h {} min", secs / 3600, (secs % 3600) / 60),
+    }
+}

@@ -121,10 +121,7 @@ async fn invoke_ingest(stack: &Stack, event_id: &str, body: &[u8]) -> (u16, Valu
     }
     event["body"] = String::from_utf8(body.to_vec()).expect("utf-8").into();
     let request = lambda_http::request::from_str(&event.to_string()).expect("API Gateway event");
-    let app = router(Api {
-        pipeline: stack.pipeline.clone(),
-        ready: Arc::new(true.into()),
-    });
+    let app = router(Api::new(stack.pipeline.clone(), Arc::new(true.into())));
     let response = app.oneshot(request).await.expect("infallible");
     let status = response.status().as_u16();
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
@@ -278,10 +275,7 @@ async fn a_webhook_ends_as_a_notified_lead_and_a_duplicate_changes_nothing() {
     let fixture = std::fs::read_to_string(root().join("events/aws/apigw-http-webhook.json"))
         .expect("fixture");
     let request = lambda_http::request::from_str(&fixture).expect("event");
-    let app = router(Api {
-        pipeline: stack.pipeline.clone(),
-        ready: Arc::new(true.into()),
-    });
+    let app = router(Api::new(stack.pipeline.clone(), Arc::new(true.into())));
     let response = app.oneshot(request).await.expect("infallible");
     assert_eq!(
         response.status().as_u16(),

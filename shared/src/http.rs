@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use tracing::{error, warn};
 
+use crate::claim_http::SlackResponder;
 use crate::model::Lead;
 use crate::stages::{IngestError, Pipeline};
 
@@ -24,14 +25,33 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub struct Api {
     pub pipeline: Arc<Pipeline>,
     pub ready: Arc<AtomicBool>,
+    /// Updates a claimed lead's Slack message in place.
+    pub slack: SlackResponder,
 }
 
+impl Api {
+    pub fn new(pipeline: Arc<Pipeline>, ready: Arc<AtomicBool>) -> Self {
+        Api {
+            pipeline,
+            ready,
+            slack: SlackResponder::default(),
+        }
+    }
+}
+
+/// Every endpoint: webhooks, lead status, health and claiming (the embedded server, ingest).
 pub fn router(api: Api) -> Router {
     Router::new()
         .route("/webhooks/{source}", post(receive_webhook))
         .route("/leads/{id}", get(lead_status))
         .route("/healthz", get(health))
+        .merge(crate::claim_http::routes())
         .with_state(api)
+}
+
+/// Only the claim endpoints (the claim Lambda).
+pub fn claim_router(api: Api) -> Router {
+    crate::claim_http::routes().with_state(api)
 }
 
 fn error(status: StatusCode, message: &str, field: Option<&str>) -> Response {
@@ -115,6 +135,8 @@ pub fn lead_summary(lead: &Lead) -> serde_json::Value {
         "pool": lead.assignment.as_ref().and_then(|a| a.pool.as_ref()),
         "alert_held_until": lead.assignment.as_ref().and_then(|a| a.held_until),
         "merged_into": lead.merged_into,
+        "claimed_by": lead.claim.as_ref().map(|c| &c.rep),
+        "escalation_level": lead.escalation_level(),
         "after_hours": lead.assignment.as_ref()
             .and_then(|a| a.trace.as_ref())
             .and_then(|t| t.after_hours.as_ref())

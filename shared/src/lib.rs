@@ -4,6 +4,7 @@
 //! wire adapters to [`stages::Pipeline`].
 
 pub mod claim;
+pub mod claim_http;
 pub mod claim_link;
 pub mod cleaning;
 pub mod config;

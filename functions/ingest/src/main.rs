@@ -12,10 +12,7 @@ async fn main() -> Result<(), Error> {
     leadrelay_aws::bootstrap::init_logs();
     // Built once per container, outside the handler.
     let pipeline = leadrelay_aws::bootstrap::from_environment().await?;
-    let app = router(Api {
-        pipeline,
-        // The queue consumers are separate functions; this one is ready once built.
-        ready: Arc::new(AtomicBool::new(true)),
-    });
+    // The queue consumers are separate functions; this one is ready once built.
+    let app = router(Api::new(pipeline, Arc::new(AtomicBool::new(true))));
     lambda_http::run(app).await
 }

@@ -93,10 +93,7 @@ impl Embedded {
     ) -> anyhow::Result<()> {
         let mut workers = self.start_workers();
         let ready = Arc::new(AtomicBool::new(true));
-        let app = router(Api {
-            pipeline: self.pipeline.clone(),
-            ready: ready.clone(),
-        });
+        let app = router(Api::new(self.pipeline.clone(), ready.clone()));
         let address: SocketAddr = listener.local_addr()?;
         info!(%address, "leadrelay listening");
         axum::serve(listener, app)

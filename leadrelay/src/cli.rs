@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use jiff::Timestamp;
 use leadrelay_shared::config::{Config, SourceConfig};
-use leadrelay_shared::model::{Lead, LeadState};
-use leadrelay_shared::ports::LeadStore as _;
+use leadrelay_shared::model::{Lead, LeadState, Owner};
+use leadrelay_shared::ports::LeadStore;
+use leadrelay_shared::routing::{open_leads_counter, sla_streak_counter};
 use leadrelay_shared::signature::{self, Scheme, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use serde_json::Value;
 
@@ -253,4 +254,60 @@ pub fn timeline(lead: &Lead) -> String {
         out.push_str("  (see `leadrelay dlq` if it stays stuck)\n");
     }
     out
+}
+
+/// Each rep's open leads and run of missed SLAs, and whether it paused them.
+pub async fn reps(
+    config: &Config,
+    store: &dyn LeadStore,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    let pause_after = i64::from(config.escalation.pause_after_breaches);
+    writeln!(
+        out,
+        "{:<12} {:>10} {:>12}  status",
+        "rep", "open leads", "missed SLAs"
+    )?;
+    for rep in config.reps.iter().map(|r| r.get_ref()) {
+        let names = [
+            open_leads_counter(&Owner::Rep(rep.id.clone())),
+            sla_streak_counter(&rep.id),
+        ];
+        let values = store.counters(&names).await?;
+        let (open, missed) = (values[0], values[1]);
+        let status = if pause_after > 0 && missed >= pause_after {
+            format!("PAUSED (leadrelay reps resume {})", rep.id)
+        } else {
+            "active".to_owned()
+        };
+        let cap = rep.capacity.map(|c| format!("/{c}")).unwrap_or_default();
+        writeln!(
+            out,
+            "{:<12} {:>10} {:>12}  {status}",
+            rep.id,
+            format!("{open}{cap}"),
+            missed
+        )?;
+    }
+    Ok(())
+}
+
+/// Resumes a rep paused for missed SLAs: their run starts again at zero.
+pub async fn resume(
+    config: &Config,
+    store: &dyn LeadStore,
+    rep: &str,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    if config.rep(rep).is_none() {
+        bail!("no rep {rep:?} in the configuration");
+    }
+    let counter = sla_streak_counter(rep);
+    let missed = store.counter(&counter).await?;
+    store.reset_counter(&counter).await?;
+    writeln!(
+        out,
+        "{rep} resumed (had missed {missed} SLAs in a row); new leads reach them again"
+    )?;
+    Ok(())
 }

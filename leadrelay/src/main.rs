@@ -140,6 +140,22 @@ enum Command {
         #[command(subcommand)]
         action: RulesAction,
     },
+    /// Each rep's open leads and run of missed SLAs, and who is paused; `reps resume ID`
+    /// resumes a paused rep.
+    Reps {
+        #[command(subcommand)]
+        action: Option<RepsAction>,
+        #[arg(
+            long,
+            global = true,
+            env = "LEADRELAY_DATA_DIR",
+            default_value = ".leadrelay/data"
+        )]
+        data_dir: PathBuf,
+        /// Use the DynamoDB table named by LEADRELAY_TABLE instead.
+        #[arg(long, global = true)]
+        dynamodb: bool,
+    },
     /// Each pool's ledger: per member, weight, leads this period, share, open leads, now.
     Pools {
         #[arg(long)]
@@ -150,6 +166,12 @@ enum Command {
         #[arg(long)]
         dynamodb: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum RepsAction {
+    /// Resume a rep paused for missed SLAs: they get new leads again.
+    Resume { rep: String },
 }
 
 #[derive(Subcommand)]
@@ -382,6 +404,27 @@ async fn main() -> anyhow::Result<()> {
                 rules::diff(&config, &new, store.as_ref(), since, &mut std::io::stdout()).await
             }
         },
+        Command::Reps {
+            action,
+            data_dir,
+            dynamodb,
+        } => {
+            let store = lead_store(&config, &data_dir, dynamodb)
+                .await?
+                .with_context(|| {
+                    format!(
+                        "no data in {}: start `leadrelay serve` first",
+                        data_dir.display()
+                    )
+                })?;
+            let mut out = std::io::stdout();
+            match action {
+                None => cli::reps(&config, store.as_ref(), &mut out).await,
+                Some(RepsAction::Resume { rep }) => {
+                    cli::resume(&config, store.as_ref(), &rep, &mut out).await
+                }
+            }
+        }
         Command::Pools {
             at,
             data_dir,

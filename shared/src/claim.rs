@@ -19,7 +19,6 @@ use crate::stages::Pipeline;
 pub enum ClaimVia {
     Slack,
     Link,
-    Cli,
 }
 
 impl ClaimVia {
@@ -27,7 +26,6 @@ impl ClaimVia {
         match self {
             ClaimVia::Slack => "slack",
             ClaimVia::Link => "link",
-            ClaimVia::Cli => "cli",
         }
     }
 }

@@ -69,7 +69,10 @@ fn unavailable() -> Response {
 }
 
 fn owned_by(rep: &str, at: Timestamp) -> String {
-    format!("Already claimed by {rep} at {}.", at.strftime("%Y-%m-%d %H:%M UTC"))
+    format!(
+        "Already claimed by {rep} at {}.",
+        at.strftime("%Y-%m-%d %H:%M UTC")
+    )
 }
 
 /// Checks the link and reads the lead; `Err` is the page to answer with.
@@ -117,7 +120,10 @@ async fn claim_page(
         return page(
             StatusCode::OK,
             "Lead claimed",
-            &format!("<p>{headline}</p><p>{}</p>", html_escape::encode_text(&text)),
+            &format!(
+                "<p>{headline}</p><p>{}</p>",
+                html_escape::encode_text(&text)
+            ),
         );
     }
     // The form posts to this very URL (path and signed query), escaped for the attribute.
@@ -231,7 +237,11 @@ fn parse_slack_claim(body: &[u8]) -> Option<SlackClaim> {
 async fn slack_interactivity(State(api): State<Api>, request: Request) -> Response {
     let config = &api.pipeline.config;
     if config.claim.slack_keys.is_empty() {
-        return (StatusCode::NOT_FOUND, "Slack interactivity is not configured").into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            "Slack interactivity is not configured",
+        )
+            .into_response();
     }
     let (parts, body) = request.into_parts();
     let body: Bytes = match to_bytes(body, MAX_SLACK_BODY).await {
@@ -239,7 +249,8 @@ async fn slack_interactivity(State(api): State<Api>, request: Request) -> Respon
         Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
     };
     let now = api.pipeline.clock.now();
-    if let Err(reason) = signature::verify_slack(&config.claim.slack_keys, &parts.headers, &body, now)
+    if let Err(reason) =
+        signature::verify_slack(&config.claim.slack_keys, &parts.headers, &body, now)
     {
         warn!(%reason, "Slack request signature refused");
         return (StatusCode::UNAUTHORIZED, "invalid signature").into_response();
@@ -272,10 +283,18 @@ async fn slack_interactivity(State(api): State<Api>, request: Request) -> Respon
         }
     };
     match &outcome {
-        ClaimOutcome::Won { lead, first_response } => {
+        ClaimOutcome::Won {
+            lead,
+            first_response,
+        } => {
             let text = format!(
                 ":white_check_mark: Claimed by *{}* ({}). {}",
-                slack_escape(&lead.assignment.as_ref().map_or(rep.clone(), |a| a.owner_name.clone())),
+                slack_escape(
+                    &lead
+                        .assignment
+                        .as_ref()
+                        .map_or(rep.clone(), |a| a.owner_name.clone())
+                ),
                 slack_escape(&rep),
                 response_line(first_response)
             );
@@ -345,8 +364,14 @@ impl SlackResponder {
         }
         match self.http.post(url).json(message).send().await {
             Ok(response) if response.status().is_success() => {}
-            Ok(response) => warn!(status = response.status().as_u16(), "Slack refused the message update"),
-            Err(e) => warn!(timeout = e.is_timeout(), "could not reach Slack to update the message"),
+            Ok(response) => warn!(
+                status = response.status().as_u16(),
+                "Slack refused the message update"
+            ),
+            Err(e) => warn!(
+                timeout = e.is_timeout(),
+                "could not reach Slack to update the message"
+            ),
         }
     }
 }

@@ -533,7 +533,7 @@ pub struct Lead {
 pub struct Claim {
     pub rep: String,
     pub at: Timestamp,
-    /// `slack`, `link` or `cli`.
+    /// `slack` (the Claim button) or `link` (a signed claim link).
     pub via: String,
 }
 

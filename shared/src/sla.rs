@@ -167,7 +167,11 @@ async fn escalate(
         }
     }
 
-    match pipeline.store.advance_lead(&next, lead.state, &effects).await {
+    match pipeline
+        .store
+        .advance_lead(&next, lead.state, &effects)
+        .await
+    {
         Ok(()) => {}
         Err(StoreError::Stale(_) | StoreError::Conflict { .. }) => {
             report.skipped += 1;
@@ -177,7 +181,11 @@ async fn escalate(
             // The old owner's count already read 0 (reset by hand): escalate without it.
             warn!(lead_id = %lead.id, stage = "sla", contended = %what, "escalating without the release");
             effects.releases.clear();
-            match pipeline.store.advance_lead(&next, lead.state, &effects).await {
+            match pipeline
+                .store
+                .advance_lead(&next, lead.state, &effects)
+                .await
+            {
                 Ok(()) => {}
                 Err(StoreError::Stale(_) | StoreError::Conflict { .. }) => {
                     report.skipped += 1;

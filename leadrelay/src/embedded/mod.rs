@@ -16,6 +16,7 @@ use leadrelay_shared::http::{router, Api};
 use leadrelay_shared::model::Stage;
 use leadrelay_shared::notifiers::Channels;
 use leadrelay_shared::ports::{Queue as _, SystemClock};
+use leadrelay_shared::sla;
 use leadrelay_shared::stages::Pipeline;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -82,6 +83,7 @@ impl Embedded {
                 workers.spawn(work(self.pipeline.clone(), self.db.clone(), stage));
             }
         }
+        workers.spawn(watch_slas(self.pipeline.clone()));
         workers
     }
 
@@ -106,6 +108,20 @@ impl Embedded {
         while workers.join_next().await.is_some() {}
         info!("leadrelay stopped");
         Ok(())
+    }
+}
+
+/// sla-watch on a timer, as the EventBridge schedule runs it on AWS: escalates leads left
+/// unclaimed past their SLA and releases held alerts at the opening.
+async fn watch_slas(pipeline: Arc<Pipeline>) {
+    let every = Duration::from_secs(pipeline.config.escalation.check_every_secs);
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(error) = sla::sweep(&pipeline).await {
+            warn!(stage = "sla", %error, "sla-watch run failed; the next run tries again");
+        }
     }
 }
 

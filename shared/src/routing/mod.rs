@@ -937,7 +937,6 @@ impl Router {
             .unwrap_or(&self.fallback_queue)
     }
 
-
     fn free_reason(&self, rep: &str, snapshot: &Snapshot) -> String {
         match self.reps.get(rep).and_then(|r| r.capacity) {
             Some(cap) => format!(

@@ -110,7 +110,7 @@ async fn claim_page(
         Ok(found) => found,
         Err(page) => return page,
     };
-    let headline = html_escape::encode_text(&alert_for(&api.pipeline, &lead).headline).into_owned();
+    let headline = describe(&api, &lead);
     if let Some(claim) = &lead.claim {
         let text = if claim.rep == rep {
             "You claimed this lead.".to_owned()
@@ -174,6 +174,40 @@ async fn claim_by_link(
         ),
         Err(failure) => claim_failed(&lead_id, failure),
     }
+}
+
+/// The alert's headline, then who the prospect is and what they asked, HTML-escaped.
+fn describe(api: &Api, lead: &Lead) -> String {
+    let capture = &lead.capture;
+    let company = lead
+        .enrichment
+        .as_ref()
+        .and_then(|e| e.company.as_deref())
+        .or(capture.company.as_deref());
+    let who = [
+        capture.name.as_deref(),
+        company,
+        capture.captured_email.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(", ");
+    let question = capture
+        .trigger_query
+        .as_deref()
+        .map(|q| {
+            format!(
+                "<br>\u{201c}{}\u{201d}",
+                html_escape::encode_text(&crate::render::truncate(q, 300))
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "{}</p><p><strong>{}</strong>{question}",
+        html_escape::encode_text(&alert_for(&api.pipeline, lead).headline),
+        html_escape::encode_text(&who)
+    )
 }
 
 fn claim_failed(lead_id: &str, failure: ClaimError) -> Response {
@@ -341,7 +375,7 @@ fn ephemeral(text: &str) -> Response {
 #[derive(Clone)]
 pub struct SlackResponder {
     http: reqwest::Client,
-    /// `https://hooks.slack.com/`; a local test server in tests.
+    /// `[claim] slack_response_url_prefix`.
     allowed_prefix: String,
 }
 
@@ -373,12 +407,6 @@ impl SlackResponder {
                 "could not reach Slack to update the message"
             ),
         }
-    }
-}
-
-impl Default for SlackResponder {
-    fn default() -> Self {
-        SlackResponder::new("https://hooks.slack.com/")
     }
 }
 

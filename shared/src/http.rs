@@ -31,10 +31,11 @@ pub struct Api {
 
 impl Api {
     pub fn new(pipeline: Arc<Pipeline>, ready: Arc<AtomicBool>) -> Self {
+        let slack = SlackResponder::new(&pipeline.config.claim.slack_response_url_prefix);
         Api {
             pipeline,
             ready,
-            slack: SlackResponder::default(),
+            slack,
         }
     }
 }

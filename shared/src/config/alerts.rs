@@ -24,6 +24,9 @@ pub struct ClaimConfig {
     /// The Slack app's signing secret(s), for the Claim button (interactivity requests).
     pub slack_signing_secrets: Vec<SecretString>,
     pub slack_signing_secrets_env: Option<String>,
+    /// Where Slack's `response_url` (to update a claimed alert in place) must point; anything
+    /// else is not called. Change it only for Slack's government cloud (`https://hooks.slack-gov.com/`).
+    pub slack_response_url_prefix: String,
     #[serde(skip)]
     pub link_keys: Vec<SigningKey>,
     #[serde(skip)]
@@ -39,6 +42,7 @@ impl Default for ClaimConfig {
             link_ttl_hours: 72,
             slack_signing_secrets: Vec::new(),
             slack_signing_secrets_env: None,
+            slack_response_url_prefix: "https://hooks.slack.com/".to_owned(),
             link_keys: Vec::new(),
             slack_keys: Vec::new(),
         }

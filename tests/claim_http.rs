@@ -1,0 +1,253 @@
+//! Claiming over HTTP against the embedded server: a signed link (open, then confirm) and the
+//! Slack Claim button (a request signed with Slack's scheme), with the alert updated in place
+//! at a local stand-in for Slack's `response_url`.
+
+use jiff::Timestamp;
+use leadrelay_shared::claim_http::slack_headers;
+use leadrelay_shared::claim_link;
+use leadrelay_shared::signature::SigningKey;
+use leadrelay_tests::{example_config, sample, Server};
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// Slack's published example signing secret.
+const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+
+fn config(slack: &MockServer) -> String {
+    example_config()
+        .replace(
+            "# slack_signing_secrets_env = \"SLACK_SIGNING_SECRET\"",
+            &format!(
+                "slack_signing_secrets = [\"{SLACK_SECRET}\"]\nslack_response_url_prefix = \"{}/\"",
+                slack.uri()
+            ),
+        )
+        .replace(
+            "id = \"alice\"\n",
+            "id = \"alice\"\nslack_user_id = \"UALICE\"\n",
+        )
+        .replace(
+            "id = \"dana\"\n",
+            "id = \"dana\"\nslack_user_id = \"UDANA\"\n",
+        )
+}
+
+/// Posts the tier-1 sample as a new person and waits until its alert is delivered.
+async fn notified_lead(server: &Server, who: &str) -> String {
+    let body = String::from_utf8(sample("01-fallback-named-account.json"))
+        .expect("utf-8")
+        .replace("jane.doe@", &format!("{who}@"));
+    let answer = server
+        .send("website", &format!("evt-{who}"), body.as_bytes())
+        .await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    let lead_id = answer.body["lead_id"].as_str().expect("lead id").to_owned();
+    server.wait_for_state(&lead_id, "notified").await;
+    lead_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_link_opens_a_confirm_page_and_claims_only_on_post() {
+    let slack = MockServer::start().await;
+    let server = Server::start_with(&config(&slack)).await;
+    let lead_id = notified_lead(&server, "link").await;
+    let url = claim_link::url_for(&server.config, &lead_id, "dana", Timestamp::now())
+        .expect("public_url is set");
+    let url = url.replace("http://127.0.0.1:8080", &server.base);
+
+    // Opening it (as a mail scanner would) claims nothing.
+    let page = server.http.get(&url).send().await.expect("get");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("<form method=\"post\""), "{html}");
+    assert!(
+        html.contains("Jane Doe"),
+        "the page says which lead: {html}"
+    );
+    assert_eq!(server.lead(&lead_id).await.body["state"], "notified");
+
+    // A link altered to another rep is refused, and changes nothing.
+    let forged = url.replace("rep=dana", "rep=erin");
+    let refused = server.http.post(&forged).send().await.expect("post");
+    assert_eq!(refused.status(), 403);
+    assert_eq!(server.lead(&lead_id).await.body["state"], "notified");
+    // So is one for another lead.
+    let other = url.replace(&lead_id, "some-other-lead");
+    assert_eq!(
+        server
+            .http
+            .post(&other)
+            .send()
+            .await
+            .expect("post")
+            .status(),
+        403
+    );
+
+    // Confirming claims it.
+    let claimed = server.http.post(&url).send().await.expect("post");
+    assert_eq!(claimed.status(), 200);
+    let html = claimed.text().await.expect("html");
+    assert!(html.contains("You own this lead now"), "{html}");
+    assert!(html.contains("First response"), "{html}");
+    let summary = server.lead(&lead_id).await.body;
+    assert_eq!(summary["state"], "claimed");
+    assert_eq!(summary["claimed_by"], "dana");
+    assert_eq!(summary["owner"], json!({"kind": "rep", "id": "dana"}));
+    assert!(summary["timeline"]["claimed_at"].is_string());
+
+    // Erin's own link, later: told who owns it.
+    let erin = claim_link::url_for(&server.config, &lead_id, "erin", Timestamp::now())
+        .expect("link")
+        .replace("http://127.0.0.1:8080", &server.base);
+    let late = server.http.post(&erin).send().await.expect("post");
+    assert_eq!(late.status(), 409);
+    assert!(late
+        .text()
+        .await
+        .expect("html")
+        .contains("Already claimed by dana"));
+    server.stop().await;
+}
+
+fn press(user: &str, lead_id: &str, response_url: &str) -> Vec<u8> {
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": user},
+        "response_url": response_url,
+        "actions": [{"action_id": "claim", "block_id": "lead_actions", "value": lead_id}]
+    });
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &payload.to_string())
+        .finish()
+        .into_bytes()
+}
+
+async fn post_slack(
+    server: &Server,
+    body: Vec<u8>,
+    timestamp: i64,
+    secret: &str,
+) -> reqwest::Response {
+    let key = SigningKey::plain(secret).expect("key");
+    let mut request = server
+        .http
+        .post(format!("{}/slack/interactivity", server.base))
+        .header("content-type", "application/x-www-form-urlencoded");
+    for (name, value) in slack_headers(&key, timestamp, &body).iter() {
+        request = request.header(name, value);
+    }
+    request.body(body).send().await.expect("post")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slack_claim_button_claims_and_updates_the_alert_in_place() {
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/actions/T1/1/abc"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&slack)
+        .await;
+    let server = Server::start_with(&config(&slack)).await;
+    let lead_id = notified_lead(&server, "slack").await;
+    let response_url = format!("{}/actions/T1/1/abc", slack.uri());
+    let now = Timestamp::now().as_second();
+
+    // Forged (wrong secret) and replayed (stale timestamp) presses are refused.
+    let forged = post_slack(
+        &server,
+        press("UALICE", &lead_id, &response_url),
+        now,
+        "not-the-secret",
+    )
+    .await;
+    assert_eq!(forged.status(), 401);
+    let stale = post_slack(
+        &server,
+        press("UALICE", &lead_id, &response_url),
+        now - 301,
+        SLACK_SECRET,
+    )
+    .await;
+    assert_eq!(stale.status(), 401);
+    assert_eq!(server.lead(&lead_id).await.body["state"], "notified");
+
+    // Alice presses Claim: hers, and the alert is replaced in place without its buttons.
+    let answer = post_slack(
+        &server,
+        press("UALICE", &lead_id, &response_url),
+        now,
+        SLACK_SECRET,
+    )
+    .await;
+    assert_eq!(answer.status(), 200);
+    let summary = server.lead(&lead_id).await.body;
+    assert_eq!(summary["state"], "claimed");
+    assert_eq!(summary["claimed_by"], "alice");
+    let updates = slack.received_requests().await.expect("recorded");
+    assert_eq!(updates.len(), 1);
+    let update: Value = serde_json::from_slice(&updates[0].body).expect("json");
+    assert_eq!(update["replace_original"], true);
+    let blocks = update["blocks"].as_array().expect("blocks");
+    assert!(
+        blocks.iter().all(|b| b["block_id"] != "lead_actions"),
+        "buttons gone"
+    );
+    let claimed = blocks.last().expect("a block");
+    let text = claimed["elements"][0]["text"].as_str().expect("text");
+    assert!(text.contains("Claimed by *Alice Martin*"), "{text}");
+    assert!(text.contains("First response"), "{text}");
+    assert!(
+        blocks.iter().any(|b| b.to_string().contains("Jane Doe")),
+        "the rest of the alert stays"
+    );
+
+    // Dana, a moment later: told, only her, who owns it; the message is left alone.
+    let late = post_slack(
+        &server,
+        press("UDANA", &lead_id, &response_url),
+        now,
+        SLACK_SECRET,
+    )
+    .await;
+    assert_eq!(late.status(), 200);
+    let body: Value = late.json().await.expect("json");
+    assert_eq!(body["response_type"], "ephemeral");
+    assert_eq!(body["replace_original"], false);
+    assert!(body["text"]
+        .as_str()
+        .expect("text")
+        .contains("Already claimed by alice"));
+    assert_eq!(slack.received_requests().await.expect("recorded").len(), 1);
+
+    // Someone Slack knows but leadrelay does not: told how to fix it, nothing claimed.
+    let other = notified_lead(&server, "stranger").await;
+    let unknown = post_slack(
+        &server,
+        press("UNOBODY", &other, &response_url),
+        now,
+        SLACK_SECRET,
+    )
+    .await;
+    let body: Value = unknown.json().await.expect("json");
+    assert!(body["text"]
+        .as_str()
+        .expect("text")
+        .contains("slack_user_id"));
+    assert_eq!(server.lead(&other).await.body["state"], "notified");
+
+    // A response_url off Slack's host is never called.
+    let third = notified_lead(&server, "third").await;
+    let answer = post_slack(
+        &server,
+        press("UDANA", &third, "https://evil.example/x"),
+        now,
+        SLACK_SECRET,
+    )
+    .await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(server.lead(&third).await.body["claimed_by"], "dana");
+    assert_eq!(slack.received_requests().await.expect("recorded").len(), 1);
+    server.stop().await;
+}

@@ -20,7 +20,7 @@ from pathlib import Path
 from cfnlint.decode import cfn_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-BINARIES = ("ingest", "enrich", "route", "notify")
+BINARIES = ("ingest", "enrich", "route", "notify", "claim", "sla")
 CONSUMERS = ("enrich", "route", "notify")
 ENV_CONTRACT = (
     "LEADRELAY_TABLE",
@@ -152,7 +152,8 @@ def check_functions(t: Template) -> str:
 def check_environment(t: Template) -> str:
     problems = []
     for name in t.of_type("AWS::Serverless::Function"):
-        env = ((t.function_prop(name, "Environment") or {}).get("Variables") or {})
+        # SAM merges a function's variables into the Globals' variables.
+        env = ((t.globals.get("Environment") or {}).get("Variables") or {})
         own = ((t.resources[name].get("Properties") or {}).get("Environment") or {})
         env = {**env, **(own.get("Variables") or {})}
         missing = [v for v in ENV_CONTRACT if v not in env]
@@ -409,6 +410,65 @@ def check_outputs(t: Template) -> str:
     return "outputs: " + ", ".join(want)
 
 
+CLAIM_ROUTES = (("GET", "/claim/{lead_id}"), ("POST", "/claim/{lead_id}"),
+                ("POST", "/slack/interactivity"))
+
+
+def check_claim_routes(t: Template) -> str:
+    claim = t.functions_by_binary().get("claim")
+    props = (t.resources.get(claim) or {}).get("Properties") or {}
+    found = {}
+    for event in (props.get("Events") or {}).values():
+        if event.get("Type") == "HttpApi":
+            p = event.get("Properties") or {}
+            found[(p.get("Method"), p.get("Path"))] = p
+    problems = []
+    for route in CLAIM_ROUTES:
+        p = found.get(route)
+        if p is None:
+            problems.append(f"{claim} has no HttpApi event {route[0]} {route[1]}")
+        elif str(p.get("PayloadFormatVersion")) != "2.0":
+            problems.append(f"{route[0]} {route[1]}: PayloadFormatVersion must be \"2.0\"")
+        elif t.ref_target(p.get("ApiId")) not in t.of_type("AWS::Serverless::HttpApi"):
+            problems.append(f"{route[0]} {route[1]}: ApiId must !Ref the template's HttpApi")
+    if problems:
+        raise Problem("; ".join(problems))
+    return "claim routes " + ", ".join(f"{m} {p}" for m, p in CLAIM_ROUTES) + f" -> {claim}"
+
+
+def check_sla_watch(t: Template) -> str:
+    """sla-watch runs on an enabled schedule, one run at a time, emits EMF, can reach notify,
+    and an alarm counts the breaches it emits."""
+    sla = t.functions_by_binary().get("sla")
+    props = (t.resources.get(sla) or {}).get("Properties") or {}
+    problems = []
+    schedules = [e.get("Properties") or {} for e in (props.get("Events") or {}).values()
+                 if e.get("Type") in ("Schedule", "ScheduleV2")]
+    if len(schedules) != 1:
+        problems.append(f"{sla} needs exactly one Schedule event, has {len(schedules)}")
+    elif schedules[0].get("Enabled") is not True:
+        problems.append(f"{sla}: the schedule must be Enabled: true")
+    if props.get("ReservedConcurrentExecutions") != 1:
+        problems.append(f"{sla}: ReservedConcurrentExecutions must be 1 (one sweep at a time)")
+    env = ((props.get("Environment") or {}).get("Variables") or {})
+    if env.get("LEADRELAY_METRICS") != "emf":
+        problems.append(f"{sla}: LEADRELAY_METRICS must be emf (the breach metric)")
+    sends = [p for p in props.get("Policies") or [] if isinstance(p, dict)
+             and "SQSSendMessagePolicy" in p]
+    if not any(t.ref_target(p["SQSSendMessagePolicy"].get("QueueName")) == "NotifyQueue"
+               for p in sends):
+        problems.append(f"{sla}: needs SQSSendMessagePolicy on the NotifyQueue")
+    breach = [n for n, p, _ in _alarms(t)
+              if p.get("Namespace") == "leadrelay" and p.get("MetricName") == "SlaBreaches"]
+    if not breach:
+        problems.append("no alarm on metric leadrelay/SlaBreaches")
+    elif not _fires_on_first(t, t.resources[breach[0]]["Properties"]):
+        problems.append(f"{breach[0]} must fire on the first breach (> 0)")
+    if problems:
+        raise Problem("; ".join(problems))
+    return f"{sla}: enabled schedule, one at a time, EMF breaches alarmed by {breach[0]}"
+
+
 CHECKS = (
     check_functions,
     check_environment,
@@ -420,6 +480,8 @@ CHECKS = (
     check_table,
     check_dlq_alarms,
     check_error_alarms,
+    check_claim_routes,
+    check_sla_watch,
     check_outputs,
 )
 

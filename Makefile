@@ -51,5 +51,5 @@ validate: venv ## Check template.yaml: cfn-lint, sam validate --lint, scripts/ch
 	SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 .venv/bin/sam validate --lint --template template.yaml
 	.venv/bin/python scripts/check_template.py
 
-build-lambda: venv ## Build the four Lambda zips for arm64 with cargo-lambda (target/lambda/*)
+build-lambda: venv ## Build the Lambda zips for arm64 with cargo-lambda (target/lambda/*)
 	./scripts/build-lambda.sh

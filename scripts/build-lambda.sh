@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Build the four Lambda functions (ingest, enrich, route, notify) for arm64 in release mode
+# Build the Lambda functions (ingest, enrich, route, notify, claim, sla) for arm64 in release mode
 # with the venv's cargo-lambda (zig as the cross linker: no Docker, no cross toolchain), then
 # print each function's bootstrap and zip sizes.
 #
 #   scripts/build-lambda.sh                 # zips in target/lambda/<bin>/bootstrap.zip
 #   LAMBDA_DIR=dist scripts/build-lambda.sh # elsewhere
 #
-# A cold build takes several minutes on 2 cores (all four binaries in one cargo run).
+# A cold build takes several minutes on 2 cores (all binaries in one cargo run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BINARIES=(ingest enrich route notify)
+BINARIES=(ingest enrich route notify claim sla)
 TARGET=aarch64-unknown-linux-gnu
 LAMBDA_DIR=${LAMBDA_DIR:-target/lambda}
 # Its own target directory: cross artifacts share nothing with host builds anyway, and this

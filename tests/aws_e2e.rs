@@ -402,3 +402,144 @@ async fn a_permanently_failing_notifier_dead_letters_and_replay_notifies_once() 
         Some(1)
     );
 }
+
+/// A clock standing at one instant, for sla-watch runs "later".
+struct FixedClock(jiff::Timestamp);
+
+impl leadrelay_shared::ports::Clock for FixedClock {
+    fn now(&self) -> jiff::Timestamp {
+        self.0
+    }
+}
+
+/// The claim function's routes, fed an API Gateway HTTP API event for `method path?query`.
+async fn invoke_claim(stack: &Stack, method: &str, path: &str, query: &str) -> (u16, String) {
+    let fixture = std::fs::read_to_string(root().join("events/aws/apigw-http-webhook.json"))
+        .expect("fixture");
+    let mut event: Value = serde_json::from_str(&fixture).expect("json");
+    event["routeKey"] = format!("{method} /claim/{{lead_id}}").into();
+    event["rawPath"] = path.into();
+    event["rawQueryString"] = query.into();
+    event["requestContext"]["http"]["method"] = method.into();
+    event["requestContext"]["http"]["path"] = path.into();
+    event["pathParameters"] = json!({ "lead_id": path.trim_start_matches("/claim/") });
+    event["body"] = "".into();
+    event["headers"]["content-type"] = "application/x-www-form-urlencoded".into();
+    let request = lambda_http::request::from_str(&event.to_string()).expect("API Gateway event");
+    let app = leadrelay_shared::http::claim_router(Api::new(
+        stack.pipeline.clone(),
+        Arc::new(true.into()),
+    ));
+    let response = app.oneshot(request).await.expect("infallible");
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_aws_an_unclaimed_lead_escalates_and_its_new_owner_claims_it_by_link() {
+    let stack = stack(200).await;
+    let (status, body) = invoke_ingest(
+        &stack,
+        "msg_aws_sla",
+        &sample("02-capture-emea-pricing.json"),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let lead_id = body["lead_id"].as_str().expect("lead id").to_owned();
+    let (s, id) = (&stack, lead_id.as_str());
+    run_until(s, "the lead notified", || async move {
+        lead_state(s, id).await == "notified"
+    })
+    .await;
+    let lead = stack
+        .pipeline
+        .store
+        .get_lead(&lead_id)
+        .await
+        .expect("read")
+        .expect("lead");
+    let due = lead.timeline.sla_due_at.expect("an SLA");
+
+    // The scheduled sla function, a minute past the deadline (its event carries nothing it
+    // needs, as events/aws/eventbridge-sla-schedule.json shows).
+    let later = due + jiff::SignedDuration::from_mins(1);
+    let p = &stack.pipeline;
+    let watch = Pipeline::new(
+        p.config.clone(),
+        p.store.clone(),
+        p.queue.clone(),
+        p.notifier.clone(),
+        Arc::new(FixedClock(later)),
+    );
+    let report = leadrelay_shared::sla::sweep(&watch)
+        .await
+        .expect("sla-watch");
+    assert_eq!(report.escalated, vec![(lead_id.clone(), 1)]);
+    let lead = stack
+        .pipeline
+        .store
+        .get_lead(&lead_id)
+        .await
+        .expect("read")
+        .expect("lead");
+    assert_eq!(
+        lead.assignment.as_ref().expect("owner").owner.id(),
+        "fatima"
+    );
+    assert_eq!(lead.escalations[0].from.id(), "bruno");
+    // The escalation's alert goes out through the notify function on SQS.
+    run_until(s, "the escalation notified", || async move {
+        lead_state(s, id).await == "notified"
+    })
+    .await;
+    assert_eq!(
+        stack
+            .pipeline
+            .store
+            .counter("sla_streak:rep:bruno")
+            .await
+            .expect("counter"),
+        1
+    );
+
+    // Fatima's signed link, through the claim function: the page, then the claim.
+    let link = leadrelay_shared::claim_link::url_for(
+        &stack.pipeline.config,
+        &lead_id,
+        "fatima",
+        jiff::Timestamp::now(),
+    )
+    .expect("a link");
+    let query = link.split_once('?').expect("query").1.to_owned();
+    let path = format!("/claim/{lead_id}");
+    let (status, html) = invoke_claim(&stack, "GET", &path, &query).await;
+    assert_eq!(status, 200, "{html}");
+    assert_eq!(
+        lead_state(&stack, &lead_id).await,
+        "notified",
+        "opening claims nothing"
+    );
+    let (status, html) = invoke_claim(&stack, "POST", &path, &query).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("You own this lead now"), "{html}");
+    let lead = stack
+        .pipeline
+        .store
+        .get_lead(&lead_id)
+        .await
+        .expect("read")
+        .expect("lead");
+    assert_eq!(lead.claim.as_ref().map(|c| c.rep.as_str()), Some("fatima"));
+    // Claimed: out of the sparse index, so no later run escalates it.
+    let much_later = later + jiff::SignedDuration::from_hours(2);
+    assert!(stack
+        .pipeline
+        .store
+        .due_leads(much_later, 10)
+        .await
+        .expect("due")
+        .is_empty());
+}

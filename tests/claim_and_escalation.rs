@@ -433,3 +433,57 @@ async fn a_rep_who_lets_three_leads_lapse_is_paused_until_resumed() {
         .expect("claim");
     assert_eq!(h.counter(&sla_streak_counter("alice")).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sla_watch_releases_a_held_after_hours_alert_at_the_opening() {
+    let h = Harness::new(&shipped_example_config());
+    // Tuesday 20:00 in London: EMEA holds alerts until Wednesday 08:30.
+    let evening: Timestamp = "2026-11-24T20:00:00Z".parse().expect("time");
+    h.clock.set(evening);
+    let capture = CaptureEvent {
+        event: Some(EventKind::LeadCapture),
+        captured_email: Some("tom@initech.co.uk".into()),
+        name: Some("Tom Baker".into()),
+        trigger_query: Some("Can we get a quote?".into()),
+        ..CaptureEvent::default()
+    };
+    let lead = Lead::captured(
+        "held".into(),
+        "trace-held".into(),
+        "website".into(),
+        "evt-held".into(),
+        capture,
+        Vec::new(),
+        evening,
+    );
+    h.db.create_lead(&lead).await.expect("stored");
+    for stage in [Stage::Enrich, Stage::Route, Stage::Notify] {
+        h.handle(stage, "held").await;
+    }
+    let opening: Timestamp = "2026-11-25T08:30:00Z".parse().expect("time");
+    let lead = h.lead("held").await;
+    assert_eq!(lead.state, LeadState::Routed, "held, not alerted");
+    assert_eq!(lead.sla_watch_at(), Some(opening), "indexed at its opening");
+    // Drain what the stages queued, so only sla-watch's message can deliver.
+    while !h.db.receive(Stage::Notify, 50).await.expect("r").is_empty() {}
+
+    h.clock.set(opening - SignedDuration::from_secs(1));
+    assert!(h.sweep().await.released.is_empty());
+    assert_eq!(h.terminal.alerts_for("held"), 0);
+
+    h.clock.set(opening + SignedDuration::from_secs(5));
+    let report = h.sweep().await;
+    assert_eq!(report.released, vec!["held".to_owned()]);
+    assert_eq!(
+        report.breaches, 0,
+        "released, not breached: the SLA starts at the opening"
+    );
+    assert_eq!(h.terminal.alerts_for("held"), 1);
+    let lead = h.lead("held").await;
+    assert_eq!(lead.state, LeadState::Notified);
+    assert_eq!(
+        lead.sla_watch_at(),
+        Some(opening + SignedDuration::from_mins(15)),
+        "now watched for its SLA"
+    );
+}

@@ -219,6 +219,8 @@ pub fn timeline(lead: &Lead) -> String {
         ("enriched", t.enriched_at),
         ("routed", t.routed_at),
         ("notified", t.notified_at),
+        ("escalated", t.escalated_at),
+        ("claimed", t.claimed_at),
         ("sla due", t.sla_due_at),
     ] {
         if let Some(at) = at {
@@ -242,6 +244,26 @@ pub fn timeline(lead: &Lead) -> String {
         out.push_str(&format!(
             "  (why: `leadrelay explain --lead {}`)\n",
             lead.id
+        ));
+    }
+    for step in &lead.escalations {
+        out.push_str(&format!(
+            "  level {}   {}: {} -> {} (deadline {} passed)\n",
+            step.level, step.at, step.from, step.to, step.missed
+        ));
+    }
+    if let Some(stopped) = t.escalation_stopped_at {
+        out.push_str(&format!(
+            "  top of the escalation ladder at {stopped}: no longer watched\n"
+        ));
+    }
+    if let Some(claim) = &lead.claim {
+        let first = leadrelay_shared::claim::FirstResponse::of(lead);
+        out.push_str(&format!(
+            "  claimed   by {} via {}. {}\n",
+            claim.rep,
+            claim.via,
+            leadrelay_shared::claim_http::response_line(&first)
         ));
     }
     if let Some(f) = &lead.last_failure {

@@ -16,11 +16,14 @@ use leadrelay_shared::ports::SystemClock;
 use leadrelay_shared::stages::Pipeline;
 
 use crate::dynamo::DynamoStore;
+use crate::ses::SesMailer;
 use crate::sqs::{QueueUrls, SqsQueues};
 
 pub const ENV_TABLE: &str = "LEADRELAY_TABLE";
 pub const ENV_CONFIG_PARAMETER: &str = "LEADRELAY_CONFIG_PARAMETER";
 pub const ENV_SECRETS_PATH: &str = "LEADRELAY_SECRETS_PATH";
+/// Overrides `[notify.email] from`: the SES-verified sender of this deployment.
+pub const ENV_SES_FROM: &str = "LEADRELAY_SES_FROM";
 
 /// `LEADRELAY_<STAGE>_QUEUE_URL` and `LEADRELAY_<STAGE>_DLQ_URL`.
 pub fn queue_env(stage: Stage, dead: bool) -> String {
@@ -39,6 +42,8 @@ pub struct Deployment {
     /// Needed by the functions; the DLQ tool works without it.
     pub config_parameter: Option<String>,
     pub secrets_path: Option<String>,
+    /// The sender for SES, overriding the configuration's.
+    pub ses_from: Option<String>,
 }
 
 impl Deployment {
@@ -60,6 +65,7 @@ impl Deployment {
             queues,
             config_parameter: env(ENV_CONFIG_PARAMETER).filter(|p| !p.is_empty()),
             secrets_path: env(ENV_SECRETS_PATH).filter(|p| !p.is_empty()),
+            ses_from: env(ENV_SES_FROM).filter(|f| !f.is_empty()),
         })
     }
 }
@@ -143,7 +149,12 @@ pub async fn pipeline(sdk: &SdkConfig, deployment: &Deployment) -> anyhow::Resul
         .config_parameter
         .as_deref()
         .with_context(|| format!("environment variable {ENV_CONFIG_PARAMETER} is not set"))?;
-    let config = load_config(&ssm, parameter, &secrets).await?;
+    let mut config = load_config(&ssm, parameter, &secrets).await?;
+    if let (Some(email), Some(from)) = (config.notify.email.as_mut(), &deployment.ses_from) {
+        from.parse::<lettre::message::Mailbox>()
+            .with_context(|| format!("{ENV_SES_FROM} is not an e-mail address"))?;
+        email.from = from.clone();
+    }
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &deployment.table);
     let queues = SqsQueues::new(aws_sdk_sqs::Client::new(sdk), deployment.queues.clone());
     let channels = Channels::new(
@@ -151,6 +162,11 @@ pub async fn pipeline(sdk: &SdkConfig, deployment: &Deployment) -> anyhow::Resul
         // On Lambda the "terminal" is the function's log stream.
         Box::new(std::io::stdout()),
     )?;
+    // E-mail goes through SES here, whatever SMTP settings the configuration has.
+    let channels = match &config.notify.email {
+        Some(_) => channels.with_mailer(Arc::new(SesMailer::new(aws_sdk_sesv2::Client::new(sdk)))),
+        None => channels,
+    };
     let store = Arc::new(store);
     let providers = enrichment::from_config(&config, store.clone())?;
     Ok(Arc::new(

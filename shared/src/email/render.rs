@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use html_escape::encode_safe;
+use html_escape::{encode_double_quoted_attribute, encode_text};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use lettre::message::Mailbox;
@@ -318,14 +318,14 @@ pub fn rep_alert(
     let _ = write!(
         html,
         "<h2 style=\"font-size:18px\">{}</h2>",
-        encode_safe(&f.title)
+        encode_text(&f.title)
     );
     if let Some(url) = claim_url {
         let _ = write!(
             html,
             "<p><a href=\"{}\" style=\"display:inline-block;padding:10px 18px;background:#1a73e8;\
              color:#fff;text-decoration:none;border-radius:4px\">Claim this lead</a></p>",
-            encode_safe(url)
+            encode_double_quoted_attribute(url)
         );
     }
     html.push_str("<table cellpadding=\"4\" style=\"border-collapse:collapse\">");
@@ -334,7 +334,7 @@ pub fn rep_alert(
             html,
             "<tr><th align=\"left\" valign=\"top\">{label}</th>\
              <td style=\"white-space:pre-wrap\">{}</td></tr>",
-            encode_safe(value)
+            encode_text(value)
         );
     }
     html.push_str("</table>");
@@ -349,8 +349,8 @@ pub fn rep_alert(
             let _ = write!(
                 html,
                 "<p style=\"white-space:pre-wrap\"><b>{}:</b> {}</p>",
-                encode_safe(&one_line(role, 40)),
-                encode_safe(turn)
+                encode_text(&one_line(role, 40)),
+                encode_text(turn)
             );
         }
         if omitted > 0 {
@@ -361,13 +361,13 @@ pub fn rep_alert(
         let _ = write!(
             html,
             "<p><a href=\"{}\">Full transcript</a></p>",
-            encode_safe(url)
+            encode_double_quoted_attribute(url)
         );
     }
     let _ = write!(
         html,
         "<p style=\"color:#888;font-size:12px\">Lead {}</p></body></html>",
-        encode_safe(&lead.id)
+        encode_text(&lead.id)
     );
 
     OutgoingEmail {
@@ -491,7 +491,7 @@ pub fn acknowledgement(
     let mut html = String::with_capacity(1_024);
     html.push_str("<!DOCTYPE html><html><body style=\"font-family:sans-serif;font-size:14px\">");
     for paragraph in [greeting, format!("{thanks} {promise}"), reply] {
-        let _ = write!(html, "<p>{}</p>", encode_safe(&paragraph));
+        let _ = write!(html, "<p>{}</p>", encode_text(&paragraph));
     }
     html.push_str("</body></html>");
     OutgoingEmail {

@@ -162,7 +162,11 @@ impl Pipeline {
         let reply_to = owner.and_then(|r| render::mailbox(Some(&r.name), r.email.as_deref()?));
 
         let schedule = self.router.owner_schedule(&assignment.owner);
-        let tz = || schedule.map_or(TimeZone::UTC, |s| s.tz.clone());
+        let tz = || {
+            self.router
+                .owner_time_zone(&assignment.owner)
+                .unwrap_or(TimeZone::UTC)
+        };
         let opening = match assignment.held_until.filter(|until| *until > now) {
             Some(until) => Some(until),
             None => schedule

@@ -919,6 +919,21 @@ impl Router {
         schedule.filter(|s| !s.is_always_open())
     }
 
+    /// The time zone to tell a prospect times in: the owner's team's (the office they deal
+    /// with), else a rep's own; `None` for a queue.
+    pub fn owner_time_zone(&self, owner: &Owner) -> Option<TimeZone> {
+        let team = match owner {
+            Owner::Rep(id) => self.reps.get(id).and_then(|r| r.team.as_ref()),
+            Owner::Pool(id) => self.pools.get(id).and_then(|p| p.team.as_ref()),
+            Owner::Queue(_) => None,
+        };
+        match (team.and_then(|t| self.teams.get(t)), owner) {
+            (Some(team), _) => Some(team.schedule.tz.clone()),
+            (None, Owner::Rep(id)) => self.reps.get(id).map(|r| r.schedule.tz.clone()),
+            _ => None,
+        }
+    }
+
     /// The ledger period a pool is in at `now`.
     pub fn pool_period(&self, pool: &str, now: Timestamp) -> Option<String> {
         self.pools

@@ -152,7 +152,8 @@ def check_functions(t: Template) -> str:
 def check_environment(t: Template) -> str:
     problems = []
     for name in t.of_type("AWS::Serverless::Function"):
-        env = ((t.function_prop(name, "Environment") or {}).get("Variables") or {})
+        # SAM merges a function's own variables over the Globals' (maps merge, not replace).
+        env = ((t.globals.get("Environment") or {}).get("Variables") or {})
         own = ((t.resources[name].get("Properties") or {}).get("Environment") or {})
         env = {**env, **(own.get("Variables") or {})}
         missing = [v for v in ENV_CONTRACT if v not in env]

@@ -67,7 +67,7 @@ async fn pipeline(moto: &Moto, ses_from: Option<&str>) -> Arc<Pipeline> {
         );
     }
     let env = Env::from_env(|name| env.get(name).cloned()).expect("environment");
-    bootstrap::pipeline(&moto.sdk, &env)
+    bootstrap::notify_pipeline(&moto.sdk, &env)
         .await
         .expect("the functions' start-up")
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use aws_config::SdkConfig;
 use leadrelay_shared::config::Config;
+use leadrelay_shared::email::Mailer;
 use leadrelay_shared::enrichment;
 use leadrelay_shared::model::Stage;
 use leadrelay_shared::notifiers::Channels;
@@ -138,8 +139,33 @@ pub async fn load_config(
     Ok(config)
 }
 
-/// The pipeline over DynamoDB and SQS, as every function builds it once per container.
+/// Builds the mail transport from the SDK configuration (the notify function's SES).
+pub type MailerFactory = fn(&SdkConfig) -> Arc<dyn Mailer>;
+
+/// The pipeline over DynamoDB and SQS, as ingest, enrich and route build it once per
+/// container: without e-mail, so they do not link the SES client.
 pub async fn pipeline(sdk: &SdkConfig, deployment: &Deployment) -> anyhow::Result<Arc<Pipeline>> {
+    build(sdk, deployment, None).await
+}
+
+/// The notify function's pipeline: e-mail goes through Amazon SES when the configuration has
+/// `[notify.email]` (its SMTP settings are ignored here).
+pub async fn notify_pipeline(
+    sdk: &SdkConfig,
+    deployment: &Deployment,
+) -> anyhow::Result<Arc<Pipeline>> {
+    build(sdk, deployment, Some(ses_mailer)).await
+}
+
+fn ses_mailer(sdk: &SdkConfig) -> Arc<dyn Mailer> {
+    Arc::new(SesMailer::new(aws_sdk_sesv2::Client::new(sdk)))
+}
+
+async fn build(
+    sdk: &SdkConfig,
+    deployment: &Deployment,
+    mailer: Option<MailerFactory>,
+) -> anyhow::Result<Arc<Pipeline>> {
     let ssm = aws_sdk_ssm::Client::new(sdk);
     let secrets = match &deployment.secrets_path {
         Some(path) => load_secrets(&ssm, path).await?,
@@ -162,10 +188,9 @@ pub async fn pipeline(sdk: &SdkConfig, deployment: &Deployment) -> anyhow::Resul
         // On Lambda the "terminal" is the function's log stream.
         Box::new(std::io::stdout()),
     )?;
-    // E-mail goes through SES here, whatever SMTP settings the configuration has.
-    let channels = match &config.notify.email {
-        Some(_) => channels.with_mailer(Arc::new(SesMailer::new(aws_sdk_sesv2::Client::new(sdk)))),
-        None => channels,
+    let channels = match (&config.notify.email, mailer) {
+        (Some(_), Some(mailer)) => channels.with_mailer(mailer(sdk)),
+        _ => channels,
     };
     let store = Arc::new(store);
     let providers = enrichment::from_config(&config, store.clone())?;
@@ -183,10 +208,19 @@ pub async fn pipeline(sdk: &SdkConfig, deployment: &Deployment) -> anyhow::Resul
 
 /// The function's start-up: JSON logs, AWS configuration from the environment, the pipeline.
 pub async fn from_environment() -> anyhow::Result<Arc<Pipeline>> {
+    start(None).await
+}
+
+/// The notify function's start-up: as [`from_environment`], with e-mail through SES.
+pub async fn notify_from_environment() -> anyhow::Result<Arc<Pipeline>> {
+    start(Some(ses_mailer)).await
+}
+
+async fn start(mailer: Option<MailerFactory>) -> anyhow::Result<Arc<Pipeline>> {
     let started = std::time::Instant::now();
     let sdk = aws_config::load_from_env().await;
     let deployment = Deployment::from_env(|name| std::env::var(name).ok())?;
-    let pipeline = pipeline(&sdk, &deployment).await?;
+    let pipeline = build(&sdk, &deployment, mailer).await?;
     tracing::info!(
         init_ms = started.elapsed().as_secs_f64() * 1000.0,
         "clients built, configuration and secrets loaded"

@@ -309,7 +309,7 @@ async fn a_rep_alert_email_carries_the_context_inert_with_a_claim_link_that_veri
         assert!(!part.contains(&"why ".repeat(1_000)));
         // The transcript: the last whole turns within the budget, cut at a turn boundary.
         assert!(part.contains("Transcript (last 3 of 10 turns)"));
-        assert!(part.contains(&format!("turn 9 ")) && part.contains(&"x".repeat(900)));
+        assert!(part.contains("turn 9 ") && part.contains(&"x".repeat(900)));
         assert!(part.contains("turn 7 ") && !part.contains("turn 6 "));
         assert!(part.contains("7 earlier turns not shown"));
     }

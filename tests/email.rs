@@ -232,8 +232,9 @@ async fn a_rep_alert_email_carries_the_context_inert_with_a_claim_link_that_veri
     let mut lead = uk_lead("hostile", PROSPECT, h.now());
     lead.capture.name = Some(format!("{hostile}\r\nBcc: victim@evil.example\r\n\r\nbody"));
     lead.enrichment.as_mut().expect("enriched").name = None;
+    // A bare "." line would end DATA early if it were not dot-stuffed (SMTP smuggling).
     lead.capture.trigger_query = Some(format!(
-        "Pricing? <img src=x onerror=alert(3)> {}",
+        "Pricing? <img src=x onerror=alert(3)>\r\n.\r\nRSET\r\nMAIL FROM:<x@evil.example>\r\n {}",
         "why ".repeat(5_000)
     ));
     lead.capture.conversation_transcript_url = Some("https://transcripts.example/c/1".into());
@@ -284,6 +285,15 @@ async fn a_rep_alert_email_carries_the_context_inert_with_a_claim_link_that_veri
     }
     assert!(m.html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert!(m.html.contains("&lt;img src=x onerror=alert(3)&gt;"));
+    assert!(
+        m.text.contains("MAIL FROM:<x@evil.example>"),
+        "smuggled text stays text"
+    );
+    assert_eq!(
+        h.sink.mails().len(),
+        2,
+        "the alert and the acknowledgement, nothing more"
+    );
     assert!(m.html.contains("&lt;b&gt;\"9\"&lt;/b&gt;"));
     // A prospect URL that is not https is shown as text, never linked.
     assert!(m.html.contains(">javascript:alert(4)</td>"));

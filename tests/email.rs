@@ -19,7 +19,9 @@ use leadrelay_shared::notifiers::Channels;
 use leadrelay_shared::ports::{Clock, LeadStore};
 use leadrelay_shared::stages::{Pipeline, StageError};
 use leadrelay_tests::smtp::{Mail, SmtpSink};
-use leadrelay_tests::{parse_config, shipped_example_config, Terminal};
+use leadrelay_tests::{
+    eventually, example_config, parse_config, sample, shipped_example_config, Server, Terminal,
+};
 use mail_parser::{Address, MessageParser};
 
 /// A clock the test moves by hand.
@@ -41,7 +43,10 @@ const PROSPECT: &str = "tom@initech.co.uk";
 /// The shipped configuration with e-mail on: the EMEA reps alerted by e-mail, the sender and
 /// the local SMTP server; `extra` is applied as (from, to) replacements.
 fn config_text(port: u16, extra: &[(&str, &str)]) -> String {
-    let mut text = shipped_example_config();
+    with_email(shipped_example_config(), port, extra)
+}
+
+fn with_email(mut text: String, port: u16, extra: &[(&str, &str)]) -> String {
     for rep in ["bruno", "fatima"] {
         let line = format!("email = \"{rep}@yourco.example\"\n");
         assert!(text.contains(&line));
@@ -612,4 +617,55 @@ fn the_commented_email_example_in_the_shipped_config_validates_when_uncommented(
     let config = Config::parse(&text, "t.toml", &|name| Some(format!("{name}-value")))
         .expect("the uncommented example is valid");
     assert!(config.notify.email.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_server_sends_its_email_over_smtp() {
+    let sink = SmtpSink::start().await;
+    let server = Server::start_with(&with_email(example_config(), sink.port, &[])).await;
+    let answer = server
+        .send(
+            "website",
+            "evt-email-e2e",
+            &sample("02-capture-emea-pricing.json"),
+        )
+        .await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    let lead_id = answer.body["lead_id"].as_str().expect("id").to_owned();
+    let summary = server.wait_for_state(&lead_id, "notified").await;
+    let prospect = "tom.baker@sales.initech.co.uk";
+    let owner = summary["owner"].as_str().unwrap_or_default().to_owned();
+    let sent = eventually(Duration::from_secs(10), "two e-mails", || {
+        let sink = sink.clone();
+        async move { (sink.mails().len() >= 2).then(|| sink.mails()) }
+    })
+    .await;
+    assert_eq!(sent.len(), 2, "{owner}: the alert and the acknowledgement");
+    assert_eq!(sink.mails_to(prospect).len(), 1);
+    let alert = sent
+        .iter()
+        .find(|m| !m.to.contains(&prospect.to_owned()))
+        .expect("the rep's alert");
+    assert!(
+        ["bruno@yourco.example", "fatima@yourco.example"].contains(&alert.to[0].as_str()),
+        "{:?}",
+        alert.to
+    );
+    assert!(read(alert).text.contains(&lead_id));
+    server.stop().await;
+}
+
+#[test]
+fn the_embedded_mode_refuses_to_start_with_email_but_no_smtp_server() {
+    let text = with_email(example_config(), 25, &[("smtp_host = \"127.0.0.1\"\n", "")]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let error = leadrelay::embedded::Embedded::open(
+        parse_config(&text),
+        dir.path(),
+        Box::new(Terminal::default()),
+    )
+    .err()
+    .expect("no SMTP server configured")
+    .to_string();
+    assert!(error.contains("notify.email.smtp_host"), "{error}");
 }

@@ -12,11 +12,11 @@ use leadrelay_shared::claim_link;
 use leadrelay_shared::config::Config;
 use leadrelay_shared::email::smtp::SmtpMailer;
 use leadrelay_shared::model::{
-    CaptureEvent, Enrichment, Envelope, EventKind, Flag, GateAction, Lead, LeadState, Metadata,
-    Stage, Timeline, Turn,
+    CaptureEvent, Enrichment, Envelope, Escalation, EventKind, Flag, GateAction, Lead, LeadState,
+    Metadata, Owner, Stage, Timeline, Turn,
 };
 use leadrelay_shared::notifiers::Channels;
-use leadrelay_shared::ports::{Clock, LeadStore};
+use leadrelay_shared::ports::{Clock, DeliveryStart, LeadStore};
 use leadrelay_shared::stages::{Pipeline, StageError};
 use leadrelay_tests::smtp::{Mail, SmtpSink};
 use leadrelay_tests::{
@@ -668,4 +668,40 @@ fn the_embedded_mode_refuses_to_start_with_email_but_no_smtp_server() {
     .expect("no SMTP server configured")
     .to_string();
     assert!(error.contains("notify.email.smtp_host"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_escalation_round_has_its_own_receipts_and_honours_its_channels() {
+    let h = harness(DAY, &[]).await;
+    let step = |channels: &[&str]| Escalation {
+        level: 1,
+        at: h.now(),
+        from: Owner::Rep("fatima".into()),
+        to: Owner::Rep("bruno".into()),
+        channels: Some(channels.iter().map(|c| c.to_string()).collect()),
+    };
+    let mut lead = uk_lead("escalated", "amy@initech.co.uk", h.now());
+    lead.escalations.push(step(&["slack", "email"]));
+    h.route_and_notify(&lead).await.expect("notified");
+    let (rep, address) = h.owner("escalated").await;
+    assert_eq!(h.sink.mails_to(&address).len(), 1);
+    // The round's receipt is taken: this round never sends again.
+    let receipt = format!("esc1:email:rep:{rep}");
+    let start =
+        h.db.begin_delivery("escalated", &receipt, h.now(), Duration::from_secs(1))
+            .await
+            .expect("receipt");
+    assert_eq!(start, DeliveryStart::AlreadyDelivered, "{receipt}");
+
+    let mut lead = uk_lead("slack-only", "ben@initech.co.uk", h.now());
+    lead.escalations.push(step(&["slack"]));
+    h.route_and_notify(&lead).await.expect("notified");
+    let (_, address) = h.owner("slack-only").await;
+    let alerts = h.sink.mails_to(&address);
+    assert!(
+        alerts.iter().all(|m| !m.data.contains("slack-only")),
+        "a step naming only slack sends no e-mail"
+    );
+    // The acknowledgement is per lead, not per round.
+    assert_eq!(h.sink.mails_to("ben@initech.co.uk").len(), 1);
 }

@@ -22,12 +22,22 @@ const HARMLESS_FLAGS: &[&str] = &["missing_fields"];
 
 impl Pipeline {
     /// E-mail alerts for this round: the owning rep, a queue's manager, or each alerted member
-    /// of a broadcast pool, when they have `alert_email = true`. Each carries the rep's own
+    /// of a broadcast pool, when they have `alert_email = true` (and the latest escalation step,
+    /// if it names channels, names `email`). Each carries the rep's own
     /// signed claim link; receipts are `email:rep:<id>` prefixed by the alert round.
     pub fn email_destinations(&self, lead: &Lead) -> Vec<Destination> {
         let Some(from) = self.email_sender() else {
             return Vec::new();
         };
+        // An escalation step that names its channels alerts on those only.
+        let excluded = lead
+            .escalations
+            .last()
+            .and_then(|step| step.channels.as_ref())
+            .is_some_and(|channels| !channels.iter().any(|c| c == "email"));
+        if excluded {
+            return Vec::new();
+        }
         let mut reps: Vec<&str> = match lead.assignment.as_ref().map(|a| &a.owner) {
             Some(Owner::Rep(id)) => vec![id.as_str()],
             Some(Owner::Queue(id)) => self

@@ -11,7 +11,6 @@ use tracing::{info, warn};
 use super::render::{self, Envelope, Expectation};
 use crate::model::{Lead, Owner};
 use crate::ports::{DeliveryStart, Destination};
-use crate::render::Alert;
 use crate::stages::{Pipeline, StageError};
 
 /// The acknowledgement's delivery receipt: once per lead, whatever the escalation round.
@@ -102,14 +101,9 @@ impl Pipeline {
             receipt: ACK_RECEIPT.into(),
             email: Box::new(email),
         };
-        // The e-mail carries its own content; the notifier's alert argument is unused for it.
-        let unused = Alert {
-            lead_id: lead.id.clone(),
-            headline: String::new(),
-            text: String::new(),
-            slack: serde_json::Value::Null,
-        };
-        match self.notifier.deliver(&destination, &unused).await {
+        // The e-mail carries its own content; the notifier takes the lead's alert all the same.
+        let alert = crate::stages::alert_for(self, lead);
+        match self.notifier.deliver(&destination, &alert).await {
             Ok(()) => {
                 self.store
                     .finish_delivery(&lead.id, ACK_RECEIPT, self.clock.now())

@@ -333,6 +333,25 @@ async fn a_rep_alert_email_carries_the_context_inert_with_a_claim_link_that_veri
         "text shows it as typed"
     );
 
+    // The acknowledgement to the same hostile prospect: no injected header, no echo of
+    // their markup: only the plausible first name is used.
+    let acks = h.sink.mails_to(PROSPECT);
+    assert_eq!(acks.len(), 1);
+    let ack = read(&acks[0]);
+    assert!(
+        !ack.headers.lines().any(|l| l.starts_with("Bcc:")),
+        "{}",
+        ack.headers
+    );
+    assert_eq!(ack.subject, "Thanks, Jane: we have your request");
+    assert!(ack.text.starts_with("Hi Jane,"), "{}", ack.text);
+    for part in [&ack.text, &ack.html] {
+        assert!(
+            !part.contains("script") && !part.contains("onerror"),
+            "{part}"
+        );
+    }
+
     // The claim link, in both parts, verifies for this lead and this rep.
     let link = m
         .text

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use aws_config::SdkConfig;
 use leadrelay_shared::config::Config;
+use leadrelay_shared::email::Mailer;
 use leadrelay_shared::enrichment;
 use leadrelay_shared::model::Stage;
 use leadrelay_shared::notifiers::Channels;
@@ -16,11 +17,14 @@ use leadrelay_shared::ports::SystemClock;
 use leadrelay_shared::stages::Pipeline;
 
 use crate::dynamo::DynamoStore;
+use crate::ses::SesMailer;
 use crate::sqs::{QueueUrls, SqsQueues};
 
 pub const ENV_TABLE: &str = "LEADRELAY_TABLE";
 pub const ENV_CONFIG_PARAMETER: &str = "LEADRELAY_CONFIG_PARAMETER";
 pub const ENV_SECRETS_PATH: &str = "LEADRELAY_SECRETS_PATH";
+/// Overrides `[notify.email] from`: the SES-verified sender of this deployment.
+pub const ENV_SES_FROM: &str = "LEADRELAY_SES_FROM";
 
 /// `LEADRELAY_<STAGE>_QUEUE_URL` and `LEADRELAY_<STAGE>_DLQ_URL`.
 pub fn queue_env(stage: Stage, dead: bool) -> String {
@@ -39,6 +43,8 @@ pub struct Deployment {
     /// Needed by the functions; the DLQ tool works without it.
     pub config_parameter: Option<String>,
     pub secrets_path: Option<String>,
+    /// The sender for SES, overriding the configuration's.
+    pub ses_from: Option<String>,
 }
 
 impl Deployment {
@@ -60,6 +66,7 @@ impl Deployment {
             queues,
             config_parameter: env(ENV_CONFIG_PARAMETER).filter(|p| !p.is_empty()),
             secrets_path: env(ENV_SECRETS_PATH).filter(|p| !p.is_empty()),
+            ses_from: env(ENV_SES_FROM).filter(|f| !f.is_empty()),
         })
     }
 }
@@ -132,8 +139,33 @@ pub async fn load_config(
     Ok(config)
 }
 
-/// The pipeline over DynamoDB and SQS, as every function builds it once per container.
+/// Builds the mail transport from the SDK configuration (the notify function's SES).
+pub type MailerFactory = fn(&SdkConfig) -> Arc<dyn Mailer>;
+
+/// The pipeline over DynamoDB and SQS, as ingest, enrich and route build it once per
+/// container: without e-mail, so they do not link the SES client.
 pub async fn pipeline(sdk: &SdkConfig, deployment: &Deployment) -> anyhow::Result<Arc<Pipeline>> {
+    build(sdk, deployment, None).await
+}
+
+/// The notify function's pipeline: e-mail goes through Amazon SES when the configuration has
+/// `[notify.email]` (its SMTP settings are ignored here).
+pub async fn notify_pipeline(
+    sdk: &SdkConfig,
+    deployment: &Deployment,
+) -> anyhow::Result<Arc<Pipeline>> {
+    build(sdk, deployment, Some(ses_mailer)).await
+}
+
+fn ses_mailer(sdk: &SdkConfig) -> Arc<dyn Mailer> {
+    Arc::new(SesMailer::new(aws_sdk_sesv2::Client::new(sdk)))
+}
+
+async fn build(
+    sdk: &SdkConfig,
+    deployment: &Deployment,
+    mailer: Option<MailerFactory>,
+) -> anyhow::Result<Arc<Pipeline>> {
     let ssm = aws_sdk_ssm::Client::new(sdk);
     let secrets = match &deployment.secrets_path {
         Some(path) => load_secrets(&ssm, path).await?,
@@ -143,7 +175,12 @@ pub async fn pipeline(sdk: &SdkConfig, deployment: &Deployment) -> anyhow::Resul
         .config_parameter
         .as_deref()
         .with_context(|| format!("environment variable {ENV_CONFIG_PARAMETER} is not set"))?;
-    let config = load_config(&ssm, parameter, &secrets).await?;
+    let mut config = load_config(&ssm, parameter, &secrets).await?;
+    if let (Some(email), Some(from)) = (config.notify.email.as_mut(), &deployment.ses_from) {
+        from.parse::<lettre::message::Mailbox>()
+            .with_context(|| format!("{ENV_SES_FROM} is not an e-mail address"))?;
+        email.from = from.clone();
+    }
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &deployment.table);
     let queues = SqsQueues::new(aws_sdk_sqs::Client::new(sdk), deployment.queues.clone());
     let channels = Channels::new(
@@ -151,6 +188,10 @@ pub async fn pipeline(sdk: &SdkConfig, deployment: &Deployment) -> anyhow::Resul
         // On Lambda the "terminal" is the function's log stream.
         Box::new(std::io::stdout()),
     )?;
+    let channels = match (&config.notify.email, mailer) {
+        (Some(_), Some(mailer)) => channels.with_mailer(mailer(sdk)),
+        _ => channels,
+    };
     let store = Arc::new(store);
     let providers = enrichment::from_config(&config, store.clone())?;
     Ok(Arc::new(
@@ -167,10 +208,19 @@ pub async fn pipeline(sdk: &SdkConfig, deployment: &Deployment) -> anyhow::Resul
 
 /// The function's start-up: JSON logs, AWS configuration from the environment, the pipeline.
 pub async fn from_environment() -> anyhow::Result<Arc<Pipeline>> {
+    start(None).await
+}
+
+/// The notify function's start-up: as [`from_environment`], with e-mail through SES.
+pub async fn notify_from_environment() -> anyhow::Result<Arc<Pipeline>> {
+    start(Some(ses_mailer)).await
+}
+
+async fn start(mailer: Option<MailerFactory>) -> anyhow::Result<Arc<Pipeline>> {
     let started = std::time::Instant::now();
     let sdk = aws_config::load_from_env().await;
     let deployment = Deployment::from_env(|name| std::env::var(name).ok())?;
-    let pipeline = pipeline(&sdk, &deployment).await?;
+    let pipeline = build(&sdk, &deployment, mailer).await?;
     tracing::info!(
         init_ms = started.elapsed().as_secs_f64() * 1000.0,
         "clients built, configuration and secrets loaded"

@@ -5,9 +5,11 @@ pub mod bootstrap;
 pub mod dynamo;
 pub mod lambda;
 pub mod provision;
+pub mod ses;
 pub mod sqs;
 
 pub use dynamo::DynamoStore;
+pub use ses::SesMailer;
 pub use sqs::{QueueUrls, SqsQueues};
 
 /// What an SDK call's failure was, for errors and logs. The SDK's Display is terse

@@ -8,6 +8,7 @@ pub mod claim_http;
 pub mod claim_link;
 pub mod cleaning;
 pub mod config;
+pub mod email;
 pub mod enrichment;
 pub mod http;
 pub mod lists;

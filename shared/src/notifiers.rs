@@ -1,12 +1,14 @@
-//! The notifier adapter: the terminal and Slack incoming webhooks.
+//! The notifier adapter: the terminal, Slack incoming webhooks and e-mail (through a
+//! [`Mailer`]).
 
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 
+use crate::email::Mailer;
 use crate::ports::{Destination, Notifier, NotifyError};
 use crate::render::Alert;
 
@@ -14,6 +16,8 @@ use crate::render::Alert;
 pub struct Channels {
     http: reqwest::Client,
     terminal: Mutex<Box<dyn Write + Send>>,
+    /// SMTP (embedded) or SES (AWS); `None` when `[notify.email]` is absent.
+    mailer: Option<Arc<dyn Mailer>>,
 }
 
 impl Channels {
@@ -26,7 +30,14 @@ impl Channels {
         Ok(Channels {
             http,
             terminal: Mutex::new(terminal),
+            mailer: None,
         })
+    }
+
+    /// The same channels, sending e-mail through `mailer`.
+    pub fn with_mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
+        self.mailer = Some(mailer);
+        self
     }
 }
 
@@ -75,6 +86,15 @@ impl Notifier for Channels {
                     detail: crate::render::truncate(body.trim(), 200),
                 })
             }
+            Destination::Email { email, .. } => match &self.mailer {
+                Some(mailer) => mailer.send(email).await,
+                // Configuration is checked at start-up, so this is a wiring mistake: no retry
+                // would deliver it.
+                None => Err(NotifyError::Permanent {
+                    channel: "email".into(),
+                    detail: "no mail transport is configured".into(),
+                }),
+            },
         }
     }
 }

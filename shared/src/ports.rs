@@ -289,6 +289,17 @@ pub enum NotifyError {
     },
     #[error("{channel} unreachable: {detail}")]
     Unreachable { channel: String, detail: String },
+    /// Refused for good (an SMTP 5xx reply, SES `MessageRejected`): retrying the same message
+    /// cannot succeed, so delivery rules may dead-letter it at once.
+    #[error("{channel} refused the message for good: {detail}")]
+    Permanent { channel: String, detail: String },
+}
+
+impl NotifyError {
+    /// Whether retrying the same delivery cannot help.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, NotifyError::Permanent { .. })
+    }
 }
 
 /// Where one alert goes.
@@ -302,6 +313,12 @@ pub enum Destination {
         recipient: String,
         url: secrecy::SecretString,
     },
+    /// One rendered e-mail (a rep's alert or the prospect's acknowledgement), with its delivery
+    /// receipt key (`email:rep:bruno`, `esc1:email:rep:erin`, `ack:prospect`).
+    Email {
+        receipt: String,
+        email: Box<crate::email::OutgoingEmail>,
+    },
 }
 
 impl Destination {
@@ -310,6 +327,7 @@ impl Destination {
         match self {
             Destination::Terminal => "terminal",
             Destination::SlackWebhook { .. } => "slack",
+            Destination::Email { .. } => "email",
         }
     }
 
@@ -319,6 +337,7 @@ impl Destination {
         match self {
             Destination::Terminal => "terminal".to_owned(),
             Destination::SlackWebhook { recipient, .. } => format!("slack:{recipient}"),
+            Destination::Email { receipt, .. } => receipt.clone(),
         }
     }
 }

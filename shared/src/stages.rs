@@ -458,7 +458,14 @@ impl Pipeline {
     }
 
     async fn notify(&self, mut lead: Lead) -> Result<Outcome, StageError> {
+        // The prospect's acknowledgement goes out as soon as the lead is routed, before any
+        // after-hours hold; a transient failure of it is returned only after the rep alerts.
+        let acknowledged = match lead.state {
+            LeadState::Routed | LeadState::Notified => self.acknowledge(&lead).await,
+            _ => Ok(()),
+        };
         if lead.state >= LeadState::Notified {
+            acknowledged?;
             return Ok(Outcome {
                 skipped_as_done: true,
             });
@@ -476,6 +483,7 @@ impl Pipeline {
         let now = self.clock.now();
         if let Some(until) = lead.assignment.as_ref().and_then(|a| a.held_until) {
             if until > now {
+                acknowledged?;
                 let wait = Duration::try_from(until.duration_since(now))
                     .unwrap_or(MAX_QUEUE_DELAY)
                     .min(MAX_QUEUE_DELAY);
@@ -495,10 +503,20 @@ impl Pipeline {
         let alert = render::render(&lead, self.rulebook.tier_label(tier));
         let lease = Duration::from_secs(self.config.pipeline.visibility_timeout_secs);
         let mut delivered = Vec::new();
-        // Each escalation round alerts its recipients once, even the same people again.
+        // Each escalation round alerts its recipients once, even the same people again; e-mail
+        // destinations carry the round in their receipt already (it is their Message-ID too).
         let round = lead.alert_round();
-        for destination in self.destinations(&lead) {
-            let receipt = format!("{round}{}", destination.receipt());
+        let mut destinations: Vec<(String, Destination)> = self
+            .destinations(&lead)
+            .into_iter()
+            .map(|d| (format!("{round}{}", d.receipt()), d))
+            .collect();
+        destinations.extend(
+            self.email_destinations(&lead)
+                .into_iter()
+                .map(|d| (d.receipt(), d)),
+        );
+        for (receipt, destination) in destinations {
             match self
                 .store
                 .begin_delivery(&lead.id, &receipt, self.clock.now(), lease)
@@ -533,6 +551,7 @@ impl Pipeline {
             info!(lead_id = %lead.id, trace_id = %lead.trace_id, stage = "notify",
                 channels = ?delivered, "notified");
         }
+        acknowledged?;
         Ok(Outcome {
             skipped_as_done: !applied,
         })
@@ -656,7 +675,7 @@ const MAX_CONTENTION_PAUSE_MS: u64 = 50;
 const MAX_QUEUE_DELAY: Duration = Duration::from_secs(900);
 
 /// The members a broadcast pool alerted, from the routing trace.
-fn broadcast_members(lead: &Lead) -> Vec<&str> {
+pub(crate) fn broadcast_members(lead: &Lead) -> Vec<&str> {
     lead.assignment
         .as_ref()
         .and_then(|a| a.trace.as_ref())

@@ -14,6 +14,8 @@ use leadrelay_shared::config::Config;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+pub mod smtp;
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

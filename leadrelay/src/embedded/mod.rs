@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use leadrelay_shared::config::Config;
+use leadrelay_shared::email::smtp::SmtpMailer;
 use leadrelay_shared::enrichment;
 use leadrelay_shared::http::{router, Api};
 use leadrelay_shared::model::Stage;
@@ -53,6 +54,11 @@ impl Embedded {
             terminal,
         )
         .context("building the HTTP client")?;
+        // E-mail over SMTP; a [notify.email] without a server fails the start, naming the key.
+        let channels = match &config.notify.email {
+            Some(email) => channels.with_mailer(Arc::new(SmtpMailer::new(email)?)),
+            None => channels,
+        };
         let providers = enrichment::from_config(&config, Arc::new(db.clone()))?;
         let pipeline = Arc::new(
             Pipeline::new(

@@ -18,9 +18,11 @@ use crate::model::EventKind;
 use crate::signature::{Scheme, SigningKey};
 
 mod alerts;
+mod email;
 mod team;
 
 pub use alerts::{ClaimConfig, EscalateTo, EscalationConfig, EscalationStep};
+pub use email::{EmailConfig, SmtpCredentials, SmtpTls};
 pub use team::{
     AfterHoursPolicy, Conditions, MemberConfig, NamedAccount, PoolConfig, ResetPeriod,
     RoutingConfig, RuleConfig, Strategy, TargetConfig, TeamConfig, DEFAULT_MERGE_WINDOW_HOURS,
@@ -189,6 +191,10 @@ pub struct SourceConfig {
     /// [`crate::enrichment::transcript`]); none by default, so no URL is fetched.
     #[serde(default)]
     pub transcript_hosts: Vec<String>,
+    /// Whether prospects from this source get the acknowledgement e-mail (when
+    /// `[notify.email] acknowledge` is on).
+    #[serde(default = "default_true")]
+    pub acknowledge: bool,
     /// Resolved at load: the parsed keys, newest first as written.
     #[serde(skip)]
     pub keys: Vec<SigningKey>,
@@ -196,6 +202,10 @@ pub struct SourceConfig {
 
 fn default_tolerance() -> u64 {
     300
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl SourceConfig {
@@ -555,6 +565,10 @@ pub struct RepConfig {
     pub name: String,
     #[serde(default)]
     pub email: Option<String>,
+    /// Alert the rep (and, as a queue manager, their queues' leads) by e-mail at `email`;
+    /// needs `[notify.email]`.
+    #[serde(default)]
+    pub alert_email: bool,
     #[serde(default)]
     pub slack_webhook_url: Option<SecretString>,
     /// An environment variable (on AWS: an SSM SecureString) holding the Slack webhook URL.
@@ -604,6 +618,8 @@ pub struct NotifyConfig {
     pub terminal: bool,
     /// Per-request timeout for outbound channels.
     pub http_timeout_ms: u64,
+    /// `[notify.email]`: e-mail alerts and the prospect acknowledgement.
+    pub email: Option<EmailConfig>,
 }
 
 impl Default for NotifyConfig {
@@ -611,6 +627,7 @@ impl Default for NotifyConfig {
         NotifyConfig {
             terminal: true,
             http_timeout_ms: 5_000,
+            email: None,
         }
     }
 }
@@ -938,6 +955,28 @@ impl Validator<'_> {
                 let section = key.split('.').next().unwrap_or_default();
                 self.invalid(self.section(section), key, message)
             })?;
+        if let Some(email) = config.notify.email.as_mut() {
+            email.resolve(env).map_err(|(key, message)| {
+                self.invalid(self.section("notify.email"), key, message)
+            })?;
+        }
+        for (index, rep) in config.reps.iter().enumerate() {
+            let r = rep.get_ref();
+            if !r.alert_email {
+                continue;
+            }
+            let key = format!("reps[{index}].alert_email");
+            if config.notify.email.is_none() {
+                return Err(self.invalid(rep.span(), key, "needs a [notify.email] section"));
+            }
+            let valid = r
+                .email
+                .as_deref()
+                .is_some_and(|e| e.parse::<lettre::Address>().is_ok());
+            if !valid {
+                return Err(self.invalid(rep.span(), key, "needs a valid `email` for the rep"));
+            }
+        }
         for (index, rep) in config.reps.iter_mut().enumerate() {
             let span = rep.span();
             let rep = rep.get_mut();

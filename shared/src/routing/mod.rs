@@ -956,6 +956,37 @@ impl Router {
         name.unwrap_or_else(|| owner.id().to_owned())
     }
 
+    /// The hours an owner keeps, for telling a prospect when to expect an answer: a rep's own
+    /// schedule, a pool's team's; `None` for a queue (always open) or an owner without hours.
+    pub fn owner_schedule(&self, owner: &Owner) -> Option<&Schedule> {
+        let schedule = match owner {
+            Owner::Rep(id) => self.reps.get(id).map(|r| &r.schedule),
+            Owner::Pool(id) => self
+                .pools
+                .get(id)
+                .and_then(|p| p.team.as_ref())
+                .and_then(|t| self.teams.get(t))
+                .map(|t| &t.schedule),
+            Owner::Queue(_) => None,
+        };
+        schedule.filter(|s| !s.is_always_open())
+    }
+
+    /// The time zone to tell a prospect times in: the owner's team's (the office they deal
+    /// with), else a rep's own; `None` for a queue.
+    pub fn owner_time_zone(&self, owner: &Owner) -> Option<TimeZone> {
+        let team = match owner {
+            Owner::Rep(id) => self.reps.get(id).and_then(|r| r.team.as_ref()),
+            Owner::Pool(id) => self.pools.get(id).and_then(|p| p.team.as_ref()),
+            Owner::Queue(_) => None,
+        };
+        match (team.and_then(|t| self.teams.get(t)), owner) {
+            (Some(team), _) => Some(team.schedule.tz.clone()),
+            (None, Owner::Rep(id)) => self.reps.get(id).map(|r| r.schedule.tz.clone()),
+            _ => None,
+        }
+    }
+
     /// The ledger period a pool is in at `now`.
     pub fn pool_period(&self, pool: &str, now: Timestamp) -> Option<String> {
         self.pools

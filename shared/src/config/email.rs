@@ -1,0 +1,156 @@
+//! `[notify.email]`: the sender, the SMTP server of the embedded mode (on AWS the notify
+//! function sends through Amazon SES instead), and the prospect acknowledgement switch.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// Plain text: only for a relay on the same machine or a test server.
+    None,
+    /// Plain connection upgraded with STARTTLS, which is required (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+impl SmtpTls {
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpTls::None => 25,
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+        }
+    }
+}
+
+/// `[notify.email]`. Present: reps with `alert_email = true` get e-mail alerts and prospects
+/// get an acknowledgement (unless switched off); absent: no e-mail at all.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// The sender of every e-mail, `"Name <address>"` or a bare address. On AWS it must be an
+    /// SES-verified identity; the notify function's `LEADRELAY_SES_FROM` overrides it.
+    pub from: String,
+    /// The SMTP server (embedded mode). Without it the embedded mode sends no e-mail and says so
+    /// at start-up; on AWS it is ignored (SES).
+    #[serde(default)]
+    pub smtp_host: Option<String>,
+    /// Defaults by `smtp_tls`: 25, 587 or 465.
+    #[serde(default)]
+    pub smtp_port: Option<u16>,
+    #[serde(default)]
+    pub smtp_tls: SmtpTls,
+    /// Environment variables holding the SMTP user name and password (both or neither).
+    #[serde(default)]
+    pub smtp_username_env: Option<String>,
+    #[serde(default)]
+    pub smtp_password_env: Option<String>,
+    /// Per-message time limit for the SMTP conversation.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Send prospects an acknowledgement when their lead is routed (per source:
+    /// `[[sources]] acknowledge = false`).
+    #[serde(default = "yes")]
+    pub acknowledge: bool,
+    /// Resolved at load from the `*_env` variables.
+    #[serde(skip)]
+    pub smtp_credentials: Option<SmtpCredentials>,
+}
+
+/// SMTP login, read from the environment; never logged.
+#[derive(Clone)]
+pub struct SmtpCredentials {
+    pub username: String,
+    pub password: SecretString,
+}
+
+impl std::fmt::Debug for SmtpCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SmtpCredentials { .. }")
+    }
+}
+
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl EmailConfig {
+    pub fn smtp_port(&self) -> u16 {
+        self.smtp_port
+            .unwrap_or_else(|| self.smtp_tls.default_port())
+    }
+
+    /// Checks the sender and resolves the SMTP credentials; the error names the key, never a
+    /// secret.
+    pub(super) fn resolve(
+        &mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), (String, String)> {
+        if self.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err((
+                "notify.email.from".into(),
+                format!(
+                    "{:?} is not an e-mail address (\"Name <address>\" or an address)",
+                    self.from
+                ),
+            ));
+        }
+        if let Some(host) = &self.smtp_host {
+            if host.trim().is_empty() || host.contains(['/', ' ']) {
+                return Err((
+                    "notify.email.smtp_host".into(),
+                    "must be a host name".into(),
+                ));
+            }
+        }
+        if self.timeout_ms == 0 {
+            return Err((
+                "notify.email.timeout_ms".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        let variable = |name: &Option<String>, key: &str| -> Result<_, (String, String)> {
+            name.as_deref()
+                .map(|name| {
+                    env(name).ok_or_else(|| {
+                        (
+                            format!("notify.email.{key}"),
+                            format!("environment variable {name} is not set"),
+                        )
+                    })
+                })
+                .transpose()
+        };
+        let username = variable(&self.smtp_username_env, "smtp_username_env")?;
+        let password = variable(&self.smtp_password_env, "smtp_password_env")?;
+        self.smtp_credentials = match (username, password) {
+            (Some(username), Some(password)) => Some(SmtpCredentials {
+                username,
+                password: SecretString::from(password),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err((
+                    "notify.email.smtp_password_env".into(),
+                    "set smtp_username_env and smtp_password_env together".into(),
+                ))
+            }
+        };
+        if self.smtp_credentials.is_some() && self.smtp_tls == SmtpTls::None {
+            // A password over plain text would cross the network readable.
+            return Err((
+                "notify.email.smtp_tls".into(),
+                "a login needs smtp_tls = \"starttls\" or \"tls\"".into(),
+            ));
+        }
+        Ok(())
+    }
+}

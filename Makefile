@@ -26,6 +26,7 @@ bench: ## Stage-logic, routing and HTTP-enrichment benchmarks, and the embedded 
 	$(CARGO) bench -p leadrelay-shared --bench routing
 	$(CARGO) bench -p leadrelay-shared --bench http_provider
 	$(CARGO) bench -p leadrelay --bench embedded_load
+	$(CARGO) bench -p leadrelay --bench claim_and_sla
 
 build: ## Release build of the leadrelay binary
 	$(CARGO) build --release -p leadrelay

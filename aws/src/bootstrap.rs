@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use aws_config::SdkConfig;
@@ -146,8 +145,8 @@ pub async fn pipeline(sdk: &SdkConfig, deployment: &Deployment) -> anyhow::Resul
     let config = load_config(&ssm, parameter, &secrets).await?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &deployment.table);
     let queues = SqsQueues::new(aws_sdk_sqs::Client::new(sdk), deployment.queues.clone());
-    let channels = Channels::new(
-        Duration::from_millis(config.notify.http_timeout_ms),
+    let channels = Channels::from_config(
+        &config.notify,
         // On Lambda the "terminal" is the function's log stream.
         Box::new(std::io::stdout()),
     )?;

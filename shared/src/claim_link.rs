@@ -39,7 +39,9 @@ pub fn url_for(config: &Config, lead_id: &str, rep: &str, now: Timestamp) -> Opt
     let base = config.claim.public_url.as_deref()?;
     let key = config.claim.link_keys.first()?;
     let expires = now
-        .checked_add(SignedDuration::from_hours(i64::from(config.claim.link_ttl_hours)))
+        .checked_add(SignedDuration::from_hours(i64::from(
+            config.claim.link_ttl_hours,
+        )))
         .unwrap_or(Timestamp::MAX);
     let lead: String = url::form_urlencoded::byte_serialize(lead_id.as_bytes()).collect();
     Some(format!(

@@ -47,11 +47,8 @@ impl Embedded {
         };
         let db = Sqlite::open(data_dir, settings)
             .with_context(|| format!("opening the store in {}", data_dir.display()))?;
-        let channels = Channels::new(
-            Duration::from_millis(config.notify.http_timeout_ms),
-            terminal,
-        )
-        .context("building the HTTP client")?;
+        let channels =
+            Channels::from_config(&config.notify, terminal).context("building the HTTP client")?;
         let providers = enrichment::from_config(&config, Arc::new(db.clone()))?;
         let pipeline = Arc::new(
             Pipeline::new(

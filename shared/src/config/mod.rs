@@ -563,6 +563,17 @@ pub struct RepConfig {
     /// The rep's Slack member id (`U0123ABCD`): who they are when they press Claim.
     #[serde(default)]
     pub slack_user_id: Option<String>,
+    /// A Teams Workflows ("Post to a channel when a webhook request is received") URL.
+    #[serde(default)]
+    pub teams_webhook_url: Option<SecretString>,
+    #[serde(default)]
+    pub teams_webhook_url_env: Option<String>,
+    /// The rep's mobile number in E.164 (`+447700900123`), for tier-1 SMS alerts.
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// The rep's HubSpot owner id, set on the contact when `[notify.hubspot]` is configured.
+    #[serde(default)]
+    pub hubspot_owner_id: Option<String>,
     /// The team whose hours, holidays, after-hours policy and queue apply.
     #[serde(default)]
     pub team: Option<String>,
@@ -595,6 +606,10 @@ pub struct QueueConfig {
     pub slack_webhook_url: Option<SecretString>,
     #[serde(default)]
     pub slack_webhook_url_env: Option<String>,
+    #[serde(default)]
+    pub teams_webhook_url: Option<SecretString>,
+    #[serde(default)]
+    pub teams_webhook_url_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -604,6 +619,20 @@ pub struct NotifyConfig {
     pub terminal: bool,
     /// Per-request timeout for outbound channels.
     pub http_timeout_ms: u64,
+    /// How long one delivery may spend on one channel, retries and waits included; a
+    /// `Retry-After` that does not fit is left to the queue's retry.
+    pub delivery_budget_ms: u64,
+    /// Attempts per delivery on 408/429/5xx, timeouts and connection errors.
+    pub max_attempts: u32,
+    /// An "Open in CRM" link, e.g. `https://crm.example/contacts?email={email}&lead={lead_id}`;
+    /// each placeholder is URL-encoded.
+    pub crm_url: Option<String>,
+    /// `[notify.sms]`: a generic HTTP SMS provider, for tier-1 leads.
+    pub sms: Option<SmsConfig>,
+    /// `[[notify.webhooks]]`: signed outbound webhooks (n8n, Zapier, a CRM).
+    pub webhooks: Vec<WebhookConfig>,
+    /// `[notify.hubspot]`: create or update the contact with its owner.
+    pub hubspot: Option<HubspotConfig>,
 }
 
 impl Default for NotifyConfig {
@@ -611,8 +640,58 @@ impl Default for NotifyConfig {
         NotifyConfig {
             terminal: true,
             http_timeout_ms: 5_000,
+            delivery_budget_ms: 10_000,
+            max_attempts: 4,
+            crm_url: None,
+            sms: None,
+            webhooks: Vec::new(),
+            hubspot: None,
         }
     }
+}
+
+/// `[notify.sms]`: posts `{from, to, text}` as JSON with a bearer token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsConfig {
+    pub url: String,
+    /// The environment variable holding the bearer token.
+    pub token_env: String,
+    /// The sender number or alphanumeric id.
+    pub from: String,
+    #[serde(skip)]
+    pub token: Option<SecretString>,
+}
+
+/// One `[[notify.webhooks]]`: signed with the Standard Webhooks scheme.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Names the receipt (`webhook:<name>`) and the logs.
+    pub name: String,
+    pub url: SecretString,
+    /// `whsec_<base64>`; inline is for the demo, use `secret_env`.
+    #[serde(default)]
+    pub secret: Option<SecretString>,
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    #[serde(skip)]
+    pub key: Option<SigningKey>,
+}
+
+/// `[notify.hubspot]`: a private app's token, with the `crm.objects.contacts.write` scope.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubspotConfig {
+    pub token_env: String,
+    #[serde(default = "default_hubspot_url")]
+    pub base_url: String,
+    #[serde(skip)]
+    pub token: Option<SecretString>,
+}
+
+fn default_hubspot_url() -> String {
+    "https://api.hubapi.com".into()
 }
 
 impl Config {
@@ -843,11 +922,11 @@ impl Validator<'_> {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Option<SecretString>, ConfigError> {
         match (inline, variable) {
-            (Some(_), Some(_)) => Err(self.invalid(
-                span,
-                key,
-                "set slack_webhook_url or slack_webhook_url_env, not both",
-            )),
+            (Some(_), Some(_)) => {
+                let inline = key.strip_suffix("_env").unwrap_or(key);
+                let inline = inline.rsplit('.').next().unwrap_or(inline);
+                Err(self.invalid(span, key, format!("set {inline} or {inline}_env, not both")))
+            }
             (inline, None) => Ok(inline),
             (None, Some(name)) => env(name)
                 .map(|url| Some(SecretString::from(url)))
@@ -944,10 +1023,29 @@ impl Validator<'_> {
             rep.slack_webhook_url = self.resolve_url(
                 rep.slack_webhook_url.take(),
                 rep.slack_webhook_url_env.as_deref(),
-                span,
+                span.clone(),
                 &format!("reps[{index}].slack_webhook_url_env"),
                 env,
             )?;
+            rep.teams_webhook_url = self.resolve_url(
+                rep.teams_webhook_url.take(),
+                rep.teams_webhook_url_env.as_deref(),
+                span.clone(),
+                &format!("reps[{index}].teams_webhook_url_env"),
+                env,
+            )?;
+            check_url(rep.teams_webhook_url.as_ref()).map_err(|m| {
+                self.invalid(span.clone(), format!("reps[{index}].teams_webhook_url"), m)
+            })?;
+            if let Some(phone) = &rep.phone {
+                if !is_e164(phone) {
+                    return Err(self.invalid(
+                        span,
+                        format!("reps[{index}].phone"),
+                        format!("{phone:?} is not a valid E.164 number such as +447700900123"),
+                    ));
+                }
+            }
         }
         for (index, queue) in config.queues.iter_mut().enumerate() {
             let span = queue.span();
@@ -955,11 +1053,24 @@ impl Validator<'_> {
             queue.slack_webhook_url = self.resolve_url(
                 queue.slack_webhook_url.take(),
                 queue.slack_webhook_url_env.as_deref(),
-                span,
+                span.clone(),
                 &format!("queues[{index}].slack_webhook_url_env"),
                 env,
             )?;
+            queue.teams_webhook_url = self.resolve_url(
+                queue.teams_webhook_url.take(),
+                queue.teams_webhook_url_env.as_deref(),
+                span.clone(),
+                &format!("queues[{index}].teams_webhook_url_env"),
+                env,
+            )?;
+            check_url(queue.teams_webhook_url.as_ref())
+                .map_err(|m| self.invalid(span, format!("queues[{index}].teams_webhook_url"), m))?;
         }
+        config
+            .notify
+            .resolve(env)
+            .map_err(|(key, message)| self.invalid(self.section("notify"), key, message))?;
         let mut rep_ids = HashSet::new();
         for (index, rep) in config.reps.iter().enumerate() {
             if !rep_ids.insert(rep.get_ref().id.clone()) {
@@ -1311,6 +1422,82 @@ impl Validator<'_> {
                     })?;
                 section.api_key = Some(SecretString::from(value.trim().to_owned()));
             }
+        }
+        Ok(())
+    }
+}
+
+/// A number written in E.164 (`+` and the digits) that `phonenumber` finds valid.
+fn is_e164(phone: &str) -> bool {
+    phone.starts_with('+')
+        && phone[1..].chars().all(|c| c.is_ascii_digit())
+        && phonenumber::parse(None, phone).is_ok_and(|n| phonenumber::is_valid(&n))
+}
+
+impl NotifyConfig {
+    /// Checks the channel settings and resolves their secrets; the error names the key, never
+    /// a secret.
+    fn resolve(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), (String, String)> {
+        let variable = |key: &str, name: &str| {
+            env(name).map(SecretString::from).ok_or_else(|| {
+                (
+                    key.to_owned(),
+                    format!("environment variable {name} is not set"),
+                )
+            })
+        };
+        if self.max_attempts == 0 {
+            return Err(("notify.max_attempts".into(), "must be at least 1".into()));
+        }
+        if let Some(template) = &self.crm_url {
+            let probe = template.replace("{email}", "x").replace("{lead_id}", "x");
+            if !matches!(url::Url::parse(&probe), Ok(u) if matches!(u.scheme(), "http" | "https")) {
+                return Err((
+                    "notify.crm_url".into(),
+                    "must be an http(s) URL template (placeholders {email} and {lead_id})".into(),
+                ));
+            }
+        }
+        if let Some(sms) = &mut self.sms {
+            check_url(Some(&SecretString::from(sms.url.clone())))
+                .map_err(|m| ("notify.sms.url".to_owned(), m))?;
+            sms.token = Some(variable("notify.sms.token_env", &sms.token_env)?);
+        }
+        if let Some(hubspot) = &mut self.hubspot {
+            check_url(Some(&SecretString::from(hubspot.base_url.clone())))
+                .map_err(|m| ("notify.hubspot.base_url".to_owned(), m))?;
+            hubspot.token = Some(variable("notify.hubspot.token_env", &hubspot.token_env)?);
+        }
+        let mut names = HashSet::new();
+        for (n, hook) in self.webhooks.iter_mut().enumerate() {
+            let key = format!("notify.webhooks[{n}]");
+            if hook.name.is_empty() || !names.insert(hook.name.clone()) {
+                return Err((
+                    format!("{key}.name"),
+                    "each webhook needs its own non-empty name".into(),
+                ));
+            }
+            check_url(Some(&hook.url)).map_err(|m| (format!("{key}.url"), m))?;
+            let secret = match (&hook.secret, &hook.secret_env) {
+                (Some(_), Some(_)) => {
+                    return Err((
+                        format!("{key}.secret_env"),
+                        "set secret or secret_env, not both".into(),
+                    ))
+                }
+                (Some(secret), None) => secret.clone(),
+                (None, Some(name)) => variable(&format!("{key}.secret_env"), name)?,
+                (None, None) => {
+                    return Err((
+                        format!("{key}.secret"),
+                        "no secret: set secret or secret_env (whsec_...)".into(),
+                    ))
+                }
+            };
+            hook.key = Some(
+                SigningKey::standard(secret.expose_secret())
+                    .map_err(|e| (format!("{key}.secret"), e.to_string()))?,
+            );
         }
         Ok(())
     }

@@ -1,0 +1,218 @@
+//! The delivery rules every HTTP channel shares.
+//!
+//! One delivery retries on 408, 429, 5xx, timeouts and connection errors, with exponential
+//! backoff and full jitter, honouring `Retry-After` (seconds) when it fits the delivery's
+//! budget; whatever does not fit is left to the queue's own retry. Other 4xx answers are
+//! permanent and returned at once. Each recipient's requests are spaced to its platform's
+//! documented rate.
+
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::ports::NotifyError;
+
+/// How hard one delivery tries before giving the failure back to the queue.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryPolicy {
+    /// Time for all attempts and waits of one delivery.
+    pub budget: Duration,
+    pub max_attempts: u32,
+    /// The first backoff's ceiling; it doubles per attempt, up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for DeliveryPolicy {
+    fn default() -> Self {
+        DeliveryPolicy {
+            budget: Duration::from_secs(10),
+            max_attempts: 4,
+            base_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(4),
+        }
+    }
+}
+
+impl DeliveryPolicy {
+    /// Full jitter: a random wait up to the attempt's ceiling, so that senders which failed
+    /// together do not retry together.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .base_backoff
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+            .min(self.max_backoff);
+        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(fastrand::u64(0..=millis))
+    }
+}
+
+/// One keyed limiter per channel, keyed by recipient.
+pub struct RateLimits {
+    slack: DefaultKeyedRateLimiter<String>,
+    teams: DefaultKeyedRateLimiter<String>,
+    sms: DefaultKeyedRateLimiter<String>,
+    webhook: DefaultKeyedRateLimiter<String>,
+    hubspot: DefaultKeyedRateLimiter<String>,
+}
+
+fn per_second(n: u32) -> Quota {
+    Quota::per_second(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
+}
+
+impl RateLimits {
+    /// The platforms' documented rates:
+    /// - Slack incoming webhooks: 1 message per second per webhook (short bursts tolerated;
+    ///   we do not rely on them).
+    /// - Teams webhooks: Microsoft throttles a connector above 4 requests per second.
+    /// - HubSpot private apps: 100 requests per 10 seconds (Free and Starter), as a burst of
+    ///   10 refilled at 10 per second.
+    /// - SMS: 1 message per second per recipient, the usual long-code rate.
+    /// - Outbound webhooks have no platform limit: 10 per second per receiver, to be polite.
+    pub fn documented() -> Self {
+        RateLimits {
+            slack: RateLimiter::keyed(per_second(1)),
+            teams: RateLimiter::keyed(per_second(4)),
+            sms: RateLimiter::keyed(per_second(1)),
+            webhook: RateLimiter::keyed(per_second(10)),
+            hubspot: RateLimiter::keyed(
+                per_second(10).allow_burst(NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN)),
+            ),
+        }
+    }
+
+    fn for_channel(&self, channel: &str) -> Option<&DefaultKeyedRateLimiter<String>> {
+        match channel {
+            "slack" => Some(&self.slack),
+            "teams" => Some(&self.teams),
+            "sms" => Some(&self.sms),
+            "webhook" => Some(&self.webhook),
+            "hubspot" => Some(&self.hubspot),
+            _ => None,
+        }
+    }
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Delivered,
+    /// Worth another attempt, after `retry_after` when the server said so.
+    Transient {
+        error: NotifyError,
+        retry_after: Option<Duration>,
+    },
+    Permanent(NotifyError),
+}
+
+/// Sends the request `build` makes (once per attempt) under `policy`, waiting for `key`'s
+/// turn under `channel`'s rate before each attempt.
+pub(super) async fn send(
+    policy: &DeliveryPolicy,
+    limits: &RateLimits,
+    channel: &str,
+    key: &str,
+    build: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<(), NotifyError> {
+    let started = Instant::now();
+    let limiter = limits.for_channel(channel);
+    let key = key.to_owned();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if let Some(limiter) = limiter {
+            limiter.until_key_ready(&key).await;
+        }
+        let (error, retry_after) = match try_once(channel, build()).await {
+            Attempt::Delivered => return Ok(()),
+            Attempt::Permanent(error) => return Err(error),
+            Attempt::Transient { error, retry_after } => (error, retry_after),
+        };
+        if attempt >= policy.max_attempts {
+            return Err(error);
+        }
+        let wait = retry_after.unwrap_or_else(|| policy.backoff(attempt));
+        // A wait past the budget is the queue's job: its retry comes back later.
+        if started.elapsed() + wait > policy.budget {
+            return Err(error);
+        }
+        tracing::info!(channel, attempt, wait_ms = wait.as_millis() as u64, error = %error, "delivery failed; retrying");
+        tokio::time::sleep(wait).await;
+    }
+}
+
+async fn try_once(channel: &str, request: reqwest::RequestBuilder) -> Attempt {
+    let response = match request.send().await {
+        Ok(response) => response,
+        // reqwest's error text can include the URL, which is a secret: keep the kind.
+        Err(e) => {
+            let detail = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "connection failed"
+            } else {
+                "request failed"
+            };
+            return Attempt::Transient {
+                error: NotifyError::Unreachable {
+                    channel: channel.into(),
+                    detail: detail.into(),
+                },
+                retry_after: None,
+            };
+        }
+    };
+    let status = response.status();
+    if status.is_success() {
+        return Attempt::Delivered;
+    }
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = response.text().await.unwrap_or_default();
+    let error = NotifyError::Rejected {
+        channel: channel.into(),
+        status: status.as_u16(),
+        detail: crate::render::truncate(body.trim(), 200),
+    };
+    if error.is_permanent() {
+        Attempt::Permanent(error)
+    } else {
+        Attempt::Transient { error, retry_after }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_full_jitter_and_stops_at_its_cap() {
+        let policy = DeliveryPolicy::default();
+        for attempt in 1..10 {
+            let ceiling = (250u64 << (attempt - 1)).min(4_000);
+            let wait = policy.backoff(attempt);
+            assert!(
+                wait <= Duration::from_millis(ceiling),
+                "{attempt}: {wait:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_4xx_other_than_408_and_429_is_permanent() {
+        let rejected = |status| NotifyError::Rejected {
+            channel: "teams".into(),
+            status,
+            detail: String::new(),
+        };
+        assert!(rejected(400).is_permanent());
+        assert!(rejected(404).is_permanent());
+        assert!(!rejected(408).is_permanent());
+        assert!(!rejected(429).is_permanent());
+        assert!(!rejected(503).is_permanent());
+    }
+}

@@ -1,0 +1,201 @@
+//! The Microsoft Teams alert: one Adaptive Card posted through a Teams Workflows webhook.
+//!
+//! Prospect text goes only into `RichTextBlock` text runs, which Adaptive Cards render without
+//! markdown, so a visitor cannot make a link, bold text, a list or a mention. The headline and
+//! labels, which are ours, use `TextBlock`s; anything of the prospect's inside them is escaped
+//! with [`teams_escape`]. Control characters are replaced, fields are cut, and the whole
+//! message stays under Teams' size limit.
+
+use serde_json::{json, Value};
+
+use super::{truncated, Facts, TerminalSafe, TURN_LIMIT};
+use crate::model::{Lead, Turn};
+
+/// Teams refuses a message over about 28 KB ("Request Entity Too Large"); keep a margin for
+/// the Claim action added per recipient.
+pub const TEAMS_PAYLOAD_LIMIT: usize = 26_000;
+/// Longest prospect field on the card, in characters.
+const FIELD_LIMIT: usize = 500;
+/// The trigger question may be longer: it is often the reason for the alert.
+const QUESTION_LIMIT: usize = 1_500;
+
+/// Escapes the markdown subset Adaptive Cards parse in a `TextBlock` (bold, italic, links,
+/// lists) and the angle brackets Teams reads as tags (`<at>` mentions), with a backslash or
+/// an entity, so the text shows as typed and does nothing.
+pub fn teams_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut line_start = true;
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\\' | '*' | '_' | '[' | ']' | '(' | ')' | '`' | '~' | '#' | '{' | '}' => {
+                out.push('\\');
+                out.push(c);
+            }
+            // A list marker only counts at the start of a line.
+            '-' | '+' if line_start => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+        line_start = false;
+    }
+    out
+}
+
+/// Plain text for a text run: no control characters, cut to `limit` characters.
+fn plain(text: &str, limit: usize) -> String {
+    TerminalSafe(&truncated(text, limit)).to_string()
+}
+
+/// A labelled line: the label bold, the value a plain run (never markdown).
+fn labelled(label: &str, value: &str, limit: usize) -> Value {
+    json!({
+        "type": "RichTextBlock",
+        "inlines": [
+            {"type": "TextRun", "text": format!("{label}: "), "weight": "Bolder"},
+            {"type": "TextRun", "text": plain(value, limit)},
+        ],
+    })
+}
+
+/// The Teams message for `lead`, without the Claim action (see [`with_claim`]).
+pub(super) fn message(
+    lead: &Lead,
+    f: &Facts,
+    headline: &str,
+    shown: &[Turn],
+    crm: Option<&str>,
+) -> Value {
+    let mut body = vec![json!({
+        "type": "TextBlock",
+        "text": teams_escape(&truncated(headline, FIELD_LIMIT)),
+        "weight": "Bolder",
+        "size": "Medium",
+        "wrap": true,
+    })];
+    let sla = format!("claim within {} (by {})", f.sla, f.due);
+    let lines = [
+        ("Prospect", f.prospect.as_str(), FIELD_LIMIT),
+        ("Company", &f.company, FIELD_LIMIT),
+        ("SLA", &sla, FIELD_LIMIT),
+        (
+            "Asked",
+            lead.capture.trigger_query.as_deref().unwrap_or(""),
+            QUESTION_LIMIT,
+        ),
+        ("Why you", &f.why, FIELD_LIMIT),
+        ("Score", &f.score, FIELD_LIMIT),
+        ("Page", f.page, FIELD_LIMIT),
+        ("Flags", &f.flags, FIELD_LIMIT),
+        ("Missing", &f.missing, FIELD_LIMIT),
+    ];
+    for (label, value, limit) in lines {
+        if !value.is_empty() {
+            body.push(labelled(label, value, limit));
+        }
+    }
+    let mut transcript = Vec::with_capacity(shown.len() + 1);
+    if !shown.is_empty() {
+        transcript.push(json!({
+            "type": "TextBlock",
+            "text": format!(
+                "Transcript (last {} of {} turns)",
+                shown.len(),
+                lead.capture.transcript.len()
+            ),
+            "weight": "Bolder",
+            "wrap": true,
+            "separator": true,
+        }));
+        for turn in shown {
+            transcript.push(labelled(&plain(&turn.role, 40), &turn.text, TURN_LIMIT));
+        }
+    }
+    let mut actions = Vec::with_capacity(3);
+    if let Some(url) = crm {
+        actions.push(open_url("Open in CRM", url));
+    }
+    if let Some(url) = lead
+        .capture
+        .conversation_transcript_url
+        .as_deref()
+        .filter(|u| u.starts_with("https://"))
+    {
+        actions.push(open_url("Full transcript", url));
+    }
+    let footer = json!({
+        "type": "TextBlock",
+        "text": format!("lead {}", teams_escape(&lead.id)),
+        "isSubtle": true,
+        "size": "Small",
+        "wrap": true,
+    });
+    let assemble = |transcript: &[Value]| {
+        let mut all = body.clone();
+        all.extend_from_slice(transcript);
+        all.push(footer.clone());
+        card(all, actions.clone())
+    };
+    let whole = assemble(&transcript);
+    // The fields are cut so this rarely bites; if it does, the transcript link stays.
+    if whole.to_string().len() <= TEAMS_PAYLOAD_LIMIT {
+        whole
+    } else {
+        assemble(&[])
+    }
+}
+
+fn open_url(title: &str, url: &str) -> Value {
+    json!({"type": "Action.OpenUrl", "title": title, "url": url})
+}
+
+/// The message shape a Teams Workflows webhook takes: an activity with one card attachment.
+fn card(body: Vec<Value>, actions: Vec<Value>) -> Value {
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "contentUrl": null,
+            "content": {
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard",
+                "version": "1.4",
+                "msteams": {"width": "Full"},
+                "body": body,
+                "actions": actions,
+            },
+        }],
+    })
+}
+
+/// The message with a Claim button first, opening the recipient's signed claim link.
+pub fn with_claim(message: &Value, claim_link: Option<&str>) -> Value {
+    let mut message = message.clone();
+    if let (Some(link), Some(actions)) = (
+        claim_link,
+        message
+            .pointer_mut("/attachments/0/content/actions")
+            .and_then(Value::as_array_mut),
+    ) {
+        actions.insert(0, open_url("Claim", link));
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn teams_escape_neutralises_markdown_links_and_mentions() {
+        assert_eq!(
+            teams_escape("[x](https://evil) *bold* _it_ <at>all</at>"),
+            "\\[x\\]\\(https://evil\\) \\*bold\\* \\_it\\_ &lt;at&gt;all&lt;/at&gt;"
+        );
+        assert_eq!(teams_escape("- item\n1. x"), "\\- item 1. x");
+    }
+}

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::ports::NotifyError;
+use secrecy::ExposeSecret;
+
+use crate::ports::{Destination, NotifyError};
 
 /// How hard one delivery tries before giving the failure back to the queue.
 #[derive(Debug, Clone, Copy)]
@@ -91,6 +93,19 @@ impl RateLimits {
             "hubspot" => Some(&self.hubspot),
             _ => None,
         }
+    }
+}
+
+/// The rate limit's key: a webhook's platform limits the webhook itself, which several
+/// recipients may share, so Slack and Teams are keyed by a digest of the URL (the URL is a
+/// secret and never kept as such); the others by recipient.
+pub(super) fn rate_key(destination: &Destination) -> String {
+    use sha2::Digest;
+    match destination {
+        Destination::SlackWebhook { url, .. } | Destination::TeamsWebhook { url, .. } => {
+            hex::encode(&sha2::Sha256::digest(url.expose_secret().as_bytes())[..16])
+        }
+        other => other.receipt(),
     }
 }
 

@@ -88,8 +88,7 @@ impl Channels {
 impl Notifier for Channels {
     async fn deliver(&self, destination: &Destination, alert: &Alert) -> Result<(), NotifyError> {
         let channel = destination.channel();
-        // Rate limits are kept per recipient (the receipt without its round), never per URL.
-        let key = destination.receipt();
+        let key = delivery::rate_key(destination);
         match destination {
             Destination::Terminal => self.print(alert),
             Destination::SlackWebhook { url, .. } => {

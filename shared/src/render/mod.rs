@@ -20,7 +20,7 @@ mod outbound;
 mod teams;
 
 pub use outbound::{sms_text, Contact, SmsFacts, SMS_LIMIT};
-pub use teams::{teams_escape, with_claim as teams_with_claim, TEAMS_PAYLOAD_LIMIT};
+pub use teams::{with_claim as teams_with_claim, TEAMS_PAYLOAD_LIMIT};
 
 /// Turns of the transcript shown inline; the rest is behind the transcript link.
 const INLINE_TURNS: usize = 4;

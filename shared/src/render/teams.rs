@@ -1,9 +1,9 @@
 //! The Microsoft Teams alert: one Adaptive Card posted through a Teams Workflows webhook.
 //!
-//! Prospect text goes only into `RichTextBlock` text runs, which Adaptive Cards render without
-//! markdown, so a visitor cannot make a link, bold text, a list or a mention. The headline and
-//! labels, which are ours, use `TextBlock`s; anything of the prospect's inside them is escaped
-//! with [`teams_escape`]. Control characters are replaced, fields are cut, and the whole
+//! Every text that can hold the prospect's words (the headline included) is a `RichTextBlock`
+//! text run, which Adaptive Cards render without markdown: a visitor cannot make a link, bold
+//! text, a list or a mention, and nothing needs escaping (an escape would show). Only our own
+//! fixed texts use `TextBlock`. Control characters are replaced, fields are cut, and the whole
 //! message stays under Teams' size limit.
 
 use serde_json::{json, Value};
@@ -18,33 +18,6 @@ pub const TEAMS_PAYLOAD_LIMIT: usize = 26_000;
 const FIELD_LIMIT: usize = 500;
 /// The trigger question may be longer: it is often the reason for the alert.
 const QUESTION_LIMIT: usize = 1_500;
-
-/// Escapes the markdown subset Adaptive Cards parse in a `TextBlock` (bold, italic, links,
-/// lists) and the angle brackets Teams reads as tags (`<at>` mentions), with a backslash or
-/// an entity, so the text shows as typed and does nothing.
-pub fn teams_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
-    let mut line_start = true;
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\\' | '*' | '_' | '[' | ']' | '(' | ')' | '`' | '~' | '#' | '{' | '}' => {
-                out.push('\\');
-                out.push(c);
-            }
-            // A list marker only counts at the start of a line.
-            '-' | '+' if line_start => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
-        }
-        line_start = false;
-    }
-    out
-}
 
 /// Plain text for a text run: no control characters, cut to `limit` characters.
 fn plain(text: &str, limit: usize) -> String {
@@ -71,11 +44,13 @@ pub(super) fn message(
     crm: Option<&str>,
 ) -> Value {
     let mut body = vec![json!({
-        "type": "TextBlock",
-        "text": teams_escape(&truncated(headline, FIELD_LIMIT)),
-        "weight": "Bolder",
-        "size": "Medium",
-        "wrap": true,
+        "type": "RichTextBlock",
+        "inlines": [{
+            "type": "TextRun",
+            "text": plain(headline, FIELD_LIMIT),
+            "weight": "Bolder",
+            "size": "Medium",
+        }],
     })];
     let sla = format!("claim within {} (by {})", f.sla, f.due);
     let lines = [
@@ -129,7 +104,7 @@ pub(super) fn message(
     }
     let footer = json!({
         "type": "TextBlock",
-        "text": format!("lead {}", teams_escape(&lead.id)),
+        "text": format!("lead {}", lead.id),
         "isSubtle": true,
         "size": "Small",
         "wrap": true,
@@ -184,18 +159,4 @@ pub fn with_claim(message: &Value, claim_link: Option<&str>) -> Value {
         actions.insert(0, open_url("Claim", link));
     }
     message
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn teams_escape_neutralises_markdown_links_and_mentions() {
-        assert_eq!(
-            teams_escape("[x](https://evil) *bold* _it_ <at>all</at>"),
-            "\\[x\\]\\(https://evil\\) \\*bold\\* \\_it\\_ &lt;at&gt;all&lt;/at&gt;"
-        );
-        assert_eq!(teams_escape("- item\n1. x"), "\\- item 1. x");
-    }
 }

@@ -1554,6 +1554,72 @@ fallback_queue = "inbox"
     }
 
     #[test]
+    fn alert_channels_are_checked_at_load_and_their_secrets_resolved() {
+        let with_rep = |extra: &str| {
+            MINIMAL.replace(
+                "name = \"Alice\"\n",
+                &format!("name = \"Alice\"\n{extra}\n"),
+            )
+        };
+        let config = parse(&with_rep(
+            "phone = \"+4915123456789\"\nteams_webhook_url = \"https://x.example/w\"\nhubspot_owner_id = \"7\"",
+        ))
+        .expect("valid");
+        assert_eq!(
+            config.rep("alice").and_then(|r| r.phone.as_deref()),
+            Some("+4915123456789")
+        );
+        for bad in [
+            "+49 151 23456789",
+            "015123456789",
+            "+1555",
+            "+4915123456789x",
+        ] {
+            let error = parse(&with_rep(&format!("phone = \"{bad}\"")))
+                .expect_err(bad)
+                .to_string();
+            assert!(
+                error.contains("reps[0].phone") && error.contains("E.164"),
+                "{error}"
+            );
+        }
+        let error = parse(&with_rep(
+            "teams_webhook_url = \"https://x.example\"\nteams_webhook_url_env = \"T\"",
+        ))
+        .expect_err("both")
+        .to_string();
+        assert!(
+            error.contains("set teams_webhook_url or teams_webhook_url_env"),
+            "{error}"
+        );
+
+        let notify = |section: &str| format!("{MINIMAL}\n[notify]\n{section}\n");
+        let env = |name: &str| (name == "SMS_TOKEN").then(|| "t0ken".to_owned());
+        let config = Config::parse(
+            &notify("[notify.sms]\nurl = \"https://sms.example/send\"\ntoken_env = \"SMS_TOKEN\"\nfrom = \"Relay\"\n[[notify.webhooks]]\nname = \"n8n\"\nurl = \"https://n8n.example/h\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\""),
+            "leadrelay.toml",
+            &env,
+        )
+        .expect("valid");
+        assert!(config
+            .notify
+            .sms
+            .as_ref()
+            .is_some_and(|s| s.token.is_some()));
+        assert!(config.notify.webhooks[0].key.is_some());
+        for (section, key) in [
+            ("[notify.hubspot]\ntoken_env = \"NOPE\"", "notify.hubspot.token_env"),
+            ("[[notify.webhooks]]\nname = \"a\"\nurl = \"https://a.example\"", "notify.webhooks[0].secret"),
+            ("[[notify.webhooks]]\nname = \"a\"\nurl = \"https://a.example\"\nsecret = \"plain-secret\"", "notify.webhooks[0].secret"),
+            ("crm_url = \"crm.example/{email}\"", "notify.crm_url"),
+        ] {
+            let error = parse(&notify(section)).expect_err(key).to_string();
+            assert!(error.contains(key), "{error}");
+            assert!(!error.contains("plain-secret"), "{error}");
+        }
+    }
+
+    #[test]
     fn the_firmographics_csv_is_imported_and_each_bad_cell_names_its_line() {
         let config = parse(MINIMAL).expect("valid");
         let csv = "domain,company,employees,industry,country,account_owner\n\

@@ -798,7 +798,8 @@ mod tests {
     #[test]
     fn hostile_and_huge_prospect_text_renders_inert_and_inside_slacks_limits() {
         let hostile =
-            "<!channel> *bold* <https://evil.example|click> <script>alert(1)</script> &amp;";
+            "<!channel> *bold* <https://evil.example|click> <script>alert(1)</script> &amp; \
+             [x](https://evil.example) <at>all</at>";
         let long_question = format!("{hostile} {}", "why ".repeat(5_000));
         let turns: Vec<Value> = (0..100)
             .map(|i| {
@@ -861,6 +862,108 @@ mod tests {
 
         // The plain text has no platform limit: the whole question stays readable there.
         assert!(alert.text.contains(&"why ".repeat(5_000)));
+
+        // Teams: prospect text only in text runs (never markdown), cut, inside the limit.
+        let teams = teams_with_claim(&alert.teams, Some("https://relay.example/claim/x"));
+        let size = teams.to_string().len();
+        assert!(size <= 28_000, "{size} bytes");
+        let card = &teams["attachments"][0]["content"];
+        for element in card["body"].as_array().expect("body") {
+            if element["type"] == "TextBlock" {
+                // Markdown is parsed here: only our own fixed texts.
+                let text = element["text"].as_str().unwrap_or_default();
+                assert!(
+                    text.starts_with("Transcript (last") || text.starts_with("lead lead-1"),
+                    "{text}"
+                );
+            } else {
+                assert_eq!(element["type"], "RichTextBlock");
+                for run in element["inlines"].as_array().expect("inlines") {
+                    assert_eq!(run["type"], "TextRun");
+                    let text = run["text"].as_str().unwrap_or_default();
+                    assert!(text.chars().count() <= 1_500, "a run of {}", text.len());
+                }
+            }
+        }
+        let actions = card["actions"].as_array().expect("actions");
+        assert_eq!(actions[0]["title"], "Claim");
+        assert!(
+            actions
+                .iter()
+                .all(|a| !a["url"].to_string().contains("evil")),
+            "no link from the prospect becomes an action"
+        );
+
+        // SMS: plain, one segment, the link whole.
+        let link = "https://relay.example/claim/lead-1?rep=bruno&expires=1&sig=ab";
+        let sms = sms_text(&alert.sms, Some(link));
+        assert!(sms.chars().count() <= SMS_LIMIT, "{sms}");
+        assert!(sms.ends_with(&format!(" Claim: {link}")), "{sms}");
+        for inert in ["<", ">", "https://evil", "[", "]"] {
+            assert!(!sms[..sms.len() - link.len()].contains(inert), "{sms}");
+        }
+    }
+
+    #[test]
+    fn an_escalated_lead_says_so_in_every_format_and_slack_carries_the_buttons() {
+        let mut lead: Lead = serde_json::from_value(serde_json::json!({
+            "id": "lead-9", "source": "website", "event_id": "e", "trace_id": "t",
+            "state": "notified", "incomplete": false,
+            "timeline": {"captured_at": "2026-11-23T10:00:00Z"},
+            "capture": {"event": "lead_capture", "captured_email": "jane+x@acme.co.uk",
+                        "name": "Jane Doe", "trigger_query": "[x](https://evil) *now*"},
+            "qualification": {"tier": 1, "score": 80, "sla_minutes": 5, "breakdown": []},
+            "assignment": {"owner": {"kind": "rep", "id": "dana"}, "owner_name": "Dana Whitfield",
+                           "rule": "escalation", "reason": "backup"},
+            "escalations": [{"level": 1, "at": "2026-11-23T10:06:00Z",
+                             "from": {"kind": "rep", "id": "alice"},
+                             "to": {"kind": "rep", "id": "dana"}}]
+        }))
+        .expect("a lead");
+        let options = RenderOptions {
+            crm_url: Some("https://crm.example/c?email={email}&lead={lead_id}"),
+            escalated_from: Some("Alice Martin"),
+        };
+        let alert = render_with(&lead, "hot", &options);
+        let line = "Escalated to you (level 1): unclaimed 6 min, Alice Martin's SLA passed";
+        assert!(alert.headline.starts_with(line), "{}", alert.headline);
+        assert!(alert.text.starts_with(line));
+        assert!(alert.slack["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with(line)));
+        assert_eq!(
+            alert.slack["blocks"][0]["text"]["text"],
+            "Escalated (level 1): tier-1 lead for Dana Whitfield"
+        );
+        assert!(alert.teams.to_string().contains(line));
+        assert_eq!(
+            alert.summary["headline"].as_str(),
+            Some(alert.headline.as_str())
+        );
+        assert_eq!(alert.summary["escalation_level"], 1);
+        assert_eq!(alert.round, "esc1:");
+
+        let blocks = alert.slack["blocks"].as_array().expect("blocks");
+        let actions = blocks.last().expect("actions");
+        assert_eq!(actions["block_id"], "lead_actions");
+        assert_eq!(actions["elements"][0]["action_id"], "claim");
+        assert_eq!(actions["elements"][0]["value"], "lead-9");
+        assert_eq!(
+            actions["elements"][1]["url"],
+            "https://crm.example/c?email=jane%2Bx%40acme.co.uk&lead=lead-9"
+        );
+
+        // Without a CRM template, the Claim button alone.
+        lead.escalations.clear();
+        let plain = render(&lead, "hot");
+        assert!(plain.headline.starts_with("New tier-1 lead"));
+        let actions = plain.slack["blocks"]
+            .as_array()
+            .and_then(|b| b.last().cloned());
+        assert_eq!(
+            actions.map(|a| a["elements"].as_array().map(Vec::len)),
+            Some(Some(1))
+        );
     }
 
     #[test]

@@ -499,6 +499,8 @@ impl Pipeline {
         let lease = Duration::from_secs(self.config.pipeline.visibility_timeout_secs);
         let round = lead.alert_round();
         let mut delivered = Vec::new();
+        // Whether the owner has the alert on a channel they watch (the terminal is not one).
+        let mut reached = false;
         let mut permanent: Vec<NotifyError> = Vec::new();
         let mut transient: Option<StageError> = None;
         // Every channel is tried whatever another one did: one broken channel never keeps
@@ -510,7 +512,10 @@ impl Pipeline {
                 .begin_delivery(&lead.id, &receipt, self.clock.now(), lease)
                 .await?
             {
-                DeliveryStart::AlreadyDelivered => continue,
+                DeliveryStart::AlreadyDelivered => {
+                    reached |= !matches!(destination, Destination::Terminal);
+                    continue;
+                }
                 DeliveryStart::InFlight { until } => {
                     transient.get_or_insert(StageError::DeliveryInFlight {
                         channel: receipt,
@@ -525,6 +530,7 @@ impl Pipeline {
                     self.store
                         .finish_delivery(&lead.id, &receipt, self.clock.now())
                         .await?;
+                    reached |= !matches!(destination, Destination::Terminal);
                     delivered.push(receipt);
                 }
                 Err(failure) => {
@@ -539,10 +545,12 @@ impl Pipeline {
                 }
             }
         }
-        // The owner heard of it on some channel (or there was nothing left to send).
-        let reached = !delivered.is_empty() || permanent.is_empty();
+        // Notified once every channel is done, or, when some failed for good, once the owner
+        // has it on another channel; a transient failure keeps the lead routed while the
+        // queue retries, as before.
+        let done = transient.is_none() && (permanent.is_empty() || reached);
         let mut applied = false;
-        if lead.state == LeadState::Routed && reached {
+        if lead.state == LeadState::Routed && done {
             lead.state = LeadState::Notified;
             lead.timeline.notified_at = Some(self.clock.now());
             applied = self

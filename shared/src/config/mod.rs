@@ -1953,6 +1953,42 @@ budget_ms = 300
     }
 
     #[test]
+    fn the_commented_channel_examples_in_the_shipped_config_validate() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/leadrelay.toml");
+        let text = std::fs::read_to_string(&path).expect("config/leadrelay.toml exists");
+        // From [notify] to [claim]: every commented `key = value` or table header, not prose.
+        let mut inside = false;
+        let mut uncommented = Vec::new();
+        for line in text.lines() {
+            match line {
+                "[notify]" => inside = true,
+                "[claim]" => inside = false,
+                _ => {}
+            }
+            let rest = line.strip_prefix("# ").filter(|_| inside);
+            let setting = rest.filter(|rest| {
+                rest.starts_with("[notify.")
+                    || rest.starts_with("[[notify.")
+                    || rest.split_once(" = ").is_some_and(|(key, _)| {
+                        key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    })
+            });
+            uncommented.push(setting.unwrap_or(line));
+        }
+        let env = |name: &str| match name {
+            "SMS_API_TOKEN" | "HUBSPOT_TOKEN" => Some("token".to_owned()),
+            "N8N_WEBHOOK_SECRET" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned()),
+            _ => None,
+        };
+        let config = Config::parse(&uncommented.join("\n"), "leadrelay.toml", &env)
+            .expect("the uncommented examples validate");
+        let notify = &config.notify;
+        assert!(notify.sms.is_some() && notify.hubspot.is_some() && notify.crm_url.is_some());
+        assert_eq!(notify.webhooks.len(), 1);
+        assert_eq!(notify.max_attempts, 4);
+    }
+
+    #[test]
     fn the_commented_provider_examples_in_the_shipped_config_validate() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/leadrelay.toml");
         let text = std::fs::read_to_string(&path).expect("config/leadrelay.toml exists");

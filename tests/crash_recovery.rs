@@ -45,6 +45,11 @@ async fn sigkill_mid_burst_loses_no_accepted_lead() {
         .replace(
             "visibility_timeout_secs = 30",
             "visibility_timeout_secs = 2",
+        )
+        // A delivery must end within the receipt's lease (the visibility timeout).
+        .replace(
+            "http_timeout_ms = 5000",
+            "http_timeout_ms = 500\ndelivery_budget_ms = 1000",
         );
     let config = parse_config(&config_text);
     let dir = tempfile::tempdir().expect("temp dir");

@@ -136,7 +136,13 @@ pub(super) async fn send(
     loop {
         attempt += 1;
         if let Some(limiter) = limiter {
-            limiter.until_key_ready(&key).await;
+            wait_turn(
+                limiter,
+                &key,
+                policy.budget.saturating_sub(started.elapsed()),
+                channel,
+            )
+            .await?;
         }
         let (error, retry_after) = match try_once(channel, build()).await {
             Attempt::Delivered => return Ok(()),
@@ -152,6 +158,32 @@ pub(super) async fn send(
             return Err(error);
         }
         tracing::info!(channel, attempt, wait_ms = wait.as_millis() as u64, error = %error, "delivery failed; retrying");
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Waits for `key`'s turn, but not past `left` of the budget: the delivery holds its channel's
+/// lease while it waits, so a long queue of alerts for one webhook is handed back to the
+/// message queue (a transient failure, retried later) instead of outliving the lease.
+async fn wait_turn(
+    limiter: &DefaultKeyedRateLimiter<String>,
+    key: &String,
+    left: Duration,
+    channel: &str,
+) -> Result<(), NotifyError> {
+    use governor::clock::Clock as _;
+    let started = Instant::now();
+    loop {
+        let wait = match limiter.check_key(key) {
+            Ok(()) => return Ok(()),
+            Err(not_until) => not_until.wait_time_from(limiter.clock().now()),
+        };
+        if started.elapsed() + wait > left {
+            return Err(NotifyError::Unreachable {
+                channel: channel.into(),
+                detail: "rate limit: no turn within the delivery budget".into(),
+            });
+        }
         tokio::time::sleep(wait).await;
     }
 }

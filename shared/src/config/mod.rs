@@ -1071,6 +1071,23 @@ impl Validator<'_> {
             .notify
             .resolve(env)
             .map_err(|(key, message)| self.invalid(self.section("notify"), key, message))?;
+        // A channel's delivery receipt is leased for the visibility timeout: a delivery that
+        // could outlast it might be started again by another worker.
+        let longest = config
+            .notify
+            .delivery_budget_ms
+            .saturating_add(config.notify.http_timeout_ms);
+        if longest >= config.pipeline.visibility_timeout_secs.saturating_mul(1000) {
+            return Err(self.invalid(
+                self.section("notify"),
+                "notify.delivery_budget_ms",
+                format!(
+                    "delivery_budget_ms + http_timeout_ms ({longest} ms) must stay below \
+                     pipeline.visibility_timeout_secs ({} s)",
+                    config.pipeline.visibility_timeout_secs
+                ),
+            ));
+        }
         let mut rep_ids = HashSet::new();
         for (index, rep) in config.reps.iter().enumerate() {
             if !rep_ids.insert(rep.get_ref().id.clone()) {
@@ -1612,6 +1629,7 @@ fallback_queue = "inbox"
             ("[[notify.webhooks]]\nname = \"a\"\nurl = \"https://a.example\"", "notify.webhooks[0].secret"),
             ("[[notify.webhooks]]\nname = \"a\"\nurl = \"https://a.example\"\nsecret = \"plain-secret\"", "notify.webhooks[0].secret"),
             ("crm_url = \"crm.example/{email}\"", "notify.crm_url"),
+            ("delivery_budget_ms = 30000", "notify.delivery_budget_ms"),
         ] {
             let error = parse(&notify(section)).expect_err(key).to_string();
             assert!(error.contains(key), "{error}");

@@ -13,6 +13,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use secrecy::ExposeSecret;
 
+use crate::config::RateConfig;
 use crate::ports::{Destination, NotifyError};
 
 /// How hard one delivery tries before giving the failure back to the queue.
@@ -50,21 +51,24 @@ impl DeliveryPolicy {
     }
 }
 
-/// One keyed limiter per channel, keyed by recipient.
+/// One keyed limiter per channel, keyed by webhook or recipient; `None`: no limit.
 pub struct RateLimits {
-    slack: DefaultKeyedRateLimiter<String>,
-    teams: DefaultKeyedRateLimiter<String>,
-    sms: DefaultKeyedRateLimiter<String>,
-    webhook: DefaultKeyedRateLimiter<String>,
-    hubspot: DefaultKeyedRateLimiter<String>,
+    slack: Option<DefaultKeyedRateLimiter<String>>,
+    teams: Option<DefaultKeyedRateLimiter<String>>,
+    sms: Option<DefaultKeyedRateLimiter<String>>,
+    webhook: Option<DefaultKeyedRateLimiter<String>>,
+    hubspot: Option<DefaultKeyedRateLimiter<String>>,
 }
 
-fn per_second(n: u32) -> Quota {
-    Quota::per_second(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
+/// `n` per second, in a burst of at most `burst`.
+fn limiter(n: u32, burst: u32) -> Option<DefaultKeyedRateLimiter<String>> {
+    let n = NonZeroU32::new(n)?;
+    let burst = NonZeroU32::new(burst.min(n.get())).unwrap_or(NonZeroU32::MIN);
+    Some(RateLimiter::keyed(Quota::per_second(n).allow_burst(burst)))
 }
 
 impl RateLimits {
-    /// The platforms' documented rates:
+    /// The platforms' documented rates (the defaults of `[notify.rates]`):
     /// - Slack incoming webhooks: 1 message per second per webhook (short bursts tolerated;
     ///   we do not rely on them).
     /// - Teams webhooks: Microsoft throttles a connector above 4 requests per second.
@@ -73,24 +77,27 @@ impl RateLimits {
     /// - SMS: 1 message per second per recipient, the usual long-code rate.
     /// - Outbound webhooks have no platform limit: 10 per second per receiver, to be polite.
     pub fn documented() -> Self {
+        RateLimits::from_config(&RateConfig::default())
+    }
+
+    /// Each channel's rate from `[notify.rates]`; only HubSpot's may come in a burst.
+    pub fn from_config(rates: &RateConfig) -> Self {
         RateLimits {
-            slack: RateLimiter::keyed(per_second(1)),
-            teams: RateLimiter::keyed(per_second(4)),
-            sms: RateLimiter::keyed(per_second(1)),
-            webhook: RateLimiter::keyed(per_second(10)),
-            hubspot: RateLimiter::keyed(
-                per_second(10).allow_burst(NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN)),
-            ),
+            slack: limiter(rates.slack, 1),
+            teams: limiter(rates.teams, 1),
+            sms: limiter(rates.sms, 1),
+            webhook: limiter(rates.webhook, 1),
+            hubspot: limiter(rates.hubspot, rates.hubspot),
         }
     }
 
     fn for_channel(&self, channel: &str) -> Option<&DefaultKeyedRateLimiter<String>> {
         match channel {
-            "slack" => Some(&self.slack),
-            "teams" => Some(&self.teams),
-            "sms" => Some(&self.sms),
-            "webhook" => Some(&self.webhook),
-            "hubspot" => Some(&self.hubspot),
+            "slack" => self.slack.as_ref(),
+            "teams" => self.teams.as_ref(),
+            "sms" => self.sms.as_ref(),
+            "webhook" => self.webhook.as_ref(),
+            "hubspot" => self.hubspot.as_ref(),
             _ => None,
         }
     }

@@ -59,6 +59,7 @@ impl Channels {
             max_attempts: config.max_attempts,
             ..DeliveryPolicy::default()
         };
+        channels.limits = RateLimits::from_config(&config.rates);
         channels.sms = config.sms.clone();
         channels.hubspot = config.hubspot.clone();
         Ok(channels)

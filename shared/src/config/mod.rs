@@ -633,6 +633,34 @@ pub struct NotifyConfig {
     pub webhooks: Vec<WebhookConfig>,
     /// `[notify.hubspot]`: create or update the contact with its owner.
     pub hubspot: Option<HubspotConfig>,
+    /// `[notify.rates]`: messages per second per webhook or recipient.
+    pub rates: RateConfig,
+}
+
+/// `[notify.rates]`: the most messages per second each channel sends to one webhook (Slack,
+/// Teams) or one recipient (SMS, webhook receiver, HubSpot account). The defaults are the
+/// platforms' documented limits; raise one only for a stand-in server or a negotiated limit.
+/// 0 means no limit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateConfig {
+    pub slack: u32,
+    pub teams: u32,
+    pub sms: u32,
+    pub webhook: u32,
+    pub hubspot: u32,
+}
+
+impl Default for RateConfig {
+    fn default() -> Self {
+        RateConfig {
+            slack: 1,
+            teams: 4,
+            sms: 1,
+            webhook: 10,
+            hubspot: 10,
+        }
+    }
 }
 
 impl Default for NotifyConfig {
@@ -646,6 +674,7 @@ impl Default for NotifyConfig {
             sms: None,
             webhooks: Vec::new(),
             hubspot: None,
+            rates: RateConfig::default(),
         }
     }
 }
@@ -2004,6 +2033,7 @@ budget_ms = 300
         assert!(notify.sms.is_some() && notify.hubspot.is_some() && notify.crm_url.is_some());
         assert_eq!(notify.webhooks.len(), 1);
         assert_eq!(notify.max_attempts, 4);
+        assert_eq!(notify.rates.slack, 1);
     }
 
     #[test]

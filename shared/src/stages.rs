@@ -495,7 +495,18 @@ impl Pipeline {
                 });
             }
         }
-        let alert = alert_for(self, &lead);
+        let destinations = self.destinations(&lead, now);
+        // The costlier formats only when a destination needs them.
+        let alert = render_alert(
+            self,
+            &lead,
+            destinations
+                .iter()
+                .any(|d| matches!(d, Destination::TeamsWebhook { .. })),
+            destinations
+                .iter()
+                .any(|d| matches!(d, Destination::Webhook { .. })),
+        );
         let lease = Duration::from_secs(self.config.pipeline.visibility_timeout_secs);
         let round = lead.alert_round();
         let mut delivered = Vec::new();
@@ -505,7 +516,7 @@ impl Pipeline {
         let mut transient: Option<StageError> = None;
         // Every channel is tried whatever another one did: one broken channel never keeps
         // the owner from hearing of the lead on the others.
-        for destination in self.destinations(&lead, now) {
+        for destination in destinations {
             let receipt = format!("{round}{}", destination.receipt());
             match self
                 .store
@@ -792,8 +803,13 @@ fn broadcast_members(lead: &Lead) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-/// The alert a lead's owner gets (the notify stage's, and for the CLI and tests).
+/// The alert a lead's owner gets, in every format, for callers outside the notify stage (CLI,
+/// tests).
 pub fn alert_for(pipeline: &Pipeline, lead: &Lead) -> Alert {
+    render_alert(pipeline, lead, true, true)
+}
+
+fn render_alert(pipeline: &Pipeline, lead: &Lead, teams: bool, summary: bool) -> Alert {
     let tier = lead.qualification.as_ref().map(|q| q.tier).unwrap_or(0);
     let options = render::RenderOptions {
         crm_url: pipeline.config.notify.crm_url.as_deref(),
@@ -801,6 +817,8 @@ pub fn alert_for(pipeline: &Pipeline, lead: &Lead) -> Alert {
             .escalations
             .last()
             .map(|step| pipeline.owner_name(&step.from)),
+        teams,
+        summary,
     };
     render::render_with(lead, pipeline.rulebook.tier_label(tier), &options)
 }

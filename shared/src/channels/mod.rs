@@ -85,6 +85,14 @@ impl Channels {
     }
 }
 
+/// The stage renders each format only for the destinations it has; this one was left out.
+fn not_rendered(channel: &str) -> NotifyError {
+    NotifyError::Misconfigured {
+        channel: channel.into(),
+        detail: "the alert was rendered without this channel's format".into(),
+    }
+}
+
 #[async_trait]
 impl Notifier for Channels {
     async fn deliver(&self, destination: &Destination, alert: &Alert) -> Result<(), NotifyError> {
@@ -102,7 +110,8 @@ impl Notifier for Channels {
             Destination::TeamsWebhook {
                 url, claim_link, ..
             } => {
-                let body = crate::render::teams_with_claim(&alert.teams, claim_link.as_deref());
+                let card = alert.teams.as_ref().ok_or_else(|| not_rendered(channel))?;
+                let body = crate::render::teams_with_claim(card, claim_link.as_deref());
                 delivery::send(&self.policy, &self.limits, channel, &key, || {
                     self.http.post(url.expose_secret()).json(&body)
                 })
@@ -132,9 +141,14 @@ impl Notifier for Channels {
                 owner_email,
                 ..
             } => {
+                let summary = alert
+                    .summary
+                    .as_ref()
+                    .ok_or_else(|| not_rendered(channel))?;
                 let signed = webhook::Signed::new(
                     signing,
                     alert,
+                    summary,
                     claim_link.as_deref(),
                     owner_email.as_deref(),
                     jiff::Timestamp::now(),

@@ -30,11 +30,12 @@ impl<'a> Signed<'a> {
     pub(super) fn new(
         key: &'a SigningKey,
         alert: &Alert,
+        summary: &Value,
         claim_link: Option<&str>,
         owner_email: Option<&str>,
         now: Timestamp,
     ) -> Self {
-        let mut data = alert.summary.clone();
+        let mut data = summary.clone();
         if let Some(map) = data.as_object_mut() {
             map.insert("claim_url".into(), claim_link.into());
         }

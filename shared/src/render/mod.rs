@@ -55,13 +55,14 @@ pub struct Alert {
     /// A Slack incoming-webhook payload (Block Kit, with a plain-text fallback).
     pub slack: Value,
     /// A Teams Workflows webhook message holding one Adaptive Card; the Claim action (the
-    /// recipient's own signed link) is added per recipient by [`teams::with_claim`].
-    pub teams: Value,
+    /// recipient's own signed link) is added per recipient by [`teams::with_claim`]. Rendered
+    /// only when asked for ([`RenderOptions::teams`]): it is the costliest format.
+    pub teams: Option<Value>,
     /// What the SMS alert says, already plain text; [`sms_text`] fits it around the link.
     pub sms: SmsFacts,
     /// The outbound webhook's `data` (lead summary, owner, tier, SLA deadline); the claim
-    /// link is added per delivery.
-    pub summary: Value,
+    /// link is added per delivery. Rendered only when asked for ([`RenderOptions::summary`]).
+    pub summary: Option<Value>,
     /// The prospect as a CRM contact.
     pub contact: Contact,
     /// The alert round (`""`, `esc1:`, ...), for ids that receivers dedupe on.
@@ -76,6 +77,19 @@ pub struct RenderOptions<'a> {
     pub crm_url: Option<&'a str>,
     /// The display name of the owner whose SLA passed at the lead's last escalation.
     pub escalated_from: Option<&'a str>,
+    /// Render the Teams card (a Teams destination will deliver it).
+    pub teams: bool,
+    /// Render the outbound webhook's summary.
+    pub summary: bool,
+}
+
+impl RenderOptions<'_> {
+    /// Every format, for callers that show or store the whole alert.
+    pub fn all_formats(mut self) -> Self {
+        self.teams = true;
+        self.summary = true;
+        self
+    }
 }
 
 /// The "Open in CRM" link: the template with `{email}` and `{lead_id}` URL-encoded.
@@ -467,9 +481,13 @@ pub fn render_with(lead: &Lead, tier_label: &str, options: &RenderOptions) -> Al
         lead_id: lead.id.clone(),
         text: plain_text(lead, &f, &headline, shown),
         slack: slack_payload(lead, &f, &headline, shown, crm.as_deref()),
-        teams: teams::message(lead, &f, &headline, shown, crm.as_deref()),
+        teams: options
+            .teams
+            .then(|| teams::message(lead, &f, &headline, shown, crm.as_deref())),
         sms: outbound::sms_facts(lead, &f),
-        summary: outbound::summary(lead, &f, &headline),
+        summary: options
+            .summary
+            .then(|| outbound::summary(lead, &f, &headline)),
         contact: outbound::contact(lead),
         round: lead.alert_round(),
         tier: f.tier,
@@ -823,7 +841,7 @@ mod tests {
             }
         }))
         .expect("a lead");
-        let alert = render(&lead, "hot");
+        let alert = render_with(&lead, "hot", &RenderOptions::default().all_formats());
         let payload = &alert.slack;
 
         let blocks = payload["blocks"].as_array().expect("blocks");
@@ -864,7 +882,8 @@ mod tests {
         assert!(alert.text.contains(&"why ".repeat(5_000)));
 
         // Teams: prospect text only in text runs (never markdown), cut, inside the limit.
-        let teams = teams_with_claim(&alert.teams, Some("https://relay.example/claim/x"));
+        let card = alert.teams.as_ref().expect("rendered");
+        let teams = teams_with_claim(card, Some("https://relay.example/claim/x"));
         let size = teams.to_string().len();
         assert!(size <= 28_000, "{size} bytes");
         let card = &teams["attachments"][0]["content"];
@@ -923,7 +942,9 @@ mod tests {
         let options = RenderOptions {
             crm_url: Some("https://crm.example/c?email={email}&lead={lead_id}"),
             escalated_from: Some("Alice Martin"),
-        };
+            ..RenderOptions::default()
+        }
+        .all_formats();
         let alert = render_with(&lead, "hot", &options);
         let line = "Escalated to you (level 1): unclaimed 6 min, Alice Martin's SLA passed";
         assert!(alert.headline.starts_with(line), "{}", alert.headline);
@@ -935,12 +956,13 @@ mod tests {
             alert.slack["blocks"][0]["text"]["text"],
             "Escalated (level 1): tier-1 lead for Dana Whitfield"
         );
-        assert!(alert.teams.to_string().contains(line));
-        assert_eq!(
-            alert.summary["headline"].as_str(),
-            Some(alert.headline.as_str())
-        );
-        assert_eq!(alert.summary["escalation_level"], 1);
+        assert!(alert
+            .teams
+            .as_ref()
+            .is_some_and(|t| t.to_string().contains(line)));
+        let summary = alert.summary.as_ref().expect("rendered");
+        assert_eq!(summary["headline"].as_str(), Some(alert.headline.as_str()));
+        assert_eq!(summary["escalation_level"], 1);
         assert_eq!(alert.round, "esc1:");
 
         let blocks = alert.slack["blocks"].as_array().expect("blocks");

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use leadrelay_shared::model::{Envelope, Stage};
-use leadrelay_shared::ports::{DeadLetters, LeadStore, Queue};
+use leadrelay_shared::model::{Envelope, Escalation, LeadState, Owner, Stage};
+use leadrelay_shared::ports::{DeadLetters, Effects, LeadStore, Queue};
 use leadrelay_shared::signature::{self, Scheme, SigningKey};
 use leadrelay_tests::{eventually, example_config, sample, Server};
 use serde_json::Value;
@@ -528,5 +528,70 @@ async fn alerts_to_one_slack_webhook_are_spaced_one_second_apart() {
             "{gap:?} between two alerts"
         );
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn each_escalation_round_alerts_once_on_the_channels_its_step_names() {
+    let stand_ins = StandIns::start().await;
+    stand_ins.answer("/slack", 200).await;
+    stand_ins.answer("/teams", 200).await;
+    let server = Server::start_with_env(&config(&stand_ins, &["slack", "teams"]), ENV).await;
+    let lead_id = send_lead(&server, "msg_escalated", &sample(LEAD)).await;
+    assert_eq!(received(&stand_ins, "/teams", 1).await.len(), 1);
+
+    // The SLA passed: the ladder's first step keeps bruno's lead but alerts on Teams only.
+    let mut lead = server
+        .db
+        .get_lead(&lead_id)
+        .await
+        .expect("read")
+        .expect("stored");
+    let captured = lead.timeline.captured_at.expect("captured");
+    lead.escalations.push(Escalation {
+        level: 1,
+        at: captured
+            .checked_add(jiff::SignedDuration::from_mins(6))
+            .expect("time"),
+        from: Owner::Rep("bruno".into()),
+        to: Owner::Rep("bruno".into()),
+        channels: Some(vec!["teams".into()]),
+    });
+    server
+        .db
+        .advance_lead(&lead, LeadState::Notified, &Effects::none())
+        .await
+        .expect("escalated");
+    // Two copies of the round's notify message (a retry, a second worker): one alert.
+    for _ in 0..2 {
+        server
+            .db
+            .send(
+                Stage::Notify,
+                &Envelope::new(&lead_id, Stage::Notify, "esc"),
+            )
+            .await
+            .expect("send");
+    }
+    let teams = received(&stand_ins, "/teams", 2).await;
+    assert_eq!(teams.len(), 2);
+    let card: Value = serde_json::from_slice(&teams[1].body).expect("JSON");
+    let text = card["attachments"][0]["content"]["body"].to_string();
+    assert!(
+        text.contains("Escalated to you (level 1): unclaimed 6 min, Bruno Keller's SLA passed"),
+        "{text}"
+    );
+    eventually(Duration::from_secs(10), "the copies worked", || async {
+        (server.counts().await.messages == 0).then_some(())
+    })
+    .await;
+    assert_eq!(stand_ins.requests("/teams").await.len(), 2);
+    assert_eq!(
+        stand_ins.requests("/slack").await.len(),
+        1,
+        "Slack is not in the step"
+    );
+    // The terminal shows every round.
+    assert_eq!(server.terminal.alerts_for(&lead_id), 2);
     server.stop().await;
 }

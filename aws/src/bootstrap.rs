@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use aws_config::SdkConfig;
-use leadrelay_shared::config::Config;
+use leadrelay_shared::config::{Config, SmsProvider};
 use leadrelay_shared::enrichment;
 use leadrelay_shared::model::Stage;
 use leadrelay_shared::notifiers::Channels;
@@ -15,6 +15,7 @@ use leadrelay_shared::ports::SystemClock;
 use leadrelay_shared::stages::Pipeline;
 
 use crate::dynamo::DynamoStore;
+use crate::sns::SnsSms;
 use crate::sqs::{QueueUrls, SqsQueues};
 
 pub const ENV_TABLE: &str = "LEADRELAY_TABLE";
@@ -145,11 +146,22 @@ pub async fn pipeline(sdk: &SdkConfig, deployment: &Deployment) -> anyhow::Resul
     let config = load_config(&ssm, parameter, &secrets).await?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &deployment.table);
     let queues = SqsQueues::new(aws_sdk_sqs::Client::new(sdk), deployment.queues.clone());
-    let channels = Channels::from_config(
+    let mut channels = Channels::from_config(
         &config.notify,
         // On Lambda the "terminal" is the function's log stream.
         Box::new(std::io::stdout()),
     )?;
+    if let Some(sms) = config
+        .notify
+        .sms
+        .as_ref()
+        .filter(|s| s.provider == SmsProvider::Sns)
+    {
+        channels = channels.with_sms_sender(Arc::new(SnsSms::new(
+            aws_sdk_sns::Client::new(sdk),
+            sms.from.clone(),
+        )));
+    }
     let store = Arc::new(store);
     let providers = enrichment::from_config(&config, store.clone())?;
     Ok(Arc::new(

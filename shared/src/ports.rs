@@ -375,6 +375,12 @@ impl Destination {
     }
 }
 
+/// Sends one text message; the HTTP provider of `[notify.sms]` or Amazon SNS on Lambda.
+#[async_trait]
+pub trait SmsSender: Send + Sync {
+    async fn send_sms(&self, to: &str, text: &str) -> Result<(), NotifyError>;
+}
+
 /// Delivers an alert to one destination.
 #[async_trait]
 pub trait Notifier: Send + Sync {

@@ -103,6 +103,46 @@ impl RateLimits {
     }
 }
 
+/// Like [`send`] for a channel that is not an HTTP request of ours (an SDK call): rate limited,
+/// one attempt per try, retried while the error is transient and the budget allows.
+pub(super) async fn send_with<F, Fut>(
+    policy: &DeliveryPolicy,
+    limits: &RateLimits,
+    channel: &str,
+    key: &str,
+    attempt_once: F,
+) -> Result<(), NotifyError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), NotifyError>>,
+{
+    let started = Instant::now();
+    let key = key.to_owned();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if let Some(limiter) = limits.for_channel(channel) {
+            wait_turn(
+                limiter,
+                &key,
+                policy.budget.saturating_sub(started.elapsed()),
+                channel,
+            )
+            .await?;
+        }
+        let error = match attempt_once().await {
+            Ok(()) => return Ok(()),
+            Err(error) if error.is_permanent() => return Err(error),
+            Err(error) => error,
+        };
+        let wait = policy.backoff(attempt);
+        if attempt >= policy.max_attempts || started.elapsed() + wait > policy.budget {
+            return Err(error);
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
 /// The rate limit's key: a webhook's platform limits the webhook itself, which several
 /// recipients may share, so Slack and Teams are keyed by a digest of the URL (the URL is a
 /// secret and never kept as such); the others by recipient.

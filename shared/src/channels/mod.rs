@@ -8,14 +8,14 @@ mod sms;
 mod webhook;
 
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 
-use crate::config::{HubspotConfig, NotifyConfig, SmsConfig};
-use crate::ports::{Destination, Notifier, NotifyError};
+use crate::config::{HubspotConfig, NotifyConfig, SmsConfig, SmsProvider};
+use crate::ports::{Destination, Notifier, NotifyError, SmsSender};
 use crate::render::Alert;
 
 pub use delivery::{DeliveryPolicy, RateLimits};
@@ -27,6 +27,8 @@ pub struct Channels {
     policy: DeliveryPolicy,
     limits: RateLimits,
     sms: Option<SmsConfig>,
+    /// The SMS sender when it is not the HTTP provider (Amazon SNS on Lambda).
+    sms_sender: Option<Arc<dyn SmsSender>>,
     hubspot: Option<HubspotConfig>,
 }
 
@@ -44,6 +46,7 @@ impl Channels {
             policy: DeliveryPolicy::default(),
             limits: RateLimits::documented(),
             sms: None,
+            sms_sender: None,
             hubspot: None,
         })
     }
@@ -63,6 +66,12 @@ impl Channels {
         channels.sms = config.sms.clone();
         channels.hubspot = config.hubspot.clone();
         Ok(channels)
+    }
+
+    /// Sends SMS through `sender` (`[notify.sms] provider = "sns"`).
+    pub fn with_sms_sender(mut self, sender: Arc<dyn SmsSender>) -> Self {
+        self.sms_sender = Some(sender);
+        self
     }
 
     /// The same channels with other retry rules (tests use a short backoff).
@@ -125,7 +134,22 @@ impl Notifier for Channels {
                         channel: channel.into(),
                         detail: "no [notify.sms] provider".into(),
                     })?;
-                let (url, token, body) = sms::request(config, to, alert, claim_link.as_deref())?;
+                let text = crate::render::sms_text(&alert.sms, claim_link.as_deref());
+                if config.provider == SmsProvider::Sns {
+                    let sender =
+                        self.sms_sender
+                            .as_ref()
+                            .ok_or_else(|| NotifyError::Misconfigured {
+                                channel: channel.into(),
+                                detail: "provider sns needs the Lambda deployment".into(),
+                            })?;
+                    // The SDK retries throttling itself; the rate limit still applies.
+                    return delivery::send_with(&self.policy, &self.limits, channel, &key, || {
+                        sender.send_sms(to, &text)
+                    })
+                    .await;
+                }
+                let (url, token, body) = sms::request(config, to, &text)?;
                 delivery::send(&self.policy, &self.limits, channel, &key, || {
                     self.http
                         .post(url)

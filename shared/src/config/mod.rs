@@ -679,15 +679,32 @@ impl Default for NotifyConfig {
     }
 }
 
-/// `[notify.sms]`: posts `{from, to, text}` as JSON with a bearer token.
+/// How SMS alerts leave.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmsProvider {
+    /// A generic HTTP provider: `POST url` with `{from, to, text}` and a bearer token.
+    #[default]
+    Http,
+    /// Amazon SNS `Publish` to a phone number (the Lambda deployment only).
+    Sns,
+}
+
+/// `[notify.sms]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmsConfig {
-    pub url: String,
-    /// The environment variable holding the bearer token.
-    pub token_env: String,
-    /// The sender number or alphanumeric id.
-    pub from: String,
+    #[serde(default)]
+    pub provider: SmsProvider,
+    /// The HTTP provider's endpoint.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The environment variable holding the HTTP provider's bearer token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// The sender number or alphanumeric id (SNS: the sender id, where the country allows one).
+    #[serde(default)]
+    pub from: Option<String>,
     #[serde(skip)]
     pub token: Option<SecretString>,
 }
@@ -1505,9 +1522,20 @@ impl NotifyConfig {
             }
         }
         if let Some(sms) = &mut self.sms {
-            check_url(Some(&SecretString::from(sms.url.clone())))
-                .map_err(|m| ("notify.sms.url".to_owned(), m))?;
-            sms.token = Some(variable("notify.sms.token_env", &sms.token_env)?);
+            if sms.provider == SmsProvider::Http {
+                let missing = |key: &str| {
+                    (
+                        format!("notify.sms.{key}"),
+                        "the HTTP provider needs url, token_env and from".to_owned(),
+                    )
+                };
+                let url = sms.url.clone().ok_or_else(|| missing("url"))?;
+                check_url(Some(&SecretString::from(url)))
+                    .map_err(|m| ("notify.sms.url".to_owned(), m))?;
+                let name = sms.token_env.clone().ok_or_else(|| missing("token_env"))?;
+                sms.token = Some(variable("notify.sms.token_env", &name)?);
+                sms.from.as_ref().ok_or_else(|| missing("from"))?;
+            }
         }
         if let Some(hubspot) = &mut self.hubspot {
             check_url(Some(&SecretString::from(hubspot.base_url.clone())))
@@ -1653,6 +1681,12 @@ fallback_queue = "inbox"
             .as_ref()
             .is_some_and(|s| s.token.is_some()));
         assert!(config.notify.webhooks[0].key.is_some());
+        let sns = parse(&notify("[notify.sms]\nprovider = \"sns\"")).expect("SNS needs no URL");
+        assert_eq!(sns.notify.sms.map(|s| s.provider), Some(SmsProvider::Sns));
+        let error = parse(&notify("[notify.sms]\nfrom = \"Relay\""))
+            .expect_err("HTTP needs a URL")
+            .to_string();
+        assert!(error.contains("notify.sms.url"), "{error}");
         for (section, key) in [
             ("[notify.hubspot]\ntoken_env = \"NOPE\"", "notify.hubspot.token_env"),
             ("[[notify.webhooks]]\nname = \"a\"\nurl = \"https://a.example\"", "notify.webhooks[0].secret"),

@@ -25,15 +25,20 @@ fn plain(text: &str, limit: usize) -> String {
 }
 
 /// A labelled line: the label bold, the value a plain run (never markdown).
-fn labelled(label: &str, value: &str, limit: usize) -> Value {
+fn labelled(label: &str, value: String) -> Value {
     json!({
         "type": "RichTextBlock",
         "inlines": [
             {"type": "TextRun", "text": format!("{label}: "), "weight": "Bolder"},
-            {"type": "TextRun", "text": plain(value, limit)},
+            {"type": "TextRun", "text": value},
         ],
     })
 }
+
+/// Bytes of JSON an element adds besides its texts (keys, types, punctuation), with room.
+const ELEMENT_OVERHEAD: usize = 160;
+/// The longest URL put on a button; a longer one is left out.
+const URL_LIMIT: usize = 2_000;
 
 /// The Teams message for `lead`, without the Claim action (see [`with_claim`]).
 pub(super) fn message(
@@ -43,15 +48,24 @@ pub(super) fn message(
     shown: &[Turn],
     crm: Option<&str>,
 ) -> Value {
-    let mut body = vec![json!({
+    // Text bytes written so far: the size check serialises only when these could come near
+    // the limit (JSON escaping at most doubles a text: control characters are gone).
+    let mut bytes = 0;
+    let mut text = |value: &str, limit: usize| {
+        let value = plain(value, limit);
+        bytes += value.len();
+        value
+    };
+    let mut body = Vec::with_capacity(16 + shown.len());
+    body.push(json!({
         "type": "RichTextBlock",
         "inlines": [{
             "type": "TextRun",
-            "text": plain(headline, FIELD_LIMIT),
+            "text": text(headline, FIELD_LIMIT),
             "weight": "Bolder",
             "size": "Medium",
         }],
-    })];
+    }));
     let sla = format!("claim within {} (by {})", f.sla, f.due);
     let lines = [
         ("Prospect", f.prospect.as_str(), FIELD_LIMIT),
@@ -70,12 +84,12 @@ pub(super) fn message(
     ];
     for (label, value, limit) in lines {
         if !value.is_empty() {
-            body.push(labelled(label, value, limit));
+            body.push(labelled(label, text(value, limit)));
         }
     }
-    let mut transcript = Vec::with_capacity(shown.len() + 1);
+    let fields = body.len();
     if !shown.is_empty() {
-        transcript.push(json!({
+        body.push(json!({
             "type": "TextBlock",
             "text": format!(
                 "Transcript (last {} of {} turns)",
@@ -87,20 +101,9 @@ pub(super) fn message(
             "separator": true,
         }));
         for turn in shown {
-            transcript.push(labelled(&plain(&turn.role, 40), &turn.text, TURN_LIMIT));
+            let role = text(&turn.role, 40);
+            body.push(labelled(&role, text(&turn.text, TURN_LIMIT)));
         }
-    }
-    let mut actions = Vec::with_capacity(3);
-    if let Some(url) = crm {
-        actions.push(open_url("Open in CRM", url));
-    }
-    if let Some(url) = lead
-        .capture
-        .conversation_transcript_url
-        .as_deref()
-        .filter(|u| u.starts_with("https://"))
-    {
-        actions.push(open_url("Full transcript", url));
     }
     let footer = json!({
         "type": "TextBlock",
@@ -109,19 +112,34 @@ pub(super) fn message(
         "size": "Small",
         "wrap": true,
     });
-    let assemble = |transcript: &[Value]| {
-        let mut all = body.clone();
-        all.extend_from_slice(transcript);
-        all.push(footer.clone());
-        card(all, actions.clone())
-    };
-    let whole = assemble(&transcript);
-    // The fields are cut so this rarely bites; if it does, the transcript link stays.
-    if whole.to_string().len() <= TEAMS_PAYLOAD_LIMIT {
-        whole
-    } else {
-        assemble(&[])
+    let mut actions = Vec::with_capacity(3);
+    let transcript_url = lead
+        .capture
+        .conversation_transcript_url
+        .as_deref()
+        .filter(|u| u.starts_with("https://"));
+    for (title, url) in [("Open in CRM", crm), ("Full transcript", transcript_url)] {
+        if let Some(url) = url.filter(|u| u.len() <= URL_LIMIT) {
+            bytes += url.len();
+            actions.push(open_url(title, url));
+        }
     }
+    let estimate = 2 * bytes + ELEMENT_OVERHEAD * (body.len() + actions.len() + 4);
+    if estimate <= TEAMS_PAYLOAD_LIMIT {
+        body.push(footer);
+        return card(body, actions);
+    }
+    // Near the limit: measure. The fields are cut, so this rarely bites; if it does, the
+    // inline transcript goes and its link stays.
+    let mut whole = body.clone();
+    whole.push(footer.clone());
+    let message = card(whole, actions.clone());
+    if message.to_string().len() <= TEAMS_PAYLOAD_LIMIT {
+        return message;
+    }
+    body.truncate(fields);
+    body.push(footer);
+    card(body, actions)
 }
 
 fn open_url(title: &str, url: &str) -> Value {

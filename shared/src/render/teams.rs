@@ -8,7 +8,7 @@
 
 use serde_json::{json, Value};
 
-use super::{truncated, Facts, TerminalSafe, TURN_LIMIT};
+use super::{object, truncated, Facts, TerminalSafe, TURN_LIMIT};
 use crate::model::{Lead, Turn};
 
 /// Teams refuses a message over about 28 KB ("Request Entity Too Large"); keep a margin for
@@ -24,15 +24,23 @@ fn plain(text: &str, limit: usize) -> String {
     TerminalSafe(&truncated(text, limit)).to_string()
 }
 
-/// A labelled line: the label bold, the value a plain run (never markdown).
+/// A labelled line: the label bold, the value a plain run (never markdown). Built by hand:
+/// `json!` would copy every interpolated value through the serializer.
 fn labelled(label: &str, value: String) -> Value {
-    json!({
-        "type": "RichTextBlock",
-        "inlines": [
-            {"type": "TextRun", "text": format!("{label}: "), "weight": "Bolder"},
-            {"type": "TextRun", "text": value},
-        ],
-    })
+    object([
+        ("type", "RichTextBlock".into()),
+        (
+            "inlines",
+            Value::Array(vec![
+                object([
+                    ("type", "TextRun".into()),
+                    ("text", format!("{label}: ").into()),
+                    ("weight", "Bolder".into()),
+                ]),
+                object([("type", "TextRun".into()), ("text", Value::String(value))]),
+            ]),
+        ),
+    ])
 }
 
 /// Bytes of JSON an element adds besides its texts (keys, types, punctuation), with room.
@@ -57,15 +65,19 @@ pub(super) fn message(
         value
     };
     let mut body = Vec::with_capacity(16 + shown.len());
-    body.push(json!({
-        "type": "RichTextBlock",
-        "inlines": [{
-            "type": "TextRun",
-            "text": text(headline, FIELD_LIMIT),
-            "weight": "Bolder",
-            "size": "Medium",
-        }],
-    }));
+    let headline = text(headline, FIELD_LIMIT);
+    body.push(object([
+        ("type", "RichTextBlock".into()),
+        (
+            "inlines",
+            Value::Array(vec![object([
+                ("type", "TextRun".into()),
+                ("text", Value::String(headline)),
+                ("weight", "Bolder".into()),
+                ("size", "Medium".into()),
+            ])]),
+        ),
+    ]));
     let sla = format!("claim within {} (by {})", f.sla, f.due);
     let lines = [
         ("Prospect", f.prospect.as_str(), FIELD_LIMIT),
@@ -147,22 +159,33 @@ fn open_url(title: &str, url: &str) -> Value {
 }
 
 /// The message shape a Teams Workflows webhook takes: an activity with one card attachment.
+/// The body and actions are moved in, not copied (see [`labelled`]).
 fn card(body: Vec<Value>, actions: Vec<Value>) -> Value {
-    json!({
-        "type": "message",
-        "attachments": [{
-            "contentType": "application/vnd.microsoft.card.adaptive",
-            "contentUrl": null,
-            "content": {
-                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                "type": "AdaptiveCard",
-                "version": "1.4",
-                "msteams": {"width": "Full"},
-                "body": body,
-                "actions": actions,
-            },
-        }],
-    })
+    let content = object([
+        (
+            "$schema",
+            "http://adaptivecards.io/schemas/adaptive-card.json".into(),
+        ),
+        ("type", "AdaptiveCard".into()),
+        ("version", "1.4".into()),
+        ("msteams", object([("width", "Full".into())])),
+        ("body", Value::Array(body)),
+        ("actions", Value::Array(actions)),
+    ]);
+    object([
+        ("type", "message".into()),
+        (
+            "attachments",
+            Value::Array(vec![object([
+                (
+                    "contentType",
+                    "application/vnd.microsoft.card.adaptive".into(),
+                ),
+                ("contentUrl", Value::Null),
+                ("content", content),
+            ])]),
+        ),
+    ])
 }
 
 /// The message with a Claim button first, opening the recipient's signed claim link.

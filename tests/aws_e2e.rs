@@ -543,3 +543,27 @@ async fn on_aws_an_unclaimed_lead_escalates_and_its_new_owner_claims_it_by_link(
         .expect("due")
         .is_empty());
 }
+
+/// `[notify.sms] provider = "sns"`: the SNS adapter publishes to a phone number; a number SNS
+/// refuses is a permanent failure (the notify stage parks it and delivers the other channels).
+#[tokio::test]
+async fn sms_through_sns_publishes_and_a_refused_number_is_permanent() {
+    use leadrelay_shared::ports::SmsSender as _;
+    let moto = moto().await;
+    let sns = leadrelay_aws::SnsSms::new(
+        aws_sdk_sns::Client::new(&moto.sdk),
+        Some("LeadRelay".into()),
+    );
+    sns.send_sms(
+        "+4915123456789",
+        "Tier-1 lead: Tom Baker Claim: https://x.example/c",
+    )
+    .await
+    .expect("published");
+    let refused = sns
+        .send_sms("not-a-number", "x")
+        .await
+        .expect_err("refused");
+    assert!(refused.is_permanent(), "{refused}");
+    assert_eq!(refused.channel(), "sms");
+}

@@ -98,6 +98,7 @@ conformance!(
     queue_receive_hide_retry_delete,
     a_batch_is_deleted_at_once,
     redrive_to_the_dead_letter_queue_and_replay,
+    a_permanent_failure_is_parked_in_the_dead_letter_queue_with_its_error,
     cache_entries_expire_and_are_replaced,
     a_write_from_a_stale_read_is_refused_and_changes_nothing,
     the_due_index_holds_only_leads_waiting_for_a_claim,
@@ -885,6 +886,51 @@ async fn redrive_to_the_dead_letter_queue_and_replay(adapters: Adapters) {
         .await
         .expect("list")
         .is_empty());
+}
+
+async fn a_permanent_failure_is_parked_in_the_dead_letter_queue_with_its_error(adapters: Adapters) {
+    let queue = adapters.queue.as_ref();
+    let lead_id = unique("lead");
+    let envelope = Envelope::new(&lead_id, Stage::Notify, "trace");
+    queue
+        .dead_letter(
+            Stage::Notify,
+            &envelope,
+            "permanent delivery failure: teams answered 400: Bad payload",
+        )
+        .await
+        .expect("dead-letter");
+    // Parked, not offered to the stage.
+    assert!(queue
+        .receive(Stage::Notify, 10)
+        .await
+        .expect("receive")
+        .is_empty());
+    let letters = adapters
+        .dead
+        .list(Stage::Notify, 10, Duration::from_secs(30))
+        .await
+        .expect("list");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].lead_id.as_deref(), Some(lead_id.as_str()));
+    assert_eq!(
+        letters[0].last_error.as_deref(),
+        Some("permanent delivery failure: teams answered 400: Bad payload")
+    );
+    adapters
+        .dead
+        .replay(Stage::Notify, &letters[0])
+        .await
+        .expect("replay");
+    let replayed = receive_one(queue, Stage::Notify).await.expect("replayed");
+    assert_eq!(
+        Envelope::from_json(&replayed.body).expect("envelope"),
+        envelope
+    );
+    queue
+        .delete(Stage::Notify, &replayed.receipt)
+        .await
+        .expect("delete");
 }
 
 async fn a_batch_is_deleted_at_once(adapters: Adapters) {

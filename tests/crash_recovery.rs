@@ -45,7 +45,15 @@ async fn sigkill_mid_burst_loses_no_accepted_lead() {
         .replace(
             "visibility_timeout_secs = 30",
             "visibility_timeout_secs = 2",
-        );
+        )
+        // A delivery must end within the receipt's lease (the visibility timeout).
+        .replace(
+            "http_timeout_ms = 5000",
+            "http_timeout_ms = 500\ndelivery_budget_ms = 1000",
+        )
+        // Every rep shares the one stand-in webhook: Slack's 1 per second would spread the
+        // burst over minutes, which is not what this test is about.
+        .replace("\n[claim]\n", "\n[notify.rates]\nslack = 0\n\n[claim]\n");
     let config = parse_config(&config_text);
     let dir = tempfile::tempdir().expect("temp dir");
     let config_path = dir.path().join("leadrelay.toml");

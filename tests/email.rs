@@ -16,7 +16,7 @@ use leadrelay_shared::model::{
     Metadata, Owner, Stage, Timeline, Turn,
 };
 use leadrelay_shared::notifiers::Channels;
-use leadrelay_shared::ports::{Clock, DeliveryStart, LeadStore};
+use leadrelay_shared::ports::{Clock, DeadLetters as _, DeliveryStart, LeadStore};
 use leadrelay_shared::stages::{Pipeline, StageError};
 use leadrelay_tests::smtp::{Mail, SmtpSink};
 use leadrelay_tests::{
@@ -545,19 +545,29 @@ async fn smtp_refusals_are_permanent_on_5xx_and_retried_on_4xx() {
     assert_eq!(h.sink.mails_to(other).len(), 1);
     assert_eq!(alerts_for(&h), 1);
 
-    // The rep's own address refused for good: typed permanent for the delivery rules.
+    // The rep's own address refused for good: permanent, so the delivery rules park a copy of
+    // the message in the notify dead-letter queue, naming the channel, instead of retrying.
     h.sink
         .refuse("bruno@yourco.example", "550 5.1.1 mailbox gone", 5);
     h.sink
         .refuse("fatima@yourco.example", "550 5.1.1 mailbox gone", 5);
-    let error = h
-        .route_and_notify(&uk_lead("gone", "zoe@initech.co.uk", h.now()))
+    h.route_and_notify(&uk_lead("gone", "zoe@initech.co.uk", h.now()))
         .await
-        .expect_err("refused");
-    match &error {
-        StageError::Notify(e) => assert!(e.is_permanent(), "{e}"),
-        other => panic!("unexpected {other}"),
-    }
+        .expect("a permanent failure is parked, not retried");
+    let failure = h.lead("gone").await.last_failure.expect("recorded");
+    assert!(
+        failure.error.contains("email") && failure.error.contains("550"),
+        "{}",
+        failure.error
+    );
+    let parked =
+        h.db.list(Stage::Notify, 10, std::time::Duration::from_secs(1))
+            .await
+            .expect("dead letters");
+    assert!(
+        parked.iter().any(|l| l.lead_id.as_deref() == Some("gone")),
+        "{parked:?}"
+    );
 }
 
 #[test]

@@ -158,7 +158,13 @@ async fn slack_gets_an_escaped_block_kit_alert() {
 #[tokio::test]
 async fn a_channel_that_keeps_failing_sends_the_message_to_the_dead_letter_queue() {
     let slack = slack_stand_in(500).await;
-    let server = Server::start_with(&config_with_slack(&hook(&slack), 3)).await;
+    // One attempt per receive, so that each receive is one request (retries inside a
+    // delivery are tested in tests/channels.rs).
+    let config = config_with_slack(&hook(&slack), 3).replace(
+        "http_timeout_ms = 5000",
+        "http_timeout_ms = 5000\nmax_attempts = 1",
+    );
+    let server = Server::start_with(&config).await;
     let answer = server.send("website", "msg_dlq", &sample(LEAD)).await;
     assert_eq!(answer.status, 202);
     let lead_id = answer.body["lead_id"].as_str().expect("id").to_owned();

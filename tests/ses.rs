@@ -240,15 +240,24 @@ async fn a_sender_ses_refuses_is_a_permanent_failure() {
     let moto = moto().await;
     let pipeline = pipeline(&moto, Some("leadrelay <nobody@unverified-sender.example>")).await;
     let id = format!("ses{}", uuid::Uuid::new_v4().simple());
-    let error = route_and_notify(&pipeline, &uk_lead(&id, "ann@initech.co.uk"))
+    // Permanent: not retried; recorded on the lead, naming the channel, and the notify
+    // message parked in the dead-letter queue (delivery rules, docs/alerts.md).
+    route_and_notify(&pipeline, &uk_lead(&id, "ann@initech.co.uk"))
         .await
-        .expect_err("refused");
-    match &error {
-        StageError::Notify(e) => {
-            assert!(e.is_permanent(), "{e}");
-            assert!(e.to_string().contains("MessageRejected"), "{e}");
-        }
-        other => panic!("unexpected {other}"),
-    }
+        .expect("a permanent refusal is parked, not retried");
+    let failure = pipeline
+        .store
+        .get_lead(&id)
+        .await
+        .expect("read")
+        .expect("lead")
+        .last_failure
+        .expect("recorded");
+    assert!(failure.error.contains("email"), "{}", failure.error);
+    assert!(
+        failure.error.contains("MessageRejected"),
+        "{}",
+        failure.error
+    );
     assert!(sent_with(&moto, &id).await.is_empty());
 }

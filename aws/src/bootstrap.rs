@@ -4,11 +4,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use aws_config::SdkConfig;
-use leadrelay_shared::config::Config;
+use leadrelay_shared::config::{Config, SmsProvider};
 use leadrelay_shared::email::Mailer;
 use leadrelay_shared::enrichment;
 use leadrelay_shared::model::Stage;
@@ -18,6 +17,7 @@ use leadrelay_shared::stages::Pipeline;
 
 use crate::dynamo::DynamoStore;
 use crate::ses::SesMailer;
+use crate::sns::SnsSms;
 use crate::sqs::{QueueUrls, SqsQueues};
 
 pub const ENV_TABLE: &str = "LEADRELAY_TABLE";
@@ -183,15 +183,25 @@ async fn build(
     }
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &deployment.table);
     let queues = SqsQueues::new(aws_sdk_sqs::Client::new(sdk), deployment.queues.clone());
-    let channels = Channels::new(
-        Duration::from_millis(config.notify.http_timeout_ms),
+    let mut channels = Channels::from_config(
+        &config.notify,
         // On Lambda the "terminal" is the function's log stream.
         Box::new(std::io::stdout()),
     )?;
-    let channels = match (&config.notify.email, mailer) {
-        (Some(_), Some(mailer)) => channels.with_mailer(mailer(sdk)),
-        _ => channels,
-    };
+    if let Some(sms) = config
+        .notify
+        .sms
+        .as_ref()
+        .filter(|s| s.provider == SmsProvider::Sns)
+    {
+        channels = channels.with_sms_sender(Arc::new(SnsSms::new(
+            aws_sdk_sns::Client::new(sdk),
+            sms.from.clone(),
+        )));
+    }
+    if let (Some(_), Some(mailer)) = (&config.notify.email, mailer) {
+        channels = channels.with_mailer(mailer(sdk));
+    }
     let store = Arc::new(store);
     let providers = enrichment::from_config(&config, store.clone())?;
     Ok(Arc::new(

@@ -1,15 +1,17 @@
-//! leadrelay on AWS: the DynamoDB lead store, the SQS queues, configuration and secrets from
-//! SSM, and the Lambda glue the functions share. The stage code is `leadrelay-shared`'s.
+//! leadrelay on AWS: the DynamoDB lead store, the SQS queues, SMS through SNS, configuration
+//! and secrets from SSM, and the Lambda glue the functions share. The stage code is `leadrelay-shared`'s.
 
 pub mod bootstrap;
 pub mod dynamo;
 pub mod lambda;
 pub mod provision;
 pub mod ses;
+pub mod sns;
 pub mod sqs;
 
 pub use dynamo::DynamoStore;
 pub use ses::SesMailer;
+pub use sns::SnsSms;
 pub use sqs::{QueueUrls, SqsQueues};
 
 /// What an SDK call's failure was, for errors and logs. The SDK's Display is terse

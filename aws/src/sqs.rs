@@ -220,6 +220,30 @@ impl Queue for SqsQueues {
             .map_err(unavailable)?;
         Ok(())
     }
+
+    async fn dead_letter(
+        &self,
+        stage: Stage,
+        envelope: &Envelope,
+        error: &str,
+    ) -> Result<(), QueueError> {
+        // The DLQ's listing shows the error from this attribute (the stage also records it on
+        // the lead); SQS caps attribute values at 256 KB, far above an error line.
+        let reason = aws_sdk_sqs::types::MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(error)
+            .build()
+            .map_err(|e| QueueError::Unavailable(e.to_string()))?;
+        self.client
+            .send_message()
+            .queue_url(self.urls.dead(stage)?)
+            .message_body(envelope.to_json())
+            .message_attributes("error", reason)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -243,6 +267,7 @@ impl DeadLetters for SqsQueues {
                 .visibility_timeout(seconds(hold).max(1))
                 .wait_time_seconds(0)
                 .message_system_attribute_names(MessageSystemAttributeName::All)
+                .message_attribute_names("error")
                 .send()
                 .await
                 .map_err(unavailable)?;
@@ -266,7 +291,12 @@ impl DeadLetters for SqsQueues {
                     body,
                     // The DLQ's own receive count includes this listing; the source's is gone.
                     receive_count: receive_count(attributes).saturating_sub(1),
-                    last_error: None,
+                    // Set when the stage parked it itself (a permanent failure).
+                    last_error: m
+                        .message_attributes()
+                        .and_then(|a| a.get("error"))
+                        .and_then(|v| v.string_value())
+                        .map(str::to_owned),
                     sent_at: attributes
                         .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
                         .and_then(|v| v.parse::<i64>().ok())

@@ -299,6 +299,31 @@ fn benches(c: &mut Criterion, fx: &Fixture) {
             fx.render(black_box(lead))
         })
     });
+    // Terminal + Slack as above, plus the Teams card and the outbound webhook's summary (the
+    // notify stage renders those only for leads that have such a destination).
+    group.bench_function("render_with_teams", |b| {
+        let mut i = 0;
+        let options = render::RenderOptions {
+            teams: true,
+            ..render::RenderOptions::default()
+        };
+        b.iter(|| {
+            let lead = &routed[i % n];
+            i += 1;
+            let tier = lead.qualification.as_ref().map(|q| q.tier).unwrap_or(0);
+            render::render_with(black_box(lead), fx.rulebook.tier_label(tier), &options)
+        })
+    });
+    group.bench_function("render_all_formats", |b| {
+        let mut i = 0;
+        let options = render::RenderOptions::default().all_formats();
+        b.iter(|| {
+            let lead = &routed[i % n];
+            i += 1;
+            let tier = lead.qualification.as_ref().map(|q| q.tier).unwrap_or(0);
+            render::render_with(black_box(lead), fx.rulebook.tier_label(tier), &options)
+        })
+    });
 
     group.finish();
 }

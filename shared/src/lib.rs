@@ -3,6 +3,7 @@
 //! code that runs on them. Entry points (the `leadrelay` binary, the Lambda functions) only
 //! wire adapters to [`stages::Pipeline`].
 
+pub mod channels;
 pub mod claim;
 pub mod claim_http;
 pub mod claim_link;

@@ -277,8 +277,18 @@ pub trait Queue: Send + Sync {
         delay: Duration,
         error: &str,
     ) -> Result<(), QueueError>;
+
+    /// Puts a copy of `envelope` straight into `stage`'s dead-letter queue with `error` (a
+    /// permanent failure that retrying cannot fix), where an operator finds and replays it.
+    async fn dead_letter(
+        &self,
+        stage: Stage,
+        envelope: &Envelope,
+        error: &str,
+    ) -> Result<(), QueueError>;
 }
 
+/// Why a delivery failed. Details never hold a URL, a token or a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
     #[error("{channel} answered {status}: {detail}")]
@@ -290,25 +300,44 @@ pub enum NotifyError {
     #[error("{channel} unreachable: {detail}")]
     Unreachable { channel: String, detail: String },
     /// Refused for good (an SMTP 5xx reply, SES `MessageRejected`): retrying the same message
-    /// cannot succeed, so delivery rules may dead-letter it at once.
+    /// cannot succeed, so delivery rules dead-letter it at once.
     #[error("{channel} refused the message for good: {detail}")]
     Permanent { channel: String, detail: String },
+    /// The channel cannot work as configured (no provider, no token): retrying cannot help.
+    #[error("{channel} is not configured: {detail}")]
+    Misconfigured { channel: String, detail: String },
 }
 
 impl NotifyError {
-    /// Whether retrying the same delivery cannot help.
+    /// A failure that retrying cannot fix: a 4xx other than 408 (timeout) and 429 (rate
+    /// limited), or a bad configuration. The other channels are still delivered and the
+    /// message goes to the dead-letter queue for a replay once it is fixed.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, NotifyError::Permanent { .. })
+        match self {
+            NotifyError::Rejected { status, .. } => {
+                (400..500).contains(status) && !matches!(status, 408 | 429)
+            }
+            NotifyError::Unreachable { .. } => false,
+            NotifyError::Permanent { .. } | NotifyError::Misconfigured { .. } => true,
+        }
+    }
+
+    pub fn channel(&self) -> &str {
+        match self {
+            NotifyError::Rejected { channel, .. }
+            | NotifyError::Unreachable { channel, .. }
+            | NotifyError::Permanent { channel, .. }
+            | NotifyError::Misconfigured { channel, .. } => channel,
+        }
     }
 }
 
-/// Where one alert goes.
+/// Where one alert goes. URLs are secrets; `recipient` is `rep:bruno` or `queue:sdr`.
 #[derive(Debug, Clone)]
 pub enum Destination {
     /// The terminal running the embedded server.
     Terminal,
-    /// A Slack incoming webhook of one recipient (`rep:bruno`, `queue:sdr`); the URL is a
-    /// secret.
+    /// A Slack incoming webhook of one recipient.
     SlackWebhook {
         recipient: String,
         url: secrecy::SecretString,
@@ -319,6 +348,29 @@ pub enum Destination {
         receipt: String,
         email: Box<crate::email::OutgoingEmail>,
     },
+    /// A Teams Workflows webhook of one recipient; the card's Claim button opens
+    /// `claim_link` (the recipient's signed link) when there is one.
+    TeamsWebhook {
+        recipient: String,
+        url: secrecy::SecretString,
+        claim_link: Option<String>,
+    },
+    /// An SMS to one rep's phone (E.164) through `[notify.sms]`.
+    Sms {
+        recipient: String,
+        to: String,
+        claim_link: Option<String>,
+    },
+    /// A `[[notify.webhooks]]` receiver, signed with the Standard Webhooks scheme.
+    Webhook {
+        name: String,
+        url: secrecy::SecretString,
+        key: crate::signature::SigningKey,
+        claim_link: Option<String>,
+        owner_email: Option<String>,
+    },
+    /// The prospect's HubSpot contact, created or updated with its owner.
+    Hubspot { owner_id: String },
 }
 
 impl Destination {
@@ -328,18 +380,33 @@ impl Destination {
             Destination::Terminal => "terminal",
             Destination::SlackWebhook { .. } => "slack",
             Destination::Email { .. } => "email",
+            Destination::TeamsWebhook { .. } => "teams",
+            Destination::Sms { .. } => "sms",
+            Destination::Webhook { .. } => "webhook",
+            Destination::Hubspot { .. } => "hubspot",
         }
     }
 
     /// The delivery receipt's key: one per channel and recipient, so that a broadcast or a
-    /// queue and its manager each get their message exactly once.
+    /// queue and its manager each get their message exactly once. The notify stage prefixes
+    /// it with the alert round, so each escalation round alerts once more.
     pub fn receipt(&self) -> String {
         match self {
             Destination::Terminal => "terminal".to_owned(),
             Destination::SlackWebhook { recipient, .. } => format!("slack:{recipient}"),
             Destination::Email { receipt, .. } => receipt.clone(),
+            Destination::TeamsWebhook { recipient, .. } => format!("teams:{recipient}"),
+            Destination::Sms { recipient, .. } => format!("sms:{recipient}"),
+            Destination::Webhook { name, .. } => format!("webhook:{name}"),
+            Destination::Hubspot { .. } => "hubspot".to_owned(),
         }
     }
+}
+
+/// Sends one text message; the HTTP provider of `[notify.sms]` or Amazon SNS on Lambda.
+#[async_trait]
+pub trait SmsSender: Send + Sync {
+    async fn send_sms(&self, to: &str, text: &str) -> Result<(), NotifyError>;
 }
 
 /// Delivers an alert to one destination.

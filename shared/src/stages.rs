@@ -12,7 +12,8 @@ use jiff::{SignedDuration, Timestamp};
 use secrecy::{ExposeSecret, SecretString};
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::claim_link;
+use crate::config::{Config, QueueConfig, RepConfig};
 use crate::enrichment::Providers;
 use crate::model::{
     Enrichment, Envelope, EnvelopeError, Lead, LeadState, Owner, Stage, StageFailure,
@@ -464,7 +465,10 @@ impl Pipeline {
             LeadState::Routed | LeadState::Notified => self.acknowledge(&lead).await,
             _ => Ok(()),
         };
-        if lead.state >= LeadState::Notified {
+        // A claimed or closed lead needs no alert. A notified one is worked again: a replay
+        // from the dead-letter queue delivers the channels of its round that failed, and the
+        // receipts skip the rest.
+        if lead.state >= LeadState::Claimed {
             acknowledged?;
             return Ok(Outcome {
                 skipped_as_done: true,
@@ -482,7 +486,7 @@ impl Pipeline {
         // step (SQS delays stop at 15 minutes) keeps the receive count from dead-lettering it.
         let now = self.clock.now();
         if let Some(until) = lead.assignment.as_ref().and_then(|a| a.held_until) {
-            if until > now {
+            if until > now && lead.state == LeadState::Routed {
                 acknowledged?;
                 let wait = Duration::try_from(until.duration_since(now))
                     .unwrap_or(MAX_QUEUE_DELAY)
@@ -499,113 +503,241 @@ impl Pipeline {
                 });
             }
         }
-        let tier = lead.qualification.as_ref().map(|q| q.tier).unwrap_or(0);
-        let alert = render::render(&lead, self.rulebook.tier_label(tier));
-        let lease = Duration::from_secs(self.config.pipeline.visibility_timeout_secs);
-        let mut delivered = Vec::new();
-        // Each escalation round alerts its recipients once, even the same people again; e-mail
-        // destinations carry the round in their receipt already (it is their Message-ID too).
-        let round = lead.alert_round();
-        let mut destinations: Vec<(String, Destination)> = self
-            .destinations(&lead)
-            .into_iter()
-            .map(|d| (format!("{round}{}", d.receipt()), d))
-            .collect();
-        destinations.extend(
-            self.email_destinations(&lead)
-                .into_iter()
-                .map(|d| (d.receipt(), d)),
+        let mut destinations = self.destinations(&lead, now);
+        destinations.extend(self.email_destinations(&lead));
+        // The costlier formats only when a destination needs them.
+        let alert = render_alert(
+            self,
+            &lead,
+            destinations
+                .iter()
+                .any(|d| matches!(d, Destination::TeamsWebhook { .. })),
+            destinations
+                .iter()
+                .any(|d| matches!(d, Destination::Webhook { .. })),
         );
-        for (receipt, destination) in destinations {
+        let lease = Duration::from_secs(self.config.pipeline.visibility_timeout_secs);
+        let round = lead.alert_round();
+        let mut delivered = Vec::new();
+        // Whether the owner has the alert on a channel they watch (the terminal is not one).
+        let mut reached = false;
+        let mut permanent: Vec<NotifyError> = Vec::new();
+        let mut transient: Option<StageError> = None;
+        // Every channel is tried whatever another one did: one broken channel never keeps
+        // the owner from hearing of the lead on the others.
+        for destination in destinations {
+            // Each escalation round alerts its recipients once, even the same people again;
+            // e-mail destinations carry the round in their receipt already (their Message-ID).
+            let receipt = match &destination {
+                Destination::Email { receipt, .. } => receipt.clone(),
+                other => format!("{round}{}", other.receipt()),
+            };
             match self
                 .store
                 .begin_delivery(&lead.id, &receipt, self.clock.now(), lease)
                 .await?
             {
-                DeliveryStart::AlreadyDelivered => continue,
+                DeliveryStart::AlreadyDelivered => {
+                    reached |= !matches!(destination, Destination::Terminal);
+                    continue;
+                }
+                // Another worker is delivering this round: leave the rest to it, rather than
+                // split the channels between two workers that would then both retry.
                 DeliveryStart::InFlight { until } => {
-                    return Err(StageError::DeliveryInFlight {
+                    transient.get_or_insert(StageError::DeliveryInFlight {
                         channel: receipt,
                         until,
-                    })
+                    });
+                    break;
                 }
                 DeliveryStart::Proceed => {}
             }
-            if let Err(failure) = self.notifier.deliver(&destination, &alert).await {
-                self.store.release_delivery(&lead.id, &receipt).await?;
-                return Err(failure.into());
+            match self.notifier.deliver(&destination, &alert).await {
+                Ok(()) => {
+                    self.store
+                        .finish_delivery(&lead.id, &receipt, self.clock.now())
+                        .await?;
+                    reached |= !matches!(destination, Destination::Terminal);
+                    delivered.push(receipt);
+                }
+                Err(failure) => {
+                    self.store.release_delivery(&lead.id, &receipt).await?;
+                    warn!(lead_id = %lead.id, stage = "notify", channel = %receipt,
+                        permanent = failure.is_permanent(), error = %failure, "delivery failed");
+                    if failure.is_permanent() {
+                        permanent.push(failure);
+                    } else {
+                        transient.get_or_insert(failure.into());
+                    }
+                }
             }
-            self.store
-                .finish_delivery(&lead.id, &receipt, self.clock.now())
-                .await?;
-            delivered.push(receipt);
         }
-        lead.state = LeadState::Notified;
-        // The first alert's delivery: where first-response time splits (an escalation's
-        // alert goes out later, and is not the system's first response).
-        lead.timeline.notified_at.get_or_insert(self.clock.now());
-        let applied = self
-            .advance(&lead, LeadState::Routed, &Effects::none())
-            .await?;
-        if applied {
+        // Notified once every channel is done, or, when some failed for good, once the owner
+        // has it on another channel; a transient failure keeps the lead routed while the
+        // queue retries, as before.
+        let done = transient.is_none() && (permanent.is_empty() || reached);
+        let mut applied = false;
+        if lead.state == LeadState::Routed && done {
+            lead.state = LeadState::Notified;
+            // The first alert's delivery: where first-response time splits (an escalation's
+            // alert goes out later, and is not the system's first response).
+            lead.timeline.notified_at.get_or_insert(self.clock.now());
+            applied = self
+                .advance(&lead, LeadState::Routed, &Effects::none())
+                .await?;
+        }
+        if applied || !delivered.is_empty() {
             info!(lead_id = %lead.id, trace_id = %lead.trace_id, stage = "notify",
                 channels = ?delivered, "notified");
         }
+        // A transient failure: the queue retries the whole message later (receipts skip what
+        // was delivered), and dead-letters it after too many receives.
+        if let Some(error) = transient {
+            return Err(error);
+        }
         acknowledged?;
+        if !permanent.is_empty() {
+            // Retrying cannot fix these: park a copy in the dead-letter queue, naming each
+            // channel, for a replay once the endpoint or the configuration is fixed.
+            let error = permanent
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            let text = format!("permanent delivery failure: {error}");
+            self.queue
+                .dead_letter(
+                    Stage::Notify,
+                    &Envelope::new(&lead.id, Stage::Notify, &lead.trace_id),
+                    &text,
+                )
+                .await?;
+            let failure = StageFailure {
+                stage: Stage::Notify,
+                error: text,
+                at: self.clock.now(),
+            };
+            self.store.record_failure(&lead.id, &failure).await?;
+        }
         Ok(Outcome {
-            skipped_as_done: !applied,
+            skipped_as_done: !applied && delivered.is_empty(),
         })
     }
 
-    /// The channels the owner watches: the terminal when enabled, and the Slack webhook of the
-    /// rep, of each alerted member of a broadcast pool, or of the queue and its manager (a lead
-    /// in a queue has no single owner yet, so the manager always hears of it).
-    fn destinations(&self, lead: &Lead) -> Vec<Destination> {
+    /// The display name of an owner (a rep's or a queue's name), for alert texts.
+    fn owner_name<'a>(&'a self, owner: &'a Owner) -> &'a str {
+        match owner {
+            Owner::Rep(id) => self.config.rep(id).map_or(id.as_str(), |r| r.name.as_str()),
+            Owner::Queue(id) => self
+                .config
+                .queue(id)
+                .map_or(id.as_str(), |q| q.name.as_str()),
+            Owner::Pool(id) => id,
+        }
+    }
+
+    /// The channels the owner watches: the terminal when enabled; for each recipient (the
+    /// rep, each alerted member of a broadcast pool, or the queue and its manager: a lead in
+    /// a queue has no single owner yet, so the manager always hears of it) their Slack and
+    /// Teams webhooks and, for a tier-1 lead, an SMS; then each outbound webhook and HubSpot.
+    /// After an escalation, only the channels its ladder step names (the terminal always).
+    fn destinations(&self, lead: &Lead, now: Timestamp) -> Vec<Destination> {
+        let config = &self.config;
         let mut destinations = Vec::new();
-        if self.config.notify.terminal {
+        if config.notify.terminal {
             destinations.push(Destination::Terminal);
         }
-        let rep_slack = |id: &str| {
-            self.config
-                .rep(id)
-                .and_then(|r| r.slack_webhook_url.as_ref())
-                .map(|url| (format!("rep:{id}"), url))
-        };
-        let mut slack: Vec<(String, &SecretString)> = Vec::new();
-        match lead.assignment.as_ref().map(|a| &a.owner) {
-            Some(Owner::Rep(id)) => slack.extend(rep_slack(id)),
+        let owner = lead.assignment.as_ref().map(|a| &a.owner);
+        // (recipient key, the rep when it is one, the queue when it is one)
+        let mut recipients: Vec<(String, Option<&RepConfig>, Option<&QueueConfig>)> = Vec::new();
+        let rep = |id: &str| config.rep(id).map(|r| (format!("rep:{id}"), Some(r), None));
+        match owner {
+            Some(Owner::Rep(id)) => recipients.extend(rep(id)),
             Some(Owner::Queue(id)) => {
-                if let Some(queue) = self.config.queue(id) {
-                    slack.extend(
-                        queue
-                            .slack_webhook_url
-                            .as_ref()
-                            .map(|url| (format!("queue:{id}"), url)),
-                    );
-                    slack.extend(queue.manager.as_ref().and_then(|m| rep_slack(m.get_ref())));
+                if let Some(queue) = config.queue(id) {
+                    recipients.push((format!("queue:{id}"), None, Some(queue)));
+                    recipients.extend(queue.manager.as_ref().and_then(|m| rep(m.get_ref())));
                 }
             }
-            // Broadcast: every member the routing step alerted, each on their own Slack.
+            // Broadcast: every member the routing step alerted, each on their own channels.
             Some(Owner::Pool(_)) => {
-                slack.extend(broadcast_members(lead).into_iter().filter_map(rep_slack))
+                recipients.extend(broadcast_members(lead).into_iter().filter_map(rep))
             }
             None => {}
         }
-        for (recipient, url) in slack {
+        let tier = lead.qualification.as_ref().map_or(0, |q| q.tier);
+        let link = |rep: &RepConfig| claim_link::url_for(config, &lead.id, &rep.id, now);
+        for (recipient, rep, queue) in &recipients {
+            let slack = rep
+                .and_then(|r| r.slack_webhook_url.as_ref())
+                .or(queue.and_then(|q| q.slack_webhook_url.as_ref()));
             // One message per webhook, even if a queue and its manager share a channel.
-            let duplicate = destinations.iter().any(|d| {
-                matches!(d, Destination::SlackWebhook { url: seen, .. }
-                    if seen.expose_secret() == url.expose_secret())
-            });
-            if !duplicate {
+            if let Some(url) = slack.filter(|url| !shares_url(&destinations, url)) {
                 destinations.push(Destination::SlackWebhook {
-                    recipient,
+                    recipient: recipient.clone(),
                     url: url.clone(),
                 });
             }
+            let teams = rep
+                .and_then(|r| r.teams_webhook_url.as_ref())
+                .or(queue.and_then(|q| q.teams_webhook_url.as_ref()));
+            if let Some(url) = teams.filter(|url| !shares_url(&destinations, url)) {
+                destinations.push(Destination::TeamsWebhook {
+                    recipient: recipient.clone(),
+                    url: url.clone(),
+                    claim_link: rep.and_then(link),
+                });
+            }
+            // SMS interrupts: only the hottest leads.
+            if let (Some(rep), Some(_), 1) = (rep, &config.notify.sms, tier) {
+                if let Some(phone) = &rep.phone {
+                    destinations.push(Destination::Sms {
+                        recipient: recipient.clone(),
+                        to: phone.clone(),
+                        claim_link: link(rep),
+                    });
+                }
+            }
+        }
+        let owner_rep = match owner {
+            Some(Owner::Rep(id)) => config.rep(id),
+            _ => None,
+        };
+        for hook in &config.notify.webhooks {
+            if let Some(key) = &hook.key {
+                destinations.push(Destination::Webhook {
+                    name: hook.name.clone(),
+                    url: hook.url.clone(),
+                    key: key.clone(),
+                    claim_link: owner_rep.and_then(link),
+                    owner_email: owner_rep.and_then(|r| r.email.clone()),
+                });
+            }
+        }
+        // HubSpot matches the contact by e-mail and needs the owner's HubSpot id.
+        if config.notify.hubspot.is_some() && lead.capture.captured_email.is_some() {
+            if let Some(owner_id) = owner_rep.and_then(|r| r.hubspot_owner_id.clone()) {
+                destinations.push(Destination::Hubspot { owner_id });
+            }
+        }
+        if let Some(channels) = lead.escalations.last().and_then(|e| e.channels.as_ref()) {
+            destinations.retain(|d| {
+                matches!(d, Destination::Terminal) || channels.iter().any(|c| c == d.channel())
+            });
         }
         destinations
     }
+}
+
+/// Whether a Slack or Teams destination already posts to `url`.
+fn shares_url(destinations: &[Destination], url: &SecretString) -> bool {
+    destinations.iter().any(|d| match d {
+        Destination::SlackWebhook { url: seen, .. }
+        | Destination::TeamsWebhook { url: seen, .. } => {
+            seen.expose_secret() == url.expose_secret()
+        }
+        _ => false,
+    })
 }
 
 /// Closes a worked lead (won, lost, disqualified): it leaves its owner's open-lead count in
@@ -690,8 +822,22 @@ pub(crate) fn broadcast_members(lead: &Lead) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-/// The alert a lead's owner gets, for callers outside the notify stage (CLI, tests).
+/// The alert a lead's owner gets, in every format, for callers outside the notify stage (CLI,
+/// tests).
 pub fn alert_for(pipeline: &Pipeline, lead: &Lead) -> Alert {
+    render_alert(pipeline, lead, true, true)
+}
+
+fn render_alert(pipeline: &Pipeline, lead: &Lead, teams: bool, summary: bool) -> Alert {
     let tier = lead.qualification.as_ref().map(|q| q.tier).unwrap_or(0);
-    render::render(lead, pipeline.rulebook.tier_label(tier))
+    let options = render::RenderOptions {
+        crm_url: pipeline.config.notify.crm_url.as_deref(),
+        escalated_from: lead
+            .escalations
+            .last()
+            .map(|step| pipeline.owner_name(&step.from)),
+        teams,
+        summary,
+    };
+    render::render_with(lead, pipeline.rulebook.tier_label(tier), &options)
 }

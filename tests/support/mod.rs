@@ -54,6 +54,16 @@ pub fn parse_config(text: &str) -> Config {
     Config::parse(text, "test.toml", &|_| None).expect("test config is valid")
 }
 
+/// Parses with these environment variables visible to `*_env` keys.
+pub fn parse_config_with_env(text: &str, env: &[(&str, &str)]) -> Config {
+    Config::parse(text, "test.toml", &|name| {
+        env.iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| (*value).to_owned())
+    })
+    .expect("test config is valid")
+}
+
 /// Polls `check` every 10 ms until it yields a value or `deadline` passes.
 pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
 where
@@ -125,10 +135,16 @@ impl Server {
     }
 
     pub async fn start_with(config_text: &str) -> Server {
+        Server::start_with_env(config_text, &[]).await
+    }
+
+    /// Like [`Server::start_with`], with these environment variables visible to the config
+    /// (tokens and secrets named by `*_env` keys).
+    pub async fn start_with_env(config_text: &str, env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let terminal = Terminal::default();
         let embedded = Embedded::open(
-            parse_config(config_text),
+            parse_config_with_env(config_text, env),
             dir.path(),
             Box::new(terminal.clone()),
         )
@@ -151,7 +167,7 @@ impl Server {
             base,
             db,
             terminal,
-            config: parse_config(config_text),
+            config: parse_config_with_env(config_text, env),
             http: reqwest::Client::new(),
             stop: Some(stop),
             task: Some(task),

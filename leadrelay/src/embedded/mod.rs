@@ -49,11 +49,8 @@ impl Embedded {
         };
         let db = Sqlite::open(data_dir, settings)
             .with_context(|| format!("opening the store in {}", data_dir.display()))?;
-        let channels = Channels::new(
-            Duration::from_millis(config.notify.http_timeout_ms),
-            terminal,
-        )
-        .context("building the HTTP client")?;
+        let channels =
+            Channels::from_config(&config.notify, terminal).context("building the HTTP client")?;
         // E-mail over SMTP; a [notify.email] without a server fails the start, naming the key.
         let channels = match &config.notify.email {
             Some(email) => channels.with_mailer(Arc::new(SmtpMailer::new(email)?)),

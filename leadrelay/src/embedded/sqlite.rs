@@ -1155,6 +1155,30 @@ impl Queue for Sqlite {
         }
         Ok(())
     }
+
+    async fn dead_letter(
+        &self,
+        stage: Stage,
+        envelope: &Envelope,
+        error: &str,
+    ) -> Result<(), QueueError> {
+        let body = envelope.to_json();
+        let lead_id = envelope.lead_id.clone();
+        let error = error.to_owned();
+        self.write(Durability::Atomic, move |conn| {
+            let now = now_ms();
+            exec(
+                conn,
+                "INSERT INTO messages (queue, body, lead_id, sent_at, visible_at, receive_count, last_error, dead_at)
+                 VALUES (?1, ?2, ?3, ?4, ?4, 1, ?5, ?4)",
+                params![dlq_name(stage), body, lead_id, now, error],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+        .map_err(queue_error)
+    }
 }
 
 #[async_trait]

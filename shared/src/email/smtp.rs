@@ -69,14 +69,10 @@ fn classify(error: lettre::transport::smtp::Error) -> NotifyError {
     let channel = "email".to_owned();
     // lettre's text is the server's reply or the I/O error: never the credentials.
     let detail = crate::render::truncate(&error.to_string(), 200);
+    // A transient reply is not `Rejected`: that variant carries HTTP statuses, where a 4xx
+    // is permanent, while an SMTP 4xx is "try again later".
     if error.is_permanent() {
         NotifyError::Permanent { channel, detail }
-    } else if let Some(code) = error.status() {
-        NotifyError::Rejected {
-            channel,
-            status: code.to_string().parse().unwrap_or(0),
-            detail,
-        }
     } else {
         NotifyError::Unreachable { channel, detail }
     }

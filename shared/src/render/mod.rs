@@ -16,6 +16,12 @@ use serde_json::{Map, Value};
 
 use crate::model::{EnrichmentStatus, Lead, Turn};
 
+mod outbound;
+mod teams;
+
+pub use outbound::{sms_text, Contact, SmsFacts, SMS_LIMIT};
+pub use teams::{with_claim as teams_with_claim, TEAMS_PAYLOAD_LIMIT};
+
 /// Turns of the transcript shown inline; the rest is behind the transcript link.
 const INLINE_TURNS: usize = 4;
 /// Slack refuses section text over 3,000 characters.
@@ -48,6 +54,86 @@ pub struct Alert {
     pub text: String,
     /// A Slack incoming-webhook payload (Block Kit, with a plain-text fallback).
     pub slack: Value,
+    /// A Teams Workflows webhook message holding one Adaptive Card; the Claim action (the
+    /// recipient's own signed link) is added per recipient by [`teams::with_claim`]. Rendered
+    /// only when asked for ([`RenderOptions::teams`]): it is the costliest format.
+    pub teams: Option<Value>,
+    /// What the SMS alert says, already plain text; [`sms_text`] fits it around the link.
+    pub sms: SmsFacts,
+    /// The outbound webhook's `data` (lead summary, owner, tier, SLA deadline); the claim
+    /// link is added per delivery. Rendered only when asked for ([`RenderOptions::summary`]).
+    pub summary: Option<Value>,
+    /// The prospect as a CRM contact.
+    pub contact: Contact,
+    /// The alert round (`""`, `esc1:`, ...), for ids that receivers dedupe on.
+    pub round: String,
+    pub tier: u8,
+}
+
+/// What rendering needs besides the lead, read from the configuration by the caller.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RenderOptions<'a> {
+    /// `[notify] crm_url`: the "Open in CRM" link template.
+    pub crm_url: Option<&'a str>,
+    /// The display name of the owner whose SLA passed at the lead's last escalation.
+    pub escalated_from: Option<&'a str>,
+    /// Render the Teams card (a Teams destination will deliver it).
+    pub teams: bool,
+    /// Render the outbound webhook's summary.
+    pub summary: bool,
+}
+
+impl RenderOptions<'_> {
+    /// Every format, for callers that show or store the whole alert.
+    pub fn all_formats(mut self) -> Self {
+        self.teams = true;
+        self.summary = true;
+        self
+    }
+}
+
+/// The "Open in CRM" link: the template with `{email}` and `{lead_id}` URL-encoded.
+pub fn crm_link(template: &str, lead: &Lead) -> String {
+    let encode =
+        |text: &str| -> String { url::form_urlencoded::byte_serialize(text.as_bytes()).collect() };
+    template
+        .replace(
+            "{email}",
+            &encode(lead.capture.captured_email.as_deref().unwrap_or("")),
+        )
+        .replace("{lead_id}", &encode(&lead.id))
+}
+
+/// `6 min`, `2 h 5 min`: how long a lead waited.
+struct Age(i64);
+
+impl fmt::Display for Age {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let minutes = self.0.max(0);
+        match (minutes / 60, minutes % 60) {
+            (0, m) => write!(f, "{m} min"),
+            (h, 0) => write!(f, "{h} h"),
+            (h, m) => write!(f, "{h} h {m} min"),
+        }
+    }
+}
+
+/// "Escalated to you (level 1): unclaimed 6 min, Alice's SLA passed", for a lead that climbed
+/// the ladder; `None` for a lead that never did.
+fn escalation_line(lead: &Lead, from_name: Option<&str>) -> Option<String> {
+    let step = lead.escalations.last()?;
+    let age = lead
+        .timeline
+        .captured_at
+        .map(|captured| step.at.duration_since(captured).as_mins())
+        .unwrap_or(0);
+    let from = from_name.unwrap_or(step.from.id());
+    Some(format_sized!(
+        "Escalated to you (level {}): unclaimed {}, {}'s SLA passed",
+        step.level,
+        Age(age),
+        from
+    ))
 }
 
 /// Escapes text for Slack mrkdwn: `&`, `<` and `>` only, as Slack documents.
@@ -358,6 +444,11 @@ fn push_digits(out: &mut String, n: u16, width: u32) {
 
 /// Renders the alert the owner of `lead` receives.
 pub fn render(lead: &Lead, tier_label: &str) -> Alert {
+    render_with(lead, tier_label, &RenderOptions::default())
+}
+
+/// Renders the alert with the configured extras (CRM link, escalation names).
+pub fn render_with(lead: &Lead, tier_label: &str, options: &RenderOptions) -> Alert {
     let f = facts(lead, tier_label);
     let headline = match &lead.merged_into {
         // The owner already has this person's open lead: say so first, so it is not read as
@@ -377,13 +468,29 @@ pub fn render(lead: &Lead, tier_label: &str) -> Alert {
             f.due
         ),
     };
+    // An escalated lead says so first, so the new owner knows the clock already ran.
+    let headline = match escalation_line(lead, options.escalated_from) {
+        Some(escalated) => format_sized!("{escalated}; {headline}"),
+        None => headline,
+    };
     let turns = &lead.capture.transcript;
     let shown = &turns[turns.len().saturating_sub(INLINE_TURNS)..];
+    let crm = options.crm_url.map(|template| crm_link(template, lead));
 
     Alert {
         lead_id: lead.id.clone(),
         text: plain_text(lead, &f, &headline, shown),
-        slack: slack_payload(lead, &f, &headline, shown),
+        slack: slack_payload(lead, &f, &headline, shown, crm.as_deref()),
+        teams: options
+            .teams
+            .then(|| teams::message(lead, &f, &headline, shown, crm.as_deref())),
+        sms: outbound::sms_facts(lead, &f),
+        summary: options
+            .summary
+            .then(|| outbound::summary(lead, &f, &headline)),
+        contact: outbound::contact(lead),
+        round: lead.alert_round(),
+        tier: f.tier,
         headline,
     }
 }
@@ -470,13 +577,25 @@ fn section(text: String) -> Value {
 }
 
 /// The Slack payload: every prospect-supplied string goes through [`SlackEscaped`].
-fn slack_payload(lead: &Lead, f: &Facts, headline: &str, shown: &[Turn]) -> Value {
-    let mut blocks = Vec::with_capacity(7);
+fn slack_payload(
+    lead: &Lead,
+    f: &Facts,
+    headline: &str,
+    shown: &[Turn],
+    crm: Option<&str>,
+) -> Value {
+    let mut blocks = Vec::with_capacity(8);
 
     // Plain text, not mrkdwn: nothing to escape.
-    let title = match &lead.merged_into {
-        Some(open) => format_sized!("Same person again: merged into lead {open}"),
-        None => format_sized!("Tier-{} lead for {}", f.tier, f.owner),
+    let title = match (&lead.merged_into, lead.escalations.last()) {
+        (Some(open), _) => format_sized!("Same person again: merged into lead {open}"),
+        (None, Some(step)) => format_sized!(
+            "Escalated (level {}): tier-{} lead for {}",
+            step.level,
+            f.tier,
+            f.owner
+        ),
+        (None, None) => format_sized!("Tier-{} lead for {}", f.tier, f.owner),
     };
     blocks.push(object([
         ("type", "header".into()),
@@ -556,9 +675,51 @@ fn slack_payload(lead: &Lead, f: &Facts, headline: &str, shown: &[Turn]) -> Valu
             ])]),
         ),
     ]));
+    blocks.push(slack_actions(&lead.id, crm));
     object([
         ("text", slack_escape(headline).into()),
         ("blocks", Value::Array(blocks)),
+    ])
+}
+
+/// Slack's longest button URL and value.
+const SLACK_BUTTON_URL_LIMIT: usize = 3000;
+const SLACK_BUTTON_VALUE_LIMIT: usize = 2000;
+
+/// The Claim button (the claim endpoint replaces this block, found by its `block_id`, once
+/// someone claims) and, when configured, an "Open in CRM" link button.
+fn slack_actions(lead_id: &str, crm: Option<&str>) -> Value {
+    let button = |text: &str, action_id: &str| {
+        object([
+            ("type", "button".into()),
+            ("action_id", action_id.into()),
+            (
+                "text",
+                object([("type", "plain_text".into()), ("text", text.into())]),
+            ),
+        ])
+    };
+    let mut elements = Vec::with_capacity(2);
+    if lead_id.len() <= SLACK_BUTTON_VALUE_LIMIT {
+        let mut claim = button("Claim", "claim");
+        if let Value::Object(map) = &mut claim {
+            map.insert("style".into(), "primary".into());
+            map.insert("value".into(), lead_id.into());
+        }
+        elements.push(claim);
+    }
+    // A link Slack would refuse is left out rather than losing the whole message.
+    if let Some(url) = crm.filter(|u| u.len() <= SLACK_BUTTON_URL_LIMIT) {
+        let mut open = button("Open in CRM", "open_crm");
+        if let Value::Object(map) = &mut open {
+            map.insert("url".into(), url.into());
+        }
+        elements.push(open);
+    }
+    object([
+        ("type", "actions".into()),
+        ("block_id", "lead_actions".into()),
+        ("elements", Value::Array(elements)),
     ])
 }
 
@@ -655,7 +816,8 @@ mod tests {
     #[test]
     fn hostile_and_huge_prospect_text_renders_inert_and_inside_slacks_limits() {
         let hostile =
-            "<!channel> *bold* <https://evil.example|click> <script>alert(1)</script> &amp;";
+            "<!channel> *bold* <https://evil.example|click> <script>alert(1)</script> &amp; \
+             [x](https://evil.example) <at>all</at>";
         let long_question = format!("{hostile} {}", "why ".repeat(5_000));
         let turns: Vec<Value> = (0..100)
             .map(|i| {
@@ -679,7 +841,7 @@ mod tests {
             }
         }))
         .expect("a lead");
-        let alert = render(&lead, "hot");
+        let alert = render_with(&lead, "hot", &RenderOptions::default().all_formats());
         let payload = &alert.slack;
 
         let blocks = payload["blocks"].as_array().expect("blocks");
@@ -718,6 +880,113 @@ mod tests {
 
         // The plain text has no platform limit: the whole question stays readable there.
         assert!(alert.text.contains(&"why ".repeat(5_000)));
+
+        // Teams: prospect text only in text runs (never markdown), cut, inside the limit.
+        let card = alert.teams.as_ref().expect("rendered");
+        let teams = teams_with_claim(card, Some("https://relay.example/claim/x"));
+        let size = teams.to_string().len();
+        assert!(size <= 28_000, "{size} bytes");
+        let card = &teams["attachments"][0]["content"];
+        for element in card["body"].as_array().expect("body") {
+            if element["type"] == "TextBlock" {
+                // Markdown is parsed here: only our own fixed texts.
+                let text = element["text"].as_str().unwrap_or_default();
+                assert!(
+                    text.starts_with("Transcript (last") || text.starts_with("lead lead-1"),
+                    "{text}"
+                );
+            } else {
+                assert_eq!(element["type"], "RichTextBlock");
+                for run in element["inlines"].as_array().expect("inlines") {
+                    assert_eq!(run["type"], "TextRun");
+                    let text = run["text"].as_str().unwrap_or_default();
+                    assert!(text.chars().count() <= 1_500, "a run of {}", text.len());
+                }
+            }
+        }
+        let actions = card["actions"].as_array().expect("actions");
+        assert_eq!(actions[0]["title"], "Claim");
+        assert!(
+            actions
+                .iter()
+                .all(|a| !a["url"].to_string().contains("evil")),
+            "no link from the prospect becomes an action"
+        );
+
+        // SMS: plain, one segment, the link whole.
+        let link = "https://relay.example/claim/lead-1?rep=bruno&expires=1&sig=ab";
+        let sms = sms_text(&alert.sms, Some(link));
+        assert!(sms.chars().count() <= SMS_LIMIT, "{sms}");
+        assert!(sms.ends_with(&format!(" Claim: {link}")), "{sms}");
+        for inert in ["<", ">", "https://evil", "[", "]"] {
+            assert!(!sms[..sms.len() - link.len()].contains(inert), "{sms}");
+        }
+    }
+
+    #[test]
+    fn an_escalated_lead_says_so_in_every_format_and_slack_carries_the_buttons() {
+        let mut lead: Lead = serde_json::from_value(serde_json::json!({
+            "id": "lead-9", "source": "website", "event_id": "e", "trace_id": "t",
+            "state": "notified", "incomplete": false,
+            "timeline": {"captured_at": "2026-11-23T10:00:00Z"},
+            "capture": {"event": "lead_capture", "captured_email": "jane+x@acme.co.uk",
+                        "name": "Jane Doe", "trigger_query": "[x](https://evil) *now*"},
+            "qualification": {"tier": 1, "score": 80, "sla_minutes": 5, "breakdown": []},
+            "assignment": {"owner": {"kind": "rep", "id": "dana"}, "owner_name": "Dana Whitfield",
+                           "rule": "escalation", "reason": "backup"},
+            "escalations": [{"level": 1, "at": "2026-11-23T10:06:00Z",
+                             "from": {"kind": "rep", "id": "alice"},
+                             "to": {"kind": "rep", "id": "dana"},
+                             "missed": "2026-11-23T10:05:00Z"}]
+        }))
+        .expect("a lead");
+        let options = RenderOptions {
+            crm_url: Some("https://crm.example/c?email={email}&lead={lead_id}"),
+            escalated_from: Some("Alice Martin"),
+            ..RenderOptions::default()
+        }
+        .all_formats();
+        let alert = render_with(&lead, "hot", &options);
+        let line = "Escalated to you (level 1): unclaimed 6 min, Alice Martin's SLA passed";
+        assert!(alert.headline.starts_with(line), "{}", alert.headline);
+        assert!(alert.text.starts_with(line));
+        assert!(alert.slack["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with(line)));
+        assert_eq!(
+            alert.slack["blocks"][0]["text"]["text"],
+            "Escalated (level 1): tier-1 lead for Dana Whitfield"
+        );
+        assert!(alert
+            .teams
+            .as_ref()
+            .is_some_and(|t| t.to_string().contains(line)));
+        let summary = alert.summary.as_ref().expect("rendered");
+        assert_eq!(summary["headline"].as_str(), Some(alert.headline.as_str()));
+        assert_eq!(summary["escalation_level"], 1);
+        assert_eq!(alert.round, "esc1:");
+
+        let blocks = alert.slack["blocks"].as_array().expect("blocks");
+        let actions = blocks.last().expect("actions");
+        assert_eq!(actions["block_id"], "lead_actions");
+        assert_eq!(actions["elements"][0]["action_id"], "claim");
+        assert_eq!(actions["elements"][0]["value"], "lead-9");
+        assert_eq!(
+            actions["elements"][1]["url"],
+            "https://crm.example/c?email=jane%2Bx%40acme.co.uk&lead=lead-9"
+        );
+
+        // Without a CRM template, the Claim button alone.
+        lead.escalations.clear();
+        let plain = render(&lead, "hot");
+        assert!(plain.headline.starts_with("New tier-1 lead"));
+        let actions = plain.slack["blocks"]
+            .as_array()
+            .and_then(|b| b.last().cloned());
+        assert_eq!(
+            actions.map(|a| a["elements"].as_array().map(Vec::len)),
+            Some(Some(1))
+        );
     }
 
     #[test]

@@ -556,7 +556,7 @@ async fn sms_through_sns_publishes_and_a_refused_number_is_permanent() {
     );
     sns.send_sms(
         "+4915123456789",
-        "Tier-1 lead: Tom Baker Claim: https://x.example/c",
+        "Tier 1: Tom Baker Claim: https://x.example/c",
     )
     .await
     .expect("published");

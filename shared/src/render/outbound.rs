@@ -7,6 +7,9 @@ use serde_json::{json, Value};
 use super::{prospect_name, Facts};
 use crate::model::Lead;
 
+/// Characters of the prospect's part kept however long the link: enough to recognise a name.
+const MIN_ABOUT: usize = 20;
+
 /// One SMS segment of GSM-7 characters.
 pub const SMS_LIMIT: usize = 160;
 
@@ -95,7 +98,7 @@ pub fn sms_text(facts: &SmsFacts, claim_link: Option<&str>) -> String {
         Some(link) => format!(" Claim: {link}"),
         None => format!(" Lead {}", facts.lead_id),
     };
-    let head = format!("Tier-{} lead: ", facts.tier);
+    let head = format!("Tier {}: ", facts.tier);
     let room = SMS_LIMIT.saturating_sub(head.chars().count() + tail.chars().count());
     let mut who = facts.name.clone();
     if !facts.company.is_empty() {
@@ -107,7 +110,7 @@ pub fn sms_text(facts: &SmsFacts, claim_link: Option<&str>) -> String {
         format!("{who}: {}", facts.question)
     };
     // Even a long link leaves the rep a name to recognise (the SMS then takes two segments).
-    let about = cut(&about, room.max(24));
+    let about = cut(&about, room.max(MIN_ABOUT));
     format!("{head}{about}{tail}")
 }
 
@@ -193,7 +196,7 @@ mod tests {
         let text = sms_text(&facts, Some(link));
         assert!(text.ends_with(&format!(" Claim: {link}")), "{text}");
         assert!(text.chars().count() <= SMS_LIMIT, "{}", text.len());
-        assert!(text.starts_with("Tier-1 lead: !channel José"), "{text}");
+        assert!(text.starts_with("Tier 1: !channel José"), "{text}");
         assert!(
             !text.contains("https://evil") && !text.contains('<'),
             "{text}"

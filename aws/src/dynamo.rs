@@ -214,9 +214,15 @@ fn decode(item: &HashMap<String, AttributeValue>) -> Result<Lead, StoreError> {
 }
 
 fn encode_body(lead: &Lead) -> Result<String, StoreError> {
+    encode_body_at(lead, lead.revision)
+}
+
+/// The lead's body as stored at `revision`.
+fn encode_body_at(lead: &Lead, revision: u64) -> Result<String, StoreError> {
     // last_failure is its own attribute, so recording one never races a stage's write.
     let mut copy = lead.clone();
     copy.last_failure = None;
+    copy.revision = revision;
     serde_json::to_string(&copy).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -436,19 +442,18 @@ impl LeadStore for DynamoStore {
         from: LeadState,
         effects: &Effects,
     ) -> Result<(), StoreError> {
-        let mut next = lead.clone();
-        next.revision = lead.revision + 1;
+        let next_revision = lead.revision + 1;
         let mut values = HashMap::from([
             (":to".to_owned(), s(lead.state.as_str())),
             (":from".to_owned(), s(from.as_str())),
-            (":body".to_owned(), s(encode_body(&next)?)),
+            (":body".to_owned(), s(encode_body_at(lead, next_revision)?)),
             (
                 ":rev".to_owned(),
                 AttributeValue::N(lead.revision.to_string()),
             ),
             (
                 ":next".to_owned(),
-                AttributeValue::N(next.revision.to_string()),
+                AttributeValue::N(next_revision.to_string()),
             ),
         ]);
         let mut expression = "SET #state = :to, #body = :body, #rev = :next".to_owned();

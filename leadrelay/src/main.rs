@@ -409,14 +409,7 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             dynamodb,
         } => {
-            let store = lead_store(&config, &data_dir, dynamodb)
-                .await?
-                .with_context(|| {
-                    format!(
-                        "no data in {}: start `leadrelay serve` first",
-                        data_dir.display()
-                    )
-                })?;
+            let store = served_store(&config, &data_dir, dynamodb).await?;
             let mut out = std::io::stdout();
             match action {
                 None => cli::reps(&config, store.as_ref(), &mut out).await,
@@ -430,14 +423,7 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             dynamodb,
         } => {
-            let store = lead_store(&config, &data_dir, dynamodb)
-                .await?
-                .with_context(|| {
-                    format!(
-                        "no data in {}: start `leadrelay serve` first",
-                        data_dir.display()
-                    )
-                })?;
+            let store = served_store(&config, &data_dir, dynamodb).await?;
             let at = at.unwrap_or_else(jiff::Timestamp::now);
             rules::pools(&config, store.as_ref(), at, &mut std::io::stdout()).await
         }
@@ -466,6 +452,23 @@ async fn main() -> anyhow::Result<()> {
 
 /// The DynamoDB table, or the embedded store in `data_dir` if one was ever created there
 /// (never creates one).
+/// The lead store of a deployment that has served leads; an error naming the data directory
+/// when there is none yet.
+async fn served_store(
+    config: &Config,
+    data_dir: &std::path::Path,
+    dynamodb: bool,
+) -> anyhow::Result<Box<dyn LeadStore>> {
+    lead_store(config, data_dir, dynamodb)
+        .await?
+        .with_context(|| {
+            format!(
+                "no data in {}: start `leadrelay serve` first",
+                data_dir.display()
+            )
+        })
+}
+
 async fn lead_store(
     config: &Config,
     data_dir: &std::path::Path,

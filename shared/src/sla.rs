@@ -167,34 +167,25 @@ async fn escalate(
         }
     }
 
-    match pipeline
-        .store
-        .advance_lead(&next, lead.state, &effects)
-        .await
-    {
-        Ok(()) => {}
-        Err(StoreError::Stale(_) | StoreError::Conflict { .. }) => {
-            report.skipped += 1;
-            return Ok(());
-        }
-        Err(StoreError::Contended(what)) => {
-            // The old owner's count already read 0 (reset by hand): escalate without it.
-            warn!(lead_id = %lead.id, stage = "sla", contended = %what, "escalating without the release");
-            effects.releases.clear();
-            match pipeline
-                .store
-                .advance_lead(&next, lead.state, &effects)
-                .await
-            {
-                Ok(()) => {}
-                Err(StoreError::Stale(_) | StoreError::Conflict { .. }) => {
-                    report.skipped += 1;
-                    return Ok(());
-                }
-                Err(other) => return Err(other.into()),
+    loop {
+        match pipeline
+            .store
+            .advance_lead(&next, lead.state, &effects)
+            .await
+        {
+            Ok(()) => break,
+            // Claimed (or escalated by another run) since it was read: the other write won.
+            Err(StoreError::Stale(_) | StoreError::Conflict { .. }) => {
+                report.skipped += 1;
+                return Ok(());
             }
+            // The old owner's count already read 0 (reset by hand): escalate without it.
+            Err(StoreError::Contended(what)) if !effects.releases.is_empty() => {
+                warn!(lead_id = %lead.id, stage = "sla", contended = %what, "escalating without the release");
+                effects.releases.clear();
+            }
+            Err(other) => return Err(other.into()),
         }
-        Err(other) => return Err(other.into()),
     }
     report.breaches += 1;
     *report.breaches_by_tier.entry(tier).or_default() += 1;

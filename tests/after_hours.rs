@@ -6,13 +6,11 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use leadrelay::embedded::{QueueSettings, Sqlite};
-use leadrelay_shared::model::{
-    CaptureEvent, Enrichment, Envelope, EventKind, Lead, LeadState, Metadata, Stage, Timeline,
-};
+use leadrelay_shared::model::{Envelope, LeadState, Stage};
 use leadrelay_shared::notifiers::Channels;
 use leadrelay_shared::ports::{Clock, LeadStore, Queue};
 use leadrelay_shared::stages::Pipeline;
-use leadrelay_tests::{parse_config, shipped_example_config, Terminal};
+use leadrelay_tests::{initech_lead, parse_config, shipped_example_config, Terminal};
 
 /// A clock the test moves by hand.
 struct HandClock(Mutex<Timestamp>);
@@ -20,53 +18,6 @@ struct HandClock(Mutex<Timestamp>);
 impl Clock for HandClock {
     fn now(&self) -> Timestamp {
         *self.0.lock().expect("not poisoned")
-    }
-}
-
-fn uk_lead(captured_at: Timestamp) -> Lead {
-    Lead {
-        id: "held-lead".into(),
-        source: "website".into(),
-        event_id: "evt-held".into(),
-        trace_id: "trace-held".into(),
-        state: LeadState::Enriched,
-        capture: CaptureEvent {
-            event: Some(EventKind::LeadCapture),
-            timestamp: Some(captured_at),
-            visitor_id: None,
-            conversation_id: None,
-            captured_email: Some("tom@initech.co.uk".into()),
-            name: Some("Tom Baker".into()),
-            company: None,
-            phone: None,
-            job_title: None,
-            trigger_query: Some("Can we get a quote?".into()),
-            conversation_transcript_url: None,
-            transcript: Vec::new(),
-            form_fields: Default::default(),
-            metadata: Metadata::default(),
-        },
-        incomplete: false,
-        flags: Vec::new(),
-        enrichment: Some(Enrichment {
-            domain: Some("initech.co.uk".into()),
-            company: Some("Initech UK".into()),
-            employees: Some(340),
-            country: Some("GB".into()),
-            ..Enrichment::default()
-        }),
-        qualification: None,
-        assignment: None,
-        timeline: Timeline {
-            captured_at: Some(captured_at),
-            ..Timeline::default()
-        },
-        last_failure: None,
-        close_reason: None,
-        merged_into: None,
-        claim: None,
-        escalations: Vec::new(),
-        revision: 0,
     }
 }
 
@@ -94,7 +45,9 @@ async fn a_held_alert_waits_for_the_opening_then_goes_out() {
         ),
         clock.clone(),
     );
-    db.create_lead(&uk_lead(evening)).await.expect("stored");
+    db.create_lead(&initech_lead("held-lead", "tom@initech.co.uk", evening))
+        .await
+        .expect("stored");
 
     let route = Envelope::new("held-lead", Stage::Route, "trace-held").to_json();
     pipeline.handle(Stage::Route, &route).await.expect("routed");

@@ -12,15 +12,15 @@ use leadrelay_shared::claim_link;
 use leadrelay_shared::config::Config;
 use leadrelay_shared::email::smtp::SmtpMailer;
 use leadrelay_shared::model::{
-    CaptureEvent, Enrichment, Envelope, Escalation, EventKind, Flag, GateAction, Lead, LeadState,
-    Metadata, Owner, Stage, Timeline, Turn,
+    Envelope, Escalation, Flag, GateAction, Lead, LeadState, Owner, Stage, Turn,
 };
 use leadrelay_shared::notifiers::Channels;
 use leadrelay_shared::ports::{Clock, DeadLetters as _, DeliveryStart, LeadStore};
 use leadrelay_shared::stages::{Pipeline, StageError};
 use leadrelay_tests::smtp::{Mail, SmtpSink};
 use leadrelay_tests::{
-    eventually, example_config, parse_config, sample, shipped_example_config, Server, Terminal,
+    eventually, example_config, initech_lead, parse_config, sample, shipped_example_config, Server,
+    Terminal,
 };
 use mail_parser::{Address, MessageParser};
 
@@ -113,46 +113,6 @@ async fn harness(at: &str, extra: &[(&str, &str)]) -> Harness {
 }
 
 /// An enriched UK lead (the EMEA rule) from `email`.
-fn uk_lead(id: &str, email: &str, captured_at: Timestamp) -> Lead {
-    Lead {
-        id: id.into(),
-        source: "website".into(),
-        event_id: format!("evt-{id}"),
-        trace_id: format!("trace-{id}"),
-        state: LeadState::Enriched,
-        capture: CaptureEvent {
-            event: Some(EventKind::LeadCapture),
-            timestamp: Some(captured_at),
-            captured_email: Some(email.into()),
-            name: Some("Tom Baker".into()),
-            trigger_query: Some("Can we get a quote?".into()),
-            metadata: Metadata::default(),
-            ..CaptureEvent::default()
-        },
-        incomplete: false,
-        flags: Vec::new(),
-        enrichment: Some(Enrichment {
-            domain: Some("initech.co.uk".into()),
-            company: Some("Initech UK".into()),
-            employees: Some(340),
-            country: Some("GB".into()),
-            ..Enrichment::default()
-        }),
-        qualification: None,
-        assignment: None,
-        timeline: Timeline {
-            captured_at: Some(captured_at),
-            ..Timeline::default()
-        },
-        last_failure: None,
-        close_reason: None,
-        merged_into: None,
-        claim: None,
-        escalations: Vec::new(),
-        revision: 0,
-    }
-}
-
 impl Harness {
     fn now(&self) -> Timestamp {
         self.clock.now()
@@ -234,7 +194,7 @@ fn read(mail: &Mail) -> Read {
 async fn a_rep_alert_email_carries_the_context_inert_with_a_claim_link_that_verifies() {
     let h = harness(DAY, &[]).await;
     let hostile = "Jane \"JD\" <script>alert(1)</script> <img src=x onerror=alert(2)>";
-    let mut lead = uk_lead("hostile", PROSPECT, h.now());
+    let mut lead = initech_lead("hostile", PROSPECT, h.now());
     lead.capture.name = Some(format!("{hostile}\r\nBcc: victim@evil.example\r\n\r\nbody"));
     lead.enrichment.as_mut().expect("enriched").name = None;
     // A bare "." line would end DATA early if it were not dot-stuffed (SMTP smuggling).
@@ -378,7 +338,7 @@ async fn a_rep_alert_email_carries_the_context_inert_with_a_claim_link_that_veri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_acknowledgement_goes_once_and_at_once_even_while_the_alert_is_held() {
     let h = harness(NIGHT, &[]).await;
-    h.route_and_notify(&uk_lead("held", PROSPECT, h.now()))
+    h.route_and_notify(&initech_lead("held", PROSPECT, h.now()))
         .await
         .expect("held");
     let lead = h.lead("held").await;
@@ -426,7 +386,7 @@ async fn the_acknowledgement_goes_once_and_at_once_even_while_the_alert_is_held(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn during_hours_the_acknowledgement_promises_the_tiers_sla() {
     let h = harness(DAY, &[]).await;
-    h.route_and_notify(&uk_lead("day", PROSPECT, h.now()))
+    h.route_and_notify(&initech_lead("day", PROSPECT, h.now()))
         .await
         .expect("notified");
     let acks = h.sink.mails_to(PROSPECT);
@@ -446,7 +406,7 @@ async fn during_hours_the_acknowledgement_promises_the_tiers_sla() {
 async fn no_acknowledgement_when_the_source_opts_out_or_switched_off() {
     let source = "id = \"website\"\n";
     let h = harness(DAY, &[(source, "id = \"website\"\nacknowledge = false\n")]).await;
-    h.route_and_notify(&uk_lead("quiet", PROSPECT, h.now()))
+    h.route_and_notify(&initech_lead("quiet", PROSPECT, h.now()))
         .await
         .expect("notified");
     let (_, address) = h.owner("quiet").await;
@@ -461,7 +421,7 @@ async fn no_acknowledgement_when_the_source_opts_out_or_switched_off() {
         )],
     )
     .await;
-    h.route_and_notify(&uk_lead("off", PROSPECT, h.now()))
+    h.route_and_notify(&initech_lead("off", PROSPECT, h.now()))
         .await
         .expect("notified");
     assert!(
@@ -473,10 +433,10 @@ async fn no_acknowledgement_when_the_source_opts_out_or_switched_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merged_duplicate_or_a_flagged_address_gets_no_acknowledgement() {
     let h = harness(DAY, &[]).await;
-    h.route_and_notify(&uk_lead("first", PROSPECT, h.now()))
+    h.route_and_notify(&initech_lead("first", PROSPECT, h.now()))
         .await
         .expect("notified");
-    h.route_and_notify(&uk_lead("again", PROSPECT, h.now()))
+    h.route_and_notify(&initech_lead("again", PROSPECT, h.now()))
         .await
         .expect("notified");
     assert_eq!(
@@ -493,7 +453,7 @@ async fn a_merged_duplicate_or_a_flagged_address_gets_no_acknowledgement() {
         .iter()
         .any(|m| read(m).subject.starts_with("[Same person again] Tom Baker")));
 
-    let mut role = uk_lead("role", "info@initech.co.uk", h.now());
+    let mut role = initech_lead("role", "info@initech.co.uk", h.now());
     role.flags.push(Flag {
         code: "role_address".into(),
         detail: "a role address".into(),
@@ -508,7 +468,7 @@ async fn smtp_refusals_are_permanent_on_5xx_and_retried_on_4xx() {
     let h = harness(DAY, &[]).await;
     // The prospect's address does not exist: settled, never retried, and the rep is alerted.
     h.sink.refuse(PROSPECT, "550 5.1.1 no such user", 1);
-    h.route_and_notify(&uk_lead("bounce", PROSPECT, h.now()))
+    h.route_and_notify(&initech_lead("bounce", PROSPECT, h.now()))
         .await
         .expect("a refused acknowledgement fails nothing");
     let (_, address) = h.owner("bounce").await;
@@ -524,7 +484,7 @@ async fn smtp_refusals_are_permanent_on_5xx_and_retried_on_4xx() {
     let other = "ann@initech.co.uk";
     h.sink.refuse(other, "451 4.7.1 greylisted, try again", 1);
     let error = h
-        .route_and_notify(&uk_lead("grey", other, h.now()))
+        .route_and_notify(&initech_lead("grey", other, h.now()))
         .await
         .expect_err("retried");
     match &error {
@@ -551,7 +511,7 @@ async fn smtp_refusals_are_permanent_on_5xx_and_retried_on_4xx() {
         .refuse("bruno@yourco.example", "550 5.1.1 mailbox gone", 5);
     h.sink
         .refuse("fatima@yourco.example", "550 5.1.1 mailbox gone", 5);
-    h.route_and_notify(&uk_lead("gone", "zoe@initech.co.uk", h.now()))
+    h.route_and_notify(&initech_lead("gone", "zoe@initech.co.uk", h.now()))
         .await
         .expect("a permanent failure is parked, not retried");
     let failure = h.lead("gone").await.last_failure.expect("recorded");
@@ -710,7 +670,7 @@ async fn an_escalation_round_has_its_own_receipts_and_honours_its_channels() {
         channels: Some(channels.iter().map(|c| c.to_string()).collect()),
         missed: h.now(),
     };
-    let mut lead = uk_lead("escalated", "amy@initech.co.uk", h.now());
+    let mut lead = initech_lead("escalated", "amy@initech.co.uk", h.now());
     lead.escalations.push(step(&["slack", "email"]));
     h.route_and_notify(&lead).await.expect("notified");
     let (rep, address) = h.owner("escalated").await;
@@ -723,7 +683,7 @@ async fn an_escalation_round_has_its_own_receipts_and_honours_its_channels() {
             .expect("receipt");
     assert_eq!(start, DeliveryStart::AlreadyDelivered, "{receipt}");
 
-    let mut lead = uk_lead("slack-only", "ben@initech.co.uk", h.now());
+    let mut lead = initech_lead("slack-only", "ben@initech.co.uk", h.now());
     lead.escalations.push(step(&["slack"]));
     h.route_and_notify(&lead).await.expect("notified");
     let (_, address) = h.owner("slack-only").await;

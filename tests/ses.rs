@@ -11,12 +11,10 @@ use aws_sdk_ssm::types::ParameterType;
 use jiff::Timestamp;
 use leadrelay_aws::bootstrap::{self, Deployment as Env};
 use leadrelay_shared::claim_link;
-use leadrelay_shared::model::{
-    CaptureEvent, Enrichment, Envelope, EventKind, Lead, LeadState, Stage, Timeline,
-};
+use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage};
 use leadrelay_shared::stages::{Pipeline, StageError};
 use leadrelay_tests::aws::{moto, Moto};
-use leadrelay_tests::example_config;
+use leadrelay_tests::{example_config, initech_lead};
 use mail_parser::MessageParser;
 use serde_json::Value;
 
@@ -72,44 +70,11 @@ async fn pipeline(moto: &Moto, ses_from: Option<&str>) -> Arc<Pipeline> {
         .expect("the functions' start-up")
 }
 
+/// The Initech lead, with markup in the name to prove the HTML part escapes it.
 fn uk_lead(id: &str, email: &str) -> Lead {
-    let now = Timestamp::now();
-    Lead {
-        id: id.into(),
-        source: "website".into(),
-        event_id: format!("evt-{id}"),
-        trace_id: format!("trace-{id}"),
-        state: LeadState::Enriched,
-        capture: CaptureEvent {
-            event: Some(EventKind::LeadCapture),
-            timestamp: Some(now),
-            captured_email: Some(email.into()),
-            name: Some("Tom <b>Baker</b>".into()),
-            trigger_query: Some("Can we get a quote?".into()),
-            ..CaptureEvent::default()
-        },
-        incomplete: false,
-        flags: Vec::new(),
-        enrichment: Some(Enrichment {
-            domain: Some("initech.co.uk".into()),
-            company: Some("Initech UK".into()),
-            employees: Some(340),
-            country: Some("GB".into()),
-            ..Enrichment::default()
-        }),
-        qualification: None,
-        assignment: None,
-        timeline: Timeline {
-            captured_at: Some(now),
-            ..Timeline::default()
-        },
-        last_failure: None,
-        close_reason: None,
-        merged_into: None,
-        claim: None,
-        escalations: Vec::new(),
-        revision: 0,
-    }
+    let mut lead = initech_lead(id, email, Timestamp::now());
+    lead.capture.name = Some("Tom <b>Baker</b>".into());
+    lead
 }
 
 async fn route_and_notify(pipeline: &Pipeline, lead: &Lead) -> Result<(), StageError> {

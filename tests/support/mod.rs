@@ -45,6 +45,42 @@ pub fn example_config() -> String {
         .join("\n")
 }
 
+/// Tom Baker of Initech UK (340 employees, GB; EMEA's territory), asking for a quote: a lead
+/// as the enrich stage leaves it, for tests that drive the route and notify stages directly.
+pub fn initech_lead(
+    id: &str,
+    email: &str,
+    captured_at: jiff::Timestamp,
+) -> leadrelay_shared::model::Lead {
+    use leadrelay_shared::model::{CaptureEvent, Enrichment, EventKind, Lead, LeadState};
+    let capture = CaptureEvent {
+        event: Some(EventKind::LeadCapture),
+        timestamp: Some(captured_at),
+        captured_email: Some(email.into()),
+        name: Some("Tom Baker".into()),
+        trigger_query: Some("Can we get a quote?".into()),
+        ..CaptureEvent::default()
+    };
+    let mut lead = Lead::captured(
+        id.into(),
+        format!("trace-{id}"),
+        "website".into(),
+        format!("evt-{id}"),
+        capture,
+        Vec::new(),
+        captured_at,
+    );
+    lead.state = LeadState::Enriched;
+    lead.enrichment = Some(Enrichment {
+        domain: Some("initech.co.uk".into()),
+        company: Some("Initech UK".into()),
+        employees: Some(340),
+        country: Some("GB".into()),
+        ..Enrichment::default()
+    });
+    lead
+}
+
 /// A sample webhook body from `events/webhooks/`.
 pub fn sample(name: &str) -> Vec<u8> {
     std::fs::read(root().join("events/webhooks").join(name)).expect("sample event")

@@ -23,7 +23,7 @@ use crate::http::Api;
 use crate::model::Lead;
 use crate::render::slack_escape;
 use crate::signature;
-use crate::stages::alert_for;
+use crate::stages::chat_alert_for;
 
 /// Slack interactivity payloads are small; anything larger is not Slack.
 const MAX_SLACK_BODY: usize = 64 * 1024;
@@ -205,7 +205,7 @@ fn describe(api: &Api, lead: &Lead) -> String {
         .unwrap_or_default();
     format!(
         "{}</p><p><strong>{}</strong>{question}",
-        html_escape::encode_text(&alert_for(&api.pipeline, lead).headline),
+        html_escape::encode_text(&chat_alert_for(&api.pipeline, lead).headline),
         html_escape::encode_text(&who)
     )
 }
@@ -345,7 +345,7 @@ async fn slack_interactivity(State(api): State<Api>, request: Request) -> Respon
 
 /// The alert as it was, with its buttons replaced by who claimed it.
 fn claimed_message(api: &Api, lead: &Lead, text: &str) -> Value {
-    let mut message = alert_for(&api.pipeline, lead).slack;
+    let mut message = chat_alert_for(&api.pipeline, lead).slack;
     if let Some(blocks) = message.get_mut("blocks").and_then(Value::as_array_mut) {
         blocks.retain(|b| b["block_id"] != ACTIONS_BLOCK);
         blocks.push(json!({

@@ -828,6 +828,12 @@ pub fn alert_for(pipeline: &Pipeline, lead: &Lead) -> Alert {
     render_alert(pipeline, lead, true, true)
 }
 
+/// The alert in the formats every lead has (text, Slack), without the Teams card and the
+/// webhook summary: what the claim page and the claimed Slack message need.
+pub fn chat_alert_for(pipeline: &Pipeline, lead: &Lead) -> Alert {
+    render_alert(pipeline, lead, false, false)
+}
+
 fn render_alert(pipeline: &Pipeline, lead: &Lead, teams: bool, summary: bool) -> Alert {
     let tier = lead.qualification.as_ref().map(|q| q.tier).unwrap_or(0);
     let options = render::RenderOptions {

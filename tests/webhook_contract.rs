@@ -344,6 +344,93 @@ async fn an_oversized_body_gets_413_and_an_unknown_source_404() {
     server.stop().await;
 }
 
+/// Past `[pipeline] max_backlog` waiting messages, ingest answers 429 with `Retry-After` before
+/// reading the body and stores nothing; once the backlog is measured under the limit again, the
+/// same webhook is accepted. The stages are not started, so the backlog stays where it is put.
+#[tokio::test]
+async fn past_the_backlog_limit_ingest_sheds_load_with_429_and_retry_after() {
+    use leadrelay::embedded::Embedded;
+    use leadrelay_shared::model::{Envelope, Stage};
+    use leadrelay_shared::ports::Queue;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    let config = example_config().replace("batch_size = 10", "batch_size = 10\nmax_backlog = 3");
+    assert!(
+        config.contains("max_backlog = 3"),
+        "the example config has batch_size = 10"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let embedded = Embedded::open(
+        leadrelay_tests::parse_config(&config),
+        dir.path(),
+        Box::new(std::io::sink()),
+    )
+    .expect("open embedded");
+    let db = embedded.db.clone();
+    for n in 0..4 {
+        let envelope = Envelope::new(&format!("waiting-{n}"), Stage::Enrich, "trace");
+        db.send(Stage::Enrich, &envelope).await.expect("queued");
+    }
+    let mut since = db
+        .sample_backlog(db.backlog_origin())
+        .await
+        .expect("sampled");
+    assert_eq!(db.backlog().map(|b| b.waiting), Some(4));
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = leadrelay_shared::http::router(leadrelay_shared::http::Api::new(
+        embedded.pipeline.clone(),
+        Arc::new(AtomicBool::new(true)),
+    ));
+    let serving = tokio::spawn(async move { axum::serve(listener, app).await });
+    let source = embedded.pipeline.config.source("website").expect("source");
+    let body = sample(LEAD);
+    let headers = leadrelay::cli::signed_headers(source, "msg_shed_1", &body).expect("signed");
+    let post = || {
+        let mut request = reqwest::Client::new()
+            .post(format!("{base}/webhooks/website"))
+            .body(body.clone());
+        for (name, value) in &headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+
+    let shed = post().await.expect("answered");
+    assert_eq!(shed.status().as_u16(), 429);
+    let retry_after: u64 = shed.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
+    let error: serde_json::Value = shed.json().await.expect("JSON error");
+    assert_eq!(error["error"], "overloaded, retry later");
+    assert_eq!(
+        db.counts().await.expect("counts").leads,
+        0,
+        "nothing stored"
+    );
+
+    // The backlog drains; the next sample lets the same webhook in.
+    let waiting = db.receive(Stage::Enrich, 10).await.expect("received");
+    let receipts: Vec<String> = waiting.iter().map(|m| m.receipt.clone()).collect();
+    db.delete_many(Stage::Enrich, &receipts)
+        .await
+        .expect("deleted");
+    since = db.sample_backlog(since).await.expect("sampled");
+    let _ = since;
+    assert_eq!(db.backlog().map(|b| b.waiting), Some(0));
+    let accepted = post().await.expect("answered");
+    assert_eq!(accepted.status().as_u16(), 202);
+    assert_eq!(db.counts().await.expect("counts").leads, 1);
+    serving.abort();
+}
+
 #[tokio::test]
 async fn lead_status_and_health_answer() {
     let server = Server::start().await;

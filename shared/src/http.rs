@@ -72,6 +72,21 @@ async fn receive_webhook(
     if api.pipeline.config.source(&source).is_none() {
         return error(StatusCode::NOT_FOUND, "unknown source", None);
     }
+    // Shed before reading the body: the cheapest answer is the one that does no work.
+    if let Err(overloaded) = api.pipeline.admit() {
+        // Per request at debug only: the store's sampler logs when shedding starts and stops.
+        tracing::debug!(source = %source, waiting = overloaded.waiting, "shed with 429");
+        let mut response = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "overloaded, retry later",
+            None,
+        );
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from(overloaded.retry_after.as_secs()),
+        );
+        return response;
+    }
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)

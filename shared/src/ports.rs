@@ -241,9 +241,24 @@ pub struct Received {
     pub receive_count: u32,
 }
 
+/// The work waiting in the stage queues, as an adapter last measured it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backlog {
+    /// Messages visible now across the stage queues (not in flight, not delayed, not dead).
+    pub waiting: u64,
+    /// Messages the stages finished per second, recently.
+    pub drained_per_sec: f64,
+}
+
 /// One queue per stage, each with a dead-letter queue, with SQS's semantics.
 #[async_trait]
 pub trait Queue: Send + Sync {
+    /// The backlog, where the adapter can tell it without a round trip: the embedded store
+    /// samples it; SQS cannot, and scales the consumers out instead. Ingest sheds load on it.
+    fn backlog(&self) -> Option<Backlog> {
+        None
+    }
+
     async fn send(&self, stage: Stage, envelope: &Envelope) -> Result<(), QueueError>;
 
     /// Sends a message that becomes visible only after `delay` (at most 15 minutes, as on SQS).

@@ -58,6 +58,16 @@ pub enum IngestError {
     Queue(#[from] QueueError),
 }
 
+/// Ingest is shedding load: the stage queues hold more than `[pipeline] max_backlog`.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+#[error("{waiting} messages are waiting in the stage queues (limit {limit})")]
+pub struct Overloaded {
+    pub waiting: u64,
+    pub limit: u64,
+    /// When the backlog should be down to the limit at the recent drain rate (1 s to 1 min).
+    pub retry_after: Duration,
+}
+
 /// A webhook that was accepted (new) or recognised (duplicate).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
@@ -123,6 +133,28 @@ impl Pipeline {
     pub fn with_providers(mut self, providers: Providers) -> Self {
         self.providers = providers;
         self
+    }
+
+    /// Whether ingest may take another webhook: not while the queues hold more than
+    /// `[pipeline] max_backlog` messages. Shedding at the door keeps the delay of the leads
+    /// already accepted bounded; senders retry on 429 (Standard Webhooks senders do).
+    pub fn admit(&self) -> Result<(), Overloaded> {
+        let limit = self.config.pipeline.max_backlog;
+        let Some(backlog) = self.queue.backlog() else {
+            return Ok(());
+        };
+        if limit == 0 || backlog.waiting <= limit {
+            return Ok(());
+        }
+        let excess = (backlog.waiting - limit) as f64;
+        let seconds = (excess / backlog.drained_per_sec.max(1.0))
+            .ceil()
+            .clamp(1.0, 60.0);
+        Err(Overloaded {
+            waiting: backlog.waiting,
+            limit,
+            retry_after: Duration::from_secs_f64(seconds),
+        })
     }
 
     /// `POST /webhooks/{source}`: verify, parse, validate, dedupe, store, enqueue.

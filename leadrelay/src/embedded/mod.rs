@@ -87,6 +87,10 @@ impl Embedded {
             }
         }
         workers.spawn(watch_slas(self.pipeline.clone()));
+        workers.spawn(sample_backlog(
+            self.db.clone(),
+            self.pipeline.config.pipeline.max_backlog,
+        ));
         workers
     }
 
@@ -128,6 +132,45 @@ async fn watch_slas(pipeline: Arc<Pipeline>) {
     }
 }
 
+/// How often the backlog that ingest sheds load on is measured.
+const BACKLOG_SAMPLE: Duration = Duration::from_millis(100);
+
+/// Measures the stage queues' backlog for ingest's admission check, and logs when shedding
+/// starts and stops (the 429s themselves are logged at debug only).
+async fn sample_backlog(db: Sqlite, limit: u64) {
+    let mut since = db.backlog_origin();
+    let mut shedding = false;
+    let mut ticks = tokio::time::interval(BACKLOG_SAMPLE);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match db.sample_backlog(since).await {
+            Ok(next) => since = next,
+            Err(error) => {
+                warn!(%error, "could not measure the queue backlog");
+                continue;
+            }
+        }
+        let waiting = db.backlog().map_or(0, |b| b.waiting);
+        let over = limit > 0 && waiting > limit;
+        if over != shedding {
+            shedding = over;
+            if over {
+                warn!(
+                    waiting,
+                    limit,
+                    "backlog over [pipeline] max_backlog: ingest answers 429 until it drains"
+                );
+            } else {
+                info!(
+                    waiting,
+                    limit, "backlog back under [pipeline] max_backlog: ingest accepts again"
+                );
+            }
+        }
+    }
+}
+
 /// One stage worker: take a batch, work it concurrently, repeat; sleep while the queue is empty.
 async fn work(pipeline: Arc<Pipeline>, db: Sqlite, stage: Stage) {
     let batch = pipeline.config.pipeline.batch_size;
@@ -148,13 +191,23 @@ async fn work(pipeline: Arc<Pipeline>, db: Sqlite, stage: Stage) {
             continue;
         }
         // Work the batch concurrently; delete the successes in one write, defer the failures.
+        // Routing decisions read and guard the same counters and pool ledgers: run at once,
+        // all but one would lose the guard and decide again, so a route batch goes in order.
         let pipeline_ref = pipeline.as_ref();
-        let outcomes = futures::future::join_all(
-            messages
-                .iter()
-                .map(|m| async move { (m, pipeline_ref.handle(stage, &m.body).await) }),
-        )
-        .await;
+        let outcomes = if stage == Stage::Route {
+            let mut outcomes = Vec::with_capacity(messages.len());
+            for message in &messages {
+                outcomes.push((message, pipeline_ref.handle(stage, &message.body).await));
+            }
+            outcomes
+        } else {
+            futures::future::join_all(
+                messages
+                    .iter()
+                    .map(|m| async move { (m, pipeline_ref.handle(stage, &m.body).await) }),
+            )
+            .await
+        };
         let mut done = Vec::with_capacity(outcomes.len());
         for (message, outcome) in outcomes {
             match outcome {

@@ -155,6 +155,10 @@ pub struct PipelineConfig {
     pub retry_delay_ms: u64,
     /// Messages a stage worker takes per receive.
     pub batch_size: u32,
+    /// Past this many messages waiting in the stage queues, ingest answers 429 with
+    /// `Retry-After` instead of letting the capture-to-alert delay grow (0: never). Only
+    /// adapters that can measure their backlog cheaply (the embedded store) apply it.
+    pub max_backlog: u64,
 }
 
 impl Default for PipelineConfig {
@@ -164,6 +168,7 @@ impl Default for PipelineConfig {
             visibility_timeout_secs: 30,
             retry_delay_ms: 200,
             batch_size: 10,
+            max_backlog: 5_000,
         }
     }
 }

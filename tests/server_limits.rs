@@ -78,7 +78,10 @@ async fn two_thousand_idle_half_requests_hold_neither_webhooks_nor_healthz() {
     let dir = tempfile::tempdir().expect("temp dir");
     // A long header timeout: the idle sockets stay open for the whole test, so what is proven
     // is that the server has room for them, not that it dropped them.
-    let text = format!("{}\n[server]\nheader_read_timeout_secs = 120\n", example_config());
+    let text = format!(
+        "{}\n[server]\nheader_read_timeout_secs = 120\n",
+        example_config()
+    );
     let config = parse_config(&text);
     let config_path = dir.path().join("leadrelay.toml");
     std::fs::write(&config_path, &text).expect("write config");
@@ -193,8 +196,7 @@ fn port_of(server: &Server) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_finishes_its_headers_is_closed_after_the_header_timeout() {
-    let server =
-        Server::start_with(&with_server_section("header_read_timeout_secs = 1")).await;
+    let server = Server::start_with(&with_server_section("header_read_timeout_secs = 1")).await;
     let mut socket = TcpStream::connect(("127.0.0.1", port_of(&server)))
         .await
         .expect("connect");
@@ -216,8 +218,7 @@ async fn a_client_that_never_finishes_its_headers_is_closed_after_the_header_tim
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keep_alive_connection_is_closed() {
-    let server =
-        Server::start_with(&with_server_section("header_read_timeout_secs = 1")).await;
+    let server = Server::start_with(&with_server_section("header_read_timeout_secs = 1")).await;
     let mut socket = TcpStream::connect(("127.0.0.1", port_of(&server)))
         .await
         .expect("connect");

@@ -111,8 +111,7 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (phase, _) = watch::channel(Phase::Serving);
     let mut shutdown = pin!(shutdown);
-    // Accept errors in a row: logged once when a burst starts and once when it ends.
-    let mut failures: u64 = 0;
+    let mut burst = ErrorBurst::default();
     loop {
         // A slot first: beyond the limit, new connections wait in the kernel's backlog (and
         // are served once a slot frees) rather than being accepted only to be refused.
@@ -128,10 +127,11 @@ pub async fn serve(
                 Ok((stream, _)) => stream,
                 Err(error) if is_connection_error(&error) => continue,
                 Err(error) => {
-                    if failures == 0 {
+                    // EMFILE and the like: the connection stays in the backlog; pause rather
+                    // than spin, and try again.
+                    if burst.failed() {
                         error!(%error, "accept failed; retrying every 100 ms until it succeeds");
                     }
-                    failures += 1;
                     drop(permit);
                     tokio::select! {
                         () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
@@ -141,9 +141,8 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        if failures > 0 {
+        if let Some(failures) = burst.succeeded() {
             info!(failures, "accepting connections again");
-            failures = 0;
         }
         if let Err(error) = stream.set_nodelay(true) {
             debug!(%error, "could not set TCP_NODELAY");
@@ -187,13 +186,29 @@ pub async fn serve(
         let open = limits
             .max_connections
             .saturating_sub(slots.available_permits());
-        warn!(
-            open,
-            "connections still open after the drain; closing them"
-        );
+        warn!(open, "connections still open after the drain; closing them");
     }
     phase.send_replace(Phase::Closing);
     Ok(())
+}
+
+/// Accept errors in a row: logged when a burst starts and when it ends, not once per error.
+#[derive(Debug, Default)]
+struct ErrorBurst {
+    failures: u64,
+}
+
+impl ErrorBurst {
+    /// Counts a failure; true for the first of a burst, the one to log.
+    fn failed(&mut self) -> bool {
+        self.failures += 1;
+        self.failures == 1
+    }
+
+    /// Ends a burst, if one was running: how many failures it had.
+    fn succeeded(&mut self) -> Option<u64> {
+        (self.failures > 0).then(|| std::mem::take(&mut self.failures))
+    }
 }
 
 /// Errors about one connection that the peer ended before it was accepted: nothing to wait
@@ -210,6 +225,18 @@ fn is_connection_error(error: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accept_errors_are_logged_once_per_burst() {
+        let mut burst = ErrorBurst::default();
+        assert_eq!(burst.succeeded(), None);
+        assert!(burst.failed());
+        assert!(!burst.failed());
+        assert!(!burst.failed());
+        assert_eq!(burst.succeeded(), Some(3));
+        assert_eq!(burst.succeeded(), None);
+        assert!(burst.failed(), "a new burst is logged again");
+    }
 
     #[test]
     fn the_connection_limit_fits_the_open_file_limit() {

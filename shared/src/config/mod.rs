@@ -23,8 +23,8 @@ mod server;
 mod team;
 
 pub use alerts::{ClaimConfig, EscalateTo, EscalationConfig, EscalationStep};
-pub use server::ServerConfig;
 pub use email::{EmailConfig, SmtpCredentials, SmtpTls};
+pub use server::ServerConfig;
 pub use team::{
     AfterHoursPolicy, Conditions, MemberConfig, NamedAccount, PoolConfig, ResetPeriod,
     RoutingConfig, RuleConfig, Strategy, TargetConfig, TeamConfig, DEFAULT_MERGE_WINDOW_HOURS,
@@ -2077,7 +2077,10 @@ budget_ms = 300
             format!("{MINIMAL}\n[claim]\nslack_response_url_prefix = \"{prefix}\"\n")
         };
         assert_eq!(
-            parse(MINIMAL).expect("valid").claim.slack_response_url_prefix,
+            parse(MINIMAL)
+                .expect("valid")
+                .claim
+                .slack_response_url_prefix,
             "https://hooks.slack.com/"
         );
         parse(&with("https://hooks.slack-gov.com/")).expect("Slack's government cloud");
@@ -2125,7 +2128,9 @@ budget_ms = 300
                 .to_string();
             assert!(error.contains(&format!("server.{key}")), "{error}");
         }
-        let error = parse(&with("idle_secs = 5")).expect_err("unknown key").to_string();
+        let error = parse(&with("idle_secs = 5"))
+            .expect_err("unknown key")
+            .to_string();
         assert!(error.contains("idle_secs"), "{error}");
     }
 

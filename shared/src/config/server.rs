@@ -33,7 +33,10 @@ impl Default for ServerConfig {
 impl ServerConfig {
     pub(super) fn check(&self) -> Result<(), (String, String)> {
         for (key, value) in [
-            ("server.header_read_timeout_secs", self.header_read_timeout_secs),
+            (
+                "server.header_read_timeout_secs",
+                self.header_read_timeout_secs,
+            ),
             ("server.request_timeout_secs", self.request_timeout_secs),
         ] {
             if value == 0 {
@@ -41,10 +44,7 @@ impl ServerConfig {
             }
         }
         if self.max_connections == 0 {
-            return Err((
-                "server.max_connections".into(),
-                "must be at least 1".into(),
-            ));
+            return Err(("server.max_connections".into(), "must be at least 1".into()));
         }
         Ok(())
     }

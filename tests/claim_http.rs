@@ -251,3 +251,69 @@ async fn the_slack_claim_button_claims_and_updates_the_alert_in_place() {
     assert_eq!(slack.received_requests().await.expect("recorded").len(), 1);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_url_is_called_once_never_redirected_nor_let_through_by_a_look_alike() {
+    let slack = MockServer::start().await;
+    let elsewhere = MockServer::start().await;
+    // Slack's stand-in answers the update with a redirect that would re-post the claimed
+    // alert, prospect and all, to another host.
+    Mock::given(method("POST"))
+        .and(path("/actions/T1/1/abc"))
+        .respond_with(
+            ResponseTemplate::new(307)
+                .insert_header("location", format!("{}/collect", elsewhere.uri())),
+        )
+        .mount(&slack)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&elsewhere)
+        .await;
+    let server = Server::start_with(&config(&slack)).await;
+    let now = Timestamp::now().as_second();
+
+    let lead_id = notified_lead(&server, "redirected").await;
+    let response_url = format!("{}/actions/T1/1/abc", slack.uri());
+    let answer = post_slack(
+        &server,
+        press("UALICE", &lead_id, &response_url),
+        now,
+        SLACK_SECRET,
+    )
+    .await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(server.lead(&lead_id).await.body["claimed_by"], "alice");
+    assert_eq!(slack.received_requests().await.expect("recorded").len(), 1);
+    assert!(
+        elsewhere
+            .received_requests()
+            .await
+            .expect("recorded")
+            .is_empty(),
+        "the redirect was followed"
+    );
+
+    // A URL that starts like the allowed one but, read as a URL, names another host (the
+    // allowed one is only its user name) is not called.
+    let slack_host = slack.uri().replace("http://", "");
+    let elsewhere_host = elsewhere.uri().replace("http://", "");
+    let look_alike = format!("http://{slack_host}@{elsewhere_host}/actions/T1/1/abc");
+    let lead_id = notified_lead(&server, "lookalike").await;
+    let answer = post_slack(
+        &server,
+        press("UDANA", &lead_id, &look_alike),
+        now,
+        SLACK_SECRET,
+    )
+    .await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(server.lead(&lead_id).await.body["claimed_by"], "dana");
+    assert_eq!(slack.received_requests().await.expect("recorded").len(), 1);
+    assert!(elsewhere
+        .received_requests()
+        .await
+        .expect("recorded")
+        .is_empty());
+    server.stop().await;
+}

@@ -24,6 +24,7 @@ use crate::model::Lead;
 use crate::render::slack_escape;
 use crate::signature;
 use crate::stages::chat_alert_for;
+use crate::url_prefix::UrlPrefix;
 
 /// Slack interactivity payloads are small; anything larger is not Slack.
 const MAX_SLACK_BODY: usize = 64 * 1024;
@@ -375,29 +376,44 @@ fn ephemeral(text: &str) -> Response {
 #[derive(Clone)]
 pub struct SlackResponder {
     http: reqwest::Client,
-    /// `[claim] slack_response_url_prefix`.
-    allowed_prefix: String,
+    /// `[claim] slack_response_url_prefix`, parsed; `None` (an invalid prefix, which config
+    /// loading refuses) calls nothing.
+    allowed: Option<UrlPrefix>,
 }
 
 impl SlackResponder {
-    pub fn new(allowed_prefix: impl Into<String>) -> Self {
+    pub fn new(allowed_prefix: &str) -> Self {
+        let allowed = match UrlPrefix::parse(allowed_prefix) {
+            Ok(prefix) => Some(prefix),
+            Err(error) => {
+                warn!(%error, "claim.slack_response_url_prefix is invalid; Slack messages will not be updated");
+                None
+            }
+        };
         SlackResponder {
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(3))
+                // The URL came from a request: a redirect would re-post the claimed alert,
+                // with the prospect's details, wherever it points.
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap_or_default(),
-            allowed_prefix: allowed_prefix.into(),
+            allowed,
         }
     }
 
     /// Best effort: the claim stands whether or not Slack takes the update.
     pub async fn respond(&self, url: &str, message: &Value) {
-        if !url.starts_with(&self.allowed_prefix) {
+        if !self.allowed.as_ref().is_some_and(|p| p.contains(url)) {
             warn!("Slack response_url is not on Slack's host; message not updated");
             return;
         }
         match self.http.post(url).json(message).send().await {
             Ok(response) if response.status().is_success() => {}
+            Ok(response) if response.status().is_redirection() => warn!(
+                status = response.status().as_u16(),
+                "Slack answered the message update with a redirect; not followed"
+            ),
             Ok(response) => warn!(
                 status = response.status().as_u16(),
                 "Slack refused the message update"

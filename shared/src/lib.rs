@@ -23,4 +23,5 @@ pub mod rulebook;
 pub mod signature;
 pub mod sla;
 pub mod stages;
+pub mod url_prefix;
 pub mod validate;

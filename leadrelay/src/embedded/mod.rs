@@ -1,6 +1,7 @@
 //! The embedded mode: every stage in one process over one SQLite file, with the same stage code
 //! as the Lambda functions and SQS's queue semantics.
 
+pub mod server;
 pub mod sqlite;
 
 use std::net::SocketAddr;
@@ -104,9 +105,15 @@ impl Embedded {
         let ready = Arc::new(AtomicBool::new(true));
         let app = router(Api::new(self.pipeline.clone(), ready.clone()));
         let address: SocketAddr = listener.local_addr()?;
-        info!(%address, "leadrelay listening");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
+        let open_files = server::raise_open_file_limit();
+        let limits = server::Limits::new(&self.pipeline.config.server, open_files);
+        info!(
+            %address,
+            open_files = open_files.unwrap_or_default(),
+            max_connections = limits.max_connections,
+            "leadrelay listening"
+        );
+        server::serve(listener, app, limits, shutdown)
             .await
             .context("serving HTTP")?;
         ready.store(false, Ordering::Release);

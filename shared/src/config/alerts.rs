@@ -25,7 +25,9 @@ pub struct ClaimConfig {
     pub slack_signing_secrets: Vec<SecretString>,
     pub slack_signing_secrets_env: Option<String>,
     /// Where Slack's `response_url` (to update a claimed alert in place) must point; anything
-    /// else is not called. Change it only for Slack's government cloud (`https://hooks.slack-gov.com/`).
+    /// else is not called. Compared parsed (scheme, host, port, whole path segments); must be an
+    /// https URL ending in `/`. Change it only for Slack's government cloud
+    /// (`https://hooks.slack-gov.com/`).
     pub slack_response_url_prefix: String,
     #[serde(skip)]
     pub link_keys: Vec<SigningKey>,
@@ -62,6 +64,12 @@ impl ClaimConfig {
                 return Err(("claim.public_url".into(), "must be an http(s) URL".into()));
             }
         }
+        crate::url_prefix::UrlPrefix::parse(&self.slack_response_url_prefix).map_err(|e| {
+            (
+                "claim.slack_response_url_prefix".to_owned(),
+                format!("{e}, as in \"https://hooks.slack.com/\""),
+            )
+        })?;
         self.link_keys = keys(
             &self.link_secrets,
             self.link_secrets_env.as_deref(),

@@ -19,10 +19,12 @@ use crate::signature::{Scheme, SigningKey};
 
 mod alerts;
 mod email;
+mod server;
 mod team;
 
 pub use alerts::{ClaimConfig, EscalateTo, EscalationConfig, EscalationStep};
 pub use email::{EmailConfig, SmtpCredentials, SmtpTls};
+pub use server::ServerConfig;
 pub use team::{
     AfterHoursPolicy, Conditions, MemberConfig, NamedAccount, PoolConfig, ResetPeriod,
     RoutingConfig, RuleConfig, Strategy, TargetConfig, TeamConfig, DEFAULT_MERGE_WINDOW_HOURS,
@@ -140,6 +142,9 @@ pub struct Config {
     pub claim: ClaimConfig,
     #[serde(default)]
     pub escalation: EscalationConfig,
+    /// The embedded HTTP server's timeouts and connection limit.
+    #[serde(default)]
+    pub server: ServerConfig,
 }
 
 /// Queue semantics shared by every stage.
@@ -1081,6 +1086,7 @@ impl Validator<'_> {
             .claim
             .resolve(env)
             .and_then(|()| config.escalation.check())
+            .and_then(|()| config.server.check())
             .map_err(|(key, message)| {
                 let section = key.split('.').next().unwrap_or_default();
                 self.invalid(self.section(section), key, message)
@@ -2068,6 +2074,69 @@ budget_ms = 300
         let error = parse(&with("721")).expect_err("too long").to_string();
         assert!(error.contains("routing.merge_window_hours"), "{error}");
         parse(&with("-1")).expect_err("negative");
+    }
+
+    #[test]
+    fn a_slack_response_url_prefix_must_be_a_clean_https_url_ending_in_a_slash() {
+        let with = |prefix: &str| {
+            format!("{MINIMAL}\n[claim]\nslack_response_url_prefix = \"{prefix}\"\n")
+        };
+        assert_eq!(
+            parse(MINIMAL)
+                .expect("valid")
+                .claim
+                .slack_response_url_prefix,
+            "https://hooks.slack.com/"
+        );
+        parse(&with("https://hooks.slack-gov.com/")).expect("Slack's government cloud");
+        for bad in [
+            "https://hooks.slack.com",
+            "https://hooks.slack.com/actions",
+            "http://hooks.slack.com/",
+            "https://me:pw@hooks.slack.com/",
+            "https://hooks.slack.com/?a=b",
+            "hooks.slack.com/",
+        ] {
+            let error = parse(&with(bad)).expect_err(bad).to_string();
+            assert!(
+                error.contains("claim.slack_response_url_prefix"),
+                "{bad}: {error}"
+            );
+        }
+        let error = parse(&with("https://hooks.slack.com"))
+            .expect_err("no slash")
+            .to_string();
+        assert!(error.contains("must end with '/'"), "{error}");
+    }
+
+    #[test]
+    fn the_server_section_has_safe_defaults_and_refuses_zero() {
+        let server = parse(MINIMAL).expect("valid").server;
+        assert_eq!(server.header_read_timeout_secs, 10);
+        assert_eq!(server.request_timeout_secs, 30);
+        assert_eq!(server.max_connections, 10_000);
+        let with = |line: &str| format!("{MINIMAL}\n[server]\n{line}\n");
+        let server = parse(&with("header_read_timeout_secs = 2\nmax_connections = 50"))
+            .expect("valid")
+            .server;
+        assert_eq!(
+            (server.header_read_timeout_secs, server.max_connections),
+            (2, 50)
+        );
+        for key in [
+            "header_read_timeout_secs",
+            "request_timeout_secs",
+            "max_connections",
+        ] {
+            let error = parse(&with(&format!("{key} = 0")))
+                .expect_err(key)
+                .to_string();
+            assert!(error.contains(&format!("server.{key}")), "{error}");
+        }
+        let error = parse(&with("idle_secs = 5"))
+            .expect_err("unknown key")
+            .to_string();
+        assert!(error.contains("idle_secs"), "{error}");
     }
 
     #[test]

@@ -122,8 +122,22 @@ impl HttpProviderConfig {
         if !self.url.contains("{domain}") {
             return bad("url", "must contain {domain}".into());
         }
-        if let Err(e) = url::Url::parse(&self.url.replace("{domain}", "example.com")) {
-            return bad("url", format!("not a valid URL: {e}"));
+        // The lead's domain may only fill the path or query: in the host it would let a
+        // prospect choose where the request, API key and all, goes.
+        const MARK: &str = "leadrelay-domain.example";
+        match url::Url::parse(&self.url.replace("{domain}", MARK)) {
+            Err(e) => return bad("url", format!("not a valid URL: {e}")),
+            Ok(url)
+                if url.host_str().is_some_and(|h| h.contains(MARK))
+                    || url.username().contains(MARK)
+                    || url.password().is_some_and(|p| p.contains(MARK)) =>
+            {
+                return bad(
+                    "url",
+                    "{domain} must be in the path or query, not the host".into(),
+                );
+            }
+            Ok(_) => {}
         }
         if self.budget_ms == Some(0) {
             return bad(
@@ -245,6 +259,8 @@ impl HttpApi {
     ) -> Result<Self, SetupError> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("leadrelay/", env!("CARGO_PKG_VERSION")))
+            // The URL carries the lead's domain: a redirect is an answer, not followed.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| SetupError {
                 provider: section.name.clone(),
@@ -586,6 +602,55 @@ impl EnrichmentProvider for HttpApi {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_redirect_is_an_answer_and_not_followed() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/find"))
+            .respond_with(
+                ResponseTemplate::new(307)
+                    .insert_header("location", format!("{}/elsewhere", server.uri())),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/elsewhere"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(serde_json::json!({"name": "Acme"})),
+            )
+            .expect(0)
+            .mount(&server)
+            .await;
+        let section: HttpProviderConfig = toml::from_str(&format!(
+            "name = \"crm\"\nurl = \"{}/find?domain={{domain}}\"\nretries = 0\n[fields]\ncompany = \"/name\"",
+            server.uri()
+        ))
+        .expect("parses");
+        let api = HttpApi::new(&section, None).expect("builds");
+        let lead: crate::model::Lead = serde_json::from_value(serde_json::json!({
+            "id": "l", "source": "website", "event_id": "e", "trace_id": "t", "state": "captured",
+            "capture": {"event": "lead_capture", "captured_email": "jo@acme.io"},
+            "incomplete": false, "flags": [], "timeline": {}
+        }))
+        .expect("lead");
+        let enrichment = crate::model::Enrichment {
+            domain: Some("acme.io".into()),
+            ..crate::model::Enrichment::default()
+        };
+        let request = LookupRequest {
+            lead: &lead,
+            enrichment: &enrichment,
+        };
+        let outcome = api.lookup(&request, Duration::from_secs(5)).await;
+        match outcome {
+            Err(ProviderError::Failed(why)) => assert!(why.contains("307"), "{why}"),
+            other => panic!("the redirect was followed: {other:?}"),
+        }
+    }
+
     #[test]
     fn the_domain_is_percent_encoded_into_the_template() {
         assert_eq!(
@@ -640,6 +705,17 @@ mod tests {
         let no_domain: HttpProviderConfig =
             toml::from_str("name = \"x\"\nurl = \"https://a.example/find\"").expect("parses");
         assert_eq!(no_domain.problems().err().map(|p| p.0), Some("url".into()));
+        for in_host in [
+            "https://{domain}/find",
+            "https://api.{domain}/find",
+            "https://{domain}@company.example/find",
+        ] {
+            let templated: HttpProviderConfig =
+                toml::from_str(&format!("name = \"x\"\nurl = \"{in_host}\"")).expect("parses");
+            let problem = templated.problems().expect_err(in_host);
+            assert_eq!(problem.0, "url");
+            assert!(problem.1.contains("not the host"), "{}", problem.1);
+        }
         assert_eq!(
             section("budget_ms = 0").problems().err().map(|p| p.0),
             Some("budget_ms".into())

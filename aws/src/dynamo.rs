@@ -20,8 +20,8 @@ pub use aws_sdk_dynamodb::Client;
 use jiff::Timestamp;
 use leadrelay_shared::model::{Lead, LeadState, StageFailure};
 use leadrelay_shared::ports::{
-    decode_stored_lead, skip_undecodable, ContactLookup, ContactWrite, CounterBump, Created, DeliveryStart, Effects, EnrichmentCache,
-    LeadStore, LedgerWrite, StoreError,
+    decode_stored_lead, skip_undecodable, ContactLookup, ContactWrite, CounterBump, Created,
+    DeliveryStart, Effects, EnrichmentCache, LeadStore, LedgerWrite, StoreError,
 };
 use leadrelay_shared::routing::ledger::PoolLedger;
 

@@ -242,11 +242,7 @@ impl Pipeline {
             at: self.clock.now(),
         };
         // The failure has its own column/attribute: recording it never needs the body read.
-        if let Err(e) = self
-            .store
-            .record_failure(&envelope.lead_id, &failure)
-            .await
-        {
+        if let Err(e) = self.store.record_failure(&envelope.lead_id, &failure).await {
             warn!(lead_id = %envelope.lead_id, stage = %stage, error = %e, "could not record the failure on the quarantined lead");
         }
         Ok(Outcome::default())

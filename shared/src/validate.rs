@@ -334,7 +334,11 @@ fn listed_domain<'a>(domain: &str, list: &'a [String]) -> Option<&'a str> {
 /// `+tag` (`sales+web` is `sales`), when it names a role on the maintained list or the
 /// configured additions and is not exempted.
 fn role_local_part(local_part: &str, gates: &ValidationConfig) -> Option<String> {
-    let local = local_part.split('+').next().unwrap_or(local_part).to_owned();
+    let local = local_part
+        .split('+')
+        .next()
+        .unwrap_or(local_part)
+        .to_owned();
     let exempt = gates.role_address_exempt.contains(&local);
     let role = crate::lists::is_role_local_part(&local) || gates.role_address_list.contains(&local);
     (role && !exempt).then_some(local)
@@ -708,7 +712,11 @@ mod tests {
             (
                 "own_domain",
                 "jo@yourco.com",
-                &["jo@ｙourco.com", "jo@YOURCO.COM", "jo@sales.ＹＯＵＲＣＯ.com"][..],
+                &[
+                    "jo@ｙourco.com",
+                    "jo@YOURCO.COM",
+                    "jo@sales.ＹＯＵＲＣＯ.com",
+                ][..],
             ),
             (
                 "competitor_domain",
@@ -754,7 +762,11 @@ mod tests {
             "ｔｅｓｔ@ｔｅｓｔ.com",
         ] {
             let refusal = check(&with_email(address), &defaults).expect_err(address);
-            assert_eq!(refusal.field.as_deref(), Some("captured_email"), "{address}");
+            assert_eq!(
+                refusal.field.as_deref(),
+                Some("captured_email"),
+                "{address}"
+            );
         }
     }
 
@@ -770,8 +782,15 @@ mod tests {
             "asdf@asdf.com.",
         ] {
             let refusal = check(&with_email(address), &gates).expect_err(address);
-            assert_eq!(refusal.field.as_deref(), Some("captured_email"), "{address}");
-            assert!(refusal.error.starts_with("not a valid e-mail address"), "{refusal}");
+            assert_eq!(
+                refusal.field.as_deref(),
+                Some("captured_email"),
+                "{address}"
+            );
+            assert!(
+                refusal.error.starts_with("not a valid e-mail address"),
+                "{refusal}"
+            );
         }
     }
 
@@ -780,7 +799,12 @@ mod tests {
         let base = flag_everything();
         // A Cyrillic `а` (U+0430) in an otherwise Latin label; the fullwidth form of the
         // same; a Cyrillic `у` imitating our own domain.
-        for address in ["jo@аcme.com", "jo@ａсme.com", "jo@уourco.com", "jo@eu.rivаl.io"] {
+        for address in [
+            "jo@аcme.com",
+            "jo@ａсme.com",
+            "jo@уourco.com",
+            "jo@eu.rivаl.io",
+        ] {
             assert_eq!(
                 codes(address, &base),
                 Ok(vec!["mixed_script_domain".to_owned()]),
@@ -834,10 +858,7 @@ mod tests {
                 // Just inside serde_json's own limit when parsed, past it once stored.
                 format!(r#"{{"a":{}}}"#, nested(125)),
                 format!(r#"{{"a":{{"b":{}}}}}"#, nested(40)),
-                format!(
-                    r#"{{"a":[{}]}}"#,
-                    vec!["0"; MAX_ENTRIES + 1].join(",")
-                ),
+                format!(r#"{{"a":[{}]}}"#, vec!["0"; MAX_ENTRIES + 1].join(",")),
                 format!(
                     r#"{{{}}}"#,
                     (0..=MAX_ENTRIES)
@@ -857,14 +878,21 @@ mod tests {
             }
         }
         let turn = r#"{"role":"visitor","text":"hi"}"#;
-        assert!(with_field("transcript", &format!("[{}]", vec![turn; MAX_TURNS].join(","))).is_ok());
+        assert!(with_field(
+            "transcript",
+            &format!("[{}]", vec![turn; MAX_TURNS].join(","))
+        )
+        .is_ok());
         let refusal = with_field(
             "transcript",
             &format!("[{}]", vec![turn; MAX_TURNS + 1].join(",")),
         )
         .expect_err("too many turns");
         assert_eq!(refusal.field.as_deref(), Some("transcript"));
-        let long = format!(r#"[{{"role":"bot","text":"{}"}}]"#, "x".repeat(MAX_TEXT_BYTES + 1));
+        let long = format!(
+            r#"[{{"role":"bot","text":"{}"}}]"#,
+            "x".repeat(MAX_TEXT_BYTES + 1)
+        );
         let refusal = with_field("transcript", &long).expect_err("long turn");
         assert_eq!(refusal.field.as_deref(), Some("transcript"));
         let long = format!(r#""{}""#, "x".repeat(MAX_TEXT_BYTES + 1));

@@ -15,8 +15,8 @@ use jiff::Timestamp;
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage, StageFailure};
 use leadrelay_shared::ports::{
     decode_stored_lead, skip_undecodable, ContactLookup, ContactWrite, CounterBump, Created,
-    DeadLetter, DeadLetters, DeliveryStart, Effects, EnrichmentCache, LeadStore, LedgerWrite, Queue,
-    QueueError, Received, StoreError,
+    DeadLetter, DeadLetters, DeliveryStart, Effects, EnrichmentCache, LeadStore, LedgerWrite,
+    Queue, QueueError, Received, StoreError,
 };
 use leadrelay_shared::routing::ledger::PoolLedger;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};

@@ -28,7 +28,50 @@ struct Adapters {
     cache: Arc<dyn EnrichmentCache>,
     queue: Arc<dyn Queue>,
     dead: Arc<dyn DeadLetters>,
+    /// The store underneath the adapter, to write what an older version might have left.
+    raw: RawStore,
     _dir: Option<tempfile::TempDir>,
+}
+
+enum RawStore {
+    Sqlite(std::path::PathBuf),
+    Dynamo {
+        client: aws_sdk_dynamodb::Client,
+        table: String,
+    },
+}
+
+impl RawStore {
+    /// Replaces a stored lead's body behind the adapter's back.
+    async fn overwrite_body(&self, lead_id: &str, body: &str) {
+        match self {
+            RawStore::Sqlite(path) => {
+                let db = rusqlite::Connection::open(path).expect("open");
+                db.busy_timeout(Duration::from_secs(5))
+                    .expect("busy timeout");
+                let updated = db
+                    .execute(
+                        "UPDATE leads SET body = ?1 WHERE id = ?2",
+                        rusqlite::params![body, lead_id],
+                    )
+                    .expect("update");
+                assert_eq!(updated, 1);
+            }
+            RawStore::Dynamo { client, table } => {
+                use aws_sdk_dynamodb::types::AttributeValue;
+                client
+                    .update_item()
+                    .table_name(table)
+                    .key("pk", AttributeValue::S(format!("LEAD#{lead_id}")))
+                    .key("sk", AttributeValue::S("LEAD".into()))
+                    .update_expression("SET body = :body")
+                    .expression_attribute_values(":body", AttributeValue::S(body.into()))
+                    .send()
+                    .await
+                    .expect("update");
+            }
+        }
+    }
 }
 
 async fn embedded() -> Adapters {
@@ -45,22 +88,25 @@ async fn embedded() -> Adapters {
         store: Arc::new(db.clone()),
         cache: Arc::new(db.clone()),
         queue: Arc::new(db.clone()),
+        raw: RawStore::Sqlite(db.path().to_path_buf()),
         dead: Arc::new(db),
         _dir: Some(dir),
     }
 }
 
 async fn aws() -> Adapters {
-    let deployment = moto()
-        .await
-        .deploy(MAX_RECEIVES, VISIBILITY.as_secs() as u32)
-        .await;
+    let moto = moto().await;
+    let deployment = moto.deploy(MAX_RECEIVES, VISIBILITY.as_secs() as u32).await;
     let store = Arc::new(deployment.store);
     Adapters {
         store: store.clone(),
         cache: store,
         queue: Arc::new(deployment.queues.clone()),
         dead: Arc::new(deployment.queues),
+        raw: RawStore::Dynamo {
+            client: moto.dynamodb(),
+            table: deployment.table,
+        },
         _dir: None,
     }
 }
@@ -103,6 +149,7 @@ conformance!(
     a_write_from_a_stale_read_is_refused_and_changes_nothing,
     the_due_index_holds_only_leads_waiting_for_a_claim,
     resets_zero_counters_with_the_lead,
+    an_undecodable_lead_is_named_by_id_and_skipped_by_listings,
 );
 
 /// The contact index (duplicate merging) on both adapter sets, kept apart from the list above.
@@ -1397,4 +1444,62 @@ async fn resets_zero_counters_with_the_lead(adapters: Adapters) {
     assert_eq!(store.counter(&streak).await.expect("read"), 1);
     store.reset_counter(&streak).await.expect("reset");
     assert_eq!(store.counter(&streak).await.expect("read"), 0);
+}
+
+/// A lead this version cannot decode (here, form fields nested past serde_json's recursion
+/// limit, as an older version accepted them): reading it by id names it; the listings skip it
+/// and return the rest; a retry of its event finds it.
+async fn an_undecodable_lead_is_named_by_id_and_skipped_by_listings(adapters: Adapters) {
+    let store = adapters.store.as_ref();
+    // In the future and whole milliseconds, as in leads_since_in_captured_order.
+    let base = Timestamp::now() + jiff::SignedDuration::from_hours(24);
+    let base = Timestamp::from_millisecond(base.as_millisecond()).expect("timestamp");
+    let now = Timestamp::now();
+    let mut leads = Vec::new();
+    for n in 0..3 {
+        let mut lead = lead(&unique(&format!("lead{n}")), &unique("evt"));
+        lead.timeline.captured_at = Some(base + jiff::SignedDuration::from_secs(n));
+        assert_eq!(
+            store.create_lead(&lead).await.expect("create"),
+            Created::New
+        );
+        let mut routed = lead.clone();
+        routed.state = LeadState::Routed;
+        routed.timeline.sla_due_at = Some(now - jiff::SignedDuration::from_mins(10 - n));
+        store
+            .advance_lead(&routed, LeadState::Captured, &Effects::none())
+            .await
+            .expect("routed");
+        leads.push(lead);
+    }
+    let bad = &leads[1];
+    let mut body =
+        serde_json::to_value(store.get_lead(&bad.id).await.expect("read")).expect("json");
+    body["capture"]["form_fields"] = serde_json::json!({"deep": "DEEP"});
+    let deep = format!("{}1{}", "[".repeat(127), "]".repeat(127));
+    let body = body.to_string().replace(r#""DEEP""#, &deep);
+    adapters.raw.overwrite_body(&bad.id, &body).await;
+
+    match store.get_lead(&bad.id).await {
+        Err(StoreError::Undecodable { lead_id, reason }) => {
+            assert_eq!(lead_id, bad.id);
+            assert!(reason.contains("recursion limit"), "{reason}");
+        }
+        other => panic!("expected the lead named as undecodable, got {other:?}"),
+    }
+    let readable = vec![leads[0].id.clone(), leads[2].id.clone()];
+    let ids = |found: Vec<Lead>| found.into_iter().map(|l| l.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.leads_since(base, 10).await.expect("leads_since")),
+        readable
+    );
+    assert_eq!(
+        ids(store.due_leads(now, 10).await.expect("due_leads")),
+        readable
+    );
+    // The sender's retry of the quarantined lead's event: the store names that lead.
+    match store.create_lead(bad).await {
+        Err(StoreError::Undecodable { lead_id, .. }) => assert_eq!(lead_id, bad.id),
+        other => panic!("expected the existing lead named, got {other:?}"),
+    }
 }

@@ -2,9 +2,11 @@
 //! store checked unchanged where the contract says nothing may change.
 
 use jiff::Timestamp;
-use leadrelay_shared::ports::LeadStore;
+use leadrelay_shared::model::{Envelope, Stage};
+use leadrelay_shared::ports::{DeadLetters, LeadStore, Queue};
 use leadrelay_shared::signature::{sign_standard, SigningKey};
 use leadrelay_tests::{example_config, sample, Server};
+use proptest::prelude::*;
 
 const LEAD: &str = "02-capture-emea-pricing.json";
 
@@ -443,4 +445,514 @@ async fn lead_status_and_health_answer() {
         .expect("healthz");
     assert_eq!(health.status().as_u16(), 200);
     server.stop().await;
+}
+
+/// A capture with `extra` spliced in as further top-level fields (raw JSON).
+fn capture_with(extra: &str) -> Vec<u8> {
+    format!(
+        r#"{{"event":"lead_capture","timestamp":"2026-11-23T10:00:00Z","captured_email":"jo@acme-robotics.com","name":"Jo Smith",{extra}}}"#
+    )
+    .into_bytes()
+}
+
+/// `depth` arrays around a number.
+fn nested(depth: usize) -> String {
+    format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+#[tokio::test]
+async fn deeply_nested_or_oversized_free_form_fields_get_400_naming_the_field_and_store_nothing() {
+    let server = Server::start().await;
+    let before = server.counts().await;
+    // 125 levels inside the field parse (serde_json stops at 128), but the stored lead wraps
+    // them deeper still: accepted, such a lead could never be read back.
+    let cases = [
+        (
+            "form_fields",
+            format!(r#""form_fields":{{"a":{}}}"#, nested(125)),
+        ),
+        ("metadata", format!(r#""metadata":{{"a":{}}}"#, nested(125))),
+        (
+            "form_fields",
+            format!(r#""form_fields":{{"a":{}}}"#, nested(16)),
+        ),
+        (
+            "metadata",
+            format!(r#""metadata":{{"utm":{{"a":{}}}}}"#, nested(20)),
+        ),
+        (
+            "form_fields",
+            format!(r#""form_fields":{{"a":[{}]}}"#, vec!["0"; 300].join(",")),
+        ),
+        (
+            "transcript",
+            format!(
+                r#""transcript":[{}]"#,
+                vec![r#"{"role":"bot","text":"hi"}"#; 501].join(",")
+            ),
+        ),
+    ];
+    for (n, (field, extra)) in cases.iter().enumerate() {
+        let answer = server
+            .send("website", &format!("msg_deep_{n}"), &capture_with(extra))
+            .await;
+        assert_eq!(answer.status, 400, "{field}: {:?}", answer.body);
+        assert_eq!(answer.body["field"], *field, "{:?}", answer.body);
+        assert!(
+            answer.body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{:?}",
+            answer.body
+        );
+    }
+    assert_eq!(
+        server.counts().await,
+        before,
+        "refused events write nothing"
+    );
+
+    // Within the bounds, nested form fields are kept and the lead reads back and is alerted.
+    let within = format!(
+        r#""form_fields":{{"a":{}}},"metadata":{{"utm":{{"s":"x"}}}}"#,
+        nested(15)
+    );
+    let answer = server
+        .send("website", "msg_deep_ok", &capture_with(&within))
+        .await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    let lead_id = answer.body["lead_id"].as_str().expect("id").to_owned();
+    server.wait_for_state(&lead_id, "notified").await;
+    let stored = server
+        .db
+        .get_lead(&lead_id)
+        .await
+        .expect("reads")
+        .expect("stored");
+    assert!(stored.capture.form_fields.contains_key("a"));
+    server.stop().await;
+}
+
+/// Sends `request` over a raw TCP connection, half-closes it, and returns the status code of
+/// the answer (the connection is read until the server closes it).
+async fn raw_exchange(server: &Server, request: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = server.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    stream.write_all(request).await.expect("write");
+    // The client has nothing more to send: the server sees the body end early.
+    stream.shutdown().await.expect("half-close");
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the server answers and closes")
+    .expect("read");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    (status, text)
+}
+
+#[tokio::test]
+async fn a_body_that_cannot_be_read_is_400_and_only_a_body_over_the_limit_is_413() {
+    let server = Server::start().await;
+    let before = server.counts().await;
+    let body = sample(LEAD);
+    let head = |framing: &str| {
+        format!(
+            "POST /webhooks/website HTTP/1.1\r\nHost: leadrelay\r\nContent-Type: application/json\r\n{framing}\r\n"
+        )
+        .into_bytes()
+    };
+
+    // Fewer bytes than the Content-Length promises, then the client half-closes.
+    let mut short = head(&format!("Content-Length: {}\r\n", body.len() + 100));
+    short.extend_from_slice(&body);
+    let (status, text) = raw_exchange(&server, &short).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("could not read the request body"), "{text}");
+
+    // A chunk size that is not hexadecimal.
+    let mut chunked = head("Transfer-Encoding: chunked\r\n");
+    chunked.extend_from_slice(b"zz\r\n{\"event\":\r\n0\r\n\r\n");
+    let (status, text) = raw_exchange(&server, &chunked).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("could not read the request body"), "{text}");
+
+    // A chunked body that really is over the limit is still 413.
+    let mut big = head("Transfer-Encoding: chunked\r\n");
+    for _ in 0..5 {
+        big.extend_from_slice(format!("{:x}\r\n", 64 * 1024).as_bytes());
+        big.extend(std::iter::repeat_n(b'x', 64 * 1024));
+        big.extend_from_slice(b"\r\n");
+    }
+    big.extend_from_slice(b"0\r\n\r\n");
+    let (status, text) = raw_exchange(&server, &big).await;
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("body over 256 KiB"), "{text}");
+
+    assert_eq!(server.counts().await, before, "nothing was stored");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn look_alike_addresses_meet_the_gates_of_the_domain_they_imitate() {
+    let server = Server::start().await;
+    let before = server.counts().await;
+    let capture = |email: &str| {
+        format!(
+            r#"{{"event":"lead_capture","timestamp":"2026-11-23T10:00:00Z","captured_email":"{email}","name":"Jo Smith"}}"#
+        )
+    };
+    // Refused as shipped: our own domain, disposable mailboxes, junk. Fullwidth letters
+    // (U+FF41...) and upper case are the same domain to every gate, as to enrichment.
+    for (n, (email, says)) in [
+        ("jo@ｙourco.example", "yourco.example"),
+        ("jo@sales.ＹＯＵＲＣＯ.example", "yourco.example"),
+        ("x@ｍａｉｌｉｎａｔｏｒ.com", "disposable"),
+        ("x@MAILINATOR.COM", "disposable"),
+        ("ｔｅｓｔ@ｔｅｓｔ.com", "junk"),
+        ("jo@yourco.example.", "not a valid e-mail address"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let answer = server
+            .send(
+                "website",
+                &format!("msg_alike_{n}"),
+                capture(email).as_bytes(),
+            )
+            .await;
+        assert_eq!(answer.status, 400, "{email}: {:?}", answer.body);
+        assert_eq!(answer.body["field"], "captured_email", "{email}");
+        assert!(
+            answer.body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(says)),
+            "{email}: {:?}",
+            answer.body
+        );
+    }
+    assert_eq!(
+        server.counts().await,
+        before,
+        "refused events write nothing"
+    );
+
+    // A competitor written with a fullwidth letter still goes to review; a role address in
+    // fullwidth letters is still a role.
+    for (n, (email, flag)) in [
+        ("jo@ｒivalrouter.example", "competitor_domain"),
+        ("ｉｎｆｏ@acme-robotics.com", "role_address"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let answer = server
+            .send(
+                "website",
+                &format!("msg_review_{n}"),
+                capture(email).as_bytes(),
+            )
+            .await;
+        assert_eq!(answer.status, 202, "{email}: {:?}", answer.body);
+        let lead = server
+            .wait_for_state(answer.body["lead_id"].as_str().expect("id"), "notified")
+            .await;
+        let flags = lead["flags"].as_array().expect("flags");
+        assert!(flags.iter().any(|f| f == flag), "{email}: {lead}");
+        assert_eq!(lead["owner"]["id"], "review", "{email}: {lead}");
+    }
+
+    // A Cyrillic `а` in an otherwise Latin label has no ASCII twin: kept, flagged, and the
+    // alert says so.
+    let answer = server
+        .send(
+            "website",
+            "msg_mixed",
+            capture("jo@аcme-robotics.com").as_bytes(),
+        )
+        .await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    let lead_id = answer.body["lead_id"].as_str().expect("id").to_owned();
+    let lead = server.wait_for_state(&lead_id, "notified").await;
+    assert_eq!(lead["flags"][0], "mixed_script_domain", "{lead}");
+    let alerts = server.terminal.text();
+    assert!(
+        alerts.contains("Flags      mixed_script_domain"),
+        "{alerts}"
+    );
+    server.stop().await;
+}
+
+/// Writes a lead row as an older version might have: readable columns, a body this version
+/// cannot decode (form fields 127 levels deep), an open SLA already due.
+fn insert_undecodable_lead(server: &Server, id: &str, event_id: &str) {
+    let lead = leadrelay_tests::initech_lead(id, "tom.baker@initech.co.uk", Timestamp::now());
+    let mut body = serde_json::to_value(&lead).expect("encodes");
+    body["capture"]["form_fields"] = serde_json::json!({"deep": "DEEP"});
+    let body = body.to_string().replace(r#""DEEP""#, &nested(127));
+    let db = rusqlite::Connection::open(server.db.path()).expect("open the store");
+    db.busy_timeout(std::time::Duration::from_secs(5))
+        .expect("busy timeout");
+    let now = Timestamp::now().as_millisecond();
+    db.execute(
+        "INSERT INTO leads (id, source, event_id, state, captured_at, sla_due_at, body)
+         VALUES (?1, 'website', ?2, 'captured', ?3, ?4, ?5)",
+        rusqlite::params![id, event_id, now - 1_000, now - 1_000, body],
+    )
+    .expect("insert");
+}
+
+#[tokio::test]
+async fn an_undecodable_stored_lead_is_quarantined_and_skipped_never_fatal() {
+    let server = Server::start().await;
+    let good = server.send("website", "msg_good", &sample(LEAD)).await;
+    assert_eq!(good.status, 202);
+    let good_id = good.body["lead_id"].as_str().expect("id").to_owned();
+    server.wait_for_state(&good_id, "notified").await;
+    insert_undecodable_lead(&server, "old-lead-1", "msg_old_1");
+
+    // The listing behind `rules diff --since` skips it and still returns the rest.
+    let since = Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    let leads = server.db.leads_since(since, 100).await.expect("listing");
+    let ids: Vec<&str> = leads.iter().map(|l| l.id.as_str()).collect();
+    assert_eq!(ids, [good_id.as_str()]);
+    let due = server
+        .db
+        .due_leads(Timestamp::now(), 100)
+        .await
+        .expect("due listing");
+    assert!(due.iter().all(|l| l.id != "old-lead-1"));
+    let mut report = Vec::new();
+    leadrelay::rules::diff(
+        &server.config,
+        &server.config,
+        &server.db,
+        jiff::SignedDuration::from_hours(1),
+        &mut report,
+    )
+    .await
+    .expect("rules diff runs over the readable leads");
+    let report = String::from_utf8(report).expect("utf-8");
+    assert!(report.contains("Replayed 1 lead(s)"), "{report}");
+
+    // Asked for by id: a clear answer naming it, not "retry later".
+    let answer = server.lead("old-lead-1").await;
+    assert_eq!(answer.status, 500, "{:?}", answer.body);
+    assert_eq!(answer.body["lead_id"], "old-lead-1");
+    assert_eq!(answer.body["state"], "quarantined");
+    assert!(
+        answer.body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("quarantined")),
+        "{:?}",
+        answer.body
+    );
+    let shown = leadrelay::cli::show_lead(
+        &server.config,
+        server.db.path().parent().expect("dir"),
+        "old-lead-1",
+    )
+    .await
+    .expect_err("cannot be shown");
+    assert!(
+        shown.to_string().contains("old-lead-1 is quarantined"),
+        "{shown:#}"
+    );
+
+    // The sender's retry of its event is a duplicate of that lead, not a 5xx for ever.
+    let retry = server.send("website", "msg_old_1", &sample(LEAD)).await;
+    assert_eq!(retry.status, 200, "{:?}", retry.body);
+    assert_eq!(retry.body["lead_id"], "old-lead-1");
+
+    // Its stage message goes straight to the dead-letter queue with the error.
+    server
+        .db
+        .send(
+            Stage::Enrich,
+            &Envelope::new("old-lead-1", Stage::Enrich, "trace-old"),
+        )
+        .await
+        .expect("enqueue");
+    let letter = leadrelay_tests::eventually(
+        std::time::Duration::from_secs(10),
+        "the quarantined lead's message dead-lettered",
+        || async {
+            server
+                .db
+                .list(Stage::Enrich, 10, std::time::Duration::ZERO)
+                .await
+                .expect("list")
+                .into_iter()
+                .find(|l| l.lead_id.as_deref() == Some("old-lead-1"))
+        },
+    )
+    .await;
+    assert!(
+        letter
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("quarantined")),
+        "{letter:?}"
+    );
+    server.stop().await;
+}
+
+/// Arbitrary JSON: odd strings and numbers, arrays and objects a few levels deep.
+fn odd_json() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    // Rarely a text at the length bound or just past it.
+    let long = prop_oneof![Just(16 * 1024), Just(16 * 1024 + 1)]
+        .prop_map(|n| Value::String("é".repeat(n / 2) + &"x".repeat(n % 2)));
+    let leaf = prop_oneof![
+        2 => Just(Value::Null),
+        2 => any::<bool>().prop_map(Value::Bool),
+        4 => any::<i64>().prop_map(Value::from),
+        4 => any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        8 => ".{0,24}".prop_map(Value::String),
+        1 => long,
+    ];
+    leaf.prop_recursive(4, 64, 12, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..12).prop_map(serde_json::Value::Array),
+            prop::collection::btree_map(".{0,12}", inner, 0..12)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// `value` inside `depth` levels of arrays and objects, alternating.
+fn deep(value: serde_json::Value, depth: usize) -> serde_json::Value {
+    (0..depth).fold(value, |inner, level| {
+        if level % 2 == 0 {
+            serde_json::Value::Array(vec![inner])
+        } else {
+            serde_json::json!({ "k": inner })
+        }
+    })
+}
+
+/// A free-form field: a few odd entries and, sometimes, one nested close to serde_json's
+/// recursion limit, or past the bounds.
+fn free_form() -> impl Strategy<Value = serde_json::Map<String, serde_json::Value>> {
+    (
+        prop::collection::btree_map("[a-z_]{1,8}", odd_json(), 0..4),
+        prop::option::of((prop_oneof![0usize..24, 120usize..130], odd_json())),
+    )
+        .prop_map(|(entries, nested)| {
+            let mut map: serde_json::Map<_, _> = entries.into_iter().collect();
+            if let Some((depth, leaf)) = nested {
+                map.insert("nested".into(), deep(leaf, depth));
+            }
+            map
+        })
+}
+
+fn transcript() -> impl Strategy<Value = serde_json::Value> {
+    let turn = (".{0,12}", ".{0,40}")
+        .prop_map(|(role, text)| serde_json::json!({"role": role, "text": text}));
+    prop_oneof![
+        prop::collection::vec(turn.clone(), 0..6),
+        prop::collection::vec(turn, 495..505),
+    ]
+    .prop_map(serde_json::Value::Array)
+}
+
+#[test]
+fn whatever_ingest_accepts_reads_back_from_the_store_and_is_processed() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let server = runtime.block_on(Server::start());
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 48,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let sent = std::sync::atomic::AtomicUsize::new(0);
+    let outcome = runner.run(
+        &(free_form(), free_form(), transcript()),
+        |(form_fields, metadata, transcript)| {
+            let body = serde_json::json!({
+                "event": "lead_capture",
+                "timestamp": "2026-11-23T10:00:00Z",
+                "captured_email": "jo@acme-robotics.com",
+                "name": "Jo Smith",
+                "form_fields": form_fields,
+                "metadata": metadata,
+                "transcript": transcript,
+            })
+            .to_string();
+            let n = sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            runtime.block_on(async {
+                let before = server.counts().await;
+                let answer = server
+                    .send("website", &format!("msg_prop_{n}"), body.as_bytes())
+                    .await;
+                let too_large = body.len() > 256 * 1024;
+                if answer.status == 400 || (answer.status == 413 && too_large) {
+                    // Refused: nothing stored, and the answer names the problem.
+                    prop_assert!(answer.body["error"].is_string(), "{:?}", answer.body);
+                    prop_assert_eq!(server.counts().await.leads, before.leads);
+                    return Ok(());
+                }
+                prop_assert_eq!(answer.status, 202, "{:?}", answer.body);
+                let lead_id = answer.body["lead_id"].as_str().expect("id").to_owned();
+                // Accepted: it reads back from the store...
+                let stored = server.db.get_lead(&lead_id).await;
+                prop_assert!(
+                    matches!(stored, Ok(Some(_))),
+                    "lead {} accepted but unreadable: {:?}",
+                    lead_id,
+                    stored.err()
+                );
+                // ...and reaches its owner's alert, or the dead-letter queue with its error.
+                let done = leadrelay_tests::eventually(
+                    std::time::Duration::from_secs(10),
+                    "the accepted lead processed",
+                    || async {
+                        let summary = server.lead(&lead_id).await.body;
+                        if summary["state"] == "notified" {
+                            return Some(true);
+                        }
+                        for stage in Stage::ALL {
+                            let parked = server
+                                .db
+                                .list(stage, 1_000, std::time::Duration::ZERO)
+                                .await
+                                .ok()?
+                                .into_iter()
+                                .any(|l| {
+                                    l.lead_id.as_deref() == Some(lead_id.as_str())
+                                        && l.last_error.is_some()
+                                });
+                            if parked {
+                                return Some(true);
+                            }
+                        }
+                        None
+                    },
+                )
+                .await;
+                prop_assert!(done);
+                Ok(())
+            })
+        },
+    );
+    runtime.block_on(server.stop());
+    if let Err(failure) = outcome {
+        panic!("{failure}");
+    }
 }

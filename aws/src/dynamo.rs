@@ -20,8 +20,8 @@ pub use aws_sdk_dynamodb::Client;
 use jiff::Timestamp;
 use leadrelay_shared::model::{Lead, LeadState, StageFailure};
 use leadrelay_shared::ports::{
-    ContactLookup, ContactWrite, CounterBump, Created, DeliveryStart, Effects, EnrichmentCache,
-    LeadStore, LedgerWrite, StoreError,
+    decode_stored_lead, skip_undecodable, ContactLookup, ContactWrite, CounterBump, Created,
+    DeliveryStart, Effects, EnrichmentCache, LeadStore, LedgerWrite, StoreError,
 };
 use leadrelay_shared::routing::ledger::PoolLedger;
 
@@ -199,18 +199,20 @@ fn sla_shard(id: &str) -> String {
     format!("SLA#{}", hash % SLA_SHARDS)
 }
 
+/// A lead item's body and last failure; a body this version cannot read is
+/// [`StoreError::Undecodable`] naming the lead, as in the embedded store.
 fn decode(item: &HashMap<String, AttributeValue>) -> Result<Lead, StoreError> {
+    let id = item
+        .get("pk")
+        .and_then(|v| v.as_s().ok())
+        .and_then(|pk| pk.strip_prefix("LEAD#"))
+        .ok_or_else(|| StoreError::Corrupt("lead item without an id".into()))?;
     let body = item
         .get("body")
         .and_then(|v| v.as_s().ok())
-        .ok_or_else(|| StoreError::Corrupt("lead item without body".into()))?;
-    let mut lead: Lead =
-        serde_json::from_str(body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    if let Some(failure) = item.get("last_failure").and_then(|v| v.as_s().ok()) {
-        lead.last_failure =
-            Some(serde_json::from_str(failure).map_err(|e| StoreError::Corrupt(e.to_string()))?);
-    }
-    Ok(lead)
+        .ok_or_else(|| StoreError::Corrupt(format!("lead {id} has no body")))?;
+    let failure = item.get("last_failure").and_then(|v| v.as_s().ok());
+    decode_stored_lead(id, body, failure.map(String::as_str))
 }
 
 fn encode_body(lead: &Lead) -> Result<String, StoreError> {
@@ -833,8 +835,9 @@ impl LeadStore for DynamoStore {
                     .clone(),
             ),
         };
+        // A quarantined lead is no merge target: the new lead routes on its own.
         let lead = match &indexed {
-            Some(id) => self.get_lead(id).await?,
+            Some(id) => skip_undecodable(self.get_lead(id).await.transpose())?.pop(),
             None => None,
         };
         Ok(ContactLookup::judge(indexed, lead, since))
@@ -874,7 +877,8 @@ impl LeadStore for DynamoStore {
         due.truncate(limit);
         let mut leads = Vec::with_capacity(due.len());
         for (_, id) in due {
-            if let Some(lead) = self.get_lead(&id).await? {
+            // A quarantined lead is skipped with a warning, not the end of the sweep.
+            for lead in skip_undecodable(self.get_lead(&id).await.transpose())? {
                 if lead.sla_watch_at().is_some_and(|at| at <= now) {
                     leads.push(lead);
                 }
@@ -940,7 +944,7 @@ impl LeadStore for DynamoStore {
             }
         }
         keep_oldest(&mut found, limit);
-        found.iter().map(|(_, _, item)| decode(item)).collect()
+        skip_undecodable(found.iter().map(|(_, _, item)| decode(item)))
     }
 }
 

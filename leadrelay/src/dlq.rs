@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use jiff::{SignedDuration, Timestamp};
 use leadrelay_shared::model::Stage;
-use leadrelay_shared::ports::{DeadLetter, DeadLetters, LeadStore};
+use leadrelay_shared::ports::{DeadLetter, DeadLetters, LeadStore, StoreError};
 
 /// How long SQS hides listed messages while a command works on them.
 const HOLD: Duration = Duration::from_secs(60);
@@ -142,15 +142,21 @@ pub async fn show(
             writeln!(out, "error     {}", last_error(store, &letter).await)?;
             writeln!(out, "body      {}", letter.body)?;
             if let Some(lead_id) = &letter.lead_id {
-                if let Some(lead) = store.get_lead(lead_id).await? {
-                    writeln!(
+                match store.get_lead(lead_id).await {
+                    Ok(Some(lead)) => writeln!(
                         out,
                         "lead now  {} (owner: {})",
                         lead.state,
                         lead.assignment
                             .map(|a| a.owner.to_string())
                             .unwrap_or_else(|| "none".into())
-                    )?;
+                    )?,
+                    Ok(None) => {}
+                    // The letter is shown all the same: it is how an operator finds the lead.
+                    Err(quarantined @ StoreError::Undecodable { .. }) => {
+                        writeln!(out, "lead now  {quarantined}")?
+                    }
+                    Err(other) => return Err(other.into()),
                 }
             }
             return Ok(());

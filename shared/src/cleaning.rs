@@ -9,6 +9,8 @@ use std::str::FromStr;
 use email_address::EmailAddress;
 use phonenumber::country;
 use phonenumber::Mode;
+use unicode_normalization::UnicodeNormalization;
+use unicode_security::MixedScript;
 
 /// Particles that stay lower case inside a name (`Ludwig van Beethoven`, `Jean de la Fontaine`).
 const PARTICLES: &[&str] = &[
@@ -172,6 +174,29 @@ pub fn registrable_domain(raw: &str) -> Option<String> {
 pub fn email_host(email: &str) -> Option<String> {
     let parsed = EmailAddress::from_str(email.trim()).ok()?;
     normalise_host(parsed.domain())
+}
+
+/// The local part of an e-mail address as the validation gates compare it: NFKC-normalised
+/// (so fullwidth `ｉｎｆｏ` is `info`) and lower-cased. The local part is never used to reach
+/// anyone, only compared against lists of roles and junk addresses.
+pub fn normalise_local_part(local_part: &str) -> String {
+    local_part.nfkc().collect::<String>().to_lowercase()
+}
+
+/// The first label of a host, given in the form of [`normalise_host`], that mixes scripts
+/// (UTS #39 mixed-script detection: `аcme`, a Cyrillic `а` before Latin letters), shown in
+/// Unicode. Whole-script names (`bücher`, `пример`) and mixtures that one writing system uses
+/// (Han with Katakana) are not mixed.
+pub fn mixed_script_label(host: &str) -> Option<String> {
+    host.split('.')
+        .filter(|label| label.starts_with("xn--"))
+        .filter_map(|label| {
+            let (unicode, decoded) = idna::domain_to_unicode(label);
+            // A punycode label that does not decode is not a name anyone typed: it mixes
+            // nothing that can be shown, and the host already failed to be a valid name.
+            decoded.ok().map(|()| unicode)
+        })
+        .find(|label| !label.as_str().is_single_script())
 }
 
 /// A domain, then each parent down to a two-label name (never a bare top-level domain):
@@ -388,6 +413,48 @@ mod tests {
         assert_eq!(registrable_domain(""), None);
         assert_eq!(registrable_domain("   "), None);
         assert_eq!(registrable_domain("[192.0.2.1]"), None);
+    }
+
+    #[test]
+    fn look_alike_letters_map_to_the_host_they_imitate() {
+        // Fullwidth letters are compatibility forms of ASCII: IDNA maps them.
+        assert_eq!(normalise_host("ａcme.com").as_deref(), Some("acme.com"));
+        assert_eq!(
+            email_host("jo@ＹＯＵＲＣＯ.com").as_deref(),
+            Some("yourco.com")
+        );
+        // A Cyrillic `а` has no ASCII form: a different host, in punycode.
+        assert_eq!(
+            normalise_host("аcme.com").as_deref(),
+            Some("xn--cme-5cd.com")
+        );
+    }
+
+    #[test]
+    fn a_label_mixing_scripts_is_found_in_unicode() {
+        assert_eq!(
+            mixed_script_label("xn--cme-5cd.com").as_deref(),
+            Some("аcme")
+        );
+        assert_eq!(
+            mixed_script_label("eu.xn--cme-5cd.com").as_deref(),
+            Some("аcme")
+        );
+        for host in [
+            "acme.com",
+            "xn--bcher-kva.de",
+            "xn--e1afmkfd.xn--p1ai",
+            "xn--r8jz45g.jp",
+        ] {
+            assert_eq!(mixed_script_label(host), None, "{host}");
+        }
+    }
+
+    #[test]
+    fn local_parts_are_compared_nfkc_and_lower_cased() {
+        assert_eq!(normalise_local_part("ＩＮＦＯ"), "info");
+        assert_eq!(normalise_local_part("Sales+Web"), "sales+web");
+        assert_eq!(normalise_local_part("Jürgen"), "jürgen");
     }
 
     #[test]

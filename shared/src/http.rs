@@ -4,17 +4,19 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::body::to_bytes;
+use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures::StreamExt;
 use serde_json::json;
 use tracing::{error, warn};
 
 use crate::claim_http::SlackResponder;
 use crate::model::Lead;
+use crate::ports::StoreError;
 use crate::stages::{IngestError, Pipeline};
 
 /// Webhook bodies above this size are refused with 413.
@@ -96,9 +98,19 @@ async fn receive_webhook(
         return error(StatusCode::PAYLOAD_TOO_LARGE, "body over 256 KiB", None);
     }
     let (parts, body) = request.into_parts();
-    let body = match to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(bytes) => bytes,
-        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body over 256 KiB", None),
+    let body = match read_body(body, MAX_BODY_BYTES).await {
+        BodyRead::Complete(bytes) => bytes,
+        BodyRead::TooLarge => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "body over 256 KiB", None)
+        }
+        BodyRead::Unreadable(cause) => {
+            warn!(source = %source, error = %cause, "could not read a webhook body");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "could not read the request body",
+                None,
+            );
+        }
     };
     match api.pipeline.ingest(&source, &parts.headers, &body).await {
         Ok(accepted) if accepted.duplicate => (
@@ -131,6 +143,31 @@ async fn receive_webhook(
             )
         }
     }
+}
+
+/// What reading a request body came to.
+enum BodyRead {
+    Complete(Vec<u8>),
+    /// More than the limit arrived: only a body really over it is refused as too large.
+    TooLarge,
+    /// The body broke off or was malformed (a bad chunk size, fewer bytes than its
+    /// `Content-Length`): the client's fault, not a size problem.
+    Unreadable(axum::Error),
+}
+
+/// Reads `body` up to `limit` bytes, telling a body over the limit from one that could not be
+/// read (`axum::body::to_bytes` reports both as one error).
+async fn read_body(body: Body, limit: usize) -> BodyRead {
+    let mut chunks = body.into_data_stream();
+    let mut collected = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        match chunk {
+            Ok(chunk) if collected.len() + chunk.len() > limit => return BodyRead::TooLarge,
+            Ok(chunk) => collected.extend_from_slice(&chunk),
+            Err(cause) => return BodyRead::Unreadable(cause),
+        }
+    }
+    BodyRead::Complete(collected)
 }
 
 /// The lead's state, owner, tier and every timestamp; no prospect data.
@@ -167,6 +204,19 @@ async fn lead_status(State(api): State<Api>, Path(id): Path<String>) -> Response
     match api.pipeline.store.get_lead(&id).await {
         Ok(Some(lead)) => Json(lead_summary(&lead)).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "no such lead", None),
+        // Asking again will not help: say what is wrong with this one lead.
+        Err(StoreError::Undecodable { lead_id, reason }) => {
+            error!(lead_id = %lead_id, %reason, "quarantined lead asked for");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({
+                    "error": "lead is quarantined: its stored form cannot be read by this version",
+                    "lead_id": lead_id,
+                    "state": "quarantined",
+                })),
+            )
+                .into_response()
+        }
         Err(e) => {
             error!(lead_id = %id, error = %e, "could not read lead");
             error(

@@ -31,8 +31,64 @@ pub enum StoreError {
     Contended(String),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// A stored lead this version cannot decode (written by an older version, or damaged).
+    /// It is quarantined: its stage messages go to the dead-letter queue, listings skip it
+    /// with a warning naming it, and `GET /leads/{id}` says so.
+    #[error("lead {lead_id} is quarantined: its stored form cannot be read ({reason})")]
+    Undecodable { lead_id: String, reason: String },
     #[error("store unavailable: {0}")]
     Unavailable(String),
+}
+
+/// Decodes a stored lead's body and its separately stored last failure. A body that does not
+/// decode is [`StoreError::Undecodable`], naming the lead; the reason gives serde's position
+/// and category but never a value, which may be prospect data.
+pub fn decode_stored_lead(
+    lead_id: &str,
+    body: &str,
+    failure: Option<&str>,
+) -> Result<Lead, StoreError> {
+    let undecodable = |error: serde_json::Error| StoreError::Undecodable {
+        lead_id: lead_id.to_owned(),
+        reason: decode_reason(&error),
+    };
+    let mut lead: Lead = serde_json::from_str(body).map_err(undecodable)?;
+    if let Some(failure) = failure {
+        lead.last_failure = Some(serde_json::from_str(failure).map_err(undecodable)?);
+    }
+    Ok(lead)
+}
+
+/// serde_json's message for syntax errors (fixed texts such as "recursion limit exceeded");
+/// for a data error only its position, as the message may quote the value.
+fn decode_reason(error: &serde_json::Error) -> String {
+    match error.classify() {
+        serde_json::error::Category::Data => format!(
+            "a value of the wrong type or shape at line {} column {}",
+            error.line(),
+            error.column()
+        ),
+        _ => error.to_string(),
+    }
+}
+
+/// The readable leads of a listing, in order. An undecodable lead is skipped with a warning
+/// naming it, so one quarantined lead never stops a report over the whole store; any other
+/// error still fails the listing.
+pub fn skip_undecodable(
+    leads: impl IntoIterator<Item = Result<Lead, StoreError>>,
+) -> Result<Vec<Lead>, StoreError> {
+    let mut readable = Vec::new();
+    for lead in leads {
+        match lead {
+            Ok(lead) => readable.push(lead),
+            Err(StoreError::Undecodable { lead_id, reason }) => {
+                tracing::warn!(lead_id = %lead_id, %reason, "skipping a quarantined lead: its stored form cannot be read");
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(readable)
 }
 
 /// What `create_lead` found.

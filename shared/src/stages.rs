@@ -185,7 +185,20 @@ impl Pipeline {
             flags,
             now,
         );
-        match self.store.create_lead(&lead).await? {
+        let created = match self.store.create_lead(&lead).await {
+            // Only the earlier lead stored under this event id can be unreadable (this one
+            // was just encoded): the event is a duplicate of a quarantined lead. Answering it
+            // as one stops the sender retrying into a 5xx for ever.
+            Err(StoreError::Undecodable { lead_id, reason }) => {
+                warn!(lead_id = %lead_id, source = source_id, %reason, "duplicate event id of a quarantined lead");
+                return Ok(Accepted {
+                    lead_id,
+                    duplicate: true,
+                });
+            }
+            other => other?,
+        };
+        match created {
             Created::New => {
                 self.queue
                     .send(
@@ -228,16 +241,43 @@ impl Pipeline {
                 found: envelope.stage,
             });
         }
-        let lead = self
-            .store
-            .get_lead(&envelope.lead_id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(envelope.lead_id.clone()))?;
+        let lead = match self.store.get_lead(&envelope.lead_id).await {
+            Ok(Some(lead)) => lead,
+            Ok(None) => return Err(StoreError::NotFound(envelope.lead_id.clone()).into()),
+            Err(error @ StoreError::Undecodable { .. }) => {
+                return self.quarantine(stage, &envelope, &error).await;
+            }
+            Err(error) => return Err(error.into()),
+        };
         match stage {
             Stage::Enrich => self.enrich(lead).await,
             Stage::Route => self.route(lead).await,
             Stage::Notify => self.notify(lead).await,
         }
+    }
+
+    /// A lead this version cannot read: retrying cannot fix it, so the message goes straight
+    /// to the dead-letter queue with the error (replayable once the lead is repaired or the
+    /// version that reads it is deployed), and counts as handled.
+    async fn quarantine(
+        &self,
+        stage: Stage,
+        envelope: &Envelope,
+        error: &StoreError,
+    ) -> Result<Outcome, StageError> {
+        let text = error.to_string();
+        warn!(lead_id = %envelope.lead_id, trace_id = %envelope.trace_id, stage = %stage, error = %text, "quarantined lead: message dead-lettered");
+        self.queue.dead_letter(stage, envelope, &text).await?;
+        let failure = StageFailure {
+            stage,
+            error: text,
+            at: self.clock.now(),
+        };
+        // The failure has its own column/attribute: recording it never needs the body read.
+        if let Err(e) = self.store.record_failure(&envelope.lead_id, &failure).await {
+            warn!(lead_id = %envelope.lead_id, stage = %stage, error = %e, "could not record the failure on the quarantined lead");
+        }
+        Ok(Outcome::default())
     }
 
     /// Runs a received message through its stage, then deletes it, or schedules a retry and

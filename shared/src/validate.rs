@@ -2,12 +2,13 @@
 //!
 //! A refusal names the field; nothing is stored for a refused event.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
 use std::sync::LazyLock;
 
 use email_address::EmailAddress;
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::config::{ContactField, GatePolicy, ValidationConfig};
 use crate::model::{CaptureEvent, EventKind, Flag, GateAction};
@@ -30,8 +31,30 @@ impl Rejection {
     }
 }
 
-/// Parses the raw body; a type error names the JSON path that holds it.
+/// How deep free-form JSON (`form_fields`, `metadata`) may nest, counting the field's own
+/// object as level one. The stored lead wraps the capture a few levels deeper, and serde_json
+/// refuses to read past 128 levels: a bound well below that keeps every accepted lead readable.
+pub const MAX_NESTING: usize = 16;
+/// Entries in any one object or array inside a free-form field.
+pub const MAX_ENTRIES: usize = 256;
+/// Values (scalars and containers) in one free-form field altogether: a number such as `1e5`
+/// is stored longer than it was sent (`100000.0`), so their count is bounded, not only the body.
+pub const MAX_VALUES: usize = 2_000;
+/// Bytes in any one string of the capture, and in a free-form key.
+pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+/// Turns in `transcript`.
+pub const MAX_TURNS: usize = 500;
+
+/// Parses the raw body; a type error names the JSON path that holds it. A capture past the
+/// bounds above is refused naming its field, so whatever is accepted can be stored and read
+/// back.
 pub fn parse_capture(body: &[u8]) -> Result<CaptureEvent, Rejection> {
+    let event = deserialize_capture(body)?;
+    check_bounds(&event)?;
+    Ok(event)
+}
+
+fn deserialize_capture(body: &[u8]) -> Result<CaptureEvent, Rejection> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -48,6 +71,113 @@ pub fn parse_capture(body: &[u8]) -> Result<CaptureEvent, Rejection> {
         let message = format!("invalid value: {inner}");
         Rejection::new(message, &field)
     })
+}
+
+/// Depth, entry, value and length bounds on every field, each refusal naming its field.
+fn check_bounds(event: &CaptureEvent) -> Result<(), Rejection> {
+    let texts = [
+        ("visitor_id", &event.visitor_id),
+        ("conversation_id", &event.conversation_id),
+        ("captured_email", &event.captured_email),
+        ("name", &event.name),
+        ("company", &event.company),
+        ("phone", &event.phone),
+        ("job_title", &event.job_title),
+        ("trigger_query", &event.trigger_query),
+        (
+            "conversation_transcript_url",
+            &event.conversation_transcript_url,
+        ),
+        ("metadata.source_url", &event.metadata.source_url),
+        ("metadata.ip_address", &event.metadata.ip_address),
+        ("metadata.user_agent", &event.metadata.user_agent),
+    ];
+    for (field, text) in texts {
+        if text.as_ref().is_some_and(|t| t.len() > MAX_TEXT_BYTES) {
+            return Err(Rejection::new(too_long(), field));
+        }
+    }
+    if event.transcript.len() > MAX_TURNS {
+        return Err(Rejection::new(
+            format!("more than {MAX_TURNS} turns"),
+            "transcript",
+        ));
+    }
+    let long_turn = event
+        .transcript
+        .iter()
+        .any(|turn| turn.role.len() > MAX_TEXT_BYTES || turn.text.len() > MAX_TEXT_BYTES);
+    if long_turn {
+        return Err(Rejection::new(too_long(), "transcript"));
+    }
+    FreeForm::check(&event.form_fields).map_err(|why| Rejection::new(why, "form_fields"))?;
+    FreeForm::check(&event.metadata.extra).map_err(|why| Rejection::new(why, "metadata"))?;
+    Ok(())
+}
+
+fn too_long() -> String {
+    format!("a text longer than {MAX_TEXT_BYTES} bytes")
+}
+
+/// Walks one free-form field (an object of arbitrary JSON), counting its values.
+struct FreeForm {
+    values: usize,
+}
+
+impl FreeForm {
+    fn check(field: &BTreeMap<String, Value>) -> Result<(), String> {
+        let mut walk = FreeForm { values: 0 };
+        walk.object(field.iter(), field.len(), 1)
+    }
+
+    /// An object or array at `depth` (the field's own object is 1).
+    fn container<'a>(
+        &mut self,
+        entries: impl Iterator<Item = (Option<&'a String>, &'a Value)>,
+        len: usize,
+        depth: usize,
+    ) -> Result<(), String> {
+        if depth > MAX_NESTING {
+            return Err(format!("nested deeper than {MAX_NESTING} levels"));
+        }
+        if len > MAX_ENTRIES {
+            return Err(format!(
+                "more than {MAX_ENTRIES} entries in one object or array"
+            ));
+        }
+        for (key, value) in entries {
+            if key.is_some_and(|k| k.len() > MAX_TEXT_BYTES) {
+                return Err(format!("a key longer than {MAX_TEXT_BYTES} bytes"));
+            }
+            self.value(value, depth)?;
+        }
+        Ok(())
+    }
+
+    fn object<'a>(
+        &mut self,
+        entries: impl Iterator<Item = (&'a String, &'a Value)>,
+        len: usize,
+        depth: usize,
+    ) -> Result<(), String> {
+        self.container(entries.map(|(k, v)| (Some(k), v)), len, depth)
+    }
+
+    /// A value inside a container at `depth`.
+    fn value(&mut self, value: &Value, depth: usize) -> Result<(), String> {
+        self.values += 1;
+        if self.values > MAX_VALUES {
+            return Err(format!("more than {MAX_VALUES} values"));
+        }
+        match value {
+            Value::String(text) if text.len() > MAX_TEXT_BYTES => Err(too_long()),
+            Value::Array(items) => {
+                self.container(items.iter().map(|v| (None, v)), items.len(), depth + 1)
+            }
+            Value::Object(map) => self.object(map.iter(), map.len(), depth + 1),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Runs the gates; returns the flags to keep on the lead (each with its gate's action), or
@@ -101,14 +231,16 @@ fn check_email(
     let parsed = EmailAddress::from_str(email).map_err(|e| {
         Rejection::new(format!("not a valid e-mail address: {e}"), "captured_email")
     })?;
-    let domain = parsed.domain().to_ascii_lowercase();
-    if !domain.contains('.') || domain.starts_with('[') {
-        return Err(Rejection::new(
-            "e-mail domain must be a public host name",
-            "captured_email",
-        ));
-    }
-    let address = email.to_ascii_lowercase();
+    // Every gate reads the domain as enrichment does (IDNA to ASCII, lower case, no trailing
+    // dot): read as typed, `ａcme.com` (a fullwidth `a`) would pass a list naming `acme.com`
+    // and then be enriched as acme.com.
+    let domain = crate::cleaning::email_host(email)
+        .filter(|domain| domain.contains('.'))
+        .ok_or_else(|| {
+            Rejection::new("e-mail domain must be a public host name", "captured_email")
+        })?;
+    let local_part = crate::cleaning::normalise_local_part(parsed.local_part());
+    let address = format!("{local_part}@{domain}");
     let email_gate = |policy, code, message| Gate {
         policy,
         code,
@@ -117,8 +249,7 @@ fn check_email(
     };
 
     let junk = gates.junk_address_list.contains(&address)
-        || (parsed.local_part().eq_ignore_ascii_case("test")
-            && domain.split('.').next() == Some("test"));
+        || (local_part == "test" && domain.split('.').next() == Some("test"));
     if junk {
         email_gate(
             gates.junk_addresses,
@@ -159,7 +290,15 @@ fn check_email(
         )
         .apply(listed, flags)?;
     }
-    if let Some(local) = role_local_part(parsed.local_part(), gates) {
+    if let Some(label) = crate::cleaning::mixed_script_label(&domain) {
+        email_gate(
+            gates.mixed_script_domains,
+            "mixed_script_domain",
+            "e-mail domain mixes scripts, as look-alike domains do",
+        )
+        .apply(&label, flags)?;
+    }
+    if let Some(local) = role_local_part(&local_part, gates) {
         email_gate(
             gates.role_addresses,
             "role_address",
@@ -191,11 +330,15 @@ fn listed_domain<'a>(domain: &str, list: &'a [String]) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-/// The local part, lower-cased and without a `+tag` (`Sales+web` is `sales`), when it names a
-/// role on the maintained list or the configured additions and is not exempted.
+/// The local part (normalised, see [`crate::cleaning::normalise_local_part`]) without a
+/// `+tag` (`sales+web` is `sales`), when it names a role on the maintained list or the
+/// configured additions and is not exempted.
 fn role_local_part(local_part: &str, gates: &ValidationConfig) -> Option<String> {
-    let local = local_part.to_ascii_lowercase();
-    let local = local.split('+').next().unwrap_or(&local).to_owned();
+    let local = local_part
+        .split('+')
+        .next()
+        .unwrap_or(local_part)
+        .to_owned();
     let exempt = gates.role_address_exempt.contains(&local);
     let role = crate::lists::is_role_local_part(&local) || gates.role_address_list.contains(&local);
     (role && !exempt).then_some(local)
@@ -534,6 +677,245 @@ mod tests {
         // A team adds a provider the list does not know yet.
         gates.disposable_domain_list = vec!["throwaway.example.org".into()];
         assert!(check(&with_email("a@b.throwaway.example.org"), &gates).is_err());
+    }
+
+    /// The gate each address trips (its flag's code, or `refused` for a refusal), with every
+    /// gate set to flag so that all of them are seen.
+    fn codes(email: &str, gates: &ValidationConfig) -> Result<Vec<String>, String> {
+        check(&with_email(email), gates)
+            .map(|flags| flags.into_iter().map(|f| f.code).collect())
+            .map_err(|refusal| refusal.to_string())
+    }
+
+    fn flag_everything() -> ValidationConfig {
+        ValidationConfig {
+            reserved_domains: GatePolicy::Flag,
+            disposable_domains: GatePolicy::Flag,
+            junk_addresses: GatePolicy::Flag,
+            role_addresses: GatePolicy::Flag,
+            competitor_domains: GatePolicy::Flag,
+            own_domains: GatePolicy::Flag,
+            mixed_script_domains: GatePolicy::Flag,
+            competitor_domain_list: vec!["rival.io".into()],
+            own_domain_list: vec!["yourco.com".into()],
+            disposable_domain_list: vec!["throwaway.io".into()],
+            ..ValidationConfig::default()
+        }
+    }
+
+    #[test]
+    fn look_alike_letters_meet_the_same_gates_as_the_address_they_imitate() {
+        let gates = flag_everything();
+        // Fullwidth letters (U+FF41...), upper case and a fully qualified trailing dot all
+        // map to the domain enrichment reads, so each gate sees that domain.
+        for (gate, plain, variants) in [
+            (
+                "own_domain",
+                "jo@yourco.com",
+                &[
+                    "jo@ｙourco.com",
+                    "jo@YOURCO.COM",
+                    "jo@sales.ＹＯＵＲＣＯ.com",
+                ][..],
+            ),
+            (
+                "competitor_domain",
+                "jo@rival.io",
+                &["jo@ｒival.io", "jo@Rival.IO", "jo@eu.ｒｉｖａｌ.io"],
+            ),
+            (
+                "disposable_domain",
+                "x@mailinator.com",
+                &["x@ｍailinator.com", "x@MAILINATOR.com", "x@throwａway.io"],
+            ),
+            (
+                "reserved_domain",
+                "jo@example.com",
+                &["jo@ｅxample.com", "jo@EXAMPLE.com", "jo@shop.ｔｅｓｔ"],
+            ),
+            (
+                "junk_address",
+                "asdf@asdf.com",
+                &["asdf@ａsdf.com", "ASDF@ASDF.COM", "ａｓｄｆ@asdf.com"],
+            ),
+            (
+                "role_address",
+                "info@acme-robotics.com",
+                &["INFO@acme-robotics.com", "ｉｎｆｏ@acme-robotics.com"],
+            ),
+        ] {
+            let expected = codes(plain, &gates).expect(plain);
+            assert!(expected.contains(&gate.to_owned()), "{plain}: {expected:?}");
+            for variant in variants {
+                assert_eq!(codes(variant, &gates), Ok(expected.clone()), "{variant}");
+            }
+        }
+
+        // Refused by the shipped defaults, whichever way the domain is written.
+        let defaults = ValidationConfig {
+            own_domain_list: vec!["yourco.com".into()],
+            ..ValidationConfig::default()
+        };
+        for address in [
+            "jo@ｙourco.com",
+            "x@ｍａｉｌｉｎａｔｏｒ.com",
+            "ｔｅｓｔ@ｔｅｓｔ.com",
+        ] {
+            let refusal = check(&with_email(address), &defaults).expect_err(address);
+            assert_eq!(
+                refusal.field.as_deref(),
+                Some("captured_email"),
+                "{address}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_trailing_dot_is_no_way_past_a_gate() {
+        // An address's domain has no trailing dot (RFC 5321): refused as an address, so it
+        // never reaches a gate that might read `yourco.com.` as another domain.
+        let gates = flag_everything();
+        for address in [
+            "jo@yourco.com.",
+            "jo@ｒival.io.",
+            "x@mailinator.com.",
+            "asdf@asdf.com.",
+        ] {
+            let refusal = check(&with_email(address), &gates).expect_err(address);
+            assert_eq!(
+                refusal.field.as_deref(),
+                Some("captured_email"),
+                "{address}"
+            );
+            assert!(
+                refusal.error.starts_with("not a valid e-mail address"),
+                "{refusal}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_label_mixing_scripts_is_flagged_with_every_action() {
+        let base = flag_everything();
+        // A Cyrillic `а` (U+0430) in an otherwise Latin label; the fullwidth form of the
+        // same; a Cyrillic `у` imitating our own domain.
+        for address in [
+            "jo@аcme.com",
+            "jo@ａсme.com",
+            "jo@уourco.com",
+            "jo@eu.rivаl.io",
+        ] {
+            assert_eq!(
+                codes(address, &base),
+                Ok(vec!["mixed_script_domain".to_owned()]),
+                "{address}"
+            );
+        }
+        let flag = outcome("jo@аcme.com", &base)
+            .expect("accepted")
+            .expect("flagged");
+        assert!(flag.detail.ends_with(": аcme"), "{}", flag.detail);
+        // One script per label is a real name, not a look-alike.
+        for address in [
+            "jo@bücher.de",
+            "jo@пример.рф",
+            "jo@例え.jp",
+            "jo@xn--bcher-kva.de",
+        ] {
+            assert_eq!(codes(address, &base), Ok(vec![]), "{address}");
+        }
+        each_action(
+            |g, p| g.mixed_script_domains = p,
+            &base,
+            "jo@аcme.com",
+            "jo@acme.com",
+            "mixed_script_domain",
+        );
+    }
+
+    /// A capture with `field` set to the raw JSON `value`.
+    fn with_field(field: &str, value: &str) -> Result<CaptureEvent, Rejection> {
+        parse_capture(
+            format!(
+                r#"{{"event":"lead_capture","timestamp":"2026-11-23T10:00:00Z","captured_email":"jo@acme.com","{field}":{value}}}"#
+            )
+            .as_bytes(),
+        )
+    }
+
+    fn nested(depth: usize) -> String {
+        format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn free_form_fields_are_bounded_and_a_refusal_names_the_field() {
+        for field in ["form_fields", "metadata"] {
+            // The field's own object is level one.
+            let deepest = format!(r#"{{"a":{}}}"#, nested(MAX_NESTING - 1));
+            assert!(with_field(field, &deepest).is_ok(), "{field}");
+            for too_much in [
+                format!(r#"{{"a":{}}}"#, nested(MAX_NESTING)),
+                // Just inside serde_json's own limit when parsed, past it once stored.
+                format!(r#"{{"a":{}}}"#, nested(125)),
+                format!(r#"{{"a":{{"b":{}}}}}"#, nested(40)),
+                format!(r#"{{"a":[{}]}}"#, vec!["0"; MAX_ENTRIES + 1].join(",")),
+                format!(
+                    r#"{{{}}}"#,
+                    (0..=MAX_ENTRIES)
+                        .map(|n| format!(r#""k{n}":1"#))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                format!(
+                    r#"{{"a":[{}]}}"#,
+                    vec![format!("[{}]", vec!["1e5"; 200].join(",")); 11].join(",")
+                ),
+                format!(r#"{{"a":"{}"}}"#, "x".repeat(MAX_TEXT_BYTES + 1)),
+                format!(r#"{{"{}":1}}"#, "k".repeat(MAX_TEXT_BYTES + 1)),
+            ] {
+                let refusal = with_field(field, &too_much).expect_err(field);
+                assert_eq!(refusal.field.as_deref(), Some(field), "{refusal}");
+            }
+        }
+        let turn = r#"{"role":"visitor","text":"hi"}"#;
+        assert!(with_field(
+            "transcript",
+            &format!("[{}]", vec![turn; MAX_TURNS].join(","))
+        )
+        .is_ok());
+        let refusal = with_field(
+            "transcript",
+            &format!("[{}]", vec![turn; MAX_TURNS + 1].join(",")),
+        )
+        .expect_err("too many turns");
+        assert_eq!(refusal.field.as_deref(), Some("transcript"));
+        let long = format!(
+            r#"[{{"role":"bot","text":"{}"}}]"#,
+            "x".repeat(MAX_TEXT_BYTES + 1)
+        );
+        let refusal = with_field("transcript", &long).expect_err("long turn");
+        assert_eq!(refusal.field.as_deref(), Some("transcript"));
+        let long = format!(r#""{}""#, "x".repeat(MAX_TEXT_BYTES + 1));
+        let refusal = with_field("trigger_query", &long).expect_err("long question");
+        assert_eq!(refusal.field.as_deref(), Some("trigger_query"));
+    }
+
+    #[test]
+    fn an_accepted_capture_reads_back_once_stored_in_a_lead() {
+        let deepest = format!(r#"{{"a":{}}}"#, nested(MAX_NESTING - 1));
+        let capture = with_field("form_fields", &deepest).expect("within bounds");
+        let lead = crate::model::Lead::captured(
+            "l".into(),
+            "t".into(),
+            "website".into(),
+            "e".into(),
+            capture,
+            Vec::new(),
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        let stored = serde_json::to_string(&lead).expect("encodes");
+        let read: crate::model::Lead = serde_json::from_str(&stored).expect("decodes");
+        assert_eq!(read, lead);
     }
 
     #[test]

@@ -15,9 +15,9 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage, StageFailure};
 use leadrelay_shared::ports::{
-    Backlog, ContactLookup, ContactWrite, CounterBump, Created, DeadLetter, DeadLetters,
-    DeliveryStart, Effects, EnrichmentCache, LeadStore, LedgerWrite, Queue, QueueError, Received,
-    StoreError,
+    decode_stored_lead, skip_undecodable, Backlog, ContactLookup, ContactWrite, CounterBump,
+    Created, DeadLetter, DeadLetters, DeliveryStart, Effects, EnrichmentCache, LeadStore,
+    LedgerWrite, Queue, QueueError, Received, StoreError,
 };
 use leadrelay_shared::routing::ledger::PoolLedger;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -442,14 +442,15 @@ fn commit_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
     }
 }
 
-fn decode_lead((body, failure): (String, Option<String>)) -> Result<Lead, StoreError> {
-    let mut lead: Lead =
-        serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    if let Some(failure) = failure {
-        lead.last_failure =
-            Some(serde_json::from_str(&failure).map_err(|e| StoreError::Corrupt(e.to_string()))?);
-    }
-    Ok(lead)
+/// A row of `SELECT id, body, last_failure FROM leads`.
+type LeadRow = (String, String, Option<String>);
+
+fn lead_columns(row: &rusqlite::Row<'_>) -> rusqlite::Result<LeadRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+}
+
+fn decode_lead((id, body, failure): LeadRow) -> Result<Lead, StoreError> {
+    decode_stored_lead(&id, &body, failure.as_deref())
 }
 
 fn encode_lead(lead: &Lead) -> Result<String, StoreError> {
@@ -468,9 +469,9 @@ fn encode_lead_at(lead: &Lead, revision: u64) -> Result<String, StoreError> {
 fn lead_row(conn: &Connection, id: &str) -> Result<Option<Lead>, StoreError> {
     query_row(
         conn,
-        "SELECT body, last_failure FROM leads WHERE id = ?1",
+        "SELECT id, body, last_failure FROM leads WHERE id = ?1",
         params![id],
-        |row| Ok((row.get(0)?, row.get(1)?)),
+        lead_columns,
     )
     .optional()
     .map_err(unavailable)?
@@ -507,9 +508,9 @@ impl LeadStore for Sqlite {
             }
             let existing = query_row(
                 conn,
-                "SELECT body, last_failure FROM leads WHERE source = ?1 AND event_id = ?2",
+                "SELECT id, body, last_failure FROM leads WHERE source = ?1 AND event_id = ?2",
                 params![lead.source, lead.event_id],
-                |row| Ok((row.get(0)?, row.get(1)?)),
+                lead_columns,
             )
             .map_err(unavailable)?;
             Ok(Created::Duplicate(Box::new(decode_lead(existing)?)))
@@ -784,8 +785,9 @@ impl LeadStore for Sqlite {
             )
             .optional()
             .map_err(unavailable)?;
+            // A quarantined lead is no merge target: the new lead routes on its own.
             let lead = match &indexed {
-                Some(id) => lead_row(&snapshot, id)?,
+                Some(id) => skip_undecodable(lead_row(&snapshot, id).transpose())?.pop(),
                 None => None,
             };
             Ok(ContactLookup::judge(indexed, lead, since))
@@ -799,16 +801,15 @@ impl LeadStore for Sqlite {
         self.read(move |conn| {
             let mut statement = conn
                 .prepare_cached(
-                    "SELECT body, last_failure FROM leads
+                    "SELECT id, body, last_failure FROM leads
                      WHERE sla_due_at IS NOT NULL AND sla_due_at <= ?1
                      ORDER BY sla_due_at LIMIT ?2",
                 )
                 .map_err(unavailable)?;
             let rows = statement
-                .query_map(params![now, limit], |row| Ok((row.get(0)?, row.get(1)?)))
+                .query_map(params![now, limit], lead_columns)
                 .map_err(unavailable)?;
-            rows.map(|row| row.map_err(unavailable).and_then(decode_lead))
-                .collect()
+            skip_undecodable(rows.map(|row| row.map_err(unavailable).and_then(decode_lead)))
         })
         .await
     }
@@ -834,15 +835,14 @@ impl LeadStore for Sqlite {
         self.read(move |conn| {
             let mut statement = conn
                 .prepare_cached(
-                    "SELECT body, last_failure FROM leads WHERE captured_at >= ?1
+                    "SELECT id, body, last_failure FROM leads WHERE captured_at >= ?1
                      ORDER BY captured_at, id LIMIT ?2",
                 )
                 .map_err(unavailable)?;
             let rows = statement
-                .query_map(params![since, limit], |row| Ok((row.get(0)?, row.get(1)?)))
+                .query_map(params![since, limit], lead_columns)
                 .map_err(unavailable)?;
-            rows.map(|row| decode_lead(row.map_err(unavailable)?))
-                .collect()
+            skip_undecodable(rows.map(|row| row.map_err(unavailable).and_then(decode_lead)))
         })
         .await
     }

@@ -264,6 +264,9 @@ pub struct ValidationConfig {
     /// the chatbot, not prospects.
     pub own_domains: GatePolicy,
     pub own_domain_list: Vec<String>,
+    /// E-mail domains with a label that mixes scripts (a Cyrillic `а` among Latin letters):
+    /// look-alikes of a real company's domain.
+    pub mixed_script_domains: GatePolicy,
     /// Captures without one of `required_fields`.
     pub missing_fields: GatePolicy,
     pub required_fields: Vec<ContactField>,
@@ -274,7 +277,7 @@ pub struct ValidationConfig {
 
 impl ValidationConfig {
     /// Each gate's key and policy, for the checks that apply to every gate.
-    pub fn policies(&self) -> [(&'static str, GatePolicy); 7] {
+    pub fn policies(&self) -> [(&'static str, GatePolicy); 8] {
         [
             ("reserved_domains", self.reserved_domains),
             ("disposable_domains", self.disposable_domains),
@@ -282,6 +285,7 @@ impl ValidationConfig {
             ("role_addresses", self.role_addresses),
             ("competitor_domains", self.competitor_domains),
             ("own_domains", self.own_domains),
+            ("mixed_script_domains", self.mixed_script_domains),
             ("missing_fields", self.missing_fields),
         ]
     }
@@ -306,6 +310,7 @@ impl Default for ValidationConfig {
             competitor_domain_list: Vec::new(),
             own_domains: GatePolicy::Refuse,
             own_domain_list: Vec::new(),
+            mixed_script_domains: GatePolicy::Flag,
             missing_fields: GatePolicy::Flag,
             required_fields: Vec::new(),
             review_queue: None,
@@ -1477,23 +1482,38 @@ impl Validator<'_> {
         ];
         for (key, list) in domain_lists {
             for (index, entry) in list.iter_mut().enumerate() {
-                *entry = entry.trim().trim_end_matches('.').to_ascii_lowercase();
-                if !entry.contains('.') || entry.contains(['@', ' ', '/']) {
-                    return Err(self.invalid(
-                        0..0,
-                        format!("validation.{key}[{index}]"),
-                        format!("{entry:?} is not a domain"),
-                    ));
+                // In the form the gates compare e-mail domains in (IDNA to ASCII, lower case).
+                match crate::cleaning::normalise_host(entry) {
+                    Some(host) if host.contains('.') => *entry = host,
+                    _ => {
+                        return Err(self.invalid(
+                            0..0,
+                            format!("validation.{key}[{index}]"),
+                            format!("{:?} is not a domain", entry.trim()),
+                        ))
+                    }
                 }
             }
         }
+        // Entries in the form the gates compare addresses in (crate::cleaning).
+        for entry in validation.junk_address_list.iter_mut() {
+            let trimmed = entry.trim();
+            *entry = match trimmed.rsplit_once('@') {
+                Some((local, domain)) => format!(
+                    "{}@{}",
+                    crate::cleaning::normalise_local_part(local),
+                    crate::cleaning::normalise_host(domain)
+                        .unwrap_or_else(|| domain.to_lowercase())
+                ),
+                None => trimmed.to_lowercase(),
+            };
+        }
         for list in [
-            &mut validation.junk_address_list,
             &mut validation.role_address_list,
             &mut validation.role_address_exempt,
         ] {
             for entry in list.iter_mut() {
-                *entry = entry.trim().to_ascii_lowercase();
+                *entry = crate::cleaning::normalise_local_part(entry.trim());
             }
         }
         Ok(())

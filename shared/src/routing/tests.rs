@@ -1136,6 +1136,16 @@ fn a_review_gate_needs_a_configured_review_queue() {
     config(&with(
         "role_addresses = \"review\"\nreview_queue = \"inbox\"\ncompetitor_domain_list = [\" Rival.IO \"]",
     ));
+    // Listed domains, junk addresses and roles are kept in the form the gates compare in:
+    // IDNA to ASCII, lower case, no trailing dot; local parts NFKC and lower case.
+    let lists = config(&with(
+        "own_domain_list = [\"YourCo.COM.\", \"Bücher.de\"]\ncompetitor_domain_list = [\"ｒival.io\"]\njunk_address_list = [\"Ｎobody@Bücher.DE\"]\nrole_address_list = [\"ＥＩＮＫＡＵＦ\"]",
+    ))
+    .validation;
+    assert_eq!(lists.own_domain_list, ["yourco.com", "xn--bcher-kva.de"]);
+    assert_eq!(lists.competitor_domain_list, ["rival.io"]);
+    assert_eq!(lists.junk_address_list, ["nobody@xn--bcher-kva.de"]);
+    assert_eq!(lists.role_address_list, ["einkauf"]);
 }
 
 // --------------------------------------------------------------------------- validation

@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use jiff::{SignedDuration, Timestamp};
 use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::claim_link;
@@ -20,7 +21,7 @@ use crate::model::{
 };
 use crate::ports::{
     Clock, ContactWrite, Created, DeliveryStart, Destination, Effects, LeadStore, Notifier,
-    NotifyError, Queue, QueueError, Received, StoreError,
+    NotifyError, Queue, QueueError, Received, ReplayGuard, StoreError,
 };
 use crate::render::{self, Alert};
 pub use crate::routing::open_leads_counter;
@@ -143,6 +144,14 @@ impl Pipeline {
         let capture = validate::parse_capture(body)?;
         let flags = validate::check(&capture, &self.config.validation)?;
 
+        // A scheme that signs no timestamp leaves the event id unsigned: the signed body itself
+        // is remembered for the source's window, so a captured request sent again with a
+        // fresh id is the same lead (design invariant 9).
+        let replay = source.replay_window().map(|window| ReplayGuard {
+            body_sha256: hex::encode(Sha256::digest(body)),
+            now,
+            expires_at: now.saturating_add(window).unwrap_or(Timestamp::MAX),
+        });
         let lead_id = uuid::Uuid::now_v7().to_string();
         let lead = Lead::captured(
             lead_id,
@@ -153,7 +162,11 @@ impl Pipeline {
             flags,
             now,
         );
-        match self.store.create_lead(&lead).await? {
+        match self
+            .store
+            .create_lead_guarded(&lead, replay.as_ref())
+            .await?
+        {
             Created::New => {
                 self.queue
                     .send(
@@ -178,7 +191,12 @@ impl Pipeline {
                         )
                         .await?;
                 }
-                info!(lead_id = %existing.id, trace_id = %existing.trace_id, stage = "ingest", source = source_id, "duplicate event id");
+                let why = if existing.event_id == lead.event_id {
+                    "duplicate event id"
+                } else {
+                    "same signed body within the replay window"
+                };
+                info!(lead_id = %existing.id, trace_id = %existing.trace_id, stage = "ingest", source = source_id, "duplicate: {why}");
                 Ok(Accepted {
                     lead_id: existing.id,
                     duplicate: true,

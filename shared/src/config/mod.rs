@@ -187,6 +187,11 @@ pub struct SourceConfig {
     pub signature_prefix: Option<String>,
     #[serde(default)]
     pub event_id_header: Option<String>,
+    /// For a scheme that signs no timestamp (`body_hmac`): how long a signed body is
+    /// remembered, so that the same bytes again with a fresh event id are a duplicate of the
+    /// first lead. Default [`DEFAULT_REPLAY_WINDOW_HOURS`].
+    #[serde(default)]
+    pub replay_window_hours: Option<u32>,
     /// The exact host names this source's `conversation_transcript_url` may point at (see
     /// [`crate::enrichment::transcript`]); none by default, so no URL is fetched.
     #[serde(default)]
@@ -203,6 +208,9 @@ pub struct SourceConfig {
 fn default_tolerance() -> u64 {
     300
 }
+
+/// How long a body-only signed request is remembered when `replay_window_hours` is not set.
+pub const DEFAULT_REPLAY_WINDOW_HOURS: u32 = 7 * 24;
 
 fn default_true() -> bool {
     true
@@ -226,6 +234,21 @@ impl SourceConfig {
                     .unwrap_or_else(|| "sha256=".into()),
                 id_header: self.event_id_header.clone(),
             },
+        }
+    }
+
+    /// How long a signed body is deduped on, for a scheme whose signature covers no timestamp
+    /// (nothing else stops a captured request from being sent again with a fresh event id);
+    /// `None` for Standard Webhooks, whose signed timestamp and id already do.
+    pub fn replay_window(&self) -> Option<jiff::SignedDuration> {
+        match self.scheme {
+            SchemeName::StandardWebhooks => None,
+            SchemeName::BodyHmac => {
+                let hours = self
+                    .replay_window_hours
+                    .unwrap_or(DEFAULT_REPLAY_WINDOW_HOURS);
+                Some(jiff::SignedDuration::from_hours(i64::from(hours)))
+            }
         }
     }
 }
@@ -1070,6 +1093,25 @@ impl Validator<'_> {
                 })?);
             }
             source.keys = keys;
+            match (source.scheme, source.replay_window_hours) {
+                (SchemeName::StandardWebhooks, Some(_)) => {
+                    return Err(self.invalid(
+                        span,
+                        format!("{key}.replay_window_hours"),
+                        "applies to body_hmac sources only: standard_webhooks signs a timestamp \
+                         (tolerance_secs) and the event id, which already stop replays",
+                    ));
+                }
+                (SchemeName::BodyHmac, Some(0)) => {
+                    return Err(self.invalid(
+                        span,
+                        format!("{key}.replay_window_hours"),
+                        "must be at least 1: a body-only signature has nothing else that stops \
+                         a replay",
+                    ));
+                }
+                _ => {}
+            }
         }
 
         config
@@ -2027,6 +2069,46 @@ budget_ms = 300
         assert_eq!(config.source("website").map(|s| s.keys.len()), Some(2));
         let error = Config::parse(&text, "x.toml", &no_env).expect_err("unset");
         assert!(error.to_string().contains("WEBSITE_SECRETS is not set"));
+    }
+
+    #[test]
+    fn a_body_signed_source_dedupes_on_its_body_for_a_week_unless_told_otherwise() {
+        let with = |extra: &str| {
+            MINIMAL.replace(
+                "[[reps]]",
+                &format!(
+                    "[[sources]]\nid = \"forms\"\nscheme = \"body_hmac\"\n\
+                     secrets = [\"forms-secret-0123456789\"]\n{extra}\n\n[[reps]]"
+                ),
+            )
+        };
+        let window = |text: &str, id: &str| {
+            parse(text)
+                .expect("valid")
+                .source(id)
+                .and_then(SourceConfig::replay_window)
+        };
+        let hours = jiff::SignedDuration::from_hours;
+        assert_eq!(window(&with(""), "forms"), Some(hours(168)));
+        assert_eq!(window(&with(""), "website"), None, "signs a timestamp");
+        assert_eq!(
+            window(&with("replay_window_hours = 2"), "forms"),
+            Some(hours(2))
+        );
+        let error = parse(&with("replay_window_hours = 0"))
+            .expect_err("zero")
+            .to_string();
+        assert!(error.contains("sources[1].replay_window_hours"), "{error}");
+        let error = parse(&MINIMAL.replace(
+            "scheme = \"standard_webhooks\"",
+            "scheme = \"standard_webhooks\"\nreplay_window_hours = 24",
+        ))
+        .expect_err("not for standard webhooks")
+        .to_string();
+        assert!(
+            error.contains("sources[0].replay_window_hours: applies to body_hmac sources only"),
+            "{error}"
+        );
     }
 
     #[test]

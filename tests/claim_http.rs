@@ -159,7 +159,7 @@ async fn the_slack_claim_button_claims_and_updates_the_alert_in_place() {
         &server,
         press("UALICE", &lead_id, &response_url),
         now,
-        "not-the-secret",
+        "not-the-signing-secret",
     )
     .await;
     assert_eq!(forged.status(), 401);

@@ -15,7 +15,7 @@ use leadrelay_shared::model::{
 };
 use leadrelay_shared::ports::{
     ContactLookup, ContactWrite, CounterBump, Created, DeadLetters, DeliveryStart, Effects,
-    EnrichmentCache, LeadStore, LedgerWrite, Queue, Received, StoreError,
+    EnrichmentCache, LeadStore, LedgerWrite, Queue, Received, ReplayGuard, StoreError,
 };
 use leadrelay_shared::routing::ledger::PoolLedger;
 use leadrelay_tests::aws::moto;
@@ -150,6 +150,9 @@ conformance!(
     the_due_index_holds_only_leads_waiting_for_a_claim,
     resets_zero_counters_with_the_lead,
     an_undecodable_lead_is_named_by_id_and_skipped_by_listings,
+    a_replayed_body_is_a_duplicate_within_its_window_only,
+    a_refused_create_writes_neither_its_event_nor_its_body_record,
+    replayed_bodies_dedupe_under_concurrent_writes,
 );
 
 /// The contact index (duplicate merging) on both adapter sets, kept apart from the list above.
@@ -286,6 +289,187 @@ async fn dedupe_under_concurrent_writes(adapters: Adapters) {
                     "a losing write stored nothing"
                 );
             }
+        }
+    }
+}
+
+/// A body record for `body` seen at `now`, kept for an hour. Whole seconds: DynamoDB's TTL
+/// attribute is in seconds.
+fn replay(body: &str, now: Timestamp) -> ReplayGuard {
+    ReplayGuard {
+        body_sha256: body.to_owned(),
+        now,
+        expires_at: now + jiff::SignedDuration::from_hours(1),
+    }
+}
+
+fn whole_seconds(at: Timestamp) -> Timestamp {
+    Timestamp::from_second(at.as_second()).expect("in range")
+}
+
+async fn a_replayed_body_is_a_duplicate_within_its_window_only(adapters: Adapters) {
+    let store = adapters.store.as_ref();
+    let t0 = whole_seconds(Timestamp::now());
+    let minutes = |m: i64| t0 + jiff::SignedDuration::from_mins(m);
+    let body = unique("digest");
+    let first = lead(&unique("lead"), &unique("evt"));
+    assert_eq!(
+        store
+            .create_lead_guarded(&first, Some(&replay(&body, t0)))
+            .await
+            .expect("create"),
+        Created::New
+    );
+
+    // The same body with a fresh event id, within the hour: the first lead, nothing written.
+    let replayed = lead(&unique("lead"), &unique("evt"));
+    match store
+        .create_lead_guarded(&replayed, Some(&replay(&body, minutes(59))))
+        .await
+        .expect("create")
+    {
+        Created::Duplicate(existing) => assert_eq!(existing.id, first.id),
+        Created::New => panic!("a replayed body made a second lead"),
+    }
+    assert!(store.get_lead(&replayed.id).await.expect("read").is_none());
+
+    // Another body, or the same body from another source, is a lead of its own.
+    let other = lead(&unique("lead"), &unique("evt"));
+    assert_eq!(
+        store
+            .create_lead_guarded(&other, Some(&replay(&unique("digest"), minutes(59))))
+            .await
+            .expect("create"),
+        Created::New
+    );
+    let mut elsewhere = lead(&unique("lead"), &unique("evt"));
+    elsewhere.source = "forms".into();
+    assert_eq!(
+        store
+            .create_lead_guarded(&elsewhere, Some(&replay(&body, minutes(59))))
+            .await
+            .expect("create"),
+        Created::New
+    );
+
+    // At the expiry the record is gone (whether or not the store deleted it yet): a new lead,
+    // whose record then holds for its own hour.
+    let later = lead(&unique("lead"), &unique("evt"));
+    assert_eq!(
+        store
+            .create_lead_guarded(&later, Some(&replay(&body, minutes(60))))
+            .await
+            .expect("create"),
+        Created::New
+    );
+    let again = lead(&unique("lead"), &unique("evt"));
+    match store
+        .create_lead_guarded(&again, Some(&replay(&body, minutes(90))))
+        .await
+        .expect("create")
+    {
+        Created::Duplicate(existing) => assert_eq!(existing.id, later.id),
+        Created::New => panic!("the renewed record was not written"),
+    }
+
+    // Without a guard (a scheme that signs its timestamp) bodies are not looked at.
+    let unguarded = lead(&unique("lead"), &unique("evt"));
+    assert_eq!(
+        store.create_lead(&unguarded).await.expect("create"),
+        Created::New
+    );
+}
+
+async fn a_refused_create_writes_neither_its_event_nor_its_body_record(adapters: Adapters) {
+    let store = adapters.store.as_ref();
+    let t0 = whole_seconds(Timestamp::now());
+    let first_event = unique("evt");
+    let first = lead(&unique("lead"), &first_event);
+    let body = unique("digest");
+    assert_eq!(
+        store
+            .create_lead_guarded(&first, Some(&replay(&body, t0)))
+            .await
+            .expect("create"),
+        Created::New
+    );
+
+    // A retry of the first event with other bytes: the event id wins, and the new body's
+    // record was not written.
+    let fresh_body = unique("digest");
+    let retry = lead(&unique("lead"), &first_event);
+    match store
+        .create_lead_guarded(&retry, Some(&replay(&fresh_body, t0)))
+        .await
+        .expect("create")
+    {
+        Created::Duplicate(existing) => assert_eq!(existing.id, first.id),
+        Created::New => panic!("a second lead for one event id"),
+    }
+    let with_fresh_body = lead(&unique("lead"), &unique("evt"));
+    assert_eq!(
+        store
+            .create_lead_guarded(&with_fresh_body, Some(&replay(&fresh_body, t0)))
+            .await
+            .expect("create"),
+        Created::New,
+        "a refused create left a body record behind"
+    );
+
+    // A replay refused on its body: its event id was not recorded either.
+    let replay_event = unique("evt");
+    let replayed = lead(&unique("lead"), &replay_event);
+    assert!(matches!(
+        store
+            .create_lead_guarded(&replayed, Some(&replay(&body, t0)))
+            .await
+            .expect("create"),
+        Created::Duplicate(_)
+    ));
+    let same_event = lead(&unique("lead"), &replay_event);
+    assert_eq!(
+        store
+            .create_lead_guarded(&same_event, Some(&replay(&unique("digest"), t0)))
+            .await
+            .expect("create"),
+        Created::New,
+        "a refused create left an event record behind"
+    );
+}
+
+async fn replayed_bodies_dedupe_under_concurrent_writes(adapters: Adapters) {
+    let body = unique("digest");
+    let now = whole_seconds(Timestamp::now());
+    let attempts = (0..8).map(|n| {
+        let store = adapters.store.clone();
+        let candidate = lead(&unique(&format!("lead{n}")), &unique("evt"));
+        let guard = replay(&body, now);
+        tokio::spawn(async move {
+            let outcome = store
+                .create_lead_guarded(&candidate, Some(&guard))
+                .await
+                .expect("create");
+            (candidate.id, outcome)
+        })
+    });
+    let outcomes: Vec<(String, Created)> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .collect();
+    let winners: Vec<&String> = outcomes
+        .iter()
+        .filter(|(_, o)| *o == Created::New)
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one write wins: {outcomes:?}");
+    for (id, outcome) in &outcomes {
+        if let Created::Duplicate(existing) = outcome {
+            assert_eq!(&existing.id, winners[0], "a duplicate names the winner");
+            assert!(
+                adapters.store.get_lead(id).await.expect("read").is_none(),
+                "a losing write stored nothing"
+            );
         }
     }
 }

@@ -1,12 +1,16 @@
 //! Duplicates end to end over the embedded store: a second lead from the same person within
 //! the merge window joins the open lead (same owner, told so, counted once); outside the
 //! window, after the first lead is closed, or from another address, it is routed as usual.
+//! A body-signed request replayed with a fresh event id within the source's replay window is
+//! the first lead again, over HTTP.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use leadrelay::embedded::{QueueSettings, Sqlite};
+use leadrelay_shared::http::{router, Api};
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage};
 use leadrelay_shared::notifiers::Channels;
 use leadrelay_shared::ports::{Clock, LeadStore, Queue};
@@ -37,7 +41,7 @@ impl Clock for HandClock {
 
 struct Setup {
     db: Sqlite,
-    pipeline: Pipeline,
+    pipeline: Arc<Pipeline>,
     clock: Arc<HandClock>,
     terminal: Terminal,
     slack: MockServer,
@@ -81,13 +85,13 @@ async fn setup(merge: &str) -> Setup {
     let channels =
         Channels::new(Duration::from_secs(5), Box::new(terminal.clone())).expect("channels");
     let clock = Arc::new(HandClock(Mutex::new(Timestamp::now())));
-    let pipeline = Pipeline::new(
+    let pipeline = Arc::new(Pipeline::new(
         config,
         Arc::new(db.clone()),
         Arc::new(db.clone()),
         Arc::new(channels),
         clock.clone(),
-    );
+    ));
     Setup {
         db,
         pipeline,
@@ -126,6 +130,36 @@ impl Setup {
         self.clock.set(route_at);
         self.drain().await;
         self.lead(&accepted.lead_id).await
+    }
+
+    /// Serves the HTTP API over this pipeline (and its hand clock) on a loopback port; the
+    /// test works the stages with [`Setup::drain`].
+    async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let app = router(Api::new(
+            self.pipeline.clone(),
+            Arc::new(AtomicBool::new(true)),
+        ));
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+        base
+    }
+
+    /// Posts `body` to `/webhooks/{source}`, signed for it with this event id.
+    async fn post(&self, base: &str, source: &str, event_id: &str, body: &[u8]) -> (u16, Value) {
+        let config = self.pipeline.config.source(source).expect("source");
+        let mut request = reqwest::Client::new()
+            .post(format!("{base}/webhooks/{source}"))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        for (name, value) in leadrelay::cli::signed_headers(config, event_id, body).expect("sign") {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("json answer"))
     }
 
     async fn drain(&self) {
@@ -292,4 +326,67 @@ async fn a_window_of_zero_turns_merging_off() {
         .await;
     assert_eq!(second.merged_into, None);
     assert_ne!(rule(&second), "duplicate");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_signed_request_replayed_with_fresh_event_ids_is_the_first_lead_until_its_window_ends(
+) {
+    let s = setup("").await;
+    let base = s.serve().await;
+    let body = sample(LEAD);
+    let t0 = Timestamp::now();
+    s.clock.set(t0);
+    let (status, answer) = s.post(&base, "forms", "req-1", &body).await;
+    assert_eq!(status, 202, "{answer}");
+    let first = answer["lead_id"].as_str().expect("lead id").to_owned();
+    s.drain().await;
+    assert_eq!(s.lead(&first).await.state, LeadState::Notified);
+
+    // The captured request, sent again with fresh X-Request-Id values a day later: answered as
+    // a duplicate of the first lead, and nothing is stored, routed or alerted.
+    s.clock.set(t0 + SignedDuration::from_hours(24));
+    for event_id in ["req-2", "req-3"] {
+        let (status, answer) = s.post(&base, "forms", event_id, &body).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer,
+            serde_json::json!({"lead_id": first, "status": "duplicate"})
+        );
+    }
+    s.drain().await;
+    assert_eq!(s.db.counts().await.expect("counts").leads, 1);
+    assert_eq!(s.terminal.alerts_for(&first), 1);
+    assert_eq!(
+        s.terminal.text().matches("Lead id: ").count(),
+        1,
+        "one alert"
+    );
+
+    // Past the window (7 days by default) the same bytes are a new lead: the limit of a
+    // signature that covers no timestamp.
+    s.clock
+        .set(t0 + SignedDuration::from_hours(7 * 24) + SignedDuration::from_mins(1));
+    let (status, answer) = s.post(&base, "forms", "req-4", &body).await;
+    assert_eq!(status, 202, "{answer}");
+    let late = answer["lead_id"].as_str().expect("lead id").to_owned();
+    assert_ne!(late, first);
+    s.drain().await;
+    assert_eq!(s.db.counts().await.expect("counts").leads, 2);
+    assert_eq!(s.terminal.alerts_for(&late), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_webhooks_sources_do_not_dedupe_on_the_body() {
+    let s = setup("").await;
+    let base = s.serve().await;
+    let body = sample(LEAD);
+    // Signed with the real time, which the hand clock holds.
+    s.clock.set(Timestamp::now());
+    let (status, first) = s.post(&base, "website", "msg-1", &body).await;
+    assert_eq!(status, 202, "{first}");
+    // The same bytes under another signed id and timestamp are another event.
+    let (status, second) = s.post(&base, "website", "msg-2", &body).await;
+    assert_eq!(status, 202, "{second}");
+    assert_ne!(first["lead_id"], second["lead_id"]);
+    assert_eq!(s.db.counts().await.expect("counts").leads, 2);
 }

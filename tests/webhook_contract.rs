@@ -67,7 +67,7 @@ async fn bad_signatures_get_401_without_saying_why_and_change_nothing() {
     let now = Timestamp::now().as_second();
     let key = SigningKey::standard("whsec_bGVhZHJlbGF5LWRlbW8tc2VjcmV0LWNoYW5nZS1tZSE=")
         .expect("demo key");
-    let wrong = SigningKey::standard("whsec_c29tZWJvZHktZWxzZQ==").expect("other key");
+    let wrong = SigningKey::standard("whsec_c29tZWJvZHktZWxzZS1lbnRpcmVseQ==").expect("other key");
     let headers = |id: &str, ts: i64, sig: String| {
         vec![
             ("webhook-id".to_owned(), id.to_owned()),

@@ -4,6 +4,7 @@
 //! |---|---|---|---|
 //! | lead | `LEAD#<id>` | `LEAD` | `state`, `body` (the lead as JSON), `last_failure`, `captured_at`; `sla_shard` + `sla_due_at` only while an SLA is open (the sparse `open_sla` index) |
 //! | webhook event | `EVENT#<source>#<event id>` | `EVENT` | `lead_id`; TTL `expires_at` |
+//! | signed body (schemes without a signed timestamp) | `BODY#<source>#<hex SHA-256 of the body>` | `BODY` | `lead_id`; TTL `expires_at` (the source's replay window; also checked on write: TTL deletion lags) |
 //! | delivery receipt | `LEAD#<id>` | `DELIVERY#<channel>` | `lease_until` (in-progress expiry), `delivered_at`; TTL `expires_at` |
 //! | counter | `COUNTER#<name>` | `COUNTER` | `value`, updated atomically |
 //! | pool ledger | `LEDGER#<pool>` | `PERIOD#<period>` | `version`, `body` (the ledger as JSON) |
@@ -21,7 +22,7 @@ use jiff::Timestamp;
 use leadrelay_shared::model::{Lead, LeadState, StageFailure};
 use leadrelay_shared::ports::{
     decode_stored_lead, skip_undecodable, ContactLookup, ContactWrite, CounterBump, Created,
-    DeliveryStart, Effects, EnrichmentCache, LeadStore, LedgerWrite, StoreError,
+    DeliveryStart, Effects, EnrichmentCache, LeadStore, LedgerWrite, ReplayGuard, StoreError,
 };
 use leadrelay_shared::routing::ledger::PoolLedger;
 
@@ -357,6 +358,32 @@ impl DynamoStore {
         put.build().map_err(build_error)
     }
 
+    /// The lead an event or body record names, read back after its conditional put failed.
+    async fn duplicate_of(&self, pk: String, sk: &str) -> Result<Created, StoreError> {
+        let existing = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let lead_id = existing
+            .item
+            .as_ref()
+            .and_then(|i| i.get("lead_id"))
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| StoreError::Corrupt(format!("{sk} record without lead_id")))?
+            .clone();
+        let item = self
+            .lead_item(&lead_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(lead_id.clone()))?;
+        Ok(Created::Duplicate(Box::new(decode(&item)?)))
+    }
+
     fn delivery_key(lead_id: &str, channel: &str) -> HashMap<String, AttributeValue> {
         HashMap::from([
             ("pk".into(), s(format!("LEAD#{lead_id}"))),
@@ -367,7 +394,11 @@ impl DynamoStore {
 
 #[async_trait]
 impl LeadStore for DynamoStore {
-    async fn create_lead(&self, lead: &Lead) -> Result<Created, StoreError> {
+    async fn create_lead_guarded(
+        &self,
+        lead: &Lead,
+        replay: Option<&ReplayGuard>,
+    ) -> Result<Created, StoreError> {
         let event_pk = format!("EVENT#{}#{}", lead.source, lead.event_id);
         let captured_at = lead
             .timeline
@@ -393,45 +424,46 @@ impl LeadStore for DynamoStore {
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(build_error)?;
-        let result = self
+        let mut transaction = self
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(event).build())
-            .transact_items(TransactWriteItem::builder().put(put_lead).build())
-            .send()
-            .await;
-        let error = match result {
+            .transact_items(TransactWriteItem::builder().put(put_lead).build());
+        let body_pk = replay.map(|r| format!("BODY#{}#{}", lead.source, r.body_sha256));
+        if let (Some(replay), Some(body_pk)) = (replay, &body_pk) {
+            // TTL deletion lags by days: an expired record is replaced, not a duplicate.
+            let body = Put::builder()
+                .table_name(&self.table)
+                .item("pk", s(body_pk.clone()))
+                .item("sk", s("BODY"))
+                .item("lead_id", s(lead.id.clone()))
+                .item("expires_at", n(replay.expires_at.as_second()))
+                .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+                .expression_attribute_values(":now", n(replay.now.as_second()))
+                .build()
+                .map_err(build_error)?;
+            transaction =
+                transaction.transact_items(TransactWriteItem::builder().put(body).build());
+        }
+        let error = match transaction.send().await {
             Ok(_) => return Ok(Created::New),
             Err(error) => error,
         };
-        let event_taken = cancellation_codes(&error)
-            .and_then(|codes| codes.first().cloned().flatten())
-            .is_some_and(|code| code == "ConditionalCheckFailed");
-        if !event_taken {
-            return Err(unavailable(error));
-        }
-        let existing = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(event_pk))
-            .key("sk", s("EVENT"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let lead_id = existing
-            .item
-            .as_ref()
-            .and_then(|i| i.get("lead_id"))
-            .and_then(|v| v.as_s().ok())
-            .ok_or_else(|| StoreError::Corrupt("event record without lead_id".into()))?
-            .clone();
-        let item = self
-            .lead_item(&lead_id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(lead_id.clone()))?;
-        Ok(Created::Duplicate(Box::new(decode(&item)?)))
+        let codes = cancellation_codes(&error).unwrap_or_default();
+        let failed = |index: usize| {
+            codes
+                .get(index)
+                .cloned()
+                .flatten()
+                .is_some_and(|code| code == "ConditionalCheckFailed")
+        };
+        // The event id first, so a retry of one event names its own lead.
+        let (pk, sk) = match (failed(0), failed(2), body_pk) {
+            (true, _, _) => (event_pk, "EVENT"),
+            (false, true, Some(body_pk)) => (body_pk, "BODY"),
+            _ => return Err(unavailable(error)),
+        };
+        self.duplicate_of(pk, sk).await
     }
 
     async fn get_lead(&self, id: &str) -> Result<Option<Lead>, StoreError> {

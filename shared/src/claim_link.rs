@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn a_link_claims_its_lead_for_its_rep_until_it_expires() {
-        let keys = [key("claim-secret")];
+        let keys = [key("claim-secret-0123456789")];
         let query = sign(&keys[0], "lead-1", "alice", at(2_000));
         assert!(query.starts_with("rep=alice&expires=2000&sig="), "{query}");
         assert_eq!(
@@ -147,7 +147,7 @@ mod tests {
 
     #[test]
     fn a_link_is_useless_for_another_lead_rep_expiry_or_key() {
-        let keys = [key("claim-secret")];
+        let keys = [key("claim-secret-0123456789")];
         let query = sign(&keys[0], "lead-1", "alice", at(2_000));
         assert_eq!(
             verify(&keys, "lead-2", &query, at(1_000)),
@@ -164,11 +164,16 @@ mod tests {
             Err(ClaimLinkError::BadSignature)
         );
         assert_eq!(
-            verify(&[key("rotated-away")], "lead-1", &query, at(1_000)),
+            verify(
+                &[key("rotated-away-0123456789")],
+                "lead-1",
+                &query,
+                at(1_000)
+            ),
             Err(ClaimLinkError::BadSignature)
         );
         // During a rotation the old key still verifies.
-        let rotating = [key("new-secret"), key("claim-secret")];
+        let rotating = [key("new-secret-0123456789"), key("claim-secret-0123456789")];
         assert_eq!(
             verify(&rotating, "lead-1", &query, at(1_000)),
             Ok("alice".to_owned())
@@ -177,7 +182,7 @@ mod tests {
 
     #[test]
     fn malformed_links_are_refused_by_name() {
-        let keys = [key("claim-secret")];
+        let keys = [key("claim-secret-0123456789")];
         assert_eq!(
             verify(&keys, "lead-1", "expires=1&sig=00", at(0)),
             Err(ClaimLinkError::Missing("rep"))
@@ -198,7 +203,7 @@ mod tests {
 
     #[test]
     fn rep_ids_with_reserved_characters_round_trip() {
-        let keys = [key("claim-secret")];
+        let keys = [key("claim-secret-0123456789")];
         let query = sign(&keys[0], "lead-1", "anne marie&co", at(2_000));
         assert_eq!(
             verify(&keys, "lead-1", &query, at(1_000)),
@@ -232,7 +237,7 @@ mod tests {
 
     #[test]
     fn no_public_url_no_link_and_a_url_without_a_secret_is_refused() {
-        let base = "[[sources]]\nid = \"w\"\nscheme = \"body_hmac\"\nsecrets = [\"s\"]\n[[queues]]\nid = \"q\"\nname = \"Q\"\n[routing]\nfallback_queue = \"q\"\n";
+        let base = "[[sources]]\nid = \"w\"\nscheme = \"body_hmac\"\nsecrets = [\"forms-secret-0123456789\"]\n[[queues]]\nid = \"q\"\nname = \"Q\"\n[routing]\nfallback_queue = \"q\"\n";
         let config = Config::parse(base, "t.toml", &|_| None).expect("config");
         assert_eq!(url_for(&config, "lead-1", "alice", at(0)), None);
         let error = Config::parse(

@@ -100,6 +100,19 @@ pub enum Created {
     Duplicate(Box<Lead>),
 }
 
+/// Remembers a signed body for a while, for a source whose scheme signs no timestamp: the same
+/// bytes again within the window are a duplicate of the first lead, whatever event id they
+/// carry (a captured request replayed with a fresh, unsigned id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayGuard {
+    /// Hex SHA-256 of the raw body as signed.
+    pub body_sha256: String,
+    /// Now, by the pipeline's clock: a record that expires at or before it is gone.
+    pub now: Timestamp,
+    /// When the record of this body expires.
+    pub expires_at: Timestamp,
+}
+
 /// What `begin_delivery` found for one lead and channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryStart {
@@ -192,7 +205,19 @@ impl Effects {
 #[async_trait]
 pub trait LeadStore: Send + Sync {
     /// Writes a new lead unless one exists for its `(source, event_id)`.
-    async fn create_lead(&self, lead: &Lead) -> Result<Created, StoreError>;
+    async fn create_lead(&self, lead: &Lead) -> Result<Created, StoreError> {
+        self.create_lead_guarded(lead, None).await
+    }
+
+    /// Like [`LeadStore::create_lead`]; with `replay`, also unless an unexpired record of the
+    /// same body from the same source names a lead (that lead is the duplicate; the event id
+    /// is checked first). The lead, its event record and its body record (expiring at
+    /// `replay.expires_at`, replacing an expired one) are written in one atomic write, or none.
+    async fn create_lead_guarded(
+        &self,
+        lead: &Lead,
+        replay: Option<&ReplayGuard>,
+    ) -> Result<Created, StoreError>;
 
     async fn get_lead(&self, id: &str) -> Result<Option<Lead>, StoreError>;
 

@@ -51,7 +51,14 @@ pub enum KeyError {
     BadBase64,
     #[error("the secret is empty")]
     Empty,
+    /// The length is not told: it would say something about the secret.
+    #[error("the secret is shorter than {MIN_KEY_BYTES} bytes (after decoding a whsec_ secret): use at least {MIN_KEY_BYTES} random bytes")]
+    TooShort,
 }
+
+/// The shortest HMAC key accepted: a short shared secret can be guessed offline from a single
+/// signed request.
+pub const MIN_KEY_BYTES: usize = 16;
 
 impl SigningKey {
     /// A Standard Webhooks secret: `whsec_` followed by the base64 of the key.
@@ -64,6 +71,9 @@ impl SigningKey {
         if key.is_empty() {
             return Err(KeyError::Empty);
         }
+        if key.len() < MIN_KEY_BYTES {
+            return Err(KeyError::TooShort);
+        }
         Ok(SigningKey(key.into()))
     }
 
@@ -71,6 +81,9 @@ impl SigningKey {
     pub fn plain(secret: &str) -> Result<Self, KeyError> {
         if secret.is_empty() {
             return Err(KeyError::Empty);
+        }
+        if secret.len() < MIN_KEY_BYTES {
+            return Err(KeyError::TooShort);
         }
         Ok(SigningKey(secret.as_bytes().to_vec().into()))
     }
@@ -490,8 +503,8 @@ mod tests {
             prefix: "sha256=".into(),
             id_header: Some("x-request-id".into()),
         };
-        let key = SigningKey::plain("shared-secret").expect("non-empty");
-        let other = SigningKey::plain("other-secret").expect("non-empty");
+        let key = SigningKey::plain("shared-secret-0123456789").expect("long enough");
+        let other = SigningKey::plain("other-secret-0123456789").expect("long enough");
         let with = |signature: &str| {
             let mut headers = HeaderMap::new();
             headers.insert(
@@ -544,6 +557,17 @@ mod tests {
             Some(KeyError::BadBase64)
         );
         assert_eq!(SigningKey::standard("whsec_").err(), Some(KeyError::Empty));
+        // Two bytes, and fifteen: too short to resist an offline guess. Sixteen will do.
+        assert_eq!(
+            SigningKey::standard("whsec_AAE=").err(),
+            Some(KeyError::TooShort)
+        );
+        assert_eq!(
+            SigningKey::plain("fifteen-bytes!!").err(),
+            Some(KeyError::TooShort)
+        );
+        assert!(SigningKey::plain("sixteen-bytes!!!").is_ok());
+        assert!(!KeyError::TooShort.to_string().contains("fifteen"));
         assert_eq!(format!("{:?}", key(SECRET)), "SigningKey(<redacted>)");
     }
 
@@ -598,7 +622,7 @@ mod tests {
             verify_slack(&keys, &headers, tampered.as_bytes(), at),
             Err(SignatureError::NoMatch)
         );
-        let other = [SigningKey::plain("another-secret").expect("key")];
+        let other = [SigningKey::plain("another-secret-0123456789").expect("key")];
         assert_eq!(
             verify_slack(&other, &headers, body, at),
             Err(SignatureError::NoMatch)

@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use jiff::{SignedDuration, Timestamp};
 use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::claim_link;
@@ -20,7 +21,7 @@ use crate::model::{
 };
 use crate::ports::{
     Clock, ContactWrite, Created, DeliveryStart, Destination, Effects, LeadStore, Notifier,
-    NotifyError, Queue, QueueError, Received, StoreError,
+    NotifyError, Queue, QueueError, Received, ReplayGuard, StoreError,
 };
 use crate::render::{self, Alert};
 pub use crate::routing::open_leads_counter;
@@ -175,6 +176,14 @@ impl Pipeline {
         let capture = validate::parse_capture(body)?;
         let flags = validate::check(&capture, &self.config.validation)?;
 
+        // A scheme that signs no timestamp leaves the event id unsigned: the signed body itself
+        // is remembered for the source's window, so a captured request sent again with a
+        // fresh id is the same lead (design invariant 9).
+        let replay = source.replay_window().map(|window| ReplayGuard {
+            body_sha256: hex::encode(Sha256::digest(body)),
+            now,
+            expires_at: now.saturating_add(window).unwrap_or(Timestamp::MAX),
+        });
         let lead_id = uuid::Uuid::now_v7().to_string();
         let lead = Lead::captured(
             lead_id,
@@ -185,7 +194,7 @@ impl Pipeline {
             flags,
             now,
         );
-        let created = match self.store.create_lead(&lead).await {
+        let created = match self.store.create_lead_guarded(&lead, replay.as_ref()).await {
             // Only the earlier lead stored under this event id can be unreadable (this one
             // was just encoded): the event is a duplicate of a quarantined lead. Answering it
             // as one stops the sender retrying into a 5xx for ever.
@@ -223,7 +232,12 @@ impl Pipeline {
                         )
                         .await?;
                 }
-                info!(lead_id = %existing.id, trace_id = %existing.trace_id, stage = "ingest", source = source_id, "duplicate event id");
+                let why = if existing.event_id == lead.event_id {
+                    "duplicate event id"
+                } else {
+                    "same signed body within the replay window"
+                };
+                info!(lead_id = %existing.id, trace_id = %existing.trace_id, stage = "ingest", source = source_id, "duplicate: {why}");
                 Ok(Accepted {
                     lead_id: existing.id,
                     duplicate: true,

@@ -17,7 +17,7 @@ use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage, StageFailure};
 use leadrelay_shared::ports::{
     decode_stored_lead, skip_undecodable, Backlog, ContactLookup, ContactWrite, CounterBump,
     Created, DeadLetter, DeadLetters, DeliveryStart, Effects, EnrichmentCache, LeadStore,
-    LedgerWrite, Queue, QueueError, Received, StoreError,
+    LedgerWrite, Queue, QueueError, Received, ReplayGuard, StoreError,
 };
 use leadrelay_shared::routing::ledger::PoolLedger;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -87,6 +87,16 @@ CREATE TABLE IF NOT EXISTS cache (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS cache_expiry ON cache (expires_at);
+-- Signed bodies of sources whose scheme signs no timestamp, each naming the lead it made, for
+-- the source's replay window: expires_at in milliseconds, checked on read, pruned on write.
+CREATE TABLE IF NOT EXISTS bodies (
+    source     TEXT NOT NULL,
+    digest     TEXT NOT NULL,
+    lead_id    TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (source, digest)
+);
+CREATE INDEX IF NOT EXISTS bodies_expiry ON bodies (expires_at);
 "#;
 
 /// The name of a stage's dead-letter queue in the `messages` table.
@@ -466,6 +476,24 @@ fn encode_lead_at(lead: &Lead, revision: u64) -> Result<String, StoreError> {
     serde_json::to_string(&copy).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// The lead stored for a source's event id, if any.
+fn lead_for_event(
+    conn: &Connection,
+    source: &str,
+    event_id: &str,
+) -> Result<Option<Lead>, StoreError> {
+    query_row(
+        conn,
+        "SELECT id, body, last_failure FROM leads WHERE source = ?1 AND event_id = ?2",
+        params![source, event_id],
+        lead_columns,
+    )
+    .optional()
+    .map_err(unavailable)?
+    .map(decode_lead)
+    .transpose()
+}
+
 fn lead_row(conn: &Connection, id: &str) -> Result<Option<Lead>, StoreError> {
     query_row(
         conn,
@@ -481,10 +509,44 @@ fn lead_row(conn: &Connection, id: &str) -> Result<Option<Lead>, StoreError> {
 
 #[async_trait]
 impl LeadStore for Sqlite {
-    async fn create_lead(&self, lead: &Lead) -> Result<Created, StoreError> {
+    async fn create_lead_guarded(
+        &self,
+        lead: &Lead,
+        replay: Option<&ReplayGuard>,
+    ) -> Result<Created, StoreError> {
         let body = encode_lead(lead)?;
         let lead = lead.clone();
+        let replay = replay.cloned();
+        // One writer runs these steps in one savepoint: no other write comes in between.
         self.write(Durability::Fsync, move |conn| {
+            if let Some(replay) = &replay {
+                // The event id first, so a retry of one event names its own lead.
+                if let Some(existing) = lead_for_event(conn, &lead.source, &lead.event_id)? {
+                    return Ok(Created::Duplicate(Box::new(existing)));
+                }
+                let now = replay.now.as_millisecond();
+                exec(
+                    conn,
+                    "DELETE FROM bodies WHERE expires_at <= ?1",
+                    params![now],
+                )
+                .map_err(unavailable)?;
+                let seen: Option<String> = query_row(
+                    conn,
+                    "SELECT lead_id FROM bodies
+                     WHERE source = ?1 AND digest = ?2 AND expires_at > ?3",
+                    params![lead.source, replay.body_sha256, now],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+                if let Some(first) = seen {
+                    let existing = lead_row(conn, &first)?.ok_or_else(|| {
+                        StoreError::Corrupt(format!("body record names a missing lead {first}"))
+                    })?;
+                    return Ok(Created::Duplicate(Box::new(existing)));
+                }
+            }
             let inserted = conn
                 .execute(
                     "INSERT INTO leads (id, source, event_id, state, captured_at, body)
@@ -503,17 +565,28 @@ impl LeadStore for Sqlite {
                     ],
                 )
                 .map_err(unavailable)?;
-            if inserted == 1 {
-                return Ok(Created::New);
+            if inserted == 0 {
+                let existing = lead_for_event(conn, &lead.source, &lead.event_id)?
+                    .ok_or_else(|| StoreError::Corrupt("event id taken by no lead".into()))?;
+                return Ok(Created::Duplicate(Box::new(existing)));
             }
-            let existing = query_row(
-                conn,
-                "SELECT id, body, last_failure FROM leads WHERE source = ?1 AND event_id = ?2",
-                params![lead.source, lead.event_id],
-                lead_columns,
-            )
-            .map_err(unavailable)?;
-            Ok(Created::Duplicate(Box::new(decode_lead(existing)?)))
+            if let Some(replay) = &replay {
+                exec(
+                    conn,
+                    "INSERT INTO bodies (source, digest, lead_id, expires_at)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (source, digest) DO UPDATE SET lead_id = excluded.lead_id,
+                                                                expires_at = excluded.expires_at",
+                    params![
+                        lead.source,
+                        replay.body_sha256,
+                        lead.id,
+                        replay.expires_at.as_millisecond()
+                    ],
+                )
+                .map_err(unavailable)?;
+            }
+            Ok(Created::New)
         })
         .await
     }

@@ -101,9 +101,11 @@ fn keys(
     key: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<SigningKey>, (String, String)> {
-    let mut secrets: Vec<String> = inline
+    // Each secret with the key that names it: its place in the list, or the variable.
+    let mut secrets: Vec<(String, String)> = inline
         .iter()
-        .map(|s| s.expose_secret().to_owned())
+        .enumerate()
+        .map(|(n, s)| (format!("{key}[{n}]"), s.expose_secret().to_owned()))
         .collect();
     if let Some(name) = variable {
         let value = env(name).ok_or_else(|| {
@@ -116,14 +118,14 @@ fn keys(
             value
                 .split([',', ' ', '\n'])
                 .filter(|s| !s.is_empty())
-                .map(str::to_owned),
+                .map(|s| (format!("{key}_env"), s.to_owned())),
         );
     }
     secrets
         .iter()
         .enumerate()
-        .map(|(n, secret)| {
-            SigningKey::plain(secret).map_err(|e| (format!("{key}[{n}]"), e.to_string()))
+        .map(|(n, (named, secret))| {
+            SigningKey::plain(secret).map_err(|e| (named.clone(), format!("secret {}: {e}", n + 1)))
         })
         .collect()
 }

@@ -20,6 +20,9 @@ use crate::signature::{Scheme, SigningKey};
 mod alerts;
 mod email;
 mod server;
+mod locate;
+#[cfg(test)]
+mod mistakes;
 mod team;
 
 pub use alerts::{ClaimConfig, EscalateTo, EscalationConfig, EscalationStep};
@@ -38,10 +41,11 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}:{line}: {message}")]
+    #[error("{path}:{line}: {key}: {message}")]
     Syntax {
         path: String,
         line: usize,
+        key: String,
         message: String,
     },
     #[error("{path}:{line}: {key}: {message}")]
@@ -197,6 +201,11 @@ pub struct SourceConfig {
     pub signature_prefix: Option<String>,
     #[serde(default)]
     pub event_id_header: Option<String>,
+    /// For a scheme that signs no timestamp (`body_hmac`): how long a signed body is
+    /// remembered, so that the same bytes again with a fresh event id are a duplicate of the
+    /// first lead. Default [`DEFAULT_REPLAY_WINDOW_HOURS`].
+    #[serde(default)]
+    pub replay_window_hours: Option<u32>,
     /// The exact host names this source's `conversation_transcript_url` may point at (see
     /// [`crate::enrichment::transcript`]); none by default, so no URL is fetched.
     #[serde(default)]
@@ -213,6 +222,9 @@ pub struct SourceConfig {
 fn default_tolerance() -> u64 {
     300
 }
+
+/// How long a body-only signed request is remembered when `replay_window_hours` is not set.
+pub const DEFAULT_REPLAY_WINDOW_HOURS: u32 = 7 * 24;
 
 fn default_true() -> bool {
     true
@@ -236,6 +248,21 @@ impl SourceConfig {
                     .unwrap_or_else(|| "sha256=".into()),
                 id_header: self.event_id_header.clone(),
             },
+        }
+    }
+
+    /// How long a signed body is deduped on, for a scheme whose signature covers no timestamp
+    /// (nothing else stops a captured request from being sent again with a fresh event id);
+    /// `None` for Standard Webhooks, whose signed timestamp and id already do.
+    pub fn replay_window(&self) -> Option<jiff::SignedDuration> {
+        match self.scheme {
+            SchemeName::StandardWebhooks => None,
+            SchemeName::BodyHmac => {
+                let hours = self
+                    .replay_window_hours
+                    .unwrap_or(DEFAULT_REPLAY_WINDOW_HOURS);
+                Some(jiff::SignedDuration::from_hours(i64::from(hours)))
+            }
         }
     }
 }
@@ -895,15 +922,44 @@ impl Config {
         path: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|error| ConfigError::Syntax {
-            path: path.to_owned(),
-            line: error
-                .span()
-                .map(|span| line_of(text, span.start))
-                .unwrap_or(1),
-            message: error.message().trim().to_owned(),
-        })?;
-        Validator { text, path }.check(&mut config, env)?;
+        let table = toml::de::DeTable::parse(text).map_err(|_| syntax_error(text, path))?;
+        let document = locate::Document::new(table.clone());
+        let mut config =
+            Config::deserialize(toml::de::Deserializer::from(table)).map_err(|error| {
+                // Placed by its span: the value, the unknown key, or the table missing a key.
+                let at = error.span().map_or(0, |span| span.start);
+                let mut key = document
+                    .steps_at(at)
+                    .map(|steps| document.render(&steps))
+                    .unwrap_or_default();
+                let message = plain_numbers(error.message().trim());
+                if let Some(field) = message
+                    .strip_prefix("missing field `")
+                    .and_then(|rest| rest.strip_suffix('`'))
+                {
+                    key = if key.is_empty() {
+                        field.to_owned()
+                    } else {
+                        format!("{key}.{field}")
+                    };
+                }
+                ConfigError::Invalid {
+                    path: path.to_owned(),
+                    line: line_of(text, at),
+                    key: if key.is_empty() {
+                        "(top level)".into()
+                    } else {
+                        key
+                    },
+                    message,
+                }
+            })?;
+        Validator {
+            text,
+            path,
+            document,
+        }
+        .check(&mut config, env)?;
         Ok(config)
     }
 
@@ -947,6 +1003,58 @@ impl Config {
     }
 }
 
+/// The first TOML syntax error, at its line, naming the key written there.
+fn syntax_error(text: &str, path: &str) -> ConfigError {
+    let (document, errors) = locate::Document::recover(text);
+    let Some(error) = errors.first() else {
+        return ConfigError::Syntax {
+            path: path.to_owned(),
+            line: 1,
+            key: "(top level)".into(),
+            message: "not a TOML document".into(),
+        };
+    };
+    let at = error.span().map_or(0, |span| span.start);
+    let line = line_of(text, at);
+    let on_header = text
+        .lines()
+        .nth(line - 1)
+        .is_some_and(|l| l.trim_start().starts_with('['));
+    let steps = document
+        .steps_at(at)
+        .filter(|_| !on_header)
+        .unwrap_or_else(|| locate::steps_on_line(text, line));
+    let key = document.render(&steps);
+    ConfigError::Syntax {
+        path: path.to_owned(),
+        line,
+        key: if key.is_empty() {
+            "(top level)".into()
+        } else {
+            key
+        },
+        message: error.message().trim().to_owned(),
+    }
+}
+
+/// serde names Rust's integer types (`expected u32`); a configuration's reader wants the range.
+fn plain_numbers(message: &str) -> String {
+    let ranges = [
+        ("u8", "0 to 255"),
+        ("u16", "0 to 65535"),
+        ("u32", "0 to 4294967295"),
+        ("u64", "0 to 18446744073709551615"),
+        ("i32", "-2147483648 to 2147483647"),
+        ("i64", "-9223372036854775808 to 9223372036854775807"),
+    ];
+    for (name, range) in ranges {
+        if let Some(start) = message.strip_suffix(&format!("expected {name}")) {
+            return format!("{start}expected a whole number from {range}");
+        }
+    }
+    message.to_owned()
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset)
         .map(|before| before.matches('\n').count() + 1)
@@ -956,19 +1064,24 @@ fn line_of(text: &str, offset: usize) -> usize {
 struct Validator<'a> {
     text: &'a str,
     path: &'a str,
+    document: locate::Document<'a>,
 }
 
 impl Validator<'_> {
+    /// An error at the line of the key it names (or of its deepest written ancestor; `span`
+    /// only when none is written).
     fn invalid(
         &self,
         span: std::ops::Range<usize>,
         key: impl Into<String>,
         message: impl Into<String>,
     ) -> ConfigError {
+        let key = key.into();
+        let at = self.document.locate(&key).unwrap_or(span);
         ConfigError::Invalid {
             path: self.path.to_owned(),
-            line: line_of(self.text, span.start),
-            key: key.into(),
+            line: line_of(self.text, at.start),
+            key,
             message: message.into(),
         }
     }
@@ -1030,7 +1143,7 @@ impl Validator<'_> {
             if !seen.insert(source.id.clone()) {
                 return Err(self.invalid(
                     span,
-                    key,
+                    format!("{key}.id"),
                     format!("duplicate source id {:?}", source.id),
                 ));
             }
@@ -1042,14 +1155,16 @@ impl Validator<'_> {
             {
                 return Err(self.invalid(
                     span,
-                    key,
-                    "id must be letters, digits, - or _ (it is part of the webhook URL)",
+                    format!("{key}.id"),
+                    "must be letters, digits, - or _ (it is part of the webhook URL)",
                 ));
             }
-            let mut secrets: Vec<String> = source
+            // Each secret with the key that names it: its place in `secrets`, or the variable.
+            let mut secrets: Vec<(String, String)> = source
                 .secrets
                 .iter()
-                .map(|s| s.expose_secret().to_owned())
+                .enumerate()
+                .map(|(n, s)| (format!("{key}.secrets[{n}]"), s.expose_secret().to_owned()))
                 .collect();
             if let Some(name) = &source.secrets_env {
                 let value = env(name).ok_or_else(|| {
@@ -1063,7 +1178,7 @@ impl Validator<'_> {
                     value
                         .split([',', ' ', '\n'])
                         .filter(|s| !s.is_empty())
-                        .map(str::to_owned),
+                        .map(|s| (format!("{key}.secrets_env"), s.to_owned())),
                 );
             }
             if secrets.is_empty() {
@@ -1074,17 +1189,40 @@ impl Validator<'_> {
                 ));
             }
             let mut keys = Vec::with_capacity(secrets.len());
-            for (n, secret) in secrets.iter().enumerate() {
+            for (n, (secret_key, secret)) in secrets.iter().enumerate() {
                 let parsed = match source.scheme {
                     SchemeName::StandardWebhooks => SigningKey::standard(secret),
                     SchemeName::BodyHmac => SigningKey::plain(secret),
                 };
                 // The error names the position of the secret, never its value.
                 keys.push(parsed.map_err(|e| {
-                    self.invalid(span.clone(), format!("{key}.secrets[{n}]"), e.to_string())
+                    self.invalid(
+                        span.clone(),
+                        secret_key.clone(),
+                        format!("secret {} of this source: {e}", n + 1),
+                    )
                 })?);
             }
             source.keys = keys;
+            match (source.scheme, source.replay_window_hours) {
+                (SchemeName::StandardWebhooks, Some(_)) => {
+                    return Err(self.invalid(
+                        span,
+                        format!("{key}.replay_window_hours"),
+                        "applies to body_hmac sources only: standard_webhooks signs a timestamp \
+                         (tolerance_secs) and the event id, which already stop replays",
+                    ));
+                }
+                (SchemeName::BodyHmac, Some(0)) => {
+                    return Err(self.invalid(
+                        span,
+                        format!("{key}.replay_window_hours"),
+                        "must be at least 1: a body-only signature has nothing else that stops \
+                         a replay",
+                    ));
+                }
+                _ => {}
+            }
         }
 
         config
@@ -1179,9 +1317,14 @@ impl Validator<'_> {
             .delivery_budget_ms
             .saturating_add(config.notify.http_timeout_ms);
         if longest >= config.pipeline.visibility_timeout_secs.saturating_mul(1000) {
+            // Named by whichever of the two is written (the budget when both are).
+            let key = ["notify.delivery_budget_ms", "notify.http_timeout_ms"]
+                .into_iter()
+                .find(|key| self.document.is_written(key))
+                .unwrap_or("notify.delivery_budget_ms");
             return Err(self.invalid(
                 self.section("notify"),
-                "notify.delivery_budget_ms",
+                key,
                 format!(
                     "delivery_budget_ms + http_timeout_ms ({longest} ms) must stay below \
                      pipeline.visibility_timeout_secs ({} s)",
@@ -1194,7 +1337,7 @@ impl Validator<'_> {
             if !rep_ids.insert(rep.get_ref().id.clone()) {
                 return Err(self.invalid(
                     rep.span(),
-                    format!("reps[{index}]"),
+                    format!("reps[{index}].id"),
                     format!("duplicate rep id {:?}", rep.get_ref().id),
                 ));
             }
@@ -1208,7 +1351,7 @@ impl Validator<'_> {
             if !queue_ids.insert(q.id.clone()) {
                 return Err(self.invalid(
                     queue.span(),
-                    format!("queues[{index}]"),
+                    format!("queues[{index}].id"),
                     format!("duplicate queue id {:?}", q.id),
                 ));
             }
@@ -1323,11 +1466,11 @@ impl Validator<'_> {
             }
         }
         for (index, source) in config.sources.iter().enumerate() {
-            for host in &source.get_ref().transcript_hosts {
+            for (n, host) in source.get_ref().transcript_hosts.iter().enumerate() {
                 check_host(host).map_err(|message| {
                     self.invalid(
                         source.span(),
-                        format!("sources[{index}].transcript_hosts"),
+                        format!("sources[{index}].transcript_hosts[{n}]"),
                         format!("{host:?}: {message}"),
                     )
                 })?;
@@ -1338,22 +1481,23 @@ impl Validator<'_> {
         if tiers.is_empty() {
             return Err(self.invalid(0..0, "qualification.tiers", "at least one tier is required"));
         }
-        for tier in &config.qualification.tiers {
+        for (index, tier) in config.qualification.tiers.iter().enumerate() {
+            let key = format!("qualification.tiers[{index}]");
             if tier.enrichment_budget_ms == Some(0) {
                 return Err(self.invalid(
                     0..0,
+                    format!("{key}.enrichment_budget_ms"),
                     format!(
-                        "qualification.tiers[tier={}].enrichment_budget_ms",
+                        "tier {}: must be above 0 (leave it out for the default)",
                         tier.tier
                     ),
-                    "must be above 0 (leave it out for the default)",
                 ));
             }
             if tier.sla_minutes == 0 {
                 return Err(self.invalid(
                     0..0,
-                    format!("qualification.tiers[tier={}].sla_minutes", tier.tier),
-                    "must be above 0",
+                    format!("{key}.sla_minutes"),
+                    format!("tier {}: must be above 0", tier.tier),
                 ));
             }
         }
@@ -1366,11 +1510,11 @@ impl Validator<'_> {
                 ));
             }
         }
-        for pattern in &config.qualification.hand_raiser_pages {
+        for (index, pattern) in config.qualification.hand_raiser_pages.iter().enumerate() {
             glob::Pattern::new(pattern).map_err(|e| {
                 self.invalid(
                     0..0,
-                    "qualification.hand_raiser_pages",
+                    format!("qualification.hand_raiser_pages[{index}]"),
                     format!("{pattern:?}: {e}"),
                 )
             })?;
@@ -1414,12 +1558,13 @@ impl Validator<'_> {
         }
 
         self.check_team(config, &rep_ids, &queue_ids, &tiers)?;
-        if config.pipeline.max_receives == 0 || config.pipeline.batch_size == 0 {
-            return Err(self.invalid(
-                0..0,
-                "pipeline",
-                "max_receives and batch_size must be above 0",
-            ));
+        for (key, value) in [
+            ("max_receives", config.pipeline.max_receives),
+            ("batch_size", config.pipeline.batch_size),
+        ] {
+            if value == 0 {
+                return Err(self.invalid(0..0, format!("pipeline.{key}"), "must be above 0"));
+            }
         }
         Ok(())
     }
@@ -1622,15 +1767,19 @@ impl NotifyConfig {
                 ));
             }
             check_url(Some(&hook.url)).map_err(|m| (format!("{key}.url"), m))?;
-            let secret = match (&hook.secret, &hook.secret_env) {
+            let (secret_key, secret) = match (&hook.secret, &hook.secret_env) {
                 (Some(_), Some(_)) => {
                     return Err((
                         format!("{key}.secret_env"),
                         "set secret or secret_env, not both".into(),
                     ))
                 }
-                (Some(secret), None) => secret.clone(),
-                (None, Some(name)) => variable(&format!("{key}.secret_env"), name)?,
+                (Some(secret), None) => (format!("{key}.secret"), secret.clone()),
+                (None, Some(name)) => {
+                    let named = format!("{key}.secret_env");
+                    let secret = variable(&named, name)?;
+                    (named, secret)
+                }
                 (None, None) => {
                     return Err((
                         format!("{key}.secret"),
@@ -1640,7 +1789,7 @@ impl NotifyConfig {
             };
             hook.key = Some(
                 SigningKey::standard(secret.expose_secret())
-                    .map_err(|e| (format!("{key}.secret"), e.to_string()))?,
+                    .map_err(|e| (secret_key, e.to_string()))?,
             );
         }
         Ok(())
@@ -1896,7 +2045,7 @@ budget_ms = 300
     fn an_http_provider_error_names_the_line_and_key_never_the_secret() {
         let text = with_provider(HTTP_PROVIDER);
         let error = parse(&text).expect_err("unset key").to_string();
-        assert!(error.starts_with("leadrelay.toml:27:"), "{error}");
+        assert!(error.starts_with("leadrelay.toml:30:"), "{error}");
         assert!(
             error.contains(
                 "enrichment.http[0].api_key_env: environment variable CLEARBIT_KEY is not set"
@@ -2051,13 +2200,53 @@ budget_ms = 300
         );
         let env = |name: &str| {
             (name == "WEBSITE_SECRETS").then(|| {
-                "whsec_bGVhZHJlbGF5LXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=,whsec_b3RoZXI=".to_owned()
+                "whsec_bGVhZHJlbGF5LXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=,whsec_YW5vdGhlci1zZWNyZXQtMDEyMzQ1Njc4OQ==".to_owned()
             })
         };
         let config = Config::parse(&text, "x.toml", &env).expect("valid");
         assert_eq!(config.source("website").map(|s| s.keys.len()), Some(2));
         let error = Config::parse(&text, "x.toml", &no_env).expect_err("unset");
         assert!(error.to_string().contains("WEBSITE_SECRETS is not set"));
+    }
+
+    #[test]
+    fn a_body_signed_source_dedupes_on_its_body_for_a_week_unless_told_otherwise() {
+        let with = |extra: &str| {
+            MINIMAL.replace(
+                "[[reps]]",
+                &format!(
+                    "[[sources]]\nid = \"forms\"\nscheme = \"body_hmac\"\n\
+                     secrets = [\"forms-secret-0123456789\"]\n{extra}\n\n[[reps]]"
+                ),
+            )
+        };
+        let window = |text: &str, id: &str| {
+            parse(text)
+                .expect("valid")
+                .source(id)
+                .and_then(SourceConfig::replay_window)
+        };
+        let hours = jiff::SignedDuration::from_hours;
+        assert_eq!(window(&with(""), "forms"), Some(hours(168)));
+        assert_eq!(window(&with(""), "website"), None, "signs a timestamp");
+        assert_eq!(
+            window(&with("replay_window_hours = 2"), "forms"),
+            Some(hours(2))
+        );
+        let error = parse(&with("replay_window_hours = 0"))
+            .expect_err("zero")
+            .to_string();
+        assert!(error.contains("sources[1].replay_window_hours"), "{error}");
+        let error = parse(&MINIMAL.replace(
+            "scheme = \"standard_webhooks\"",
+            "scheme = \"standard_webhooks\"\nreplay_window_hours = 24",
+        ))
+        .expect_err("not for standard webhooks")
+        .to_string();
+        assert!(
+            error.contains("sources[0].replay_window_hours: applies to body_hmac sources only"),
+            "{error}"
+        );
     }
 
     #[test]

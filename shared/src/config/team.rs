@@ -268,15 +268,19 @@ impl Validator<'_> {
             let t = team.get_ref();
             let key = format!("teams[{index}] ({:?})", t.id);
             if !team_ids.insert(t.id.clone()) {
-                return Err(self.invalid(span, key, format!("duplicate team id {:?}", t.id)));
+                return Err(self.invalid(
+                    span,
+                    format!("{key}.id"),
+                    format!("duplicate team id {:?}", t.id),
+                ));
             }
             parse_time_zone(&t.timezone)
                 .map_err(|m| self.invalid(span.clone(), format!("{key}.timezone"), m))?;
             WeeklyHours::parse(&t.hours)
                 .map_err(|m| self.invalid(span.clone(), format!("{key}.hours"), m))?;
-            for day in &t.holidays {
+            for (n, day) in t.holidays.iter().enumerate() {
                 parse_date_range(day)
-                    .map_err(|m| self.invalid(span.clone(), format!("{key}.holidays"), m))?;
+                    .map_err(|m| self.invalid(span.clone(), format!("{key}.holidays[{n}]"), m))?;
             }
             if let Some(queue) = &t.queue {
                 if !queue_ids.contains(queue) {
@@ -317,8 +321,10 @@ impl Validator<'_> {
             queues: queue_ids,
         };
         for (index, team) in config.teams.iter().enumerate() {
-            if let Some(target) = &team.get_ref().on_call {
-                self.check_target(target, &format!("teams[{index}].on_call"), &known)?;
+            let t = team.get_ref();
+            if let Some(target) = &t.on_call {
+                let key = format!("teams[{index}] ({:?}).on_call", t.id);
+                self.check_target(target, &key, &known)?;
             }
         }
 
@@ -343,9 +349,10 @@ impl Validator<'_> {
                 WeeklyHours::parse(hours)
                     .map_err(|m| self.invalid(span.clone(), format!("{key}.hours"), m))?;
             }
-            for days in &r.out_of_office {
-                parse_date_range(days)
-                    .map_err(|m| self.invalid(span.clone(), format!("{key}.out_of_office"), m))?;
+            for (n, days) in r.out_of_office.iter().enumerate() {
+                parse_date_range(days).map_err(|m| {
+                    self.invalid(span.clone(), format!("{key}.out_of_office[{n}]"), m)
+                })?;
             }
             if r.capacity == Some(0) {
                 return Err(self.invalid(
@@ -378,7 +385,11 @@ impl Validator<'_> {
             let p = pool.get_ref();
             let key = format!("pools[{index}] ({:?})", p.id);
             if !seen_pools.insert(p.id.clone()) {
-                return Err(self.invalid(span, key, format!("duplicate pool id {:?}", p.id)));
+                return Err(self.invalid(
+                    span,
+                    format!("{key}.id"),
+                    format!("duplicate pool id {:?}", p.id),
+                ));
             }
             if p.members.is_empty() {
                 return Err(self.invalid(
@@ -388,26 +399,26 @@ impl Validator<'_> {
                 ));
             }
             let mut members = HashSet::new();
-            for member in &p.members {
+            for (n, member) in p.members.iter().enumerate() {
                 let m = member.get_ref();
                 if !rep_ids.contains(&m.rep) {
                     return Err(self.invalid(
                         member.span(),
-                        format!("{key}.members"),
+                        format!("{key}.members[{n}]"),
                         format!("unknown rep {:?}", m.rep),
                     ));
                 }
                 if !members.insert(m.rep.clone()) {
                     return Err(self.invalid(
                         member.span(),
-                        format!("{key}.members"),
+                        format!("{key}.members[{n}]"),
                         format!("{:?} is listed twice", m.rep),
                     ));
                 }
                 if m.weight == 0 {
                     return Err(self.invalid(
                         member.span(),
-                        format!("{key}.members"),
+                        format!("{key}.members[{n}].weight"),
                         format!(
                             "{:?}: weight must be above 0 (remove the member instead)",
                             m.rep
@@ -446,10 +457,14 @@ impl Validator<'_> {
             }
         }
         for (region, countries) in &config.routing.regions {
-            if let Some(bad) = countries.iter().find(|c| !is_country_code(c)) {
+            if let Some((n, bad)) = countries
+                .iter()
+                .enumerate()
+                .find(|(_, c)| !is_country_code(c))
+            {
                 return Err(self.invalid(
                     0..0,
-                    format!("routing.regions.{region}"),
+                    format!("routing.regions.{region}[{n}]"),
                     format!("{bad:?} is not an ISO 3166-1 alpha-2 country code (such as GB or US)"),
                 ));
             }

@@ -21,7 +21,7 @@ secrets = ["whsec_bGVhZHJlbGF5LXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk="]
 [[sources]]
 id = "forms"
 scheme = "body_hmac"
-secrets = ["forms-secret"]
+secrets = ["forms-secret-0123456789"]
 
 [[teams]]
 id = "emea"

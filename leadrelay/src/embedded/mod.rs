@@ -27,8 +27,14 @@ pub use sqlite::{QueueSettings, Sqlite};
 
 /// How long an idle worker sleeps before looking again for messages whose retry delay ended.
 const IDLE_POLL: Duration = Duration::from_millis(100);
-/// Workers per stage; each takes a batch and works it concurrently.
-const WORKERS_PER_STAGE: usize = 2;
+/// Workers per stage; each takes a batch and works it (route: in order; the others at once).
+/// Notify waits on channels and on durable receipts, not on the CPU: more leads in flight.
+fn workers_for(stage: Stage) -> usize {
+    match stage {
+        Stage::Notify => 6,
+        Stage::Enrich | Stage::Route => 2,
+    }
+}
 
 /// A running pipeline: its store and the stage code over it.
 pub struct Embedded {
@@ -83,7 +89,7 @@ impl Embedded {
             }
         });
         for stage in Stage::ALL {
-            for _ in 0..WORKERS_PER_STAGE {
+            for _ in 0..workers_for(stage) {
                 workers.spawn(work(self.pipeline.clone(), self.db.clone(), stage));
             }
         }

@@ -19,10 +19,10 @@ use crate::signature::{Scheme, SigningKey};
 
 mod alerts;
 mod email;
-mod server;
 mod locate;
 #[cfg(test)]
 mod mistakes;
+mod server;
 mod team;
 
 pub use alerts::{ClaimConfig, EscalateTo, EscalationConfig, EscalationStep};

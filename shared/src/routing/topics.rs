@@ -130,7 +130,10 @@ fn stem(word: &str) -> String {
 /// their places in `spans`: a lead's texts are scanned on every lead, and this makes no
 /// allocation per word.
 fn stems_into(text: &str, buf: &mut String, spans: &mut Vec<Range<usize>>) {
-    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
         let start = buf.len();
         if word.is_ascii() {
             // ASCII lower-cases letter by letter (no final sigma or other context rules).

@@ -499,7 +499,11 @@ mod tests {
                     d.uan(),
                     d.voicemail(),
                 ];
-                for example in descriptors.into_iter().flatten().filter_map(|d| d.example()) {
+                for example in descriptors
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|d| d.example())
+                {
                     let mut changed = example.to_owned();
                     if let Some(last) = changed.pop() {
                         let digit = last.to_digit(10).unwrap_or(0);

@@ -221,8 +221,9 @@ fn matches_descriptor(desc: &Descriptor, national: &str) -> bool {
 /// (whitespace ignored) and kept, keyed by the address of its text: the metadata is a static
 /// that never moves. A pattern that does not compile here is left to `crate_test`.
 fn starts_with_match(source: &str, text: &str, crate_test: impl FnOnce() -> bool) -> bool {
-    static COMPILED: LazyLock<RwLock<FxHashMap<(usize, usize), Option<Regex>>>> =
-        LazyLock::new(Default::default);
+    /// Patterns by the address and length of their text; `None` for one that did not compile.
+    type Compiled = FxHashMap<(usize, usize), Option<Regex>>;
+    static COMPILED: LazyLock<RwLock<Compiled>> = LazyLock::new(Default::default);
     let at_start = |regex: &Regex| regex.find(text).is_some_and(|m| m.start() == 0);
     let key = (source.as_ptr() as usize, source.len());
     // The read guard ends with this statement, before any write below.

@@ -17,6 +17,7 @@ pub mod replay;
 pub mod topics;
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
@@ -844,20 +845,26 @@ impl Router {
             let tally = ledger.tally(rep);
             let behind = tally.behind_micros() as f64 / MICROS_PER_LEAD as f64;
             let share = f64::from(*weight) * 100.0 / f64::from(total_weight.max(1));
-            let load = snapshot
-                .open
-                .get(*rep)
-                .map(|o| format!(", {o} open"))
-                .unwrap_or_default();
-            let standing = format!("weight {weight} ({share:.0}% share), received {}, {behind:+.2} leads against their share{load}", tally.received + tally.account_owned);
-            let reason = if *rep == chosen {
+            // One string per candidate, written in place: this runs for every eligible member.
+            let verdict = if *rep == chosen {
                 match pool.strategy {
-                    Strategy::LeastLoaded => format!("picked: fewest open leads; {standing}"),
-                    _ => format!("picked: their turn, furthest behind their share; {standing}"),
+                    Strategy::LeastLoaded => "picked: fewest open leads; ",
+                    _ => "picked: their turn, furthest behind their share; ",
                 }
             } else {
-                format!("not their turn: {standing}")
+                "not their turn: "
             };
+            let mut reason = String::with_capacity(128);
+            reason.push_str(verdict);
+            // Writing to a String cannot fail.
+            let _ = write!(
+                reason,
+                "weight {weight} ({share:.0}% share), received {}, {behind:+.2} leads against their share",
+                tally.received + tally.account_owned
+            );
+            if let Some(open) = snapshot.open.get(*rep) {
+                let _ = write!(reason, ", {open} open");
+            }
             step.candidates.push(CandidateTrace {
                 rep: (*rep).to_owned(),
                 picked: *rep == chosen,

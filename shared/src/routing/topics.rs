@@ -2,7 +2,10 @@
 //! boundaries, without regard to case or plural (`APIs` matches `api`, `integrations` matches
 //! `integration`), so that "rapid" never matches "api".
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use rustc_hash::FxHashMap;
 
 use crate::model::Lead;
 
@@ -123,12 +126,52 @@ fn stem(word: &str) -> String {
     word.strip_suffix('s').unwrap_or(word).to_owned()
 }
 
+/// The stems of `text`, as [`words`] gives them, written one after the other into `buf` with
+/// their places in `spans`: a lead's texts are scanned on every lead, and this makes no
+/// allocation per word.
+fn stems_into(text: &str, buf: &mut String, spans: &mut Vec<Range<usize>>) {
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        let start = buf.len();
+        if word.is_ascii() {
+            // ASCII lower-cases letter by letter (no final sigma or other context rules).
+            buf.extend(word.chars().map(|c| c.to_ascii_lowercase()));
+        } else {
+            buf.push_str(&word.to_lowercase());
+        }
+        stem_in_place(buf, start);
+        spans.push(start..buf.len());
+    }
+}
+
+/// [`stem`] on the word `buf[start..]`, in place.
+fn stem_in_place(buf: &mut String, start: usize) {
+    let word = &buf[start..];
+    if word.len() <= 3 || word.ends_with("ss") {
+        return;
+    }
+    // Every suffix is ASCII, so each cut falls on a character boundary.
+    if word.ends_with("ies") {
+        buf.truncate(buf.len() - 3);
+        buf.push('y');
+    } else if ["sses", "shes", "ches", "xes"]
+        .iter()
+        .any(|suffix| word.ends_with(suffix))
+    {
+        buf.truncate(buf.len() - 2);
+    } else if word.ends_with('s') {
+        buf.truncate(buf.len() - 1);
+    }
+}
+
 /// Phrase sets compiled for matching: each phrase is a sequence of stems, indexed by its
 /// first stem so a text is scanned once whatever the number of phrases.
 #[derive(Debug, Clone, Default)]
 pub struct TopicMatcher {
     names: Vec<String>,
-    by_first_word: HashMap<String, Vec<(Vec<String>, usize)>>,
+    by_first_word: FxHashMap<String, Vec<(Vec<String>, usize)>>,
 }
 
 impl TopicMatcher {
@@ -166,14 +209,24 @@ impl TopicMatcher {
     /// that matched each.
     pub fn detect<'a>(&self, texts: impl IntoIterator<Item = &'a str>) -> Vec<(usize, String)> {
         let mut found: BTreeMap<usize, String> = BTreeMap::new();
+        let mut buf = String::new();
+        let mut spans = Vec::new();
         for text in texts {
-            let stems: Vec<String> = words(text).collect();
-            for start in 0..stems.len() {
-                let Some(candidates) = self.by_first_word.get(&stems[start]) else {
+            buf.clear();
+            spans.clear();
+            stems_into(text, &mut buf, &mut spans);
+            for start in 0..spans.len() {
+                let Some(candidates) = self.by_first_word.get(&buf[spans[start].clone()]) else {
                     continue;
                 };
                 for (phrase, topic) in candidates {
-                    if stems[start..].starts_with(phrase) {
+                    let rest = &spans[start..];
+                    let matches = rest.len() >= phrase.len()
+                        && phrase
+                            .iter()
+                            .zip(rest)
+                            .all(|(stem, span)| *stem == buf[span.clone()]);
+                    if matches {
                         found.entry(*topic).or_insert_with(|| phrase.join(" "));
                     }
                 }
@@ -207,6 +260,29 @@ mod tests {
             .into_iter()
             .map(|(i, _)| matcher.name(i).to_owned())
             .collect()
+    }
+
+    /// The in-place stems are the stems of `words`, whatever the text: plurals of each
+    /// kind, short words, mixed case, non-ASCII letters (final sigma, dotted I), digits.
+    #[test]
+    fn stems_in_place_are_the_stems_of_words() {
+        let texts = [
+            "Does your API support batch processing for over 1 million records?",
+            "Which INTEGRATIONS and APIs do you have? Policies, processes, boxes, wishes, churches",
+            "bus gas ss iss sss ies xies a b c bss class glasses QUOTES Quotes",
+            "ΟΔΥΣΣΕΥΣ ΣΟΦΟΣ İstanbul straße STRASSE Ǆemal café CAFÉS naïves",
+            "",
+            "  --  ",
+            "SOC2 soc 2 iso 27001 x86s 1000s",
+        ];
+        for text in texts {
+            let mut buf = String::new();
+            let mut spans = Vec::new();
+            stems_into(text, &mut buf, &mut spans);
+            let in_place: Vec<&str> = spans.iter().map(|span| &buf[span.clone()]).collect();
+            let expected: Vec<String> = words(text).collect();
+            assert_eq!(in_place, expected, "{text}");
+        }
     }
 
     #[test]

@@ -63,7 +63,12 @@ impl InProgress {
     fn claim(&self, lead_id: &str, receipt: &str) -> Option<Claimed<'_>> {
         let key = format!("{lead_id}/{receipt}");
         let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        set.insert(key.clone()).then_some(Claimed { set: self, key })
+        // Not `then_some`: it would build (and drop, under this lock) a claim for a refusal.
+        if set.insert(key.clone()) {
+            Some(Claimed { set: self, key })
+        } else {
+            None
+        }
     }
 }
 

@@ -2115,7 +2115,7 @@ budget_ms = 300
         assert!(span > Duration::from_secs(23 * 3600) && span <= Duration::from_secs(24 * 3600));
 
         let with = |pipeline: &str| parse(&format!("[pipeline]\n{pipeline}\n{MINIMAL}"));
-        let custom = with("retry_schedule = [\"250ms\", \"2m\", \"1h 30m\", \"1d\"]\nmax_receives = 5")
+        let custom = with("retry_schedule = [\"250ms\", \"2m\", \"1h 30m\", \"12h\"]\nmax_receives = 5")
             .expect("friendly durations");
         assert_eq!(
             custom.pipeline.retry_schedule,
@@ -2123,7 +2123,7 @@ budget_ms = 300
                 Interval(Duration::from_millis(250)),
                 Interval(Duration::from_secs(120)),
                 Interval(Duration::from_secs(5400)),
-                Interval(Duration::from_secs(86_400)),
+                Interval(Duration::from_secs(43_200)),
             ]
         );
         let error = |text: &str| with(text).expect_err(text).to_string();
@@ -2302,6 +2302,7 @@ budget_ms = 300
             let setting = rest.filter(|rest| {
                 rest.starts_with("[notify.")
                     || rest.starts_with("[[notify.")
+                    || *rest == "[operations]"
                     || rest.split_once(" = ").is_some_and(|(key, _)| {
                         key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
                     })
@@ -2312,10 +2313,14 @@ budget_ms = 300
             "SMS_API_TOKEN" | "HUBSPOT_TOKEN" => Some("token".to_owned()),
             "LEADRELAY_SMTP_USERNAME" | "LEADRELAY_SMTP_PASSWORD" => Some("smtp".to_owned()),
             "N8N_WEBHOOK_SECRET" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned()),
+            "LEADRELAY_OPS_SLACK_WEBHOOK" => Some("https://hooks.slack.com/services/T/B/X".into()),
             _ => None,
         };
         let config = Config::parse(&uncommented.join("\n"), "leadrelay.toml", &env)
             .expect("the uncommented examples validate");
+        let operations = &config.operations;
+        assert!(operations.slack_webhook_url.is_some() && operations.email.is_some());
+        assert_eq!(operations.remind_every, Interval::from_secs(4 * 3600));
         let notify = &config.notify;
         assert!(notify.sms.is_some() && notify.hubspot.is_some() && notify.crm_url.is_some());
         assert_eq!(notify.webhooks.len(), 1);

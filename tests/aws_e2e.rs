@@ -336,10 +336,7 @@ async fn a_permanently_failing_notifier_dead_letters_and_replay_notifies_once() 
         "{listing}"
     );
     // Parked by the stage itself (not by SQS's redrive), with its receive count.
-    assert!(
-        listing.contains("gave up after 2 attempts"),
-        "{listing}"
-    );
+    assert!(listing.contains("gave up after 2 attempts"), "{listing}");
     let filter = leadrelay::dlq::Filter {
         stage: Some(Stage::Notify),
         ..Default::default()

@@ -722,19 +722,28 @@ async fn a_failure_is_cleared_only_while_it_is_the_one_read(adapters: Adapters) 
             .last_failure
     };
     let first = failure("slack answered 500");
-    store.record_failure(&lead.id, &first).await.expect("recorded");
+    store
+        .record_failure(&lead.id, &first)
+        .await
+        .expect("recorded");
     let seen = read(lead.id.clone()).await.expect("a failure");
     assert_eq!(seen, first, "read back exactly as recorded");
     // Another attempt failed after the read: clearing what was read leaves the newer one.
     let newer = failure("slack answered 503");
-    store.record_failure(&lead.id, &newer).await.expect("recorded");
+    store
+        .record_failure(&lead.id, &newer)
+        .await
+        .expect("recorded");
     store.clear_failure(&lead.id, &seen).await.expect("cleared");
     assert_eq!(read(lead.id.clone()).await, Some(newer.clone()));
     // The stage succeeded after the newest failure: it is gone, and clearing again is harmless.
     let seen = read(lead.id.clone()).await.expect("a failure");
     store.clear_failure(&lead.id, &seen).await.expect("cleared");
     assert_eq!(read(lead.id.clone()).await, None);
-    store.clear_failure(&lead.id, &seen).await.expect("harmless");
+    store
+        .clear_failure(&lead.id, &seen)
+        .await
+        .expect("harmless");
     store
         .clear_failure(&unique("no-such-lead"), &seen)
         .await
@@ -750,10 +759,17 @@ async fn a_given_up_message_moves_to_the_dead_letter_queue_with_its_count_and_er
     queue.send(Stage::Notify, &envelope).await.expect("send");
     let first = receive_one(queue, Stage::Notify).await.expect("received");
     queue
-        .retry_later(Stage::Notify, &first.receipt, Duration::ZERO, "slack answered 500")
+        .retry_later(
+            Stage::Notify,
+            &first.receipt,
+            Duration::ZERO,
+            "slack answered 500",
+        )
         .await
         .expect("retry");
-    let second = receive_one(queue, Stage::Notify).await.expect("received again");
+    let second = receive_one(queue, Stage::Notify)
+        .await
+        .expect("received again");
     assert_eq!(second.receive_count, 2);
     let error = "gave up after 2 attempts over 0s: delivery failed: slack answered 500";
     queue

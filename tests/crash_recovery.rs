@@ -342,9 +342,8 @@ impl Fault {
         assert_eq!(config.pipeline.visibility_timeout_secs, 30);
         let dir = tempfile::tempdir().expect("temp dir");
         let terminal = Terminal::default();
-        let embedded =
-            Embedded::open(parse_config(&text), dir.path(), Box::new(terminal.clone()))
-                .expect("open");
+        let embedded = Embedded::open(parse_config(&text), dir.path(), Box::new(terminal.clone()))
+            .expect("open");
         let pipeline = embedded.pipeline.clone();
         let body = sample("02-capture-emea-pricing.json"); // routes to bruno
         let mut headers = axum::http::HeaderMap::new();
@@ -497,7 +496,10 @@ async fn a_webhook_sent_again_after_a_crash_carries_the_same_webhook_id() {
     assert_eq!(hooks.len(), 2);
     // The receiver sees the same id twice and keeps one (Standard Webhooks).
     let id = |r: &wiremock::Request| r.headers.get("webhook-id").map(|v| v.as_bytes().to_vec());
-    assert_eq!(id(&hooks[0]), Some(format!("lead_{}", fault.lead_id).into_bytes()));
+    assert_eq!(
+        id(&hooks[0]),
+        Some(format!("lead_{}", fault.lead_id).into_bytes())
+    );
     assert_eq!(id(&hooks[1]), id(&hooks[0]));
     // Slack had its receipt: not sent again.
     assert_eq!(fault.requests("/slack").await.len(), 1);
@@ -531,7 +533,10 @@ async fn a_lease_that_runs_out_while_this_process_still_delivers_is_not_taken_ov
     // write waits behind a busy committer, say): a second worker of the process waits.
     fault.clock.set(fault.at(31));
     let error = fault.notify(&pipeline).await.expect_err("in flight here");
-    assert!(matches!(error, StageError::DeliveryInFlight { .. }), "{error}");
+    assert!(
+        matches!(error, StageError::DeliveryInFlight { .. }),
+        "{error}"
+    );
     assert_eq!(fault.requests("/slack").await.len(), 1);
 
     release.notify_one();

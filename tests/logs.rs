@@ -164,12 +164,16 @@ async fn dead_lettering_logs_an_error_naming_the_lead_the_stage_and_the_channel(
         .expect("json");
     let lead_id = answer["lead_id"].as_str().expect("lead id").to_owned();
 
-    let line = eventually(Duration::from_secs(20), "the dead-letter log line", || async {
-        let text = std::fs::read_to_string(&log).ok()?;
-        text.lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .find(|l| l["level"] == "ERROR" && l["lead_id"] == lead_id.as_str())
-    })
+    let line = eventually(
+        Duration::from_secs(20),
+        "the dead-letter log line",
+        || async {
+            let text = std::fs::read_to_string(&log).ok()?;
+            text.lines()
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .find(|l| l["level"] == "ERROR" && l["lead_id"] == lead_id.as_str())
+        },
+    )
     .await;
     child.kill().expect("stop");
     child.wait().expect("reaped");
@@ -184,6 +188,9 @@ async fn dead_lettering_logs_an_error_naming_the_lead_the_stage_and_the_channel(
     );
     let text = std::fs::read_to_string(&log).expect("log");
     for secret in ["hooksecret", "TSECRET", "tom.baker@sales.initech.co.uk"] {
-        assert!(!text.contains(secret), "the log contains {secret:?}:\n{text}");
+        assert!(
+            !text.contains(secret),
+            "the log contains {secret:?}:\n{text}"
+        );
     }
 }

@@ -291,7 +291,10 @@ impl Respond for Outage {
 #[tokio::test]
 async fn a_lead_stays_routed_while_slack_fails_and_is_notified_by_its_first_delivery() {
     let slack = MockServer::start().await;
-    let (up, failed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let (up, failed) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
     Mock::given(method("POST"))
         .respond_with(Outage {
             up: up.clone(),
@@ -300,15 +303,11 @@ async fn a_lead_stays_routed_while_slack_fails_and_is_notified_by_its_first_deli
         .mount(&slack)
         .await;
     // One request per receive; enough quick retries to outlast the outage.
-    let config = with_retry_schedule(
-        &config_with_slack(&hook(&slack), 2),
-        &["50ms"; 40],
-        41,
-    )
-    .replace(
-        "http_timeout_ms = 5000",
-        "http_timeout_ms = 5000\nmax_attempts = 1",
-    );
+    let config = with_retry_schedule(&config_with_slack(&hook(&slack), 2), &["50ms"; 40], 41)
+        .replace(
+            "http_timeout_ms = 5000",
+            "http_timeout_ms = 5000\nmax_attempts = 1",
+        );
     let server = Server::start_with(&config).await;
     let answer = server.send("website", "msg_outage", &sample(LEAD)).await;
     assert_eq!(answer.status, 202);
@@ -338,8 +337,8 @@ async fn a_lead_stays_routed_while_slack_fails_and_is_notified_by_its_first_deli
     })
     .await;
     assert_eq!(after["state"], "notified");
-    let delivered = slack.received_requests().await.expect("recorded").len()
-        - failed.load(Ordering::SeqCst);
+    let delivered =
+        slack.received_requests().await.expect("recorded").len() - failed.load(Ordering::SeqCst);
     assert_eq!(delivered, 1, "one alert reached Slack");
     assert_eq!(server.terminal.alerts_for(&lead_id), 1);
     assert_eq!(server.counts().await.dead_letters, 0);
@@ -395,7 +394,12 @@ async fn arrivals(stand_in: &MockServer, at: &str) -> Vec<Request> {
 #[tokio::test]
 async fn an_outage_is_retried_on_the_schedule_then_dead_lettered_and_operations_told() {
     let stand_in = MockServer::start().await;
-    answer(&stand_in, "/hubspot/crm/v3/objects/contacts/batch/upsert", 503).await;
+    answer(
+        &stand_in,
+        "/hubspot/crm/v3/objects/contacts/batch/upsert",
+        503,
+    )
+    .await;
     answer(&stand_in, "/teams", 200).await;
     answer(&stand_in, "/ops", 200).await;
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -413,12 +417,18 @@ async fn an_outage_is_retried_on_the_schedule_then_dead_lettered_and_operations_
         &[("HUBSPOT_TOKEN", "hs-token")],
     )
     .await;
-    let answer = server.send("website", "msg_slack_down", &sample(LEAD)).await;
+    let answer = server
+        .send("website", "msg_slack_down", &sample(LEAD))
+        .await;
     assert_eq!(answer.status, 202);
     let lead_id = answer.body["lead_id"].as_str().expect("id").to_owned();
 
     let letters = eventually(Duration::from_secs(20), "the dead letter", || async {
-        let letters = server.db.list(Stage::Notify, 10, Duration::ZERO).await.ok()?;
+        let letters = server
+            .db
+            .list(Stage::Notify, 10, Duration::ZERO)
+            .await
+            .ok()?;
         (!letters.is_empty()).then_some(letters)
     })
     .await;
@@ -436,7 +446,10 @@ async fn an_outage_is_retried_on_the_schedule_then_dead_lettered_and_operations_
     assert_eq!(seen.len(), 4, "Slack was tried 4 times");
     for (pair, step) in seen.windows(2).zip([100, 200, 300]) {
         let gap = pair[1] - pair[0];
-        assert!(gap >= Duration::from_millis(step), "{gap:?} before a {step} ms step");
+        assert!(
+            gap >= Duration::from_millis(step),
+            "{gap:?} before a {step} ms step"
+        );
     }
     assert_eq!(
         arrivals(&stand_in, "/hubspot/crm/v3/objects/contacts/batch/upsert")
@@ -543,7 +556,11 @@ async fn the_dead_letter_alarm_tells_operations_once_reminds_and_rearms() {
     let given = alarm.check(at(0)).await.expect("check");
     // E-mail took it, so it counts as told; Slack's failure is not retried until the reminder.
     assert_eq!(given.len(), 1);
-    assert_eq!(ops_texts().await.len(), 1, "one attempt on the failing webhook");
+    assert_eq!(
+        ops_texts().await.len(),
+        1,
+        "one attempt on the failing webhook"
+    );
     drop(down);
     answer(&stand_in, "/ops", 200).await;
     let mails = smtp.mails_to("oncall@yourco.example");
@@ -568,13 +585,22 @@ async fn the_dead_letter_alarm_tells_operations_once_reminds_and_rearms() {
         "{}",
         texts[1]
     );
-    assert!(texts[1].contains("`&lt;!channel&gt; &amp; co`"), "{}", texts[1]);
+    assert!(
+        texts[1].contains("`&lt;!channel&gt; &amp; co`"),
+        "{}",
+        texts[1]
+    );
     assert!(!texts[1].contains("<!channel>"), "{}", texts[1]);
     assert!(alarm.check(at(62)).await.expect("check").is_empty());
 
     // Emptied (replayed or purged): the alarm rearms, and the next dead letter raises it anew.
-    let letters = db.list(Stage::Enrich, 10, Duration::ZERO).await.expect("list");
-    db.discard(Stage::Enrich, &letters[0]).await.expect("discard");
+    let letters = db
+        .list(Stage::Enrich, 10, Duration::ZERO)
+        .await
+        .expect("list");
+    db.discard(Stage::Enrich, &letters[0])
+        .await
+        .expect("discard");
     assert!(alarm.check(at(63)).await.expect("check").is_empty());
     db.dead_letter(
         Stage::Notify,
@@ -589,7 +615,8 @@ async fn the_dead_letter_alarm_tells_operations_once_reminds_and_rearms() {
     let texts = ops_texts().await;
     assert_eq!(texts.len(), 3);
     assert!(
-        texts[2].starts_with(":rotating_light: *leadrelay*: 1 message in the notify dead-letter queue"),
+        texts[2]
+            .starts_with(":rotating_light: *leadrelay*: 1 message in the notify dead-letter queue"),
         "{}",
         texts[2]
     );

@@ -58,7 +58,12 @@ impl DeadLetterNotice {
 
     fn since(&self) -> String {
         self.oldest
-            .map(|t| format!(" (the oldest first sent {})", t.strftime("%Y-%m-%d %H:%M UTC")))
+            .map(|t| {
+                format!(
+                    " (the oldest first sent {})",
+                    t.strftime("%Y-%m-%d %H:%M UTC")
+                )
+            })
             .unwrap_or_default()
     }
 
@@ -75,7 +80,11 @@ impl DeadLetterNotice {
         format!(
             ":rotating_light: {}*leadrelay*: {}{}: leads that have not reached their owner. \
              Leads: {leads}{}. Inspect with `{list}`; fix the cause, then `{replay}`.",
-            if self.reminder { "Still not empty: " } else { "" },
+            if self.reminder {
+                "Still not empty: "
+            } else {
+                ""
+            },
             self.headline(),
             self.since(),
             self.more(),
@@ -88,7 +97,11 @@ impl DeadLetterNotice {
         format!(
             "{}leadrelay: {}{}: leads that have not reached their owner.\n\nLeads: {}{}.\n\n\
              Inspect with: {list}\nFix the cause, then: {replay}\n",
-            if self.reminder { "Still not empty: " } else { "" },
+            if self.reminder {
+                "Still not empty: "
+            } else {
+                ""
+            },
             self.headline(),
             self.since(),
             self.lead_ids.join(", "),
@@ -131,11 +144,19 @@ impl OperationsChannel {
 
     /// Sends the notice to every destination; succeeds when at least one took it, else
     /// returns each destination's failure.
-    pub async fn tell(&self, notice: &DeadLetterNotice, now: Timestamp) -> Result<(), Vec<NotifyError>> {
+    pub async fn tell(
+        &self,
+        notice: &DeadLetterNotice,
+        now: Timestamp,
+    ) -> Result<(), Vec<NotifyError>> {
         let mut failures = Vec::new();
         let mut told = false;
         if let Some(url) = &self.slack {
-            match self.channels.post_slack_text(url, &notice.slack_text()).await {
+            match self
+                .channels
+                .post_slack_text(url, &notice.slack_text())
+                .await
+            {
                 Ok(()) => told = true,
                 Err(e) => failures.push(e),
             }
@@ -153,10 +174,7 @@ impl OperationsChannel {
                     now.as_millisecond(),
                     from.email.domain()
                 ),
-                html: format!(
-                    "<pre>{}</pre>",
-                    html_escape::encode_text(&text)
-                ),
+                html: format!("<pre>{}</pre>", html_escape::encode_text(&text)),
                 text,
             };
             match self.channels.send_email(&email).await {

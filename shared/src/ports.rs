@@ -287,8 +287,12 @@ pub trait Queue: Send + Sync {
     /// Moves a received message to `stage`'s dead-letter queue with `error`, when the stage
     /// gives up on it (its retry schedule is spent). Its receipt is spent with it: nothing is
     /// left to delete. A crash half-way may leave the message in both queues, never in none.
-    async fn give_up(&self, stage: Stage, message: &Received, error: &str)
-        -> Result<(), QueueError>;
+    async fn give_up(
+        &self,
+        stage: Stage,
+        message: &Received,
+        error: &str,
+    ) -> Result<(), QueueError>;
 
     /// Puts a copy of `envelope` straight into `stage`'s dead-letter queue with `error` (a
     /// permanent failure that retrying cannot fix), where an operator finds and replays it.

@@ -188,7 +188,8 @@ impl Notifier for Channels {
                 let (url, token, body) = sms::request(config, to, &text)?;
                 // The same on every attempt, retry and replay of this round's SMS to this
                 // recipient: a provider that honours it sends the text once.
-                let idempotency_key = format!("{}:{}{}", alert.lead_id, alert.round, destination.receipt());
+                let idempotency_key =
+                    format!("{}:{}{}", alert.lead_id, alert.round, destination.receipt());
                 delivery::send(&self.policy, &self.limits, channel, &key, || {
                     self.http
                         .post(url)

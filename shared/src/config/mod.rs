@@ -205,7 +205,8 @@ pub struct PipelineConfig {
 
 /// Seconds, then minutes, then hours (as Svix and Stripe retry webhooks): about 23 h 42 min
 /// in all, long enough for a real outage of Slack or a CRM.
-const DEFAULT_RETRY_SCHEDULE: [u64; 10] = [5, 30, 120, 600, 1_800, 3_600, 7_200, 14_400, 28_800, 28_800];
+const DEFAULT_RETRY_SCHEDULE: [u64; 10] =
+    [5, 30, 120, 600, 1_800, 3_600, 7_200, 14_400, 28_800, 28_800];
 
 impl Default for PipelineConfig {
     fn default() -> Self {
@@ -1493,7 +1494,8 @@ impl Validator<'_> {
     /// The retry schedule: present, each step within SQS's 12 hours, and spent before the
     /// queue's own receive limit dead-letters the message.
     fn check_retries(&self, pipeline: &PipelineConfig) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: String| self.invalid(self.section("pipeline"), key, message);
+        let invalid =
+            |key: &str, message: String| self.invalid(self.section("pipeline"), key, message);
         if pipeline.legacy_retry_delay_ms.is_some() {
             return Err(invalid(
                 "pipeline.retry_delay_ms",
@@ -2109,14 +2111,18 @@ budget_ms = 300
         // Seconds, then minutes, then hours: close to a day in all.
         assert_eq!(pipeline.retry_delay(1), Some(Duration::from_secs(5)));
         assert_eq!(pipeline.retry_delay(2), Some(Duration::from_secs(30)));
-        assert_eq!(pipeline.retry_delay(10), Some(Duration::from_secs(8 * 3600)));
+        assert_eq!(
+            pipeline.retry_delay(10),
+            Some(Duration::from_secs(8 * 3600))
+        );
         assert_eq!(pipeline.retry_delay(11), None);
         let span = pipeline.retry_span();
         assert!(span > Duration::from_secs(23 * 3600) && span <= Duration::from_secs(24 * 3600));
 
         let with = |pipeline: &str| parse(&format!("[pipeline]\n{pipeline}\n{MINIMAL}"));
-        let custom = with("retry_schedule = [\"250ms\", \"2m\", \"1h 30m\", \"12h\"]\nmax_receives = 5")
-            .expect("friendly durations");
+        let custom =
+            with("retry_schedule = [\"250ms\", \"2m\", \"1h 30m\", \"12h\"]\nmax_receives = 5")
+                .expect("friendly durations");
         assert_eq!(
             custom.pipeline.retry_schedule,
             [
@@ -2167,7 +2173,9 @@ budget_ms = 300
         let ops = &config.operations;
         assert!(ops.has_destination());
         assert_eq!(
-            ops.slack_webhook_url.as_ref().map(|u| u.expose_secret().to_owned()),
+            ops.slack_webhook_url
+                .as_ref()
+                .map(|u| u.expose_secret().to_owned()),
             Some("https://hooks.slack.com/x".into())
         );
         assert_eq!(ops.remind_every, Interval::from_secs(7200));
@@ -2177,7 +2185,8 @@ budget_ms = 300
         let error = |section: &str| with(section, &no_env).expect_err(section).to_string();
         let message = error("slack_webhook_url_env = \"NOPE\"");
         assert!(
-            message.contains("operations.slack_webhook_url_env: environment variable NOPE is not set"),
+            message
+                .contains("operations.slack_webhook_url_env: environment variable NOPE is not set"),
             "{message}"
         );
         let message = error("email = \"oncall@yourco.example\"");

@@ -280,21 +280,24 @@ impl Clock for HeldClock {
     }
 }
 
-/// Delivers through the real channels, but once `channel` has delivered it says so and then
-/// does not return until `release` (never, for a crash): the moment between a channel's
-/// answer and its receipt.
+/// Delivers through the real channels, but the first time `channel` has delivered it says so
+/// and then does not return until `release` (never, for a crash): the moment between a
+/// channel's answer and its receipt. Later deliveries go straight through.
 struct StopsAfter {
     inner: Channels,
     channel: &'static str,
     delivered: Arc<tokio::sync::Notify>,
     release: Arc<tokio::sync::Notify>,
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait::async_trait]
 impl Notifier for StopsAfter {
     async fn deliver(&self, destination: &Destination, alert: &Alert) -> Result<(), NotifyError> {
         self.inner.deliver(destination, alert).await?;
-        if destination.channel() == self.channel {
+        if destination.channel() == self.channel
+            && !self.stopped.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
             self.delivered.notify_one();
             self.release.notified().await;
         }
@@ -433,6 +436,7 @@ impl Fault {
             channel,
             delivered: delivered.clone(),
             release: Arc::new(tokio::sync::Notify::new()),
+            stopped: Default::default(),
         }));
         let body = Envelope::new(&self.lead_id, Stage::Notify, "t").to_json();
         let task = tokio::spawn(async move { crashing.handle(Stage::Notify, &body).await });
@@ -518,6 +522,7 @@ async fn a_lease_that_runs_out_while_this_process_still_delivers_is_not_taken_ov
         channel: "slack",
         delivered: delivered.clone(),
         release: release.clone(),
+        stopped: Default::default(),
     }));
     let slow = {
         let (pipeline, body) = (

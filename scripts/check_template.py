@@ -14,7 +14,9 @@ Prints one "ok" line per check; on failure, one "FAIL" line per problem, exit st
 
 from __future__ import annotations
 
+import re
 import sys
+import tomllib
 from pathlib import Path
 
 from cfnlint.decode import cfn_yaml
@@ -35,6 +37,10 @@ ENV_CONTRACT = (
 )
 HTTP_ROUTES = (("POST", "/webhooks/{source}"), ("GET", "/leads/{id}"), ("GET", "/healthz"))
 MIN_RECEIVES = 5
+# The configuration the template is checked against ([pipeline] retry_schedule).
+EXAMPLE_CONFIG = ROOT / "config" / "leadrelay.toml"
+# SQS's longest visibility timeout, which one retry step becomes (ChangeMessageVisibility).
+MAX_VISIBILITY = 12 * 3600
 VISIBILITY_FACTOR = 6
 DLQ_RETENTION = 14 * 24 * 3600
 # The only values AWS accepts (Lambda EventSourceMapping FunctionResponseTypes).
@@ -272,6 +278,54 @@ def check_redrive(t: Template) -> str:
             "DLQ retention 14 days, SSE)")
 
 
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def seconds(text: str) -> float:
+    """A compact friendly duration as the configuration writes it: "500ms", "2m", "1h 30m"."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", text)
+    if not parts or re.sub(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)|\s", "", text):
+        raise Problem(f"{text!r} is not a duration this check reads (use e.g. 5s, 2m, 1h 30m)")
+    return sum(float(n) * _UNITS[unit] for n, unit in parts)
+
+
+def check_retry_schedule(t: Template) -> str:
+    """The stage retries on [pipeline] retry_schedule and dead-letters a message itself (with an
+    error log) once it is spent: SQS's redrive must not come first, each step must fit SQS's
+    visibility limit, and the work queues must keep a message for the whole schedule."""
+    with EXAMPLE_CONFIG.open("rb") as f:
+        pipeline = tomllib.load(f).get("pipeline") or {}
+    steps = [seconds(step) for step in pipeline.get("retry_schedule") or []]
+    if not steps:
+        raise Problem(f"{EXAMPLE_CONFIG.name}: no [pipeline] retry_schedule")
+    attempts, span = len(steps) + 1, sum(steps)
+    problems = []
+    if max(steps) > MAX_VISIBILITY:
+        problems.append(f"a retry step of {max(steps):g} s is longer than SQS's 12 h visibility")
+    queues = t.of_type("AWS::SQS::Queue")
+    work = sorted({q for *_, q in t.sqs_events() if q})
+    for q in work:
+        props = queues.get(q, {}).get("Properties") or {}
+        try:
+            n = t.number((props.get("RedrivePolicy") or {}).get("maxReceiveCount"),
+                         f"{q} maxReceiveCount")
+            if n < attempts:
+                problems.append(f"{q}: maxReceiveCount can be {n:g}, below the {attempts} "
+                                "attempts of the retry schedule (SQS would dead-letter first, "
+                                "without the stage's error log)")
+            retention = t.number(props.get("MessageRetentionPeriod", 345600),
+                                 f"{q} MessageRetentionPeriod")
+            if retention <= span:
+                problems.append(f"{q}: MessageRetentionPeriod {retention:g} s does not outlast "
+                                f"the retry schedule ({span:g} s)")
+        except Problem as e:
+            problems.append(str(e))
+    if problems:
+        raise Problem("; ".join(problems))
+    return (f"the retry schedule ({len(steps)} steps, {span / 3600:.1f} h) ends before SQS's "
+            f"redrive (maxReceiveCount >= {attempts}) and within the queues' retention")
+
+
 def check_visibility(t: Template) -> str:
     problems, lines = [], []
     queues = t.of_type("AWS::SQS::Queue")
@@ -477,6 +531,7 @@ CHECKS = (
     check_event_sources,
     check_notify_concurrency,
     check_redrive,
+    check_retry_schedule,
     check_visibility,
     check_table,
     check_dlq_alarms,

@@ -15,7 +15,7 @@ use leadrelay_shared::http::{router, Api};
 use leadrelay_shared::model::Stage;
 use leadrelay_shared::stages::Pipeline;
 use leadrelay_tests::aws::{moto, Deployment, Moto};
-use leadrelay_tests::{eventually, example_config, root, sample};
+use leadrelay_tests::{eventually, example_config, root, sample, with_retry_schedule};
 use serde_json::{json, Value};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -50,8 +50,9 @@ async fn stack(slack_status: u16) -> Stack {
             "email = \"bruno@yourco.example\"",
             "email = \"bruno@yourco.example\"\nslack_webhook_url_env = \"SLACK_BRUNO\"",
         )
-        .replace("terminal = true", "terminal = false")
-        .replace("retry_delay_ms = 200", "retry_delay_ms = 0");
+        .replace("terminal = true", "terminal = false");
+    // One retry, then the stage moves the message to its DLQ itself (MAX_RECEIVES attempts).
+    let config = with_retry_schedule(&config, &["0s"], 15);
     let prefix = format!("/{}/", deployment.table);
     let ssm = moto.ssm();
     for (name, value, kind) in [
@@ -296,7 +297,7 @@ async fn a_permanently_failing_notifier_dead_letters_and_replay_notifies_once() 
     assert_eq!(status, 202);
     let lead_id = body["lead_id"].as_str().expect("lead id").to_owned();
 
-    // SQS's redrive moves the notify message to its DLQ after maxReceiveCount receives.
+    // The stage gives up once its retry schedule is spent and moves the message to its DLQ.
     let queues = &stack.deployment.queues;
     run_until(&stack, "the notify message in its DLQ", || async move {
         queues.dead_letter_depth(Stage::Notify).await.unwrap_or(0) == 1
@@ -334,6 +335,8 @@ async fn a_permanently_failing_notifier_dead_letters_and_replay_notifies_once() 
         listing.contains(&lead_id) && listing.contains("slack answered 500"),
         "{listing}"
     );
+    // Parked by the stage itself (not by SQS's redrive), with its receive count.
+    assert!(listing.contains("gave up after 2 attempts"), "{listing}");
     let filter = leadrelay::dlq::Filter {
         stage: Some(Stage::Notify),
         ..Default::default()

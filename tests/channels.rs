@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use leadrelay_shared::model::{Envelope, Escalation, LeadState, Owner, Stage};
 use leadrelay_shared::ports::{DeadLetters, Effects, LeadStore, Queue};
 use leadrelay_shared::signature::{self, Scheme, SigningKey};
-use leadrelay_tests::{eventually, example_config, sample, Server};
+use leadrelay_tests::{eventually, example_config, sample, with_retry_schedule, Server};
 use serde_json::Value;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -96,13 +96,13 @@ fn config(stand_ins: &StandIns, channels: &[&str]) -> String {
             stand_ins.url("/hubspot")
         );
     }
-    example_config()
+    let config = example_config()
         .replacen("email = \"bruno@yourco.example\"\n", &rep, 1)
         .replace(
             "[notify]\nterminal = true\nhttp_timeout_ms = 5000\n",
             &notify,
-        )
-        .replace("retry_delay_ms = 200", "retry_delay_ms = 10")
+        );
+    with_retry_schedule(&config, &["10ms", "20ms", "40ms", "80ms"], 15)
 }
 
 /// Sends a sample lead and waits until it is notified.
@@ -259,6 +259,15 @@ async fn each_channel_receives_its_own_payload_with_the_claim_link_and_crm_butto
             .get("authorization")
             .map(|v| v.as_bytes()),
         Some(&b"Bearer sms-token"[..])
+    );
+    // The same key on every attempt, retry and replay of this round's SMS to bruno: a provider
+    // that honours Idempotency-Key sends it once.
+    assert_eq!(
+        sms_request
+            .headers
+            .get("idempotency-key")
+            .map(|v| v.as_bytes()),
+        Some(format!("{lead_id}:sms:rep:bruno").as_bytes())
     );
 
     // The outbound webhook: Standard Webhooks headers that verify, a stable id.

@@ -140,6 +140,8 @@ conformance!(
     closing_releases_a_counter_but_never_below_zero,
     conditional_failures_are_typed,
     failures_are_recorded_beside_the_lead,
+    a_failure_is_cleared_only_while_it_is_the_one_read,
+    a_given_up_message_moves_to_the_dead_letter_queue_with_its_count_and_error,
     delivery_receipts_lease_and_expire,
     queue_receive_hide_retry_delete,
     a_batch_is_deleted_at_once,
@@ -932,6 +934,109 @@ async fn failures_are_recorded_beside_the_lead(adapters: Adapters) {
         .expect("read")
         .expect("stored");
     assert_eq!(stored.last_failure.map(|f| f.error), Some("boom".into()));
+}
+
+async fn a_failure_is_cleared_only_while_it_is_the_one_read(adapters: Adapters) {
+    let store = adapters.store.as_ref();
+    let lead = enriched_lead(store).await;
+    let failure = |error: &str| StageFailure {
+        stage: Stage::Notify,
+        error: error.into(),
+        at: Timestamp::now(),
+    };
+    let read = |id: String| async move {
+        store
+            .get_lead(&id)
+            .await
+            .expect("read")
+            .expect("stored")
+            .last_failure
+    };
+    let first = failure("slack answered 500");
+    store
+        .record_failure(&lead.id, &first)
+        .await
+        .expect("recorded");
+    let seen = read(lead.id.clone()).await.expect("a failure");
+    assert_eq!(seen, first, "read back exactly as recorded");
+    // Another attempt failed after the read: clearing what was read leaves the newer one.
+    let newer = failure("slack answered 503");
+    store
+        .record_failure(&lead.id, &newer)
+        .await
+        .expect("recorded");
+    store.clear_failure(&lead.id, &seen).await.expect("cleared");
+    assert_eq!(read(lead.id.clone()).await, Some(newer.clone()));
+    // The stage succeeded after the newest failure: it is gone, and clearing again is harmless.
+    let seen = read(lead.id.clone()).await.expect("a failure");
+    store.clear_failure(&lead.id, &seen).await.expect("cleared");
+    assert_eq!(read(lead.id.clone()).await, None);
+    store
+        .clear_failure(&lead.id, &seen)
+        .await
+        .expect("harmless");
+    store
+        .clear_failure(&unique("no-such-lead"), &seen)
+        .await
+        .expect("harmless for a missing lead");
+}
+
+async fn a_given_up_message_moves_to_the_dead_letter_queue_with_its_count_and_error(
+    adapters: Adapters,
+) {
+    let queue = adapters.queue.as_ref();
+    let lead_id = unique("lead");
+    let envelope = Envelope::new(&lead_id, Stage::Notify, "trace");
+    queue.send(Stage::Notify, &envelope).await.expect("send");
+    let first = receive_one(queue, Stage::Notify).await.expect("received");
+    queue
+        .retry_later(
+            Stage::Notify,
+            &first.receipt,
+            Duration::ZERO,
+            "slack answered 500",
+        )
+        .await
+        .expect("retry");
+    let second = receive_one(queue, Stage::Notify)
+        .await
+        .expect("received again");
+    assert_eq!(second.receive_count, 2);
+    let error = "gave up after 2 attempts over 0s: delivery failed: slack answered 500";
+    queue
+        .give_up(Stage::Notify, &second, error)
+        .await
+        .expect("given up");
+    // Out of the stage's queue for good (not hidden: gone), whatever the visibility timeout.
+    assert!(queue
+        .receive(Stage::Notify, 10)
+        .await
+        .expect("receive")
+        .is_empty());
+    let letters = adapters
+        .dead
+        .list(Stage::Notify, 10, Duration::from_secs(30))
+        .await
+        .expect("list");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].lead_id.as_deref(), Some(lead_id.as_str()));
+    assert_eq!(letters[0].receive_count, 2);
+    assert_eq!(letters[0].last_error.as_deref(), Some(error));
+    assert_eq!(
+        Envelope::from_json(&letters[0].body).expect("envelope"),
+        envelope
+    );
+    // Replayed like any dead letter.
+    adapters
+        .dead
+        .replay(Stage::Notify, &letters[0])
+        .await
+        .expect("replay");
+    let replayed = receive_one(queue, Stage::Notify).await.expect("replayed");
+    queue
+        .delete(Stage::Notify, &replayed.receipt)
+        .await
+        .expect("delete");
 }
 
 async fn delivery_receipts_lease_and_expire(adapters: Adapters) {

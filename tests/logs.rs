@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use leadrelay_tests::process::{free_port, spawn_serve, wait_healthy};
-use leadrelay_tests::{eventually, example_config, parse_config, sample};
+use leadrelay_tests::{eventually, example_config, parse_config, sample, with_retry_schedule};
 use serde_json::Value;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -102,6 +102,92 @@ async fn one_json_line_per_stage_and_nothing_secret() {
         "1.2M shipment records",
         "batch processing for over 1 million records",
     ] {
+        assert!(
+            !text.contains(secret),
+            "the log contains {secret:?}:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn dead_lettering_logs_an_error_naming_the_lead_the_stage_and_the_channel() {
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&slack)
+        .await;
+    let hook = format!("{}/services/TSECRET/BSECRET/hooksecret", slack.uri());
+    // Three quick attempts, one request each.
+    let config_text = with_retry_schedule(
+        &example_config()
+            .replace(
+                "email = \"bruno@yourco.example\"",
+                &format!("email = \"bruno@yourco.example\"\nslack_webhook_url = \"{hook}\""),
+            )
+            .replace(
+                "http_timeout_ms = 5000",
+                "http_timeout_ms = 5000\nmax_attempts = 1",
+            ),
+        &["10ms", "10ms"],
+        5,
+    );
+    let config = parse_config(&config_text);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_path = dir.path().join("leadrelay.toml");
+    std::fs::write(&config_path, &config_text).expect("config");
+    let log = dir.path().join("serve.log");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut child = spawn_serve(
+        &config_path,
+        &dir.path().join("data"),
+        port,
+        &log,
+        &[("LEADRELAY_LOG_FORMAT", "json"), ("RUST_LOG", "info")],
+    );
+    wait_healthy(&http, &base).await;
+    let body = sample("02-capture-emea-pricing.json"); // bruno
+    let source = config.source("website").expect("source");
+    let mut request = http
+        .post(format!("{base}/webhooks/website"))
+        .body(body.clone());
+    for (name, value) in leadrelay::cli::signed_headers(source, "msg_dead", &body).expect("sign") {
+        request = request.header(name, value);
+    }
+    let answer: Value = request
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let lead_id = answer["lead_id"].as_str().expect("lead id").to_owned();
+
+    let line = eventually(
+        Duration::from_secs(20),
+        "the dead-letter log line",
+        || async {
+            let text = std::fs::read_to_string(&log).ok()?;
+            text.lines()
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .find(|l| l["level"] == "ERROR" && l["lead_id"] == lead_id.as_str())
+        },
+    )
+    .await;
+    child.kill().expect("stop");
+    child.wait().expect("reaped");
+    assert_eq!(line["stage"], "notify", "{line}");
+    assert_eq!(line["channel"], "slack", "{line}");
+    assert_eq!(line["receive_count"], 3, "{line}");
+    assert!(
+        line["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("dead-lettered")),
+        "{line}"
+    );
+    let text = std::fs::read_to_string(&log).expect("log");
+    for secret in ["hooksecret", "TSECRET", "tom.baker@sales.initech.co.uk"] {
         assert!(
             !text.contains(secret),
             "the log contains {secret:?}:\n{text}"

@@ -652,6 +652,27 @@ impl LeadStore for DynamoStore {
         }
     }
 
+    async fn clear_failure(&self, lead_id: &str, seen: &StageFailure) -> Result<(), StoreError> {
+        // Stored as this same serialisation by record_failure, so equal text is the same
+        // failure; a failure recorded since the read no longer matches and stays.
+        let text = serde_json::to_string(seen).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(lead_key(lead_id)))
+            .update_expression("REMOVE last_failure")
+            .condition_expression("last_failure = :seen")
+            .expression_attribute_values(":seen", s(text))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_failure(&e) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     async fn begin_delivery(
         &self,
         lead_id: &str,

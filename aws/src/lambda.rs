@@ -2,15 +2,16 @@
 //!
 //! Each message is handled on its own task, so one bad message (an error or a panic) never
 //! fails or re-runs its batch-mates; only the failed ones are reported back
-//! (`ReportBatchItemFailures`), and SQS's redrive policy dead-letters them after
-//! maxReceiveCount receives.
+//! (`ReportBatchItemFailures`) and retried on `[pipeline] retry_schedule`; the stage
+//! dead-letters a message itself once the schedule is spent (SQS's redrive after
+//! maxReceiveCount is the backstop).
 
 use std::sync::Arc;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use leadrelay_shared::model::Stage;
 use leadrelay_shared::ports::Received;
-use leadrelay_shared::stages::Pipeline;
+use leadrelay_shared::stages::{Deferred, Pipeline};
 use tracing::{error, warn};
 
 /// Handles a batch from `stage`'s queue and reports the messages to retry.
@@ -42,13 +43,17 @@ pub async fn handle_batch(
             tokio::spawn(async move {
                 match pipeline.handle(stage, &message.body).await {
                     Ok(_) => true,
-                    Err(failure) => {
-                        // Records the failure on the lead and backs off the message's visibility.
-                        if let Err(e) = pipeline.defer(stage, &message, &failure).await {
+                    // Records the failure on the lead and backs off the message's visibility
+                    // on the retry schedule; once it is spent, the stage moved the message to
+                    // the DLQ itself and there is nothing left to retry.
+                    Err(failure) => match pipeline.defer(stage, &message, &failure).await {
+                        Ok(Deferred::DeadLettered) => true,
+                        Ok(Deferred::Retrying(_)) => false,
+                        Err(e) => {
                             warn!(stage = %stage, error = %e, "could not defer the failed message");
+                            false
                         }
-                        false
-                    }
+                    },
                 }
             }),
         ));

@@ -46,11 +46,23 @@ fn unavailable<E: ProvideErrorMetadata + std::fmt::Debug>(error: SdkError<E>) ->
     QueueError::Unavailable(crate::describe(&error))
 }
 
+/// SQS's longest visibility timeout, in seconds (12 hours).
+const MAX_VISIBILITY: i32 = 43_200;
+/// A retry's visibility counts from the receive, and SQS refuses a change past 12 hours from
+/// it: leave room for the time the failed attempt already took (a function runs at most
+/// 15 minutes).
+const RETRY_VISIBILITY_MARGIN: i32 = 900;
+
 fn seconds(duration: Duration) -> i32 {
     // SQS caps visibility at 12 hours; round sub-second delays up so a retry is never instant.
     i32::try_from(duration.as_millis().div_ceil(1000))
-        .unwrap_or(43_200)
-        .min(43_200)
+        .unwrap_or(MAX_VISIBILITY)
+        .min(MAX_VISIBILITY)
+}
+
+/// The visibility timeout that waits `delay` before a retry, within what SQS accepts.
+fn retry_visibility(delay: Duration) -> i32 {
+    seconds(delay).min(MAX_VISIBILITY - RETRY_VISIBILITY_MARGIN)
 }
 
 impl SqsQueues {
@@ -126,6 +138,9 @@ impl SqsQueues {
             .ok_or_else(|| QueueError::Unavailable(format!("no ARN for {url}")))
     }
 }
+
+/// The message attribute that carries a given-up message's receive count into its DLQ.
+const RECEIVES_ATTRIBUTE: &str = "receives";
 
 fn receive_count(attributes: Option<&HashMap<MessageSystemAttributeName, String>>) -> u32 {
     attributes
@@ -210,15 +225,48 @@ impl Queue for SqsQueues {
         _error: &str,
     ) -> Result<(), QueueError> {
         // SQS keeps no error text; the stage records it on the lead and in the log.
+        // ChangeMessageVisibility, not a delayed copy: DelaySeconds stops at 15 minutes.
         self.client
             .change_message_visibility()
             .queue_url(self.urls.work(stage)?)
             .receipt_handle(receipt)
-            .visibility_timeout(seconds(delay))
+            .visibility_timeout(retry_visibility(delay))
             .send()
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn give_up(
+        &self,
+        stage: Stage,
+        message: &Received,
+        error: &str,
+    ) -> Result<(), QueueError> {
+        // A copy into the DLQ, then the original deleted: a crash in between leaves the
+        // message to come back and be given up again (two copies, which replay absorbs).
+        let text = |value: &str| {
+            aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map_err(|e| QueueError::Unavailable(e.to_string()))
+        };
+        let receives = aws_sdk_sqs::types::MessageAttributeValue::builder()
+            .data_type("Number")
+            .string_value(message.receive_count.to_string())
+            .build()
+            .map_err(|e| QueueError::Unavailable(e.to_string()))?;
+        self.client
+            .send_message()
+            .queue_url(self.urls.dead(stage)?)
+            .message_body(&message.body)
+            .message_attributes("error", text(error)?)
+            .message_attributes(RECEIVES_ATTRIBUTE, receives)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        self.delete(stage, &message.receipt).await
     }
 
     async fn dead_letter(
@@ -268,6 +316,7 @@ impl DeadLetters for SqsQueues {
                 .wait_time_seconds(0)
                 .message_system_attribute_names(MessageSystemAttributeName::All)
                 .message_attribute_names("error")
+                .message_attribute_names(RECEIVES_ATTRIBUTE)
                 .send()
                 .await
                 .map_err(unavailable)?;
@@ -289,8 +338,14 @@ impl DeadLetters for SqsQueues {
                     receipt: receipt.to_owned(),
                     lead_id: Envelope::from_json(&body).ok().map(|e| e.lead_id),
                     body,
-                    // The DLQ's own receive count includes this listing; the source's is gone.
-                    receive_count: receive_count(attributes).saturating_sub(1),
+                    // Given up by the stage: the receives it counted. Moved by the redrive: the
+                    // DLQ's own count includes this listing; the source's is gone.
+                    receive_count: m
+                        .message_attributes()
+                        .and_then(|a| a.get(RECEIVES_ATTRIBUTE))
+                        .and_then(|v| v.string_value())
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or_else(|| receive_count(attributes).saturating_sub(1)),
                     // Set when the stage parked it itself (a permanent failure).
                     last_error: m
                         .message_attributes()
@@ -340,5 +395,22 @@ impl DeadLetters for SqsQueues {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_waits_within_what_sqs_accepts() {
+        assert_eq!(retry_visibility(Duration::from_millis(1)), 1);
+        assert_eq!(retry_visibility(Duration::from_secs(8 * 3600)), 8 * 3600);
+        // 12 hours counts from the receive: a long step keeps room for the attempt's own time.
+        assert_eq!(
+            retry_visibility(Duration::from_secs(12 * 3600)),
+            MAX_VISIBILITY - RETRY_VISIBILITY_MARGIN
+        );
+        assert_eq!(seconds(Duration::from_secs(13 * 3600)), MAX_VISIBILITY);
     }
 }

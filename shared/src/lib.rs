@@ -16,6 +16,7 @@ pub mod lists;
 pub mod metrics;
 pub mod model;
 pub mod notifiers;
+pub mod operations;
 pub mod ports;
 pub mod render;
 pub mod routing;

@@ -238,7 +238,12 @@ pub trait LeadStore: Send + Sync {
     async fn record_failure(&self, lead_id: &str, failure: &StageFailure)
         -> Result<(), StoreError>;
 
-    /// Takes a lease on delivering `channel` for a lead, unless it was delivered already.
+    /// Removes the lead's recorded failure after a stage succeeded, only if it is still
+    /// `seen` (the one read before the stage ran): a failure recorded since then stays.
+    async fn clear_failure(&self, lead_id: &str, seen: &StageFailure) -> Result<(), StoreError>;
+
+    /// Takes a lease on delivering `channel` for a lead, unless it was delivered already: the
+    /// record of an attempt, written (durably) before the channel is called.
     async fn begin_delivery(
         &self,
         lead_id: &str,
@@ -247,7 +252,8 @@ pub trait LeadStore: Send + Sync {
         lease: Duration,
     ) -> Result<DeliveryStart, StoreError>;
 
-    /// Marks a channel delivered; later `begin_delivery` calls answer `AlreadyDelivered`.
+    /// Marks a channel delivered (the receipt, written durably as soon as the channel
+    /// answered); later `begin_delivery` calls answer `AlreadyDelivered`.
     async fn finish_delivery(
         &self,
         lead_id: &str,
@@ -371,6 +377,16 @@ pub trait Queue: Send + Sync {
         stage: Stage,
         receipt: &str,
         delay: Duration,
+        error: &str,
+    ) -> Result<(), QueueError>;
+
+    /// Moves a received message to `stage`'s dead-letter queue with `error`, when the stage
+    /// gives up on it (its retry schedule is spent). Its receipt is spent with it: nothing is
+    /// left to delete. A crash half-way may leave the message in both queues, never in none.
+    async fn give_up(
+        &self,
+        stage: Stage,
+        message: &Received,
         error: &str,
     ) -> Result<(), QueueError>;
 

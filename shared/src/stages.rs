@@ -4,14 +4,15 @@
 //! does its work only if the lead has not moved past it, writes conditionally, and forwards the
 //! envelope either way (so a crash between "advanced" and "forwarded" heals on retry).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
 use jiff::{SignedDuration, Timestamp};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::claim_link;
 use crate::config::{Config, QueueConfig, RepConfig};
@@ -41,6 +42,42 @@ pub struct Pipeline {
     pub clock: Arc<dyn Clock>,
     /// Enrichment providers that do I/O, tried after the local table; none by default.
     pub providers: Providers,
+    /// Deliveries this process is making right now.
+    in_progress: InProgress,
+}
+
+/// The deliveries (lead and receipt) this process is making right now. A store lease can run
+/// out while its delivery still runs here (its receipt's write waiting behind a busy
+/// committer); another worker of this process then waits for it instead of sending the alert
+/// a second time. Only a crash can leave a lease without its receipt.
+#[derive(Default)]
+struct InProgress(Mutex<HashSet<String>>);
+
+/// One delivery claimed in [`InProgress`], given back when dropped (also when its task is
+/// cancelled).
+pub(crate) struct Claimed<'a> {
+    set: &'a InProgress,
+    key: String,
+}
+
+impl InProgress {
+    fn claim(&self, lead_id: &str, receipt: &str) -> Option<Claimed<'_>> {
+        let key = format!("{lead_id}/{receipt}");
+        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Not `then_some`: it would build (and drop, under this lock) a claim for a refusal.
+        if set.insert(key.clone()) {
+            Some(Claimed { set: self, key })
+        } else {
+            None
+        }
+    }
+}
+
+impl Drop for Claimed<'_> {
+    fn drop(&mut self) {
+        let mut set = self.set.0.lock().unwrap_or_else(|p| p.into_inner());
+        set.remove(&self.key);
+    }
 }
 
 /// Why ingest refused a webhook. Each variant maps to one HTTP status.
@@ -89,8 +126,41 @@ pub enum StageError {
     Queue(#[from] QueueError),
     #[error("delivery failed: {0}")]
     Notify(#[from] NotifyError),
+    /// Several channels failed for now (each is retried; the others were delivered).
+    #[error("deliveries failed: {}", join_errors(.0))]
+    Deliveries(Vec<NotifyError>),
     #[error("{channel} delivery is in flight elsewhere until {until}")]
     DeliveryInFlight { channel: String, until: Timestamp },
+}
+
+fn join_errors(errors: &[NotifyError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl StageError {
+    /// The delivery receipts (`slack:rep:bruno`) or channels this failure is about; empty for a
+    /// failure that is not a delivery's.
+    pub fn channels(&self) -> Vec<&str> {
+        match self {
+            StageError::Notify(error) => vec![error.channel()],
+            StageError::Deliveries(errors) => errors.iter().map(NotifyError::channel).collect(),
+            StageError::DeliveryInFlight { channel, .. } => vec![channel.as_str()],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// What became of a failed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deferred {
+    /// Offered again after this wait (the next step of the retry schedule).
+    Retrying(Duration),
+    /// The schedule is spent: moved to the stage's dead-letter queue (nothing left to delete).
+    DeadLettered,
 }
 
 /// Why a lead could not be closed.
@@ -108,6 +178,9 @@ pub enum CloseError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
     pub skipped_as_done: bool,
+    /// The stage finished but recorded a failure that retrying cannot fix (a channel parked
+    /// in the dead-letter queue): the lead keeps it as its `last_failure`.
+    pub failed_for_good: bool,
 }
 
 impl Pipeline {
@@ -127,6 +200,7 @@ impl Pipeline {
             notifier,
             clock,
             providers: Providers::default(),
+            in_progress: InProgress::default(),
         }
     }
 
@@ -263,11 +337,21 @@ impl Pipeline {
             }
             Err(error) => return Err(error.into()),
         };
-        match stage {
+        let seen = lead.last_failure.clone();
+        let outcome = match stage {
             Stage::Enrich => self.enrich(lead).await,
             Stage::Route => self.route(lead).await,
             Stage::Notify => self.notify(lead).await,
+        }?;
+        // A success after a failure of this stage (or an earlier one): the lead is no longer
+        // held up by it. A duplicate of an earlier stage's message clears nothing later.
+        if let Some(failure) = seen.filter(|f| f.stage <= stage && !outcome.failed_for_good) {
+            if let Err(e) = self.store.clear_failure(&envelope.lead_id, &failure).await {
+                warn!(lead_id = %envelope.lead_id, stage = %stage, error = %e,
+                    "could not clear the lead's last failure");
+            }
         }
+        Ok(outcome)
     }
 
     /// A lead this version cannot read: retrying cannot fix it, so the message goes straight
@@ -294,52 +378,93 @@ impl Pipeline {
         Ok(Outcome::default())
     }
 
-    /// Runs a received message through its stage, then deletes it, or schedules a retry and
-    /// records the failure on the lead. The queue dead-letters it after too many receives.
+    /// Runs a received message through its stage, then deletes it; or records the failure
+    /// and retries it on the schedule, or dead-letters it once the schedule is spent.
     pub async fn consume(&self, stage: Stage, message: &Received) -> Result<(), QueueError> {
         match self.handle(stage, &message.body).await {
             Ok(_) => self.queue.delete(stage, &message.receipt).await,
-            Err(error) => self.defer(stage, message, &error).await,
+            Err(error) => self.defer(stage, message, &error).await.map(|_| ()),
         }
     }
 
-    /// After a failure: records it on the lead and makes the message visible again after a
-    /// backoff. The queue's redrive dead-letters it after too many receives.
+    /// After a failure: records it on the lead, then makes the message visible again after the
+    /// retry schedule's next wait; once the schedule is spent, moves it to the stage's
+    /// dead-letter queue and logs that at error level (lead, stage, channel). The queue's own
+    /// receive limit (`max_receives`) is only a backstop behind the schedule.
     pub async fn defer(
         &self,
         stage: Stage,
         message: &Received,
         error: &StageError,
-    ) -> Result<(), QueueError> {
+    ) -> Result<Deferred, QueueError> {
         let text = error.to_string();
-        warn!(stage = %stage, message_id = %message.message_id, receive_count = message.receive_count, error = %text, "stage failed; will retry");
-        if let Ok(envelope) = Envelope::from_json(&message.body) {
+        let lead_id = Envelope::from_json(&message.body).ok().map(|e| e.lead_id);
+        let channel = error.channels().join(",");
+        if let Some(lead_id) = &lead_id {
             let failure = StageFailure {
                 stage,
                 error: text.clone(),
                 at: self.clock.now(),
             };
-            if let Err(e) = self.store.record_failure(&envelope.lead_id, &failure).await {
-                warn!(stage = %stage, error = %e, "could not record the failure on the lead");
+            if let Err(e) = self.store.record_failure(lead_id, &failure).await {
+                warn!(lead_id = %lead_id, stage = %stage, error = %e, "could not record the failure on the lead");
             }
         }
-        self.queue
-            .retry_later(
-                stage,
-                &message.receipt,
-                self.retry_delay(message.receive_count),
-                &text,
-            )
-            .await
+        let receives = message.receive_count;
+        match self.retry_delay(receives) {
+            Some(delay) => {
+                warn!(lead_id = lead_id.as_deref(), stage = %stage, channel = %channel,
+                    message_id = %message.message_id, receive_count = receives,
+                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    error = %text, "stage failed; will retry");
+                self.queue
+                    .retry_later(stage, &message.receipt, delay, &text)
+                    .await?;
+                Ok(Deferred::Retrying(delay))
+            }
+            None => {
+                let reason = format!(
+                    "gave up after {receives} attempts over {}: {text}",
+                    jiff::SignedDuration::try_from(self.config.pipeline.retry_span())
+                        .map(|d| format!("{d:#}"))
+                        .unwrap_or_default()
+                );
+                self.queue.give_up(stage, message, &reason).await?;
+                error!(lead_id = lead_id.as_deref(), stage = %stage, channel = %channel,
+                    message_id = %message.message_id, receive_count = receives,
+                    error = %text, "dead-lettered: the retry schedule is spent");
+                Ok(Deferred::DeadLettered)
+            }
+        }
     }
 
-    /// Exponential backoff from the configured base, capped at the visibility timeout.
-    pub fn retry_delay(&self, receive_count: u32) -> Duration {
-        let pipeline = &self.config.pipeline;
-        let base = Duration::from_millis(pipeline.retry_delay_ms);
-        let cap = Duration::from_secs(pipeline.visibility_timeout_secs);
-        base.saturating_mul(1u32 << receive_count.saturating_sub(1).min(16))
-            .min(cap)
+    /// The wait after the `receive_count`-th receive of a message failed, from
+    /// `[pipeline] retry_schedule`; `None` once the schedule is spent.
+    pub fn retry_delay(&self, receive_count: u32) -> Option<Duration> {
+        self.config.pipeline.retry_delay(receive_count)
+    }
+
+    /// Takes the lease on delivering `receipt` for a lead: first among this process's own
+    /// workers, then in the store (a durable record of the attempt). The claim is held until
+    /// the caller drops it, after writing the receipt or giving the lease back.
+    pub(crate) async fn begin_delivery(
+        &self,
+        lead_id: &str,
+        receipt: &str,
+    ) -> Result<(DeliveryStart, Option<Claimed<'_>>), StoreError> {
+        let now = self.clock.now();
+        let lease = Duration::from_secs(self.config.pipeline.visibility_timeout_secs);
+        let Some(claim) = self.in_progress.claim(lead_id, receipt) else {
+            let until = now
+                .checked_add(SignedDuration::try_from(lease).unwrap_or(SignedDuration::ZERO))
+                .unwrap_or(now);
+            return Ok((DeliveryStart::InFlight { until }, None));
+        };
+        let start = self
+            .store
+            .begin_delivery(lead_id, receipt, now, lease)
+            .await?;
+        Ok((start, Some(claim)))
     }
 
     async fn forward(&self, lead: &Lead, next: Stage) -> Result<(), StageError> {
@@ -369,6 +494,7 @@ impl Pipeline {
             self.forward(&lead, Stage::Route).await?;
             return Ok(Outcome {
                 skipped_as_done: true,
+                ..Outcome::default()
             });
         }
         let local = self.rulebook.enrich(&lead);
@@ -397,6 +523,7 @@ impl Pipeline {
         self.forward(&lead, Stage::Route).await?;
         Ok(Outcome {
             skipped_as_done: !applied,
+            ..Outcome::default()
         })
     }
 
@@ -415,6 +542,7 @@ impl Pipeline {
             self.forward(&lead, Stage::Notify).await?;
             return Ok(Outcome {
                 skipped_as_done: true,
+                ..Outcome::default()
             });
         }
         if lead.state < LeadState::Enriched {
@@ -488,6 +616,7 @@ impl Pipeline {
         self.forward(&lead, Stage::Notify).await?;
         Ok(Outcome {
             skipped_as_done: !applied,
+            ..Outcome::default()
         })
     }
 
@@ -558,6 +687,7 @@ impl Pipeline {
             acknowledged?;
             return Ok(Outcome {
                 skipped_as_done: true,
+                ..Outcome::default()
             });
         }
         if lead.state < LeadState::Routed {
@@ -584,9 +714,7 @@ impl Pipeline {
                         wait,
                     )
                     .await?;
-                return Ok(Outcome {
-                    skipped_as_done: false,
-                });
+                return Ok(Outcome::default());
             }
         }
         let mut destinations = self.destinations(&lead, now);
@@ -602,13 +730,16 @@ impl Pipeline {
                 .iter()
                 .any(|d| matches!(d, Destination::Webhook { .. })),
         );
-        let lease = Duration::from_secs(self.config.pipeline.visibility_timeout_secs);
         let round = lead.alert_round();
         let mut delivered = Vec::new();
-        // Whether the owner has the alert on a channel they watch (the terminal is not one).
-        let mut reached = false;
+        // The owner counts as told at the first delivery on the best kind of channel they
+        // have: a person's own channel (Slack, Teams, SMS, e-mail) where there is one, else an
+        // integration (webhook, HubSpot), else the terminal. No channel at all: nothing to wait for.
+        let counting = destinations.iter().map(reach).max();
+        let mut told = counting.is_none();
         let mut permanent: Vec<NotifyError> = Vec::new();
-        let mut transient: Option<StageError> = None;
+        let mut transient: Vec<NotifyError> = Vec::new();
+        let mut in_flight: Option<StageError> = None;
         // Every channel is tried whatever another one did: one broken channel never keeps
         // the owner from hearing of the lead on the others.
         for destination in destinations {
@@ -618,19 +749,17 @@ impl Pipeline {
                 Destination::Email { receipt, .. } => receipt.clone(),
                 other => format!("{round}{}", other.receipt()),
             };
-            match self
-                .store
-                .begin_delivery(&lead.id, &receipt, self.clock.now(), lease)
-                .await?
-            {
+            let counts = Some(reach(&destination)) == counting;
+            let (start, _claim) = self.begin_delivery(&lead.id, &receipt).await?;
+            match start {
                 DeliveryStart::AlreadyDelivered => {
-                    reached |= !matches!(destination, Destination::Terminal);
+                    told |= counts;
                     continue;
                 }
                 // Another worker is delivering this round: leave the rest to it, rather than
                 // split the channels between two workers that would then both retry.
                 DeliveryStart::InFlight { until } => {
-                    transient.get_or_insert(StageError::DeliveryInFlight {
+                    in_flight = Some(StageError::DeliveryInFlight {
                         channel: receipt,
                         until,
                     });
@@ -640,10 +769,12 @@ impl Pipeline {
             }
             match self.notifier.deliver(&destination, &alert).await {
                 Ok(()) => {
+                    // Written (fsync'd) at once: the window in which a crash sends this
+                    // channel again is this one write.
                     self.store
                         .finish_delivery(&lead.id, &receipt, self.clock.now())
                         .await?;
-                    reached |= !matches!(destination, Destination::Terminal);
+                    told |= counts;
                     delivered.push(receipt);
                 }
                 Err(failure) => {
@@ -653,17 +784,15 @@ impl Pipeline {
                     if failure.is_permanent() {
                         permanent.push(failure);
                     } else {
-                        transient.get_or_insert(failure.into());
+                        transient.push(failure);
                     }
                 }
             }
         }
-        // Notified once every channel is done, or, when some failed for good, once the owner
-        // has it on another channel; a transient failure keeps the lead routed while the
-        // queue retries, as before.
-        let done = transient.is_none() && (permanent.is_empty() || reached);
+        // Notified as soon as the owner was told, whatever failed besides: the failed channels
+        // are retried (or parked) on their own, and their receipts skip the rest.
         let mut applied = false;
-        if lead.state == LeadState::Routed && done {
+        if lead.state == LeadState::Routed && told {
             lead.state = LeadState::Notified;
             // The first alert's delivery: where first-response time splits (an escalation's
             // alert goes out later, and is not the system's first response).
@@ -676,20 +805,21 @@ impl Pipeline {
             info!(lead_id = %lead.id, trace_id = %lead.trace_id, stage = "notify",
                 channels = ?delivered, "notified");
         }
-        // A transient failure: the queue retries the whole message later (receipts skip what
-        // was delivered), and dead-letters it after too many receives.
-        if let Some(error) = transient {
+        // A transient failure: the queue retries the whole message on the retry schedule
+        // (receipts skip what was delivered), then dead-letters it once the schedule is spent.
+        if let Some(error) = in_flight {
             return Err(error);
+        }
+        match transient.len() {
+            0 => {}
+            1 => return Err(StageError::Notify(transient.remove(0))),
+            _ => return Err(StageError::Deliveries(transient)),
         }
         acknowledged?;
         if !permanent.is_empty() {
             // Retrying cannot fix these: park a copy in the dead-letter queue, naming each
             // channel, for a replay once the endpoint or the configuration is fixed.
-            let error = permanent
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
+            let error = join_errors(&permanent);
             let text = format!("permanent delivery failure: {error}");
             self.queue
                 .dead_letter(
@@ -698,6 +828,10 @@ impl Pipeline {
                     &text,
                 )
                 .await?;
+            let channels: Vec<&str> = permanent.iter().map(NotifyError::channel).collect();
+            error!(lead_id = %lead.id, trace_id = %lead.trace_id, stage = "notify",
+                channel = %channels.join(","), error = %error,
+                "dead-lettered: permanent delivery failure");
             let failure = StageFailure {
                 stage: Stage::Notify,
                 error: text,
@@ -707,6 +841,7 @@ impl Pipeline {
         }
         Ok(Outcome {
             skipped_as_done: !applied && delivered.is_empty(),
+            failed_for_good: !permanent.is_empty(),
         })
     }
 
@@ -812,6 +947,21 @@ impl Pipeline {
             });
         }
         destinations
+    }
+}
+
+/// How directly a channel tells the owner: 2 for a person's own channel (Slack, Teams, SMS,
+/// e-mail), 1 for an integration that feeds another system (outbound webhook, HubSpot), 0 for
+/// the terminal of `leadrelay serve`. The lead is notified by a delivery on the highest kind
+/// its owner has.
+fn reach(destination: &Destination) -> u8 {
+    match destination {
+        Destination::Terminal => 0,
+        Destination::Webhook { .. } | Destination::Hubspot { .. } => 1,
+        Destination::SlackWebhook { .. }
+        | Destination::TeamsWebhook { .. }
+        | Destination::Sms { .. }
+        | Destination::Email { .. } => 2,
     }
 }
 

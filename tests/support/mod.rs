@@ -45,6 +45,29 @@ pub fn example_config() -> String {
         .join("\n")
 }
 
+/// `config` with `[pipeline] retry_schedule` set to `steps` and `max_receives` to
+/// `max_receives`: tests must not wait the shipped schedule's seconds and hours for a retry.
+pub fn with_retry_schedule(config: &str, steps: &[&str], max_receives: u32) -> String {
+    let schedule = steps
+        .iter()
+        .map(|step| format!("{step:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    config
+        .lines()
+        .map(|line| {
+            if line.starts_with("retry_schedule =") {
+                format!("retry_schedule = [{schedule}]")
+            } else if line.starts_with("max_receives =") {
+                format!("max_receives = {max_receives}")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Tom Baker of Initech UK (340 employees, GB; EMEA's territory), asking for a quote: a lead
 /// as the enrich stage leaves it, for tests that drive the route and notify stages directly.
 pub fn initech_lead(

@@ -2,6 +2,7 @@
 //! as the Lambda functions and SQS's queue semantics.
 
 pub mod server;
+pub mod ops;
 pub mod sqlite;
 
 use std::net::SocketAddr;
@@ -17,12 +18,14 @@ use leadrelay_shared::enrichment;
 use leadrelay_shared::http::{router, Api};
 use leadrelay_shared::model::Stage;
 use leadrelay_shared::notifiers::Channels;
+use leadrelay_shared::operations::OperationsChannel;
 use leadrelay_shared::ports::{Queue as _, SystemClock};
 use leadrelay_shared::sla;
-use leadrelay_shared::stages::Pipeline;
+use leadrelay_shared::stages::{Deferred, Pipeline};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+pub use ops::DeadLetterAlarm;
 pub use sqlite::{QueueSettings, Sqlite};
 
 /// How long an idle worker sleeps before looking again for messages whose retry delay ended.
@@ -40,6 +43,8 @@ fn workers_for(stage: Stage) -> usize {
 pub struct Embedded {
     pub db: Sqlite,
     pub pipeline: Arc<Pipeline>,
+    /// Reports non-empty dead-letter queues (to `[operations]`, and in the log).
+    alarm: Arc<DeadLetterAlarm>,
 }
 
 impl Embedded {
@@ -64,17 +69,32 @@ impl Embedded {
             None => channels,
         };
         let providers = enrichment::from_config(&config, Arc::new(db.clone()))?;
+        let channels = Arc::new(channels);
+        let alarm = Arc::new(DeadLetterAlarm::new(
+            db.clone(),
+            OperationsChannel::from_config(&config, channels.clone()),
+            config.operations.remind_every.0,
+        ));
         let pipeline = Arc::new(
             Pipeline::new(
                 Arc::new(config),
                 Arc::new(db.clone()),
                 Arc::new(db.clone()),
-                Arc::new(channels),
+                channels,
                 Arc::new(SystemClock),
             )
             .with_providers(providers),
         );
-        Ok(Embedded { db, pipeline })
+        Ok(Embedded {
+            db,
+            pipeline,
+            alarm,
+        })
+    }
+
+    /// The dead-letter alarm, for a check on demand (tests, a future CLI).
+    pub fn alarm(&self) -> &DeadLetterAlarm {
+        &self.alarm
     }
 
     /// Starts the stage workers; they run until the returned set is dropped or aborted.
@@ -97,6 +117,10 @@ impl Embedded {
         workers.spawn(sample_backlog(
             self.db.clone(),
             self.pipeline.config.pipeline.max_backlog,
+        ));
+        workers.spawn(watch_dead_letters(
+            self.alarm.clone(),
+            self.pipeline.config.operations.check_every.0,
         ));
         workers
     }
@@ -184,6 +208,18 @@ async fn sample_backlog(db: Sqlite, limit: u64) {
     }
 }
 
+/// The dead-letter alarm on a timer, as CloudWatch watches the DLQs on AWS.
+async fn watch_dead_letters(alarm: Arc<DeadLetterAlarm>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(error) = alarm.check(jiff::Timestamp::now()).await {
+            warn!(%error, "could not look at the dead-letter queues; the next check tries again");
+        }
+    }
+}
+
 /// One stage worker: take a batch, work it concurrently, repeat; sleep while the queue is empty.
 async fn work(pipeline: Arc<Pipeline>, db: Sqlite, stage: Stage) {
     let batch = pipeline.config.pipeline.batch_size;
@@ -203,7 +239,8 @@ async fn work(pipeline: Arc<Pipeline>, db: Sqlite, stage: Stage) {
             }
             continue;
         }
-        // Work the batch concurrently; delete the successes in one write, defer the failures.
+        // Work the batch concurrently; delete the successes in one write, defer the failures
+        // (a failure whose retry schedule is spent is moved to the dead-letter queue there).
         // Routing decisions read and guard the same counters and pool ledgers: run at once,
         // all but one would lose the guard and decide again, so a route batch goes in order.
         let pipeline_ref = pipeline.as_ref();
@@ -225,11 +262,12 @@ async fn work(pipeline: Arc<Pipeline>, db: Sqlite, stage: Stage) {
         for (message, outcome) in outcomes {
             match outcome {
                 Ok(_) => done.push(message.receipt.clone()),
-                Err(failure) => {
-                    if let Err(error) = pipeline.defer(stage, message, &failure).await {
+                Err(failure) => match pipeline.defer(stage, message, &failure).await {
+                    Ok(Deferred::Retrying(_) | Deferred::DeadLettered) => {}
+                    Err(error) => {
                         warn!(stage = %stage, %error, "could not defer a failed message");
                     }
-                }
+                },
             }
         }
         if let Err(error) = db.delete_many(stage, &done).await {

@@ -24,6 +24,7 @@ use leadrelay_shared::ports::{
 use leadrelay_shared::routing::ledger::PoolLedger;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, Notify};
+use tracing::error;
 
 /// Writes waiting longer than this many in one transaction are left for the next.
 const MAX_BATCH: usize = 512;
@@ -99,6 +100,12 @@ CREATE TABLE IF NOT EXISTS bodies (
     PRIMARY KEY (source, digest)
 );
 CREATE INDEX IF NOT EXISTS bodies_expiry ON bodies (expires_at);
+-- One row per dead-letter queue the operations alert has reported non-empty.
+CREATE TABLE IF NOT EXISTS alarms (
+    name        TEXT PRIMARY KEY,
+    raised_at   INTEGER NOT NULL,
+    notified_at INTEGER NOT NULL
+);
 "#;
 
 /// The name of a stage's dead-letter queue in the `messages` table.
@@ -126,10 +133,11 @@ struct Job {
 /// Which writes are fsync'd before they are acknowledged.
 ///
 /// Every commit is atomic and survives a crash of the process (WAL). A commit marked durable
-/// also survives power loss: the lead behind a 202, and a delivery receipt (so that no alert
-/// is sent twice after a power cut). The others (queue moves, stage progress, leases) may roll
-/// back to an earlier consistent point after power loss; the stages then redo idempotent work,
-/// and captured leads without a message are queued again at start.
+/// also survives power loss: the lead behind a 202, and a delivery's attempt (its lease,
+/// taken before the channel is called) and receipt (written as soon as it answered), so that
+/// a power cut cannot erase what was sent and send it again. The others (queue moves, stage
+/// progress) may roll back to an earlier consistent point after power loss; the stages then
+/// redo idempotent work, and captured leads without a message are queued again at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Durability {
     Fsync,
@@ -395,6 +403,113 @@ impl Sqlite {
                 },
             )
             .map_err(unavailable)
+        })
+        .await
+    }
+}
+
+/// What one dead-letter queue holds, for the operations alert: no message bodies, no errors
+/// (they may quote what a remote server answered), only ids and times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterSummary {
+    pub count: i64,
+    /// When the oldest dead letter was first sent to its stage.
+    pub oldest: Option<Timestamp>,
+    /// The lead ids of the oldest few.
+    pub lead_ids: Vec<String>,
+}
+
+/// A raised operations alarm: when it was raised and when someone was last told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Alarm {
+    pub raised_at: Timestamp,
+    pub notified_at: Timestamp,
+}
+
+impl Sqlite {
+    /// `stage`'s dead-letter queue: its size, its oldest message and up to `sample` lead ids.
+    pub async fn dead_letter_summary(
+        &self,
+        stage: Stage,
+        sample: usize,
+    ) -> Result<DeadLetterSummary, StoreError> {
+        let queue = dlq_name(stage);
+        let sample = i64::try_from(sample).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let snapshot = conn.unchecked_transaction().map_err(unavailable)?;
+            let (count, oldest): (i64, Option<i64>) = query_row(
+                &snapshot,
+                "SELECT COUNT(*), MIN(sent_at) FROM messages WHERE queue = ?1",
+                params![queue],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(unavailable)?;
+            let mut statement = snapshot
+                .prepare_cached(
+                    "SELECT COALESCE(lead_id, '') FROM messages WHERE queue = ?1
+                     ORDER BY sent_at, id LIMIT ?2",
+                )
+                .map_err(unavailable)?;
+            let lead_ids = statement
+                .query_map(params![queue, sample], |row| row.get(0))
+                .map_err(unavailable)?
+                .collect::<Result<Vec<String>, _>>()
+                .map_err(unavailable)?;
+            Ok(DeadLetterSummary {
+                count,
+                oldest: oldest.and_then(|ms| Timestamp::from_millisecond(ms).ok()),
+                lead_ids,
+            })
+        })
+        .await
+    }
+
+    /// The alarm raised under `name`, if any.
+    pub async fn alarm(&self, name: &str) -> Result<Option<Alarm>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            let row: Option<(i64, i64)> = query_row(
+                conn,
+                "SELECT raised_at, notified_at FROM alarms WHERE name = ?1",
+                params![name],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(unavailable)?;
+            Ok(row.map(|(raised, notified)| Alarm {
+                raised_at: Timestamp::from_millisecond(raised).unwrap_or_default(),
+                notified_at: Timestamp::from_millisecond(notified).unwrap_or_default(),
+            }))
+        })
+        .await
+    }
+
+    /// Records that the alarm `name` was raised, or that its people were reminded.
+    pub async fn set_alarm(&self, name: &str, alarm: Alarm) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.write(Durability::Fsync, move |conn| {
+            exec(
+                conn,
+                "INSERT INTO alarms (name, raised_at, notified_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET notified_at = excluded.notified_at",
+                params![
+                    name,
+                    alarm.raised_at.as_millisecond(),
+                    alarm.notified_at.as_millisecond()
+                ],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Forgets the alarm `name` (its queue is empty again), so the next message raises it anew.
+    pub async fn clear_alarm(&self, name: &str) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.write(Durability::Atomic, move |conn| {
+            exec(conn, "DELETE FROM alarms WHERE name = ?1", params![name]).map_err(unavailable)?;
+            Ok(())
         })
         .await
     }
@@ -780,6 +895,37 @@ impl LeadStore for Sqlite {
         .await
     }
 
+    async fn clear_failure(&self, lead_id: &str, seen: &StageFailure) -> Result<(), StoreError> {
+        let id = lead_id.to_owned();
+        let seen = seen.clone();
+        self.write(Durability::Atomic, move |conn| {
+            let stored: Option<Option<String>> = query_row(
+                conn,
+                "SELECT last_failure FROM leads WHERE id = ?1",
+                params![id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(unavailable)?;
+            let Some(Some(text)) = stored else {
+                return Ok(());
+            };
+            // Compared decoded, inside the write: a failure recorded since the read stays.
+            let stored: StageFailure =
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if stored == seen {
+                exec(
+                    conn,
+                    "UPDATE leads SET last_failure = NULL WHERE id = ?1",
+                    params![id],
+                )
+                .map_err(unavailable)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn begin_delivery(
         &self,
         lead_id: &str,
@@ -790,7 +936,9 @@ impl LeadStore for Sqlite {
         let (lead_id, channel) = (lead_id.to_owned(), channel.to_owned());
         let now = now.as_millisecond();
         let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
-        self.write(Durability::Atomic, move |conn| {
+        // Durable before the channel is called: after a power cut the attempt is still known,
+        // and its lease holds off a second send until it expires.
+        self.write(Durability::Fsync, move |conn| {
             let existing: Option<(Option<i64>, Option<i64>)> = query_row(
                 conn,
                     "SELECT lease_until, delivered_at FROM deliveries WHERE lead_id = ?1 AND channel = ?2",
@@ -1257,27 +1405,37 @@ impl Queue for Sqlite {
             let now = now_ms();
             let mut statement = conn
                 .prepare_cached(
-                    "SELECT id, body, receive_count FROM messages
+                    "SELECT id, body, receive_count, lead_id, last_error FROM messages
                      WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, id LIMIT ?3",
                 )
                 .map_err(unavailable)?;
             let candidates = statement
                 .query_map(params![stage.as_str(), now, max], |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, u32>(2)?))
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, u32>(2)?,
+                        row.get::<_, Option<String>>(3)?,
+                        row.get::<_, Option<String>>(4)?,
+                    ))
                 })
                 .map_err(unavailable)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(unavailable)?;
             let mut received = Vec::with_capacity(candidates.len());
-            for (id, body, count) in candidates {
+            for (id, body, count, lead_id, last_error) in candidates {
                 if count >= max_receives {
-                    // SQS's redrive: a message past maxReceiveCount moves to the dead-letter queue.
+                    // SQS's redrive: a message past maxReceiveCount moves to the dead-letter
+                    // queue. The stage gives up first on its own schedule; this catches the
+                    // receives it never saw end (crashes).
                     exec(
-    conn,
+                        conn,
                         "UPDATE messages SET queue = ?1, dead_at = ?2, receipt = NULL WHERE id = ?3",
                         params![dlq_name(stage), now, id],
                     )
                     .map_err(unavailable)?;
+                    error!(lead_id = lead_id.as_deref(), stage = %stage, receive_count = count,
+                        error = last_error.as_deref(), "dead-lettered: received too many times");
                     continue;
                 }
                 let token = uuid::Uuid::new_v4().simple().to_string();
@@ -1377,6 +1535,33 @@ impl Queue for Sqlite {
             .map_err(queue_error)?;
         if updated == 0 {
             return Err(QueueError::StaleReceipt(receipt.to_owned()));
+        }
+        Ok(())
+    }
+
+    async fn give_up(
+        &self,
+        stage: Stage,
+        message: &Received,
+        error: &str,
+    ) -> Result<(), QueueError> {
+        let (id, token) = parse_receipt(&message.receipt)?;
+        let error = error.to_owned();
+        // One update: the message moves with its receive count, as SQS's redrive would.
+        let moved = self
+            .write(Durability::Atomic, move |conn| {
+                exec(
+                    conn,
+                    "UPDATE messages SET queue = ?1, dead_at = ?2, receipt = NULL, last_error = ?3
+                     WHERE id = ?4 AND queue = ?5 AND receipt = ?6",
+                    params![dlq_name(stage), now_ms(), error, id, stage.as_str(), token],
+                )
+                .map_err(unavailable)
+            })
+            .await
+            .map_err(queue_error)?;
+        if moved == 0 {
+            return Err(QueueError::StaleReceipt(message.receipt.clone()));
         }
         Ok(())
     }

@@ -147,13 +147,18 @@ where
 /// recipients may share, so Slack and Teams are keyed by a digest of the URL (the URL is a
 /// secret and never kept as such); the others by recipient.
 pub(super) fn rate_key(destination: &Destination) -> String {
-    use sha2::Digest;
     match destination {
         Destination::SlackWebhook { url, .. } | Destination::TeamsWebhook { url, .. } => {
-            hex::encode(&sha2::Sha256::digest(url.expose_secret().as_bytes())[..16])
+            url_key(url.expose_secret())
         }
         other => other.receipt(),
     }
+}
+
+/// A webhook's rate-limit key: a digest of its URL, which is a secret.
+pub(super) fn url_key(url: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(url.as_bytes())[..16])
 }
 
 /// What one attempt came to.

@@ -90,6 +90,32 @@ impl Channels {
         self
     }
 
+    /// Posts a plain Slack incoming-webhook message, `{"text": text}` (mrkdwn, escaped by the
+    /// caller), under the same delivery rules as alerts: for the operations channel.
+    pub async fn post_slack_text(
+        &self,
+        url: &secrecy::SecretString,
+        text: &str,
+    ) -> Result<(), NotifyError> {
+        let body = serde_json::json!({ "text": text });
+        let key = delivery::url_key(url.expose_secret());
+        delivery::send(&self.policy, &self.limits, "slack", &key, || {
+            self.http.post(url.expose_secret()).json(&body)
+        })
+        .await
+    }
+
+    /// Sends one e-mail through the configured transport (SMTP in the embedded mode).
+    pub async fn send_email(&self, email: &crate::email::OutgoingEmail) -> Result<(), NotifyError> {
+        match &self.mailer {
+            Some(mailer) => mailer.send(email).await,
+            None => Err(NotifyError::Misconfigured {
+                channel: "email".into(),
+                detail: "no mail transport is configured".into(),
+            }),
+        }
+    }
+
     fn print(&self, alert: &Alert) -> Result<(), NotifyError> {
         let mut out = self
             .terminal
@@ -160,10 +186,15 @@ impl Notifier for Channels {
                     .await;
                 }
                 let (url, token, body) = sms::request(config, to, &text)?;
+                // The same on every attempt, retry and replay of this round's SMS to this
+                // recipient: a provider that honours it sends the text once.
+                let idempotency_key =
+                    format!("{}:{}{}", alert.lead_id, alert.round, destination.receipt());
                 delivery::send(&self.policy, &self.limits, channel, &key, || {
                     self.http
                         .post(url)
                         .bearer_auth(token.expose_secret())
+                        .header("idempotency-key", &idempotency_key)
                         .json(&body)
                 })
                 .await

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -23,11 +24,13 @@ mod locate;
 #[cfg(test)]
 mod mistakes;
 mod server;
+mod operations;
 mod team;
 
 pub use alerts::{ClaimConfig, EscalateTo, EscalationConfig, EscalationStep};
 pub use email::{EmailConfig, SmtpCredentials, SmtpTls};
 pub use server::ServerConfig;
+pub use operations::OperationsConfig;
 pub use team::{
     AfterHoursPolicy, Conditions, MemberConfig, NamedAccount, PoolConfig, ResetPeriod,
     RoutingConfig, RuleConfig, Strategy, TargetConfig, TeamConfig, DEFAULT_MERGE_WINDOW_HOURS,
@@ -149,19 +152,62 @@ pub struct Config {
     /// The embedded HTTP server's timeouts and connection limit.
     #[serde(default)]
     pub server: ServerConfig,
+    /// `[operations]`: where the embedded mode tells the operator about dead letters.
+    #[serde(default)]
+    pub operations: OperationsConfig,
 }
+
+/// A duration written the friendly way: `"250ms"`, `"5s"`, `"2m"`, `"1h 30m"`, `"1d"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval(pub Duration);
+
+impl Interval {
+    pub const fn from_secs(secs: u64) -> Self {
+        Interval(Duration::from_secs(secs))
+    }
+}
+
+impl<'de> Deserialize<'de> for Interval {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let text = String::deserialize(deserializer)?;
+        let invalid = || {
+            D::Error::custom(format!(
+                "{text:?} is not a duration such as \"500ms\", \"30s\", \"10m\" or \"2h\""
+            ))
+        };
+        let span: jiff::Span = text.parse().map_err(|_| invalid())?;
+        let signed = span
+            .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+            .map_err(|_| invalid())?;
+        Duration::try_from(signed)
+            .map(Interval)
+            .map_err(|_| D::Error::custom(format!("{text:?} is negative")))
+    }
+}
+
+/// The longest wait one retry step may ask for: SQS holds a received message invisible for at
+/// most 12 hours (ChangeMessageVisibility).
+pub const MAX_RETRY_STEP: Duration = Duration::from_secs(12 * 3600);
 
 /// Queue semantics shared by every stage.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
-    /// A message received this many times without success goes to its stage's dead-letter queue.
+    /// The queue's own limit: a message received this many times goes to its stage's
+    /// dead-letter queue, whatever the stage did. At least one more than the retry schedule's
+    /// steps, so that the schedule runs out first (the spare receives absorb crashes and
+    /// throttled invocations).
     pub max_receives: u32,
     /// How long a received message stays invisible to other consumers.
     pub visibility_timeout_secs: u64,
-    /// Delay before a failed message is offered again; doubles per receive, capped at the
-    /// visibility timeout.
-    pub retry_delay_ms: u64,
+    /// The wait before each retry of a failed message: the first step after the first
+    /// failure, and so on. When the steps run out, the stage moves the message to its
+    /// dead-letter queue (and logs it at error level). Each step is at most 12 hours.
+    pub retry_schedule: Vec<Interval>,
+    /// The old single delay, replaced by `retry_schedule`: refused at load, naming the new key.
+    #[serde(rename = "retry_delay_ms")]
+    pub(crate) legacy_retry_delay_ms: Option<u64>,
     /// Messages a stage worker takes per receive.
     pub batch_size: u32,
     /// Past this many messages waiting in the stage queues, ingest answers 429 with
@@ -170,15 +216,46 @@ pub struct PipelineConfig {
     pub max_backlog: u64,
 }
 
+/// Seconds, then minutes, then hours (as Svix and Stripe retry webhooks): about 23 h 42 min
+/// in all, long enough for a real outage of Slack or a CRM.
+const DEFAULT_RETRY_SCHEDULE: [u64; 10] =
+    [5, 30, 120, 600, 1_800, 3_600, 7_200, 14_400, 28_800, 28_800];
+
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
-            max_receives: 5,
+            max_receives: 15,
             visibility_timeout_secs: 30,
-            retry_delay_ms: 200,
+            retry_schedule: DEFAULT_RETRY_SCHEDULE
+                .into_iter()
+                .map(Interval::from_secs)
+                .collect(),
+            legacy_retry_delay_ms: None,
             batch_size: 10,
             max_backlog: 5_000,
         }
+    }
+}
+
+impl PipelineConfig {
+    /// How many times a failing message is tried: once, then once per schedule step.
+    pub fn attempts(&self) -> u32 {
+        u32::try_from(self.retry_schedule.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1)
+    }
+
+    /// The wait after the `receive_count`-th receive failed; `None` once the schedule is
+    /// spent (the message then goes to the dead-letter queue).
+    pub fn retry_delay(&self, receive_count: u32) -> Option<Duration> {
+        let step = usize::try_from(receive_count.max(1) - 1).ok()?;
+        self.retry_schedule.get(step).map(|interval| interval.0)
+    }
+
+    /// The whole schedule's length: how long a failing message is retried before it is
+    /// dead-lettered (plus the time its attempts take).
+    pub fn retry_span(&self) -> Duration {
+        self.retry_schedule.iter().map(|i| i.0).sum()
     }
 }
 
@@ -1566,6 +1643,56 @@ impl Validator<'_> {
                 return Err(self.invalid(0..0, format!("pipeline.{key}"), "must be above 0"));
             }
         }
+        self.check_retries(&config.pipeline)?;
+        let email = config.notify.email.is_some();
+        config
+            .operations
+            .resolve(env, email)
+            .map_err(|(key, message)| self.invalid(self.section("operations"), key, message))?;
+        Ok(())
+    }
+
+    /// The retry schedule: present, each step within SQS's 12 hours, and spent before the
+    /// queue's own receive limit dead-letters the message.
+    fn check_retries(&self, pipeline: &PipelineConfig) -> Result<(), ConfigError> {
+        let invalid =
+            |key: &str, message: String| self.invalid(self.section("pipeline"), key, message);
+        if pipeline.legacy_retry_delay_ms.is_some() {
+            return Err(invalid(
+                "pipeline.retry_delay_ms",
+                "replaced by retry_schedule, the wait before each retry, e.g. \
+                 retry_schedule = [\"5s\", \"30s\", \"2m\", \"10m\", \"30m\", \"1h\"] \
+                 (see docs/architecture.md)"
+                    .into(),
+            ));
+        }
+        if pipeline.retry_schedule.is_empty() {
+            return Err(invalid(
+                "pipeline.retry_schedule",
+                "needs at least one wait, e.g. [\"5s\", \"30s\", \"2m\"]".into(),
+            ));
+        }
+        if let Some(n) = pipeline
+            .retry_schedule
+            .iter()
+            .position(|step| step.0 > MAX_RETRY_STEP)
+        {
+            return Err(invalid(
+                &format!("pipeline.retry_schedule[{n}]"),
+                "must be at most 12h (the longest an SQS message can stay hidden)".into(),
+            ));
+        }
+        let attempts = pipeline.attempts();
+        if pipeline.max_receives < attempts {
+            return Err(invalid(
+                "pipeline.max_receives",
+                format!(
+                    "must be at least {attempts}: the first attempt plus one per \
+                     retry_schedule step, or the queue dead-letters a message before its \
+                     schedule ends"
+                ),
+            ));
+        }
         Ok(())
     }
 }
@@ -2152,8 +2279,103 @@ budget_ms = 300
     fn a_minimal_config_loads_with_defaults() {
         let config = parse(MINIMAL).expect("valid");
         assert_eq!(config.source("website").map(|s| s.keys.len()), Some(1));
-        assert_eq!(config.pipeline.max_receives, 5);
+        assert_eq!(config.pipeline.max_receives, 15);
+        assert_eq!(config.pipeline.attempts(), 11);
         assert_eq!(config.tier(1).map(|t| t.sla_minutes), Some(5));
+    }
+
+    #[test]
+    fn the_retry_schedule_spans_an_outage_and_is_spent_before_the_queue_limit() {
+        let config = parse(MINIMAL).expect("valid");
+        let pipeline = &config.pipeline;
+        // Seconds, then minutes, then hours: close to a day in all.
+        assert_eq!(pipeline.retry_delay(1), Some(Duration::from_secs(5)));
+        assert_eq!(pipeline.retry_delay(2), Some(Duration::from_secs(30)));
+        assert_eq!(
+            pipeline.retry_delay(10),
+            Some(Duration::from_secs(8 * 3600))
+        );
+        assert_eq!(pipeline.retry_delay(11), None);
+        let span = pipeline.retry_span();
+        assert!(span > Duration::from_secs(23 * 3600) && span <= Duration::from_secs(24 * 3600));
+
+        let with = |pipeline: &str| parse(&format!("[pipeline]\n{pipeline}\n{MINIMAL}"));
+        let custom =
+            with("retry_schedule = [\"250ms\", \"2m\", \"1h 30m\", \"12h\"]\nmax_receives = 5")
+                .expect("friendly durations");
+        assert_eq!(
+            custom.pipeline.retry_schedule,
+            [
+                Interval(Duration::from_millis(250)),
+                Interval(Duration::from_secs(120)),
+                Interval(Duration::from_secs(5400)),
+                Interval(Duration::from_secs(43_200)),
+            ]
+        );
+        let error = |text: &str| with(text).expect_err(text).to_string();
+        let message = error("retry_schedule = [\"5s\", \"30s\"]\nmax_receives = 2");
+        assert!(
+            message.contains("pipeline.max_receives: must be at least 3"),
+            "{message}"
+        );
+        let message = error("retry_schedule = [\"5s\", \"13h\"]");
+        assert!(
+            message.contains("pipeline.retry_schedule[1]: must be at most 12h"),
+            "{message}"
+        );
+        let message = error("retry_schedule = [\"soon\"]");
+        assert!(message.contains("\"soon\" is not a duration"), "{message}");
+        let message = error("retry_schedule = []");
+        assert!(message.contains("needs at least one wait"), "{message}");
+        // A configuration written for the old single delay says what replaced it.
+        let message = error("retry_delay_ms = 200");
+        assert!(
+            message.contains("pipeline.retry_delay_ms: replaced by retry_schedule"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_operations_alert_resolves_its_webhook_and_needs_mail_for_email() {
+        let with = |section: &str, env: &dyn Fn(&str) -> Option<String>| {
+            Config::parse(
+                &format!("{MINIMAL}\n[operations]\n{section}"),
+                "leadrelay.toml",
+                env,
+            )
+        };
+        let env = |name: &str| (name == "OPS_HOOK").then(|| "https://hooks.slack.com/x".to_owned());
+        let config = with(
+            "slack_webhook_url_env = \"OPS_HOOK\"\nremind_every = \"2h\"",
+            &env,
+        )
+        .expect("valid");
+        let ops = &config.operations;
+        assert!(ops.has_destination());
+        assert_eq!(
+            ops.slack_webhook_url
+                .as_ref()
+                .map(|u| u.expose_secret().to_owned()),
+            Some("https://hooks.slack.com/x".into())
+        );
+        assert_eq!(ops.remind_every, Interval::from_secs(7200));
+        assert_eq!(ops.check_every, Interval::from_secs(60));
+        assert!(!parse(MINIMAL).expect("valid").operations.has_destination());
+
+        let error = |section: &str| with(section, &no_env).expect_err(section).to_string();
+        let message = error("slack_webhook_url_env = \"NOPE\"");
+        assert!(
+            message
+                .contains("operations.slack_webhook_url_env: environment variable NOPE is not set"),
+            "{message}"
+        );
+        let message = error("email = \"oncall@yourco.example\"");
+        assert!(
+            message.contains("operations.email: needs a [notify.email] section"),
+            "{message}"
+        );
+        let message = error("email = \"not an address\"");
+        assert!(message.contains("operations.email"), "{message}");
     }
 
     #[test]
@@ -2372,6 +2594,7 @@ budget_ms = 300
             let setting = rest.filter(|rest| {
                 rest.starts_with("[notify.")
                     || rest.starts_with("[[notify.")
+                    || *rest == "[operations]"
                     || rest.split_once(" = ").is_some_and(|(key, _)| {
                         key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
                     })
@@ -2382,10 +2605,14 @@ budget_ms = 300
             "SMS_API_TOKEN" | "HUBSPOT_TOKEN" => Some("token".to_owned()),
             "LEADRELAY_SMTP_USERNAME" | "LEADRELAY_SMTP_PASSWORD" => Some("smtp".to_owned()),
             "N8N_WEBHOOK_SECRET" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned()),
+            "LEADRELAY_OPS_SLACK_WEBHOOK" => Some("https://hooks.slack.com/services/T/B/X".into()),
             _ => None,
         };
         let config = Config::parse(&uncommented.join("\n"), "leadrelay.toml", &env)
             .expect("the uncommented examples validate");
+        let operations = &config.operations;
+        assert!(operations.slack_webhook_url.is_some() && operations.email.is_some());
+        assert_eq!(operations.remind_every, Interval::from_secs(4 * 3600));
         let notify = &config.notify;
         assert!(notify.sms.is_some() && notify.hubspot.is_some() && notify.crm_url.is_some());
         assert_eq!(notify.webhooks.len(), 1);

@@ -1,8 +1,6 @@
 //! The notify stage's e-mail part: who gets an alert e-mail, and the prospect's
 //! acknowledgement. Kept beside the rendering so `stages.rs` only calls in.
 
-use std::time::Duration;
-
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use lettre::message::Mailbox;
@@ -82,12 +80,8 @@ impl Pipeline {
         let Some(email) = self.acknowledgement(lead, now) else {
             return Ok(());
         };
-        let lease = Duration::from_secs(self.config.pipeline.visibility_timeout_secs);
-        match self
-            .store
-            .begin_delivery(&lead.id, ACK_RECEIPT, now, lease)
-            .await?
-        {
+        let (start, _claim) = self.begin_delivery(&lead.id, ACK_RECEIPT).await?;
+        match start {
             DeliveryStart::AlreadyDelivered => return Ok(()),
             DeliveryStart::InFlight { until } => {
                 return Err(StageError::DeliveryInFlight {

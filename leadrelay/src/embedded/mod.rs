@@ -32,7 +32,7 @@ pub use sqlite::{QueueSettings, Sqlite};
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Workers per stage; each takes a batch and works it (route: in order; the others at once).
 /// Notify waits on channels and on durable receipts, not on the CPU: more leads in flight.
-fn workers_for(stage: Stage) -> usize {
+pub fn workers_for(stage: Stage) -> usize {
     match stage {
         Stage::Notify => 6,
         Stage::Enrich | Stage::Route => 2,

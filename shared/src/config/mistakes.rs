@@ -53,7 +53,7 @@ const CASES: &[Case] = &[
         at: "capacity = 0", key: "reps[0] (\"alice\").capacity", says: &["above 0"] },
     Case { what: "fraction for a count", find: "batch_size = 10", with: "batch_size = 10.5",
         at: "batch_size = 10.5", key: "pipeline.batch_size", says: &["10.5"] },
-    Case { what: "zero receives", find: "max_receives = 5 ", with: "max_receives = 0 ",
+    Case { what: "zero receives", find: "max_receives = 15 ", with: "max_receives = 0 ",
         at: "max_receives = 0", key: "pipeline.max_receives", says: &["above 0"] },
     Case { what: "negative weight", find: "{ rep = \"fatima\", weight = 1 }",
         with: "{ rep = \"fatima\", weight = -2 }",

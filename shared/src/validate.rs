@@ -8,6 +8,7 @@ use std::sync::LazyLock;
 
 use email_address::EmailAddress;
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::config::{ContactField, GatePolicy, ValidationConfig};
 use crate::model::{CaptureEvent, EventKind, Flag, GateAction};
@@ -30,8 +31,37 @@ impl Rejection {
     }
 }
 
+/// How deep a free-form value (a form field, an extra `metadata` key) may nest. The stored
+/// lead wraps the capture in more levels, and serde_json reads at most 128: a body nested
+/// close to that would parse here, be stored, and never be read back.
+pub const MAX_NESTING: usize = 32;
+
 /// Parses the raw body; a type error names the JSON path that holds it.
 pub fn parse_capture(body: &[u8]) -> Result<CaptureEvent, Rejection> {
+    let event = parse_json(body)?;
+    let free_form = (event.form_fields.iter().map(|(key, value)| ("form_fields", key, value)))
+        .chain(event.metadata.extra.iter().map(|(key, value)| ("metadata", key, value)));
+    for (section, key, value) in free_form {
+        if nesting(value) > MAX_NESTING {
+            return Err(Rejection::new(
+                format!("nested deeper than {MAX_NESTING} levels"),
+                &format!("{section}.{key}"),
+            ));
+        }
+    }
+    Ok(event)
+}
+
+/// Arrays and objects inside each other; the parser has already bounded the recursion.
+fn nesting(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
+        Value::Object(fields) => 1 + fields.values().map(nesting).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn parse_json(body: &[u8]) -> Result<CaptureEvent, Rejection> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -545,4 +575,48 @@ mod tests {
         let flags = check(&partial, &gates).expect("kept");
         assert_eq!(flags[0].code, "no_email");
     }
+    /// A body of `depth` nested arrays in `field` (`form_fields` or `metadata`).
+    fn nested(field: &str, depth: usize) -> Vec<u8> {
+        format!(
+            r#"{{"event":"lead_capture","timestamp":"2026-11-23T10:00:00Z","captured_email":"pat@acme-robotics.com","{field}":{{"x":{}{}}}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn free_form_values_nested_deeper_than_the_store_reads_back_are_refused() {
+        // 125 levels parse (serde_json stops at 128), but the stored lead wraps the capture in
+        // more and could never be read back: found by the webhook fuzz target.
+        for field in ["form_fields", "metadata"] {
+            for depth in [MAX_NESTING + 1, 125] {
+                let refusal = parse_capture(&nested(field, depth)).expect_err("too deep");
+                assert_eq!(refusal.field.as_deref(), Some(&*format!("{field}.x")));
+                assert!(refusal.error.contains("nested deeper"), "{refusal}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_lead_with_the_deepest_allowed_value_is_stored_and_read_back() {
+        use crate::model::Lead;
+        for field in ["form_fields", "metadata"] {
+            let capture = parse_capture(&nested(field, MAX_NESTING)).expect("allowed");
+            let flags = check(&capture, &ValidationConfig::default()).expect("passes");
+            let lead = Lead::captured(
+                "id".into(),
+                "trace".into(),
+                "website".into(),
+                "evt".into(),
+                capture,
+                flags,
+                "2026-11-23T10:00:01Z".parse().expect("time"),
+            );
+            let stored = serde_json::to_string(&lead).expect("encodes");
+            let read: Lead = serde_json::from_str(&stored).expect("decodes");
+            assert_eq!(read, lead);
+        }
+    }
 }
+

@@ -48,9 +48,8 @@ fuzz_target!(|body: &[u8]| {
         let (headers, in_tolerance) = signed(&scheme, key, body, NOW_SECS + skew);
         let verified = signature::verify(&scheme, &source.keys, &headers, body, now);
         if in_tolerance {
-            let verified = verified.unwrap_or_else(|e| {
-                panic!("a body signed for {} was refused: {e}", source.id)
-            });
+            let verified = verified
+                .unwrap_or_else(|e| panic!("a body signed for {} was refused: {e}", source.id));
             assert!(!verified.event_id.is_empty());
             event_id.get_or_insert(verified.event_id);
         } else {
@@ -85,7 +84,10 @@ fuzz_target!(|body: &[u8]| {
     let decoded: Lead = serde_json::from_str(&stored)
         .unwrap_or_else(|e| panic!("a stored lead does not decode: {e}\n{stored}"));
     let again = serde_json::to_string(&decoded).expect("a decoded lead serialises");
-    assert_eq!(stored, again, "the stored lead changed on a read-write round trip");
+    assert_eq!(
+        stored, again,
+        "the stored lead changed on a read-write round trip"
+    );
 });
 
 /// Headers as the source's sender would send them, and whether `sent_at` is within tolerance.

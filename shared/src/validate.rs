@@ -39,8 +39,17 @@ pub const MAX_NESTING: usize = 32;
 /// Parses the raw body; a type error names the JSON path that holds it.
 pub fn parse_capture(body: &[u8]) -> Result<CaptureEvent, Rejection> {
     let event = parse_json(body)?;
-    let free_form = (event.form_fields.iter().map(|(key, value)| ("form_fields", key, value)))
-        .chain(event.metadata.extra.iter().map(|(key, value)| ("metadata", key, value)));
+    let free_form = (event
+        .form_fields
+        .iter()
+        .map(|(key, value)| ("form_fields", key, value)))
+    .chain(
+        event
+            .metadata
+            .extra
+            .iter()
+            .map(|(key, value)| ("metadata", key, value)),
+    );
     for (section, key, value) in free_form {
         if nesting(value) > MAX_NESTING {
             return Err(Rejection::new(
@@ -619,4 +628,3 @@ mod tests {
         }
     }
 }
-

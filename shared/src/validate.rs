@@ -39,18 +39,16 @@ pub const MAX_NESTING: usize = 32;
 /// Parses the raw body; a type error names the JSON path that holds it.
 pub fn parse_capture(body: &[u8]) -> Result<CaptureEvent, Rejection> {
     let event = parse_json(body)?;
-    let free_form = (event
+    let form_fields = event
         .form_fields
         .iter()
-        .map(|(key, value)| ("form_fields", key, value)))
-    .chain(
-        event
-            .metadata
-            .extra
-            .iter()
-            .map(|(key, value)| ("metadata", key, value)),
-    );
-    for (section, key, value) in free_form {
+        .map(|(key, value)| ("form_fields", key, value));
+    let metadata = event
+        .metadata
+        .extra
+        .iter()
+        .map(|(key, value)| ("metadata", key, value));
+    for (section, key, value) in form_fields.chain(metadata) {
         if nesting(value) > MAX_NESTING {
             return Err(Rejection::new(
                 format!("nested deeper than {MAX_NESTING} levels"),
@@ -72,7 +70,19 @@ fn nesting(value: &Value) -> usize {
 
 fn parse_json(body: &[u8]) -> Result<CaptureEvent, Rejection> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    let event = deserialize(&mut deserializer)?;
+    // Anything after the object but whitespace makes the body invalid, as serde_json::from_slice
+    // would say; the path-tracking deserializer alone stops reading at the object's end.
+    deserializer
+        .end()
+        .map_err(|inner| Rejection::new(format!("body is not valid JSON: {inner}"), ""))?;
+    Ok(event)
+}
+
+fn deserialize(
+    deserializer: &mut serde_json::Deserializer<serde_json::de::SliceRead<'_>>,
+) -> Result<CaptureEvent, Rejection> {
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         // A syntax error has no meaningful field; a type error names the JSON path.
@@ -584,6 +594,7 @@ mod tests {
         let flags = check(&partial, &gates).expect("kept");
         assert_eq!(flags[0].code, "no_email");
     }
+
     /// A body of `depth` nested arrays in `field` (`form_fields` or `metadata`).
     fn nested(field: &str, depth: usize) -> Vec<u8> {
         format!(
@@ -625,6 +636,32 @@ mod tests {
             let stored = serde_json::to_string(&lead).expect("encodes");
             let read: Lead = serde_json::from_str(&stored).expect("decodes");
             assert_eq!(read, lead);
+        }
+    }
+    #[test]
+    fn a_number_in_a_form_field_reads_back_as_it_was_stored() {
+        // serde_json's default float parser can land one ULP off: this value drifted on every
+        // read-write of the lead until parsing was made exact (found by the webhook fuzz target).
+        let body = br#"{"event":"lead_capture","timestamp":"2026-11-23T10:00:00Z","captured_email":"pat@acme-robotics.com","form_fields":{"n":777777777777770777777777777777777777777}}"#;
+        let capture = parse_capture(body).expect("valid");
+        let stored = serde_json::to_string(&capture).expect("encodes");
+        let read: CaptureEvent = serde_json::from_str(&stored).expect("decodes");
+        assert_eq!(read, capture);
+        assert_eq!(serde_json::to_string(&read).expect("encodes"), stored);
+    }
+
+    #[test]
+    fn bytes_after_the_json_body_are_refused() {
+        let valid = r#"{"event":"lead_capture","timestamp":"2026-11-23T10:00:00Z","captured_email":"pat@acme-robotics.com"}"#;
+        assert!(parse_capture(format!("{valid}\r\n ").as_bytes()).is_ok());
+        for trailing in ["04:00Z\"}]}", "{}", "x"] {
+            let rejection =
+                parse_capture(format!("{valid}{trailing}").as_bytes()).expect_err("trailing bytes");
+            assert!(
+                rejection.error.starts_with("body is not valid JSON"),
+                "{rejection}"
+            );
+            assert_eq!(rejection.field, None);
         }
     }
 }

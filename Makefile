@@ -1,5 +1,5 @@
 # leadrelay — the commands a newcomer needs. `make help` lists them.
-.PHONY: help run test lint fmt bench build clean update-free-mail update-role-addresses
+.PHONY: help run test lint fmt bench build clean update-free-mail update-role-addresses fuzz
 
 CARGO ?= cargo
 
@@ -16,10 +16,12 @@ test: ## Run the whole test suite (unit, HTTP end-to-end, crash recovery)
 
 lint: ## rustfmt and clippy, warnings as errors
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml
 
 bench: ## Stage-logic, routing and HTTP-enrichment benchmarks, and the embedded server under load
 	$(CARGO) bench -p leadrelay-shared --bench stage_logic
@@ -27,6 +29,10 @@ bench: ## Stage-logic, routing and HTTP-enrichment benchmarks, and the embedded 
 	$(CARGO) bench -p leadrelay-shared --bench http_provider
 	$(CARGO) bench -p leadrelay --bench embedded_load
 	$(CARGO) bench -p leadrelay --bench claim_and_sla
+
+FUZZ_SECONDS ?= 300
+fuzz: ## Fuzz every target in fuzz/ for FUZZ_SECONDS each (default 300; installs cargo-fuzz)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./scripts/fuzz.sh
 
 build: ## Release build of the leadrelay binary
 	$(CARGO) build --release -p leadrelay

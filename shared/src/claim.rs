@@ -48,8 +48,11 @@ impl FirstResponse {
             (Some(captured), Some(held)) => Some(captured.max(held)),
             (captured, _) => captured,
         };
+        // A wall clock stepped back between two stamps would make a part negative: it
+        // counts as zero.
         let between = |from: Option<Timestamp>, to: Option<Timestamp>| {
-            from.zip(to).map(|(from, to)| to.duration_since(from))
+            from.zip(to)
+                .map(|(from, to)| to.duration_since(from).max(SignedDuration::ZERO))
         };
         FirstResponse {
             system: between(start, t.notified_at),

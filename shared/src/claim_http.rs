@@ -243,14 +243,15 @@ pub fn response_line(first: &FirstResponse) -> String {
 
 /// The parts of a Slack `block_actions` request a claim needs.
 #[derive(Debug, PartialEq, Eq)]
-struct SlackClaim {
-    user: String,
-    lead_id: String,
-    response_url: Option<String>,
+pub struct SlackClaim {
+    pub user: String,
+    pub lead_id: String,
+    pub response_url: Option<String>,
 }
 
 /// Reads the `payload` form field's JSON; `None` when it is not a Claim button press.
-fn parse_slack_claim(body: &[u8]) -> Option<SlackClaim> {
+/// Public for the fuzz targets (`fuzz/`), which feed it arbitrary bodies.
+pub fn parse_slack_claim(body: &[u8]) -> Option<SlackClaim> {
     let payload = url::form_urlencoded::parse(body)
         .find(|(name, _)| name == "payload")
         .map(|(_, value)| value.into_owned())?;

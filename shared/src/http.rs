@@ -22,6 +22,9 @@ use crate::stages::{IngestError, Pipeline};
 /// Webhook bodies above this size are refused with 413.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
+/// Seconds a sender is asked to wait after a 503 (the store's busy timeout is 5 s).
+const RETRY_AFTER_SECS: &str = "5";
+
 /// Shared by the handlers: the pipeline, and whether the stage workers are running.
 #[derive(Clone)]
 pub struct Api {
@@ -136,11 +139,18 @@ async fn receive_webhook(
         ),
         Err(failure @ (IngestError::Store(_) | IngestError::Queue(_))) => {
             error!(source = %source, error = %failure, "could not store the webhook");
-            error(
+            // Nothing was accepted (a full disk, a locked store): the sender keeps the event
+            // and tries again; Retry-After tells it when.
+            let mut response = error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily unavailable, retry later",
                 None,
-            )
+            );
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+            response
         }
     }
 }

@@ -571,10 +571,12 @@ impl Pipeline {
                 self.decide_or_merge(&mut lead, &plan, now).await?
             };
             let assignment = decision.assignment;
-            // The SLA clock starts at capture, or at the opening when the alert is held.
+            // The SLA clock starts at capture, or at the opening when the alert is held. A
+            // capture stamped after now was stamped by a clock since stepped back: counting
+            // from it would postpone the deadline by the step, so the SLA runs from now.
             let sla_from = assignment
                 .held_until
-                .or(lead.timeline.captured_at)
+                .or(lead.timeline.captured_at.map(|captured| captured.min(now)))
                 .unwrap_or(now);
             lead.timeline.sla_due_at = sla_from
                 .checked_add(SignedDuration::from_mins(i64::from(sla_minutes)))

@@ -57,18 +57,30 @@ pub fn parse_capture(body: &[u8]) -> Result<CaptureEvent, Rejection> {
 fn deserialize_capture(body: &[u8]) -> Result<CaptureEvent, Rejection> {
     // Tracking the path costs a string per key read; only a refused body needs it, so the
     // body is read plainly first and read again with the tracking only when that fails.
-    // Neither reader checks for trailing bytes after the value, so both accept the same bodies.
+    // Both refuse bytes after the value, so both accept the same bodies.
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     match <CaptureEvent as serde::Deserialize>::deserialize(&mut deserializer) {
-        Ok(event) => Ok(event),
-        Err(_) => deserialize_capture_with_path(body),
+        Ok(event) if deserializer.end().is_ok() => Ok(event),
+        _ => deserialize_capture_with_path(body),
     }
 }
 
 /// The same read, naming the JSON path of what failed.
 fn deserialize_capture_with_path(body: &[u8]) -> Result<CaptureEvent, Rejection> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    let event = deserialize(&mut deserializer)?;
+    // Anything after the object but whitespace makes the body invalid, as serde_json::from_slice
+    // would say; the path-tracking deserializer alone stops reading at the object's end.
+    deserializer
+        .end()
+        .map_err(|inner| Rejection::new(format!("body is not valid JSON: {inner}"), ""))?;
+    Ok(event)
+}
+
+fn deserialize(
+    deserializer: &mut serde_json::Deserializer<serde_json::de::SliceRead<'_>>,
+) -> Result<CaptureEvent, Rejection> {
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         // A syntax error has no meaningful field; a type error names the JSON path.
@@ -972,5 +984,75 @@ mod tests {
         );
         let flags = check(&partial, &gates).expect("kept");
         assert_eq!(flags[0].code, "no_email");
+    }
+
+    /// A body of `depth` nested arrays in `field` (`form_fields` or `metadata`).
+    fn nested(field: &str, depth: usize) -> Vec<u8> {
+        format!(
+            r#"{{"event":"lead_capture","timestamp":"2026-11-23T10:00:00Z","captured_email":"pat@acme-robotics.com","{field}":{{"x":{}{}}}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn free_form_values_nested_deeper_than_the_store_reads_back_are_refused() {
+        // 125 levels parse (serde_json stops at 128), but the stored lead wraps the capture in
+        // more and could never be read back: found by the webhook fuzz target.
+        for field in ["form_fields", "metadata"] {
+            for depth in [MAX_NESTING + 1, 125] {
+                let refusal = parse_capture(&nested(field, depth)).expect_err("too deep");
+                assert_eq!(refusal.field.as_deref(), Some(&*format!("{field}.x")));
+                assert!(refusal.error.contains("nested deeper"), "{refusal}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_lead_with_the_deepest_allowed_value_is_stored_and_read_back() {
+        use crate::model::Lead;
+        for field in ["form_fields", "metadata"] {
+            let capture = parse_capture(&nested(field, MAX_NESTING)).expect("allowed");
+            let flags = check(&capture, &ValidationConfig::default()).expect("passes");
+            let lead = Lead::captured(
+                "id".into(),
+                "trace".into(),
+                "website".into(),
+                "evt".into(),
+                capture,
+                flags,
+                "2026-11-23T10:00:01Z".parse().expect("time"),
+            );
+            let stored = serde_json::to_string(&lead).expect("encodes");
+            let read: Lead = serde_json::from_str(&stored).expect("decodes");
+            assert_eq!(read, lead);
+        }
+    }
+    #[test]
+    fn a_number_in_a_form_field_reads_back_as_it_was_stored() {
+        // serde_json's default float parser can land one ULP off: this value drifted on every
+        // read-write of the lead until parsing was made exact (found by the webhook fuzz target).
+        let body = br#"{"event":"lead_capture","timestamp":"2026-11-23T10:00:00Z","captured_email":"pat@acme-robotics.com","form_fields":{"n":777777777777770777777777777777777777777}}"#;
+        let capture = parse_capture(body).expect("valid");
+        let stored = serde_json::to_string(&capture).expect("encodes");
+        let read: CaptureEvent = serde_json::from_str(&stored).expect("decodes");
+        assert_eq!(read, capture);
+        assert_eq!(serde_json::to_string(&read).expect("encodes"), stored);
+    }
+
+    #[test]
+    fn bytes_after_the_json_body_are_refused() {
+        let valid = r#"{"event":"lead_capture","timestamp":"2026-11-23T10:00:00Z","captured_email":"pat@acme-robotics.com"}"#;
+        assert!(parse_capture(format!("{valid}\r\n ").as_bytes()).is_ok());
+        for trailing in ["04:00Z\"}]}", "{}", "x"] {
+            let rejection =
+                parse_capture(format!("{valid}{trailing}").as_bytes()).expect_err("trailing bytes");
+            assert!(
+                rejection.error.starts_with("body is not valid JSON"),
+                "{rejection}"
+            );
+            assert_eq!(rejection.field, None);
+        }
     }
 }

@@ -406,6 +406,20 @@ impl Sqlite {
         })
         .await
     }
+
+    /// Caps the database at `pages` pages (SQLite's `max_page_count`, on the writer connection
+    /// only, until the process ends): a write that needs more fails as it does on a full disk.
+    /// A cap below the current size holds the file at its current size (0 changes nothing).
+    /// Returns the cap in force. No configuration key sets it: it lets the fault tests fill
+    /// the "disk" and free it again without privileges.
+    #[doc(hidden)]
+    pub async fn cap_pages(&self, pages: u32) -> Result<u32, StoreError> {
+        self.write(Durability::Atomic, move |conn| {
+            conn.pragma_update_and_check(None, "max_page_count", pages, |row| row.get(0))
+                .map_err(unavailable)
+        })
+        .await
+    }
 }
 
 /// What one dead-letter queue holds, for the operations alert: no message bodies, no errors

@@ -1,8 +1,8 @@
 //! The embedded mode: every stage in one process over one SQLite file, with the same stage code
 //! as the Lambda functions and SQS's queue semantics.
 
-pub mod server;
 pub mod ops;
+pub mod server;
 pub mod sqlite;
 
 use std::net::SocketAddr;

@@ -23,14 +23,14 @@ mod email;
 mod locate;
 #[cfg(test)]
 mod mistakes;
-mod server;
 mod operations;
+mod server;
 mod team;
 
 pub use alerts::{ClaimConfig, EscalateTo, EscalationConfig, EscalationStep};
 pub use email::{EmailConfig, SmtpCredentials, SmtpTls};
-pub use server::ServerConfig;
 pub use operations::OperationsConfig;
+pub use server::ServerConfig;
 pub use team::{
     AfterHoursPolicy, Conditions, MemberConfig, NamedAccount, PoolConfig, ResetPeriod,
     RoutingConfig, RuleConfig, Strategy, TargetConfig, TeamConfig, DEFAULT_MERGE_WINDOW_HOURS,

@@ -49,7 +49,17 @@ async fn the_same_event_id_again_is_a_duplicate_with_the_same_lead() {
     assert_eq!(first.status, 202);
     let lead_id = first.body["lead_id"].as_str().expect("lead id").to_owned();
     server.wait_for_state(&lead_id, "notified").await;
-    let before = server.counts().await;
+    // The lead is notified a moment before its worker deletes the notify message: wait for
+    // the queues to settle so that the comparison below sees only the duplicate's writes.
+    let before = leadrelay_tests::eventually(
+        std::time::Duration::from_secs(10),
+        "the notify message deleted",
+        || async {
+            let counts = server.counts().await;
+            (counts.messages == 0).then_some(counts)
+        },
+    )
+    .await;
 
     let again = server.send("website", "msg_dup_1", &sample(LEAD)).await;
     assert_eq!(again.status, 200);

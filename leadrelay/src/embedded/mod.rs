@@ -19,9 +19,9 @@ use leadrelay_shared::http::{router, Api};
 use leadrelay_shared::model::Stage;
 use leadrelay_shared::notifiers::Channels;
 use leadrelay_shared::operations::OperationsChannel;
-use leadrelay_shared::ports::{Queue as _, SystemClock};
+use leadrelay_shared::ports::{Queue as _, Received, SystemClock};
 use leadrelay_shared::sla;
-use leadrelay_shared::stages::{Deferred, Pipeline};
+use leadrelay_shared::stages::{Deferred, Outcome, Pipeline, StageError};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
@@ -220,58 +220,134 @@ async fn watch_dead_letters(alarm: Arc<DeadLetterAlarm>, every: Duration) {
     }
 }
 
-/// One stage worker: take a batch, work it concurrently, repeat; sleep while the queue is empty.
+/// One stage worker. Route takes a batch and works it in order; the other stages keep up to
+/// `batch_size` messages in flight and take another as soon as one finishes, so a slow lead
+/// (a channel retrying, an fsync) never holds up the leads received with it.
 async fn work(pipeline: Arc<Pipeline>, db: Sqlite, stage: Stage) {
+    if stage == Stage::Route {
+        work_in_order(pipeline, db).await
+    } else {
+        work_streaming(pipeline, db, stage).await
+    }
+}
+
+/// Routing decisions read and guard the same counters and pool ledgers: run at once, all but
+/// one would lose the guard and decide again, so a route batch goes in order.
+async fn work_in_order(pipeline: Arc<Pipeline>, db: Sqlite) {
+    let stage = Stage::Route;
     let batch = pipeline.config.pipeline.batch_size;
     loop {
-        let messages = match db.receive(stage, batch).await {
-            Ok(messages) => messages,
-            Err(error) => {
-                warn!(stage = %stage, %error, "receive failed");
-                tokio::time::sleep(IDLE_POLL).await;
-                continue;
-            }
+        let Some(messages) = receive_or_wait(&db, stage, batch).await else {
+            continue;
         };
-        if messages.is_empty() {
-            tokio::select! {
-                _ = db.sent_to(stage) => {}
-                _ = tokio::time::sleep(IDLE_POLL) => {}
+        let mut done = Vec::with_capacity(messages.len());
+        for message in &messages {
+            let outcome = pipeline.handle(stage, &message.body).await;
+            if let Some(receipt) = settle(&pipeline, stage, message, outcome).await {
+                done.push(receipt);
             }
+        }
+        delete_finished(&db, stage, &done).await;
+    }
+}
+
+/// Up to `batch_size` messages at once, refilled as each finishes; the ones that finished
+/// together are deleted in one write.
+async fn work_streaming(pipeline: Arc<Pipeline>, db: Sqlite, stage: Stage) {
+    use futures::stream::{FuturesUnordered, StreamExt as _};
+    let capacity = pipeline.config.pipeline.batch_size.max(1);
+    let pipeline_ref = pipeline.as_ref();
+    let mut running = FuturesUnordered::new();
+    loop {
+        let room = capacity.saturating_sub(u32::try_from(running.len()).unwrap_or(u32::MAX));
+        if room > 0 {
+            let received = if running.is_empty() {
+                receive_or_wait(&db, stage, room).await
+            } else {
+                match db.receive(stage, room).await {
+                    Ok(messages) => Some(messages),
+                    Err(error) => {
+                        warn!(stage = %stage, %error, "receive failed");
+                        None
+                    }
+                }
+            };
+            for message in received.unwrap_or_default() {
+                running.push(async move {
+                    let outcome = pipeline_ref.handle(stage, &message.body).await;
+                    (message, outcome)
+                });
+            }
+        }
+        if running.is_empty() {
             continue;
         }
-        // Work the batch concurrently; delete the successes in one write, defer the failures
-        // (a failure whose retry schedule is spent is moved to the dead-letter queue there).
-        // Routing decisions read and guard the same counters and pool ledgers: run at once,
-        // all but one would lose the guard and decide again, so a route batch goes in order.
-        let pipeline_ref = pipeline.as_ref();
-        let outcomes = if stage == Stage::Route {
-            let mut outcomes = Vec::with_capacity(messages.len());
-            for message in &messages {
-                outcomes.push((message, pipeline_ref.handle(stage, &message.body).await));
+        // The next to finish, or a new message while there is room for it.
+        let first = if (running.len() as u64) < u64::from(capacity) {
+            tokio::select! {
+                finished = running.next() => finished,
+                _ = db.sent_to(stage) => None,
+                _ = tokio::time::sleep(IDLE_POLL) => None,
             }
-            outcomes
         } else {
-            futures::future::join_all(
-                messages
-                    .iter()
-                    .map(|m| async move { (m, pipeline_ref.handle(stage, &m.body).await) }),
-            )
-            .await
+            running.next().await
         };
-        let mut done = Vec::with_capacity(outcomes.len());
-        for (message, outcome) in outcomes {
-            match outcome {
-                Ok(_) => done.push(message.receipt.clone()),
-                Err(failure) => match pipeline.defer(stage, message, &failure).await {
-                    Ok(Deferred::Retrying(_) | Deferred::DeadLettered) => {}
-                    Err(error) => {
-                        warn!(stage = %stage, %error, "could not defer a failed message");
-                    }
-                },
+        let mut done = Vec::new();
+        let mut finished = first;
+        while let Some((message, outcome)) = finished {
+            if let Some(receipt) = settle(&pipeline, stage, &message, outcome).await {
+                done.push(receipt);
             }
+            // Whatever else has finished meanwhile goes in the same delete.
+            finished = futures::FutureExt::now_or_never(running.next()).flatten();
         }
-        if let Err(error) = db.delete_many(stage, &done).await {
-            warn!(stage = %stage, %error, "could not delete finished messages; they will be redelivered");
+        delete_finished(&db, stage, &done).await;
+    }
+}
+
+/// Up to `max` messages; `None` (after waiting for a send or the idle poll) when there are none.
+async fn receive_or_wait(db: &Sqlite, stage: Stage, max: u32) -> Option<Vec<Received>> {
+    match db.receive(stage, max).await {
+        Ok(messages) if !messages.is_empty() => return Some(messages),
+        Ok(_) => {}
+        Err(error) => {
+            warn!(stage = %stage, %error, "receive failed");
+            tokio::time::sleep(IDLE_POLL).await;
+            return None;
         }
+    }
+    tokio::select! {
+        _ = db.sent_to(stage) => {}
+        _ = tokio::time::sleep(IDLE_POLL) => {}
+    }
+    None
+}
+
+/// The receipt to delete after a success; after a failure, the retry (or, once the retry
+/// schedule is spent, the dead letter) is arranged here and there is nothing to delete.
+async fn settle(
+    pipeline: &Pipeline,
+    stage: Stage,
+    message: &Received,
+    outcome: Result<Outcome, StageError>,
+) -> Option<String> {
+    match outcome {
+        Ok(_) => Some(message.receipt.clone()),
+        Err(failure) => {
+            match pipeline.defer(stage, message, &failure).await {
+                Ok(Deferred::Retrying(_) | Deferred::DeadLettered) => {}
+                Err(error) => warn!(stage = %stage, %error, "could not defer a failed message"),
+            }
+            None
+        }
+    }
+}
+
+async fn delete_finished(db: &Sqlite, stage: Stage, done: &[String]) {
+    if done.is_empty() {
+        return;
+    }
+    if let Err(error) = db.delete_many(stage, done).await {
+        warn!(stage = %stage, %error, "could not delete finished messages; they will be redelivered");
     }
 }

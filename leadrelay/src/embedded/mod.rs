@@ -251,19 +251,26 @@ async fn work_in_order(pipeline: Arc<Pipeline>, db: Sqlite) {
     }
 }
 
-/// Up to `batch_size` messages at once, refilled as each finishes; the ones that finished
-/// together are deleted in one write.
+/// Up to `batch_size` messages at once, refilled once half of them have finished (or after
+/// the idle poll), so a slow lead never holds up the rest; the finished ones are deleted in one
+/// write just before each refill. Refilling on every finish or every send would double the
+/// committer's work (a receive is a write).
 async fn work_streaming(pipeline: Arc<Pipeline>, db: Sqlite, stage: Stage) {
     use futures::stream::{FuturesUnordered, StreamExt as _};
-    let capacity = pipeline.config.pipeline.batch_size.max(1);
+    let capacity = pipeline.config.pipeline.batch_size.max(1) as usize;
+    let refill_at = capacity / 2;
     let pipeline_ref = pipeline.as_ref();
     let mut running = FuturesUnordered::new();
+    let mut done = Vec::new();
+    let mut polled = true;
     loop {
-        let room = capacity.saturating_sub(u32::try_from(running.len()).unwrap_or(u32::MAX));
-        if room > 0 {
+        if running.len() <= refill_at || polled {
+            delete_finished(&db, stage, &done).await;
+            done.clear();
+            let room = u32::try_from(capacity - running.len()).unwrap_or(u32::MAX);
             let received = if running.is_empty() {
                 receive_or_wait(&db, stage, room).await
-            } else {
+            } else if room > 0 {
                 match db.receive(stage, room).await {
                     Ok(messages) => Some(messages),
                     Err(error) => {
@@ -271,6 +278,8 @@ async fn work_streaming(pipeline: Arc<Pipeline>, db: Sqlite, stage: Stage) {
                         None
                     }
                 }
+            } else {
+                None
             };
             for message in received.unwrap_or_default() {
                 running.push(async move {
@@ -282,26 +291,23 @@ async fn work_streaming(pipeline: Arc<Pipeline>, db: Sqlite, stage: Stage) {
         if running.is_empty() {
             continue;
         }
-        // The next to finish, or a new message while there is room for it.
-        let first = if (running.len() as u64) < u64::from(capacity) {
-            tokio::select! {
-                finished = running.next() => finished,
-                _ = db.sent_to(stage) => None,
-                _ = tokio::time::sleep(IDLE_POLL) => None,
-            }
-        } else {
-            running.next().await
+        // The next to finish, or the idle poll (to take new messages while the rest are slow).
+        let mut finished = tokio::select! {
+            finished = running.next() => finished,
+            _ = tokio::time::sleep(IDLE_POLL) => None,
         };
-        let mut done = Vec::new();
-        let mut finished = first;
+        polled = finished.is_none();
         while let Some((message, outcome)) = finished {
             if let Some(receipt) = settle(&pipeline, stage, &message, outcome).await {
                 done.push(receipt);
             }
-            // Whatever else has finished meanwhile goes in the same delete.
+            // Whatever else has finished meanwhile is settled now too.
             finished = futures::FutureExt::now_or_never(running.next()).flatten();
         }
-        delete_finished(&db, stage, &done).await;
+        if running.is_empty() {
+            delete_finished(&db, stage, &done).await;
+            done.clear();
+        }
     }
 }
 

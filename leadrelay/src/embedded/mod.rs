@@ -175,20 +175,18 @@ const BACKLOG_SAMPLE: Duration = Duration::from_millis(100);
 /// Measures the stage queues' backlog for ingest's admission check, and logs when shedding
 /// starts and stops (the 429s themselves are logged at debug only).
 async fn sample_backlog(db: Sqlite, limit: u64) {
-    let mut since = db.backlog_origin();
     let mut shedding = false;
     let mut ticks = tokio::time::interval(BACKLOG_SAMPLE);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match db.sample_backlog(since).await {
-            Ok(next) => since = next,
+        let waiting = match db.sample_backlog().await {
+            Ok(backlog) => backlog.waiting,
             Err(error) => {
                 warn!(%error, "could not measure the queue backlog");
                 continue;
             }
-        }
-        let waiting = db.backlog().map_or(0, |b| b.waiting);
+        };
         let over = limit > 0 && waiting > limit;
         if over != shedding {
             shedding = over;

@@ -144,6 +144,14 @@ enum Durability {
     Atomic,
 }
 
+/// One measurement of the stage queues' backlog, and the finished count it was taken at.
+#[derive(Debug, Clone, Copy)]
+struct BacklogSample {
+    at: Instant,
+    finished: u64,
+    backlog: Backlog,
+}
+
 /// Queue settings the SQS redrive policy would hold.
 #[derive(Debug, Clone, Copy)]
 pub struct QueueSettings {
@@ -163,14 +171,12 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     settings: QueueSettings,
     wakeups: HashMap<Stage, Notify>,
-    /// Messages visible in the stage queues at the last sample (see `sample_backlog`).
-    waiting: AtomicU64,
     /// Messages the stages finished (deleted) since the store opened.
     finished: AtomicU64,
-    /// Messages finished per second over the last sampling interval, as `f64` bits.
-    drain_rate: AtomicU64,
-    /// Whether a sample has been taken: before the first, `backlog` knows nothing.
-    sampled: std::sync::atomic::AtomicBool,
+    /// The last backlog sample (see `sample_backlog`); none before the first.
+    sample: Mutex<Option<BacklogSample>>,
+    /// When the store opened: the first sample's drain rate counts from here.
+    opened: Instant,
     /// Dropped with the store, which stops the checkpointer thread.
     _stop_checkpoints: std::sync::mpsc::Sender<()>,
 }
@@ -230,10 +236,9 @@ impl Sqlite {
                 readers: Mutex::new(Vec::new()),
                 settings,
                 wakeups: Stage::ALL.into_iter().map(|s| (s, Notify::new())).collect(),
-                waiting: AtomicU64::new(0),
                 finished: AtomicU64::new(0),
-                drain_rate: AtomicU64::new(0f64.to_bits()),
-                sampled: std::sync::atomic::AtomicBool::new(false),
+                sample: Mutex::new(None),
+                opened: Instant::now(),
                 _stop_checkpoints: stop_checkpoints,
             }),
         })
@@ -302,13 +307,10 @@ impl Sqlite {
         result
     }
 
-    /// Counts the messages visible now in the stage queues and the drain rate since `since`
-    /// (with the finished count then); the answer of [`Queue::backlog`] until the next sample.
-    /// One indexed count per stage on a read connection: cheap enough to run every 100 ms.
-    pub async fn sample_backlog(
-        &self,
-        since: (Instant, u64),
-    ) -> Result<(Instant, u64), StoreError> {
+    /// Counts the messages visible now in the stage queues, and the drain rate since the last
+    /// sample: the answer of [`Queue::backlog`] until the next sample. One indexed count per
+    /// stage on a read connection: cheap enough to run every 100 ms.
+    pub async fn sample_backlog(&self) -> Result<Backlog, StoreError> {
         let waiting = self
             .read(|conn| {
                 let now = now_ms();
@@ -328,21 +330,27 @@ impl Sqlite {
             .await?;
         let at = Instant::now();
         let finished = self.inner.finished.load(Ordering::Relaxed);
-        let seconds = at.duration_since(since.0).as_secs_f64();
-        if seconds > 0.0 {
-            let rate = finished.saturating_sub(since.1) as f64 / seconds;
-            self.inner
-                .drain_rate
-                .store(rate.to_bits(), Ordering::Relaxed);
-        }
-        self.inner.waiting.store(waiting, Ordering::Relaxed);
-        self.inner.sampled.store(true, Ordering::Release);
-        Ok((at, finished))
-    }
-
-    /// The start of the first sampling interval.
-    pub fn backlog_origin(&self) -> (Instant, u64) {
-        (Instant::now(), self.inner.finished.load(Ordering::Relaxed))
+        let mut last = self.inner.sample.lock().unwrap_or_else(|p| p.into_inner());
+        let (since, finished_then, rate_then) = match last.as_ref() {
+            Some(last) => (last.at, last.finished, last.backlog.drained_per_sec),
+            None => (self.inner.opened, 0, 0.0),
+        };
+        let seconds = at.duration_since(since).as_secs_f64();
+        let drained_per_sec = if seconds > 0.0 {
+            finished.saturating_sub(finished_then) as f64 / seconds
+        } else {
+            rate_then
+        };
+        let backlog = Backlog {
+            waiting,
+            drained_per_sec,
+        };
+        *last = Some(BacklogSample {
+            at,
+            finished,
+            backlog,
+        });
+        Ok(backlog)
     }
 
     fn wake(&self, stage: Stage) {
@@ -1358,13 +1366,11 @@ fn parse_receipt(receipt: &str) -> Result<(i64, String), QueueError> {
 #[async_trait]
 impl Queue for Sqlite {
     fn backlog(&self) -> Option<Backlog> {
-        if !self.inner.sampled.load(Ordering::Acquire) {
-            return None;
-        }
-        Some(Backlog {
-            waiting: self.inner.waiting.load(Ordering::Relaxed),
-            drained_per_sec: f64::from_bits(self.inner.drain_rate.load(Ordering::Relaxed)),
-        })
+        self.inner
+            .sample
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|sample| sample.backlog)
     }
 
     async fn send(&self, stage: Stage, envelope: &Envelope) -> Result<(), QueueError> {

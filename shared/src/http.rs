@@ -23,7 +23,7 @@ use crate::stages::{IngestError, Pipeline};
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// Seconds a sender is asked to wait after a 503 (the store's busy timeout is 5 s).
-const RETRY_AFTER_SECS: &str = "5";
+const RETRY_AFTER_SECS: u64 = 5;
 
 /// Shared by the handlers: the pipeline, and whether the stage workers are running.
 #[derive(Clone)]
@@ -81,16 +81,11 @@ async fn receive_webhook(
     if let Err(overloaded) = api.pipeline.admit() {
         // Per request at debug only: the store's sampler logs when shedding starts and stops.
         tracing::debug!(source = %source, waiting = overloaded.waiting, "shed with 429");
-        let mut response = error(
+        return retry_later(
             StatusCode::TOO_MANY_REQUESTS,
             "overloaded, retry later",
-            None,
+            overloaded.retry_after.as_secs(),
         );
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            header::HeaderValue::from(overloaded.retry_after.as_secs()),
-        );
-        return response;
     }
     let declared = request
         .headers()
@@ -141,18 +136,23 @@ async fn receive_webhook(
             error!(source = %source, error = %failure, "could not store the webhook");
             // Nothing was accepted (a full disk, a locked store): the sender keeps the event
             // and tries again; Retry-After tells it when.
-            let mut response = error(
+            retry_later(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily unavailable, retry later",
-                None,
-            );
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                header::HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
-            response
+                RETRY_AFTER_SECS,
+            )
         }
     }
+}
+
+/// A refusal the sender should send again after `seconds` (429, 503): the JSON error and
+/// `Retry-After`.
+fn retry_later(status: StatusCode, message: &str, seconds: u64) -> Response {
+    let mut response = error(status, message, None);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+    response
 }
 
 /// What reading a request body came to.

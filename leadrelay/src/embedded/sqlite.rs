@@ -626,7 +626,8 @@ type SyncSender = std::sync::mpsc::Sender<Vec<Reply>>;
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// Passive checkpoints (they never block the writer or a reader) on a timer, until the store
-/// is dropped (its end of `stop` with it). After a checkpoint that caught up, the next commit starts the WAL over.
+/// is dropped (its end of `stop` with it). After a checkpoint that caught up, the next commit
+/// starts the WAL over.
 fn checkpoint_loop(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
     {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use leadrelay::embedded::{QueueSettings, Sqlite};
+use leadrelay_channels::Channels;
 use leadrelay_shared::model::{Envelope, LeadState, Stage};
-use leadrelay_shared::notifiers::Channels;
 use leadrelay_shared::ports::{Clock, LeadStore, Queue};
 use leadrelay_shared::stages::Pipeline;
 use leadrelay_tests::{initech_lead, parse_config, shipped_example_config, Terminal};

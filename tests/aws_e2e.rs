@@ -11,11 +11,11 @@ use aws_sdk_sqs::types::MessageSystemAttributeName;
 use aws_sdk_ssm::types::ParameterType;
 use lambda_http::tower::ServiceExt as _;
 use leadrelay_aws::bootstrap::{self, Deployment as Env};
-use leadrelay_shared::http::{router, Api};
 use leadrelay_shared::model::Stage;
 use leadrelay_shared::stages::Pipeline;
 use leadrelay_tests::aws::{moto, Deployment, Moto};
 use leadrelay_tests::{eventually, example_config, root, sample, with_retry_schedule};
+use leadrelay_web::{router, Api};
 use serde_json::{json, Value};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -100,7 +100,7 @@ async fn stack(slack_status: u16) -> Stack {
         );
     }
     let function_env = Env::from_env(|name| env.get(name).cloned()).expect("environment");
-    let pipeline = bootstrap::pipeline(&moto.sdk, &function_env)
+    let pipeline = bootstrap::every_stage_pipeline(&moto.sdk, &function_env)
         .await
         .expect("the functions' start-up");
     Stack {
@@ -429,10 +429,7 @@ async fn invoke_claim(stack: &Stack, method: &str, path: &str, query: &str) -> (
     event["body"] = "".into();
     event["headers"]["content-type"] = "application/x-www-form-urlencoded".into();
     let request = lambda_http::request::from_str(&event.to_string()).expect("API Gateway event");
-    let app = leadrelay_shared::http::claim_router(Api::new(
-        stack.pipeline.clone(),
-        Arc::new(true.into()),
-    ));
+    let app = leadrelay_web::claim_router(Api::new(stack.pipeline.clone(), Arc::new(true.into())));
     let response = app.oneshot(request).await.expect("infallible");
     let status = response.status().as_u16();
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)

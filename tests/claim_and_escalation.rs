@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use leadrelay::embedded::{QueueSettings, Sqlite};
+use leadrelay_channels::Channels;
 use leadrelay_shared::claim::{self, ClaimOutcome, ClaimVia};
 use leadrelay_shared::model::{
     CaptureEvent, Envelope, EventKind, Lead, LeadState, Metadata, Owner, Stage,
 };
-use leadrelay_shared::notifiers::Channels;
 use leadrelay_shared::ports::{Clock, LeadStore, Queue};
 use leadrelay_shared::routing::{open_leads_counter, sla_streak_counter};
 use leadrelay_shared::sla;

@@ -3,10 +3,10 @@
 //! at a local stand-in for Slack's `response_url`.
 
 use jiff::Timestamp;
-use leadrelay_shared::claim_http::slack_headers;
 use leadrelay_shared::claim_link;
 use leadrelay_shared::signature::SigningKey;
 use leadrelay_tests::{example_config, sample, Server};
+use leadrelay_web::claim_http::slack_headers;
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

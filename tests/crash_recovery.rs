@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use leadrelay::embedded::{Embedded, QueueSettings, Sqlite};
+use leadrelay_channels::Channels;
 use leadrelay_shared::config::Config;
 use leadrelay_shared::model::{Envelope, Owner, Stage};
-use leadrelay_shared::notifiers::Channels;
 use leadrelay_shared::ports::{Clock, Destination, LeadStore, Notifier, NotifyError};
 use leadrelay_shared::render::Alert;
 use leadrelay_shared::stages::{open_leads_counter, Pipeline, StageError};

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use leadrelay::embedded::{QueueSettings, Sqlite};
-use leadrelay_shared::http::{router, Api};
+use leadrelay_channels::Channels;
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage};
-use leadrelay_shared::notifiers::Channels;
 use leadrelay_shared::ports::{Clock, LeadStore, Queue};
 use leadrelay_shared::routing::open_leads_counter;
 use leadrelay_shared::stages::{close_lead, Pipeline};
 use leadrelay_tests::{example_config, parse_config, sample, Terminal};
+use leadrelay_web::{router, Api};
 use serde_json::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

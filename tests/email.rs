@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use leadrelay::embedded::{QueueSettings, Sqlite};
+use leadrelay_channels::Channels;
+use leadrelay_email::SmtpMailer;
 use leadrelay_shared::claim_link;
 use leadrelay_shared::config::Config;
-use leadrelay_shared::email::smtp::SmtpMailer;
 use leadrelay_shared::model::{
     Envelope, Escalation, Flag, GateAction, Lead, LeadState, Owner, Stage, Turn,
 };
-use leadrelay_shared::notifiers::Channels;
 use leadrelay_shared::ports::{Clock, DeadLetters as _, DeliveryStart, LeadStore};
 use leadrelay_shared::stages::{Pipeline, StageError};
 use leadrelay_tests::smtp::{Mail, SmtpSink};

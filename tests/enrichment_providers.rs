@@ -12,7 +12,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 /// The example config with both providers on, the website source allowed to fetch
 /// transcripts from the loopback stand-in.
 fn config() -> String {
-    let database = root().join("shared/tests/fixtures/geoip-test.mmdb");
+    let database = root().join("adapters/geoip/tests/fixtures/geoip-test.mmdb");
     let text = example_config()
         .replacen(
             "tolerance_secs = 300",

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leadrelay::embedded::{QueueSettings, Sqlite};
+use leadrelay_channels::Channels;
 use leadrelay_shared::model::{
     CaptureEvent, Enrichment, Envelope, EventKind, Lead, LeadState, Metadata, Owner, Stage,
     Timeline,
 };
-use leadrelay_shared::notifiers::Channels;
 use leadrelay_shared::ports::{LeadStore, SystemClock};
 use leadrelay_shared::stages::{open_leads_counter, Pipeline};
 use leadrelay_tests::{parse_config, Terminal};

@@ -251,8 +251,8 @@ async fn explain_names_why_each_candidate_was_skipped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_a_lead_frees_the_capacity_it_held_and_pools_show_the_ledger() {
+    use leadrelay_channels::Channels;
     use leadrelay_shared::model::{Envelope, Stage};
-    use leadrelay_shared::notifiers::Channels;
     use leadrelay_shared::ports::SystemClock;
     use leadrelay_shared::stages::{close_lead, Pipeline};
     use std::sync::Arc;

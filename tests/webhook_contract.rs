@@ -391,7 +391,7 @@ async fn past_the_backlog_limit_ingest_sheds_load_with_429_and_retry_after() {
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let app = leadrelay_shared::http::router(leadrelay_shared::http::Api::new(
+    let app = leadrelay_web::router(leadrelay_web::Api::new(
         embedded.pipeline.clone(),
         Arc::new(AtomicBool::new(true)),
     ));

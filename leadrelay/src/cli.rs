@@ -263,7 +263,7 @@ pub fn timeline(lead: &Lead) -> String {
             "  claimed   by {} via {}. {}\n",
             claim.rep,
             claim.via,
-            leadrelay_shared::claim_http::response_line(&first)
+            leadrelay_web::claim_http::response_line(&first)
         ));
     }
     if let Some(f) = &lead.last_failure {

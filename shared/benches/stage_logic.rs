@@ -8,11 +8,12 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 use criterion::{BatchSize, Criterion};
 use jiff::{SignedDuration, Timestamp};
+use leadrelay_geoip::Geoip;
+use leadrelay_shared::config::GeoipConfig;
 use leadrelay_shared::config::{Config, SourceConfig};
-use leadrelay_shared::enrichment::geoip::{Geoip, GeoipConfig};
 use leadrelay_shared::enrichment::Providers;
 use leadrelay_shared::model::{Lead, LeadState};
 use leadrelay_shared::render::{self, Alert};
@@ -255,7 +256,8 @@ fn benches(c: &mut Criterion, fx: &Fixture) {
         database: "geoip-test.mmdb".into(),
         budget_ms: Some(50),
         resolved: Some(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/geoip-test.mmdb"),
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../adapters/geoip/tests/fixtures/geoip-test.mmdb"),
         ),
     };
     let providers = Providers::new(vec![Geoip::budgeted(&geoip, 50).expect("fixture opens")]);

@@ -3,20 +3,15 @@
 //! code that runs on them. Entry points (the `leadrelay` binary, the Lambda functions) only
 //! wire adapters to [`stages::Pipeline`].
 
-pub mod channels;
 pub mod claim;
-pub mod claim_http;
 pub mod claim_link;
 pub mod cleaning;
 pub mod config;
 pub mod email;
 pub mod enrichment;
-pub mod http;
 pub mod lists;
 pub mod metrics;
 pub mod model;
-pub mod notifiers;
-pub mod operations;
 pub mod ports;
 pub mod render;
 pub mod routing;

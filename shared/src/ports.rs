@@ -527,6 +527,21 @@ pub trait Notifier: Send + Sync {
     async fn deliver(&self, destination: &Destination, alert: &Alert) -> Result<(), NotifyError>;
 }
 
+/// The notifier of a process that runs no notify stage (the AWS functions other than notify,
+/// which link no channel code): every delivery is refused for good, so a message that reached
+/// the wrong process can never pass for delivered.
+pub struct NoChannels;
+
+#[async_trait]
+impl Notifier for NoChannels {
+    async fn deliver(&self, destination: &Destination, _alert: &Alert) -> Result<(), NotifyError> {
+        Err(NotifyError::Permanent {
+            channel: destination.channel().to_owned(),
+            detail: "this process has no alert channels (the notify stage runs elsewhere)".into(),
+        })
+    }
+}
+
 /// Wall-clock time, a port so that tests can hold it still.
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;

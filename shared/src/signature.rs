@@ -4,10 +4,10 @@
 //! signature the sender offers, and compare in constant time through `Mac::verify_slice`.
 //! Why a check failed is returned for the log, never for the HTTP answer.
 
-use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
+use http::HeaderMap;
 use jiff::Timestamp;
 use secrecy::{ExposeSecret, SecretSlice};
 use sha2::{Digest, Sha256};
@@ -308,7 +308,7 @@ pub fn sign_body_hmac(key: &SigningKey, prefix: &str, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use http::HeaderValue;
 
     // "whsec_" + base64("leadrelay-test-secret-0123456789")
     const SECRET: &str = "whsec_bGVhZHJlbGF5LXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=";

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::HeaderMap;
+use http::HeaderMap;
 use jiff::{SignedDuration, Timestamp};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -202,6 +202,12 @@ impl Pipeline {
             providers: Providers::default(),
             in_progress: InProgress::default(),
         }
+    }
+
+    /// The same pipeline with its alert channels.
+    pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// The same pipeline with enrichment providers (see [`crate::enrichment`]).

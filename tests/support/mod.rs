@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use leadrelay::cli::signed_headers;
-use leadrelay::embedded::sqlite::Counts;
 use leadrelay::embedded::{Embedded, Sqlite};
 use leadrelay_shared::config::Config;
+use leadrelay_sqlite::Counts;
 use serde_json::Value;
 use tokio::sync::oneshot;
 

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use lambda_http::Error;
-use leadrelay_shared::http::{claim_router, Api};
+use leadrelay_web::{claim_router, Api};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -8,7 +8,7 @@ use leadrelay_shared::model::Stage;
 async fn main() -> Result<(), Error> {
     leadrelay_aws::bootstrap::init_logs();
     // Built once per container, outside the handler.
-    let pipeline = leadrelay_aws::bootstrap::from_environment().await?;
+    let pipeline = leadrelay_aws::bootstrap::enrich_from_environment().await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         leadrelay_aws::lambda::handle_batch(pipeline.clone(), Stage::Enrich, event.payload)
     }))

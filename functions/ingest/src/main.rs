@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use lambda_http::Error;
-use leadrelay_shared::http::{router, Api};
+use leadrelay_web::{router, Api};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

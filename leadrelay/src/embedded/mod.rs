@@ -3,7 +3,6 @@
 
 pub mod ops;
 pub mod server;
-pub mod sqlite;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,21 +11,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use leadrelay_channels::operations::OperationsChannel;
+use leadrelay_channels::Channels;
+use leadrelay_email::SmtpMailer;
 use leadrelay_shared::config::Config;
-use leadrelay_shared::email::smtp::SmtpMailer;
-use leadrelay_shared::enrichment;
-use leadrelay_shared::http::{router, Api};
 use leadrelay_shared::model::Stage;
-use leadrelay_shared::notifiers::Channels;
-use leadrelay_shared::operations::OperationsChannel;
 use leadrelay_shared::ports::{Queue as _, Received, SystemClock};
 use leadrelay_shared::sla;
 use leadrelay_shared::stages::{Deferred, Outcome, Pipeline, StageError};
+use leadrelay_web::{router, Api};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+pub use leadrelay_sqlite::{QueueSettings, Sqlite};
 pub use ops::DeadLetterAlarm;
-pub use sqlite::{QueueSettings, Sqlite};
 
 /// How long an idle worker sleeps before looking again for messages whose retry delay ended.
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -68,7 +66,15 @@ impl Embedded {
             Some(email) => channels.with_mailer(Arc::new(SmtpMailer::new(email)?)),
             None => channels,
         };
-        let providers = enrichment::from_config(&config, Arc::new(db.clone()))?;
+        // GeoIP reads a database file, which only this runtime has (`load` resolved its path).
+        let geoip = match &config.enrichment.geoip {
+            Some(geoip) => Some(leadrelay_geoip::Geoip::budgeted(
+                geoip.get_ref(),
+                config.enrichment.provider_budget_ms,
+            )?),
+            None => None,
+        };
+        let providers = leadrelay_providers::from_config(&config, Arc::new(db.clone()), geoip)?;
         let channels = Arc::new(channels);
         let alarm = Arc::new(DeadLetterAlarm::new(
             db.clone(),

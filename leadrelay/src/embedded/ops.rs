@@ -6,12 +6,12 @@
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
+use leadrelay_channels::operations::{DeadLetterNotice, OperationsChannel};
 use leadrelay_shared::model::Stage;
-use leadrelay_shared::operations::{DeadLetterNotice, OperationsChannel};
 use leadrelay_shared::ports::StoreError;
 use tracing::{error, info, warn};
 
-use super::sqlite::{Alarm, Sqlite};
+use leadrelay_sqlite::{Alarm, Sqlite};
 
 /// Lead ids a notice lists; the count says how many more there are.
 const LEADS_LISTED: usize = 10;

@@ -94,7 +94,7 @@ impl EmailConfig {
         &mut self,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(), (String, String)> {
-        if self.from.parse::<lettre::message::Mailbox>().is_err() {
+        if self.from.parse::<crate::email::Mailbox>().is_err() {
             return Err((
                 "notify.email.from".into(),
                 format!(

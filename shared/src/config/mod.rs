@@ -12,9 +12,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::enrichment::geoip::GeoipConfig;
-use crate::enrichment::http_api::HttpProviderConfig;
-use crate::enrichment::transcript::TranscriptConfig;
 use crate::model::EventKind;
 use crate::signature::{Scheme, SigningKey};
 
@@ -24,12 +21,14 @@ mod locate;
 #[cfg(test)]
 mod mistakes;
 mod operations;
+pub mod providers;
 mod server;
 mod team;
 
 pub use alerts::{ClaimConfig, EscalateTo, EscalationConfig, EscalationStep};
 pub use email::{EmailConfig, SmtpCredentials, SmtpTls};
 pub use operations::OperationsConfig;
+pub use providers::{FieldPointers, GeoipConfig, HttpProviderConfig, TranscriptConfig};
 pub use server::ServerConfig;
 pub use team::{
     AfterHoursPolicy, Conditions, MemberConfig, NamedAccount, PoolConfig, ResetPeriod,
@@ -453,10 +452,10 @@ impl EnrichmentConfig {
     pub fn configured_providers(&self) -> Vec<String> {
         let mut names = Vec::new();
         if self.geoip.is_some() {
-            names.push(crate::enrichment::geoip::NAME.to_owned());
+            names.push(providers::GEOIP.to_owned());
         }
         if self.transcript.is_some() {
-            names.push(crate::enrichment::transcript::NAME.to_owned());
+            names.push(providers::TRANSCRIPT.to_owned());
         }
         names.extend(self.http.iter().map(|h| h.get_ref().name.clone()));
         names
@@ -1328,7 +1327,7 @@ impl Validator<'_> {
             let valid = r
                 .email
                 .as_deref()
-                .is_some_and(|e| e.parse::<lettre::Address>().is_ok());
+                .is_some_and(|e| crate::email::Mailbox::new(None, e).is_ok());
             if !valid {
                 return Err(self.invalid(rep.span(), key, "needs a valid `email` for the rep"));
             }
@@ -2236,19 +2235,7 @@ budget_ms = 300
         let geoip = config.enrichment.geoip.as_ref().expect("configured");
         assert_eq!(geoip.get_ref().path(), dir.path().join("geo/country.mmdb"));
         assert_eq!(config.enrichment.configured_providers(), ["geoip"]);
-        // The file is opened when the providers are built, and named when it is missing.
-        let error = crate::enrichment::geoip::Geoip::open(geoip.get_ref())
-            .err()
-            .expect("missing file")
-            .to_string();
-        assert!(error.contains("geo/country.mmdb"), "{error}");
-        std::fs::create_dir(dir.path().join("geo")).expect("mkdir");
-        std::fs::copy(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/geoip-test.mmdb"),
-            dir.path().join("geo/country.mmdb"),
-        )
-        .expect("copy");
-        assert!(crate::enrichment::geoip::Geoip::open(geoip.get_ref()).is_ok());
+        // The file itself is opened (and named when missing) by `leadrelay-geoip`.
     }
 
     #[test]

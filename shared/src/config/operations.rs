@@ -73,7 +73,7 @@ impl OperationsConfig {
             }
         }
         if let Some(address) = &self.email {
-            if address.parse::<lettre::Address>().is_err() {
+            if crate::email::Mailbox::new(None, address).is_err() {
                 return Err((
                     key("email"),
                     format!("{address:?} is not an e-mail address"),

@@ -2,20 +2,17 @@
 //! Slack alert, and the rep's signed claim link) and the prospect's acknowledgement.
 //!
 //! Everything the prospect typed is untrusted. In HTML it is escaped by `html-escape`; in
-//! headers it is made one line (no CR/LF, no control characters) and cut, and lettre encodes
-//! what is left; links to a prospect-supplied URL are made only for `https://`.
+//! headers it is made one line (no CR/LF, no control characters) and cut, and the e-mail adapter
+//! encodes what is left; links to a prospect-supplied URL are made only for `https://`.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use super::{Mailbox, OutgoingEmail};
+use crate::model::{Lead, Turn};
 use html_escape::{encode_double_quoted_attribute, encode_text};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
-use lettre::message::Mailbox;
-use lettre::Address;
-
-use super::OutgoingEmail;
-use crate::model::{Lead, Turn};
 
 /// The most recent turns shown, whole, within this many characters in all.
 const TRANSCRIPT_BUDGET: usize = 3_000;
@@ -54,11 +51,10 @@ pub fn one_line(text: &str, limit: usize) -> String {
 
 /// A mailbox with a display name made header-safe; `None` if `address` is not one.
 pub fn mailbox(name: Option<&str>, address: &str) -> Option<Mailbox> {
-    let address: Address = address.trim().parse().ok()?;
     let name = name
         .map(|n| one_line(n, HEADER_PART_LIMIT))
         .filter(|n| !n.is_empty());
-    Some(Mailbox::new(name, address))
+    Mailbox::new(name, address).ok()
 }
 
 /// `<lead-id.tag@domain>`: the same for every attempt at one delivery.
@@ -68,12 +64,7 @@ fn message_id(lead_id: &str, tag: &str, from: &Mailbox) -> String {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
             .collect()
     };
-    format!(
-        "<{}.{}@{}>",
-        clean(lead_id),
-        clean(tag),
-        from.email.domain()
-    )
+    format!("<{}.{}@{}>", clean(lead_id), clean(tag), from.domain())
 }
 
 /// The prospect's name: cleaned by enrichment when it could, else as typed.

@@ -3,10 +3,10 @@
 
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
-use lettre::message::Mailbox;
 use tracing::{info, warn};
 
 use super::render::{self, Envelope, Expectation};
+use super::Mailbox;
 use crate::model::{Lead, Owner};
 use crate::ports::{DeliveryStart, Destination};
 use crate::stages::{Pipeline, StageError};

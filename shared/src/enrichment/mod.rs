@@ -1,5 +1,7 @@
-//! Enrichment providers that do I/O (an HTTP firmographics API, IP geolocation, the transcript
-//! behind a URL), behind one port, tried in the configured order within strict time budgets.
+//! The enrichment provider port and the code that runs providers: each is tried in the
+//! configured order within strict time budgets. The providers that do I/O (an HTTP
+//! firmographics API, the transcript behind a URL, IP geolocation) are adapters, in the
+//! `leadrelay-providers` and `leadrelay-geoip` crates.
 //!
 //! The local, pure part of enrichment (cleaning, free-mail and the domain table) runs first in
 //! [`crate::rulebook::Rulebook::enrich`]; providers then fill only what is still missing. A
@@ -14,16 +16,7 @@ use tokio::time::Instant;
 
 use async_trait::async_trait;
 
-use crate::ports::EnrichmentCache;
-
-pub mod geoip;
-pub mod transcript;
-
-use crate::config::Config;
 use crate::model::{Enrichment, EnrichmentStatus, Lead, ProviderOutcome, ProviderReport, Turn};
-
-pub mod breaker;
-pub mod http_api;
 
 /// What a provider is asked about: the lead as captured and what is known so far.
 pub struct LookupRequest<'a> {
@@ -221,35 +214,6 @@ impl Providers {
 pub struct SetupError {
     pub provider: String,
     pub message: String,
-}
-
-/// Builds the providers `[enrichment] providers` lists, in that order, each with its budget.
-/// `cache` keeps what providers cache (the HTTP provider's per-domain answers): the lead store.
-pub fn from_config(
-    config: &Config,
-    cache: Arc<dyn EnrichmentCache>,
-) -> Result<Providers, SetupError> {
-    let enrichment = &config.enrichment;
-    let mut list = Vec::with_capacity(enrichment.providers.len());
-    for name in &enrichment.providers {
-        let name = name.get_ref();
-        // Validation already refused a name that is not configured.
-        let default_ms = enrichment.provider_budget_ms;
-        let built = match (name.as_str(), &enrichment.geoip, &enrichment.transcript) {
-            (geoip::NAME, Some(c), _) => Some(geoip::Geoip::budgeted(c.get_ref(), default_ms)?),
-            (transcript::NAME, _, Some(c)) => Some(transcript::TranscriptFetcher::budgeted(
-                config,
-                c.get_ref(),
-                default_ms,
-            )?),
-            _ => http_api::from_config(enrichment, name, &cache)?,
-        };
-        list.push(built.ok_or_else(|| SetupError {
-            provider: name.clone(),
-            message: "not configured".into(),
-        })?);
-    }
-    Ok(Providers::new(list))
 }
 
 /// Takes what `findings` knows and `enrichment` does not; returns the names of the fields

@@ -1,0 +1,495 @@
+//! The claim endpoints, served by the embedded server and by the claim Lambda alike:
+//!
+//! - `GET /claim/{lead}?rep=..&expires=..&sig=..`: the signed link from an e-mail or SMS
+//!   opens a page with a Claim button. Opening the link claims nothing: mail scanners and
+//!   link previews fetch links, and must not claim leads for anyone.
+//! - `POST` to the same URL: claims it.
+//! - `POST /slack/interactivity`: the Slack Claim button (a signed `block_actions` request).
+//!   The winner's message is updated in place; a later clicker is told who owns the lead.
+
+use axum::body::{to_bytes, Bytes};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use jiff::Timestamp;
+use serde_json::{json, Value};
+use tracing::{error, warn};
+
+use crate::Api;
+use leadrelay_shared::claim::{
+    self, human_duration, ClaimError, ClaimOutcome, ClaimVia, FirstResponse,
+};
+use leadrelay_shared::claim_link;
+use leadrelay_shared::model::Lead;
+use leadrelay_shared::render::slack_escape;
+use leadrelay_shared::signature;
+use leadrelay_shared::stages::chat_alert_for;
+use leadrelay_shared::url_prefix::UrlPrefix;
+
+/// Slack interactivity payloads are small; anything larger is not Slack.
+const MAX_SLACK_BODY: usize = 64 * 1024;
+/// The `block_id` of the alert's buttons, replaced by the claim's outcome.
+pub const ACTIONS_BLOCK: &str = "lead_actions";
+
+pub fn routes() -> Router<Api> {
+    Router::new()
+        .route("/claim/{lead_id}", get(claim_page).post(claim_by_link))
+        .route("/slack/interactivity", post(slack_interactivity))
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let title = html_escape::encode_text(title);
+    (
+        status,
+        Html(format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width\">\
+             <meta name=\"robots\" content=\"noindex\"><title>{title}</title></head>\
+             <body style=\"font-family:sans-serif;max-width:32em;margin:2em auto\">\
+             <h1>{title}</h1>{body}</body></html>"
+        )),
+    )
+        .into_response()
+}
+
+fn refused() -> Response {
+    // Which check failed goes to the log only.
+    page(
+        StatusCode::FORBIDDEN,
+        "Link not valid",
+        "<p>This claim link is not valid or has expired. Claim the lead from a newer alert.</p>",
+    )
+}
+
+fn unavailable() -> Response {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again",
+        "<p>leadrelay could not reach its store. Try again in a moment.</p>",
+    )
+}
+
+fn owned_by(rep: &str, at: Timestamp) -> String {
+    format!(
+        "Already claimed by {rep} at {}.",
+        at.strftime("%Y-%m-%d %H:%M UTC")
+    )
+}
+
+/// Checks the link and reads the lead; `Err` is the page to answer with.
+async fn verified(
+    api: &Api,
+    lead_id: &str,
+    query: Option<&str>,
+) -> Result<(String, Lead), Response> {
+    let keys = &api.pipeline.config.claim.link_keys;
+    let now = api.pipeline.clock.now();
+    let rep = claim_link::verify(keys, lead_id, query.unwrap_or(""), now).map_err(|reason| {
+        warn!(lead_id, %reason, "claim link refused");
+        refused()
+    })?;
+    match api.pipeline.store.get_lead(lead_id).await {
+        Ok(Some(lead)) => Ok((rep, lead)),
+        Ok(None) => Err(page(
+            StatusCode::NOT_FOUND,
+            "No such lead",
+            "<p>This lead does not exist (any more).</p>",
+        )),
+        Err(e) => {
+            error!(lead_id, error = %e, "could not read the lead to claim");
+            Err(unavailable())
+        }
+    }
+}
+
+async fn claim_page(
+    State(api): State<Api>,
+    Path(lead_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let (rep, lead) = match verified(&api, &lead_id, query.as_deref()).await {
+        Ok(found) => found,
+        Err(page) => return page,
+    };
+    let headline = describe(&api, &lead);
+    if let Some(claim) = &lead.claim {
+        let text = if claim.rep == rep {
+            "You claimed this lead.".to_owned()
+        } else {
+            owned_by(&claim.rep, claim.at)
+        };
+        return page(
+            StatusCode::OK,
+            "Lead claimed",
+            &format!(
+                "<p>{headline}</p><p>{}</p>",
+                html_escape::encode_text(&text)
+            ),
+        );
+    }
+    // The form posts to this very URL (path and signed query), escaped for the attribute.
+    let action = format!(
+        "/claim/{}?{}",
+        url::form_urlencoded::byte_serialize(lead_id.as_bytes()).collect::<String>(),
+        query.unwrap_or_default()
+    );
+    page(
+        StatusCode::OK,
+        "Claim this lead?",
+        &format!(
+            "<p>{headline}</p><form method=\"post\" action=\"{}\">\
+             <button type=\"submit\" style=\"font-size:1.2em;padding:.5em 1.5em\">Claim it</button>\
+             </form>",
+            html_escape::encode_double_quoted_attribute(&action)
+        ),
+    )
+}
+
+async fn claim_by_link(
+    State(api): State<Api>,
+    Path(lead_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let rep = match verified(&api, &lead_id, query.as_deref()).await {
+        Ok((rep, _)) => rep,
+        Err(page) => return page,
+    };
+    match claim::claim(&api.pipeline, &lead_id, &rep, ClaimVia::Link).await {
+        Ok(ClaimOutcome::Won { first_response, .. }) => page(
+            StatusCode::OK,
+            "It is yours",
+            &format!(
+                "<p>You own this lead now. {}</p>",
+                html_escape::encode_text(&response_line(&first_response))
+            ),
+        ),
+        Ok(ClaimOutcome::AlreadyYours { .. }) => page(
+            StatusCode::OK,
+            "It is yours",
+            "<p>You had already claimed this lead.</p>",
+        ),
+        Ok(ClaimOutcome::OwnedBy { rep, at, .. }) => page(
+            StatusCode::CONFLICT,
+            "Already claimed",
+            &format!("<p>{}</p>", html_escape::encode_text(&owned_by(&rep, at))),
+        ),
+        Err(failure) => claim_failed(&lead_id, failure),
+    }
+}
+
+/// The alert's headline, then who the prospect is and what they asked, HTML-escaped.
+fn describe(api: &Api, lead: &Lead) -> String {
+    let capture = &lead.capture;
+    let company = lead
+        .enrichment
+        .as_ref()
+        .and_then(|e| e.company.as_deref())
+        .or(capture.company.as_deref());
+    let who = [
+        capture.name.as_deref(),
+        company,
+        capture.captured_email.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(", ");
+    let question = capture
+        .trigger_query
+        .as_deref()
+        .map(|q| {
+            format!(
+                "<br>\u{201c}{}\u{201d}",
+                html_escape::encode_text(&leadrelay_shared::render::truncate(q, 300))
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "{}</p><p><strong>{}</strong>{question}",
+        html_escape::encode_text(&chat_alert_for(&api.pipeline, lead).headline),
+        html_escape::encode_text(&who)
+    )
+}
+
+fn claim_failed(lead_id: &str, failure: ClaimError) -> Response {
+    match failure {
+        ClaimError::NotFound(_) => page(StatusCode::NOT_FOUND, "No such lead", ""),
+        ClaimError::UnknownRep(_) => refused(),
+        ClaimError::NotClaimable { state, .. } => page(
+            StatusCode::CONFLICT,
+            "Not claimable",
+            &format!("<p>This lead is {state}: there is nothing to claim.</p>"),
+        ),
+        ClaimError::Busy(_) | ClaimError::Store(_) => {
+            error!(lead_id, error = %failure, "claim failed");
+            unavailable()
+        }
+    }
+}
+
+/// "First response 4 min 12 s: 0 s to reach you, 4 min 12 s to claim."
+pub fn response_line(first: &FirstResponse) -> String {
+    match (first.total, first.system, first.human) {
+        (Some(total), Some(system), Some(human)) => format!(
+            "First response {}: {} for the alert to reach you, {} to claim.",
+            human_duration(total),
+            human_duration(system),
+            human_duration(human)
+        ),
+        (Some(total), _, _) => format!("First response {}.", human_duration(total)),
+        _ => String::new(),
+    }
+}
+
+/// The parts of a Slack `block_actions` request a claim needs.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SlackClaim {
+    pub user: String,
+    pub lead_id: String,
+    pub response_url: Option<String>,
+}
+
+/// Reads the `payload` form field's JSON; `None` when it is not a Claim button press.
+/// Public for the fuzz targets (`fuzz/`), which feed it arbitrary bodies.
+pub fn parse_slack_claim(body: &[u8]) -> Option<SlackClaim> {
+    let payload = url::form_urlencoded::parse(body)
+        .find(|(name, _)| name == "payload")
+        .map(|(_, value)| value.into_owned())?;
+    let payload: Value = serde_json::from_str(&payload).ok()?;
+    if payload["type"] != "block_actions" {
+        return None;
+    }
+    let action = payload["actions"]
+        .as_array()?
+        .iter()
+        .find(|a| a["action_id"] == "claim")?;
+    Some(SlackClaim {
+        user: payload["user"]["id"].as_str()?.to_owned(),
+        lead_id: action["value"].as_str()?.to_owned(),
+        response_url: payload["response_url"].as_str().map(str::to_owned),
+    })
+}
+
+async fn slack_interactivity(State(api): State<Api>, request: Request) -> Response {
+    let config = &api.pipeline.config;
+    if config.claim.slack_keys.is_empty() {
+        return (
+            StatusCode::NOT_FOUND,
+            "Slack interactivity is not configured",
+        )
+            .into_response();
+    }
+    let (parts, body) = request.into_parts();
+    let body: Bytes = match to_bytes(body, MAX_SLACK_BODY).await {
+        Ok(body) => body,
+        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+    };
+    let now = api.pipeline.clock.now();
+    if let Err(reason) =
+        signature::verify_slack(&config.claim.slack_keys, &parts.headers, &body, now)
+    {
+        warn!(%reason, "Slack request signature refused");
+        return (StatusCode::UNAUTHORIZED, "invalid signature").into_response();
+    }
+    let Some(press) = parse_slack_claim(&body) else {
+        // Another button or interaction: acknowledged, nothing to do.
+        return StatusCode::OK.into_response();
+    };
+    let rep = config
+        .reps
+        .iter()
+        .map(|r| r.get_ref())
+        .find(|r| r.slack_user_id.as_deref() == Some(press.user.as_str()))
+        .map(|r| r.id.clone());
+    let Some(rep) = rep else {
+        return ephemeral(
+            "Your Slack account is not linked to a leadrelay rep: ask an admin to set \
+             slack_user_id for you.",
+        );
+    };
+    let outcome = match claim::claim(&api.pipeline, &press.lead_id, &rep, ClaimVia::Slack).await {
+        Ok(outcome) => outcome,
+        Err(ClaimError::NotClaimable { state, .. }) => {
+            return ephemeral(&format!("This lead is {state}: there is nothing to claim."))
+        }
+        Err(ClaimError::NotFound(_)) => return ephemeral("This lead does not exist (any more)."),
+        Err(failure) => {
+            error!(lead_id = %press.lead_id, error = %failure, "Slack claim failed");
+            return ephemeral("leadrelay could not claim the lead just now. Try again.");
+        }
+    };
+    match &outcome {
+        ClaimOutcome::Won {
+            lead,
+            first_response,
+        } => {
+            let text = format!(
+                ":white_check_mark: Claimed by *{}* ({}). {}",
+                slack_escape(
+                    &lead
+                        .assignment
+                        .as_ref()
+                        .map_or(rep.clone(), |a| a.owner_name.clone())
+                ),
+                slack_escape(&rep),
+                response_line(first_response)
+            );
+            if let Some(url) = &press.response_url {
+                let message = claimed_message(&api, lead, &text);
+                api.slack.respond(url, &message).await;
+            }
+            StatusCode::OK.into_response()
+        }
+        ClaimOutcome::AlreadyYours { .. } => ephemeral("You had already claimed this lead."),
+        ClaimOutcome::OwnedBy { rep, at, .. } => ephemeral(&owned_by(rep, *at)),
+    }
+}
+
+/// The alert as it was, with its buttons replaced by who claimed it.
+fn claimed_message(api: &Api, lead: &Lead, text: &str) -> Value {
+    let mut message = chat_alert_for(&api.pipeline, lead).slack;
+    if let Some(blocks) = message.get_mut("blocks").and_then(Value::as_array_mut) {
+        blocks.retain(|b| b["block_id"] != ACTIONS_BLOCK);
+        blocks.push(json!({
+            "type": "context",
+            "block_id": "claimed",
+            "elements": [{"type": "mrkdwn", "text": text}]
+        }));
+    }
+    message["replace_original"] = json!(true);
+    message
+}
+
+/// An answer only the clicker sees (Slack shows a 200 response body to the user).
+fn ephemeral(text: &str) -> Response {
+    (
+        StatusCode::OK,
+        axum::Json(json!({
+            "response_type": "ephemeral",
+            "replace_original": false,
+            "text": slack_escape(text),
+        })),
+    )
+        .into_response()
+}
+
+/// Posts message updates to Slack's `response_url`, only to Slack's own host.
+#[derive(Clone)]
+pub struct SlackResponder {
+    http: reqwest::Client,
+    /// `[claim] slack_response_url_prefix`, parsed; `None` (an invalid prefix, which config
+    /// loading refuses) calls nothing.
+    allowed: Option<UrlPrefix>,
+}
+
+impl SlackResponder {
+    pub fn new(allowed_prefix: &str) -> Self {
+        let allowed = match UrlPrefix::parse(allowed_prefix) {
+            Ok(prefix) => Some(prefix),
+            Err(error) => {
+                warn!(%error, "claim.slack_response_url_prefix is invalid; Slack messages will not be updated");
+                None
+            }
+        };
+        SlackResponder {
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(3))
+                // The URL came from a request: a redirect would re-post the claimed alert,
+                // with the prospect's details, wherever it points.
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
+            allowed,
+        }
+    }
+
+    /// Best effort: the claim stands whether or not Slack takes the update.
+    pub async fn respond(&self, url: &str, message: &Value) {
+        if !self.allowed.as_ref().is_some_and(|p| p.contains(url)) {
+            warn!("Slack response_url is not on Slack's host; message not updated");
+            return;
+        }
+        match self.http.post(url).json(message).send().await {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) if response.status().is_redirection() => warn!(
+                status = response.status().as_u16(),
+                "Slack answered the message update with a redirect; not followed"
+            ),
+            Ok(response) => warn!(
+                status = response.status().as_u16(),
+                "Slack refused the message update"
+            ),
+            Err(e) => warn!(
+                timeout = e.is_timeout(),
+                "could not reach Slack to update the message"
+            ),
+        }
+    }
+}
+
+/// For tests and tools: the headers Slack would send with `body` at `timestamp`.
+pub fn slack_headers(key: &signature::SigningKey, timestamp: i64, body: &[u8]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let signature = signature::sign_slack(key, timestamp, body);
+    if let (Ok(ts), Ok(sig)) = (timestamp.to_string().parse(), signature.parse()) {
+        headers.insert("x-slack-request-timestamp", ts);
+        headers.insert("x-slack-signature", sig);
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(payload: &Value) -> Vec<u8> {
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", &payload.to_string())
+            .finish()
+            .into_bytes()
+    }
+
+    #[test]
+    fn a_claim_press_is_read_from_slacks_block_actions_payload() {
+        let payload = json!({
+            "type": "block_actions",
+            "user": {"id": "U123", "username": "alice"},
+            "response_url": "https://hooks.slack.com/actions/T1/1/abc",
+            "actions": [{"action_id": "open_crm"}, {"action_id": "claim", "value": "lead-9"}]
+        });
+        assert_eq!(
+            parse_slack_claim(&form(&payload)),
+            Some(SlackClaim {
+                user: "U123".into(),
+                lead_id: "lead-9".into(),
+                response_url: Some("https://hooks.slack.com/actions/T1/1/abc".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn other_interactions_and_garbage_are_not_claims() {
+        let other = json!({"type": "block_actions", "user": {"id": "U1"},
+            "actions": [{"action_id": "open_crm", "value": "x"}]});
+        assert_eq!(parse_slack_claim(&form(&other)), None);
+        let modal = json!({"type": "view_submission", "user": {"id": "U1"}});
+        assert_eq!(parse_slack_claim(&form(&modal)), None);
+        assert_eq!(parse_slack_claim(b"payload=%7Bnot json"), None);
+        assert_eq!(parse_slack_claim(b"token=x"), None);
+    }
+
+    #[test]
+    fn the_response_line_splits_system_and_human_time() {
+        let first = FirstResponse {
+            system: Some(jiff::SignedDuration::from_millis(400)),
+            human: Some(jiff::SignedDuration::from_secs(252)),
+            total: Some(jiff::SignedDuration::from_millis(252_400)),
+        };
+        assert_eq!(
+            response_line(&first),
+            "First response 4 min 12 s: 0 s for the alert to reach you, 4 min 12 s to claim."
+        );
+    }
+}

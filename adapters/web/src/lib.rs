@@ -1,0 +1,250 @@
+//! leadrelay's HTTP API: one axum `Router`, served by the embedded server and (on AWS) by the
+//! ingest and claim Lambdas, so the two can never answer differently. Adapter layer: it turns
+//! requests into calls on the core's [`Pipeline`] and its answers into responses.
+
+pub mod claim_http;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::StreamExt;
+use serde_json::json;
+use tracing::{error, warn};
+
+use crate::claim_http::SlackResponder;
+use leadrelay_shared::model::Lead;
+use leadrelay_shared::ports::StoreError;
+use leadrelay_shared::stages::{IngestError, Pipeline};
+
+/// Webhook bodies above this size are refused with 413.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Seconds a sender is asked to wait after a 503 (the store's busy timeout is 5 s).
+const RETRY_AFTER_SECS: u64 = 5;
+
+/// Shared by the handlers: the pipeline, and whether the stage workers are running.
+#[derive(Clone)]
+pub struct Api {
+    pub pipeline: Arc<Pipeline>,
+    pub ready: Arc<AtomicBool>,
+    /// Updates a claimed lead's Slack message in place.
+    pub slack: SlackResponder,
+}
+
+impl Api {
+    pub fn new(pipeline: Arc<Pipeline>, ready: Arc<AtomicBool>) -> Self {
+        let slack = SlackResponder::new(&pipeline.config.claim.slack_response_url_prefix);
+        Api {
+            pipeline,
+            ready,
+            slack,
+        }
+    }
+}
+
+/// Every endpoint: webhooks, lead status, health and claiming (the embedded server, ingest).
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/webhooks/{source}", post(receive_webhook))
+        .route("/leads/{id}", get(lead_status))
+        .route("/healthz", get(health))
+        .merge(crate::claim_http::routes())
+        .with_state(api)
+}
+
+/// Only the claim endpoints (the claim Lambda).
+pub fn claim_router(api: Api) -> Router {
+    crate::claim_http::routes().with_state(api)
+}
+
+fn error(status: StatusCode, message: &str, field: Option<&str>) -> Response {
+    let body = match field {
+        Some(field) => json!({"error": message, "field": field}),
+        None => json!({"error": message}),
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn receive_webhook(
+    State(api): State<Api>,
+    Path(source): Path<String>,
+    request: Request,
+) -> Response {
+    // Unknown senders are answered before their body is read.
+    if api.pipeline.config.source(&source).is_none() {
+        return error(StatusCode::NOT_FOUND, "unknown source", None);
+    }
+    // Shed before reading the body: the cheapest answer is the one that does no work.
+    if let Err(overloaded) = api.pipeline.admit() {
+        // Per request at debug only: the store's sampler logs when shedding starts and stops.
+        tracing::debug!(source = %source, waiting = overloaded.waiting, "shed with 429");
+        return retry_later(
+            StatusCode::TOO_MANY_REQUESTS,
+            "overloaded, retry later",
+            overloaded.retry_after.as_secs(),
+        );
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "body over 256 KiB", None);
+    }
+    let (parts, body) = request.into_parts();
+    let body = match read_body(body, MAX_BODY_BYTES).await {
+        BodyRead::Complete(bytes) => bytes,
+        BodyRead::TooLarge => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "body over 256 KiB", None)
+        }
+        BodyRead::Unreadable(cause) => {
+            warn!(source = %source, error = %cause, "could not read a webhook body");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "could not read the request body",
+                None,
+            );
+        }
+    };
+    match api.pipeline.ingest(&source, &parts.headers, &body).await {
+        Ok(accepted) if accepted.duplicate => (
+            StatusCode::OK,
+            Json(json!({"lead_id": accepted.lead_id, "status": "duplicate"})),
+        )
+            .into_response(),
+        Ok(accepted) => (
+            StatusCode::ACCEPTED,
+            Json(json!({"lead_id": accepted.lead_id, "status": "accepted"})),
+        )
+            .into_response(),
+        Err(IngestError::UnknownSource(_)) => error(StatusCode::NOT_FOUND, "unknown source", None),
+        Err(IngestError::Unauthorized(reason)) => {
+            // Which check failed goes to the log only.
+            warn!(source = %source, reason = %reason, "webhook signature refused");
+            error(StatusCode::UNAUTHORIZED, "invalid signature", None)
+        }
+        Err(IngestError::Invalid(rejection)) => error(
+            StatusCode::BAD_REQUEST,
+            &rejection.error,
+            rejection.field.as_deref(),
+        ),
+        Err(failure @ (IngestError::Store(_) | IngestError::Queue(_))) => {
+            error!(source = %source, error = %failure, "could not store the webhook");
+            // Nothing was accepted (a full disk, a locked store): the sender keeps the event
+            // and tries again; Retry-After tells it when.
+            retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily unavailable, retry later",
+                RETRY_AFTER_SECS,
+            )
+        }
+    }
+}
+
+/// A refusal the sender should send again after `seconds` (429, 503): the JSON error and
+/// `Retry-After`.
+fn retry_later(status: StatusCode, message: &str, seconds: u64) -> Response {
+    let mut response = error(status, message, None);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+    response
+}
+
+/// What reading a request body came to.
+enum BodyRead {
+    Complete(Vec<u8>),
+    /// More than the limit arrived: only a body really over it is refused as too large.
+    TooLarge,
+    /// The body broke off or was malformed (a bad chunk size, fewer bytes than its
+    /// `Content-Length`): the client's fault, not a size problem.
+    Unreadable(axum::Error),
+}
+
+/// Reads `body` up to `limit` bytes, telling a body over the limit from one that could not be
+/// read (`axum::body::to_bytes` reports both as one error).
+async fn read_body(body: Body, limit: usize) -> BodyRead {
+    let mut chunks = body.into_data_stream();
+    let mut collected = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        match chunk {
+            Ok(chunk) if collected.len() + chunk.len() > limit => return BodyRead::TooLarge,
+            Ok(chunk) => collected.extend_from_slice(&chunk),
+            Err(cause) => return BodyRead::Unreadable(cause),
+        }
+    }
+    BodyRead::Complete(collected)
+}
+
+/// The lead's state, owner, tier and every timestamp; no prospect data.
+pub fn lead_summary(lead: &Lead) -> serde_json::Value {
+    json!({
+        "lead_id": lead.id,
+        "state": lead.state,
+        "source": lead.source,
+        "event": lead.event(),
+        "incomplete": lead.incomplete,
+        "flags": lead.flags.iter().map(|f| &f.code).collect::<Vec<_>>(),
+        "tier": lead.qualification.as_ref().map(|q| q.tier),
+        "score": lead.qualification.as_ref().map(|q| q.score),
+        "sla_minutes": lead.qualification.as_ref().map(|q| q.sla_minutes),
+        "owner": lead.assignment.as_ref().map(|a| &a.owner),
+        "owner_name": lead.assignment.as_ref().map(|a| &a.owner_name),
+        "rule": lead.assignment.as_ref().map(|a| &a.rule),
+        "pool": lead.assignment.as_ref().and_then(|a| a.pool.as_ref()),
+        "alert_held_until": lead.assignment.as_ref().and_then(|a| a.held_until),
+        "merged_into": lead.merged_into,
+        "claimed_by": lead.claim.as_ref().map(|c| &c.rep),
+        "escalation_level": lead.escalation_level(),
+        "after_hours": lead.assignment.as_ref()
+            .and_then(|a| a.trace.as_ref())
+            .and_then(|t| t.after_hours.as_ref())
+            .map(|n| &n.policy),
+        "timeline": lead.timeline,
+        "last_failure": lead.last_failure,
+        "trace_id": lead.trace_id,
+    })
+}
+
+async fn lead_status(State(api): State<Api>, Path(id): Path<String>) -> Response {
+    match api.pipeline.store.get_lead(&id).await {
+        Ok(Some(lead)) => Json(lead_summary(&lead)).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such lead", None),
+        // Asking again will not help: say what is wrong with this one lead.
+        Err(StoreError::Undecodable { lead_id, reason }) => {
+            error!(lead_id = %lead_id, %reason, "quarantined lead asked for");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({
+                    "error": "lead is quarantined: its stored form cannot be read by this version",
+                    "lead_id": lead_id,
+                    "state": "quarantined",
+                })),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            error!(lead_id = %id, error = %e, "could not read lead");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily unavailable",
+                None,
+            )
+        }
+    }
+}
+
+async fn health(State(api): State<Api>) -> Response {
+    if api.ready.load(Ordering::Acquire) {
+        Json(json!({"status": "ok"})).into_response()
+    } else {
+        error(StatusCode::SERVICE_UNAVAILABLE, "stages not running", None)
+    }
+}

@@ -10,7 +10,7 @@
 
 use http::{HeaderMap, HeaderValue};
 use jiff::Timestamp;
-use leadrelay_shared::claim_http::parse_slack_claim;
+use leadrelay_web::claim_http::parse_slack_claim;
 use leadrelay_shared::signature::{self, SigningKey, SLACK_SIGNATURE, SLACK_TIMESTAMP};
 use libfuzzer_sys::fuzz_target;
 

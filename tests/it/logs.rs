@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use leadrelay_tests::process::{free_port, spawn_serve, wait_healthy};
-use leadrelay_tests::{eventually, example_config, parse_config, sample, with_retry_schedule};
+use crate::support::process::{free_port, spawn_serve, wait_healthy};
+use crate::support::{eventually, example_config, parse_config, sample, with_retry_schedule};
 use serde_json::Value;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};

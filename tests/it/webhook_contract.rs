@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use leadrelay_shared::model::{Envelope, Stage};
 use leadrelay_shared::ports::{DeadLetters, LeadStore, Queue};
 use leadrelay_shared::signature::{sign_standard, SigningKey};
-use leadrelay_tests::{example_config, sample, Server};
+use crate::support::{example_config, sample, Server};
 use proptest::prelude::*;
 
 const LEAD: &str = "02-capture-emea-pricing.json";
@@ -51,7 +51,7 @@ async fn the_same_event_id_again_is_a_duplicate_with_the_same_lead() {
     server.wait_for_state(&lead_id, "notified").await;
     // The lead is notified a moment before its worker deletes the notify message: wait for
     // the queues to settle so that the comparison below sees only the duplicate's writes.
-    let before = leadrelay_tests::eventually(
+    let before = crate::support::eventually(
         std::time::Duration::from_secs(10),
         "the notify message deleted",
         || async {
@@ -374,7 +374,7 @@ async fn past_the_backlog_limit_ingest_sheds_load_with_429_and_retry_after() {
     );
     let dir = tempfile::tempdir().expect("temp dir");
     let embedded = Embedded::open(
-        leadrelay_tests::parse_config(&config),
+        crate::support::parse_config(&config),
         dir.path(),
         Box::new(std::io::sink()),
     )
@@ -701,7 +701,7 @@ async fn look_alike_addresses_meet_the_gates_of_the_domain_they_imitate() {
 /// Writes a lead row as an older version might have: readable columns, a body this version
 /// cannot decode (form fields 127 levels deep), an open SLA already due.
 fn insert_undecodable_lead(server: &Server, id: &str, event_id: &str) {
-    let lead = leadrelay_tests::initech_lead(id, "tom.baker@initech.co.uk", Timestamp::now());
+    let lead = crate::support::initech_lead(id, "tom.baker@initech.co.uk", Timestamp::now());
     let mut body = serde_json::to_value(&lead).expect("encodes");
     body["capture"]["form_fields"] = serde_json::json!({"deep": "DEEP"});
     let body = body.to_string().replace(r#""DEEP""#, &nested(127));
@@ -788,7 +788,7 @@ async fn an_undecodable_stored_lead_is_quarantined_and_skipped_never_fatal() {
         )
         .await
         .expect("enqueue");
-    let letter = leadrelay_tests::eventually(
+    let letter = crate::support::eventually(
         std::time::Duration::from_secs(10),
         "the quarantined lead's message dead-lettered",
         || async {
@@ -925,7 +925,7 @@ fn whatever_ingest_accepts_reads_back_from_the_store_and_is_processed() {
                     stored.err()
                 );
                 // ...and reaches its owner's alert, or the dead-letter queue with its error.
-                let done = leadrelay_tests::eventually(
+                let done = crate::support::eventually(
                     std::time::Duration::from_secs(10),
                     "the accepted lead processed",
                     || async {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use leadrelay::embedded::Embedded;
 use leadrelay_shared::model::{Envelope, Stage};
 use leadrelay_shared::ports::{DeadLetters, LeadStore, Queue};
-use leadrelay_tests::{
+use crate::support::{
     eventually, example_config, parse_config, sample, with_retry_schedule, Server, Terminal,
 };
 use serde_json::Value;
@@ -506,7 +506,7 @@ impl Respond for Stamped {
 #[tokio::test]
 async fn the_dead_letter_alarm_tells_operations_once_reminds_and_rearms() {
     let stand_in = MockServer::start().await;
-    let smtp = leadrelay_tests::smtp::SmtpSink::start().await;
+    let smtp = crate::support::smtp::SmtpSink::start().await;
     let config = outage_config(&stand_in, &["10ms"]).replace(
         "remind_every = \"1h\"\n",
         &format!(
@@ -519,7 +519,7 @@ async fn the_dead_letter_alarm_tells_operations_once_reminds_and_rearms() {
     let dir = tempfile::tempdir().expect("temp dir");
     // No workers and no timer: this test runs the checks, at the times it chooses.
     let embedded = Embedded::open(
-        leadrelay_tests::parse_config_with_env(&config, &[("HUBSPOT_TOKEN", "t")]),
+        crate::support::parse_config_with_env(&config, &[("HUBSPOT_TOKEN", "t")]),
         dir.path(),
         Box::new(Terminal::default()),
     )

@@ -10,7 +10,7 @@ use leadrelay_shared::model::{Envelope, LeadState, Stage};
 use leadrelay_shared::notifiers::Channels;
 use leadrelay_shared::ports::{Clock, LeadStore, Queue};
 use leadrelay_shared::stages::Pipeline;
-use leadrelay_tests::{initech_lead, parse_config, shipped_example_config, Terminal};
+use crate::support::{initech_lead, parse_config, shipped_example_config, Terminal};
 
 /// A clock the test moves by hand.
 struct HandClock(Mutex<Timestamp>);

@@ -16,7 +16,7 @@ use leadrelay_shared::notifiers::Channels;
 use leadrelay_shared::ports::{Clock, LeadStore, Queue};
 use leadrelay_shared::routing::open_leads_counter;
 use leadrelay_shared::stages::{close_lead, Pipeline};
-use leadrelay_tests::{example_config, parse_config, sample, Terminal};
+use crate::support::{example_config, parse_config, sample, Terminal};
 use serde_json::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -18,7 +18,7 @@ use leadrelay_shared::ports::{
     EnrichmentCache, LeadStore, LedgerWrite, Queue, Received, ReplayGuard, StoreError,
 };
 use leadrelay_shared::routing::ledger::PoolLedger;
-use leadrelay_tests::aws::moto;
+use crate::support::aws::moto;
 
 const MAX_RECEIVES: u32 = 3;
 const VISIBILITY: Duration = Duration::from_secs(30);

@@ -15,7 +15,7 @@ use leadrelay_shared::model::{
 use leadrelay_shared::notifiers::Channels;
 use leadrelay_shared::ports::{LeadStore, SystemClock};
 use leadrelay_shared::stages::{open_leads_counter, Pipeline};
-use leadrelay_tests::{parse_config, Terminal};
+use crate::support::{parse_config, Terminal};
 use proptest::prelude::*;
 
 fn team(weights: &[u32], cap: Option<u32>) -> String {

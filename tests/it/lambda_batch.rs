@@ -10,7 +10,7 @@ use leadrelay_shared::model::{Envelope, Stage};
 use leadrelay_shared::ports::{Destination, Notifier, NotifyError, SystemClock};
 use leadrelay_shared::render::Alert;
 use leadrelay_shared::stages::Pipeline;
-use leadrelay_tests::{example_config, parse_config, root, sample};
+use crate::support::{example_config, parse_config, root, sample};
 use serde_json::{json, Value};
 
 /// A notifier that panics for one lead, standing in for a bug in a channel adapter.

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use leadrelay_shared::model::{Envelope, Escalation, LeadState, Owner, Stage};
 use leadrelay_shared::ports::{DeadLetters, Effects, LeadStore, Queue};
 use leadrelay_shared::signature::{self, Scheme, SigningKey};
-use leadrelay_tests::{eventually, example_config, sample, with_retry_schedule, Server};
+use crate::support::{eventually, example_config, sample, with_retry_schedule, Server};
 use serde_json::Value;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};

@@ -17,8 +17,8 @@ use leadrelay_shared::model::{
 use leadrelay_shared::notifiers::Channels;
 use leadrelay_shared::ports::{Clock, DeadLetters as _, DeliveryStart, LeadStore};
 use leadrelay_shared::stages::{Pipeline, StageError};
-use leadrelay_tests::smtp::{Mail, SmtpSink};
-use leadrelay_tests::{
+use crate::support::smtp::{Mail, SmtpSink};
+use crate::support::{
     eventually, example_config, initech_lead, parse_config, sample, shipped_example_config, Server,
     Terminal,
 };

@@ -13,8 +13,8 @@ use leadrelay_aws::bootstrap::{self, Deployment as Env};
 use leadrelay_shared::claim_link;
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage};
 use leadrelay_shared::stages::{Pipeline, StageError};
-use leadrelay_tests::aws::{moto, Moto};
-use leadrelay_tests::{example_config, initech_lead};
+use crate::support::aws::{moto, Moto};
+use crate::support::{example_config, initech_lead};
 use mail_parser::MessageParser;
 use serde_json::Value;
 

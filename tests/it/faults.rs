@@ -15,7 +15,7 @@ use leadrelay_shared::notifiers::Channels;
 use leadrelay_shared::ports::{Clock, LeadStore, Queue};
 use leadrelay_shared::sla;
 use leadrelay_shared::stages::Pipeline;
-use leadrelay_tests::{eventually, example_config, parse_config, Server, Terminal};
+use crate::support::{eventually, example_config, parse_config, Server, Terminal};
 use serde_json::{json, Value};
 
 /// The example configuration with short retry and visibility timeouts, so that messages a
@@ -478,7 +478,7 @@ fn serve(
     alerts: &std::path::Path,
 ) -> Serve {
     let stdout = std::fs::File::create(alerts).expect("alerts file");
-    let child = std::process::Command::new(leadrelay_tests::process::binary())
+    let child = std::process::Command::new(crate::support::process::binary())
         .args(["serve", "--config"])
         .arg(config)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
@@ -493,7 +493,7 @@ fn serve(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_one_data_directory_share_the_work_and_alert_each_lead_once() {
-    use leadrelay_tests::process::{free_port, wait_healthy};
+    use crate::support::process::{free_port, wait_healthy};
     let dir = tempfile::tempdir().expect("temp dir");
     let config_text = example_config();
     let config_path = dir.path().join("leadrelay.toml");

@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use leadrelay_shared::claim_http::slack_headers;
 use leadrelay_shared::claim_link;
 use leadrelay_shared::signature::SigningKey;
-use leadrelay_tests::{example_config, sample, Server};
+use crate::support::{example_config, sample, Server};
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

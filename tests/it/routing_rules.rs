@@ -12,7 +12,7 @@ use leadrelay_shared::ports::LeadStore;
 use leadrelay_shared::routing::replay::{self, Rules};
 use leadrelay_shared::routing::{open_leads_counter, Router};
 use leadrelay_shared::rulebook::Rulebook;
-use leadrelay_tests::{example_config, parse_config, root, shipped_example_config};
+use crate::support::{example_config, parse_config, root, shipped_example_config};
 
 #[test]
 fn the_shipped_routing_cases_pass() {
@@ -272,7 +272,7 @@ async fn closing_a_lead_frees_the_capacity_it_held_and_pools_show_the_ledger() {
         Arc::new(
             Channels::new(
                 Duration::from_secs(1),
-                Box::new(leadrelay_tests::Terminal::default()),
+                Box::new(crate::support::Terminal::default()),
             )
             .expect("channels"),
         ),

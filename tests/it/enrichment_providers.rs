@@ -4,7 +4,7 @@
 
 use leadrelay_shared::model::ProviderOutcome;
 use leadrelay_shared::ports::LeadStore;
-use leadrelay_tests::{example_config, root, sample, Server};
+use crate::support::{example_config, root, sample, Server};
 use serde_json::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

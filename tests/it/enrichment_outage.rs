@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use leadrelay_shared::model::{EnrichmentStatus, ProviderOutcome};
 use leadrelay_shared::ports::LeadStore;
-use leadrelay_tests::{eventually, example_config, sample, Server};
+use crate::support::{eventually, example_config, sample, Server};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

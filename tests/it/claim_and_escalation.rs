@@ -16,7 +16,7 @@ use leadrelay_shared::ports::{Clock, LeadStore, Queue};
 use leadrelay_shared::routing::{open_leads_counter, sla_streak_counter};
 use leadrelay_shared::sla;
 use leadrelay_shared::stages::Pipeline;
-use leadrelay_tests::{parse_config, shipped_example_config, Terminal};
+use crate::support::{parse_config, shipped_example_config, Terminal};
 
 /// A clock the test moves by hand.
 struct HandClock(Mutex<Timestamp>);

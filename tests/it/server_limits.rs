@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use leadrelay::cli::signed_headers;
-use leadrelay_tests::process::{binary, free_port, wait_healthy};
-use leadrelay_tests::{example_config, parse_config, sample, Server};
+use crate::support::process::{binary, free_port, wait_healthy};
+use crate::support::{example_config, parse_config, sample, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

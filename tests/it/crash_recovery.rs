@@ -17,8 +17,8 @@ use leadrelay_shared::notifiers::Channels;
 use leadrelay_shared::ports::{Clock, Destination, LeadStore, Notifier, NotifyError};
 use leadrelay_shared::render::Alert;
 use leadrelay_shared::stages::{open_leads_counter, Pipeline, StageError};
-use leadrelay_tests::process::{free_port, spawn_serve, wait_healthy};
-use leadrelay_tests::{
+use crate::support::process::{free_port, spawn_serve, wait_healthy};
+use crate::support::{
     eventually, example_config, parse_config, sample, with_retry_schedule, Terminal,
 };
 use serde_json::Value;

@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::{eventually, example_config, sample, Edit, Server};
 use leadrelay_shared::model::{EnrichmentStatus, ProviderOutcome};
 use leadrelay_shared::ports::LeadStore;
-use crate::support::{eventually, example_config, sample, Server};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -19,7 +19,7 @@ const TIER_BUDGET: Duration = Duration::from_secs(2);
 /// resolver the test support passes: none, so no key).
 fn config_with_provider(api: &str) -> String {
     let mut text =
-        example_config().replace("[enrichment]\n", "[enrichment]\nproviders = [\"firmo\"]\n");
+        example_config().edit("[enrichment]\n", "[enrichment]\nproviders = [\"firmo\"]\n");
     text.push_str(&format!(
         "\n[[enrichment.http]]\nname = \"firmo\"\nurl = \"{api}/v2/companies/find?domain={{domain}}\"\n\
          budget_ms = {PROVIDER_BUDGET_MS}\nretries = 1\n"
@@ -31,7 +31,7 @@ fn config_with_provider(api: &str) -> String {
 fn unknown_company_lead() -> Vec<u8> {
     String::from_utf8(sample("03-capture-enterprise.json"))
         .expect("utf-8 sample")
-        .replace(
+        .edit(
             "k.schmidt@umbrella-health.de",
             "k.schmidt@unlisted-clinic.de",
         )

@@ -1,11 +1,11 @@
 //! Every answer of `POST /webhooks/{source}`, over HTTP against the embedded mode, each with the
 //! store checked unchanged where the contract says nothing may change.
 
+use crate::support::{example_config, sample, signed_webhook, Edit, EmbeddedApp, Server};
 use jiff::Timestamp;
 use leadrelay_shared::model::{Envelope, Stage};
 use leadrelay_shared::ports::{DeadLetters, LeadStore, Queue};
 use leadrelay_shared::signature::{sign_standard, SigningKey};
-use crate::support::{example_config, sample, Server};
 use proptest::prelude::*;
 
 const LEAD: &str = "02-capture-emea-pricing.json";
@@ -205,12 +205,12 @@ async fn refused_gates_name_the_field_and_store_nothing_and_review_leads_reach_t
     // Role addresses, competitors and missing names refused in this variant; our own domain
     // is refused as shipped.
     let text = example_config()
-        .replace("role_addresses = \"review\"", "role_addresses = \"refuse\"")
-        .replace(
+        .edit("role_addresses = \"review\"", "role_addresses = \"refuse\"")
+        .edit(
             "competitor_domains = \"review\"",
             "competitor_domains = \"refuse\"",
         )
-        .replace("missing_fields = \"flag\"", "missing_fields = \"refuse\"");
+        .edit("missing_fields = \"flag\"", "missing_fields = \"refuse\"");
     let server = Server::start_with(&text).await;
     let before = server.counts().await;
     let capture = |email: &str, name: &str| {
@@ -361,24 +361,14 @@ async fn an_oversized_body_gets_413_and_an_unknown_source_404() {
 /// same webhook is accepted. The stages are not started, so the backlog stays where it is put.
 #[tokio::test]
 async fn past_the_backlog_limit_ingest_sheds_load_with_429_and_retry_after() {
-    use leadrelay::embedded::Embedded;
     use leadrelay_shared::model::{Envelope, Stage};
     use leadrelay_shared::ports::Queue;
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
 
-    let config = example_config().replace("batch_size = 10", "batch_size = 10\nmax_backlog = 3");
-    assert!(
-        config.contains("max_backlog = 3"),
-        "the example config has batch_size = 10"
-    );
-    let dir = tempfile::tempdir().expect("temp dir");
-    let embedded = Embedded::open(
-        crate::support::parse_config(&config),
-        dir.path(),
-        Box::new(std::io::sink()),
-    )
-    .expect("open embedded");
+    let config = example_config().edit("batch_size = 10", "batch_size = 10\nmax_backlog = 3");
+    let app = EmbeddedApp::open(crate::support::parse_config(&config));
+    let embedded = &app.embedded;
     let db = embedded.db.clone();
     for n in 0..4 {
         let envelope = Envelope::new(&format!("waiting-{n}"), Stage::Enrich, "trace");
@@ -396,18 +386,16 @@ async fn past_the_backlog_limit_ingest_sheds_load_with_429_and_retry_after() {
         Arc::new(AtomicBool::new(true)),
     ));
     let serving = tokio::spawn(async move { axum::serve(listener, app).await });
-    let source = embedded.pipeline.config.source("website").expect("source");
-    let body = sample(LEAD);
-    let headers = leadrelay::cli::signed_headers(source, "msg_shed_1", &body).expect("signed");
-    let post = || {
-        let mut request = reqwest::Client::new()
-            .post(format!("{base}/webhooks/website"))
-            .body(body.clone());
-        for (name, value) in &headers {
-            request = request.header(name, value);
-        }
-        request.send()
-    };
+    // Signed once: the sender's retry is the same request.
+    let request = signed_webhook(
+        &reqwest::Client::new(),
+        &base,
+        &embedded.pipeline.config,
+        "website",
+        "msg_shed_1",
+        &sample(LEAD),
+    );
+    let post = || request.try_clone().expect("a buffered body").send();
 
     let shed = post().await.expect("answered");
     assert_eq!(shed.status().as_u16(), 429);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::process::{serve, ServeFiles};
+use crate::support::serial;
 use crate::support::{
     eventually, example_config, parse_config, sample, signed_header_map, with_retry_schedule, Edit,
     EmbeddedApp, HandClock, Terminal,
@@ -41,6 +42,7 @@ fn max_in_flight_deliveries() -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_burst_loses_no_accepted_lead() {
+    let _heavy = serial::heavy().await; // a burst of 400 webhooks at a child it kills mid-burst
     let slack = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_string("ok"))

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::serial;
 use crate::support::{eventually, example_config, sample, Edit, Server};
 use leadrelay_shared::model::{EnrichmentStatus, ProviderOutcome};
 use leadrelay_shared::ports::LeadStore;
@@ -102,6 +103,7 @@ async fn outage(api: &MockServer, what: &str, expected: ProviderOutcome) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_answering_503_slows_nothing() {
+    let _heavy = serial::heavy().await; // a bound on the time from webhook to alert
     let api = MockServer::start().await;
     Mock::given(method("GET"))
         .respond_with(ResponseTemplate::new(503))
@@ -114,6 +116,7 @@ async fn a_provider_answering_503_slows_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_provider_slows_nothing_beyond_its_budget() {
+    let _heavy = serial::heavy().await; // a bound on the time from webhook to alert
     let api = MockServer::start().await;
     Mock::given(method("GET"))
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(60)))

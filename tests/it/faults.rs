@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::process::{serve, ServeFiles};
+use crate::support::serial;
 use crate::support::{
     eventually, example_config, open_store, parse_config, signed_webhook, with_retry_schedule,
     Edit, ManualPipeline, Server,
@@ -129,6 +130,7 @@ async fn settle(server: &Server, lead_ids: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_is_answered_503_and_the_webhook_is_accepted_once_space_frees() {
+    let _heavy = serial::heavy().await; // up to 500 webhooks until the store is full
     let server = Server::start_with(&fast_config()).await;
     let first = post(&server, "evt-before", &capture(0)).await;
     assert_eq!(first.status, 202, "{}", first.body);
@@ -196,6 +198,7 @@ async fn a_full_disk_is_answered_503_and_the_webhook_is_accepted_once_space_free
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_locked_by_another_process_is_answered_503_in_bounded_time_then_resumes() {
+    let _heavy = serial::heavy().await; // a bound on the answer time
     let server = Server::start_with(&fast_config()).await;
     let first = post(&server, "evt-before", &capture(0)).await;
     assert_eq!(first.status, 202, "{}", first.body);
@@ -414,6 +417,7 @@ async fn a_clock_jumping_hours_either_way_between_stages_escalates_once_per_dead
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_one_data_directory_share_the_work_and_alert_each_lead_once() {
+    let _heavy = serial::heavy().await; // two servers at once
     let config_text = example_config();
     let files = ServeFiles::new(&config_text);
     let config = parse_config(&config_text);

@@ -1,5 +1,7 @@
 //! The end-to-end tests, one binary: each module is one area, `support` what they share.
-//! One binary links the workspace and the AWS SDKs once, not once per file.
+//! One binary links the workspace and the AWS SDKs once, not once per file. Its tests run on
+//! parallel threads: a heavy or deadline-bound test takes `support::serial::heavy()`, and
+//! children of the real binary get ports no parallel test's connection can take first.
 
 mod support;
 

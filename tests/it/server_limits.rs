@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::process::{serve, Serve, ServeFiles};
+use crate::support::serial;
 use crate::support::{example_config, parse_config, sample, signed_webhook, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -34,7 +35,8 @@ fn soft_open_files(serve: &Serve) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_idle_half_requests_hold_neither_webhooks_nor_healthz() {
-    // This process holds the idle sockets: it needs more than 1,024 files itself.
+    let _heavy = serial::heavy().await; // 2,000 open sockets and a one-second deadline
+                                        // This process holds the idle sockets: it needs more than 1,024 files itself.
     let own = rlimit::increase_nofile_limit(u64::MAX).expect("raise the test's open-file limit");
     assert!(
         own > IDLE_SOCKETS as u64 + 200,

@@ -18,6 +18,7 @@ mod clock;
 pub mod fixture;
 mod manual;
 pub mod process;
+pub mod serial;
 pub mod smtp;
 
 pub use app::{EmbeddedApp, Server};

@@ -4,12 +4,13 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::{eventually, root};
 
 /// `target/debug/leadrelay`, built by `make test` before the tests run.
-pub fn binary() -> PathBuf {
+fn binary() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
@@ -22,11 +23,37 @@ pub fn binary() -> PathBuf {
     binary
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+/// A loopback port for a child to listen on: free when checked, never handed out twice in
+/// this process, and below the kernel's ephemeral range. A port found by binding port 0 is
+/// in that range, where any connection a parallel test opens before the child binds the
+/// port (the server_limits flood opens thousands) may take it as its source port.
+fn free_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (low, high) = ports_below_ephemeral();
+    let span = high - low;
+    // Another test process on the machine starts elsewhere in the range.
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let Ok(port) = u16::try_from(low + offset) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {low}..{high}");
+}
+
+/// Up to 10,000 ports just below the ephemeral range (Linux's
+/// `net.ipv4.ip_local_port_range`, 32768 unless configured), never below 1,024.
+fn ports_below_ephemeral() -> (u32, u32) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let high = ephemeral_low.clamp(2_048, 65_535);
+    (high.saturating_sub(10_000).max(1_024), high)
 }
 
 /// A temporary directory with what `leadrelay serve` reads and writes: the configuration
@@ -183,4 +210,21 @@ async fn wait_healthy(http: &reqwest::Client, base: &str) {
         response.status().is_success().then_some(())
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_for_children_are_below_the_ephemeral_range_and_never_handed_out_twice() {
+        let (_, ephemeral_low) = ports_below_ephemeral();
+        let ports: Vec<u16> = (0..50).map(|_| free_port()).collect();
+        assert!(
+            ports.iter().all(|&port| u32::from(port) < ephemeral_low),
+            "{ports:?}"
+        );
+        let distinct: std::collections::HashSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+    }
 }

@@ -139,7 +139,7 @@ async fn slack_gets_an_escaped_block_kit_alert() {
 async fn a_channel_that_keeps_failing_sends_the_message_to_the_dead_letter_queue() {
     let slack = slack_stand_in(500).await;
     // One attempt per receive, so that each receive is one request (retries inside a
-    // delivery are tested in tests/channels.rs).
+    // delivery are tested in the channels module).
     let config = config_with_slack(&hook(&slack), 3).edit(
         "http_timeout_ms = 5000",
         "http_timeout_ms = 5000\nmax_attempts = 1",

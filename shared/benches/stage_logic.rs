@@ -8,8 +8,8 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, HeaderValue};
 use criterion::{BatchSize, Criterion};
+use http::{HeaderMap, HeaderValue};
 use jiff::{SignedDuration, Timestamp};
 use leadrelay_geoip::Geoip;
 use leadrelay_shared::config::GeoipConfig;

@@ -3,12 +3,15 @@
 //! acknowledgement (once, at once even when the alert is held, never when opted out, merged or
 //! flagged), and how SMTP refusals are told apart (permanent vs retried).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::smtp::{Mail, SmtpSink};
+use crate::support::{
+    eventually, example_config, initech_lead, parse_config, sample, shipped_example_config, Edit,
+    ManualPipeline, Server, Terminal,
+};
 use jiff::Timestamp;
-use leadrelay::embedded::{QueueSettings, Sqlite};
-use leadrelay_channels::Channels;
 use leadrelay_email::SmtpMailer;
 use leadrelay_shared::claim_link;
 use leadrelay_shared::config::Config;
@@ -16,22 +19,8 @@ use leadrelay_shared::model::{
     Envelope, Escalation, Flag, GateAction, Lead, LeadState, Owner, Stage, Turn,
 };
 use leadrelay_shared::ports::{Clock, DeadLetters as _, DeliveryStart, LeadStore};
-use leadrelay_shared::stages::{Pipeline, StageError};
-use leadrelay_tests::smtp::{Mail, SmtpSink};
-use leadrelay_tests::{
-    eventually, example_config, initech_lead, parse_config, sample, shipped_example_config, Server,
-    Terminal,
-};
+use leadrelay_shared::stages::StageError;
 use mail_parser::{Address, MessageParser};
-
-/// A clock the test moves by hand.
-struct HandClock(Mutex<Timestamp>);
-
-impl Clock for HandClock {
-    fn now(&self) -> Timestamp {
-        *self.0.lock().expect("not poisoned")
-    }
-}
 
 /// Tuesday 10:00 in London: EMEA is open.
 const DAY: &str = "2026-11-24T10:00:00Z";
@@ -49,12 +38,10 @@ fn config_text(port: u16, extra: &[(&str, &str)]) -> String {
 fn with_email(mut text: String, port: u16, extra: &[(&str, &str)]) -> String {
     for rep in ["bruno", "fatima"] {
         let line = format!("email = \"{rep}@yourco.example\"\n");
-        assert!(text.contains(&line));
-        text = text.replace(&line, &format!("{line}alert_email = true\n"));
+        text = text.edit(&line, &format!("{line}alert_email = true\n"));
     }
     let notify = "http_timeout_ms = 5000\n";
-    assert!(text.contains(notify));
-    text = text.replace(
+    text = text.edit(
         notify,
         &format!(
             "{notify}\n[notify.email]\nfrom = \"leadrelay <alerts@yourco.example>\"\n\
@@ -62,53 +49,41 @@ fn with_email(mut text: String, port: u16, extra: &[(&str, &str)]) -> String {
         ),
     );
     for (from, to) in extra {
-        assert!(text.contains(from), "{from}");
-        text = text.replacen(from, to, 1);
+        text = text.edit_first(from, to);
     }
     text
 }
 
+/// The stage code worked by hand, alerting by e-mail through the local SMTP server.
 struct Harness {
-    db: Sqlite,
-    pipeline: Pipeline,
-    clock: Arc<HandClock>,
+    manual: ManualPipeline,
     sink: SmtpSink,
     config: Arc<Config>,
-    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = ManualPipeline;
+
+    fn deref(&self) -> &ManualPipeline {
+        &self.manual
+    }
 }
 
 async fn harness(at: &str, extra: &[(&str, &str)]) -> Harness {
     let sink = SmtpSink::start().await;
-    let config = Arc::new(parse_config(&config_text(sink.port, extra)));
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = Sqlite::open(
-        dir.path(),
-        QueueSettings {
-            max_receives: 5,
-            visibility_timeout: Duration::from_secs(30),
-        },
-    )
-    .expect("open store");
-    let clock = Arc::new(HandClock(Mutex::new(at.parse().expect("time"))));
+    let config = parse_config(&config_text(sink.port, extra));
     let mailer = SmtpMailer::new(config.notify.email.as_ref().expect("[notify.email]"))
         .expect("smtp transport");
-    let channels = Channels::new(Duration::from_secs(1), Box::new(Terminal::default()))
-        .expect("channels")
-        .with_mailer(Arc::new(mailer));
-    let pipeline = Pipeline::new(
-        config.clone(),
-        Arc::new(db.clone()),
-        Arc::new(db.clone()),
-        Arc::new(channels),
-        clock.clone(),
+    let manual = ManualPipeline::with_channels(
+        config,
+        at.parse().expect("time"),
+        Duration::from_secs(1),
+        |channels| channels.with_mailer(Arc::new(mailer)),
     );
     Harness {
-        db,
-        pipeline,
-        clock,
+        config: manual.pipeline.config.clone(),
+        manual,
         sink,
-        config,
-        _dir: dir,
     }
 }
 
@@ -132,10 +107,6 @@ impl Harness {
     async fn notify(&self, lead_id: &str) -> Result<(), StageError> {
         let body = Envelope::new(lead_id, Stage::Notify, &format!("trace-{lead_id}")).to_json();
         self.pipeline.handle(Stage::Notify, &body).await.map(|_| ())
-    }
-
-    async fn lead(&self, id: &str) -> Lead {
-        self.db.get_lead(id).await.expect("read").expect("lead")
     }
 
     /// The owning rep's id and address.
@@ -375,7 +346,7 @@ async fn the_acknowledgement_goes_once_and_at_once_even_while_the_alert_is_held(
     assert_eq!(h.sink.mails_to(PROSPECT).len(), 1);
 
     // At the opening the rep's alert goes out; the acknowledgement still once.
-    *h.clock.0.lock().expect("not poisoned") = "2026-11-25T08:30:01Z".parse().expect("time");
+    h.clock.set("2026-11-25T08:30:01Z".parse().expect("time"));
     h.notify("held").await.expect("notified");
     h.notify("held").await.expect("replayed");
     assert_eq!(h.sink.mails_to("bruno@yourco.example").len(), 1);
@@ -536,7 +507,7 @@ fn email_settings_are_checked_at_load() {
     let parse = |text: &str| Config::parse(text, "t.toml", &|_| None).map(|_| ());
     parse(&config_text(port, &[])).expect("valid");
     // alert_email needs [notify.email].
-    let without = shipped_example_config().replace(
+    let without = shipped_example_config().edit(
         "email = \"bruno@yourco.example\"\n",
         "email = \"bruno@yourco.example\"\nalert_email = true\n",
     );
@@ -602,7 +573,7 @@ fn the_commented_email_example_in_the_shipped_config_validates_when_uncommented(
         .map(|l| format!("{l}\n"))
         .collect();
     assert!(block.contains("smtp_host"), "{block}");
-    let text = shipped.replacen("# [notify.email]", &format!("{block}\n# "), 1);
+    let text = shipped.edit_first("# [notify.email]", &format!("{block}\n# "));
     let config = Config::parse(&text, "t.toml", &|name| Some(format!("{name}-value")))
         .expect("the uncommented example is valid");
     assert!(config.notify.email.is_some());

@@ -5,11 +5,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{eventually, example_config, sample, with_retry_schedule, Edit, Server};
 use jiff::Timestamp;
 use leadrelay_shared::model::{Envelope, Escalation, LeadState, Owner, Stage};
 use leadrelay_shared::ports::{DeadLetters, Effects, LeadStore, Queue};
 use leadrelay_shared::signature::{self, Scheme, SigningKey};
-use leadrelay_tests::{eventually, example_config, sample, with_retry_schedule, Server};
 use serde_json::Value;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -97,8 +97,8 @@ fn config(stand_ins: &StandIns, channels: &[&str]) -> String {
         );
     }
     let config = example_config()
-        .replacen("email = \"bruno@yourco.example\"\n", &rep, 1)
-        .replace(
+        .edit_first("email = \"bruno@yourco.example\"\n", &rep)
+        .edit(
             "[notify]\nterminal = true\nhttp_timeout_ms = 5000\n",
             &notify,
         );
@@ -511,7 +511,7 @@ async fn alerts_to_one_slack_webhook_are_spaced_one_second_apart() {
         .mount(&stand_ins.server)
         .await;
     // The EMEA pool alternates bruno and fatima: both post to the one webhook.
-    let text = config(&stand_ins, &["slack"]).replace(
+    let text = config(&stand_ins, &["slack"]).edit(
         "email = \"fatima@yourco.example\"\n",
         &format!(
             "email = \"fatima@yourco.example\"\nslack_webhook_url = \"{}\"\n",

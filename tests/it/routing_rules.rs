@@ -4,15 +4,17 @@
 
 use std::time::Duration;
 
+use crate::support::{
+    example_config, open_store, parse_config, root, shipped_example_config, Edit,
+};
 use jiff::Timestamp;
-use leadrelay::embedded::{QueueSettings, Sqlite};
+use leadrelay::embedded::Sqlite;
 use leadrelay::rules;
 use leadrelay_shared::model::{LeadState, Owner};
 use leadrelay_shared::ports::LeadStore;
 use leadrelay_shared::routing::replay::{self, Rules};
 use leadrelay_shared::routing::{open_leads_counter, Router};
 use leadrelay_shared::rulebook::Rulebook;
-use leadrelay_tests::{example_config, parse_config, root, shipped_example_config};
 
 #[test]
 fn the_shipped_routing_cases_pass() {
@@ -59,17 +61,6 @@ captured_email = "lee@maple-software.ca"
     assert!(out.contains("MATCH \"Americas\""), "{out}");
 }
 
-async fn store(dir: &std::path::Path) -> Sqlite {
-    Sqlite::open(
-        dir,
-        QueueSettings {
-            max_receives: 5,
-            visibility_timeout: Duration::from_secs(30),
-        },
-    )
-    .expect("open store")
-}
-
 /// Stores `email`'s lead as the pipeline would have: enriched, captured at `at`.
 async fn stored_lead(
     db: &Sqlite,
@@ -101,12 +92,12 @@ async fn rules_diff_on_a_moved_territory_reports_exactly_the_leads_it_moves() {
     let current = parse_config(&example_config());
     // The new rules move Canada from the Americas to... EMEA, say, for a reorganisation.
     let moved_text = example_config()
-        .replace("NA = [\"US\", \"CA\"]", "NA = [\"US\"]")
-        .replace("EMEA = [\"GB\",", "EMEA = [\"CA\", \"GB\",");
+        .edit("NA = [\"US\", \"CA\"]", "NA = [\"US\"]")
+        .edit("EMEA = [\"GB\",", "EMEA = [\"CA\", \"GB\",");
     let new = parse_config(&moved_text);
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = store(dir.path()).await;
+    let db = open_store(dir.path());
     let now = Timestamp::now();
     let mut canadian = Vec::new();
     for (n, email) in [
@@ -258,13 +249,13 @@ async fn closing_a_lead_frees_the_capacity_it_held_and_pools_show_the_ledger() {
     use std::sync::Arc;
 
     // Bruno can hold one open lead.
-    let text = example_config().replace(
+    let text = example_config().edit(
         "capacity = 30\nbackup = \"fatima\"",
         "capacity = 1\nbackup = \"fatima\"",
     );
     let config = parse_config(&text);
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = store(dir.path()).await;
+    let db = open_store(dir.path());
     let pipeline = Pipeline::new(
         Arc::new(parse_config(&text)),
         Arc::new(db.clone()),
@@ -272,7 +263,7 @@ async fn closing_a_lead_frees_the_capacity_it_held_and_pools_show_the_ledger() {
         Arc::new(
             Channels::new(
                 Duration::from_secs(1),
-                Box::new(leadrelay_tests::Terminal::default()),
+                Box::new(crate::support::Terminal::default()),
             )
             .expect("channels"),
         ),

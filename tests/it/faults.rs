@@ -3,35 +3,43 @@
 //! webhook is answered 202 only when its lead is kept, a refusal is a 503 the sender can retry,
 //! and nothing accepted is lost once the fault clears.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::process::{serve, ServeFiles};
+use crate::support::serial;
+use crate::support::{
+    eventually, example_config, open_store, parse_config, signed_webhook, with_retry_schedule,
+    Edit, ManualPipeline, Server,
+};
 use jiff::{SignedDuration, Timestamp};
 use leadrelay::dlq;
-use leadrelay::embedded::{QueueSettings, Sqlite};
-use leadrelay_channels::Channels;
 use leadrelay_shared::claim::{self, ClaimOutcome, ClaimVia, FirstResponse};
-use leadrelay_shared::model::{Envelope, Lead, LeadState, Owner, Stage};
-use leadrelay_shared::ports::{Clock, LeadStore, Queue};
+use leadrelay_shared::model::{Envelope, LeadState, Owner, Stage};
+use leadrelay_shared::ports::{Clock, Queue};
 use leadrelay_shared::sla;
-use leadrelay_shared::stages::Pipeline;
-use leadrelay_tests::{eventually, example_config, parse_config, Server, Terminal};
 use serde_json::{json, Value};
 
 /// The example configuration with short retry and visibility timeouts, so that messages a
 /// fault held back come round again within the test's deadlines.
 fn fast_config() -> String {
-    example_config()
-        .replace(
+    let text = example_config()
+        .edit(
             "visibility_timeout_secs = 30",
             "visibility_timeout_secs = 3",
         )
-        .replace("retry_delay_ms = 200", "retry_delay_ms = 20")
         // The terminal is the only channel: delivery budgets may shrink to fit.
-        .replace(
+        .edit(
             "http_timeout_ms = 5000",
             "http_timeout_ms = 500\ndelivery_budget_ms = 500",
-        )
+        );
+    // Retries within about 10 s, not the shipped schedule's seconds to hours.
+    with_retry_schedule(
+        &text,
+        &[
+            "20ms", "40ms", "80ms", "160ms", "320ms", "640ms", "1s", "2s", "3s", "3s",
+        ],
+        15,
+    )
 }
 
 /// A capture from a different person each time (distinct e-mails are never merged).
@@ -122,6 +130,7 @@ async fn settle(server: &Server, lead_ids: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_is_answered_503_and_the_webhook_is_accepted_once_space_frees() {
+    let _heavy = serial::heavy().await; // up to 500 webhooks until the store is full
     let server = Server::start_with(&fast_config()).await;
     let first = post(&server, "evt-before", &capture(0)).await;
     assert_eq!(first.status, 202, "{}", first.body);
@@ -189,6 +198,7 @@ async fn a_full_disk_is_answered_503_and_the_webhook_is_accepted_once_space_free
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_locked_by_another_process_is_answered_503_in_bounded_time_then_resumes() {
+    let _heavy = serial::heavy().await; // a bound on the answer time
     let server = Server::start_with(&fast_config()).await;
     let first = post(&server, "evt-before", &capture(0)).await;
     assert_eq!(first.status, 202, "{}", first.body);
@@ -226,63 +236,28 @@ async fn a_store_locked_by_another_process_is_answered_503_in_bounded_time_then_
     server.stop().await;
 }
 
-/// A wall clock the test steps by hand, forwards and backwards.
-struct HandClock(Mutex<Timestamp>);
-
-impl HandClock {
-    fn set(&self, at: Timestamp) {
-        *self.0.lock().expect("not poisoned") = at;
-    }
-}
-
-impl Clock for HandClock {
-    fn now(&self) -> Timestamp {
-        *self.0.lock().expect("not poisoned")
-    }
-}
-
-/// The stage code over a real store on a hand clock, with the test as the only worker.
+/// The stage code over a real store on a hand clock (stepped forwards and backwards), with
+/// the test as the only worker.
 struct Stepped {
-    db: Sqlite,
-    pipeline: Arc<Pipeline>,
-    clock: Arc<HandClock>,
-    terminal: Terminal,
+    manual: ManualPipeline,
     start: Timestamp,
-    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Stepped {
+    type Target = ManualPipeline;
+
+    fn deref(&self) -> &ManualPipeline {
+        &self.manual
+    }
 }
 
 impl Stepped {
     fn new() -> Stepped {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = Sqlite::open(
-            dir.path(),
-            QueueSettings {
-                max_receives: 5,
-                visibility_timeout: Duration::from_secs(30),
-            },
-        )
-        .expect("open store");
         let start: Timestamp = "2026-11-24T18:00:00Z".parse().expect("time");
-        let clock = Arc::new(HandClock(Mutex::new(start)));
-        let terminal = Terminal::default();
         // Hours, holidays and leave taken out: every rep is working whatever the clock says.
-        let pipeline = Arc::new(Pipeline::new(
-            Arc::new(parse_config(&example_config())),
-            Arc::new(db.clone()),
-            Arc::new(db.clone()),
-            Arc::new(
-                Channels::new(Duration::from_secs(1), Box::new(terminal.clone()))
-                    .expect("channels"),
-            ),
-            clock.clone(),
-        ));
         Stepped {
-            db,
-            pipeline,
-            clock,
-            terminal,
+            manual: ManualPipeline::new(parse_config(&example_config()), start),
             start,
-            _dir: dir,
         }
     }
 
@@ -324,26 +299,6 @@ impl Stepped {
         for stage in Stage::ALL {
             while !self.db.receive(stage, 50).await.expect("r").is_empty() {}
         }
-    }
-
-    /// sla-watch, then the notify stage for whatever it sent.
-    async fn sweep(&self) -> sla::SweepReport {
-        let report = sla::sweep(&self.pipeline).await.expect("sla-watch");
-        for message in self.db.receive(Stage::Notify, 50).await.expect("receive") {
-            self.pipeline
-                .handle(Stage::Notify, &message.body)
-                .await
-                .expect("notify");
-            self.db
-                .delete(Stage::Notify, &message.receipt)
-                .await
-                .expect("delete");
-        }
-        report
-    }
-
-    async fn lead(&self, id: &str) -> Lead {
-        self.db.get_lead(id).await.expect("read").expect("stored")
     }
 }
 
@@ -460,80 +415,37 @@ async fn a_clock_jumping_hours_either_way_between_stages_escalates_once_per_dead
     assert_eq!(s.sweep().await, sla::SweepReport::default());
 }
 
-/// A `leadrelay serve` child, killed when the test ends however it ends.
-struct Serve(std::process::Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `leadrelay serve` on `port`, its alerts (the terminal channel) written to `alerts`.
-fn serve(
-    config: &std::path::Path,
-    data_dir: &std::path::Path,
-    port: u16,
-    alerts: &std::path::Path,
-) -> Serve {
-    let stdout = std::fs::File::create(alerts).expect("alerts file");
-    let child = std::process::Command::new(leadrelay_tests::process::binary())
-        .args(["serve", "--config"])
-        .arg(config)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(stdout)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn leadrelay serve");
-    Serve(child)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_one_data_directory_share_the_work_and_alert_each_lead_once() {
-    use leadrelay_tests::process::{free_port, wait_healthy};
-    let dir = tempfile::tempdir().expect("temp dir");
+    let _heavy = serial::heavy().await; // two servers at once
     let config_text = example_config();
-    let config_path = dir.path().join("leadrelay.toml");
-    std::fs::write(&config_path, &config_text).expect("write config");
+    let files = ServeFiles::new(&config_text);
     let config = parse_config(&config_text);
-    let data_dir = dir.path().join("data");
     let http = reqwest::Client::new();
 
     // The second server opens the same store while the first is serving: both run every
     // stage, taking messages from the same queues as two consumers of one SQS queue would.
-    let bases: Vec<String> = (0..2)
-        .map(|_| format!("http://127.0.0.1:{}", free_port()))
-        .collect();
+    // Each prints its alerts (the terminal channel) to its own file.
     let alerts: Vec<_> = (0..2)
-        .map(|n| dir.path().join(format!("alerts-{n}.txt")))
+        .map(|n| files.path(&format!("alerts-{n}.txt")))
         .collect();
     let mut servers = Vec::new();
-    for (base, alerts) in bases.iter().zip(&alerts) {
-        let port: u16 = base
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port");
-        servers.push(serve(&config_path, &data_dir, port, alerts));
-        wait_healthy(&http, base).await;
+    for alerts in &alerts {
+        servers.push(serve(&files).stdout_to(alerts).spawn().await);
     }
+    let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
 
-    let source = config.source("website").expect("source");
     let mut ids = Vec::new();
     for n in 0..20 {
         let body = capture(100 + n);
-        let headers =
-            leadrelay::cli::signed_headers(source, &format!("evt-two-{n}"), &body).expect("sign");
-        let mut request = http
-            .post(format!("{}/webhooks/website", bases[n % 2]))
-            .header("content-type", "application/json")
-            .body(body);
-        for (name, value) in headers {
-            request = request.header(name, value);
-        }
+        let request = signed_webhook(
+            &http,
+            &bases[n % 2],
+            &config,
+            "website",
+            &format!("evt-two-{n}"),
+            &body,
+        );
         let response = request.send().await.expect("answer");
         assert_eq!(response.status().as_u16(), 202);
         let answer: Value = response.json().await.expect("json");
@@ -559,14 +471,7 @@ async fn two_servers_on_one_data_directory_share_the_work_and_alert_each_lead_on
         )
         .await;
     }
-    let store = Sqlite::open(
-        &data_dir,
-        QueueSettings {
-            max_receives: 5,
-            visibility_timeout: Duration::from_secs(30),
-        },
-    )
-    .expect("open the store");
+    let store = open_store(&files.data_dir);
     eventually(Duration::from_secs(30), "the queues to drain", || async {
         let counts = store.counts().await.ok()?;
         (counts.messages == 0).then_some(counts)

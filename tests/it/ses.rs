@@ -7,14 +7,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::support::aws::{moto, Moto};
+use crate::support::{example_config, initech_lead, Edit};
 use aws_sdk_ssm::types::ParameterType;
 use jiff::Timestamp;
 use leadrelay_aws::bootstrap::{self, Deployment as Env};
 use leadrelay_shared::claim_link;
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage};
 use leadrelay_shared::stages::{Pipeline, StageError};
-use leadrelay_tests::aws::{moto, Moto};
-use leadrelay_tests::{example_config, initech_lead};
 use mail_parser::MessageParser;
 use serde_json::Value;
 
@@ -25,15 +25,15 @@ const SENDER: &str = "alerts@yourco.example";
 async fn pipeline(moto: &Moto, ses_from: Option<&str>) -> Arc<Pipeline> {
     let deployment = moto.deploy(2, 30).await;
     let mut config = example_config()
-        .replace("terminal = true", "terminal = false")
-        .replace(
+        .edit("terminal = true", "terminal = false")
+        .edit(
             "http_timeout_ms = 5000\n",
             "http_timeout_ms = 5000\n\n[notify.email]\nfrom = \"leadrelay <alerts@yourco.example>\"\n\
              smtp_host = \"smtp.ignored-on-aws.example\"\n",
         );
     for rep in ["bruno", "fatima"] {
         let line = format!("email = \"{rep}@yourco.example\"\n");
-        config = config.replace(&line, &format!("{line}alert_email = true\n"));
+        config = config.edit(&line, &format!("{line}alert_email = true\n"));
     }
     let prefix = format!("/{}/", deployment.table);
     moto.ssm()

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadrelay::embedded::{QueueSettings, Sqlite};
+use crate::support::{open_store, parse_config, Terminal};
 use leadrelay_channels::Channels;
 use leadrelay_shared::model::{
     CaptureEvent, Enrichment, Envelope, EventKind, Lead, LeadState, Metadata, Owner, Stage,
@@ -15,7 +15,6 @@ use leadrelay_shared::model::{
 };
 use leadrelay_shared::ports::{LeadStore, SystemClock};
 use leadrelay_shared::stages::{open_leads_counter, Pipeline};
-use leadrelay_tests::{parse_config, Terminal};
 use proptest::prelude::*;
 
 fn team(weights: &[u32], cap: Option<u32>) -> String {
@@ -102,14 +101,7 @@ async fn route_concurrently(
     routers: usize,
 ) -> (Vec<Owner>, HashMap<String, i64>) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = Sqlite::open(
-        dir.path(),
-        QueueSettings {
-            max_receives: 5,
-            visibility_timeout: Duration::from_secs(30),
-        },
-    )
-    .expect("open store");
+    let db = open_store(dir.path());
     let pipeline = Arc::new(Pipeline::new(
         Arc::new(parse_config(&team(weights, cap))),
         Arc::new(db.clone()),

@@ -3,14 +3,13 @@
 
 use std::sync::Arc;
 
+use crate::support::{example_config, open_store, parse_config, root, sample};
 use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsEvent;
-use leadrelay::embedded::{QueueSettings, Sqlite};
 use leadrelay_shared::model::{Envelope, Stage};
 use leadrelay_shared::ports::{Destination, Notifier, NotifyError, SystemClock};
 use leadrelay_shared::render::Alert;
 use leadrelay_shared::stages::Pipeline;
-use leadrelay_tests::{example_config, parse_config, root, sample};
 use serde_json::{json, Value};
 
 /// A notifier that panics for one lead, standing in for a bug in a channel adapter.
@@ -42,14 +41,7 @@ fn record(id: &str, body: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_or_panicking_message_is_reported_alone() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = Sqlite::open(
-        dir.path(),
-        QueueSettings {
-            max_receives: 5,
-            visibility_timeout: std::time::Duration::from_secs(30),
-        },
-    )
-    .expect("open");
+    let db = open_store(dir.path());
     let notifier = Arc::new(PanicsFor(Default::default()));
     let pipeline = Arc::new(Pipeline::new(
         Arc::new(parse_config(&example_config())),

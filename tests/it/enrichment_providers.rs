@@ -2,9 +2,9 @@
 //! chatbot sent (from a host the source allows) reaches the alert and the qualification, and
 //! the visitor's country comes from the test geolocation database.
 
+use crate::support::{example_config, root, sample, Edit, Server};
 use leadrelay_shared::model::ProviderOutcome;
 use leadrelay_shared::ports::LeadStore;
-use leadrelay_tests::{example_config, root, sample, Server};
 use serde_json::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -14,15 +14,13 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 fn config() -> String {
     let database = root().join("adapters/geoip/tests/fixtures/geoip-test.mmdb");
     let text = example_config()
-        .replacen(
+        .edit_first(
             "tolerance_secs = 300",
             "tolerance_secs = 300\ntranscript_hosts = [\"127.0.0.1\"]",
-            1,
         )
-        .replacen(
+        .edit_first(
             "[enrichment]\n",
             "[enrichment]\nproviders = [\"transcript\", \"geoip\"]\n",
-            1,
         );
     format!(
         "{text}\n\n[enrichment.transcript]\nbudget_ms = 2000\n\n\

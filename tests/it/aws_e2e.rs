@@ -6,6 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::aws::{moto, Deployment, Moto};
+use crate::support::{
+    eventually, example_config, root, sample, with_retry_schedule, Edit, HandClock,
+};
 use aws_lambda_events::sqs::SqsEvent;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use aws_sdk_ssm::types::ParameterType;
@@ -13,8 +17,6 @@ use lambda_http::tower::ServiceExt as _;
 use leadrelay_aws::bootstrap::{self, Deployment as Env};
 use leadrelay_shared::model::Stage;
 use leadrelay_shared::stages::Pipeline;
-use leadrelay_tests::aws::{moto, Deployment, Moto};
-use leadrelay_tests::{eventually, example_config, root, sample, with_retry_schedule};
 use leadrelay_web::{router, Api};
 use serde_json::{json, Value};
 use wiremock::matchers::method;
@@ -42,15 +44,15 @@ async fn stack(slack_status: u16) -> Stack {
 
     // Secrets live in SSM, named by the config's *_env keys; the config holds none.
     let config = example_config()
-        .replace(
+        .edit(
             &format!("secrets = [\"{SECRET}\"]"),
             "secrets_env = \"WEBSITE_WEBHOOK_SECRETS\"",
         )
-        .replace(
+        .edit(
             "email = \"bruno@yourco.example\"",
             "email = \"bruno@yourco.example\"\nslack_webhook_url_env = \"SLACK_BRUNO\"",
         )
-        .replace("terminal = true", "terminal = false");
+        .edit("terminal = true", "terminal = false");
     // One retry, then the stage moves the message to its DLQ itself (MAX_RECEIVES attempts).
     let config = with_retry_schedule(&config, &["0s"], 15);
     let prefix = format!("/{}/", deployment.table);
@@ -406,15 +408,6 @@ async fn a_permanently_failing_notifier_dead_letters_and_replay_notifies_once() 
     );
 }
 
-/// A clock standing at one instant, for sla-watch runs "later".
-struct FixedClock(jiff::Timestamp);
-
-impl leadrelay_shared::ports::Clock for FixedClock {
-    fn now(&self) -> jiff::Timestamp {
-        self.0
-    }
-}
-
 /// The claim function's routes, fed an API Gateway HTTP API event for `method path?query`.
 async fn invoke_claim(stack: &Stack, method: &str, path: &str, query: &str) -> (u16, String) {
     let fixture = std::fs::read_to_string(root().join("events/aws/apigw-http-webhook.json"))
@@ -472,7 +465,7 @@ async fn on_aws_an_unclaimed_lead_escalates_and_its_new_owner_claims_it_by_link(
         p.store.clone(),
         p.queue.clone(),
         p.notifier.clone(),
-        Arc::new(FixedClock(later)),
+        Arc::new(HandClock::new(later)),
     );
     let report = leadrelay_shared::sla::sweep(&watch)
         .await

@@ -2,80 +2,37 @@
 //! moves: the first claim wins, a lead nobody claims climbs the ladder and stops at its top,
 //! and a rep who lets leads lapse stops getting new ones until resumed.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
+use crate::support::{parse_config, shipped_example_config, ManualPipeline};
 use jiff::{SignedDuration, Timestamp};
-use leadrelay::embedded::{QueueSettings, Sqlite};
-use leadrelay_channels::Channels;
 use leadrelay_shared::claim::{self, ClaimOutcome, ClaimVia};
-use leadrelay_shared::model::{
-    CaptureEvent, Envelope, EventKind, Lead, LeadState, Metadata, Owner, Stage,
-};
+use leadrelay_shared::model::{CaptureEvent, EventKind, Lead, LeadState, Metadata, Owner, Stage};
 use leadrelay_shared::ports::{Clock, LeadStore, Queue};
 use leadrelay_shared::routing::{open_leads_counter, sla_streak_counter};
 use leadrelay_shared::sla;
-use leadrelay_shared::stages::Pipeline;
-use leadrelay_tests::{parse_config, shipped_example_config, Terminal};
-
-/// A clock the test moves by hand.
-struct HandClock(Mutex<Timestamp>);
-
-impl HandClock {
-    fn set(&self, at: Timestamp) {
-        *self.0.lock().expect("not poisoned") = at;
-    }
-}
-
-impl Clock for HandClock {
-    fn now(&self) -> Timestamp {
-        *self.0.lock().expect("not poisoned")
-    }
-}
 
 /// Tuesday 13:00 in New York, 10:00 in California: Alice and her backup Dana are both working.
 const TUESDAY_AFTERNOON: &str = "2026-11-24T18:00:00Z";
 
+/// The stage code worked by hand from Tuesday afternoon on.
 struct Harness {
-    db: Sqlite,
-    pipeline: Arc<Pipeline>,
-    clock: Arc<HandClock>,
-    terminal: Terminal,
+    manual: ManualPipeline,
     start: Timestamp,
-    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = ManualPipeline;
+
+    fn deref(&self) -> &ManualPipeline {
+        &self.manual
+    }
 }
 
 impl Harness {
     fn new(config_text: &str) -> Harness {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = Sqlite::open(
-            dir.path(),
-            QueueSettings {
-                max_receives: 5,
-                visibility_timeout: Duration::from_secs(30),
-            },
-        )
-        .expect("open store");
         let start: Timestamp = TUESDAY_AFTERNOON.parse().expect("time");
-        let clock = Arc::new(HandClock(Mutex::new(start)));
-        let terminal = Terminal::default();
-        let pipeline = Arc::new(Pipeline::new(
-            Arc::new(parse_config(config_text)),
-            Arc::new(db.clone()),
-            Arc::new(db.clone()),
-            Arc::new(
-                Channels::new(Duration::from_secs(1), Box::new(terminal.clone()))
-                    .expect("channels"),
-            ),
-            clock.clone(),
-        ));
         Harness {
-            db,
-            pipeline,
-            clock,
-            terminal,
+            manual: ManualPipeline::new(parse_config(config_text), start),
             start,
-            _dir: dir,
         }
     }
 
@@ -114,34 +71,6 @@ impl Harness {
             self.handle(stage, id).await;
         }
         self.lead(id).await
-    }
-
-    async fn handle(&self, stage: Stage, id: &str) {
-        let envelope = Envelope::new(id, stage, &format!("trace-{id}")).to_json();
-        self.pipeline
-            .handle(stage, &envelope)
-            .await
-            .unwrap_or_else(|e| panic!("{stage} failed for {id}: {e}"));
-    }
-
-    async fn lead(&self, id: &str) -> Lead {
-        self.db.get_lead(id).await.expect("read").expect("stored")
-    }
-
-    /// Runs sla-watch, then delivers whatever it sent to the notify stage.
-    async fn sweep(&self) -> sla::SweepReport {
-        let report = sla::sweep(&self.pipeline).await.expect("sla-watch");
-        for message in self.db.receive(Stage::Notify, 50).await.expect("receive") {
-            self.pipeline
-                .handle(Stage::Notify, &message.body)
-                .await
-                .expect("notify");
-            self.db
-                .delete(Stage::Notify, &message.receipt)
-                .await
-                .expect("delete");
-        }
-        report
     }
 
     async fn counter(&self, name: &str) -> i64 {

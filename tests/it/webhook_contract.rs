@@ -1,11 +1,11 @@
 //! Every answer of `POST /webhooks/{source}`, over HTTP against the embedded mode, each with the
 //! store checked unchanged where the contract says nothing may change.
 
+use crate::support::{example_config, sample, signed_webhook, Edit, EmbeddedApp, Server};
 use jiff::Timestamp;
 use leadrelay_shared::model::{Envelope, Stage};
 use leadrelay_shared::ports::{DeadLetters, LeadStore, Queue};
 use leadrelay_shared::signature::{sign_standard, SigningKey};
-use leadrelay_tests::{example_config, sample, Server};
 use proptest::prelude::*;
 
 const LEAD: &str = "02-capture-emea-pricing.json";
@@ -51,7 +51,7 @@ async fn the_same_event_id_again_is_a_duplicate_with_the_same_lead() {
     server.wait_for_state(&lead_id, "notified").await;
     // The lead is notified a moment before its worker deletes the notify message: wait for
     // the queues to settle so that the comparison below sees only the duplicate's writes.
-    let before = leadrelay_tests::eventually(
+    let before = crate::support::eventually(
         std::time::Duration::from_secs(10),
         "the notify message deleted",
         || async {
@@ -205,12 +205,12 @@ async fn refused_gates_name_the_field_and_store_nothing_and_review_leads_reach_t
     // Role addresses, competitors and missing names refused in this variant; our own domain
     // is refused as shipped.
     let text = example_config()
-        .replace("role_addresses = \"review\"", "role_addresses = \"refuse\"")
-        .replace(
+        .edit("role_addresses = \"review\"", "role_addresses = \"refuse\"")
+        .edit(
             "competitor_domains = \"review\"",
             "competitor_domains = \"refuse\"",
         )
-        .replace("missing_fields = \"flag\"", "missing_fields = \"refuse\"");
+        .edit("missing_fields = \"flag\"", "missing_fields = \"refuse\"");
     let server = Server::start_with(&text).await;
     let before = server.counts().await;
     let capture = |email: &str, name: &str| {
@@ -361,24 +361,14 @@ async fn an_oversized_body_gets_413_and_an_unknown_source_404() {
 /// same webhook is accepted. The stages are not started, so the backlog stays where it is put.
 #[tokio::test]
 async fn past_the_backlog_limit_ingest_sheds_load_with_429_and_retry_after() {
-    use leadrelay::embedded::Embedded;
     use leadrelay_shared::model::{Envelope, Stage};
     use leadrelay_shared::ports::Queue;
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
 
-    let config = example_config().replace("batch_size = 10", "batch_size = 10\nmax_backlog = 3");
-    assert!(
-        config.contains("max_backlog = 3"),
-        "the example config has batch_size = 10"
-    );
-    let dir = tempfile::tempdir().expect("temp dir");
-    let embedded = Embedded::open(
-        leadrelay_tests::parse_config(&config),
-        dir.path(),
-        Box::new(std::io::sink()),
-    )
-    .expect("open embedded");
+    let config = example_config().edit("batch_size = 10", "batch_size = 10\nmax_backlog = 3");
+    let app = EmbeddedApp::open(crate::support::parse_config(&config));
+    let embedded = &app.embedded;
     let db = embedded.db.clone();
     for n in 0..4 {
         let envelope = Envelope::new(&format!("waiting-{n}"), Stage::Enrich, "trace");
@@ -396,18 +386,16 @@ async fn past_the_backlog_limit_ingest_sheds_load_with_429_and_retry_after() {
         Arc::new(AtomicBool::new(true)),
     ));
     let serving = tokio::spawn(async move { axum::serve(listener, app).await });
-    let source = embedded.pipeline.config.source("website").expect("source");
-    let body = sample(LEAD);
-    let headers = leadrelay::cli::signed_headers(source, "msg_shed_1", &body).expect("signed");
-    let post = || {
-        let mut request = reqwest::Client::new()
-            .post(format!("{base}/webhooks/website"))
-            .body(body.clone());
-        for (name, value) in &headers {
-            request = request.header(name, value);
-        }
-        request.send()
-    };
+    // Signed once: the sender's retry is the same request.
+    let request = signed_webhook(
+        &reqwest::Client::new(),
+        &base,
+        &embedded.pipeline.config,
+        "website",
+        "msg_shed_1",
+        &sample(LEAD),
+    );
+    let post = || request.try_clone().expect("a buffered body").send();
 
     let shed = post().await.expect("answered");
     assert_eq!(shed.status().as_u16(), 429);
@@ -701,7 +689,7 @@ async fn look_alike_addresses_meet_the_gates_of_the_domain_they_imitate() {
 /// Writes a lead row as an older version might have: readable columns, a body this version
 /// cannot decode (form fields 127 levels deep), an open SLA already due.
 fn insert_undecodable_lead(server: &Server, id: &str, event_id: &str) {
-    let lead = leadrelay_tests::initech_lead(id, "tom.baker@initech.co.uk", Timestamp::now());
+    let lead = crate::support::initech_lead(id, "tom.baker@initech.co.uk", Timestamp::now());
     let mut body = serde_json::to_value(&lead).expect("encodes");
     body["capture"]["form_fields"] = serde_json::json!({"deep": "DEEP"});
     let body = body.to_string().replace(r#""DEEP""#, &nested(127));
@@ -788,7 +776,7 @@ async fn an_undecodable_stored_lead_is_quarantined_and_skipped_never_fatal() {
         )
         .await
         .expect("enqueue");
-    let letter = leadrelay_tests::eventually(
+    let letter = crate::support::eventually(
         std::time::Duration::from_secs(10),
         "the quarantined lead's message dead-lettered",
         || async {
@@ -925,7 +913,7 @@ fn whatever_ingest_accepts_reads_back_from_the_store_and_is_processed() {
                     stored.err()
                 );
                 // ...and reaches its owner's alert, or the dead-letter queue with its error.
-                let done = leadrelay_tests::eventually(
+                let done = crate::support::eventually(
                     std::time::Duration::from_secs(10),
                     "the accepted lead processed",
                     || async {

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::aws::moto;
 use jiff::Timestamp;
 use leadrelay::embedded::{QueueSettings, Sqlite};
 use leadrelay_shared::model::{
@@ -18,7 +19,6 @@ use leadrelay_shared::ports::{
     EnrichmentCache, LeadStore, LedgerWrite, Queue, Received, ReplayGuard, StoreError,
 };
 use leadrelay_shared::routing::ledger::PoolLedger;
-use leadrelay_tests::aws::moto;
 
 const MAX_RECEIVES: u32 = 3;
 const VISIBILITY: Duration = Duration::from_secs(30);

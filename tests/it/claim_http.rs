@@ -2,10 +2,10 @@
 //! Slack Claim button (a request signed with Slack's scheme), with the alert updated in place
 //! at a local stand-in for Slack's `response_url`.
 
+use crate::support::{example_config, sample, Edit, Server};
 use jiff::Timestamp;
 use leadrelay_shared::claim_link;
 use leadrelay_shared::signature::SigningKey;
-use leadrelay_tests::{example_config, sample, Server};
 use leadrelay_web::claim_http::slack_headers;
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
@@ -16,18 +16,18 @@ const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
 fn config(slack: &MockServer) -> String {
     example_config()
-        .replace(
+        .edit(
             "# slack_signing_secrets_env = \"SLACK_SIGNING_SECRET\"",
             &format!(
                 "slack_signing_secrets = [\"{SLACK_SECRET}\"]\nslack_response_url_prefix = \"{}/\"",
                 slack.uri()
             ),
         )
-        .replace(
+        .edit(
             "id = \"alice\"\n",
             "id = \"alice\"\nslack_user_id = \"UALICE\"\n",
         )
-        .replace(
+        .edit(
             "id = \"dana\"\n",
             "id = \"dana\"\nslack_user_id = \"UDANA\"\n",
         )
@@ -37,7 +37,7 @@ fn config(slack: &MockServer) -> String {
 async fn notified_lead(server: &Server, who: &str) -> String {
     let body = String::from_utf8(sample("01-fallback-named-account.json"))
         .expect("utf-8")
-        .replace("jane.doe@", &format!("{who}@"));
+        .edit("jane.doe@", &format!("{who}@"));
     let answer = server
         .send("website", &format!("evt-{who}"), body.as_bytes())
         .await;

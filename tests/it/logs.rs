@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use leadrelay_tests::process::{free_port, spawn_serve, wait_healthy};
-use leadrelay_tests::{eventually, example_config, parse_config, sample, with_retry_schedule};
+use crate::support::process::{serve, ServeFiles};
+use crate::support::{
+    eventually, example_config, parse_config, sample, signed_webhook, with_retry_schedule, Edit,
+};
 use serde_json::Value;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -17,36 +19,23 @@ async fn one_json_line_per_stage_and_nothing_secret() {
         .mount(&slack)
         .await;
     let hook = format!("{}/services/TSECRET/BSECRET/hooksecret", slack.uri());
-    let config_text = example_config().replace(
+    let config_text = example_config().edit(
         "email = \"erin@yourco.example\"",
         &format!("email = \"erin@yourco.example\"\nslack_webhook_url = \"{hook}\""),
     );
     let config = parse_config(&config_text);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config_path = dir.path().join("leadrelay.toml");
-    std::fs::write(&config_path, &config_text).expect("config");
-    let log = dir.path().join("serve.log");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
+    let files = ServeFiles::new(&config_text);
+    let log = &files.log;
+    let mut child = serve(&files)
+        .env("LEADRELAY_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .spawn()
+        .await;
+    let base = &child.base;
     let http = reqwest::Client::new();
-    let mut child = spawn_serve(
-        &config_path,
-        &dir.path().join("data"),
-        port,
-        &log,
-        &[("LEADRELAY_LOG_FORMAT", "json"), ("RUST_LOG", "info")],
-    );
-    wait_healthy(&http, &base).await;
 
     let body = sample("01-fallback-named-account.json"); // named account: erin
-    let source = config.source("website").expect("source");
-    let mut request = http
-        .post(format!("{base}/webhooks/website"))
-        .body(body.clone());
-    for (name, value) in leadrelay::cli::signed_headers(source, "msg_logs", &body).expect("sign") {
-        request = request.header(name, value);
-    }
-    let answer: Value = request
+    let answer: Value = signed_webhook(&http, base, &config, "website", "msg_logs", &body)
         .send()
         .await
         .expect("sent")
@@ -70,14 +59,13 @@ async fn one_json_line_per_stage_and_nothing_secret() {
     assert_eq!(forged.status().as_u16(), 401);
 
     eventually(Duration::from_secs(10), "the notify log line", || async {
-        let text = std::fs::read_to_string(&log).ok()?;
+        let text = std::fs::read_to_string(log).ok()?;
         text.contains("\"notified\"").then_some(())
     })
     .await;
-    child.kill().expect("stop");
-    child.wait().expect("reaped");
+    child.kill();
 
-    let text = std::fs::read_to_string(&log).expect("log");
+    let text = std::fs::read_to_string(log).expect("log");
     let lines: Vec<Value> = text
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
@@ -120,11 +108,11 @@ async fn dead_lettering_logs_an_error_naming_the_lead_the_stage_and_the_channel(
     // Three quick attempts, one request each.
     let config_text = with_retry_schedule(
         &example_config()
-            .replace(
+            .edit(
                 "email = \"bruno@yourco.example\"",
                 &format!("email = \"bruno@yourco.example\"\nslack_webhook_url = \"{hook}\""),
             )
-            .replace(
+            .edit(
                 "http_timeout_ms = 5000",
                 "http_timeout_ms = 5000\nmax_attempts = 1",
             ),
@@ -132,30 +120,16 @@ async fn dead_lettering_logs_an_error_naming_the_lead_the_stage_and_the_channel(
         5,
     );
     let config = parse_config(&config_text);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config_path = dir.path().join("leadrelay.toml");
-    std::fs::write(&config_path, &config_text).expect("config");
-    let log = dir.path().join("serve.log");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
+    let files = ServeFiles::new(&config_text);
+    let log = &files.log;
+    let mut child = serve(&files)
+        .env("LEADRELAY_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .spawn()
+        .await;
     let http = reqwest::Client::new();
-    let mut child = spawn_serve(
-        &config_path,
-        &dir.path().join("data"),
-        port,
-        &log,
-        &[("LEADRELAY_LOG_FORMAT", "json"), ("RUST_LOG", "info")],
-    );
-    wait_healthy(&http, &base).await;
     let body = sample("02-capture-emea-pricing.json"); // bruno
-    let source = config.source("website").expect("source");
-    let mut request = http
-        .post(format!("{base}/webhooks/website"))
-        .body(body.clone());
-    for (name, value) in leadrelay::cli::signed_headers(source, "msg_dead", &body).expect("sign") {
-        request = request.header(name, value);
-    }
-    let answer: Value = request
+    let answer: Value = signed_webhook(&http, &child.base, &config, "website", "msg_dead", &body)
         .send()
         .await
         .expect("sent")
@@ -168,15 +142,14 @@ async fn dead_lettering_logs_an_error_naming_the_lead_the_stage_and_the_channel(
         Duration::from_secs(20),
         "the dead-letter log line",
         || async {
-            let text = std::fs::read_to_string(&log).ok()?;
+            let text = std::fs::read_to_string(log).ok()?;
             text.lines()
                 .filter_map(|line| serde_json::from_str::<Value>(line).ok())
                 .find(|l| l["level"] == "ERROR" && l["lead_id"] == lead_id.as_str())
         },
     )
     .await;
-    child.kill().expect("stop");
-    child.wait().expect("reaped");
+    child.kill();
     assert_eq!(line["stage"], "notify", "{line}");
     assert_eq!(line["channel"], "slack", "{line}");
     assert_eq!(line["receive_count"], 3, "{line}");
@@ -186,7 +159,7 @@ async fn dead_lettering_logs_an_error_naming_the_lead_the_stage_and_the_channel(
             .is_some_and(|m| m.starts_with("dead-lettered")),
         "{line}"
     );
-    let text = std::fs::read_to_string(&log).expect("log");
+    let text = std::fs::read_to_string(log).expect("log");
     for secret in ["hooksecret", "TSECRET", "tom.baker@sales.initech.co.uk"] {
         assert!(
             !text.contains(secret),

@@ -5,12 +5,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use leadrelay::embedded::Embedded;
+use crate::support::{
+    eventually, example_config, parse_config, parse_config_with_env, sample, signed_header_map,
+    with_retry_schedule, Edit, EmbeddedApp, Server,
+};
 use leadrelay_shared::model::{Envelope, Stage};
 use leadrelay_shared::ports::{DeadLetters, LeadStore, Queue};
-use leadrelay_tests::{
-    eventually, example_config, parse_config, sample, with_retry_schedule, Server, Terminal,
-};
 use serde_json::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -20,7 +20,7 @@ const LEAD: &str = "02-capture-emea-pricing.json"; // routes to rep bruno
 /// The example config with a Slack webhook for bruno and fast retries: `attempts` in all,
 /// 10 ms apart.
 fn config_with_slack(url: &str, attempts: u32) -> String {
-    let config = example_config().replace(
+    let config = example_config().edit(
         "email = \"bruno@yourco.example\"",
         &format!("email = \"bruno@yourco.example\"\nslack_webhook_url = \"{url}\""),
     );
@@ -51,25 +51,15 @@ fn hook(slack: &MockServer) -> String {
 #[tokio::test]
 async fn the_same_envelope_delivered_twice_gives_one_owner_and_one_alert() {
     let slack = slack_stand_in(200).await;
-    let terminal = Terminal::default();
-    let dir = tempfile::tempdir().expect("temp dir");
     // No workers: this test is the worker, so it can deliver each message twice on purpose.
-    let embedded = Embedded::open(
-        parse_config(&config_with_slack(&hook(&slack), 5)),
-        dir.path(),
-        Box::new(terminal.clone()),
-    )
-    .expect("open");
-    let (db, pipeline) = (embedded.db.clone(), embedded.pipeline.clone());
+    let app = EmbeddedApp::open(parse_config(&config_with_slack(&hook(&slack), 5)));
+    let (db, pipeline, terminal) = (
+        app.embedded.db.clone(),
+        app.embedded.pipeline.clone(),
+        &app.terminal,
+    );
 
-    let headers = leadrelay::cli::signed_headers(
-        pipeline.config.source("website").expect("source"),
-        "msg_twice",
-        &sample(LEAD),
-    )
-    .expect("sign");
-    let mut header_map = axum_headers(&headers);
-    header_map.insert("content-type", "application/json".parse().expect("ascii"));
+    let header_map = signed_header_map(&pipeline.config, "website", "msg_twice", &sample(LEAD));
     let accepted = pipeline
         .ingest("website", &header_map, &sample(LEAD))
         .await
@@ -118,17 +108,6 @@ async fn the_same_envelope_delivered_twice_gives_one_owner_and_one_alert() {
     assert_eq!(slack.received_requests().await.map(|r| r.len()), Some(1));
 }
 
-fn axum_headers(pairs: &[(String, String)]) -> axum::http::HeaderMap {
-    let mut map = axum::http::HeaderMap::new();
-    for (name, value) in pairs {
-        map.insert(
-            axum::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
-            value.parse().expect("header value"),
-        );
-    }
-    map
-}
-
 #[tokio::test]
 async fn slack_gets_an_escaped_block_kit_alert() {
     let slack = slack_stand_in(200).await;
@@ -160,8 +139,8 @@ async fn slack_gets_an_escaped_block_kit_alert() {
 async fn a_channel_that_keeps_failing_sends_the_message_to_the_dead_letter_queue() {
     let slack = slack_stand_in(500).await;
     // One attempt per receive, so that each receive is one request (retries inside a
-    // delivery are tested in tests/channels.rs).
-    let config = config_with_slack(&hook(&slack), 3).replace(
+    // delivery are tested in the channels module).
+    let config = config_with_slack(&hook(&slack), 3).edit(
         "http_timeout_ms = 5000",
         "http_timeout_ms = 5000\nmax_attempts = 1",
     );
@@ -241,14 +220,14 @@ async fn a_lead_in_a_queue_alerts_the_queue_channel_and_its_manager() {
             .await;
     }
     let config = example_config()
-        .replace(
+        .edit(
             "id = \"sdr\"\nname = \"SDR queue\"",
             &format!(
                 "id = \"sdr\"\nname = \"SDR queue\"\nslack_webhook_url = \"{}/services/T000/B000/QUEUE\"",
                 slack.uri()
             ),
         )
-        .replace(
+        .edit(
             "email = \"maria@yourco.example\"",
             &format!(
                 "email = \"maria@yourco.example\"\nslack_webhook_url = \"{}/services/T000/B000/MARIA\"",
@@ -303,11 +282,10 @@ async fn a_lead_stays_routed_while_slack_fails_and_is_notified_by_its_first_deli
         .mount(&slack)
         .await;
     // One request per receive; enough quick retries to outlast the outage.
-    let config = with_retry_schedule(&config_with_slack(&hook(&slack), 2), &["50ms"; 40], 41)
-        .replace(
-            "http_timeout_ms = 5000",
-            "http_timeout_ms = 5000\nmax_attempts = 1",
-        );
+    let config = with_retry_schedule(&config_with_slack(&hook(&slack), 2), &["50ms"; 40], 41).edit(
+        "http_timeout_ms = 5000",
+        "http_timeout_ms = 5000\nmax_attempts = 1",
+    );
     let server = Server::start_with(&config).await;
     let answer = server.send("website", "msg_outage", &sample(LEAD)).await;
     assert_eq!(answer.status, 202);
@@ -350,18 +328,18 @@ async fn a_lead_stays_routed_while_slack_fails_and_is_notified_by_its_first_deli
 fn outage_config(stand_in: &MockServer, schedule: &[&str]) -> String {
     let url = stand_in.uri();
     let config = example_config()
-        .replace(
+        .edit(
             "email = \"bruno@yourco.example\"",
             &format!(
                 "email = \"bruno@yourco.example\"\nslack_webhook_url = \"{url}/slack\"\n\
                  teams_webhook_url = \"{url}/teams\"\nhubspot_owner_id = \"12345\""
             ),
         )
-        .replace(
+        .edit(
             "http_timeout_ms = 5000",
             "http_timeout_ms = 5000\nmax_attempts = 1",
         )
-        .replace(
+        .edit(
             "\n[claim]\n",
             &format!(
                 "\n[notify.hubspot]\ntoken_env = \"HUBSPOT_TOKEN\"\nbase_url = \"{url}/hubspot\"\n\n\
@@ -506,8 +484,8 @@ impl Respond for Stamped {
 #[tokio::test]
 async fn the_dead_letter_alarm_tells_operations_once_reminds_and_rearms() {
     let stand_in = MockServer::start().await;
-    let smtp = leadrelay_tests::smtp::SmtpSink::start().await;
-    let config = outage_config(&stand_in, &["10ms"]).replace(
+    let smtp = crate::support::smtp::SmtpSink::start().await;
+    let config = outage_config(&stand_in, &["10ms"]).edit(
         "remind_every = \"1h\"\n",
         &format!(
             "remind_every = \"1h\"\nemail = \"oncall@yourco.example\"\n\n[notify.email]\n\
@@ -516,15 +494,9 @@ async fn the_dead_letter_alarm_tells_operations_once_reminds_and_rearms() {
             smtp.port
         ),
     );
-    let dir = tempfile::tempdir().expect("temp dir");
     // No workers and no timer: this test runs the checks, at the times it chooses.
-    let embedded = Embedded::open(
-        leadrelay_tests::parse_config_with_env(&config, &[("HUBSPOT_TOKEN", "t")]),
-        dir.path(),
-        Box::new(Terminal::default()),
-    )
-    .expect("open");
-    let (db, alarm) = (embedded.db.clone(), embedded.alarm());
+    let app = EmbeddedApp::open(parse_config_with_env(&config, &[("HUBSPOT_TOKEN", "t")]));
+    let (db, alarm) = (app.embedded.db.clone(), app.embedded.alarm());
     let t0 = jiff::Timestamp::now();
     let at = |minutes: i64| t0 + jiff::SignedDuration::from_mins(minutes);
     let ops_texts = || async {

@@ -9,18 +9,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::process::{serve, ServeFiles};
+use crate::support::serial;
+use crate::support::{
+    eventually, example_config, parse_config, sample, signed_header_map, with_retry_schedule, Edit,
+    EmbeddedApp, HandClock, Terminal,
+};
 use jiff::Timestamp;
-use leadrelay::embedded::{Embedded, QueueSettings, Sqlite};
+use leadrelay::embedded::{QueueSettings, Sqlite};
 use leadrelay_channels::Channels;
 use leadrelay_shared::config::Config;
 use leadrelay_shared::model::{Envelope, Owner, Stage};
-use leadrelay_shared::ports::{Clock, Destination, LeadStore, Notifier, NotifyError};
+use leadrelay_shared::ports::{Destination, LeadStore, Notifier, NotifyError};
 use leadrelay_shared::render::Alert;
 use leadrelay_shared::stages::{open_leads_counter, Pipeline, StageError};
-use leadrelay_tests::process::{free_port, spawn_serve, wait_healthy};
-use leadrelay_tests::{
-    eventually, example_config, parse_config, sample, with_retry_schedule, Terminal,
-};
 use serde_json::Value;
 use tokio::sync::Mutex;
 use wiremock::matchers::method;
@@ -40,6 +42,7 @@ fn max_in_flight_deliveries() -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_burst_loses_no_accepted_lead() {
+    let _heavy = serial::heavy().await; // a burst of 400 webhooks at a child it kills mid-burst
     let slack = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
@@ -50,22 +53,22 @@ async fn sigkill_mid_burst_loses_no_accepted_lead() {
     // messages caught mid-work by the kill come back quickly.
     let hook = format!("{}/services/T/B/X", slack.uri());
     let config_text = example_config()
-        .replace(
+        .edit(
             "@yourco.example\"",
             &format!("@yourco.example\"\nslack_webhook_url = \"{hook}\""),
         )
-        .replace(
+        .edit(
             "visibility_timeout_secs = 30",
             "visibility_timeout_secs = 2",
         )
         // A delivery must end within the receipt's lease (the visibility timeout).
-        .replace(
+        .edit(
             "http_timeout_ms = 5000",
             "http_timeout_ms = 500\ndelivery_budget_ms = 1000",
         )
         // Every rep shares the one stand-in webhook: Slack's 1 per second would spread the
         // burst over minutes, which is not what this test is about.
-        .replace("\n[claim]\n", "\n[notify.rates]\nslack = 0\n\n[claim]\n");
+        .edit("\n[claim]\n", "\n[notify.rates]\nslack = 0\n\n[claim]\n");
     // A message the dead process held comes back soon, and its retries too.
     let config_text = with_retry_schedule(
         &config_text,
@@ -73,20 +76,14 @@ async fn sigkill_mid_burst_loses_no_accepted_lead() {
         15,
     );
     let config = parse_config(&config_text);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config_path = dir.path().join("leadrelay.toml");
-    std::fs::write(&config_path, &config_text).expect("write config");
-    let data_dir = dir.path().join("data");
-    let log = dir.path().join("serve.log");
+    let files = ServeFiles::new(&config_text);
 
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .expect("client");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut child = spawn_serve(&config_path, &data_dir, port, &log, &[("RUST_LOG", "warn")]);
-    wait_healthy(&http, &base).await;
+    let mut child = serve(&files).spawn().await;
+    let base = child.base.clone();
 
     // The burst: 8 senders, each recording the leads answered 202.
     let source = config.source("website").expect("source");
@@ -142,8 +139,7 @@ async fn sigkill_mid_burst_loses_no_accepted_lead() {
         || async { (answered.load(Ordering::SeqCst) >= KILL_AFTER_ACCEPTED).then_some(()) },
     )
     .await;
-    child.kill().expect("SIGKILL"); // std's kill is SIGKILL on Unix
-    child.wait().expect("reaped");
+    child.kill();
     for sender in senders {
         sender.await.expect("sender finished");
     }
@@ -156,12 +152,9 @@ async fn sigkill_mid_burst_loses_no_accepted_lead() {
     );
 
     // Restart on the same data directory; everything accepted must come out notified.
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut child = spawn_serve(&config_path, &data_dir, port, &log, &[("RUST_LOG", "warn")]);
-    wait_healthy(&http, &base).await;
+    let mut child = serve(&files).spawn().await;
     let db = Sqlite::open(
-        &data_dir,
+        &files.data_dir,
         QueueSettings {
             max_receives: 5,
             visibility_timeout: Duration::from_secs(2),
@@ -186,8 +179,7 @@ async fn sigkill_mid_burst_loses_no_accepted_lead() {
         },
     )
     .await;
-    child.kill().expect("stop");
-    child.wait().expect("reaped");
+    child.kill();
 
     // Once in the store: one owner, one open-lead count per lead.
     let counts = db.counts().await.expect("counts");
@@ -268,21 +260,6 @@ async fn sigkill_mid_burst_loses_no_accepted_lead() {
     assert!(repeats <= max_in_flight_deliveries(), "{repeats} repeats");
 }
 
-/// A clock the test sets.
-struct HeldClock(std::sync::Mutex<Timestamp>);
-
-impl HeldClock {
-    fn set(&self, at: Timestamp) {
-        *self.0.lock().expect("not poisoned") = at;
-    }
-}
-
-impl Clock for HeldClock {
-    fn now(&self) -> Timestamp {
-        *self.0.lock().expect("not poisoned")
-    }
-}
-
 /// Delivers through the real channels, but the first time `channel` has delivered it says so
 /// and then does not return until `release` (never, for a crash): the moment between a
 /// channel's answer and its receipt. Later deliveries go straight through.
@@ -316,7 +293,7 @@ struct Fault {
     db: Sqlite,
     terminal: Terminal,
     lead_id: String,
-    clock: Arc<HeldClock>,
+    clock: Arc<HandClock>,
     t0: Timestamp,
     _dir: tempfile::TempDir,
 }
@@ -332,11 +309,11 @@ impl Fault {
             .await;
         let url = stand_in.uri();
         let text = example_config()
-            .replace(
+            .edit(
                 "email = \"bruno@yourco.example\"",
                 &format!("email = \"bruno@yourco.example\"\nslack_webhook_url = \"{url}/slack\""),
             )
-            .replace(
+            .edit(
                 "\n[claim]\n",
                 &format!(
                     "\n[[notify.webhooks]]\nname = \"n8n\"\nurl = \"{url}/webhook\"\n\
@@ -346,26 +323,10 @@ impl Fault {
         let config = parse_config(&text);
         // The receipt's lease is the visibility timeout.
         assert_eq!(config.pipeline.visibility_timeout_secs, 30);
-        let dir = tempfile::tempdir().expect("temp dir");
-        let terminal = Terminal::default();
-        let embedded = Embedded::open(parse_config(&text), dir.path(), Box::new(terminal.clone()))
-            .expect("open");
-        let pipeline = embedded.pipeline.clone();
+        let app = EmbeddedApp::open(parse_config(&text));
+        let pipeline = app.embedded.pipeline.clone();
         let body = sample("02-capture-emea-pricing.json"); // routes to bruno
-        let mut headers = axum::http::HeaderMap::new();
-        headers.insert("content-type", "application/json".parse().expect("ascii"));
-        for (name, value) in leadrelay::cli::signed_headers(
-            config.source("website").expect("source"),
-            "msg_fault",
-            &body,
-        )
-        .expect("sign")
-        {
-            headers.insert(
-                axum::http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
-                value.parse().expect("value"),
-            );
-        }
+        let headers = signed_header_map(&config, "website", "msg_fault", &body);
         let lead_id = pipeline
             .ingest("website", &headers, &body)
             .await
@@ -381,12 +342,12 @@ impl Fault {
         Fault {
             stand_in,
             config: Arc::new(config),
-            db: embedded.db.clone(),
-            terminal,
+            db: app.embedded.db.clone(),
+            terminal: app.terminal,
             lead_id,
-            clock: Arc::new(HeldClock(std::sync::Mutex::new(t0))),
+            clock: Arc::new(HandClock::new(t0)),
             t0,
-            _dir: dir,
+            _dir: app.dir,
         }
     }
 

@@ -5,9 +5,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::serial;
+use crate::support::{eventually, example_config, sample, Edit, Server};
 use leadrelay_shared::model::{EnrichmentStatus, ProviderOutcome};
 use leadrelay_shared::ports::LeadStore;
-use leadrelay_tests::{eventually, example_config, sample, Server};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -19,7 +20,7 @@ const TIER_BUDGET: Duration = Duration::from_secs(2);
 /// resolver the test support passes: none, so no key).
 fn config_with_provider(api: &str) -> String {
     let mut text =
-        example_config().replace("[enrichment]\n", "[enrichment]\nproviders = [\"firmo\"]\n");
+        example_config().edit("[enrichment]\n", "[enrichment]\nproviders = [\"firmo\"]\n");
     text.push_str(&format!(
         "\n[[enrichment.http]]\nname = \"firmo\"\nurl = \"{api}/v2/companies/find?domain={{domain}}\"\n\
          budget_ms = {PROVIDER_BUDGET_MS}\nretries = 1\n"
@@ -31,7 +32,7 @@ fn config_with_provider(api: &str) -> String {
 fn unknown_company_lead() -> Vec<u8> {
     String::from_utf8(sample("03-capture-enterprise.json"))
         .expect("utf-8 sample")
-        .replace(
+        .edit(
             "k.schmidt@umbrella-health.de",
             "k.schmidt@unlisted-clinic.de",
         )
@@ -102,6 +103,7 @@ async fn outage(api: &MockServer, what: &str, expected: ProviderOutcome) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_answering_503_slows_nothing() {
+    let _heavy = serial::heavy().await; // a bound on the time from webhook to alert
     let api = MockServer::start().await;
     Mock::given(method("GET"))
         .respond_with(ResponseTemplate::new(503))
@@ -114,6 +116,7 @@ async fn a_provider_answering_503_slows_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_provider_slows_nothing_beyond_its_budget() {
+    let _heavy = serial::heavy().await; // a bound on the time from webhook to alert
     let api = MockServer::start().await;
     Mock::given(method("GET"))
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(60)))

@@ -1,50 +1,22 @@
 //! The after-hours `hold` policy end to end over the embedded store: the lead is owned at once,
 //! its rep's alert waits for the team's opening (the SLA clock starts there), and goes out then.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
+use crate::support::{initech_lead, parse_config, shipped_example_config, ManualPipeline};
 use jiff::Timestamp;
-use leadrelay::embedded::{QueueSettings, Sqlite};
-use leadrelay_channels::Channels;
 use leadrelay_shared::model::{Envelope, LeadState, Stage};
-use leadrelay_shared::ports::{Clock, LeadStore, Queue};
-use leadrelay_shared::stages::Pipeline;
-use leadrelay_tests::{initech_lead, parse_config, shipped_example_config, Terminal};
-
-/// A clock the test moves by hand.
-struct HandClock(Mutex<Timestamp>);
-
-impl Clock for HandClock {
-    fn now(&self) -> Timestamp {
-        *self.0.lock().expect("not poisoned")
-    }
-}
+use leadrelay_shared::ports::{LeadStore, Queue};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_alert_waits_for_the_opening_then_goes_out() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = Sqlite::open(
-        dir.path(),
-        QueueSettings {
-            max_receives: 5,
-            visibility_timeout: Duration::from_secs(30),
-        },
-    )
-    .expect("open store");
     // Tuesday 20:00 in London: EMEA is closed and holds alerts until Wednesday 08:30.
     let evening: Timestamp = "2026-11-24T20:00:00Z".parse().expect("time");
-    let clock = Arc::new(HandClock(Mutex::new(evening)));
-    let terminal = Terminal::default();
-    let pipeline = Pipeline::new(
-        Arc::new(parse_config(&shipped_example_config())),
-        Arc::new(db.clone()),
-        Arc::new(db.clone()),
-        Arc::new(
-            Channels::new(Duration::from_secs(1), Box::new(terminal.clone())).expect("channels"),
-        ),
-        clock.clone(),
-    );
+    let ManualPipeline {
+        db,
+        pipeline,
+        clock,
+        terminal,
+        ..
+    } = &ManualPipeline::new(parse_config(&shipped_example_config()), evening);
     db.create_lead(&initech_lead("held-lead", "tom@initech.co.uk", evening))
         .await
         .expect("stored");
@@ -93,7 +65,7 @@ async fn a_held_alert_waits_for_the_opening_then_goes_out() {
     );
 
     // At the opening, the same path delivers.
-    *clock.0.lock().expect("not poisoned") = opening + jiff::SignedDuration::from_secs(1);
+    clock.set(opening + jiff::SignedDuration::from_secs(1));
     pipeline
         .handle(Stage::Notify, &notify)
         .await

@@ -5,17 +5,17 @@
 //! the first lead again, over HTTP.
 
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{
+    example_config, parse_config, sample, signed_header_map, signed_webhook, Edit, ManualPipeline,
+};
 use jiff::{SignedDuration, Timestamp};
-use leadrelay::embedded::{QueueSettings, Sqlite};
-use leadrelay_channels::Channels;
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage};
-use leadrelay_shared::ports::{Clock, LeadStore, Queue};
+use leadrelay_shared::ports::{LeadStore, Queue};
 use leadrelay_shared::routing::open_leads_counter;
-use leadrelay_shared::stages::{close_lead, Pipeline};
-use leadrelay_tests::{example_config, parse_config, sample, Terminal};
+use leadrelay_shared::stages::close_lead;
 use leadrelay_web::{router, Api};
 use serde_json::Value;
 use wiremock::matchers::{method, path};
@@ -24,28 +24,18 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const LEAD: &str = "02-capture-emea-pricing.json"; // Tom Baker, EMEA
 const TOM: &str = "tom.baker@sales.initech.co.uk";
 
-/// A clock the test moves by hand.
-struct HandClock(Mutex<Timestamp>);
-
-impl HandClock {
-    fn set(&self, at: Timestamp) {
-        *self.0.lock().expect("not poisoned") = at;
-    }
-}
-
-impl Clock for HandClock {
-    fn now(&self) -> Timestamp {
-        *self.0.lock().expect("not poisoned")
-    }
-}
-
+/// The stage code worked by hand, and the Slack stand-in every EMEA rep posts to.
 struct Setup {
-    db: Sqlite,
-    pipeline: Arc<Pipeline>,
-    clock: Arc<HandClock>,
-    terminal: Terminal,
+    manual: ManualPipeline,
     slack: MockServer,
-    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Setup {
+    type Target = ManualPipeline;
+
+    fn deref(&self) -> &ManualPipeline {
+        &self.manual
+    }
 }
 
 /// The example config, every EMEA rep with the same Slack webhook (so the test sees whom an
@@ -59,47 +49,25 @@ async fn setup(merge: &str) -> Setup {
         .await;
     let hook = format!("{}/hook", slack.uri());
     let text = example_config()
-        .replace(
+        .edit(
             "email = \"bruno@yourco.example\"",
             &format!("email = \"bruno@yourco.example\"\nslack_webhook_url = \"{hook}\""),
         )
-        .replace(
+        .edit(
             "email = \"fatima@yourco.example\"",
             &format!("email = \"fatima@yourco.example\"\nslack_webhook_url = \"{hook}\""),
         )
-        .replace(
+        .edit(
             "fallback_queue = \"sales-inbox\"",
             &format!("fallback_queue = \"sales-inbox\"\n{merge}"),
         );
-    let config = Arc::new(parse_config(&text));
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = Sqlite::open(
-        dir.path(),
-        QueueSettings {
-            max_receives: 5,
-            visibility_timeout: Duration::from_secs(30),
-        },
-    )
-    .expect("open store");
-    let terminal = Terminal::default();
-    let channels =
-        Channels::new(Duration::from_secs(5), Box::new(terminal.clone())).expect("channels");
-    let clock = Arc::new(HandClock(Mutex::new(Timestamp::now())));
-    let pipeline = Arc::new(Pipeline::new(
-        config,
-        Arc::new(db.clone()),
-        Arc::new(db.clone()),
-        Arc::new(channels),
-        clock.clone(),
-    ));
-    Setup {
-        db,
-        pipeline,
-        clock,
-        terminal,
-        slack,
-        _dir: dir,
-    }
+    let manual = ManualPipeline::with_channels(
+        parse_config(&text),
+        Timestamp::now(),
+        Duration::from_secs(5),
+        |channels| channels,
+    );
+    Setup { manual, slack }
 }
 
 impl Setup {
@@ -109,17 +77,7 @@ impl Setup {
         let mut body: Value = serde_json::from_slice(&sample(LEAD)).expect("sample");
         body["captured_email"] = Value::String(email.to_owned());
         let body = serde_json::to_vec(&body).expect("json");
-        let source = self.pipeline.config.source("website").expect("source");
-        let mut headers = axum::http::HeaderMap::new();
-        for (name, value) in
-            leadrelay::cli::signed_headers(source, event_id, &body).expect("signed")
-        {
-            headers.insert(
-                axum::http::HeaderName::try_from(name).expect("header name"),
-                value.parse().expect("header value"),
-            );
-        }
-        headers.insert("content-type", "application/json".parse().expect("ascii"));
+        let headers = signed_header_map(&self.pipeline.config, "website", event_id, &body);
         // Signatures are checked against the real time; routing runs at `route_at`.
         self.clock.set(Timestamp::now());
         let accepted = self
@@ -149,39 +107,17 @@ impl Setup {
 
     /// Posts `body` to `/webhooks/{source}`, signed for it with this event id.
     async fn post(&self, base: &str, source: &str, event_id: &str, body: &[u8]) -> (u16, Value) {
-        let config = self.pipeline.config.source(source).expect("source");
-        let mut request = reqwest::Client::new()
-            .post(format!("{base}/webhooks/{source}"))
-            .header("content-type", "application/json")
-            .body(body.to_vec());
-        for (name, value) in leadrelay::cli::signed_headers(config, event_id, body).expect("sign") {
-            request = request.header(name, value);
-        }
+        let request = signed_webhook(
+            &reqwest::Client::new(),
+            base,
+            &self.pipeline.config,
+            source,
+            event_id,
+            body,
+        );
         let response = request.send().await.expect("request");
         let status = response.status().as_u16();
         (status, response.json().await.expect("json answer"))
-    }
-
-    async fn drain(&self) {
-        loop {
-            let mut worked = false;
-            for stage in Stage::ALL {
-                for message in self.db.receive(stage, 10).await.expect("receive") {
-                    worked = true;
-                    self.pipeline
-                        .consume(stage, &message)
-                        .await
-                        .expect("consumed");
-                }
-            }
-            if !worked {
-                break;
-            }
-        }
-    }
-
-    async fn lead(&self, id: &str) -> Lead {
-        self.db.get_lead(id).await.expect("read").expect("stored")
     }
 
     async fn open_count(&self, lead: &Lead) -> i64 {

@@ -4,13 +4,11 @@
 //! keep-alive connection is closed, and beyond the connection limit a new connection waits
 //! for a slot instead of being lost.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use leadrelay::cli::signed_headers;
-use leadrelay_tests::process::{binary, free_port, wait_healthy};
-use leadrelay_tests::{example_config, parse_config, sample, Server};
+use crate::support::process::{serve, Serve, ServeFiles};
+use crate::support::serial;
+use crate::support::{example_config, parse_config, sample, signed_webhook, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -21,61 +19,29 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(1);
 /// A ceiling for waits that must end, so that a regression fails instead of hanging.
 const CEILING: Duration = Duration::from_secs(15);
 
-/// `leadrelay serve`, started with an open-file soft limit of 1,024 (systemd's default), killed
-/// and reaped when dropped so that a failing test leaves no process behind.
-struct Serve(Child);
-
-impl Serve {
-    fn spawn(config: &Path, data_dir: &Path, port: u16, log: &Path) -> Serve {
-        let log = std::fs::File::create(log).expect("log file");
-        // `-S`: only the soft limit, as systemd sets it; the hard limit stays what it was.
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg("ulimit -S -n 1024 && exec \"$0\" \"$@\"")
-            .arg(binary())
-            .args(["serve", "--config"])
-            .arg(config)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(data_dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn leadrelay serve");
-        Serve(child)
-    }
-
-    /// The soft open-file limit the running process has, from /proc.
-    fn soft_open_files(&self) -> u64 {
-        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.0.id()))
-            .expect("/proc/<pid>/limits");
-        let line = limits
-            .lines()
-            .find(|l| l.starts_with("Max open files"))
-            .expect("a Max open files line");
-        line.split_whitespace()
-            .nth(3)
-            .and_then(|n| n.parse().ok())
-            .expect("a numeric soft limit")
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// The soft open-file limit a running `leadrelay serve` has, from /proc.
+fn soft_open_files(serve: &Serve) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", serve.pid()))
+        .expect("/proc/<pid>/limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    line.split_whitespace()
+        .nth(3)
+        .and_then(|n| n.parse().ok())
+        .expect("a numeric soft limit")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_idle_half_requests_hold_neither_webhooks_nor_healthz() {
-    // This process holds the idle sockets: it needs more than 1,024 files itself.
+    let _heavy = serial::heavy().await; // 2,000 open sockets and a one-second deadline
+                                        // This process holds the idle sockets: it needs more than 1,024 files itself.
     let own = rlimit::increase_nofile_limit(u64::MAX).expect("raise the test's open-file limit");
     assert!(
         own > IDLE_SOCKETS as u64 + 200,
         "the hard open-file limit ({own}) is too low for this test"
     );
-    let dir = tempfile::tempdir().expect("temp dir");
     // A long header timeout: the idle sockets stay open for the whole test, so what is proven
     // is that the server has room for them, not that it dropped them.
     let text = format!(
@@ -83,17 +49,14 @@ async fn two_thousand_idle_half_requests_hold_neither_webhooks_nor_healthz() {
         example_config()
     );
     let config = parse_config(&text);
-    let config_path = dir.path().join("leadrelay.toml");
-    std::fs::write(&config_path, &text).expect("write config");
-    let log = dir.path().join("serve.log");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let serve = Serve::spawn(&config_path, &dir.path().join("data"), port, &log);
-    wait_healthy(&reqwest::Client::new(), &base).await;
+    let files = ServeFiles::new(&text);
+    // Started with systemd's default soft limit of 1,024.
+    let serve = serve(&files).open_files_soft_limit(1024).spawn().await;
+    let (port, base) = (serve.port, serve.base.clone());
     assert!(
-        serve.soft_open_files() > IDLE_SOCKETS as u64 + 200,
+        soft_open_files(&serve) > IDLE_SOCKETS as u64 + 200,
         "the server did not raise its open-file soft limit from 1,024 (now {})",
-        serve.soft_open_files()
+        soft_open_files(&serve)
     );
 
     let mut idle = Vec::with_capacity(IDLE_SOCKETS);
@@ -122,18 +85,10 @@ async fn two_thousand_idle_half_requests_hold_neither_webhooks_nor_healthz() {
         .build()
         .expect("client");
     let body = sample("01-fallback-named-account.json");
-    let source = config.source("website").expect("website source");
-    let headers = signed_headers(source, "evt-flood", &body).expect("sign");
-    let mut request = http
-        .post(format!("{base}/webhooks/website"))
-        .header("content-type", "application/json")
-        .body(body);
-    for (name, value) in headers {
-        request = request.header(name, value);
-    }
+    let request = signed_webhook(&http, &base, &config, "website", "evt-flood", &body);
     let started = Instant::now();
     let answer = tokio::time::timeout(ANSWER_WITHIN, request.send()).await;
-    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let log_text = || files.log_text();
     let answer = answer
         .unwrap_or_else(|_| {
             panic!(
@@ -185,19 +140,10 @@ fn with_server_section(section: &str) -> String {
     format!("{}\n[server]\n{section}\n", example_config())
 }
 
-fn port_of(server: &Server) -> u16 {
-    server
-        .base
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("a port in the base URL")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_finishes_its_headers_is_closed_after_the_header_timeout() {
     let server = Server::start_with(&with_server_section("header_read_timeout_secs = 1")).await;
-    let mut socket = TcpStream::connect(("127.0.0.1", port_of(&server)))
+    let mut socket = TcpStream::connect(("127.0.0.1", server.port()))
         .await
         .expect("connect");
     socket
@@ -209,7 +155,7 @@ async fn a_client_that_never_finishes_its_headers_is_closed_after_the_header_tim
     assert_eq!(server.counts().await.leads, 0);
 
     // Nothing at all is bounded the same way.
-    let mut silent = TcpStream::connect(("127.0.0.1", port_of(&server)))
+    let mut silent = TcpStream::connect(("127.0.0.1", server.port()))
         .await
         .expect("connect");
     read_until_closed(&mut silent).await.expect("closed");
@@ -219,7 +165,7 @@ async fn a_client_that_never_finishes_its_headers_is_closed_after_the_header_tim
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keep_alive_connection_is_closed() {
     let server = Server::start_with(&with_server_section("header_read_timeout_secs = 1")).await;
-    let mut socket = TcpStream::connect(("127.0.0.1", port_of(&server)))
+    let mut socket = TcpStream::connect(("127.0.0.1", server.port()))
         .await
         .expect("connect");
     socket
@@ -247,7 +193,7 @@ async fn a_body_that_never_arrives_gets_408_after_the_request_timeout() {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    let mut socket = TcpStream::connect(("127.0.0.1", port_of(&server)))
+    let mut socket = TcpStream::connect(("127.0.0.1", server.port()))
         .await
         .expect("connect");
     socket.write_all(head.as_bytes()).await.expect("headers");
@@ -264,7 +210,7 @@ async fn beyond_the_connection_limit_a_connection_waits_for_a_free_slot() {
         "header_read_timeout_secs = 60\nmax_connections = 5",
     ))
     .await;
-    let port = port_of(&server);
+    let port = server.port();
     let mut idle = Vec::new();
     for _ in 0..5 {
         let mut socket = TcpStream::connect(("127.0.0.1", port))

@@ -1,0 +1,27 @@
+//! The end-to-end tests, one binary: each module is one area, `support` what they share.
+//! One binary links the workspace and the AWS SDKs once, not once per file. Its tests run on
+//! parallel threads: a heavy or deadline-bound test takes `support::serial::heavy()`, and
+//! children of the real binary get ports no parallel test's connection can take first.
+
+mod support;
+
+mod after_hours;
+mod aws_e2e;
+mod channels;
+mod claim_and_escalation;
+mod claim_http;
+mod conformance;
+mod crash_recovery;
+mod duplicates;
+mod email;
+mod enrichment_outage;
+mod enrichment_providers;
+mod faults;
+mod lambda_batch;
+mod logs;
+mod pipeline;
+mod routing_concurrency;
+mod routing_rules;
+mod server_limits;
+mod ses;
+mod webhook_contract;

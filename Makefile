@@ -14,10 +14,11 @@ test: ## Run the whole test suite (unit, HTTP end-to-end, crash recovery)
 	./target/debug/leadrelay --config config/leadrelay.toml rules test config/routing-cases.toml
 	./scripts/with-moto.sh $(CARGO) test --workspace
 
-lint: ## rustfmt and clippy, warnings as errors
+lint: ## rustfmt, clippy (warnings as errors) and the layer check (core pure, Lambdas lean)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	./scripts/check-layers.sh
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
@@ -26,7 +27,7 @@ fmt: ## Format the code
 bench: ## Stage-logic, routing and HTTP-enrichment benchmarks, and the embedded server under load
 	$(CARGO) bench -p leadrelay-shared --bench stage_logic
 	$(CARGO) bench -p leadrelay-shared --bench routing
-	$(CARGO) bench -p leadrelay-shared --bench http_provider
+	$(CARGO) bench -p leadrelay-providers --bench http_provider
 	$(CARGO) bench -p leadrelay --bench embedded_load
 	$(CARGO) bench -p leadrelay --bench claim_and_sla
 

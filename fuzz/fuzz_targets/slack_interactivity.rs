@@ -10,8 +10,8 @@
 
 use http::{HeaderMap, HeaderValue};
 use jiff::Timestamp;
-use leadrelay_web::claim_http::parse_slack_claim;
 use leadrelay_shared::signature::{self, SigningKey, SLACK_SIGNATURE, SLACK_TIMESTAMP};
+use leadrelay_web::claim_http::parse_slack_claim;
 use libfuzzer_sys::fuzz_target;
 
 const NOW_SECS: i64 = 1_800_000_000;

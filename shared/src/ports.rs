@@ -36,8 +36,33 @@ pub enum StoreError {
     /// with a warning naming it, and `GET /leads/{id}` says so.
     #[error("lead {lead_id} is quarantined: its stored form cannot be read ({reason})")]
     Undecodable { lead_id: String, reason: String },
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    /// The store could not do it (down, full, locked, throttled). `context` says what failed in
+    /// words an operator can act on (it is what logs show); `source` keeps the adapter's own
+    /// error for whoever needs to tell its kinds apart.
+    #[error("store unavailable: {context}")]
+    Unavailable {
+        context: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl StoreError {
+    /// [`StoreError::Unavailable`] caused by `source`, described by its own text.
+    pub fn unavailable(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Unavailable {
+            context: source.to_string(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// [`StoreError::Unavailable`] with no error underneath (a limit the adapter enforces).
+    pub fn unavailable_because(context: impl Into<String>) -> Self {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: None,
+        }
+    }
 }
 
 /// Decodes a stored lead's body and its separately stored last failure. A body that does not

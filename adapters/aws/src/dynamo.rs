@@ -163,12 +163,22 @@ impl Guard {
     }
 }
 
-fn unavailable<E: ProvideErrorMetadata + std::fmt::Debug>(error: SdkError<E>) -> StoreError {
-    StoreError::Unavailable(crate::describe(&error))
+fn unavailable<E>(error: SdkError<E>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    // The SDK's own text is terse ("service error"); the service's code and message lead.
+    StoreError::Unavailable {
+        context: crate::describe(&error),
+        source: Some(Box::new(error)),
+    }
 }
 
-fn build_error(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("invalid request: {error}"))
+fn build_error(error: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Unavailable {
+        context: format!("invalid request: {error}"),
+        source: Some(Box::new(error)),
+    }
 }
 
 fn is_conditional_failure<E: ProvideErrorMetadata>(error: &SdkError<E>) -> bool {
@@ -318,9 +328,9 @@ impl DynamoStore {
         let version = write.ledger.version;
         let (Some(expected), Ok(stored_version)) = (version.checked_sub(1), i64::try_from(version))
         else {
-            return Err(build_error(format!(
-                "ledger {pool}/{period} written at version {version}; a write carries the \
-                 version read plus one"
+            return Err(StoreError::unavailable_because(format!(
+                "invalid request: ledger {pool}/{period} written at version {version}; a write \
+                 carries the version read plus one"
             )));
         };
         let body = serde_json::to_string(&write.ledger)
@@ -818,7 +828,7 @@ impl LeadStore for DynamoStore {
                     Some(rest) if !rest.keys.is_empty() => {
                         round += 1;
                         if round > BATCH_GET_ROUNDS {
-                            return Err(StoreError::Unavailable(format!(
+                            return Err(StoreError::unavailable_because(format!(
                                 "{} counters still unprocessed after {BATCH_GET_ROUNDS} retries",
                                 rest.keys.len()
                             )));

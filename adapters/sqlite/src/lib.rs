@@ -117,11 +117,25 @@ fn now_ms() -> i64 {
     Timestamp::now().as_millisecond()
 }
 
-fn unavailable(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(error.to_string())
+fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::unavailable(error)
 }
 
-type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// The group commit's outcome, shared by every write in the group.
+type Committed = Result<(), CommitFailed>;
+
+/// Why a group commit did not become durable; every write in the group gets it as the source
+/// of its [`StoreError::Unavailable`].
+#[derive(Debug, Clone, thiserror::Error)]
+enum CommitFailed {
+    #[error("{0}")]
+    Sql(Arc<rusqlite::Error>),
+    #[error("syncing the WAL: {0}")]
+    Sync(Arc<std::io::Error>),
+    #[error("the WAL syncer has stopped")]
+    SyncerStopped,
+}
+type Reply = Box<dyn FnOnce(Committed) + Send>;
 type Work = Box<dyn FnOnce(&Connection) -> Reply + Send>;
 
 /// A write for the committer, and whether its commit must reach the disk before the answer.
@@ -261,8 +275,9 @@ impl Sqlite {
         let (tx, rx) = oneshot::channel();
         let work: Work = Box::new(move |conn: &Connection| {
             let result = in_savepoint(conn, work);
-            Box::new(move |committed: Result<(), String>| {
-                let _ = tx.send(committed.map_err(StoreError::Unavailable).and(result));
+            Box::new(move |committed: Committed| {
+                let committed = committed.map_err(StoreError::unavailable);
+                let _ = tx.send(committed.and(result));
             })
         });
         let job = Job {
@@ -273,9 +288,9 @@ impl Sqlite {
             .jobs
             .send(job)
             .await
-            .map_err(|_| unavailable("the committer has stopped"))?;
+            .map_err(|_| StoreError::unavailable_because("the committer has stopped"))?;
         rx.await
-            .map_err(|_| unavailable("the committer dropped a write"))?
+            .map_err(|_| StoreError::unavailable_because("the committer dropped a write"))?
     }
 
     /// Runs `work` on a read connection (committed data only), on the calling thread.
@@ -584,9 +599,9 @@ fn commit_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>, syncer: SyncSend
             }
         }
         if let Err(e) = exec(&conn, "BEGIN IMMEDIATE", []) {
-            let message = e.to_string();
+            let failed = CommitFailed::Sql(Arc::new(e));
             for job in batch {
-                (job.work)(&conn)(Err(message.clone()));
+                (job.work)(&conn)(Err(failed.clone()));
             }
             continue;
         }
@@ -596,7 +611,7 @@ fn commit_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>, syncer: SyncSend
             .collect();
         let committed = exec(&conn, "COMMIT", [])
             .map(|_| ())
-            .map_err(|e| e.to_string());
+            .map_err(|e| CommitFailed::Sql(Arc::new(e)));
         if committed.is_err() {
             let _ = exec(&conn, "ROLLBACK", []);
         }
@@ -613,7 +628,7 @@ fn commit_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>, syncer: SyncSend
         if !to_sync.is_empty() {
             if let Err(std::sync::mpsc::SendError(replies)) = syncer.send(to_sync) {
                 for reply in replies {
-                    reply(Err("the WAL syncer has stopped".into()));
+                    reply(Err(CommitFailed::SyncerStopped));
                 }
             }
         }
@@ -648,7 +663,7 @@ fn sync_loop(wal: PathBuf, waiting: std::sync::mpsc::Receiver<Vec<Reply>>) {
         while let Ok(more) = waiting.try_recv() {
             replies.extend(more);
         }
-        let synced = sync_wal(&wal, &mut file).map_err(|e| format!("syncing the WAL: {e}"));
+        let synced = sync_wal(&wal, &mut file).map_err(|e| CommitFailed::Sync(Arc::new(e)));
         for reply in replies {
             reply(synced.clone());
         }
@@ -1300,7 +1315,7 @@ impl EncodedLedger {
             .ok()
             .filter(|v| *v >= 1)
             .ok_or_else(|| {
-                StoreError::Unavailable(format!(
+                StoreError::unavailable_because(format!(
                     "invalid request: ledger {pool}/{period} written at version {}; a write \
                      carries the version read plus one",
                     write.ledger.version
@@ -1696,5 +1711,35 @@ impl DeadLetters for Sqlite {
     async fn release(&self, _stage: Stage, _letter: &DeadLetter) -> Result<(), QueueError> {
         // Listing hides nothing here.
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_store_keeps_the_error_underneath() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A data directory that is a file cannot be opened: the I/O error stays the source.
+        let file = dir.path().join("not-a-directory");
+        std::fs::write(&file, b"x").expect("write");
+        let settings = QueueSettings {
+            max_receives: 3,
+            visibility_timeout: Duration::from_secs(30),
+        };
+        let error = Sqlite::open(&file.join("data"), settings)
+            .err()
+            .expect("refused");
+        assert!(matches!(error, StoreError::Unavailable { .. }), "{error}");
+        let source = std::error::Error::source(&error).expect("a source");
+        assert!(
+            source.downcast_ref::<std::io::Error>().is_some(),
+            "{source:?}"
+        );
+        assert!(
+            error.to_string().starts_with("store unavailable: "),
+            "{error}"
+        );
     }
 }

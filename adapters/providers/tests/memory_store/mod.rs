@@ -23,7 +23,7 @@ impl MemoryCache {
 
     fn check(&self) -> Result<(), StoreError> {
         if self.broken.load(Ordering::SeqCst) {
-            Err(StoreError::Unavailable("the store is down".into()))
+            Err(StoreError::unavailable_because("the store is down"))
         } else {
             Ok(())
         }

@@ -3,7 +3,7 @@
 //! code that runs on them. Entry points (the `leadrelay` binary, the Lambda functions) only
 //! wire adapters to [`stages::Pipeline`].
 
-pub mod claim;
+pub mod calendar;
 pub mod claim_link;
 pub mod cleaning;
 pub mod config;
@@ -14,10 +14,11 @@ pub mod metrics;
 pub mod model;
 pub mod ports;
 pub mod render;
+pub mod replay;
 pub mod routing;
 pub mod rulebook;
 pub mod signature;
-pub mod sla;
 pub mod stages;
+pub mod topics;
 pub mod url_prefix;
 pub mod validate;

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use crate::cleaning::{self, Phone};
 use crate::config::{BehaviourConfig, CompanyRecord, Config, TierConfig};
 use crate::model::{Enrichment, EventKind, GateAction, Lead, Metadata, Qualification, ScoreItem};
-use crate::routing::topics::{prospect_texts, TopicMatcher};
+use crate::topics::{prospect_texts, TopicMatcher};
 
 /// The configuration, indexed for the hot path.
 pub struct Rulebook {

@@ -12,7 +12,7 @@ use leadrelay::embedded::Sqlite;
 use leadrelay::rules;
 use leadrelay_shared::model::{LeadState, Owner};
 use leadrelay_shared::ports::LeadStore;
-use leadrelay_shared::routing::replay::{self, Rules};
+use leadrelay_shared::replay::{self, Rules};
 use leadrelay_shared::routing::{open_leads_counter, Router};
 use leadrelay_shared::rulebook::Rulebook;
 

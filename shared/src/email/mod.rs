@@ -3,11 +3,8 @@
 //! Amazon SES on AWS (`leadrelay-aws`).
 
 mod mailbox;
-pub mod render;
-mod stage;
 
 pub use mailbox::{InvalidMailbox, Mailbox};
-pub use stage::ACK_RECEIPT;
 
 use async_trait::async_trait;
 

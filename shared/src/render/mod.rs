@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::model::{EnrichmentStatus, Lead, Turn};
 
+pub mod email;
 mod outbound;
 mod teams;
 

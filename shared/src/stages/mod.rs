@@ -31,6 +31,10 @@ use crate::rulebook::Rulebook;
 use crate::signature;
 use crate::validate::{self, Rejection};
 
+pub mod claim;
+mod notify;
+pub mod sla;
+
 /// Everything a stage needs: the configuration and the ports.
 pub struct Pipeline {
     pub config: Arc<Config>,

@@ -141,7 +141,7 @@ async fn escalate(
                     "escalated (level {}): {}'s SLA passed unclaimed, {} after capture",
                     level + 1,
                     assignment.owner_name,
-                    crate::claim::human_duration(age)
+                    super::claim::human_duration(age)
                 );
                 assignment.owner_name = pipeline.router.owner_name(&to);
                 assignment.owner = to.clone();

@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
 
-use super::ledger::PoolLedger;
-use super::{Router, Snapshot};
 use crate::model::{Assignment, Lead};
+use crate::routing::ledger::PoolLedger;
+use crate::routing::{Router, Snapshot};
 use crate::rulebook::Rulebook;
 
 /// A store's routing figures, in memory.

@@ -5,10 +5,10 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use tracing::{info, warn};
 
-use super::render::{self, Envelope, Expectation};
-use super::Mailbox;
+use crate::email::{Mailbox, OutgoingEmail};
 use crate::model::{Lead, Owner};
 use crate::ports::{DeliveryStart, Destination};
+use crate::render::email::{self as render, Envelope, Expectation};
 use crate::stages::{Pipeline, StageError};
 
 /// The acknowledgement's delivery receipt: once per lead, whatever the escalation round.
@@ -126,7 +126,7 @@ impl Pipeline {
     /// off (globally or for the lead's source), a merged duplicate (its person already got
     /// one), a flagged address (junk, disposable, reserved, role or competitor: nobody to
     /// thank, or nobody who asked), or no usable address.
-    pub fn acknowledgement(&self, lead: &Lead, now: Timestamp) -> Option<super::OutgoingEmail> {
+    pub fn acknowledgement(&self, lead: &Lead, now: Timestamp) -> Option<OutgoingEmail> {
         let config = self
             .config
             .notify

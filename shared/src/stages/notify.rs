@@ -1,0 +1,3 @@
+//! The notify stage.
+
+mod email;

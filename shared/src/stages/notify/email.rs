@@ -1,5 +1,6 @@
 //! The notify stage's e-mail part: who gets an alert e-mail, and the prospect's
-//! acknowledgement. Kept beside the rendering so `stages.rs` only calls in.
+//! acknowledgement. The messages themselves are rendered by
+//! [`crate::render::email`].
 
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
@@ -43,7 +44,7 @@ impl Pipeline {
                 .and_then(|q| q.manager.as_ref())
                 .map(|m| vec![m.get_ref().as_str()])
                 .unwrap_or_default(),
-            Some(Owner::Pool(_)) => crate::stages::broadcast_members(lead),
+            Some(Owner::Pool(_)) => super::broadcast_members(lead),
             None => Vec::new(),
         };
         reps.dedup();

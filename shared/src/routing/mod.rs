@@ -10,6 +10,7 @@
 
 mod conditions;
 pub mod duplicates;
+pub mod effects;
 pub mod explain;
 pub mod ledger;
 
@@ -25,9 +26,9 @@ use crate::model::{
     AfterHoursNote, Assignment, CandidateTrace, GateAction, Lead, Owner, RoutingTrace, RuleTrial,
     StepTrace,
 };
-use crate::ports::{CounterBump, Effects, LedgerWrite};
 use crate::topics::{self, TopicMatcher};
 use conditions::{Cond, Facts};
+use effects::{CounterBump, Effects, LedgerWrite};
 use ledger::{PoolLedger, MICROS_PER_LEAD};
 
 /// The rule name a lead sent to the review queue by a validation gate is recorded under.

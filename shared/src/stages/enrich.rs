@@ -7,7 +7,7 @@ use tracing::info;
 
 use super::{Outcome, Pipeline, StageError};
 use crate::model::{Enrichment, Lead, LeadState, Stage};
-use crate::ports::Effects;
+use crate::routing::effects::Effects;
 
 impl Pipeline {
     pub(super) async fn enrich(&self, mut lead: Lead) -> Result<Outcome, StageError> {

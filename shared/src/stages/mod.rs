@@ -33,10 +33,10 @@ use crate::config::Config;
 use crate::enrichment::Providers;
 use crate::model::{Envelope, EnvelopeError, Lead, LeadState, Owner, Stage, StageFailure};
 use crate::ports::{
-    Clock, DeliveryStart, Effects, LeadStore, Notifier, NotifyError, Queue, QueueError, Received,
-    StoreError,
+    Clock, DeliveryStart, LeadStore, Notifier, NotifyError, Queue, QueueError, Received, StoreError,
 };
 use crate::render::{self, Alert};
+use crate::routing::effects::Effects;
 pub use crate::routing::open_leads_counter;
 use crate::routing::Router;
 use crate::rulebook::Rulebook;

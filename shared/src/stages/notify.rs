@@ -14,7 +14,8 @@ use super::{join_errors, render_alert, Outcome, Pipeline, StageError};
 use crate::claim_link;
 use crate::config::{QueueConfig, RepConfig};
 use crate::model::{Envelope, Lead, LeadState, Owner, Stage, StageFailure};
-use crate::ports::{DeliveryStart, Destination, Effects, NotifyError, StoreError};
+use crate::ports::{DeliveryStart, Destination, NotifyError, StoreError};
+use crate::routing::effects::Effects;
 
 /// SQS's longest message delay.
 const MAX_QUEUE_DELAY: Duration = Duration::from_secs(900);

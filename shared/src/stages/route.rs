@@ -9,7 +9,8 @@ use tracing::info;
 
 use super::{Outcome, Pipeline, StageError};
 use crate::model::{Lead, LeadState, Stage};
-use crate::ports::{ContactWrite, StoreError};
+use crate::ports::StoreError;
+use crate::routing::effects::ContactWrite;
 use crate::routing::{duplicates, Decision, Plan, Snapshot};
 
 /// Rounds of read-decide-write before routing gives up on contention and uses the default

@@ -14,7 +14,8 @@ use tracing::{info, warn};
 
 use crate::config::{EscalateTo, EscalationStep};
 use crate::model::{Envelope, Escalation, Lead, LeadState, Owner, Stage};
-use crate::ports::{CounterBump, Effects, StoreError};
+use crate::ports::StoreError;
+use crate::routing::effects::{CounterBump, Effects};
 use crate::routing::{open_leads_counter, sla_streak_counter, Snapshot};
 use crate::stages::{Pipeline, StageError};
 

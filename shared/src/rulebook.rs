@@ -1,6 +1,7 @@
 //! The pure decisions before routing, compiled once from the configuration: enrichment from
-//! the domain table and qualification into a tier with an SLA. No I/O happens here. Routing
-//! lives in [`crate::routing`].
+//! the domain table and qualification into a tier with an SLA. No I/O happens here. Topic
+//! matching lives in [`crate::topics`], routing in [`crate::routing`] (which never imports this
+//! module; [`crate::replay`] runs the two together).
 
 use std::collections::{HashMap, HashSet};
 

@@ -5,8 +5,11 @@
 //! [`Router::plan`] tries the rules and applies the after-hours policy (config and clock only),
 //! and names what it [`Needs`] from the store (open-lead counters, pool ledgers);
 //! [`Router::choose`] then walks the fallback chain over that [`Snapshot`] and returns the
-//! assignment with the guarded writes that make it stick. A guard that fails under
-//! concurrency means: read again, choose again.
+//! assignment with the guarded writes that make it stick ([`effects`]). A guard that fails
+//! under concurrency means: read again, choose again.
+//!
+//! Working hours come from [`crate::calendar`], topics from [`crate::topics`]; routing imports
+//! no port: the stores apply its [`effects`], and the stages call it.
 
 mod conditions;
 pub mod duplicates;

@@ -4,10 +4,11 @@
 use jiff::Timestamp;
 use tracing::info;
 
-use super::{open_leads_counter, CloseError};
+use super::CloseError;
 use crate::model::{Lead, LeadState};
 use crate::ports::{LeadStore, StoreError};
 use crate::routing::effects::Effects;
+use crate::routing::open_leads_counter;
 
 /// Closes a worked lead (won, lost, disqualified): it leaves its owner's open-lead count in
 /// the same atomic write, so the capacity it held is free at once. Closing twice is a no-op.

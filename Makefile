@@ -14,7 +14,8 @@ test: ## Run the whole test suite (unit, HTTP end-to-end, crash recovery)
 	./target/debug/leadrelay --config config/leadrelay.toml rules test config/routing-cases.toml
 	./scripts/with-moto.sh $(CARGO) test --workspace
 
-lint: ## rustfmt, clippy (warnings as errors) and the layer check (core pure, Lambdas lean)
+lint: ## rustfmt, clippy (warnings as errors), the layer check (core pure, Lambdas lean) and no import loop in the core
+	python3 scripts/check-core-modules.py
 	$(CARGO) fmt --all -- --check
 	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

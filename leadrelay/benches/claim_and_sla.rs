@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use jiff::{SignedDuration, Timestamp};
 use leadrelay::embedded::{QueueSettings, Sqlite};
 use leadrelay_channels::Channels;
-use leadrelay_shared::claim::{self, ClaimOutcome, ClaimVia};
 use leadrelay_shared::config::Config;
 use leadrelay_shared::model::{CaptureEvent, Envelope, EventKind, Lead, Stage};
 use leadrelay_shared::ports::{Clock, LeadStore as _};
-use leadrelay_shared::sla;
+use leadrelay_shared::stages::claim::{self, ClaimOutcome, ClaimVia};
+use leadrelay_shared::stages::sla;
 use leadrelay_shared::stages::Pipeline;
 
 struct HandClock(Mutex<Timestamp>);

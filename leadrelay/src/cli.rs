@@ -258,7 +258,7 @@ pub fn timeline(lead: &Lead) -> String {
         ));
     }
     if let Some(claim) = &lead.claim {
-        let first = leadrelay_shared::claim::FirstResponse::of(lead);
+        let first = leadrelay_shared::stages::claim::FirstResponse::of(lead);
         out.push_str(&format!(
             "  claimed   by {} via {}. {}\n",
             claim.rep,

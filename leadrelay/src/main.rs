@@ -10,7 +10,7 @@ use leadrelay::{cli, dlq, rules};
 use leadrelay_shared::config::Config;
 use leadrelay_shared::model::Stage;
 use leadrelay_shared::ports::{DeadLetters, LeadStore};
-use leadrelay_shared::stages::close_lead;
+use leadrelay_shared::stages::close::close_lead;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]

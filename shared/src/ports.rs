@@ -1,13 +1,27 @@
-//! The ports the stage code talks to. Adapters implement them for the embedded SQLite store and
-//! (later) for DynamoDB and SQS; the stage code never knows which one it has.
+//! The ports the stage code talks to; the stage code never knows which adapter it has.
+//!
+//! - [`LeadStore`], [`EnrichmentCache`], [`Queue`], [`DeadLetters`]: SQLite in the embedded
+//!   mode (`leadrelay-sqlite`); DynamoDB and SQS on AWS (`leadrelay-aws`).
+//! - [`Notifier`]: the alert channels (`leadrelay-channels`), which send e-mail through a
+//!   [`Mailer`] (SMTP in `leadrelay-email`, SES in `leadrelay-aws`) and, on AWS, SMS through an
+//!   [`SmsSender`] (SNS); [`NoChannels`] in a process that runs no notify stage.
+//! - [`Clock`]: [`SystemClock`], or a clock a test holds still.
+//!
+//! The enrichment provider port is [`crate::enrichment::EnrichmentProvider`]. What a store
+//! writes with a lead is described by [`crate::routing::effects`]; the contact index answers
+//! with a [`ContactLookup`]. Ports build on the domain (model, routing, render, e-mail values)
+//! and only the stages build on them.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
 
+use crate::email::OutgoingEmail;
 use crate::model::{Envelope, Lead, LeadState, Stage, StageFailure};
 use crate::render::Alert;
+use crate::routing::duplicates::ContactLookup;
+use crate::routing::effects::Effects;
 use crate::routing::ledger::PoolLedger;
 
 #[derive(Debug, thiserror::Error)]
@@ -147,83 +161,6 @@ pub enum DeliveryStart {
     AlreadyDelivered,
     /// Another attempt holds the lease until then.
     InFlight { until: Timestamp },
-}
-
-/// Adds one to a counter; with a limit, only while the counter is below it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CounterBump {
-    pub name: String,
-    pub limit: Option<i64>,
-}
-
-/// Replaces a pool's ledger for one period, only if nobody changed it since it was read.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LedgerWrite {
-    pub pool: String,
-    /// The reset period the ledger belongs to, such as `2026-W48` or `all`.
-    pub period: String,
-    /// The version read; the write fails with [`StoreError::Contended`] if it moved.
-    /// Its `ledger.version` is this plus one.
-    pub ledger: PoolLedger,
-}
-
-/// What changes together with a lead, in one atomic write.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Effects {
-    pub counters: Vec<CounterBump>,
-    pub ledgers: Vec<LedgerWrite>,
-    /// Counters to take one from (never below zero), such as an owner's open leads when a
-    /// lead is closed.
-    pub releases: Vec<String>,
-    /// Makes the lead its contact's open lead, for merging that person's next lead into it.
-    pub contact: Option<ContactWrite>,
-    /// Counters set back to zero, such as a rep's run of missed SLAs when they claim a lead.
-    pub resets: Vec<String>,
-}
-
-/// Points a contact (a normalised e-mail address) at the lead just routed for it, only if the
-/// index still holds what the router read: two leads from one person routed at once cannot
-/// both become the open lead (the loser decides again and merges).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContactWrite {
-    pub contact: String,
-    pub lead_id: String,
-    pub routed_at: Timestamp,
-    /// The lead id the index held when read (`None`: no entry); the write fails with
-    /// [`StoreError::Contended`] if it changed.
-    pub replaces: Option<String>,
-}
-
-/// What the contact index holds for one person.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ContactLookup {
-    /// The lead id the index holds, whatever that lead's state (the guard for the next write).
-    pub indexed: Option<String>,
-    /// That lead, when it is a merge target: routed or notified (not closed) and routed at or
-    /// after the window's start.
-    pub open: Option<Box<Lead>>,
-}
-
-impl ContactLookup {
-    /// Judges the indexed lead as read: the state and the routing time are checked here, on
-    /// read, so a closed lead or one outside the window is never merged into.
-    pub fn judge(indexed: Option<String>, lead: Option<Lead>, since: Timestamp) -> Self {
-        let open = lead.filter(|lead| {
-            matches!(lead.state, LeadState::Routed | LeadState::Notified)
-                && lead.merged_into.is_none()
-                && lead.timeline.routed_at.is_some_and(|at| at >= since)
-        });
-        ContactLookup {
-            indexed,
-            open: open.map(Box::new),
-        }
-    }
-}
-
-impl Effects {
-    pub fn none() -> Self {
-        Effects::default()
-    }
 }
 
 /// Lead state and SLA timestamps, idempotency records, counters and pool ledgers.
@@ -483,7 +420,7 @@ pub enum Destination {
     /// receipt key (`email:rep:bruno`, `esc1:email:rep:erin`, `ack:prospect`).
     Email {
         receipt: String,
-        email: Box<crate::email::OutgoingEmail>,
+        email: Box<OutgoingEmail>,
     },
     /// A Teams Workflows webhook of one recipient; the card's Claim button opens
     /// `claim_link` (the recipient's signed link) when there is one.
@@ -544,6 +481,14 @@ impl Destination {
 #[async_trait]
 pub trait SmsSender: Send + Sync {
     async fn send_sms(&self, to: &str, text: &str) -> Result<(), NotifyError>;
+}
+
+/// Sends one e-mail. Transient failures are [`NotifyError::Unreachable`] or
+/// [`NotifyError::Rejected`] (retried with the message); a refusal that no retry can change is
+/// [`NotifyError::Permanent`].
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    async fn send(&self, email: &OutgoingEmail) -> Result<(), NotifyError>;
 }
 
 /// Delivers an alert to one destination.

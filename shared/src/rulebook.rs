@@ -1,13 +1,14 @@
 //! The pure decisions before routing, compiled once from the configuration: enrichment from
-//! the domain table and qualification into a tier with an SLA. No I/O happens here. Routing
-//! lives in [`crate::routing`].
+//! the domain table and qualification into a tier with an SLA. No I/O happens here. Topic
+//! matching lives in [`crate::topics`], routing in [`crate::routing`] (which never imports this
+//! module; [`crate::replay`] runs the two together).
 
 use std::collections::{HashMap, HashSet};
 
 use crate::cleaning::{self, Phone};
 use crate::config::{BehaviourConfig, CompanyRecord, Config, TierConfig};
 use crate::model::{Enrichment, EventKind, GateAction, Lead, Metadata, Qualification, ScoreItem};
-use crate::routing::topics::{prospect_texts, TopicMatcher};
+use crate::topics::{prospect_texts, TopicMatcher};
 
 /// The configuration, indexed for the hot path.
 pub struct Rulebook {

@@ -467,7 +467,7 @@ async fn on_aws_an_unclaimed_lead_escalates_and_its_new_owner_claims_it_by_link(
         p.notifier.clone(),
         Arc::new(HandClock::new(later)),
     );
-    let report = leadrelay_shared::sla::sweep(&watch)
+    let report = leadrelay_shared::stages::sla::sweep(&watch)
         .await
         .expect("sla-watch");
     assert_eq!(report.escalated, vec![(lead_id.clone(), 1)]);

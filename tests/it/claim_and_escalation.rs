@@ -4,11 +4,11 @@
 
 use crate::support::{parse_config, shipped_example_config, ManualPipeline};
 use jiff::{SignedDuration, Timestamp};
-use leadrelay_shared::claim::{self, ClaimOutcome, ClaimVia};
 use leadrelay_shared::model::{CaptureEvent, EventKind, Lead, LeadState, Metadata, Owner, Stage};
 use leadrelay_shared::ports::{Clock, LeadStore, Queue};
 use leadrelay_shared::routing::{open_leads_counter, sla_streak_counter};
-use leadrelay_shared::sla;
+use leadrelay_shared::stages::claim::{self, ClaimOutcome, ClaimVia};
+use leadrelay_shared::stages::sla;
 
 /// Tuesday 13:00 in New York, 10:00 in California: Alice and her backup Dana are both working.
 const TUESDAY_AFTERNOON: &str = "2026-11-24T18:00:00Z";

@@ -15,9 +15,11 @@ use leadrelay_shared::model::{
     StageFailure, Timeline,
 };
 use leadrelay_shared::ports::{
-    ContactLookup, ContactWrite, CounterBump, Created, DeadLetters, DeliveryStart, Effects,
-    EnrichmentCache, LeadStore, LedgerWrite, Queue, Received, ReplayGuard, StoreError,
+    Created, DeadLetters, DeliveryStart, EnrichmentCache, LeadStore, Queue, Received, ReplayGuard,
+    StoreError,
 };
+use leadrelay_shared::routing::duplicates::ContactLookup;
+use leadrelay_shared::routing::effects::{ContactWrite, CounterBump, Effects, LedgerWrite};
 use leadrelay_shared::routing::ledger::PoolLedger;
 
 const MAX_RECEIVES: u32 = 3;

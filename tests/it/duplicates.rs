@@ -15,7 +15,7 @@ use jiff::{SignedDuration, Timestamp};
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage};
 use leadrelay_shared::ports::{LeadStore, Queue};
 use leadrelay_shared::routing::open_leads_counter;
-use leadrelay_shared::stages::close_lead;
+use leadrelay_shared::stages::close::close_lead;
 use leadrelay_web::{router, Api};
 use serde_json::Value;
 use wiremock::matchers::{method, path};

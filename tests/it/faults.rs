@@ -13,10 +13,10 @@ use crate::support::{
 };
 use jiff::{SignedDuration, Timestamp};
 use leadrelay::dlq;
-use leadrelay_shared::claim::{self, ClaimOutcome, ClaimVia, FirstResponse};
 use leadrelay_shared::model::{Envelope, LeadState, Owner, Stage};
 use leadrelay_shared::ports::{Clock, Queue};
-use leadrelay_shared::sla;
+use leadrelay_shared::stages::claim::{self, ClaimOutcome, ClaimVia, FirstResponse};
+use leadrelay_shared::stages::sla;
 use serde_json::{json, Value};
 
 /// The example configuration with short retry and visibility timeouts, so that messages a

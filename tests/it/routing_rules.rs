@@ -12,7 +12,7 @@ use leadrelay::embedded::Sqlite;
 use leadrelay::rules;
 use leadrelay_shared::model::{LeadState, Owner};
 use leadrelay_shared::ports::LeadStore;
-use leadrelay_shared::routing::replay::{self, Rules};
+use leadrelay_shared::replay::{self, Rules};
 use leadrelay_shared::routing::{open_leads_counter, Router};
 use leadrelay_shared::rulebook::Rulebook;
 
@@ -245,7 +245,7 @@ async fn closing_a_lead_frees_the_capacity_it_held_and_pools_show_the_ledger() {
     use leadrelay_channels::Channels;
     use leadrelay_shared::model::{Envelope, Stage};
     use leadrelay_shared::ports::SystemClock;
-    use leadrelay_shared::stages::{close_lead, Pipeline};
+    use leadrelay_shared::stages::{close::close_lead, Pipeline};
     use std::sync::Arc;
 
     // Bruno can hold one open lead.

@@ -21,9 +21,11 @@ pub use aws_sdk_dynamodb::Client;
 use jiff::Timestamp;
 use leadrelay_shared::model::{Lead, LeadState, StageFailure};
 use leadrelay_shared::ports::{
-    decode_stored_lead, skip_undecodable, ContactLookup, ContactWrite, CounterBump, Created,
-    DeliveryStart, Effects, EnrichmentCache, LeadStore, LedgerWrite, ReplayGuard, StoreError,
+    decode_stored_lead, skip_undecodable, Created, DeliveryStart, EnrichmentCache, LeadStore,
+    ReplayGuard, StoreError,
 };
+use leadrelay_shared::routing::duplicates::ContactLookup;
+use leadrelay_shared::routing::effects::{ContactWrite, CounterBump, Effects, LedgerWrite};
 use leadrelay_shared::routing::ledger::PoolLedger;
 
 /// How long a webhook event id is remembered for dedupe.

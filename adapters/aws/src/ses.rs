@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use aws_sdk_sesv2::operation::send_email::SendEmailError;
 use aws_sdk_sesv2::primitives::Blob;
 use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage};
-use leadrelay_shared::email::{Mailer, OutgoingEmail};
-use leadrelay_shared::ports::NotifyError;
+use leadrelay_shared::email::OutgoingEmail;
+use leadrelay_shared::ports::{Mailer, NotifyError};
 
 /// Sends through SES with the function's role (`ses:SendRawEmail` and `ses:SendEmail`).
 pub struct SesMailer {

@@ -16,8 +16,7 @@ use async_trait::async_trait;
 use secrecy::ExposeSecret;
 
 use leadrelay_shared::config::{HubspotConfig, NotifyConfig, SmsConfig, SmsProvider};
-use leadrelay_shared::email::Mailer;
-use leadrelay_shared::ports::{Destination, Notifier, NotifyError, SmsSender};
+use leadrelay_shared::ports::{Destination, Mailer, Notifier, NotifyError, SmsSender};
 use leadrelay_shared::render::Alert;
 
 pub use delivery::{DeliveryPolicy, RateLimits};

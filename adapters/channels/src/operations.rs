@@ -12,10 +12,10 @@ use secrecy::SecretString;
 
 use crate::Channels;
 use leadrelay_shared::config::Config;
-use leadrelay_shared::email::render::mailbox;
 use leadrelay_shared::email::OutgoingEmail;
 use leadrelay_shared::model::Stage;
 use leadrelay_shared::ports::NotifyError;
+use leadrelay_shared::render::email::mailbox;
 use leadrelay_shared::render::slack_escape;
 
 /// One dead-letter queue found non-empty.

@@ -8,8 +8,8 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use secrecy::ExposeSecret;
 
 use leadrelay_shared::config::{EmailConfig, SmtpTls};
-use leadrelay_shared::email::{Mailer, OutgoingEmail};
-use leadrelay_shared::ports::NotifyError;
+use leadrelay_shared::email::OutgoingEmail;
+use leadrelay_shared::ports::{Mailer, NotifyError};
 
 /// Why the SMTP transport could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -17,10 +17,11 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage, StageFailure};
 use leadrelay_shared::ports::{
-    decode_stored_lead, skip_undecodable, Backlog, ContactLookup, ContactWrite, CounterBump,
-    Created, DeadLetter, DeadLetters, DeliveryStart, Effects, EnrichmentCache, LeadStore,
-    LedgerWrite, Queue, QueueError, Received, ReplayGuard, StoreError,
+    decode_stored_lead, skip_undecodable, Backlog, Created, DeadLetter, DeadLetters, DeliveryStart,
+    EnrichmentCache, LeadStore, Queue, QueueError, Received, ReplayGuard, StoreError,
 };
+use leadrelay_shared::routing::duplicates::ContactLookup;
+use leadrelay_shared::routing::effects::{ContactWrite, CounterBump, Effects, LedgerWrite};
 use leadrelay_shared::routing::ledger::PoolLedger;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, Notify};

@@ -18,14 +18,14 @@ use serde_json::{json, Value};
 use tracing::{error, warn};
 
 use crate::Api;
-use leadrelay_shared::claim::{
-    self, human_duration, ClaimError, ClaimOutcome, ClaimVia, FirstResponse,
-};
 use leadrelay_shared::claim_link;
 use leadrelay_shared::model::Lead;
 use leadrelay_shared::render::slack_escape;
 use leadrelay_shared::signature;
 use leadrelay_shared::stages::chat_alert_for;
+use leadrelay_shared::stages::claim::{
+    self, human_duration, ClaimError, ClaimOutcome, ClaimVia, FirstResponse,
+};
 use leadrelay_shared::url_prefix::UrlPrefix;
 
 /// Slack interactivity payloads are small; anything larger is not Slack.

@@ -3,7 +3,7 @@
 //! not needed, so any event runs one sweep (handy for a manual `aws lambda invoke`).
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use leadrelay_shared::sla;
+use leadrelay_shared::stages::sla;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -17,7 +17,7 @@ use leadrelay_email::SmtpMailer;
 use leadrelay_shared::config::Config;
 use leadrelay_shared::model::Stage;
 use leadrelay_shared::ports::{Queue as _, Received, SystemClock};
-use leadrelay_shared::sla;
+use leadrelay_shared::stages::sla;
 use leadrelay_shared::stages::{Deferred, Outcome, Pipeline, StageError};
 use leadrelay_web::{router, Api};
 use tokio::task::JoinSet;

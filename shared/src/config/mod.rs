@@ -129,7 +129,7 @@ pub struct Config {
     #[serde(default)]
     pub qualification: QualificationConfig,
     /// Phrase sets detected in the trigger question and transcript; built-in sets if absent.
-    #[serde(default = "crate::routing::topics::default_topics")]
+    #[serde(default = "crate::topics::default_topics")]
     pub topics: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub teams: Vec<Spanned<TeamConfig>>,

@@ -252,7 +252,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::ops::Range;
 
 use super::{Config, ConfigError, Validator};
-use crate::routing::calendar::{parse_date_range, parse_time_zone, WeeklyHours};
+use crate::calendar::{parse_date_range, parse_time_zone, WeeklyHours};
 
 impl Validator<'_> {
     pub(super) fn check_team(

@@ -1,17 +1,13 @@
-//! E-mail: rep alerts and the prospect acknowledgement, rendered purely ([`render`]) into an
-//! [`OutgoingEmail`], and sent by a [`Mailer`]: SMTP in the embedded mode (`leadrelay-email`),
-//! Amazon SES on AWS (`leadrelay-aws`).
+//! E-mail values, pure: an address with its display name ([`Mailbox`]), as the configuration
+//! and the renderers write them, and one message ready to send ([`OutgoingEmail`]). Nothing
+//! else of the crate is imported here, so the configuration, the renderers and the ports all
+//! build on it. Messages are rendered by [`crate::render::email`] and sent through the
+//! [`crate::ports::Mailer`] port: SMTP in the embedded mode (`leadrelay-email`), Amazon SES on
+//! AWS (`leadrelay-aws`).
 
 mod mailbox;
-pub mod render;
-mod stage;
 
 pub use mailbox::{InvalidMailbox, Mailbox};
-pub use stage::ACK_RECEIPT;
-
-use async_trait::async_trait;
-
-use crate::ports::NotifyError;
 
 /// One message, ready to send: every header value already made single-line and safe.
 #[derive(Clone, PartialEq)]
@@ -33,12 +29,4 @@ impl std::fmt::Debug for OutgoingEmail {
             .field("message_id", &self.message_id)
             .finish_non_exhaustive()
     }
-}
-
-/// Sends one e-mail. Transient failures are [`NotifyError::Unreachable`] or
-/// [`NotifyError::Rejected`] (retried with the message); a refusal that no retry can change is
-/// [`NotifyError::Permanent`].
-#[async_trait]
-pub trait Mailer: Send + Sync {
-    async fn send(&self, email: &OutgoingEmail) -> Result<(), NotifyError>;
 }

@@ -6,6 +6,8 @@
 //!
 //! Rendering is on every lead's path, so strings are written in place: facts are borrowed from
 //! the lead, escaping happens while writing, and text is copied again only when cut.
+//!
+//! The e-mails (a rep's alert, the prospect's acknowledgement) are rendered by [`email`].
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
@@ -16,6 +18,7 @@ use serde_json::{Map, Value};
 
 use crate::model::{EnrichmentStatus, Lead, Turn};
 
+pub mod email;
 mod outbound;
 mod teams;
 

@@ -7,7 +7,7 @@ use rustc_hash::FxHashSet;
 
 use crate::config::Conditions;
 use crate::model::EventKind;
-use crate::routing::topics::TopicMatcher;
+use crate::topics::TopicMatcher;
 
 /// What conditions look at, computed once per lead.
 #[derive(Debug, Clone, Default)]

@@ -8,9 +8,9 @@
 
 use jiff::{SignedDuration, Timestamp};
 
+use super::effects::Effects;
 use super::Decision;
-use crate::model::{Assignment, Lead, RoutingTrace, StepTrace};
-use crate::ports::Effects;
+use crate::model::{Assignment, Lead, LeadState, RoutingTrace, StepTrace};
 
 /// The rule name a merged lead's assignment carries.
 pub const DUPLICATE_RULE: &str = "duplicate";
@@ -80,6 +80,32 @@ fn describe_age(age: SignedDuration) -> String {
         (0, m) => format!("{m} min ago"),
         (h, 0) => format!("{h} h ago"),
         (h, m) => format!("{h} h {m} min ago"),
+    }
+}
+
+/// What the contact index holds for one person.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContactLookup {
+    /// The lead id the index holds, whatever that lead's state (the guard for the next write).
+    pub indexed: Option<String>,
+    /// That lead, when it is a merge target: routed or notified (not closed) and routed at or
+    /// after the window's start.
+    pub open: Option<Box<Lead>>,
+}
+
+impl ContactLookup {
+    /// Judges the indexed lead as read: the state and the routing time are checked here, on
+    /// read, so a closed lead or one outside the window is never merged into.
+    pub fn judge(indexed: Option<String>, lead: Option<Lead>, since: Timestamp) -> Self {
+        let open = lead.filter(|lead| {
+            matches!(lead.state, LeadState::Routed | LeadState::Notified)
+                && lead.merged_into.is_none()
+                && lead.timeline.routed_at.is_some_and(|at| at >= since)
+        });
+        ContactLookup {
+            indexed,
+            open: open.map(Box::new),
+        }
     }
 }
 
@@ -206,7 +232,6 @@ mod tests {
 
     #[test]
     fn only_an_open_lead_routed_within_the_window_is_a_merge_target() {
-        use crate::ports::ContactLookup;
         let at: Timestamp = "2026-11-23T10:00:00Z".parse().expect("timestamp");
         let open = routed("first", Owner::Rep("bruno".into()), at);
         let judge = |lead: &Lead, since: Timestamp| {

@@ -5,16 +5,17 @@
 //! [`Router::plan`] tries the rules and applies the after-hours policy (config and clock only),
 //! and names what it [`Needs`] from the store (open-lead counters, pool ledgers);
 //! [`Router::choose`] then walks the fallback chain over that [`Snapshot`] and returns the
-//! assignment with the guarded writes that make it stick. A guard that fails under
-//! concurrency means: read again, choose again.
+//! assignment with the guarded writes that make it stick ([`effects`]). A guard that fails
+//! under concurrency means: read again, choose again.
+//!
+//! Working hours come from [`crate::calendar`], topics from [`crate::topics`]; routing imports
+//! no port: the stores apply its [`effects`], and the stages call it.
 
-pub mod calendar;
 mod conditions;
 pub mod duplicates;
+pub mod effects;
 pub mod explain;
 pub mod ledger;
-pub mod replay;
-pub mod topics;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -22,16 +23,16 @@ use std::fmt::Write as _;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
+use crate::calendar::{self, parse_date_range, parse_time_zone, Schedule, WeeklyHours};
 use crate::config::{AfterHoursPolicy, Config, ResetPeriod, Strategy, TargetConfig};
 use crate::model::{
     AfterHoursNote, Assignment, CandidateTrace, GateAction, Lead, Owner, RoutingTrace, RuleTrial,
     StepTrace,
 };
-use crate::ports::{CounterBump, Effects, LedgerWrite};
-use calendar::{parse_date_range, parse_time_zone, Schedule, WeeklyHours};
+use crate::topics::{self, TopicMatcher};
 use conditions::{Cond, Facts};
+use effects::{CounterBump, Effects, LedgerWrite};
 use ledger::{PoolLedger, MICROS_PER_LEAD};
-use topics::TopicMatcher;
 
 /// The rule name a lead sent to the review queue by a validation gate is recorded under.
 pub const REVIEW_RULE: &str = "validation review";

@@ -11,7 +11,7 @@ use leadrelay_channels::Channels;
 use leadrelay_shared::config::Config;
 use leadrelay_shared::model::{Envelope, Lead, Stage};
 use leadrelay_shared::ports::{LeadStore, Queue};
-use leadrelay_shared::sla;
+use leadrelay_shared::stages::sla;
 use leadrelay_shared::stages::Pipeline;
 
 use super::{HandClock, Terminal};

@@ -10,7 +10,8 @@ use serde::Serialize;
 use tracing::info;
 
 use crate::model::{Claim, Lead, LeadState, Owner};
-use crate::ports::{CounterBump, Effects, LeadStore, StoreError};
+use crate::ports::{LeadStore, StoreError};
+use crate::routing::effects::{CounterBump, Effects};
 use crate::routing::{open_leads_counter, sla_streak_counter};
 use crate::stages::Pipeline;
 

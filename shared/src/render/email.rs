@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use super::{Mailbox, OutgoingEmail};
+use crate::email::{Mailbox, OutgoingEmail};
 use crate::model::{Lead, Turn};
 use html_escape::{encode_double_quoted_attribute, encode_text};
 use jiff::tz::TimeZone;

@@ -1,14 +1,15 @@
 //! The notify stage's e-mail part: who gets an alert e-mail, and the prospect's
-//! acknowledgement. Kept beside the rendering so `stages.rs` only calls in.
+//! acknowledgement. The messages themselves are rendered by
+//! [`crate::render::email`].
 
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use tracing::{info, warn};
 
-use super::render::{self, Envelope, Expectation};
-use super::Mailbox;
+use crate::email::{Mailbox, OutgoingEmail};
 use crate::model::{Lead, Owner};
 use crate::ports::{DeliveryStart, Destination};
+use crate::render::email::{self as render, Envelope, Expectation};
 use crate::stages::{Pipeline, StageError};
 
 /// The acknowledgement's delivery receipt: once per lead, whatever the escalation round.
@@ -43,7 +44,7 @@ impl Pipeline {
                 .and_then(|q| q.manager.as_ref())
                 .map(|m| vec![m.get_ref().as_str()])
                 .unwrap_or_default(),
-            Some(Owner::Pool(_)) => crate::stages::broadcast_members(lead),
+            Some(Owner::Pool(_)) => super::broadcast_members(lead),
             None => Vec::new(),
         };
         reps.dedup();
@@ -126,7 +127,7 @@ impl Pipeline {
     /// off (globally or for the lead's source), a merged duplicate (its person already got
     /// one), a flagged address (junk, disposable, reserved, role or competitor: nobody to
     /// thank, or nobody who asked), or no usable address.
-    pub fn acknowledgement(&self, lead: &Lead, now: Timestamp) -> Option<super::OutgoingEmail> {
+    pub fn acknowledgement(&self, lead: &Lead, now: Timestamp) -> Option<OutgoingEmail> {
         let config = self
             .config
             .notify

@@ -1,5 +1,6 @@
 //! When people work: weekly hours in a time zone, holidays and out-of-office dates, and the
 //! next opening after a given instant. Parsers here back both config validation and routing.
+//! A leaf: it imports nothing else of the crate.
 
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;

@@ -1,15 +1,17 @@
-//! Routing without a store: counters and ledgers held in memory, applied exactly as a store
-//! applies [`Effects`]. It backs `leadrelay rules test`, `leadrelay explain` on a lead file and
-//! `leadrelay rules diff`, which replays stored leads through two configurations and reports
-//! what would move, without writing anything.
+//! Qualification and routing without a store: counters and ledgers held in memory, applied
+//! exactly as a store applies [`Effects`](crate::routing::effects::Effects). It backs
+//! `leadrelay rules test`, `leadrelay explain` on a lead file and `leadrelay rules diff`, which
+//! replays stored leads through two configurations and reports what would move, without
+//! writing anything. It sits above both [`crate::rulebook`] and [`crate::routing`], which
+//! import neither it nor each other.
 
 use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
 
-use super::ledger::PoolLedger;
-use super::{Router, Snapshot};
 use crate::model::{Assignment, Lead};
+use crate::routing::ledger::PoolLedger;
+use crate::routing::{Router, Snapshot};
 use crate::rulebook::Rulebook;
 
 /// A store's routing figures, in memory.

@@ -14,7 +14,8 @@ use tracing::{info, warn};
 
 use crate::config::{EscalateTo, EscalationStep};
 use crate::model::{Envelope, Escalation, Lead, LeadState, Owner, Stage};
-use crate::ports::{CounterBump, Effects, StoreError};
+use crate::ports::StoreError;
+use crate::routing::effects::{CounterBump, Effects};
 use crate::routing::{open_leads_counter, sla_streak_counter, Snapshot};
 use crate::stages::{Pipeline, StageError};
 
@@ -141,7 +142,7 @@ async fn escalate(
                     "escalated (level {}): {}'s SLA passed unclaimed, {} after capture",
                     level + 1,
                     assignment.owner_name,
-                    crate::claim::human_duration(age)
+                    super::claim::human_duration(age)
                 );
                 assignment.owner_name = pipeline.router.owner_name(&to);
                 assignment.owner = to.clone();

@@ -1,6 +1,10 @@
 //! Topics detected in what the prospect wrote: configurable phrase sets matched on word
 //! boundaries, without regard to case or plural (`APIs` matches `api`, `integrations` matches
 //! `integration`), so that "rapid" never matches "api".
+//!
+//! Qualification scores them ([`crate::rulebook`]), routing rules test them
+//! ([`crate::routing`]), and the configuration takes [`default_topics`] when it has no
+//! `[topics]`; this module imports only the lead model.
 
 use std::collections::BTreeMap;
 use std::ops::Range;

@@ -1,0 +1,329 @@
+//! The notify stage: the prospect's acknowledgement, then the owner's alert on every channel
+//! they watch, each delivered once per alert round (a receipt per channel and recipient).
+//! The e-mail part (who gets an alert e-mail, the acknowledgement) is in `notify/email.rs`.
+
+mod email;
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use secrecy::{ExposeSecret, SecretString};
+use tracing::{error, info, warn};
+
+use super::{join_errors, render_alert, Outcome, Pipeline, StageError};
+use crate::claim_link;
+use crate::config::{QueueConfig, RepConfig};
+use crate::model::{Envelope, Lead, LeadState, Owner, Stage, StageFailure};
+use crate::ports::{DeliveryStart, Destination, NotifyError, StoreError};
+use crate::routing::effects::Effects;
+
+/// SQS's longest message delay.
+const MAX_QUEUE_DELAY: Duration = Duration::from_secs(900);
+
+impl Pipeline {
+    pub(super) async fn notify(&self, mut lead: Lead) -> Result<Outcome, StageError> {
+        // The prospect's acknowledgement goes out as soon as the lead is routed, before any
+        // after-hours hold; a transient failure of it is returned only after the rep alerts.
+        let acknowledged = match lead.state {
+            LeadState::Routed | LeadState::Notified => self.acknowledge(&lead).await,
+            _ => Ok(()),
+        };
+        // A claimed or closed lead needs no alert. A notified one is worked again: a replay
+        // from the dead-letter queue delivers the channels of its round that failed, and the
+        // receipts skip the rest.
+        if lead.state >= LeadState::Claimed {
+            acknowledged?;
+            return Ok(Outcome {
+                skipped_as_done: true,
+                ..Outcome::default()
+            });
+        }
+        if lead.state < LeadState::Routed {
+            return Err(StoreError::Conflict {
+                lead_id: lead.id,
+                expected: LeadState::Routed,
+                actual: lead.state,
+            }
+            .into());
+        }
+        // After-hours `hold`: the alert waits for the opening. A fresh delayed message per
+        // step (SQS delays stop at 15 minutes) keeps the receive count from dead-lettering it.
+        let now = self.clock.now();
+        if let Some(until) = lead.assignment.as_ref().and_then(|a| a.held_until) {
+            if until > now && lead.state == LeadState::Routed {
+                acknowledged?;
+                let wait = Duration::try_from(until.duration_since(now))
+                    .unwrap_or(MAX_QUEUE_DELAY)
+                    .min(MAX_QUEUE_DELAY);
+                self.queue
+                    .send_delayed(
+                        Stage::Notify,
+                        &Envelope::new(&lead.id, Stage::Notify, &lead.trace_id),
+                        wait,
+                    )
+                    .await?;
+                return Ok(Outcome::default());
+            }
+        }
+        let mut destinations = self.destinations(&lead, now);
+        destinations.extend(self.email_destinations(&lead));
+        // The costlier formats only when a destination needs them.
+        let alert = render_alert(
+            self,
+            &lead,
+            destinations
+                .iter()
+                .any(|d| matches!(d, Destination::TeamsWebhook { .. })),
+            destinations
+                .iter()
+                .any(|d| matches!(d, Destination::Webhook { .. })),
+        );
+        let round = lead.alert_round();
+        let mut delivered = Vec::new();
+        // The owner counts as told at the first delivery on the best kind of channel they
+        // have: a person's own channel (Slack, Teams, SMS, e-mail) where there is one, else an
+        // integration (webhook, HubSpot), else the terminal. No channel at all: nothing to wait for.
+        let counting = destinations.iter().map(reach).max();
+        let mut told = counting.is_none();
+        let mut permanent: Vec<NotifyError> = Vec::new();
+        let mut transient: Vec<NotifyError> = Vec::new();
+        let mut in_flight: Option<StageError> = None;
+        // Every channel is tried whatever another one did: one broken channel never keeps
+        // the owner from hearing of the lead on the others.
+        for destination in destinations {
+            // Each escalation round alerts its recipients once, even the same people again;
+            // e-mail destinations carry the round in their receipt already (their Message-ID).
+            let receipt = match &destination {
+                Destination::Email { receipt, .. } => receipt.clone(),
+                other => format!("{round}{}", other.receipt()),
+            };
+            let counts = Some(reach(&destination)) == counting;
+            let (start, _claim) = self.begin_delivery(&lead.id, &receipt).await?;
+            match start {
+                DeliveryStart::AlreadyDelivered => {
+                    told |= counts;
+                    continue;
+                }
+                // Another worker is delivering this round: leave the rest to it, rather than
+                // split the channels between two workers that would then both retry.
+                DeliveryStart::InFlight { until } => {
+                    in_flight = Some(StageError::DeliveryInFlight {
+                        channel: receipt,
+                        until,
+                    });
+                    break;
+                }
+                DeliveryStart::Proceed => {}
+            }
+            match self.notifier.deliver(&destination, &alert).await {
+                Ok(()) => {
+                    // Written (fsync'd) at once: the window in which a crash sends this
+                    // channel again is this one write.
+                    self.store
+                        .finish_delivery(&lead.id, &receipt, self.clock.now())
+                        .await?;
+                    told |= counts;
+                    delivered.push(receipt);
+                }
+                Err(failure) => {
+                    self.store.release_delivery(&lead.id, &receipt).await?;
+                    warn!(lead_id = %lead.id, stage = "notify", channel = %receipt,
+                        permanent = failure.is_permanent(), error = %failure, "delivery failed");
+                    if failure.is_permanent() {
+                        permanent.push(failure);
+                    } else {
+                        transient.push(failure);
+                    }
+                }
+            }
+        }
+        // Notified as soon as the owner was told, whatever failed besides: the failed channels
+        // are retried (or parked) on their own, and their receipts skip the rest.
+        let mut applied = false;
+        if lead.state == LeadState::Routed && told {
+            lead.state = LeadState::Notified;
+            // The first alert's delivery: where first-response time splits (an escalation's
+            // alert goes out later, and is not the system's first response).
+            lead.timeline.notified_at.get_or_insert(self.clock.now());
+            applied = self
+                .advance(&lead, LeadState::Routed, &Effects::none())
+                .await?;
+        }
+        if applied || !delivered.is_empty() {
+            info!(lead_id = %lead.id, trace_id = %lead.trace_id, stage = "notify",
+                channels = ?delivered, "notified");
+        }
+        // A transient failure: the queue retries the whole message on the retry schedule
+        // (receipts skip what was delivered), then dead-letters it once the schedule is spent.
+        if let Some(error) = in_flight {
+            return Err(error);
+        }
+        match transient.len() {
+            0 => {}
+            1 => return Err(StageError::Notify(transient.remove(0))),
+            _ => return Err(StageError::Deliveries(transient)),
+        }
+        acknowledged?;
+        if !permanent.is_empty() {
+            // Retrying cannot fix these: park a copy in the dead-letter queue, naming each
+            // channel, for a replay once the endpoint or the configuration is fixed.
+            let error = join_errors(&permanent);
+            let text = format!("permanent delivery failure: {error}");
+            self.queue
+                .dead_letter(
+                    Stage::Notify,
+                    &Envelope::new(&lead.id, Stage::Notify, &lead.trace_id),
+                    &text,
+                )
+                .await?;
+            let channels: Vec<&str> = permanent.iter().map(NotifyError::channel).collect();
+            error!(lead_id = %lead.id, trace_id = %lead.trace_id, stage = "notify",
+                channel = %channels.join(","), error = %error,
+                "dead-lettered: permanent delivery failure");
+            let failure = StageFailure {
+                stage: Stage::Notify,
+                error: text,
+                at: self.clock.now(),
+            };
+            self.store.record_failure(&lead.id, &failure).await?;
+        }
+        Ok(Outcome {
+            skipped_as_done: !applied && delivered.is_empty(),
+            failed_for_good: !permanent.is_empty(),
+        })
+    }
+
+    /// The channels the owner watches: the terminal when enabled; for each recipient (the
+    /// rep, each alerted member of a broadcast pool, or the queue and its manager: a lead in
+    /// a queue has no single owner yet, so the manager always hears of it) their Slack and
+    /// Teams webhooks and, for a tier-1 lead, an SMS; then each outbound webhook and HubSpot.
+    /// After an escalation, only the channels its ladder step names (the terminal always).
+    fn destinations(&self, lead: &Lead, now: Timestamp) -> Vec<Destination> {
+        let config = &self.config;
+        let mut destinations = Vec::new();
+        if config.notify.terminal {
+            destinations.push(Destination::Terminal);
+        }
+        let owner = lead.assignment.as_ref().map(|a| &a.owner);
+        // (recipient key, the rep when it is one, the queue when it is one)
+        let mut recipients: Vec<(String, Option<&RepConfig>, Option<&QueueConfig>)> = Vec::new();
+        let rep = |id: &str| config.rep(id).map(|r| (format!("rep:{id}"), Some(r), None));
+        match owner {
+            Some(Owner::Rep(id)) => recipients.extend(rep(id)),
+            Some(Owner::Queue(id)) => {
+                if let Some(queue) = config.queue(id) {
+                    recipients.push((format!("queue:{id}"), None, Some(queue)));
+                    recipients.extend(queue.manager.as_ref().and_then(|m| rep(m.get_ref())));
+                }
+            }
+            // Broadcast: every member the routing step alerted, each on their own channels.
+            Some(Owner::Pool(_)) => {
+                recipients.extend(broadcast_members(lead).into_iter().filter_map(rep))
+            }
+            None => {}
+        }
+        let tier = lead.qualification.as_ref().map_or(0, |q| q.tier);
+        let link = |rep: &RepConfig| claim_link::url_for(config, &lead.id, &rep.id, now);
+        for (recipient, rep, queue) in &recipients {
+            let slack = rep
+                .and_then(|r| r.slack_webhook_url.as_ref())
+                .or(queue.and_then(|q| q.slack_webhook_url.as_ref()));
+            // One message per webhook, even if a queue and its manager share a channel.
+            if let Some(url) = slack.filter(|url| !shares_url(&destinations, url)) {
+                destinations.push(Destination::SlackWebhook {
+                    recipient: recipient.clone(),
+                    url: url.clone(),
+                });
+            }
+            let teams = rep
+                .and_then(|r| r.teams_webhook_url.as_ref())
+                .or(queue.and_then(|q| q.teams_webhook_url.as_ref()));
+            if let Some(url) = teams.filter(|url| !shares_url(&destinations, url)) {
+                destinations.push(Destination::TeamsWebhook {
+                    recipient: recipient.clone(),
+                    url: url.clone(),
+                    claim_link: rep.and_then(link),
+                });
+            }
+            // SMS interrupts: only the hottest leads.
+            if let (Some(rep), Some(_), 1) = (rep, &config.notify.sms, tier) {
+                if let Some(phone) = &rep.phone {
+                    destinations.push(Destination::Sms {
+                        recipient: recipient.clone(),
+                        to: phone.clone(),
+                        claim_link: link(rep),
+                    });
+                }
+            }
+        }
+        let owner_rep = match owner {
+            Some(Owner::Rep(id)) => config.rep(id),
+            _ => None,
+        };
+        for hook in &config.notify.webhooks {
+            if let Some(key) = &hook.key {
+                destinations.push(Destination::Webhook {
+                    name: hook.name.clone(),
+                    url: hook.url.clone(),
+                    key: key.clone(),
+                    claim_link: owner_rep.and_then(link),
+                    owner_email: owner_rep.and_then(|r| r.email.clone()),
+                });
+            }
+        }
+        // HubSpot matches the contact by e-mail and needs the owner's HubSpot id.
+        if config.notify.hubspot.is_some() && lead.capture.captured_email.is_some() {
+            if let Some(owner_id) = owner_rep.and_then(|r| r.hubspot_owner_id.clone()) {
+                destinations.push(Destination::Hubspot { owner_id });
+            }
+        }
+        if let Some(channels) = lead.escalations.last().and_then(|e| e.channels.as_ref()) {
+            destinations.retain(|d| {
+                matches!(d, Destination::Terminal) || channels.iter().any(|c| c == d.channel())
+            });
+        }
+        destinations
+    }
+}
+
+/// How directly a channel tells the owner: 2 for a person's own channel (Slack, Teams, SMS,
+/// e-mail), 1 for an integration that feeds another system (outbound webhook, HubSpot), 0 for
+/// the terminal of `leadrelay serve`. The lead is notified by a delivery on the highest kind
+/// its owner has.
+fn reach(destination: &Destination) -> u8 {
+    match destination {
+        Destination::Terminal => 0,
+        Destination::Webhook { .. } | Destination::Hubspot { .. } => 1,
+        Destination::SlackWebhook { .. }
+        | Destination::TeamsWebhook { .. }
+        | Destination::Sms { .. }
+        | Destination::Email { .. } => 2,
+    }
+}
+
+/// Whether a Slack or Teams destination already posts to `url`.
+fn shares_url(destinations: &[Destination], url: &SecretString) -> bool {
+    destinations.iter().any(|d| match d {
+        Destination::SlackWebhook { url: seen, .. }
+        | Destination::TeamsWebhook { url: seen, .. } => {
+            seen.expose_secret() == url.expose_secret()
+        }
+        _ => false,
+    })
+}
+
+/// The members a broadcast pool alerted, from the routing trace.
+fn broadcast_members(lead: &Lead) -> Vec<&str> {
+    lead.assignment
+        .as_ref()
+        .and_then(|a| a.trace.as_ref())
+        .and_then(|t| t.steps.last())
+        .map(|step| {
+            step.candidates
+                .iter()
+                .filter(|c| c.picked)
+                .map(|c| c.rep.as_str())
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -13,8 +13,6 @@ use leadrelay_shared::routing::{open_leads_counter, sla_streak_counter};
 use leadrelay_shared::signature::{self, Scheme, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use serde_json::Value;
 
-use crate::embedded::{QueueSettings, Sqlite};
-
 /// The headers that sign `body` for `source`, as (name, value) pairs.
 pub fn signed_headers(
     source: &SourceConfig,
@@ -179,19 +177,12 @@ pub fn curl_line(
     Ok(line)
 }
 
-/// The stored lead and its timeline, read from the data directory.
-pub async fn show_lead(config: &Config, data_dir: &Path, id: &str) -> anyhow::Result<()> {
-    let db = Sqlite::open(
-        data_dir,
-        QueueSettings {
-            max_receives: config.pipeline.max_receives,
-            visibility_timeout: Duration::from_secs(config.pipeline.visibility_timeout_secs),
-        },
-    )?;
-    let lead = db
+/// The stored lead and its timeline.
+pub async fn show_lead(store: &dyn LeadStore, id: &str) -> anyhow::Result<()> {
+    let lead = store
         .get_lead(id)
         .await?
-        .with_context(|| format!("no lead {id} in {}", data_dir.display()))?;
+        .with_context(|| format!("no lead {id} in the store"))?;
     // writeln! instead of println!: `leadrelay lead X | head` ends quietly on a closed pipe.
     let mut out = std::io::stdout().lock();
     let written = writeln!(out, "{}", timeline(&lead)).and_then(|_| {

@@ -100,19 +100,16 @@ enum Command {
     /// Show a stored lead and its timeline.
     Lead {
         id: String,
-        #[arg(long, env = "LEADRELAY_DATA_DIR", default_value = ".leadrelay/data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Close a worked lead (won, lost, disqualified): frees the capacity it held.
     Close {
         id: String,
         #[arg(long, default_value = "closed")]
         reason: String,
-        #[arg(long, env = "LEADRELAY_DATA_DIR", default_value = ".leadrelay/data")]
-        data_dir: PathBuf,
-        /// Close it in the DynamoDB table named by LEADRELAY_TABLE instead.
-        #[arg(long)]
-        dynamodb: bool,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Why a lead goes where it goes: each rule tried, the after-hours policy, every candidate.
     Explain {
@@ -128,12 +125,9 @@ enum Command {
         /// Route as if at this instant (RFC 3339), for hours and holidays. Default: now.
         #[arg(long)]
         at: Option<jiff::Timestamp>,
-        /// Read open leads and pool ledgers from this data directory when it exists.
-        #[arg(long, env = "LEADRELAY_DATA_DIR", default_value = ".leadrelay/data")]
-        data_dir: PathBuf,
-        /// Read the DynamoDB table named by LEADRELAY_TABLE instead (a build with `--features aws`).
-        #[arg(long)]
-        dynamodb: bool,
+        /// Open leads and pool ledgers are read from the store when it exists.
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Test routing rules before launch, and see what a change would move.
     Rules {
@@ -145,27 +139,65 @@ enum Command {
     Reps {
         #[command(subcommand)]
         action: Option<RepsAction>,
-        #[arg(
-            long,
-            global = true,
-            env = "LEADRELAY_DATA_DIR",
-            default_value = ".leadrelay/data"
-        )]
-        data_dir: PathBuf,
-        /// Use the DynamoDB table named by LEADRELAY_TABLE instead.
-        #[arg(long, global = true)]
-        dynamodb: bool,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Each pool's ledger: per member, weight, leads this period, share, open leads, now.
     Pools {
         #[arg(long)]
         at: Option<jiff::Timestamp>,
-        #[arg(long, env = "LEADRELAY_DATA_DIR", default_value = ".leadrelay/data")]
-        data_dir: PathBuf,
-        /// Read the DynamoDB table named by LEADRELAY_TABLE instead.
-        #[arg(long)]
-        dynamodb: bool,
+        #[command(flatten)]
+        store: StoreArgs,
     },
+}
+
+/// Where the stored leads are, for every command that reads or changes them: the embedded
+/// store's data directory, or the DynamoDB table.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// The embedded store's data directory.
+    #[arg(
+        long,
+        global = true,
+        env = "LEADRELAY_DATA_DIR",
+        default_value = ".leadrelay/data"
+    )]
+    data_dir: PathBuf,
+    /// Use the DynamoDB table named by LEADRELAY_TABLE instead (a build with `--features aws`).
+    #[arg(long, global = true)]
+    dynamodb: bool,
+}
+
+impl StoreArgs {
+    /// The store, or `None` when the data directory holds none yet (never creates one).
+    async fn open(&self, config: &Config) -> anyhow::Result<Option<Box<dyn LeadStore>>> {
+        if self.dynamodb {
+            return dynamo_store().await.map(Some);
+        }
+        if !self.data_dir.join("leadrelay.db").exists() {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(embedded_store(config, &self.data_dir)?)))
+    }
+
+    /// The store of a deployment that has stored leads; `what` says why one is needed.
+    async fn require(&self, config: &Config, what: &str) -> anyhow::Result<Box<dyn LeadStore>> {
+        self.open(config)
+            .await?
+            .with_context(|| format!("no data in {}: {what}", self.data_dir.display()))
+    }
+}
+
+/// The embedded store in `data_dir` with the configuration's queue settings.
+fn embedded_store(
+    config: &Config,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<leadrelay_sqlite::Sqlite> {
+    let settings = leadrelay_sqlite::QueueSettings {
+        max_receives: config.pipeline.max_receives,
+        visibility_timeout: std::time::Duration::from_secs(config.pipeline.visibility_timeout_secs),
+    };
+    Ok(leadrelay_sqlite::Sqlite::open(data_dir, settings)?)
 }
 
 #[derive(Subcommand)]
@@ -189,11 +221,9 @@ enum RulesAction {
         /// The window of stored leads (30m, 2h, 7d).
         #[arg(long, default_value = "7d")]
         since: String,
-        #[arg(long, env = "LEADRELAY_DATA_DIR", default_value = ".leadrelay/data")]
-        data_dir: PathBuf,
-        /// Replay the leads of the DynamoDB table named by LEADRELAY_TABLE instead.
-        #[arg(long)]
-        dynamodb: bool,
+        /// Where the stored leads to replay are.
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -326,16 +356,12 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Lead { id, data_dir } => cli::show_lead(&config, &data_dir, &id).await,
-        Command::Close {
-            id,
-            reason,
-            data_dir,
-            dynamodb,
-        } => {
-            let store = lead_store(&config, &data_dir, dynamodb)
-                .await?
-                .with_context(|| format!("no data in {}", data_dir.display()))?;
+        Command::Lead { id, store } => {
+            let store = store.require(&config, "no stored leads").await?;
+            cli::show_lead(store.as_ref(), &id).await
+        }
+        Command::Close { id, reason, store } => {
+            let store = store.require(&config, "no stored leads").await?;
             let lead = close_lead(store.as_ref(), jiff::Timestamp::now(), &id, &reason).await?;
             let owner = lead.assignment.as_ref().map(|a| a.owner.to_string());
             println!(
@@ -351,19 +377,15 @@ async fn main() -> anyhow::Result<()> {
             lead,
             source,
             at,
-            data_dir,
-            dynamodb,
+            store: where_stored,
         } => {
             let mut out = std::io::stdout();
-            let store = lead_store(&config, &data_dir, dynamodb).await?;
+            let store = where_stored.open(&config).await?;
             match (file, lead) {
                 (_, Some(id)) => {
-                    let store = store.with_context(|| {
-                        format!(
-                            "no data in {}: nothing stored to explain",
-                            data_dir.display()
-                        )
-                    })?;
+                    let store = where_stored
+                        .require(&config, "nothing stored to explain")
+                        .await?;
                     rules::explain_stored(store.as_ref(), &id, &mut out).await
                 }
                 (Some(file), None) => {
@@ -388,28 +410,18 @@ async fn main() -> anyhow::Result<()> {
             RulesAction::Diff {
                 new_config,
                 since,
-                data_dir,
-                dynamodb,
+                store,
             } => {
                 let new = Config::load(&new_config)?;
-                let store = lead_store(&config, &data_dir, dynamodb)
-                    .await?
-                    .with_context(|| {
-                        format!(
-                            "no data in {}: no stored leads to replay",
-                            data_dir.display()
-                        )
-                    })?;
+                let store = store.require(&config, "no stored leads to replay").await?;
                 let since = dlq::parse_age(&since)?;
                 rules::diff(&config, &new, store.as_ref(), since, &mut std::io::stdout()).await
             }
         },
-        Command::Reps {
-            action,
-            data_dir,
-            dynamodb,
-        } => {
-            let store = served_store(&config, &data_dir, dynamodb).await?;
+        Command::Reps { action, store } => {
+            let store = store
+                .require(&config, "start `leadrelay serve` first")
+                .await?;
             let mut out = std::io::stdout();
             match action {
                 None => cli::reps(&config, store.as_ref(), &mut out).await,
@@ -418,12 +430,10 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Pools {
-            at,
-            data_dir,
-            dynamodb,
-        } => {
-            let store = served_store(&config, &data_dir, dynamodb).await?;
+        Command::Pools { at, store } => {
+            let store = store
+                .require(&config, "start `leadrelay serve` first")
+                .await?;
             let at = at.unwrap_or_else(jiff::Timestamp::now);
             rules::pools(&config, store.as_ref(), at, &mut std::io::stdout()).await
         }
@@ -435,60 +445,11 @@ async fn main() -> anyhow::Result<()> {
             if sqs {
                 run_dlq_on_sqs(action).await
             } else {
-                let db = leadrelay::embedded::Sqlite::open(
-                    &data_dir,
-                    leadrelay::embedded::QueueSettings {
-                        max_receives: config.pipeline.max_receives,
-                        visibility_timeout: std::time::Duration::from_secs(
-                            config.pipeline.visibility_timeout_secs,
-                        ),
-                    },
-                )?;
+                let db = embedded_store(&config, &data_dir)?;
                 run_dlq(action, &db, &db).await
             }
         }
     }
-}
-
-/// The DynamoDB table, or the embedded store in `data_dir` if one was ever created there
-/// (never creates one).
-/// The lead store of a deployment that has served leads; an error naming the data directory
-/// when there is none yet.
-async fn served_store(
-    config: &Config,
-    data_dir: &std::path::Path,
-    dynamodb: bool,
-) -> anyhow::Result<Box<dyn LeadStore>> {
-    lead_store(config, data_dir, dynamodb)
-        .await?
-        .with_context(|| {
-            format!(
-                "no data in {}: start `leadrelay serve` first",
-                data_dir.display()
-            )
-        })
-}
-
-async fn lead_store(
-    config: &Config,
-    data_dir: &std::path::Path,
-    dynamodb: bool,
-) -> anyhow::Result<Option<Box<dyn LeadStore>>> {
-    if dynamodb {
-        return dynamo_store().await.map(Some);
-    }
-    if !data_dir.join("leadrelay.db").exists() {
-        return Ok(None);
-    }
-    Ok(Some(Box::new(leadrelay::embedded::Sqlite::open(
-        data_dir,
-        leadrelay::embedded::QueueSettings {
-            max_receives: config.pipeline.max_receives,
-            visibility_timeout: std::time::Duration::from_secs(
-                config.pipeline.visibility_timeout_secs,
-            ),
-        },
-    )?)))
 }
 
 #[cfg(feature = "aws")]

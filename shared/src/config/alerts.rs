@@ -4,6 +4,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use super::load::Env;
 use crate::signature::SigningKey;
 
 /// `[claim]`: where claim links point and the secrets that sign and check them.
@@ -53,10 +54,7 @@ impl Default for ClaimConfig {
 
 impl ClaimConfig {
     /// Resolves the secrets into keys; the error names the key, never a secret.
-    pub(super) fn resolve(
-        &mut self,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<(), (String, String)> {
+    pub(super) fn resolve(&mut self, env: Env<'_>) -> Result<(), (String, String)> {
         if let Some(url) = &self.public_url {
             let parsed = url::Url::parse(url)
                 .map_err(|e| ("claim.public_url".to_owned(), format!("not a URL: {e}")))?;
@@ -99,7 +97,7 @@ fn keys(
     inline: &[SecretString],
     variable: Option<&str>,
     key: &str,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: Env<'_>,
 ) -> Result<Vec<SigningKey>, (String, String)> {
     // Each secret with the key that names it: its place in the list, or the variable.
     let mut secrets: Vec<(String, String)> = inline
@@ -108,18 +106,11 @@ fn keys(
         .map(|(n, s)| (format!("{key}[{n}]"), s.expose_secret().to_owned()))
         .collect();
     if let Some(name) = variable {
-        let value = env(name).ok_or_else(|| {
-            (
-                format!("{key}_env"),
-                format!("environment variable {name} is not set"),
-            )
-        })?;
-        secrets.extend(
-            value
-                .split([',', ' ', '\n'])
-                .filter(|s| !s.is_empty())
-                .map(|s| (format!("{key}_env"), s.to_owned())),
-        );
+        let named = format!("{key}_env");
+        let values = env
+            .secrets(name)
+            .map_err(|message| (named.clone(), message))?;
+        secrets.extend(values.into_iter().map(|s| (named.clone(), s)));
     }
     secrets
         .iter()
@@ -217,5 +208,43 @@ impl EscalationConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::{parse, MINIMAL};
+
+    #[test]
+    fn a_slack_response_url_prefix_must_be_a_clean_https_url_ending_in_a_slash() {
+        let with = |prefix: &str| {
+            format!("{MINIMAL}\n[claim]\nslack_response_url_prefix = \"{prefix}\"\n")
+        };
+        assert_eq!(
+            parse(MINIMAL)
+                .expect("valid")
+                .claim
+                .slack_response_url_prefix,
+            "https://hooks.slack.com/"
+        );
+        parse(&with("https://hooks.slack-gov.com/")).expect("Slack's government cloud");
+        for bad in [
+            "https://hooks.slack.com",
+            "https://hooks.slack.com/actions",
+            "http://hooks.slack.com/",
+            "https://me:pw@hooks.slack.com/",
+            "https://hooks.slack.com/?a=b",
+            "hooks.slack.com/",
+        ] {
+            let error = parse(&with(bad)).expect_err(bad).to_string();
+            assert!(
+                error.contains("claim.slack_response_url_prefix"),
+                "{bad}: {error}"
+            );
+        }
+        let error = parse(&with("https://hooks.slack.com"))
+            .expect_err("no slash")
+            .to_string();
+        assert!(error.contains("must end with '/'"), "{error}");
     }
 }

@@ -4,6 +4,8 @@
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use super::load::Env;
+
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -90,10 +92,7 @@ impl EmailConfig {
 
     /// Checks the sender and resolves the SMTP credentials; the error names the key, never a
     /// secret.
-    pub(super) fn resolve(
-        &mut self,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<(), (String, String)> {
+    pub(super) fn resolve(&mut self, env: Env<'_>) -> Result<(), (String, String)> {
         if self.from.parse::<crate::email::Mailbox>().is_err() {
             return Err((
                 "notify.email.from".into(),
@@ -120,12 +119,8 @@ impl EmailConfig {
         let variable = |name: &Option<String>, key: &str| -> Result<_, (String, String)> {
             name.as_deref()
                 .map(|name| {
-                    env(name).ok_or_else(|| {
-                        (
-                            format!("notify.email.{key}"),
-                            format!("environment variable {name} is not set"),
-                        )
-                    })
+                    env.require(name)
+                        .map_err(|message| (format!("notify.email.{key}"), message))
                 })
                 .transpose()
         };

@@ -5,6 +5,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use super::load::Env;
 use super::Interval;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,7 +45,7 @@ impl OperationsConfig {
     /// key, never the URL.
     pub(super) fn resolve(
         &mut self,
-        env: &dyn Fn(&str) -> Option<String>,
+        env: Env<'_>,
         has_email: bool,
     ) -> Result<(), (String, String)> {
         let key = |name: &str| format!("operations.{name}");
@@ -56,12 +57,9 @@ impl OperationsConfig {
                 ))
             }
             (None, Some(name)) => {
-                let url = env(name).ok_or_else(|| {
-                    (
-                        key("slack_webhook_url_env"),
-                        format!("environment variable {name} is not set"),
-                    )
-                })?;
+                let url = env
+                    .require(name)
+                    .map_err(|message| (key("slack_webhook_url_env"), message))?;
                 self.slack_webhook_url = Some(SecretString::from(url));
             }
             _ => {}
@@ -93,5 +91,57 @@ impl OperationsConfig {
             return Err((key("remind_every"), "must be above 0".into()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+    use crate::config::tests::{no_env, parse, MINIMAL};
+    use crate::config::Config;
+
+    #[test]
+    fn the_operations_alert_resolves_its_webhook_and_needs_mail_for_email() {
+        let with = |section: &str, env: &dyn Fn(&str) -> Option<String>| {
+            Config::parse(
+                &format!("{MINIMAL}\n[operations]\n{section}"),
+                "leadrelay.toml",
+                env,
+            )
+        };
+        let env = |name: &str| (name == "OPS_HOOK").then(|| "https://hooks.slack.com/x".to_owned());
+        let config = with(
+            "slack_webhook_url_env = \"OPS_HOOK\"\nremind_every = \"2h\"",
+            &env,
+        )
+        .expect("valid");
+        let ops = &config.operations;
+        assert!(ops.has_destination());
+        assert_eq!(
+            ops.slack_webhook_url
+                .as_ref()
+                .map(|u| u.expose_secret().to_owned()),
+            Some("https://hooks.slack.com/x".into())
+        );
+        assert_eq!(ops.remind_every, Interval::from_secs(7200));
+        assert_eq!(ops.check_every, Interval::from_secs(60));
+        assert!(!parse(MINIMAL).expect("valid").operations.has_destination());
+
+        let error = |section: &str| with(section, &no_env).expect_err(section).to_string();
+        let message = error("slack_webhook_url_env = \"NOPE\"");
+        assert!(
+            message
+                .contains("operations.slack_webhook_url_env: environment variable NOPE is not set"),
+            "{message}"
+        );
+        let message = error("email = \"oncall@yourco.example\"");
+        assert!(
+            message.contains("operations.email: needs a [notify.email] section"),
+            "{message}"
+        );
+        let message = error("email = \"not an address\"");
+        assert!(message.contains("operations.email"), "{message}");
     }
 }

@@ -49,3 +49,38 @@ impl ServerConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::{parse, MINIMAL};
+
+    #[test]
+    fn the_server_section_has_safe_defaults_and_refuses_zero() {
+        let server = parse(MINIMAL).expect("valid").server;
+        assert_eq!(server.header_read_timeout_secs, 10);
+        assert_eq!(server.request_timeout_secs, 30);
+        assert_eq!(server.max_connections, 10_000);
+        let with = |line: &str| format!("{MINIMAL}\n[server]\n{line}\n");
+        let server = parse(&with("header_read_timeout_secs = 2\nmax_connections = 50"))
+            .expect("valid")
+            .server;
+        assert_eq!(
+            (server.header_read_timeout_secs, server.max_connections),
+            (2, 50)
+        );
+        for key in [
+            "header_read_timeout_secs",
+            "request_timeout_secs",
+            "max_connections",
+        ] {
+            let error = parse(&with(&format!("{key} = 0")))
+                .expect_err(key)
+                .to_string();
+            assert!(error.contains(&format!("server.{key}")), "{error}");
+        }
+        let error = parse(&with("idle_secs = 5"))
+            .expect_err("unknown key")
+            .to_string();
+        assert!(error.contains("idle_secs"), "{error}");
+    }
+}

@@ -1,12 +1,14 @@
-//! The team as routing sees it: teams with their hours and after-hours policy, reps with their
-//! own hours, capacity and leave, pools with their fairness policy, and the rules.
+//! Who takes leads: teams with their hours and after-hours policy, reps with their own hours,
+//! capacity, leave and alert channels, pools with their fairness policy, and queues. Where
+//! leads go among them is `[routing]` ([`super::rules`]).
 
-use std::collections::BTreeMap;
-
+use secrecy::SecretString;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::model::EventKind;
+use super::load::Env;
+use super::notify::check_url;
+use super::rules::{Known, TargetConfig};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,22 +55,6 @@ impl AfterHoursPolicy {
             AfterHoursPolicy::Hold => "hold",
         }
     }
-}
-
-/// Where a rule (or an on-call policy) sends a lead: exactly one of the four.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TargetConfig {
-    #[serde(default)]
-    pub rep: Option<String>,
-    #[serde(default)]
-    pub pool: Option<String>,
-    #[serde(default)]
-    pub queue: Option<String>,
-    /// The company's owner: its named-account owner, else its existing CRM account owner.
-    /// A rule with this target does not apply to a company without an owner.
-    #[serde(default)]
-    pub account_owner: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -140,130 +126,103 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RuleConfig {
+pub struct RepConfig {
+    pub id: String,
     pub name: String,
     #[serde(default)]
-    pub when: Conditions,
-    pub assign: Spanned<TargetConfig>,
-}
-
-/// Conditions over the enriched, qualified lead. Every condition present must hold; `all`,
-/// `any` and `not` combine nested sets. An empty set matches every lead.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Conditions {
-    /// ISO 3166 country codes (from enrichment).
+    pub email: Option<String>,
+    /// Alert the rep (and, as a queue manager, their queues' leads) by e-mail at `email`;
+    /// needs `[notify.email]`.
     #[serde(default)]
-    pub countries: Option<Vec<String>>,
-    /// Names of `[routing.regions]` entries.
+    pub alert_email: bool,
     #[serde(default)]
-    pub regions: Option<Vec<String>>,
-    /// The domain is on the ABM list (`[[routing.named_accounts]]`).
+    pub slack_webhook_url: Option<SecretString>,
+    /// An environment variable (on AWS: an SSM SecureString) holding the Slack webhook URL.
     #[serde(default)]
-    pub named_account: Option<bool>,
-    /// The company already has an account owner in the CRM export.
+    pub slack_webhook_url_env: Option<String>,
+    /// The rep's Slack member id (`U0123ABCD`): who they are when they press Claim.
     #[serde(default)]
-    pub existing_account: Option<bool>,
+    pub slack_user_id: Option<String>,
+    /// A Teams Workflows ("Post to a channel when a webhook request is received") URL.
     #[serde(default)]
-    pub min_employees: Option<u32>,
+    pub teams_webhook_url: Option<SecretString>,
     #[serde(default)]
-    pub max_employees: Option<u32>,
-    /// Industries, compared without regard to case.
+    pub teams_webhook_url_env: Option<String>,
+    /// The rep's mobile number in E.164 (`+447700900123`), for tier-1 SMS alerts.
     #[serde(default)]
-    pub industries: Option<Vec<String>>,
+    pub phone: Option<String>,
+    /// The rep's HubSpot owner id, set on the contact when `[notify.hubspot]` is configured.
     #[serde(default)]
-    pub tiers: Option<Vec<u8>>,
+    pub hubspot_owner_id: Option<String>,
+    /// The team whose hours, holidays, after-hours policy and queue apply.
     #[serde(default)]
-    pub min_score: Option<i32>,
+    pub team: Option<String>,
+    /// The rep's own IANA time zone; defaults to the team's.
     #[serde(default)]
-    pub max_score: Option<i32>,
-    /// Configured source ids (`website`, `forms`, ...).
+    pub timezone: Option<String>,
+    /// The rep's own working hours (`["mon-thu 08:00-16:00"]`); default to the team's.
     #[serde(default)]
-    pub sources: Option<Vec<String>>,
+    pub hours: Option<Vec<String>>,
+    /// Most open leads the rep holds at once; skipped by routing at the cap.
     #[serde(default)]
-    pub events: Option<Vec<EventKind>>,
-    /// Globs over the path of `metadata.source_url`, such as `/pricing/enterprise*`.
+    pub capacity: Option<u32>,
+    /// Who takes the rep's leads while they cannot.
     #[serde(default)]
-    pub pages: Option<Vec<String>>,
-    /// Names of `[topics]` detected in the trigger question or the transcript.
+    pub backup: Option<String>,
+    /// Dates away, each `YYYY-MM-DD` or `YYYY-MM-DD..YYYY-MM-DD` (inclusive, rep's time zone).
     #[serde(default)]
-    pub topics: Option<Vec<String>>,
-    #[serde(default)]
-    pub free_mail: Option<bool>,
-    /// A partial capture (contact details without a finished conversation).
-    #[serde(default)]
-    pub incomplete: Option<bool>,
-    #[serde(default)]
-    pub all: Option<Vec<Conditions>>,
-    #[serde(default)]
-    pub any: Option<Vec<Conditions>>,
-    #[serde(default)]
-    pub not: Option<Box<Conditions>>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NamedAccount {
-    pub domain: String,
-    pub owner: String,
+    pub out_of_office: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RoutingConfig {
-    /// Where a lead goes when no rule matches and where every fallback chain ends: a lead
-    /// never waits unowned. Its manager is alerted.
-    pub fallback_queue: Spanned<String>,
-    /// Territories by name, each a list of country codes.
+pub struct QueueConfig {
+    pub id: String,
+    pub name: String,
+    /// The rep alerted when a lead lands in this queue.
     #[serde(default)]
-    pub regions: BTreeMap<String, Vec<String>>,
-    /// The ABM list: target domains and the rep who owns each.
+    pub manager: Option<Spanned<String>>,
     #[serde(default)]
-    pub named_accounts: Vec<Spanned<NamedAccount>>,
-    /// A second lead from the same e-mail address within this many hours of the first being
-    /// routed merges into it (same owner, no new count); 0 turns merging off. Default 24.
+    pub slack_webhook_url: Option<SecretString>,
     #[serde(default)]
-    pub merge_window_hours: Option<Spanned<u32>>,
-}
-
-/// The merge window when none is configured.
-pub const DEFAULT_MERGE_WINDOW_HOURS: u32 = 24;
-/// The longest merge window: the contact index is kept this long (DynamoDB TTL).
-pub const MAX_MERGE_WINDOW_HOURS: u32 = 30 * 24;
-
-impl RoutingConfig {
-    /// The duplicate-merge window, `None` when merging is off.
-    pub fn merge_window(&self) -> Option<jiff::SignedDuration> {
-        let hours = self
-            .merge_window_hours
-            .as_ref()
-            .map_or(DEFAULT_MERGE_WINDOW_HOURS, |h| *h.get_ref());
-        (hours > 0).then(|| jiff::SignedDuration::from_hours(i64::from(hours)))
-    }
+    pub slack_webhook_url_env: Option<String>,
+    #[serde(default)]
+    pub teams_webhook_url: Option<SecretString>,
+    #[serde(default)]
+    pub teams_webhook_url_env: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
-// Validation: every reference resolves, every schedule parses, no pool is empty, and no rule is
-// unreachable or overlaps another in a way whose order would surprise.
+// Validation: every reference resolves, every schedule parses, no pool is empty, and every
+// alert channel a rep or queue names resolves.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::ops::Range;
 
 use super::{Config, ConfigError, Validator};
 use crate::calendar::{parse_date_range, parse_time_zone, WeeklyHours};
 
 impl Validator<'_> {
-    pub(super) fn check_team(
+    /// Teams, then the reps' calendars and backups, then pools.
+    pub(super) fn check_team(&self, config: &Config, known: &Known<'_>) -> Result<(), ConfigError> {
+        let team_ids = self.check_teams(&config.teams, known)?;
+        for (index, rep) in config.reps.iter().enumerate() {
+            self.check_rep(rep, index, &team_ids, known.reps)?;
+        }
+        self.check_pools(&config.pools, &team_ids, known)
+    }
+
+    /// Ids unique, calendars valid, queues known; then the on-call targets, which may name a
+    /// pool.
+    fn check_teams(
         &self,
-        config: &Config,
-        rep_ids: &HashSet<String>,
-        queue_ids: &HashSet<String>,
-        tiers: &HashSet<u8>,
-    ) -> Result<(), ConfigError> {
+        teams: &[Spanned<TeamConfig>],
+        known: &Known<'_>,
+    ) -> Result<HashSet<String>, ConfigError> {
         let mut team_ids = HashSet::new();
-        for (index, team) in config.teams.iter().enumerate() {
+        for (index, team) in teams.iter().enumerate() {
             let span = team.span();
             let t = team.get_ref();
             let key = format!("teams[{index}] ({:?})", t.id);
@@ -283,7 +242,7 @@ impl Validator<'_> {
                     .map_err(|m| self.invalid(span.clone(), format!("{key}.holidays[{n}]"), m))?;
             }
             if let Some(queue) = &t.queue {
-                if !queue_ids.contains(queue) {
+                if !known.queues.contains(queue) {
                     return Err(self.invalid(
                         span,
                         format!("{key}.queue"),
@@ -291,96 +250,108 @@ impl Validator<'_> {
                     ));
                 }
             }
-            match (&t.after_hours, &t.on_call) {
-                (AfterHoursPolicy::OnCall, None) => {
-                    return Err(self.invalid(
-                        span,
-                        format!("{key}.on_call"),
-                        "after_hours = \"on_call\" needs an on_call target (rep, pool or queue)",
-                    ))
-                }
-                (_, Some(target)) if target.get_ref().account_owner.is_some() => {
-                    return Err(self.invalid(
-                        target.span(),
-                        format!("{key}.on_call"),
-                        "on_call takes a rep, pool or queue",
-                    ));
-                }
-                _ => {}
-            }
+            self.check_after_hours(t, span, &key)?;
         }
-
-        let pool_ids: HashSet<String> = config
-            .pools
-            .iter()
-            .map(|p| p.get_ref().id.clone())
-            .collect();
-        let known = Known {
-            reps: rep_ids,
-            pools: &pool_ids,
-            queues: queue_ids,
-        };
-        for (index, team) in config.teams.iter().enumerate() {
+        for (index, team) in teams.iter().enumerate() {
             let t = team.get_ref();
             if let Some(target) = &t.on_call {
                 let key = format!("teams[{index}] ({:?}).on_call", t.id);
-                self.check_target(target, &key, &known)?;
+                self.check_target(target, &key, known)?;
             }
         }
+        Ok(team_ids)
+    }
 
-        for (index, rep) in config.reps.iter().enumerate() {
-            let span = rep.span();
-            let r = rep.get_ref();
-            let key = format!("reps[{index}] ({:?})", r.id);
-            if let Some(team) = &r.team {
-                if !team_ids.contains(team) {
-                    return Err(self.invalid(
-                        span,
-                        format!("{key}.team"),
-                        format!("unknown team {team:?}"),
-                    ));
-                }
-            }
-            if let Some(tz) = &r.timezone {
-                parse_time_zone(tz)
-                    .map_err(|m| self.invalid(span.clone(), format!("{key}.timezone"), m))?;
-            }
-            if let Some(hours) = &r.hours {
-                WeeklyHours::parse(hours)
-                    .map_err(|m| self.invalid(span.clone(), format!("{key}.hours"), m))?;
-            }
-            for (n, days) in r.out_of_office.iter().enumerate() {
-                parse_date_range(days).map_err(|m| {
-                    self.invalid(span.clone(), format!("{key}.out_of_office[{n}]"), m)
-                })?;
-            }
-            if r.capacity == Some(0) {
+    /// `after_hours = "on_call"` needs a target, and an on-call target is never the account
+    /// owner.
+    fn check_after_hours(
+        &self,
+        t: &TeamConfig,
+        span: Range<usize>,
+        key: &str,
+    ) -> Result<(), ConfigError> {
+        match (&t.after_hours, &t.on_call) {
+            (AfterHoursPolicy::OnCall, None) => Err(self.invalid(
+                span,
+                format!("{key}.on_call"),
+                "after_hours = \"on_call\" needs an on_call target (rep, pool or queue)",
+            )),
+            (_, Some(target)) if target.get_ref().account_owner.is_some() => Err(self.invalid(
+                target.span(),
+                format!("{key}.on_call"),
+                "on_call takes a rep, pool or queue",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// A rep's team, own calendar, capacity and backup.
+    fn check_rep(
+        &self,
+        rep: &Spanned<RepConfig>,
+        index: usize,
+        team_ids: &HashSet<String>,
+        rep_ids: &HashSet<String>,
+    ) -> Result<(), ConfigError> {
+        let span = rep.span();
+        let r = rep.get_ref();
+        let key = format!("reps[{index}] ({:?})", r.id);
+        if let Some(team) = &r.team {
+            if !team_ids.contains(team) {
                 return Err(self.invalid(
                     span,
-                    format!("{key}.capacity"),
-                    "must be above 0 (leave it out for no cap)",
+                    format!("{key}.team"),
+                    format!("unknown team {team:?}"),
                 ));
             }
-            if let Some(backup) = &r.backup {
-                if !rep_ids.contains(backup) {
-                    return Err(self.invalid(
-                        span,
-                        format!("{key}.backup"),
-                        format!("unknown rep {backup:?}"),
-                    ));
-                }
-                if backup == &r.id {
-                    return Err(self.invalid(
-                        span,
-                        format!("{key}.backup"),
-                        "a rep cannot be their own backup",
-                    ));
-                }
+        }
+        if let Some(tz) = &r.timezone {
+            parse_time_zone(tz)
+                .map_err(|m| self.invalid(span.clone(), format!("{key}.timezone"), m))?;
+        }
+        if let Some(hours) = &r.hours {
+            WeeklyHours::parse(hours)
+                .map_err(|m| self.invalid(span.clone(), format!("{key}.hours"), m))?;
+        }
+        for (n, days) in r.out_of_office.iter().enumerate() {
+            parse_date_range(days)
+                .map_err(|m| self.invalid(span.clone(), format!("{key}.out_of_office[{n}]"), m))?;
+        }
+        if r.capacity == Some(0) {
+            return Err(self.invalid(
+                span,
+                format!("{key}.capacity"),
+                "must be above 0 (leave it out for no cap)",
+            ));
+        }
+        if let Some(backup) = &r.backup {
+            if !rep_ids.contains(backup) {
+                return Err(self.invalid(
+                    span,
+                    format!("{key}.backup"),
+                    format!("unknown rep {backup:?}"),
+                ));
+            }
+            if backup == &r.id {
+                return Err(self.invalid(
+                    span,
+                    format!("{key}.backup"),
+                    "a rep cannot be their own backup",
+                ));
             }
         }
+        Ok(())
+    }
 
+    /// Ids unique, members known reps (once each, weighted above 0), team and overflow known.
+    fn check_pools(
+        &self,
+        pools: &[Spanned<PoolConfig>],
+        team_ids: &HashSet<String>,
+        known: &Known<'_>,
+    ) -> Result<(), ConfigError> {
         let mut seen_pools = HashSet::new();
-        for (index, pool) in config.pools.iter().enumerate() {
+        for (index, pool) in pools.iter().enumerate() {
             let span = pool.span();
             let p = pool.get_ref();
             let key = format!("pools[{index}] ({:?})", p.id);
@@ -391,41 +362,7 @@ impl Validator<'_> {
                     format!("duplicate pool id {:?}", p.id),
                 ));
             }
-            if p.members.is_empty() {
-                return Err(self.invalid(
-                    span,
-                    format!("{key}.members"),
-                    "a pool needs at least one member",
-                ));
-            }
-            let mut members = HashSet::new();
-            for (n, member) in p.members.iter().enumerate() {
-                let m = member.get_ref();
-                if !rep_ids.contains(&m.rep) {
-                    return Err(self.invalid(
-                        member.span(),
-                        format!("{key}.members[{n}]"),
-                        format!("unknown rep {:?}", m.rep),
-                    ));
-                }
-                if !members.insert(m.rep.clone()) {
-                    return Err(self.invalid(
-                        member.span(),
-                        format!("{key}.members[{n}]"),
-                        format!("{:?} is listed twice", m.rep),
-                    ));
-                }
-                if m.weight == 0 {
-                    return Err(self.invalid(
-                        member.span(),
-                        format!("{key}.members[{n}].weight"),
-                        format!(
-                            "{:?}: weight must be above 0 (remove the member instead)",
-                            m.rep
-                        ),
-                    ));
-                }
-            }
+            self.check_members(p, span.clone(), &key, known.reps)?;
             if let Some(team) = &p.team {
                 if !team_ids.contains(team) {
                     return Err(self.invalid(
@@ -436,7 +373,7 @@ impl Validator<'_> {
                 }
             }
             if let Some(queue) = &p.overflow_queue {
-                if !queue_ids.contains(queue) {
+                if !known.queues.contains(queue) {
                     return Err(self.invalid(
                         span,
                         format!("{key}.overflow_queue"),
@@ -445,421 +382,243 @@ impl Validator<'_> {
                 }
             }
         }
-
-        for (index, account) in config.routing.named_accounts.iter().enumerate() {
-            let owner = &account.get_ref().owner;
-            if !rep_ids.contains(owner) {
-                return Err(self.invalid(
-                    account.span(),
-                    format!("routing.named_accounts[{index}].owner"),
-                    format!("unknown rep {owner:?}"),
-                ));
-            }
-        }
-        for (region, countries) in &config.routing.regions {
-            if let Some((n, bad)) = countries
-                .iter()
-                .enumerate()
-                .find(|(_, c)| !is_country_code(c))
-            {
-                return Err(self.invalid(
-                    0..0,
-                    format!("routing.regions.{region}[{n}]"),
-                    format!("{bad:?} is not an ISO 3166-1 alpha-2 country code (such as GB or US)"),
-                ));
-            }
-        }
-
-        let mut shapes = Vec::with_capacity(config.rules.len());
-        for (index, rule) in config.rules.iter().enumerate() {
-            let r = rule.get_ref();
-            let key = format!("rules[{index}] ({:?})", r.name);
-            self.check_target(&r.assign, &format!("{key}.assign"), &known)?;
-            self.check_conditions(&r.when, rule.span(), &format!("{key}.when"), config, tiers)?;
-            shapes.push(RuleShape::of(r, config));
-        }
-        self.check_rule_order(config, &shapes)
+        Ok(())
     }
 
-    fn check_target(
+    fn check_members(
         &self,
-        target: &Spanned<TargetConfig>,
-        key: &str,
-        known: &Known<'_>,
-    ) -> Result<(), ConfigError> {
-        let span = target.span();
-        let t = target.get_ref();
-        let chosen = [
-            t.rep.is_some(),
-            t.pool.is_some(),
-            t.queue.is_some(),
-            t.account_owner == Some(true),
-        ]
-        .into_iter()
-        .filter(|set| *set)
-        .count();
-        if chosen != 1 {
-            return Err(self.invalid(
-                span,
-                key,
-                "set exactly one of rep, pool, queue or account_owner = true",
-            ));
-        }
-        let unknown = |kind: &str, id: &str| {
-            self.invalid(
-                span.clone(),
-                format!("{key}.{kind}"),
-                format!("unknown {kind} {id:?}"),
-            )
-        };
-        match (&t.rep, &t.pool, &t.queue) {
-            (Some(rep), _, _) if !known.reps.contains(rep) => Err(unknown("rep", rep)),
-            (_, Some(pool), _) if !known.pools.contains(pool) => Err(unknown("pool", pool)),
-            (_, _, Some(queue)) if !known.queues.contains(queue) => Err(unknown("queue", queue)),
-            _ => Ok(()),
-        }
-    }
-
-    fn check_conditions(
-        &self,
-        when: &Conditions,
+        p: &PoolConfig,
         span: Range<usize>,
         key: &str,
-        config: &Config,
-        tiers: &HashSet<u8>,
+        rep_ids: &HashSet<String>,
     ) -> Result<(), ConfigError> {
-        let bad = |field: &str, message: String| {
-            self.invalid(span.clone(), format!("{key}.{field}"), message)
-        };
-        if let Some(countries) = &when.countries {
-            if let Some(c) = countries.iter().find(|c| !is_country_code(c)) {
-                return Err(bad(
-                    "countries",
-                    format!("{c:?} is not an ISO 3166-1 alpha-2 country code (such as GB or US)"),
+        if p.members.is_empty() {
+            return Err(self.invalid(
+                span,
+                format!("{key}.members"),
+                "a pool needs at least one member",
+            ));
+        }
+        let mut members = HashSet::new();
+        for (n, member) in p.members.iter().enumerate() {
+            let m = member.get_ref();
+            if !rep_ids.contains(&m.rep) {
+                return Err(self.invalid(
+                    member.span(),
+                    format!("{key}.members[{n}]"),
+                    format!("unknown rep {:?}", m.rep),
                 ));
             }
-        }
-        if let Some(regions) = &when.regions {
-            if let Some(r) = regions
-                .iter()
-                .find(|r| !config.routing.regions.contains_key(*r))
-            {
-                return Err(bad(
-                    "regions",
-                    format!("unknown region {r:?} (define it under [routing.regions])"),
+            if !members.insert(m.rep.clone()) {
+                return Err(self.invalid(
+                    member.span(),
+                    format!("{key}.members[{n}]"),
+                    format!("{:?} is listed twice", m.rep),
                 ));
             }
-        }
-        if let Some(topics) = &when.topics {
-            if let Some(t) = topics.iter().find(|t| !config.topics.contains_key(*t)) {
-                return Err(bad(
-                    "topics",
-                    format!("unknown topic {t:?} (define it under [topics])"),
+            if m.weight == 0 {
+                return Err(self.invalid(
+                    member.span(),
+                    format!("{key}.members[{n}].weight"),
+                    format!(
+                        "{:?}: weight must be above 0 (remove the member instead)",
+                        m.rep
+                    ),
                 ));
-            }
-        }
-        if let Some(sources) = &when.sources {
-            if let Some(s) = sources.iter().find(|s| config.source(s).is_none()) {
-                return Err(bad("sources", format!("unknown source {s:?}")));
-            }
-        }
-        if let Some(wanted) = &when.tiers {
-            if let Some(t) = wanted.iter().find(|t| !tiers.contains(t)) {
-                return Err(bad("tiers", format!("tier {t} is not defined")));
-            }
-        }
-        if let Some(pages) = &when.pages {
-            for page in pages {
-                glob::Pattern::new(page).map_err(|e| bad("pages", format!("{page:?}: {e}")))?;
-            }
-        }
-        if let (Some(min), Some(max)) = (when.min_employees, when.max_employees) {
-            if min > max {
-                return Err(bad(
-                    "min_employees",
-                    format!("{min} is above max_employees {max}: the rule can never match"),
-                ));
-            }
-        }
-        if let (Some(min), Some(max)) = (when.min_score, when.max_score) {
-            if min > max {
-                return Err(bad(
-                    "min_score",
-                    format!("{min} is above max_score {max}: the rule can never match"),
-                ));
-            }
-        }
-        for (n, nested) in when.all.iter().flatten().enumerate() {
-            self.check_conditions(
-                nested,
-                span.clone(),
-                &format!("{key}.all[{n}]"),
-                config,
-                tiers,
-            )?;
-        }
-        for (n, nested) in when.any.iter().flatten().enumerate() {
-            self.check_conditions(
-                nested,
-                span.clone(),
-                &format!("{key}.any[{n}]"),
-                config,
-                tiers,
-            )?;
-        }
-        if let Some(nested) = &when.not {
-            self.check_conditions(nested, span.clone(), &format!("{key}.not"), config, tiers)?;
-        }
-        if when.any.as_ref().is_some_and(Vec::is_empty) {
-            return Err(bad("any", "an empty `any` can never match".into()));
-        }
-        Ok(())
-    }
-
-    /// First match wins, so a rule that an earlier, broader rule always beats is dead, and two
-    /// rules that partly overlap on the same fields depend on an order few readers notice.
-    fn check_rule_order(&self, config: &Config, shapes: &[RuleShape]) -> Result<(), ConfigError> {
-        for (j, later) in shapes.iter().enumerate() {
-            let Some(later_fields) = &later.fields else {
-                continue;
-            };
-            for (i, earlier) in shapes[..j].iter().enumerate() {
-                let Some(earlier_fields) = &earlier.fields else {
-                    continue;
-                };
-                let rule = |k: usize| &config.rules[k];
-                let name = |k: usize| &config.rules[k].get_ref().name;
-                let line = |k: usize| super::line_of(self.text, config.rules[k].span().start);
-                if earlier.always_applies && implies(later_fields, earlier_fields) {
-                    return Err(self.invalid(
-                        rule(j).span(),
-                        format!("rules[{j}] ({:?})", name(j)),
-                        format!(
-                            "unreachable: every lead it matches is taken first by rule {:?} (line {}); move it above that rule or narrow that rule",
-                            name(i),
-                            line(i)
-                        ),
-                    ));
-                }
-                if earlier.target == later.target {
-                    continue;
-                }
-                let same_fields = earlier_fields.keys().eq(later_fields.keys());
-                // A narrower size or score band before a wider one is the usual way to write
-                // bands; a value listed in two rules' sets is dead in the second one.
-                let only_bands = earlier_fields
-                    .values()
-                    .all(|c| !matches!(c, Constraint::OneOf(_)));
-                if !same_fields || (only_bands && implies(earlier_fields, later_fields)) {
-                    continue;
-                }
-                if let Some(shared) = overlap(earlier_fields, later_fields) {
-                    return Err(self.invalid(
-                        rule(j).span(),
-                        format!("rules[{j}] ({:?})", name(j)),
-                        format!(
-                            "overlaps rule {:?} (line {}) on {shared}: those leads go to the first rule only; give each value to one rule, or make one rule a strict subset of the other",
-                            name(i),
-                            line(i)
-                        ),
-                    ));
-                }
             }
         }
         Ok(())
     }
 }
 
-struct Known<'a> {
-    reps: &'a HashSet<String>,
-    pools: &'a HashSet<String>,
-    queues: &'a HashSet<String>,
-}
+// The reps' and queues' alert channels, checked before `[notify]` and the ids (the order
+// errors have always been reported in).
 
-/// An assigned ISO 3166-1 alpha-2 code, in either case: "gb" passes, "UK" and "XX" do not.
-pub(crate) fn is_country_code(code: &str) -> bool {
-    isocountry::CountryCode::for_alpha2_caseless(code).is_ok()
-}
+impl Validator<'_> {
+    /// E-mail alerts need `[notify.email]` and the rep's address; Slack and Teams URLs
+    /// resolve (inline or from a variable); phones are E.164.
+    pub(super) fn resolve_channels(
+        &self,
+        config: &mut Config,
+        env: Env<'_>,
+    ) -> Result<(), ConfigError> {
+        let has_email = config.notify.email.is_some();
+        for (index, rep) in config.reps.iter().enumerate() {
+            self.check_alert_email(rep, index, has_email)?;
+        }
+        for (index, rep) in config.reps.iter_mut().enumerate() {
+            let span = rep.span();
+            let key = format!("reps[{index}]");
+            let rep = rep.get_mut();
+            self.resolve_webhook_urls(
+                (
+                    &mut rep.slack_webhook_url,
+                    rep.slack_webhook_url_env.as_deref(),
+                ),
+                (
+                    &mut rep.teams_webhook_url,
+                    rep.teams_webhook_url_env.as_deref(),
+                ),
+                span.clone(),
+                &key,
+                env,
+            )?;
+            if let Some(phone) = &rep.phone {
+                if !is_e164(phone) {
+                    return Err(self.invalid(
+                        span,
+                        format!("{key}.phone"),
+                        format!("{phone:?} is not a valid E.164 number such as +447700900123"),
+                    ));
+                }
+            }
+        }
+        for (index, queue) in config.queues.iter_mut().enumerate() {
+            let span = queue.span();
+            let queue = queue.get_mut();
+            self.resolve_webhook_urls(
+                (
+                    &mut queue.slack_webhook_url,
+                    queue.slack_webhook_url_env.as_deref(),
+                ),
+                (
+                    &mut queue.teams_webhook_url,
+                    queue.teams_webhook_url_env.as_deref(),
+                ),
+                span,
+                &format!("queues[{index}]"),
+                env,
+            )?;
+        }
+        Ok(())
+    }
 
-/// One field's constraint in a rule made only of plain conditions.
-#[derive(Debug, Clone, PartialEq)]
-enum Constraint {
-    OneOf(BTreeSet<String>),
-    Between(i64, i64),
-    Is(bool),
-}
+    fn check_alert_email(
+        &self,
+        rep: &Spanned<RepConfig>,
+        index: usize,
+        has_email: bool,
+    ) -> Result<(), ConfigError> {
+        let r = rep.get_ref();
+        if !r.alert_email {
+            return Ok(());
+        }
+        let key = format!("reps[{index}].alert_email");
+        if !has_email {
+            return Err(self.invalid(rep.span(), key, "needs a [notify.email] section"));
+        }
+        let valid = r
+            .email
+            .as_deref()
+            .is_some_and(|e| crate::email::Mailbox::new(None, e).is_ok());
+        if !valid {
+            return Err(self.invalid(rep.span(), key, "needs a valid `email` for the rep"));
+        }
+        Ok(())
+    }
 
-/// What the order checks need to know about a rule.
-struct RuleShape {
-    /// `None` when the rule uses `any` or `not`: too rich to compare safely, so not compared.
-    fields: Option<std::collections::BTreeMap<&'static str, Constraint>>,
-    /// False for account-owner rules, which fall through when the company has no owner.
-    always_applies: bool,
-    target: TargetConfig,
-}
+    /// A Slack and a Teams webhook URL, each inline or from its variable (`key` names the rep
+    /// or queue); the Teams one must be http(s) (the Slack one is checked with the ids).
+    fn resolve_webhook_urls(
+        &self,
+        slack: (&mut Option<SecretString>, Option<&str>),
+        teams: (&mut Option<SecretString>, Option<&str>),
+        span: Range<usize>,
+        key: &str,
+        env: Env<'_>,
+    ) -> Result<(), ConfigError> {
+        let slack_key = format!("{key}.slack_webhook_url_env");
+        *slack.0 = self.resolve_url(slack.0.take(), slack.1, span.clone(), &slack_key, env)?;
+        let teams_key = format!("{key}.teams_webhook_url_env");
+        *teams.0 = self.resolve_url(teams.0.take(), teams.1, span.clone(), &teams_key, env)?;
+        check_url(teams.0.as_ref())
+            .map_err(|m| self.invalid(span, format!("{key}.teams_webhook_url"), m))
+    }
 
-impl RuleShape {
-    fn of(rule: &RuleConfig, config: &Config) -> RuleShape {
-        let mut fields = Some(std::collections::BTreeMap::new());
-        collect(&rule.when, config, &mut fields);
-        RuleShape {
-            fields,
-            always_applies: rule.assign.get_ref().account_owner != Some(true),
-            target: rule.assign.get_ref().clone(),
+    /// An inline URL, or the one the named variable holds.
+    fn resolve_url(
+        &self,
+        inline: Option<SecretString>,
+        variable: Option<&str>,
+        span: Range<usize>,
+        key: &str,
+        env: Env<'_>,
+    ) -> Result<Option<SecretString>, ConfigError> {
+        match (inline, variable) {
+            (Some(_), Some(_)) => {
+                let inline = key.strip_suffix("_env").unwrap_or(key);
+                let inline = inline.rsplit('.').next().unwrap_or(inline);
+                Err(self.invalid(span, key, format!("set {inline} or {inline}_env, not both")))
+            }
+            (inline, None) => Ok(inline),
+            (None, Some(name)) => env
+                .require(name)
+                .map(|url| Some(SecretString::from(url)))
+                .map_err(|message| self.invalid(span, key, message)),
         }
     }
-}
 
-fn collect(
-    when: &Conditions,
-    config: &Config,
-    fields: &mut Option<std::collections::BTreeMap<&'static str, Constraint>>,
-) {
-    if when.any.is_some() || when.not.is_some() {
-        *fields = None;
-        return;
-    }
-    let Some(map) = fields.as_mut() else { return };
-    let mut put = |name: &'static str, constraint: Constraint| {
-        let merged = match (map.remove(name), constraint) {
-            (Some(Constraint::OneOf(a)), Constraint::OneOf(b)) => {
-                Constraint::OneOf(a.intersection(&b).cloned().collect())
-            }
-            (Some(Constraint::Between(a, b)), Constraint::Between(c, d)) => {
-                Constraint::Between(a.max(c), b.min(d))
-            }
-            (_, constraint) => constraint,
-        };
-        map.insert(name, merged);
-    };
-    let set = |items: &[String]| {
-        // Lower-cased as routing compares them (Unicode-aware), so "Énergie" and "énergie" are one value.
-        Constraint::OneOf(items.iter().map(|i| i.to_lowercase()).collect())
-    };
-    if let Some(c) = &when.countries {
-        put("country", set(c));
-    }
-    if let Some(regions) = &when.regions {
-        let countries: Vec<String> = regions
-            .iter()
-            .filter_map(|r| config.routing.regions.get(r))
-            .flatten()
-            .cloned()
-            .collect();
-        put("country", set(&countries));
-    }
-    if let Some(i) = &when.industries {
-        put("industry", set(i));
-    }
-    if let Some(s) = &when.sources {
-        put("source", set(s));
-    }
-    if let Some(e) = &when.events {
-        let names: Vec<String> = e.iter().map(|e| e.as_str().to_owned()).collect();
-        put("event", set(&names));
-    }
-    if let Some(t) = &when.tiers {
-        let names: Vec<String> = t.iter().map(u8::to_string).collect();
-        put("tier", set(&names));
-    }
-    if let Some(p) = &when.pages {
-        put("page", Constraint::OneOf(p.iter().cloned().collect()));
-    }
-    if let Some(t) = &when.topics {
-        put("topic", set(t));
-    }
-    if when.min_employees.is_some() || when.max_employees.is_some() {
-        put(
-            "employees",
-            Constraint::Between(
-                when.min_employees.map_or(0, i64::from),
-                when.max_employees.map_or(i64::MAX, i64::from),
-            ),
-        );
-    }
-    if when.min_score.is_some() || when.max_score.is_some() {
-        put(
-            "score",
-            Constraint::Between(
-                when.min_score.map_or(i64::MIN, i64::from),
-                when.max_score.map_or(i64::MAX, i64::from),
-            ),
-        );
-    }
-    for (name, flag) in [
-        ("named_account", when.named_account),
-        ("existing_account", when.existing_account),
-        ("free_mail", when.free_mail),
-        ("incomplete", when.incomplete),
-    ] {
-        if let Some(flag) = flag {
-            put(name, Constraint::Is(flag));
-        }
-    }
-    for nested in when.all.iter().flatten() {
-        collect(nested, config, fields);
-    }
-}
-
-/// Every lead that satisfies `specific` satisfies `general`.
-fn implies(
-    specific: &std::collections::BTreeMap<&'static str, Constraint>,
-    general: &std::collections::BTreeMap<&'static str, Constraint>,
-) -> bool {
-    general
-        .iter()
-        .all(|(name, wanted)| match (specific.get(name), wanted) {
-            (Some(Constraint::OneOf(s)), Constraint::OneOf(g)) => s.is_subset(g),
-            (Some(Constraint::Between(a, b)), Constraint::Between(c, d)) => c <= a && b <= d,
-            (Some(Constraint::Is(a)), Constraint::Is(b)) => a == b,
-            _ => false,
-        })
-}
-
-/// Describes what both rules match, field by field, if every field overlaps.
-fn overlap(
-    a: &std::collections::BTreeMap<&'static str, Constraint>,
-    b: &std::collections::BTreeMap<&'static str, Constraint>,
-) -> Option<String> {
-    let mut parts = Vec::new();
-    for (name, left) in a {
-        let right = b.get(name)?;
-        match (left, right) {
-            (Constraint::OneOf(x), Constraint::OneOf(y)) => {
-                let both: Vec<&str> = x.intersection(y).map(String::as_str).collect();
-                if both.is_empty() {
-                    return None;
-                }
-                let both = both.join(", ");
-                let shown = if *name == "country" {
-                    both.to_ascii_uppercase()
-                } else {
-                    both
-                };
-                parts.push(format!("{name} {shown}"));
-            }
-            (Constraint::Between(p, q), Constraint::Between(r, s)) => {
-                let (low, high) = ((*p).max(*r), (*q).min(*s));
-                if low > high {
-                    return None;
-                }
-                parts.push(format!(
-                    "{name} {low}..{}",
-                    if high == i64::MAX {
-                        "".into()
-                    } else {
-                        high.to_string()
-                    }
+    /// Rep ids are unique, and their Slack URLs (resolved by now) http(s); returns the ids.
+    pub(super) fn check_rep_ids(
+        &self,
+        reps: &[Spanned<RepConfig>],
+    ) -> Result<HashSet<String>, ConfigError> {
+        let mut rep_ids = HashSet::new();
+        for (index, rep) in reps.iter().enumerate() {
+            if !rep_ids.insert(rep.get_ref().id.clone()) {
+                return Err(self.invalid(
+                    rep.span(),
+                    format!("reps[{index}].id"),
+                    format!("duplicate rep id {:?}", rep.get_ref().id),
                 ));
             }
-            (Constraint::Is(x), Constraint::Is(y)) => {
-                if x != y {
-                    return None;
-                }
-                parts.push(format!("{name} = {x}"));
-            }
-            _ => return None,
+            check_url(rep.get_ref().slack_webhook_url.as_ref()).map_err(|m| {
+                self.invalid(rep.span(), format!("reps[{index}].slack_webhook_url"), m)
+            })?;
         }
+        Ok(rep_ids)
     }
-    Some(parts.join(" and "))
+
+    /// Queue ids are unique, managers are reps, Slack URLs http(s); returns the ids.
+    pub(super) fn check_queue_ids(
+        &self,
+        queues: &[Spanned<QueueConfig>],
+        rep_ids: &HashSet<String>,
+    ) -> Result<HashSet<String>, ConfigError> {
+        let mut queue_ids = HashSet::new();
+        for (index, queue) in queues.iter().enumerate() {
+            let q = queue.get_ref();
+            if !queue_ids.insert(q.id.clone()) {
+                return Err(self.invalid(
+                    queue.span(),
+                    format!("queues[{index}].id"),
+                    format!("duplicate queue id {:?}", q.id),
+                ));
+            }
+            if let Some(manager) = &q.manager {
+                if !rep_ids.contains(manager.get_ref()) {
+                    return Err(self.invalid(
+                        manager.span(),
+                        format!("queues[{index}].manager"),
+                        format!("unknown rep {:?}", manager.get_ref()),
+                    ));
+                }
+            }
+            check_url(q.slack_webhook_url.as_ref()).map_err(|m| {
+                self.invalid(
+                    queue.span(),
+                    format!("queues[{index}].slack_webhook_url"),
+                    m,
+                )
+            })?;
+        }
+        Ok(queue_ids)
+    }
+}
+
+/// A number written in E.164 (`+` and the digits) that `phonenumber` finds valid.
+fn is_e164(phone: &str) -> bool {
+    phone.starts_with('+')
+        && phone[1..].chars().all(|c| c.is_ascii_digit())
+        && phonenumber::parse(None, phone).is_ok_and(|n| phonenumber::is_valid(&n))
 }

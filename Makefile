@@ -15,7 +15,7 @@ test: ## Run the whole test suite (unit, HTTP end-to-end, crash recovery)
 	./scripts/with-moto.sh $(CARGO) test --workspace
 
 lint: ## rustfmt, clippy (warnings as errors), the layer check (core pure, Lambdas lean) and no import loop in the core
-	python3 scripts/check-core-modules.py
+	python3 scripts/check-core-modules.py --tests
 	$(CARGO) fmt --all -- --check
 	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -685,4 +685,37 @@ mod tests {
         let written = serde_json::to_string(&enrichment).expect("writes");
         assert!(!written.contains("phone_e164"), "{written}");
     }
+
+    #[test]
+    fn load_reads_the_csv_beside_the_config_and_enrichment_uses_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let toml = crate::config::tests::MINIMAL.replace(
+            "[routing]",
+            "[enrichment]\ncompanies_csv = \"crm/companies.csv\"\n\n[routing]",
+        );
+        std::fs::write(dir.path().join("leadrelay.toml"), toml).expect("write");
+        std::fs::create_dir(dir.path().join("crm")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("crm/companies.csv"),
+            "domain,company,employees,industry,country,account_owner\nacme.co.uk,Acme UK,250,,GB,alice\n",
+        )
+        .expect("write");
+        let config =
+            crate::config::Config::load(&dir.path().join("leadrelay.toml")).expect("loads");
+        let rulebook = Rulebook::new(&config);
+        let lead: Lead = serde_json::from_value(serde_json::json!({
+            "id": "l", "source": "website", "event_id": "e", "trace_id": "t", "state": "captured",
+            "capture": {"event": "lead_capture", "captured_email": "jo@sales.acme.co.uk"},
+            "incomplete": false, "flags": [], "timeline": {}
+        }))
+        .expect("lead");
+        let enrichment = rulebook.enrich(&lead);
+        assert_eq!(enrichment.company.as_deref(), Some("Acme UK"));
+        assert_eq!(enrichment.account_owner.as_deref(), Some("alice"));
+
+        std::fs::remove_file(dir.path().join("crm/companies.csv")).expect("rm");
+        let error = crate::config::Config::load(&dir.path().join("leadrelay.toml"))
+            .expect_err("missing csv");
+        assert!(error.to_string().contains("companies.csv"), "{error}");
+    }
 }

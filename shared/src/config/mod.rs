@@ -321,12 +321,12 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::path::Path;
 
     use super::*;
 
-    pub(super) const MINIMAL: &str = r#"
+    pub(crate) const MINIMAL: &str = r#"
 [[sources]]
 id = "website"
 scheme = "standard_webhooks"

@@ -117,3 +117,22 @@ async fn a_failing_or_panicking_message_is_reported_alone() {
             .is_err()
     );
 }
+
+/// The isolation above needs unwinding in the deployed binaries. cargo-lambda builds with
+/// `panic = "abort"` unless the release profile says otherwise, and with abort one panicking
+/// message would kill the process and send its whole batch back to the queue again and again.
+#[test]
+fn release_builds_unwind_so_a_panic_stays_with_its_message() {
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
+    let manifest: toml::Table = manifest.parse().expect("Cargo.toml parses");
+    let panic = manifest
+        .get("profile")
+        .and_then(|p| p.get("release"))
+        .and_then(|r| r.get("panic"))
+        .and_then(|v| v.as_str());
+    assert_eq!(
+        panic,
+        Some("unwind"),
+        "[profile.release] must set panic = \"unwind\" explicitly (cargo-lambda's default is abort)"
+    );
+}

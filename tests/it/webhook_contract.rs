@@ -750,13 +750,9 @@ async fn an_undecodable_stored_lead_is_quarantined_and_skipped_never_fatal() {
         "{:?}",
         answer.body
     );
-    let shown = leadrelay::cli::show_lead(
-        &server.config,
-        server.db.path().parent().expect("dir"),
-        "old-lead-1",
-    )
-    .await
-    .expect_err("cannot be shown");
+    let shown = leadrelay::cli::show_lead(&server.db, "old-lead-1")
+        .await
+        .expect_err("cannot be shown");
     assert!(
         shown.to_string().contains("old-lead-1 is quarantined"),
         "{shown:#}"

@@ -14,6 +14,7 @@ use leadrelay_shared::config::Config;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+pub mod runtime_api;
 pub mod smtp;
 
 /// The workspace root.

@@ -149,7 +149,8 @@ fn main() {
 /// No async runtime, no configuration, no clients: what any process pays to get this far.
 fn floor() -> anyhow::Result<()> {
     let api = std::env::var("AWS_LAMBDA_RUNTIME_API").context("AWS_LAMBDA_RUNTIME_API")?;
-    let mut stream = std::net::TcpStream::connect(&api).with_context(|| format!("{api}"))?;
+    let mut stream =
+        std::net::TcpStream::connect(&api).with_context(|| format!("connecting to {api}"))?;
     write!(
         stream,
         "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: {api}\r\n\r\n"

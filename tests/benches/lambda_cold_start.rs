@@ -998,49 +998,61 @@ impl Exit {
     }
 }
 
-/// A spawned process, reaped by its own thread with `wait4` (for its rusage); killed if
-/// dropped before it exited.
+/// A spawned process. A thread waits for its exit without reaping it (`waitid` with
+/// `WNOWAIT`), so the pid stays ours until [`Process::reap`] collects its rusage with `wait4`:
+/// a kill can never reach a reused pid. Killed and reaped if dropped before that.
 struct Process {
     pid: libc::pid_t,
-    exit: Option<oneshot::Receiver<std::io::Result<Exit>>>,
+    /// Fires once the process has exited (it is a zombie until reaped).
+    exited: Option<oneshot::Receiver<()>>,
+    reaped: bool,
 }
 
 impl Process {
     fn spawn(mut command: Command) -> anyhow::Result<Process> {
         let child = command.spawn().context("starting the process")?;
         let pid = libc::pid_t::try_from(child.id()).context("a pid out of range")?;
-        // The std handle is dropped without waiting: the thread below is the only reaper.
+        // The std handle is dropped without waiting: this type reaps the process.
         drop(child);
-        let (tx, exit) = oneshot::channel();
+        let (tx, exited) = oneshot::channel();
         std::thread::Builder::new()
-            .name(format!("reap-{pid}"))
+            .name(format!("exit-{pid}"))
             .spawn(move || {
-                let _ = tx.send(wait4(pid));
+                wait_exited(pid);
+                let _ = tx.send(());
             })
-            .context("starting the reaper thread")?;
+            .context("starting the exit watcher")?;
         Ok(Process {
             pid,
-            exit: Some(exit),
+            exited: Some(exited),
+            reaped: false,
         })
     }
 
-    /// Waits for the exit (cancel-safe: the receiver stays for the next call).
-    async fn exited(&mut self) -> anyhow::Result<Exit> {
-        let exit = self.exit.as_mut().context("already reaped")?;
-        let result = exit.await;
-        self.exit = None;
-        result.context("the reaper thread ended")?.context("wait4")
+    /// Waits until the process has exited (cancel-safe: the receiver stays for the next call).
+    async fn exited(&mut self) {
+        if let Some(exited) = self.exited.as_mut() {
+            let _ = exited.await;
+            self.exited = None;
+        }
+    }
+
+    /// Collects the exited process's status and rusage.
+    fn reap(&mut self) -> anyhow::Result<Exit> {
+        let exit = wait4(self.pid).context("wait4")?;
+        self.reaped = true;
+        Ok(exit)
     }
 
     /// SIGKILL (the environment is torn down; nothing graceful on Lambda either), then reaps.
     async fn kill(&mut self) -> anyhow::Result<Exit> {
         self.signal_kill();
-        self.exited().await
+        self.exited().await;
+        self.reap()
     }
 
     fn signal_kill(&self) {
-        // SAFETY: kill(2) on our own child, which has not been reaped (its reaper's result has
-        // not been taken), so the pid cannot have been reused.
+        // SAFETY: kill(2) on our own child, not yet reaped: its pid cannot have been reused.
         unsafe {
             libc::kill(self.pid, libc::SIGKILL);
         }
@@ -1049,8 +1061,26 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        if self.exit.is_some() {
+        if !self.reaped {
             self.signal_kill();
+            let _ = wait4(self.pid);
+        }
+    }
+}
+
+/// Blocks until `pid` has exited, leaving it to be reaped.
+fn wait_exited(pid: libc::pid_t) {
+    let Ok(id) = libc::id_t::try_from(pid) else {
+        return;
+    };
+    loop {
+        // SAFETY: siginfo_t is plain data; all zeroes is a valid value for waitid to fill in.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid pointer to a local; WNOWAIT leaves the child to be reaped later.
+        let done =
+            unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if done == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return;
         }
     }
 }
@@ -1108,8 +1138,8 @@ async fn cold_start(
         loop {
             let call = tokio::select! {
                 call = api.call() => call.context("the Runtime API stopped")?,
-                exit = process.exited() => {
-                    let exit = exit?;
+                () = process.exited() => {
+                    let exit = process.reap()?;
                     bail!("the process ended ({}) before it finished:\n{}", exit.describe(), tail());
                 }
             };

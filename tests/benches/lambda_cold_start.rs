@@ -354,8 +354,8 @@ async fn bench(
     );
     println!(
         "context, same run: SSM reads from the bench's warm client (GetParametersByPath over \
-         {} secrets + GetParameter) p50 {:.1} ms; the configuration's parse and validation in \
-         the bench {:.1} ms; load average {} before, {} after",
+         {} secrets + GetParameter) p50 {:.1} ms; the configuration's first parse and validation \
+         in the bench (one sample) {:.1} ms; load average {} before, {} after",
         secrets.len(),
         median(&ssm_reads).map(ms).unwrap_or_default(),
         ms(config_parse),

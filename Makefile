@@ -32,6 +32,10 @@ bench: ## Stage-logic, routing and HTTP-enrichment benchmarks, and the embedded 
 	$(CARGO) bench -p leadrelay --bench embedded_load
 	$(CARGO) bench -p leadrelay --bench claim_and_sla
 
+.PHONY: bench-lambda
+bench-lambda: ## Cold start of the six Lambda functions (host release build, moto): init, first invocation, peak RSS
+	./scripts/bench-lambda.sh
+
 FUZZ_SECONDS ?= 300
 fuzz: ## Fuzz every target in fuzz/ for FUZZ_SECONDS each (default 300; installs cargo-fuzz)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) ./scripts/fuzz.sh

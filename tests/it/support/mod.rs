@@ -18,6 +18,9 @@ mod clock;
 pub mod fixture;
 mod manual;
 pub mod process;
+// The cold-start bench (tests/benches) reads what the tests here do not.
+#[allow(dead_code)]
+pub mod runtime_api;
 pub mod serial;
 pub mod smtp;
 

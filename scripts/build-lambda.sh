@@ -17,6 +17,8 @@ LAMBDA_DIR=${LAMBDA_DIR:-target/lambda}
 # way a Lambda build never waits for (or blocks) a `cargo test` holding target/'s lock.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/lambda-build}
 BUDGET=$((4 * 1000 * 1000))   # design brief: at most 4 MB zipped per function
+# shellcheck source=scripts/lambda-profile.sh
+source scripts/lambda-profile.sh
 
 ./scripts/venv.sh
 # `cargo lambda` finds cargo-lambda on PATH, and cargo-lambda finds zig through the venv's

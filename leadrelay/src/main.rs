@@ -455,7 +455,7 @@ async fn main() -> anyhow::Result<()> {
 #[cfg(feature = "aws")]
 async fn dynamo_store() -> anyhow::Result<Box<dyn LeadStore>> {
     let table = std::env::var("LEADRELAY_TABLE").context("LEADRELAY_TABLE is not set")?;
-    let sdk = aws_config::load_from_env().await;
+    let sdk = leadrelay_aws::sdk_config().await;
     Ok(Box::new(leadrelay_aws::DynamoStore::new(
         aws_sdk_dynamodb_client(&sdk),
         &table,
@@ -521,7 +521,7 @@ async fn run_dlq(
 async fn run_dlq_on_sqs(action: DlqAction) -> anyhow::Result<()> {
     use leadrelay_aws::bootstrap::Deployment;
     let deployment = Deployment::from_env(|name| std::env::var(name).ok())?;
-    let sdk = aws_config::load_from_env().await;
+    let sdk = leadrelay_aws::sdk_config().await;
     let store = leadrelay_aws::DynamoStore::new(aws_sdk_dynamodb_client(&sdk), &deployment.table);
     let queues = leadrelay_aws::SqsQueues::new(aws_sdk_sqs_client(&sdk), deployment.queues);
     if let DlqAction::Replay {

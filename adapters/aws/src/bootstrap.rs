@@ -284,7 +284,7 @@ where
     Fut: std::future::Future<Output = anyhow::Result<Arc<Pipeline>>>,
 {
     let started = std::time::Instant::now();
-    let sdk = aws_config::load_from_env().await;
+    let sdk = crate::sdk_config().await;
     let deployment = Deployment::from_env(|name| std::env::var(name).ok())?;
     let pipeline = build(sdk, deployment).await?;
     tracing::info!(

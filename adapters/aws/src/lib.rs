@@ -19,6 +19,25 @@ pub use ses::SesMailer;
 pub use sns::SnsSms;
 pub use sqs::{QueueUrls, SqsQueues};
 
+/// The HTTPS client every AWS SDK client here uses: rustls with ring's cryptography and the
+/// system's root certificates. The SDK's default (aws-lc-rs) is not compiled in, which keeps
+/// the Lambda binaries small.
+pub fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+/// The AWS configuration from the environment (region, credentials, endpoint overrides), with
+/// [`https_client`].
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https_client())
+        .load()
+        .await
+}
+
 /// What an SDK call's failure was, for errors and logs. The SDK's Display is terse
 /// ("service error"); the service's code and message say what happened.
 pub(crate) fn describe<E, R>(error: &aws_sdk_dynamodb::error::SdkError<E, R>) -> String

@@ -29,6 +29,7 @@ pub async fn moto() -> Moto {
         )
     });
     let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(leadrelay_aws::https_client())
         .endpoint_url(&endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))

@@ -535,7 +535,7 @@ impl Stack {
             notify_dlq.clone(),
         );
         let function_env = bootstrap::Deployment::from_env(|name| env.get(name).cloned())?;
-        let pipeline = bootstrap::pipeline(&moto.sdk, &function_env)
+        let pipeline = bootstrap::every_stage_pipeline(&moto.sdk, &function_env)
             .await
             .context("building the pipeline from SSM in the bench")?;
         Ok(Stack {

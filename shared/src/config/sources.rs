@@ -43,8 +43,8 @@ pub struct SourceConfig {
     /// first lead. Default [`DEFAULT_REPLAY_WINDOW_HOURS`].
     #[serde(default)]
     pub replay_window_hours: Option<u32>,
-    /// The exact host names this source's `conversation_transcript_url` may point at (see
-    /// [`crate::enrichment::transcript`]); none by default, so no URL is fetched.
+    /// The exact host names this source's `conversation_transcript_url` may point at (the
+    /// transcript fetcher in `leadrelay-providers`); none by default, so no URL is fetched.
     #[serde(default)]
     pub transcript_hosts: Vec<String>,
     /// Whether prospects from this source get the acknowledgement e-mail (when

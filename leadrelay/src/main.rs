@@ -193,10 +193,7 @@ fn embedded_store(
     config: &Config,
     data_dir: &std::path::Path,
 ) -> anyhow::Result<leadrelay_sqlite::Sqlite> {
-    let settings = leadrelay_sqlite::QueueSettings {
-        max_receives: config.pipeline.max_receives,
-        visibility_timeout: std::time::Duration::from_secs(config.pipeline.visibility_timeout_secs),
-    };
+    let settings = leadrelay_sqlite::QueueSettings::from_config(&config.pipeline);
     Ok(leadrelay_sqlite::Sqlite::open(data_dir, settings)?)
 }
 

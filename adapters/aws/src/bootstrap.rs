@@ -171,6 +171,17 @@ impl Base {
         })
     }
 
+    /// The enrichment providers the configuration lists (GeoIP needs a database file, which
+    /// `load_config` already refused).
+    #[cfg(feature = "enrich")]
+    fn providers(&self) -> anyhow::Result<leadrelay_shared::enrichment::Providers> {
+        Ok(leadrelay_providers::from_config(
+            &self.config,
+            self.store.clone(),
+            None,
+        )?)
+    }
+
     /// The pipeline without alert channels: a delivery attempted here is refused (only the
     /// notify function delivers).
     fn pipeline(self) -> Pipeline {
@@ -190,15 +201,14 @@ pub async fn pipeline(sdk: &SdkConfig, deployment: &Deployment) -> anyhow::Resul
     Ok(Arc::new(Base::load(sdk, deployment).await?.pipeline()))
 }
 
-/// The enrich function's pipeline: with the enrichment providers the configuration lists
-/// (GeoIP needs a database file, which `load_config` already refused).
+/// The enrich function's pipeline: with the enrichment providers the configuration lists.
 #[cfg(feature = "enrich")]
 pub async fn enrich_pipeline(
     sdk: &SdkConfig,
     deployment: &Deployment,
 ) -> anyhow::Result<Arc<Pipeline>> {
     let base = Base::load(sdk, deployment).await?;
-    let providers = leadrelay_providers::from_config(&base.config, base.store.clone(), None)?;
+    let providers = base.providers()?;
     Ok(Arc::new(base.pipeline().with_providers(providers)))
 }
 
@@ -222,7 +232,7 @@ pub async fn every_stage_pipeline(
     deployment: &Deployment,
 ) -> anyhow::Result<Arc<Pipeline>> {
     let base = Base::load(sdk, deployment).await?;
-    let providers = leadrelay_providers::from_config(&base.config, base.store.clone(), None)?;
+    let providers = base.providers()?;
     let channels = channels(sdk, &base.config)?;
     Ok(Arc::new(
         base.pipeline()

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+use leadrelay_shared::config::PipelineConfig;
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage, StageFailure};
 use leadrelay_shared::ports::{
     decode_stored_lead, skip_undecodable, Backlog, Created, DeadLetter, DeadLetters, DeliveryStart,
@@ -118,10 +119,6 @@ fn now_ms() -> i64 {
     Timestamp::now().as_millisecond()
 }
 
-fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::unavailable(error)
-}
-
 /// The group commit's outcome, shared by every write in the group.
 type Committed = Result<(), CommitFailed>;
 
@@ -174,6 +171,16 @@ pub struct QueueSettings {
     pub visibility_timeout: Duration,
 }
 
+impl QueueSettings {
+    /// The settings `[pipeline]` configures.
+    pub fn from_config(pipeline: &PipelineConfig) -> Self {
+        QueueSettings {
+            max_receives: pipeline.max_receives,
+            visibility_timeout: Duration::from_secs(pipeline.visibility_timeout_secs),
+        }
+    }
+}
+
 /// The SQLite database behind both the lead store and the queues.
 #[derive(Clone)]
 pub struct Sqlite {
@@ -214,16 +221,18 @@ fn open(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
 impl Sqlite {
     /// Opens (creating if needed) `leadrelay.db` in `data_dir` and starts the committer thread.
     pub fn open(data_dir: &Path, settings: QueueSettings) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(unavailable)?;
+        std::fs::create_dir_all(data_dir).map_err(StoreError::unavailable)?;
         let path = data_dir.join("leadrelay.db");
-        let writer = open(&path, false).map_err(unavailable)?;
+        let writer = open(&path, false).map_err(StoreError::unavailable)?;
         writer
             .execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
                  PRAGMA wal_autocheckpoint = 0;",
             )
-            .map_err(unavailable)?;
-        writer.execute_batch(SCHEMA).map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
+        writer
+            .execute_batch(SCHEMA)
+            .map_err(StoreError::unavailable)?;
 
         let (jobs, receiver) = mpsc::channel::<Job>(8192);
         let (syncer, to_sync) = std::sync::mpsc::channel::<Vec<Reply>>();
@@ -231,19 +240,19 @@ impl Sqlite {
         std::thread::Builder::new()
             .name("sqlite-syncer".into())
             .spawn(move || sync_loop(wal, to_sync))
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
         // Checkpoints copy the WAL into the database on their own connection and thread, so
         // the committer never stops to do one (SQLite's automatic checkpoint is off above).
-        let checkpoints = open(&path, false).map_err(unavailable)?;
+        let checkpoints = open(&path, false).map_err(StoreError::unavailable)?;
         let (stop_checkpoints, stop) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("sqlite-checkpointer".into())
             .spawn(move || checkpoint_loop(checkpoints, stop))
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
         std::thread::Builder::new()
             .name("sqlite-committer".into())
             .spawn(move || commit_loop(writer, receiver, syncer))
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
         Ok(Sqlite {
             inner: Arc::new(Inner {
                 path,
@@ -312,7 +321,7 @@ impl Sqlite {
             .pop();
         let conn = match pooled {
             Some(conn) => conn,
-            None => open(&self.inner.path, true).map_err(unavailable)?,
+            None => open(&self.inner.path, true).map_err(StoreError::unavailable)?,
         };
         let result = work(&conn);
         self.inner
@@ -338,7 +347,7 @@ impl Sqlite {
                         params![stage.as_str(), now],
                         |row| row.get(0),
                     )
-                    .map_err(unavailable)?;
+                    .map_err(StoreError::unavailable)?;
                     total += u64::try_from(n).unwrap_or(0);
                 }
                 Ok(total)
@@ -400,7 +409,7 @@ impl Sqlite {
                        AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.lead_id = leads.id)",
                     params![now_ms()],
                 )
-                .map_err(unavailable)
+                .map_err(StoreError::unavailable)
             })
             .await?;
         if requeued > 0 {
@@ -426,7 +435,7 @@ impl Sqlite {
                     })
                 },
             )
-            .map_err(unavailable)
+            .map_err(StoreError::unavailable)
         })
         .await
     }
@@ -440,7 +449,7 @@ impl Sqlite {
     pub async fn cap_pages(&self, pages: u32) -> Result<u32, StoreError> {
         self.write(Durability::Atomic, move |conn| {
             conn.pragma_update_and_check(None, "max_page_count", pages, |row| row.get(0))
-                .map_err(unavailable)
+                .map_err(StoreError::unavailable)
         })
         .await
     }
@@ -474,25 +483,27 @@ impl Sqlite {
         let queue = dlq_name(stage);
         let sample = i64::try_from(sample).unwrap_or(i64::MAX);
         self.read(move |conn| {
-            let snapshot = conn.unchecked_transaction().map_err(unavailable)?;
+            let snapshot = conn
+                .unchecked_transaction()
+                .map_err(StoreError::unavailable)?;
             let (count, oldest): (i64, Option<i64>) = query_row(
                 &snapshot,
                 "SELECT COUNT(*), MIN(sent_at) FROM messages WHERE queue = ?1",
                 params![queue],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
             let mut statement = snapshot
                 .prepare_cached(
                     "SELECT COALESCE(lead_id, '') FROM messages WHERE queue = ?1
                      ORDER BY sent_at, id LIMIT ?2",
                 )
-                .map_err(unavailable)?;
+                .map_err(StoreError::unavailable)?;
             let lead_ids = statement
                 .query_map(params![queue, sample], |row| row.get(0))
-                .map_err(unavailable)?
+                .map_err(StoreError::unavailable)?
                 .collect::<Result<Vec<String>, _>>()
-                .map_err(unavailable)?;
+                .map_err(StoreError::unavailable)?;
             Ok(DeadLetterSummary {
                 count,
                 oldest: oldest.and_then(|ms| Timestamp::from_millisecond(ms).ok()),
@@ -513,7 +524,7 @@ impl Sqlite {
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
             Ok(row.map(|(raised, notified)| Alarm {
                 raised_at: Timestamp::from_millisecond(raised).unwrap_or_default(),
                 notified_at: Timestamp::from_millisecond(notified).unwrap_or_default(),
@@ -536,7 +547,7 @@ impl Sqlite {
                     alarm.notified_at.as_millisecond()
                 ],
             )
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
             Ok(())
         })
         .await
@@ -546,7 +557,8 @@ impl Sqlite {
     pub async fn clear_alarm(&self, name: &str) -> Result<(), StoreError> {
         let name = name.to_owned();
         self.write(Durability::Atomic, move |conn| {
-            exec(conn, "DELETE FROM alarms WHERE name = ?1", params![name]).map_err(unavailable)?;
+            exec(conn, "DELETE FROM alarms WHERE name = ?1", params![name])
+                .map_err(StoreError::unavailable)?;
             Ok(())
         })
         .await
@@ -578,14 +590,14 @@ fn in_savepoint<R>(
     conn: &Connection,
     work: impl FnOnce(&Connection) -> Result<R, StoreError>,
 ) -> Result<R, StoreError> {
-    exec(conn, "SAVEPOINT job", []).map_err(unavailable)?;
+    exec(conn, "SAVEPOINT job", []).map_err(StoreError::unavailable)?;
     let result = work(conn);
     let finish = if result.is_ok() {
         exec(conn, "RELEASE job", [])
     } else {
         exec(conn, "ROLLBACK TO job", []).and_then(|_| exec(conn, "RELEASE job", []))
     };
-    finish.map_err(unavailable)?;
+    finish.map_err(StoreError::unavailable)?;
     result
 }
 
@@ -721,7 +733,7 @@ fn lead_for_event(
         lead_columns,
     )
     .optional()
-    .map_err(unavailable)?
+    .map_err(StoreError::unavailable)?
     .map(decode_lead)
     .transpose()
 }
@@ -734,7 +746,7 @@ fn lead_row(conn: &Connection, id: &str) -> Result<Option<Lead>, StoreError> {
         lead_columns,
     )
     .optional()
-    .map_err(unavailable)?
+    .map_err(StoreError::unavailable)?
     .map(decode_lead)
     .transpose()
 }
@@ -762,7 +774,7 @@ impl LeadStore for Sqlite {
                     "DELETE FROM bodies WHERE expires_at <= ?1",
                     params![now],
                 )
-                .map_err(unavailable)?;
+                .map_err(StoreError::unavailable)?;
                 let seen: Option<String> = query_row(
                     conn,
                     "SELECT lead_id FROM bodies
@@ -771,7 +783,7 @@ impl LeadStore for Sqlite {
                     |row| row.get(0),
                 )
                 .optional()
-                .map_err(unavailable)?;
+                .map_err(StoreError::unavailable)?;
                 if let Some(first) = seen {
                     let existing = lead_row(conn, &first)?.ok_or_else(|| {
                         StoreError::Corrupt(format!("body record names a missing lead {first}"))
@@ -796,7 +808,7 @@ impl LeadStore for Sqlite {
                     body
                 ],
             )
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
             if inserted == 0 {
                 let existing = lead_for_event(conn, &lead.source, &lead.event_id)?
                     .ok_or_else(|| StoreError::Corrupt("event id taken by no lead".into()))?;
@@ -816,7 +828,7 @@ impl LeadStore for Sqlite {
                         replay.expires_at.as_millisecond()
                     ],
                 )
-                .map_err(unavailable)?;
+                .map_err(StoreError::unavailable)?;
             }
             Ok(Created::New)
         })
@@ -859,7 +871,7 @@ impl LeadStore for Sqlite {
                        AND COALESCE(json_extract(body, '$.revision'), 0) = ?6",
                 params![state.as_str(), body, sla_due, id, from.as_str(), revision],
             )
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
             if updated == 0 {
                 let actual: Option<String> = query_row(
                     conn,
@@ -868,7 +880,7 @@ impl LeadStore for Sqlite {
                     |r| r.get(0),
                 )
                 .optional()
-                .map_err(unavailable)?;
+                .map_err(StoreError::unavailable)?;
                 return Err(match actual.as_deref().and_then(LeadState::parse) {
                     Some(actual) if actual == from => StoreError::Stale(id),
                     Some(actual) => StoreError::Conflict {
@@ -891,7 +903,7 @@ impl LeadStore for Sqlite {
                     "UPDATE counters SET value = value - 1 WHERE name = ?1 AND value > 0",
                     params![name],
                 )
-                .map_err(unavailable)?;
+                .map_err(StoreError::unavailable)?;
                 if released == 0 {
                     return Err(StoreError::Contended(format!(
                         "counter {name} is already 0"
@@ -907,7 +919,7 @@ impl LeadStore for Sqlite {
                     "UPDATE counters SET value = 0 WHERE name = ?1",
                     params![name],
                 )
-                .map_err(unavailable)?;
+                .map_err(StoreError::unavailable)?;
             }
             Ok(())
         })
@@ -928,7 +940,7 @@ impl LeadStore for Sqlite {
                 "UPDATE leads SET last_failure = ?1 WHERE id = ?2",
                 params![text, id],
             )
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
             Ok(())
         })
         .await
@@ -945,7 +957,7 @@ impl LeadStore for Sqlite {
                 |row| row.get(0),
             )
             .optional()
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
             let Some(Some(text)) = stored else {
                 return Ok(());
             };
@@ -958,7 +970,7 @@ impl LeadStore for Sqlite {
                     "UPDATE leads SET last_failure = NULL WHERE id = ?1",
                     params![id],
                 )
-                .map_err(unavailable)?;
+                .map_err(StoreError::unavailable)?;
             }
             Ok(())
         })
@@ -985,7 +997,7 @@ impl LeadStore for Sqlite {
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .optional()
-                .map_err(unavailable)?;
+                .map_err(StoreError::unavailable)?;
             match existing {
                 Some((_, Some(_))) => return Ok(DeliveryStart::AlreadyDelivered),
                 Some((Some(lease_until), None)) if lease_until > now => {
@@ -1001,7 +1013,7 @@ impl LeadStore for Sqlite {
                  ON CONFLICT (lead_id, channel) DO UPDATE SET lease_until = excluded.lease_until",
                 params![lead_id, channel, until],
             )
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
             Ok(DeliveryStart::Proceed)
         })
         .await
@@ -1021,7 +1033,7 @@ impl LeadStore for Sqlite {
                  WHERE lead_id = ?2 AND channel = ?3",
                 params![at.as_millisecond(), lead_id, channel],
             )
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
             Ok(())
         })
         .await
@@ -1036,7 +1048,7 @@ impl LeadStore for Sqlite {
                  WHERE lead_id = ?1 AND channel = ?2 AND delivered_at IS NULL",
                 params![lead_id, channel],
             )
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
             Ok(())
         })
         .await
@@ -1053,7 +1065,7 @@ impl LeadStore for Sqlite {
             )
             .optional()
             .map(Option::unwrap_or_default)
-            .map_err(unavailable)
+            .map_err(StoreError::unavailable)
         })
         .await
     }
@@ -1062,10 +1074,12 @@ impl LeadStore for Sqlite {
         let names = names.to_vec();
         self.read(move |conn| {
             // One read transaction: every value comes from the same snapshot.
-            let snapshot = conn.unchecked_transaction().map_err(unavailable)?;
+            let snapshot = conn
+                .unchecked_transaction()
+                .map_err(StoreError::unavailable)?;
             let mut statement = snapshot
                 .prepare_cached("SELECT value FROM counters WHERE name = ?1")
-                .map_err(unavailable)?;
+                .map_err(StoreError::unavailable)?;
             let values = names
                 .iter()
                 .map(|name| {
@@ -1073,7 +1087,7 @@ impl LeadStore for Sqlite {
                         .query_row(params![name], |r| r.get(0))
                         .optional()
                         .map(Option::unwrap_or_default)
-                        .map_err(unavailable)
+                        .map_err(StoreError::unavailable)
                 })
                 .collect();
             values
@@ -1091,7 +1105,7 @@ impl LeadStore for Sqlite {
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
             let Some((version, body)) = stored else {
                 return Ok(PoolLedger::default());
             };
@@ -1114,7 +1128,9 @@ impl LeadStore for Sqlite {
         let contact = contact.to_owned();
         self.read(move |conn| {
             // One read transaction: the index entry and its lead from the same snapshot.
-            let snapshot = conn.unchecked_transaction().map_err(unavailable)?;
+            let snapshot = conn
+                .unchecked_transaction()
+                .map_err(StoreError::unavailable)?;
             let indexed: Option<String> = query_row(
                 &snapshot,
                 "SELECT lead_id FROM contacts WHERE contact = ?1",
@@ -1122,7 +1138,7 @@ impl LeadStore for Sqlite {
                 |row| row.get(0),
             )
             .optional()
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
             // A quarantined lead is no merge target: the new lead routes on its own.
             let lead = match &indexed {
                 Some(id) => skip_undecodable(lead_row(&snapshot, id).transpose())?.pop(),
@@ -1143,11 +1159,13 @@ impl LeadStore for Sqlite {
                      WHERE sla_due_at IS NOT NULL AND sla_due_at <= ?1
                      ORDER BY sla_due_at LIMIT ?2",
                 )
-                .map_err(unavailable)?;
+                .map_err(StoreError::unavailable)?;
             let rows = statement
                 .query_map(params![now, limit], lead_columns)
-                .map_err(unavailable)?;
-            skip_undecodable(rows.map(|row| row.map_err(unavailable).and_then(decode_lead)))
+                .map_err(StoreError::unavailable)?;
+            skip_undecodable(
+                rows.map(|row| row.map_err(StoreError::unavailable).and_then(decode_lead)),
+            )
         })
         .await
     }
@@ -1160,7 +1178,7 @@ impl LeadStore for Sqlite {
                 "UPDATE counters SET value = 0 WHERE name = ?1",
                 params![name],
             )
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
             Ok(())
         })
         .await
@@ -1176,11 +1194,13 @@ impl LeadStore for Sqlite {
                     "SELECT id, body, last_failure FROM leads WHERE captured_at >= ?1
                      ORDER BY captured_at, id LIMIT ?2",
                 )
-                .map_err(unavailable)?;
+                .map_err(StoreError::unavailable)?;
             let rows = statement
                 .query_map(params![since, limit], lead_columns)
-                .map_err(unavailable)?;
-            skip_undecodable(rows.map(|row| row.map_err(unavailable).and_then(decode_lead)))
+                .map_err(StoreError::unavailable)?;
+            skip_undecodable(
+                rows.map(|row| row.map_err(StoreError::unavailable).and_then(decode_lead)),
+            )
         })
         .await
     }
@@ -1199,7 +1219,7 @@ impl EnrichmentCache for Sqlite {
                 |row| row.get(0),
             )
             .optional()
-            .map_err(unavailable)
+            .map_err(StoreError::unavailable)
         })
         .await
     }
@@ -1214,7 +1234,7 @@ impl EnrichmentCache for Sqlite {
                 "DELETE FROM cache WHERE expires_at <= ?1",
                 params![now_ms()],
             )
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
             exec(
                 conn,
                 "INSERT INTO cache (key, value, expires_at) VALUES (?1, ?2, ?3)
@@ -1222,7 +1242,7 @@ impl EnrichmentCache for Sqlite {
                                                  expires_at = excluded.expires_at",
                 params![key, value, expires_at],
             )
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
             Ok(())
         })
         .await
@@ -1246,7 +1266,7 @@ fn write_contact(conn: &Connection, contact: &ContactWrite) -> Result<(), StoreE
             params![contact.contact, contact.lead_id, routed_at, replaces],
         ),
     }
-    .map_err(unavailable)?;
+    .map_err(StoreError::unavailable)?;
     if written == 0 {
         return Err(StoreError::Contended(format!(
             "contact {} got another open lead",
@@ -1265,7 +1285,7 @@ fn bump_counter(conn: &Connection, bump: &CounterBump) -> Result<(), StoreError>
              ON CONFLICT (name) DO UPDATE SET value = value + 1",
             params![bump.name],
         )
-        .map_err(unavailable)?;
+        .map_err(StoreError::unavailable)?;
         return Ok(());
     };
     let at_limit = || StoreError::Contended(format!("counter {} at its limit {limit}", bump.name));
@@ -1274,7 +1294,7 @@ fn bump_counter(conn: &Connection, bump: &CounterBump) -> Result<(), StoreError>
         "UPDATE counters SET value = value + 1 WHERE name = ?1 AND value < ?2",
         params![bump.name, limit],
     )
-    .map_err(unavailable)?;
+    .map_err(StoreError::unavailable)?;
     if bumped == 1 {
         return Ok(());
     }
@@ -1286,7 +1306,7 @@ fn bump_counter(conn: &Connection, bump: &CounterBump) -> Result<(), StoreError>
         |_| Ok(()),
     )
     .optional()
-    .map_err(unavailable)?
+    .map_err(StoreError::unavailable)?
     .is_some();
     if exists || limit <= 0 {
         return Err(at_limit());
@@ -1296,7 +1316,7 @@ fn bump_counter(conn: &Connection, bump: &CounterBump) -> Result<(), StoreError>
         "INSERT INTO counters (name, value) VALUES (?1, 1)",
         params![bump.name],
     )
-    .map_err(unavailable)?;
+    .map_err(StoreError::unavailable)?;
     Ok(())
 }
 
@@ -1358,7 +1378,7 @@ fn write_ledger(conn: &Connection, ledger: &EncodedLedger) -> Result<(), StoreEr
             ],
         )
     }
-    .map_err(unavailable)?;
+    .map_err(StoreError::unavailable)?;
     if written == 0 {
         return Err(StoreError::Contended(format!(
             "ledger {}/{} moved since version {}",
@@ -1400,7 +1420,7 @@ impl Queue for Sqlite {
                 "INSERT INTO messages (queue, body, lead_id, sent_at, visible_at) VALUES (?1, ?2, ?3, ?4, ?4)",
                 params![stage.as_str(), body, lead_id, now],
             )
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
             Ok(())
         })
         .await
@@ -1425,7 +1445,7 @@ impl Queue for Sqlite {
                 "INSERT INTO messages (queue, body, lead_id, sent_at, visible_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![stage.as_str(), body, lead_id, now, now.saturating_add(delay)],
             )
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
             Ok(())
         })
         .await
@@ -1445,7 +1465,7 @@ impl Queue for Sqlite {
                     "SELECT id, body, receive_count, lead_id, last_error FROM messages
                      WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, id LIMIT ?3",
                 )
-                .map_err(unavailable)?;
+                .map_err(StoreError::unavailable)?;
             let candidates = statement
                 .query_map(params![stage.as_str(), now, max], |row| {
                     Ok((
@@ -1456,9 +1476,9 @@ impl Queue for Sqlite {
                         row.get::<_, Option<String>>(4)?,
                     ))
                 })
-                .map_err(unavailable)?
+                .map_err(StoreError::unavailable)?
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(unavailable)?;
+                .map_err(StoreError::unavailable)?;
             let mut received = Vec::with_capacity(candidates.len());
             for (id, body, count, lead_id, last_error) in candidates {
                 if count >= max_receives {
@@ -1470,7 +1490,7 @@ impl Queue for Sqlite {
                         "UPDATE messages SET queue = ?1, dead_at = ?2, receipt = NULL WHERE id = ?3",
                         params![dlq_name(stage), now, id],
                     )
-                    .map_err(unavailable)?;
+                    .map_err(StoreError::unavailable)?;
                     error!(lead_id = lead_id.as_deref(), stage = %stage, receive_count = count,
                         error = last_error.as_deref(), "dead-lettered: received too many times");
                     continue;
@@ -1481,7 +1501,7 @@ impl Queue for Sqlite {
                     "UPDATE messages SET receive_count = receive_count + 1, visible_at = ?1, receipt = ?2 WHERE id = ?3",
                     params![now.saturating_add(visibility), token, id],
                 )
-                .map_err(unavailable)?;
+                .map_err(StoreError::unavailable)?;
                 received.push(Received {
                     message_id: id.to_string(),
                     receipt: format!("{id}.{token}"),
@@ -1504,7 +1524,7 @@ impl Queue for Sqlite {
                     "DELETE FROM messages WHERE id = ?1 AND queue = ?2 AND receipt = ?3",
                     params![id, stage.as_str(), token],
                 )
-                .map_err(unavailable)
+                .map_err(StoreError::unavailable)
             })
             .await
             .map_err(queue_error)?;
@@ -1530,7 +1550,7 @@ impl Queue for Sqlite {
                         "DELETE FROM messages WHERE id = ?1 AND queue = ?2 AND receipt = ?3",
                         params![id, stage.as_str(), token],
                     )
-                    .map_err(unavailable)?;
+                    .map_err(StoreError::unavailable)?;
                 }
                 Ok(deleted)
             })
@@ -1566,7 +1586,7 @@ impl Queue for Sqlite {
                         token
                     ],
                 )
-                .map_err(unavailable)
+                .map_err(StoreError::unavailable)
             })
             .await
             .map_err(queue_error)?;
@@ -1593,7 +1613,7 @@ impl Queue for Sqlite {
                      WHERE id = ?4 AND queue = ?5 AND receipt = ?6",
                     params![dlq_name(stage), now_ms(), error, id, stage.as_str(), token],
                 )
-                .map_err(unavailable)
+                .map_err(StoreError::unavailable)
             })
             .await
             .map_err(queue_error)?;
@@ -1620,7 +1640,7 @@ impl Queue for Sqlite {
                  VALUES (?1, ?2, ?3, ?4, ?4, 1, ?5, ?4)",
                 params![dlq_name(stage), body, lead_id, now, error],
             )
-            .map_err(unavailable)?;
+            .map_err(StoreError::unavailable)?;
             Ok(())
         })
         .await
@@ -1644,7 +1664,7 @@ impl DeadLetters for Sqlite {
                     "SELECT id, lead_id, body, receive_count, last_error, sent_at
                      FROM messages WHERE queue = ?1 ORDER BY id LIMIT ?2",
                 )
-                .map_err(unavailable)?;
+                .map_err(StoreError::unavailable)?;
             let rows = statement
                 .query_map(params![queue, max], |row| {
                     let id: i64 = row.get(0)?;
@@ -1658,8 +1678,9 @@ impl DeadLetters for Sqlite {
                         sent_at: Timestamp::from_millisecond(row.get(5)?).ok(),
                     })
                 })
-                .map_err(unavailable)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+                .map_err(StoreError::unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(StoreError::unavailable)
         })
         .await
         .map_err(queue_error)
@@ -1680,7 +1701,7 @@ impl DeadLetters for Sqlite {
                      WHERE id = ?3 AND queue = ?4",
                     params![stage.as_str(), now_ms(), id, dlq_name(stage)],
                 )
-                .map_err(unavailable)
+                .map_err(StoreError::unavailable)
             })
             .await
             .map_err(queue_error)?;
@@ -1702,7 +1723,7 @@ impl DeadLetters for Sqlite {
                 "DELETE FROM messages WHERE id = ?1 AND queue = ?2",
                 params![id, dlq_name(stage)],
             )
-            .map_err(unavailable)
+            .map_err(StoreError::unavailable)
         })
         .await
         .map_err(queue_error)?;

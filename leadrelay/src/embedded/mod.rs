@@ -53,11 +53,7 @@ impl Embedded {
         data_dir: &Path,
         terminal: Box<dyn std::io::Write + Send>,
     ) -> anyhow::Result<Self> {
-        let settings = QueueSettings {
-            max_receives: config.pipeline.max_receives,
-            visibility_timeout: Duration::from_secs(config.pipeline.visibility_timeout_secs),
-        };
-        let db = Sqlite::open(data_dir, settings)
+        let db = Sqlite::open(data_dir, QueueSettings::from_config(&config.pipeline))
             .with_context(|| format!("opening the store in {}", data_dir.display()))?;
         let channels =
             Channels::from_config(&config.notify, terminal).context("building the HTTP client")?;

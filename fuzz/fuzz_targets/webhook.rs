@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use jiff::Timestamp;
 use leadrelay_shared::config::Config;
 use leadrelay_shared::model::Lead;
-use leadrelay_shared::signature::{self, Scheme, SigningKey};
+use leadrelay_shared::signature::{self, Delivery, Scheme, SigningKey};
 use leadrelay_shared::validate;
 use libfuzzer_sys::fuzz_target;
 
@@ -46,12 +46,16 @@ fuzz_target!(|body: &[u8]| {
         let scheme = source.signature_scheme();
         let key = source.keys.first().expect("every source has a key");
         let (headers, in_tolerance) = signed(&scheme, key, body, NOW_SECS + skew);
-        let verified = signature::verify(&scheme, &source.keys, &headers, body, now);
+        let delivery = Delivery::post(URL, &headers, body);
+        let verified = signature::verify(&scheme, &source.keys, &delivery, now);
         if in_tolerance {
             let verified = verified
                 .unwrap_or_else(|e| panic!("a body signed for {} was refused: {e}", source.id));
-            assert!(!verified.event_id.is_empty());
-            event_id.get_or_insert(verified.event_id);
+            let id = verified
+                .event_id
+                .unwrap_or_else(|| signature::body_event_id(body));
+            assert!(!id.is_empty());
+            event_id.get_or_insert(id);
         } else {
             assert!(
                 matches!(verified, Err(signature::SignatureError::Stale { .. })),
@@ -59,7 +63,8 @@ fuzz_target!(|body: &[u8]| {
             );
         }
         if let Some(forged) = forged(&scheme, body) {
-            let result = signature::verify(&scheme, &source.keys, &forged, body, now);
+            let delivery = Delivery::post(URL, &forged, body);
+            let result = signature::verify(&scheme, &source.keys, &delivery, now);
             assert!(result.is_err(), "headers made from the body verified");
         }
     }
@@ -90,32 +95,27 @@ fuzz_target!(|body: &[u8]| {
     );
 });
 
+const URL: &str = "https://leads.example.com/webhooks/fuzz";
+
 /// Headers as the source's sender would send them, and whether `sent_at` is within tolerance.
 fn signed(scheme: &Scheme, key: &SigningKey, body: &[u8], sent_at: i64) -> (HeaderMap, bool) {
+    let at = Timestamp::from_second(sent_at).expect("in range");
+    let request = signature::sign_request(scheme, key, URL, body, "msg_2q8fHcVYfx9yJSmGkzA1", at)
+        .expect("the example sources sign in headers");
     let mut headers = HeaderMap::new();
-    match scheme {
-        Scheme::StandardWebhooks { tolerance_secs } => {
-            let id = "msg_2q8fHcVYfx9yJSmGkzA1";
-            let signature = signature::sign_standard(key, id, sent_at, body);
-            headers.insert(signature::HEADER_ID, HeaderValue::from_static(id));
-            headers.insert(signature::HEADER_TIMESTAMP, HeaderValue::from(sent_at));
-            headers.insert(
-                signature::HEADER_SIGNATURE,
-                HeaderValue::from_str(&signature).expect("base64 is a header value"),
-            );
-            let in_tolerance = (sent_at - NOW_SECS).unsigned_abs() <= *tolerance_secs;
-            (headers, in_tolerance)
-        }
-        Scheme::BodyHmac { header, prefix, .. } => {
-            let value = signature::sign_body_hmac(key, prefix, body);
-            headers.insert(
-                HeaderName::from_bytes(header.as_bytes()).expect("a configured header name"),
-                HeaderValue::from_str(&value).expect("hex is a header value"),
-            );
-            // Body HMACs sign no timestamp.
-            (headers, true)
-        }
+    for (name, value) in request.headers {
+        headers.insert(
+            HeaderName::from_bytes(name.as_bytes()).expect("a configured header name"),
+            HeaderValue::from_str(&value).expect("signatures are header values"),
+        );
     }
+    let tolerance = match scheme {
+        Scheme::StandardWebhooks { tolerance_secs } => Some(*tolerance_secs),
+        Scheme::Hmac(hmac) if hmac.signed.signs_timestamp() => Some(hmac.tolerance_secs),
+        Scheme::Hmac(_) | Scheme::Token(_) => None,
+    };
+    let in_tolerance = tolerance.is_none_or(|t| (sent_at - NOW_SECS).unsigned_abs() <= t);
+    (headers, in_tolerance)
 }
 
 /// The input's first lines as the signature headers, when they are valid header values.
@@ -129,14 +129,13 @@ fn forged(scheme: &Scheme, body: &[u8]) -> Option<HeaderMap> {
             headers.insert(signature::HEADER_TIMESTAMP, next()?);
             headers.insert(signature::HEADER_SIGNATURE, next()?);
         }
-        Scheme::BodyHmac {
-            header, id_header, ..
-        } => {
-            headers.insert(HeaderName::from_bytes(header.as_bytes()).ok()?, next()?);
-            if let Some(id_header) = id_header {
-                headers.insert(HeaderName::from_bytes(id_header.as_bytes()).ok()?, next()?);
+        Scheme::Hmac(hmac) => {
+            headers.insert(HeaderName::from_bytes(hmac.header.as_bytes()).ok()?, next()?);
+            for extra in [&hmac.timestamp_header, &hmac.id_header].into_iter().flatten() {
+                headers.insert(HeaderName::from_bytes(extra.as_bytes()).ok()?, next()?);
             }
         }
+        Scheme::Token(_) => return None,
     }
     Some(headers)
 }

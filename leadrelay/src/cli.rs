@@ -10,43 +10,40 @@ use leadrelay_shared::config::{Config, SourceConfig};
 use leadrelay_shared::model::{Lead, LeadState, Owner};
 use leadrelay_shared::ports::LeadStore;
 use leadrelay_shared::routing::{open_leads_counter, sla_streak_counter};
-use leadrelay_shared::signature::{self, Scheme, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use leadrelay_shared::signature::{self, SignedRequest};
 use serde_json::Value;
 
-/// The headers that sign `body` for `source`, as (name, value) pairs.
+/// The headers that sign a post of `body` to `url` for `source`, as (name, value) pairs, and
+/// the URL to post to (a token may travel in its query).
+pub fn signed_request(
+    source: &SourceConfig,
+    event_id: &str,
+    url: &str,
+    body: &[u8],
+) -> anyhow::Result<SignedRequest> {
+    let key = source
+        .keys
+        .first()
+        .with_context(|| format!("source {} has no secret", source.id))?;
+    Ok(signature::sign_request(
+        &source.verifier,
+        key,
+        url,
+        body,
+        event_id,
+        Timestamp::now(),
+    )?)
+}
+
+/// The signing headers alone, for a post whose URL the scheme does not sign (or the URL
+/// `Pipeline::ingest` assumes): tests and benchmarks.
 pub fn signed_headers(
     source: &SourceConfig,
     event_id: &str,
     body: &[u8],
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let key = source
-        .keys
-        .first()
-        .with_context(|| format!("source {} has no secret", source.id))?;
-    Ok(match source.signature_scheme() {
-        Scheme::StandardWebhooks { .. } => {
-            let timestamp = Timestamp::now().as_second();
-            vec![
-                (HEADER_ID.to_owned(), event_id.to_owned()),
-                (HEADER_TIMESTAMP.to_owned(), timestamp.to_string()),
-                (
-                    HEADER_SIGNATURE.to_owned(),
-                    signature::sign_standard(key, event_id, timestamp, body),
-                ),
-            ]
-        }
-        Scheme::BodyHmac {
-            header,
-            prefix,
-            id_header,
-        } => {
-            let mut headers = vec![(header, signature::sign_body_hmac(key, &prefix, body))];
-            if let Some(id_header) = id_header {
-                headers.push((id_header, event_id.to_owned()));
-            }
-            headers
-        }
-    })
+    let url = format!("https://leadrelay.invalid/webhooks/{}", source.id);
+    Ok(signed_request(source, event_id, &url, body)?.headers)
 }
 
 fn pick_source<'a>(config: &'a Config, source: Option<&str>) -> anyhow::Result<&'a SourceConfig> {
@@ -84,11 +81,17 @@ pub async fn send(
     for file in files {
         let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         let id = event_id.map(str::to_owned).unwrap_or_else(new_event_id);
+        let signed = signed_request(
+            source,
+            &id,
+            &format!("{base}/webhooks/{}", source.id),
+            &body,
+        )?;
         let mut request = http
-            .post(format!("{base}/webhooks/{}", source.id))
+            .post(&signed.url)
             .header("content-type", "application/json")
             .body(body.clone());
-        for (name, value) in signed_headers(source, &id, &body)? {
+        for (name, value) in signed.headers {
             request = request.header(name, value);
         }
         let sent_at = Instant::now();
@@ -165,12 +168,13 @@ pub fn curl_line(
 ) -> anyhow::Result<String> {
     let source = pick_source(config, source)?;
     let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let target = format!("{}/webhooks/{}", url.trim_end_matches('/'), source.id);
+    let signed = signed_request(source, &new_event_id(), &target, &body)?;
     let mut line = format!(
-        "curl -sS -X POST {}/webhooks/{} -H 'content-type: application/json'",
-        url.trim_end_matches('/'),
-        source.id
+        "curl -sS -X POST '{}' -H 'content-type: application/json'",
+        signed.url
     );
-    for (name, value) in signed_headers(source, &new_event_id(), &body)? {
+    for (name, value) in signed.headers {
         line.push_str(&format!(" -H '{name}: {value}'"));
     }
     line.push_str(&format!(" --data-binary @{}", file.display()));

@@ -19,7 +19,12 @@ use leadrelay_shared::model::{Lead, LeadState};
 use leadrelay_shared::render::{self, Alert};
 use leadrelay_shared::routing::{Router, Snapshot};
 use leadrelay_shared::rulebook::Rulebook;
-use leadrelay_shared::signature::{self, Scheme, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use leadrelay_shared::signature::{
+    self, Delivery, Scheme, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP,
+};
+
+/// Where the samples are posted; the Standard Webhooks scheme does not sign it.
+const URL: &str = "https://leads.example.com/webhooks/website";
 use leadrelay_shared::validate;
 
 /// The per-lead budget the summary line is read against.
@@ -106,14 +111,9 @@ impl Fixture {
 
     /// Ingest's CPU work: verify, parse, validate and build the lead as `Pipeline::ingest` does.
     fn ingest(&self, sample: &Sample) -> Lead {
-        let verified = signature::verify(
-            &self.scheme,
-            &self.source().keys,
-            &sample.headers,
-            &sample.body,
-            self.now,
-        )
-        .expect("the sample's signature verifies");
+        let delivery = Delivery::post(URL, &sample.headers, &sample.body);
+        let verified = signature::verify(&self.scheme, &self.source().keys, &delivery, self.now)
+            .expect("the sample's signature verifies");
         let capture = validate::parse_capture(&sample.body).expect("the sample parses");
         let flags = validate::check(&capture, &self.config.validation)
             .expect("the sample passes the gates");
@@ -121,7 +121,7 @@ impl Fixture {
             uuid::Uuid::now_v7().to_string(),
             uuid::Uuid::now_v7().simple().to_string(),
             "website".to_owned(),
-            verified.event_id,
+            verified.event_id.expect("Standard Webhooks has an id"),
             capture,
             flags,
             self.now,
@@ -213,14 +213,8 @@ fn benches(c: &mut Criterion, fx: &Fixture) {
         b.iter(|| {
             let sample = &samples[i % n];
             i += 1;
-            signature::verify(
-                &fx.scheme,
-                keys,
-                black_box(&sample.headers),
-                black_box(&sample.body),
-                fx.now,
-            )
-            .expect("verifies")
+            let delivery = Delivery::post(URL, black_box(&sample.headers), black_box(&sample.body));
+            signature::verify(&fx.scheme, keys, &delivery, fx.now).expect("verifies")
         })
     });
 

@@ -23,6 +23,11 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// A refusal naming `field` (a JSON path), or none when `field` is empty.
+    pub fn at(error: impl Into<String>, field: &str) -> Self {
+        Rejection::new(error, field)
+    }
+
     fn new(error: impl Into<String>, field: &str) -> Self {
         Rejection {
             error: error.into(),
@@ -97,8 +102,9 @@ fn deserialize(
     })
 }
 
-/// Depth, entry, value and length bounds on every field, each refusal naming its field.
-fn check_bounds(event: &CaptureEvent) -> Result<(), Rejection> {
+/// Depth, entry, value and length bounds on every field, each refusal naming its field: what a
+/// payload mapping made must be as storable as a capture posted as is.
+pub fn check_bounds(event: &CaptureEvent) -> Result<(), Rejection> {
     let texts = [
         ("visitor_id", &event.visitor_id),
         ("conversation_id", &event.conversation_id),

@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use leadrelay_shared::model::{Envelope, Escalation, LeadState, Owner, Stage};
 use leadrelay_shared::ports::{DeadLetters, LeadStore, Queue};
 use leadrelay_shared::routing::effects::Effects;
-use leadrelay_shared::signature::{self, Scheme, SigningKey};
+use leadrelay_shared::signature::{self, Delivery, Scheme, SigningKey};
 use serde_json::Value;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -279,12 +279,15 @@ async fn each_channel_receives_its_own_payload_with_the_claim_link_and_crm_butto
             tolerance_secs: 300,
         },
         &[SigningKey::standard(WEBHOOK_SECRET).expect("key")],
-        &hooks[0].headers,
-        &hooks[0].body,
+        &Delivery::post(
+            "https://hooks.example.com/webhook",
+            &hooks[0].headers,
+            &hooks[0].body,
+        ),
         Timestamp::now(),
     )
     .expect("the signature verifies");
-    assert_eq!(verified.event_id, format!("lead_{lead_id}"));
+    assert_eq!(verified.event_id, Some(format!("lead_{lead_id}")));
     let event: Value = serde_json::from_slice(&hooks[0].body).expect("JSON");
     assert_eq!(event["type"], "lead.assigned");
     let data = &event["data"];

@@ -18,15 +18,22 @@ use serde_json::json;
 use tracing::{error, warn};
 
 use crate::claim_http::SlackResponder;
+use leadrelay_shared::config::SourceConfig;
 use leadrelay_shared::model::Lead;
 use leadrelay_shared::ports::StoreError;
-use leadrelay_shared::stages::{IngestError, Pipeline};
+use leadrelay_shared::signature::Delivery;
+use leadrelay_shared::stages::{IngestError, Intake, Pipeline};
 
 /// Webhook bodies above this size are refused with 413.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// Seconds a sender is asked to wait after a 503 (the store's busy timeout is 5 s).
 const RETRY_AFTER_SECS: u64 = 5;
+
+/// The address a request came from, put on each request by the transport that knows it (the
+/// embedded server's socket; API Gateway's source IP on AWS). A source's `allow_ips` needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub std::net::IpAddr);
 
 /// Shared by the handlers: the pipeline, and whether the stage workers are running.
 #[derive(Clone)]
@@ -61,6 +68,34 @@ pub fn router(api: Api) -> Router {
 /// Only the claim endpoints (the claim Lambda).
 pub fn claim_router(api: Api) -> Router {
     crate::claim_http::routes().with_state(api)
+}
+
+/// The URL the platform posted to, as a scheme that signs `{url}` (HubSpot v3) signed it: the
+/// source's configured `url` when set (behind a proxy that rewrites the host), else rebuilt from
+/// the request: the scheme from the URI (API Gateway's), `X-Forwarded-Proto` (a TLS proxy's),
+/// or `http` (the embedded server's own plain connection), and the `Host`.
+fn signed_url(source: &SourceConfig, parts: &axum::http::request::Parts) -> String {
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    if let Some(url) = &source.url {
+        return format!("{}{query}", url.split('?').next().unwrap_or(url));
+    }
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let scheme = match (parts.uri.scheme_str(), header("x-forwarded-proto")) {
+        (Some(scheme), _) => scheme,
+        (None, Some(forwarded)) if forwarded.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| header("host"))
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}{}{query}", parts.uri.path())
 }
 
 fn error(status: StatusCode, message: &str, field: Option<&str>) -> Response {
@@ -113,18 +148,40 @@ async fn receive_webhook(
             );
         }
     };
-    match api.pipeline.ingest(&source, &parts.headers, &body).await {
-        Ok(accepted) if accepted.duplicate => (
+    let Some(config) = api.pipeline.config.source(&source) else {
+        return error(StatusCode::NOT_FOUND, "unknown source", None);
+    };
+    let url = signed_url(config, &parts);
+    let delivery = Delivery {
+        method: parts.method.as_str(),
+        url: &url,
+        headers: &parts.headers,
+        body: &body,
+        peer: parts.extensions.get::<Peer>().map(|peer| peer.0),
+    };
+    match api.pipeline.receive(&source, &delivery).await {
+        Ok(Intake::Ignored { event }) => (
+            StatusCode::OK,
+            Json(json!({"status": "ignored", "event": event})),
+        )
+            .into_response(),
+        Ok(Intake::Lead(accepted)) if accepted.duplicate => (
             StatusCode::OK,
             Json(json!({"lead_id": accepted.lead_id, "status": "duplicate"})),
         )
             .into_response(),
-        Ok(accepted) => (
+        Ok(Intake::Lead(accepted)) => (
             StatusCode::ACCEPTED,
             Json(json!({"lead_id": accepted.lead_id, "status": "accepted"})),
         )
             .into_response(),
         Err(IngestError::UnknownSource(_)) => error(StatusCode::NOT_FOUND, "unknown source", None),
+        // `receive` answers an ignored event as `Intake::Ignored`; only `ingest` makes it an error.
+        Err(IngestError::Ignored(event)) => (
+            StatusCode::OK,
+            Json(json!({"status": "ignored", "event": event})),
+        )
+            .into_response(),
         Err(IngestError::Unauthorized(reason)) => {
             // Which check failed goes to the log only.
             warn!(source = %source, reason = %reason, "webhook signature refused");

@@ -122,9 +122,9 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, peer)) => (stream, peer),
                 Err(error) if is_connection_error(&error) => continue,
                 Err(error) => {
                     // EMFILE and the like: the connection stays in the backlog; pause rather
@@ -151,6 +151,12 @@ pub async fn serve(
         let service = service.clone();
         let mut phase = phase.subscribe();
         tokio::spawn(async move {
+            // Every request on the connection learns its peer (a source's `allow_ips`).
+            let peer = leadrelay_web::Peer(peer.ip());
+            let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+                request.extensions_mut().insert(peer);
+                hyper::service::Service::call(&service, request)
+            });
             let mut connection = pin!(http.serve_connection(TokioIo::new(stream), service));
             loop {
                 tokio::select! {

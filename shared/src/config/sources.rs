@@ -1,5 +1,7 @@
-//! `[[sources]]`: who may post webhooks and how they sign them. Secrets become keys at load, so
-//! a bad or missing secret stops the start, named by its position and never by its value.
+//! `[[sources]]`: who may post webhooks, how they sign them, and (for a platform's own
+//! payload) how the body maps to a lead. A source may name a shipped `preset` and override any
+//! of its keys. Secrets become keys at load, so a bad or missing secret stops the start, named
+//! by its position and never by its value.
 
 use std::collections::HashSet;
 use std::ops::Range;
@@ -10,6 +12,10 @@ use toml::Spanned;
 
 use super::load::Env;
 use super::{ConfigError, Validator};
+use crate::mapping::{Mapping, MappingConfig};
+use crate::signature::declared::{
+    Algorithm, Encoding, HeaderFields, HmacScheme, Template, TimeUnit, TokenPlace, TokenScheme,
+};
 use crate::signature::{Scheme, SigningKey};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -17,13 +23,23 @@ use crate::signature::{Scheme, SigningKey};
 pub enum SchemeName {
     StandardWebhooks,
     BodyHmac,
+    /// An HMAC described in `[sources.signature]`.
+    Hmac,
+    /// A static token described in `[sources.signature]`: no signature at all.
+    Token,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     pub id: String,
-    pub scheme: SchemeName,
+    /// A shipped platform preset (`leadrelay sources presets` lists them): its scheme,
+    /// signature and mapping, under this source's own keys.
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// Required unless the preset sets it.
+    #[serde(default)]
+    pub scheme: Option<SchemeName>,
     /// Inline secrets (fine for the demo; use `secrets_env` in production).
     #[serde(default)]
     pub secrets: Vec<SecretString>,
@@ -38,9 +54,21 @@ pub struct SourceConfig {
     pub signature_prefix: Option<String>,
     #[serde(default)]
     pub event_id_header: Option<String>,
-    /// For a scheme that signs no timestamp (`body_hmac`): how long a signed body is
-    /// remembered, so that the same bytes again with a fresh event id are a duplicate of the
-    /// first lead. Default [`DEFAULT_REPLAY_WINDOW_HOURS`].
+    /// For `hmac` and `token`: how the platform signs, as data ([`SignatureConfig`]).
+    #[serde(default)]
+    pub signature: Option<toml::Table>,
+    /// How the platform's payload becomes a lead ([`MappingConfig`]); without one the body
+    /// must be leadrelay's own capture event.
+    #[serde(default)]
+    pub mapping: Option<toml::Table>,
+    /// The webhook URL exactly as entered on the platform, for schemes that sign the URL
+    /// (`{url}`) when a proxy changes the host or scheme; by default the URL is rebuilt from
+    /// the request.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// For a scheme that signs no timestamp (`body_hmac`, `token`, many `hmac` platforms):
+    /// how long a signed body is remembered, so that the same bytes again with a fresh event
+    /// id are a duplicate of the first lead. Default [`DEFAULT_REPLAY_WINDOW_HOURS`].
     #[serde(default)]
     pub replay_window_hours: Option<u32>,
     /// The exact host names this source's `conversation_transcript_url` may point at (the
@@ -54,6 +82,16 @@ pub struct SourceConfig {
     /// Resolved at load: the parsed keys, newest first as written.
     #[serde(skip)]
     pub keys: Vec<SigningKey>,
+    /// Resolved at load: how requests are verified.
+    #[serde(skip, default = "unresolved")]
+    pub verifier: Scheme,
+    /// Resolved at load: the payload mapping, if any.
+    #[serde(skip)]
+    pub payload: Option<Mapping>,
+}
+
+fn unresolved() -> Scheme {
+    Scheme::StandardWebhooks { tolerance_secs: 0 }
 }
 
 fn default_tolerance() -> u64 {
@@ -67,40 +105,212 @@ fn default_true() -> bool {
     true
 }
 
+/// `[sources.signature]` (after the preset's is merged under it): an HMAC or a token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureConfig {
+    #[serde(default = "sha256")]
+    pub algorithm: Algorithm,
+    #[serde(default = "hex")]
+    pub encoding: Encoding,
+    /// The header holding the signature (hmac) or the token (token).
+    #[serde(default)]
+    pub header: Option<String>,
+    /// Text before the signature or token (`sha256=`, `Bearer `).
+    #[serde(default)]
+    pub prefix: String,
+    /// When the header holds `t=<ts>,v1=<sig>` pairs: the name of the signature entry...
+    #[serde(default)]
+    pub signature_field: Option<String>,
+    /// ...and of the timestamp entry.
+    #[serde(default)]
+    pub timestamp_field: Option<String>,
+    /// A header holding the timestamp, when it is not in the signature header.
+    #[serde(default)]
+    pub timestamp_header: Option<String>,
+    #[serde(default)]
+    pub timestamp_unit: TimeUnit,
+    /// What is signed: `{body}`, `{timestamp}.{body}`, `{method}{url}{body}{timestamp}`, ...
+    #[serde(default = "body_template")]
+    pub signed: String,
+    #[serde(default = "default_tolerance")]
+    pub tolerance_secs: u64,
+    #[serde(default)]
+    pub event_id_header: Option<String>,
+    /// token: the query parameter holding it.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// token: the JSON path of the body field holding it.
+    #[serde(default)]
+    pub body_field: Option<String>,
+    /// token: the sender addresses (CIDR) allowed; any when empty.
+    #[serde(default)]
+    pub allow_ips: Vec<String>,
+}
+
+fn sha256() -> Algorithm {
+    Algorithm::Sha256
+}
+
+fn hex() -> Encoding {
+    Encoding::Hex
+}
+
+fn body_template() -> String {
+    "{body}".into()
+}
+
+/// `b` over `a`, table by table: a source's own keys over its preset's.
+fn merge(mut a: toml::Table, b: toml::Table) -> toml::Table {
+    for (key, value) in b {
+        match (a.get_mut(&key), value) {
+            (Some(toml::Value::Table(under)), toml::Value::Table(over)) => {
+                let merged = merge(std::mem::take(under), over);
+                *under = merged;
+            }
+            (_, value) => {
+                a.insert(key, value);
+            }
+        }
+    }
+    a
+}
+
+/// A shipped preset as written in its file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preset {
+    /// The platform's name as people write it.
+    pub title: String,
+    /// The setup page in the docs.
+    #[serde(default)]
+    pub docs: Option<String>,
+    pub scheme: SchemeName,
+    #[serde(default)]
+    pub signature: Option<toml::Table>,
+    #[serde(default)]
+    pub mapping: Option<toml::Table>,
+}
+
+impl Preset {
+    /// The shipped preset called `name`.
+    pub fn load(name: &str) -> Result<Option<Preset>, String> {
+        crate::presets::find(name)
+            .map(|text| toml::from_str(text).map_err(|e| format!("preset {name:?}: {e}")))
+            .transpose()
+    }
+}
+
 impl SourceConfig {
     pub fn signature_scheme(&self) -> Scheme {
-        match self.scheme {
-            SchemeName::StandardWebhooks => Scheme::StandardWebhooks {
-                tolerance_secs: self.tolerance_secs,
-            },
-            SchemeName::BodyHmac => Scheme::BodyHmac {
-                header: self
-                    .signature_header
-                    .clone()
-                    .unwrap_or_else(|| "x-hub-signature-256".into())
-                    .to_ascii_lowercase(),
-                prefix: self
-                    .signature_prefix
-                    .clone()
-                    .unwrap_or_else(|| "sha256=".into()),
-                id_header: self.event_id_header.clone(),
-            },
-        }
+        self.verifier.clone()
     }
 
     /// How long a signed body is deduped on, for a scheme whose signature covers no timestamp
     /// (nothing else stops a captured request from being sent again with a fresh event id);
-    /// `None` for Standard Webhooks, whose signed timestamp and id already do.
+    /// `None` for one that signs a timestamp, which already does.
     pub fn replay_window(&self) -> Option<jiff::SignedDuration> {
-        match self.scheme {
-            SchemeName::StandardWebhooks => None,
-            SchemeName::BodyHmac => {
-                let hours = self
-                    .replay_window_hours
-                    .unwrap_or(DEFAULT_REPLAY_WINDOW_HOURS);
-                Some(jiff::SignedDuration::from_hours(i64::from(hours)))
+        if self.verifier.signs_timestamp() {
+            return None;
+        }
+        let hours = self
+            .replay_window_hours
+            .unwrap_or(DEFAULT_REPLAY_WINDOW_HOURS);
+        Some(jiff::SignedDuration::from_hours(i64::from(hours)))
+    }
+
+    /// Whether the source proves only knowledge of a static token: the config check and the
+    /// docs call such a source weaker.
+    pub fn is_token_only(&self) -> bool {
+        matches!(self.verifier, Scheme::Token(_))
+    }
+
+    /// Applies the preset, then builds the verifier and the mapping.
+    fn resolve(
+        &mut self,
+        v: &Validator<'_>,
+        span: Range<usize>,
+        key: &str,
+    ) -> Result<(), ConfigError> {
+        let invalid =
+            |sub: &str, message: String| v.invalid(span.clone(), format!("{key}.{sub}"), message);
+        if let Some(name) = &self.preset {
+            let preset = Preset::load(name)
+                .map_err(|message| invalid("preset", message))?
+                .ok_or_else(|| {
+                    invalid(
+                        "preset",
+                        format!(
+                            "unknown preset {name:?}; shipped: {}",
+                            crate::presets::names().collect::<Vec<_>>().join(", ")
+                        ),
+                    )
+                })?;
+            self.scheme.get_or_insert(preset.scheme);
+            if let Some(table) = preset.signature {
+                self.signature = Some(merge(table, self.signature.take().unwrap_or_default()));
+            }
+            if let Some(table) = preset.mapping {
+                self.mapping = Some(merge(table, self.mapping.take().unwrap_or_default()));
             }
         }
+        let scheme = self.scheme.ok_or_else(|| {
+            invalid(
+                "scheme",
+                "missing: set scheme (standard_webhooks, body_hmac, hmac or token) or a preset"
+                    .into(),
+            )
+        })?;
+        let signature = match (&self.signature, scheme) {
+            (Some(table), SchemeName::Hmac | SchemeName::Token) => Some(
+                SignatureConfig::deserialize(table.clone())
+                    .map_err(|e| invalid("signature", e.to_string()))?,
+            ),
+            (Some(_), _) => {
+                return Err(invalid(
+                    "signature",
+                    "applies to the hmac and token schemes only".into(),
+                ))
+            }
+            (None, SchemeName::Hmac | SchemeName::Token) => {
+                return Err(invalid(
+                    "signature",
+                    "missing: the hmac and token schemes are described in [sources.signature]"
+                        .into(),
+                ))
+            }
+            (None, _) => None,
+        };
+        self.verifier = match (scheme, signature) {
+            (SchemeName::StandardWebhooks, _) => Scheme::StandardWebhooks {
+                tolerance_secs: self.tolerance_secs,
+            },
+            (SchemeName::BodyHmac, _) => Scheme::Hmac(HmacScheme::body_sha256_hex(
+                self.signature_header
+                    .as_deref()
+                    .unwrap_or("x-hub-signature-256"),
+                self.signature_prefix.as_deref().unwrap_or("sha256="),
+                self.event_id_header.as_deref(),
+            )),
+            (SchemeName::Hmac, Some(s)) => Scheme::Hmac(
+                hmac_scheme(s)
+                    .map_err(|(sub, message)| invalid(&format!("signature.{sub}"), message))?,
+            ),
+            (SchemeName::Token, Some(s)) => Scheme::Token(
+                token_scheme(s)
+                    .map_err(|(sub, message)| invalid(&format!("signature.{sub}"), message))?,
+            ),
+            (SchemeName::Hmac | SchemeName::Token, None) => unreachable!("checked above"),
+        };
+        if let Some(table) = &self.mapping {
+            let config = MappingConfig::deserialize(table.clone())
+                .map_err(|e| invalid("mapping", e.to_string()))?;
+            let mapping = config
+                .compile(&format!("{key}.mapping"))
+                .map_err(|e| v.invalid(span.clone(), e.key, e.message))?;
+            self.payload = Some(mapping);
+        }
+        Ok(())
     }
 
     /// Resolves the secrets into `keys` and checks the replay window; `key` names the source
@@ -124,15 +334,16 @@ impl SourceConfig {
                 "must be letters, digits, - or _ (it is part of the webhook URL)",
             ));
         }
+        self.resolve(v, span.clone(), key)?;
         self.keys = self.signing_keys(v, span.clone(), key, env)?;
-        match (self.scheme, self.replay_window_hours) {
-            (SchemeName::StandardWebhooks, Some(_)) => Err(v.invalid(
+        match (self.verifier.signs_timestamp(), self.replay_window_hours) {
+            (true, Some(_)) => Err(v.invalid(
                 span,
                 format!("{key}.replay_window_hours"),
-                "applies to body_hmac sources only: standard_webhooks signs a timestamp \
-                 (tolerance_secs) and the event id, which already stop replays",
+                "applies only to schemes that sign no timestamp: this one signs a timestamp \
+                 (tolerance_secs), which already stops replays",
             )),
-            (SchemeName::BodyHmac, Some(0)) => Err(v.invalid(
+            (false, Some(0)) => Err(v.invalid(
                 span,
                 format!("{key}.replay_window_hours"),
                 "must be at least 1: a body-only signature has nothing else that stops \
@@ -173,9 +384,9 @@ impl SourceConfig {
         }
         let mut keys = Vec::with_capacity(secrets.len());
         for (n, (secret_key, secret)) in secrets.iter().enumerate() {
-            let parsed = match self.scheme {
-                SchemeName::StandardWebhooks => SigningKey::standard(secret),
-                SchemeName::BodyHmac => SigningKey::plain(secret),
+            let parsed = match self.verifier {
+                Scheme::StandardWebhooks { .. } => SigningKey::standard(secret),
+                Scheme::Hmac(_) | Scheme::Token(_) => SigningKey::plain(secret),
             };
             // The error names the position of the secret, never its value.
             keys.push(parsed.map_err(|e| {
@@ -188,6 +399,111 @@ impl SourceConfig {
         }
         Ok(keys)
     }
+}
+
+/// `[sources.signature]` of an hmac source, checked; errors name the key under `signature`.
+fn hmac_scheme(s: SignatureConfig) -> Result<HmacScheme, (&'static str, String)> {
+    let header = s.header.ok_or((
+        "header",
+        "missing: the header that carries the signature".to_owned(),
+    ))?;
+    check_header_name(&header).map_err(|m| ("header", m))?;
+    let signed = Template::parse(&s.signed).map_err(|m| ("signed", m))?;
+    let fields = match (s.signature_field, s.timestamp_field) {
+        (Some(signature), timestamp) => Some(HeaderFields {
+            signature,
+            timestamp,
+        }),
+        (None, Some(_)) => {
+            return Err((
+                "timestamp_field",
+                "needs signature_field: both name entries of a t=...,v1=... header".into(),
+            ))
+        }
+        (None, None) => None,
+    };
+    let has_timestamp =
+        s.timestamp_header.is_some() || fields.as_ref().is_some_and(|f| f.timestamp.is_some());
+    if signed.signs_timestamp() && !has_timestamp {
+        return Err((
+            "signed",
+            "signs {timestamp}: set timestamp_header or timestamp_field".into(),
+        ));
+    }
+    if !signed.signs_timestamp() && has_timestamp {
+        return Err((
+            "signed",
+            "a timestamp is read but not signed, so it proves nothing: add {timestamp} to \
+             signed or drop the timestamp"
+                .into(),
+        ));
+    }
+    if s.query.is_some() || s.body_field.is_some() || !s.allow_ips.is_empty() {
+        return Err((
+            "query",
+            "query, body_field and allow_ips belong to the token scheme".into(),
+        ));
+    }
+    Ok(HmacScheme {
+        algorithm: s.algorithm,
+        encoding: s.encoding,
+        header: header.to_ascii_lowercase(),
+        prefix: s.prefix,
+        fields,
+        timestamp_header: s.timestamp_header.map(|h| h.to_ascii_lowercase()),
+        timestamp_unit: s.timestamp_unit,
+        tolerance_secs: s.tolerance_secs,
+        signed,
+        id_header: s.event_id_header.map(|h| h.to_ascii_lowercase()),
+    })
+}
+
+/// `[sources.signature]` of a token source: exactly one place for the token.
+fn token_scheme(s: SignatureConfig) -> Result<TokenScheme, (&'static str, String)> {
+    let place = match (s.header, s.query, s.body_field) {
+        (Some(name), None, None) => {
+            check_header_name(&name).map_err(|m| ("header", m))?;
+            TokenPlace::Header {
+                name: name.to_ascii_lowercase(),
+                prefix: s.prefix,
+            }
+        }
+        (None, Some(name), None) => TokenPlace::Query(name),
+        (None, None, Some(path)) => TokenPlace::BodyField(
+            crate::json_path::JsonPath::parse(&path).map_err(|e| ("body_field", e.to_string()))?,
+        ),
+        _ => {
+            return Err((
+                "header",
+                "set exactly one of header, query or body_field: where the token is".into(),
+            ))
+        }
+    };
+    let allow_ips = s
+        .allow_ips
+        .iter()
+        .map(|net| {
+            net.parse::<ipnet::IpNet>()
+                .or_else(|_| net.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    (
+                        "allow_ips",
+                        format!("{net:?} is not an address or CIDR block"),
+                    )
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(TokenScheme {
+        place,
+        allow_ips,
+        id_header: s.event_id_header.map(|h| h.to_ascii_lowercase()),
+    })
+}
+
+fn check_header_name(name: &str) -> Result<(), String> {
+    http::HeaderName::from_bytes(name.as_bytes())
+        .map(|_| ())
+        .map_err(|_| format!("{name:?} is not a valid header name"))
 }
 
 /// At least one source; ids unique and URL-safe; secrets resolved into keys.
@@ -317,7 +633,9 @@ mod tests {
         .expect_err("not for standard webhooks")
         .to_string();
         assert!(
-            error.contains("sources[0].replay_window_hours: applies to body_hmac sources only"),
+            error.contains(
+                "sources[0].replay_window_hours: applies only to schemes that sign no timestamp"
+            ),
             "{error}"
         );
     }

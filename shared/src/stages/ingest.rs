@@ -8,11 +8,12 @@ use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::{Accepted, IngestError, Overloaded, Pipeline};
+use super::{Accepted, IngestError, Intake, Overloaded, Pipeline};
+use crate::mapping::Mapped;
 use crate::model::{Envelope, Lead, LeadState, Stage};
 use crate::ports::{Created, ReplayGuard, StoreError};
-use crate::signature;
-use crate::validate;
+use crate::signature::{self, Delivery};
+use crate::validate::{self, Rejection};
 
 impl Pipeline {
     /// Whether ingest may take another webhook: not while the queues hold more than
@@ -37,23 +38,62 @@ impl Pipeline {
         })
     }
 
-    /// `POST /webhooks/{source}`: verify, parse, validate, dedupe, store, enqueue.
-    /// Nothing is written unless every check passed.
+    /// A `POST` of `body` with `headers` to `/webhooks/{source}`, which must make a lead (an
+    /// event the source's mapping ignores is [`IngestError::Ignored`]): for callers that
+    /// post leads, such as tests and benchmarks.
     pub async fn ingest(
         &self,
         source_id: &str,
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Accepted, IngestError> {
+        let url = format!("https://leadrelay.invalid/webhooks/{source_id}");
+        match self
+            .receive(source_id, &Delivery::post(&url, headers, body))
+            .await?
+        {
+            Intake::Lead(accepted) => Ok(accepted),
+            Intake::Ignored { event } => Err(IngestError::Ignored(event)),
+        }
+    }
+
+    /// `POST /webhooks/{source}`: verify, map the platform's payload (or parse leadrelay's
+    /// own), validate, dedupe, store, enqueue. Nothing is written unless every check passed,
+    /// and nothing at all for an event the mapping does not take as a lead.
+    pub async fn receive(
+        &self,
+        source_id: &str,
+        delivery: &Delivery<'_>,
+    ) -> Result<Intake, IngestError> {
         let source = self
             .config
             .source(source_id)
             .ok_or_else(|| IngestError::UnknownSource(source_id.to_owned()))?;
         let now = self.clock.now();
-        let verified =
-            signature::verify(&source.signature_scheme(), &source.keys, headers, body, now)?;
-        let capture = validate::parse_capture(body)?;
+        let body = delivery.body;
+        let verified = signature::verify(&source.verifier, &source.keys, delivery, now)?;
+        let (capture, payload_id) = match &source.payload {
+            None => (validate::parse_capture(body)?, None),
+            Some(mapping) => match mapping
+                .apply(body)
+                .map_err(|e| Rejection::at(e.message, &e.path))?
+            {
+                Mapped::Ignored { event } => {
+                    info!(source = source_id, event = %event, stage = "ingest", "ignored: not a lead event");
+                    return Ok(Intake::Ignored { event });
+                }
+                Mapped::Lead { capture, event_id } => {
+                    validate::check_bounds(&capture)?;
+                    (*capture, event_id)
+                }
+            },
+        };
         let flags = validate::check(&capture, &self.config.validation)?;
+        // The platform's own id from the signed body first (a header id may be per delivery
+        // attempt), then a header id, then the body's hash.
+        let event_id = payload_id
+            .or(verified.event_id)
+            .unwrap_or_else(|| signature::body_event_id(body));
 
         // A scheme that signs no timestamp leaves the event id unsigned: the signed body itself
         // is remembered for the source's window, so a captured request sent again with a
@@ -68,7 +108,7 @@ impl Pipeline {
             lead_id,
             uuid::Uuid::now_v7().simple().to_string(),
             source_id.to_owned(),
-            verified.event_id,
+            event_id,
             capture,
             flags,
             now,
@@ -79,10 +119,10 @@ impl Pipeline {
             // as one stops the sender retrying into a 5xx for ever.
             Err(StoreError::Undecodable { lead_id, reason }) => {
                 warn!(lead_id = %lead_id, source = source_id, %reason, "duplicate event id of a quarantined lead");
-                return Ok(Accepted {
+                return Ok(Intake::Lead(Accepted {
                     lead_id,
                     duplicate: true,
-                });
+                }));
             }
             other => other?,
         };
@@ -95,10 +135,10 @@ impl Pipeline {
                     )
                     .await?;
                 info!(lead_id = %lead.id, trace_id = %lead.trace_id, stage = "ingest", source = source_id, event = %lead.event(), "captured");
-                Ok(Accepted {
+                Ok(Intake::Lead(Accepted {
                     lead_id: lead.id,
                     duplicate: false,
-                })
+                }))
             }
             Created::Duplicate(existing) => {
                 // The first attempt may have died between storing and enqueuing: enqueue again
@@ -117,10 +157,10 @@ impl Pipeline {
                     "same signed body within the replay window"
                 };
                 info!(lead_id = %existing.id, trace_id = %existing.trace_id, stage = "ingest", source = source_id, "duplicate: {why}");
-                Ok(Accepted {
+                Ok(Intake::Lead(Accepted {
                     lead_id: existing.id,
                     duplicate: true,
-                })
+                }))
             }
         }
     }

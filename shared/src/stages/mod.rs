@@ -102,6 +102,9 @@ pub enum IngestError {
     Unauthorized(#[from] signature::SignatureError),
     #[error("{0}")]
     Invalid(#[from] Rejection),
+    /// The source's mapping does not take this event as a lead (answered 200, nothing stored).
+    #[error("event {0:?} is not a lead event for this source")]
+    Ignored(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -116,6 +119,13 @@ pub struct Overloaded {
     pub limit: u64,
     /// When the backlog should be down to the limit at the recent drain rate (1 s to 1 min).
     pub retry_after: Duration,
+}
+
+/// What a webhook was: a lead, or an event the source's mapping ignores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intake {
+    Lead(Accepted),
+    Ignored { event: String },
 }
 
 /// A webhook that was accepted (new) or recognised (duplicate).

@@ -1,8 +1,13 @@
-//! Webhook signatures: the Standard Webhooks scheme and a plain body HMAC-SHA256.
+//! Webhook signatures: the Standard Webhooks scheme, and the schemes a source declares as data
+//! ([`declared`]: any HMAC over a template of what is signed, or a static token).
 //!
-//! Both verify over the raw body bytes, try every active secret (rotation) against every
-//! signature the sender offers, and compare in constant time through `Mac::verify_slice`.
+//! Each verifies over the raw body bytes, tries every active secret (rotation) against every
+//! signature the sender offers, and compares in constant time through `Mac::verify_slice`.
 //! Why a check failed is returned for the log, never for the HTTP answer.
+
+pub mod declared;
+
+use std::net::IpAddr;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -19,18 +24,65 @@ pub const HEADER_ID: &str = "webhook-id";
 pub const HEADER_TIMESTAMP: &str = "webhook-timestamp";
 pub const HEADER_SIGNATURE: &str = "webhook-signature";
 
+pub use declared::{HmacScheme, TokenScheme};
+
 /// How a source signs its webhooks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scheme {
     /// `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>` over `id.timestamp.body`.
     StandardWebhooks { tolerance_secs: u64 },
-    /// One header holding `<prefix><hex HMAC-SHA256 of the body>`, e.g. `X-Hub-Signature-256: sha256=...`.
-    /// The event id comes from `id_header` when the sender has one, else from the body's hash.
-    BodyHmac {
-        header: String,
-        prefix: String,
-        id_header: Option<String>,
-    },
+    /// An HMAC in a header, over what the scheme's template says is signed (`body_hmac` is
+    /// `<prefix><hex HMAC-SHA256 of the body>`, e.g. `X-Hub-Signature-256: sha256=...`).
+    Hmac(HmacScheme),
+    /// A static token: no signature at all.
+    Token(TokenScheme),
+}
+
+impl Scheme {
+    /// Whether a signed timestamp bounds how long a captured request can be replayed; without
+    /// one, only the body and the event id in it can.
+    pub fn signs_timestamp(&self) -> bool {
+        match self {
+            Scheme::StandardWebhooks { .. } => true,
+            Scheme::Hmac(hmac) => hmac.signed.signs_timestamp(),
+            Scheme::Token(_) => false,
+        }
+    }
+}
+
+/// A webhook request as the signature schemes see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    /// Upper case, as sent: `POST`.
+    pub method: &'a str,
+    /// The URL the sender posted to, as it would have signed it: scheme, host, path, query.
+    pub url: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    /// The address the request came from, when the transport knows it.
+    pub peer: Option<IpAddr>,
+}
+
+impl<'a> Delivery<'a> {
+    /// A `POST` to `url` with no known peer: how tests and the CLI describe a request.
+    pub fn post(url: &'a str, headers: &'a HeaderMap, body: &'a [u8]) -> Self {
+        Delivery {
+            method: "POST",
+            url,
+            headers,
+            body,
+            peer: None,
+        }
+    }
+
+    /// The first value of query parameter `name`, decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        let query = self.url.split_once('?')?.1;
+        let query = query.split_once('#').map_or(query, |(q, _)| q);
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    }
 }
 
 /// An HMAC key; its bytes never reach a log or an error.
@@ -105,33 +157,37 @@ pub enum SignatureError {
     Stale { skew_secs: i64, tolerance_secs: u64 },
     #[error("no signature matched any active secret")]
     NoMatch,
+    #[error("the sender's address is not on the source's allow_ips list")]
+    AddressNotAllowed,
 }
 
 /// A request whose signature checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
-    /// The sender's event id, the dedupe key for this source.
-    pub event_id: String,
+    /// The sender's event id from a header, when the scheme has one (Standard Webhooks always
+    /// does); otherwise the payload's own id or the body's hash is the dedupe key.
+    pub event_id: Option<String>,
 }
 
-/// Checks `body` against `headers` for a source with these `keys`.
+/// Checks `delivery` for a source with these `keys`.
 pub fn verify(
     scheme: &Scheme,
     keys: &[SigningKey],
-    headers: &HeaderMap,
-    body: &[u8],
+    delivery: &Delivery<'_>,
     now: Timestamp,
 ) -> Result<Verified, SignatureError> {
     match scheme {
         Scheme::StandardWebhooks { tolerance_secs } => {
-            verify_standard(*tolerance_secs, keys, headers, body, now)
+            verify_standard(*tolerance_secs, keys, delivery.headers, delivery.body, now)
         }
-        Scheme::BodyHmac {
-            header,
-            prefix,
-            id_header,
-        } => verify_body_hmac(header, prefix, id_header.as_deref(), keys, headers, body),
+        Scheme::Hmac(hmac) => hmac.verify(keys, delivery, now),
+        Scheme::Token(token) => token.verify(keys, delivery),
     }
+}
+
+/// The dedupe key of a body that carries no event id: its SHA-256.
+pub fn body_event_id(body: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(body)))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, SignatureError> {
@@ -188,51 +244,12 @@ fn verify_standard(
             // verify_slice compares in constant time and refuses a tag of the wrong length.
             if mac.clone().verify_slice(candidate).is_ok() {
                 return Ok(Verified {
-                    event_id: id.to_owned(),
+                    event_id: Some(id.to_owned()),
                 });
             }
         }
     }
     Err(SignatureError::NoMatch)
-}
-
-fn verify_body_hmac(
-    header_name: &str,
-    prefix: &str,
-    id_header: Option<&str>,
-    keys: &[SigningKey],
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Verified, SignatureError> {
-    let value = headers
-        .get(header_name)
-        .ok_or(SignatureError::MissingHeader("signature"))?
-        .to_str()
-        .map_err(|_| SignatureError::MalformedHeader("signature"))?;
-    let encoded = value
-        .trim()
-        .strip_prefix(prefix)
-        .ok_or(SignatureError::MalformedHeader("signature"))?;
-    let candidate =
-        hex::decode(encoded).map_err(|_| SignatureError::MalformedHeader("signature"))?;
-    if candidate.is_empty() {
-        return Err(SignatureError::MalformedHeader("signature"));
-    }
-    let matched = keys.iter().any(|key| {
-        let mut mac = key.mac();
-        mac.update(body);
-        mac.verify_slice(&candidate).is_ok()
-    });
-    if !matched {
-        return Err(SignatureError::NoMatch);
-    }
-    let event_id = id_header
-        .and_then(|name| headers.get(name))
-        .and_then(|value| value.to_str().ok())
-        .filter(|value| !value.is_empty())
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(body))));
-    Ok(Verified { event_id })
 }
 
 /// Slack's request-signing header names.
@@ -298,6 +315,84 @@ pub fn sign_standard(key: &SigningKey, id: &str, timestamp: i64, body: &[u8]) ->
     format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
 }
 
+/// A request as a sender of `scheme` would make it: the headers to add, and the URL (a token
+/// scheme may carry the token in the query).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRequest {
+    pub headers: Vec<(String, String)>,
+    pub url: String,
+}
+
+/// Why a request could not be signed for a scheme.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    #[error("this source's token travels in the body field {0}: write it into the event file")]
+    TokenInBody(String),
+}
+
+/// Signs a `POST` of `body` to `url` the way a sender using `scheme` and `key` does, at `now`,
+/// with `event_id` where the scheme carries one in a header. For `leadrelay sign`/`send`.
+pub fn sign_request(
+    scheme: &Scheme,
+    key: &SigningKey,
+    url: &str,
+    body: &[u8],
+    event_id: &str,
+    now: Timestamp,
+) -> Result<SignedRequest, SignError> {
+    let mut headers = Vec::new();
+    let mut url = url.to_owned();
+    match scheme {
+        Scheme::StandardWebhooks { .. } => {
+            let timestamp = now.as_second();
+            headers.push((HEADER_ID.to_owned(), event_id.to_owned()));
+            headers.push((HEADER_TIMESTAMP.to_owned(), timestamp.to_string()));
+            headers.push((
+                HEADER_SIGNATURE.to_owned(),
+                sign_standard(key, event_id, timestamp, body),
+            ));
+        }
+        Scheme::Hmac(hmac) => {
+            let timestamp = match hmac.timestamp_unit {
+                declared::TimeUnit::Seconds => now.as_second(),
+                declared::TimeUnit::Milliseconds => now.as_millisecond(),
+            }
+            .to_string();
+            let empty = HeaderMap::new();
+            let delivery = Delivery::post(&url, &empty, body);
+            headers.push((hmac.header.clone(), hmac.sign(key, &delivery, &timestamp)));
+            if let Some(name) = &hmac.timestamp_header {
+                headers.push((name.clone(), timestamp));
+            }
+            if let Some(name) = &hmac.id_header {
+                headers.push((name.clone(), event_id.to_owned()));
+            }
+        }
+        Scheme::Token(token) => {
+            let text = String::from_utf8_lossy(key.0.expose_secret()).into_owned();
+            match &token.place {
+                declared::TokenPlace::Header { name, prefix } => {
+                    headers.push((name.clone(), format!("{prefix}{text}")));
+                }
+                declared::TokenPlace::Query(name) => {
+                    let pair: String = url::form_urlencoded::Serializer::new(String::new())
+                        .append_pair(name, &text)
+                        .finish();
+                    url.push(if url.contains('?') { '&' } else { '?' });
+                    url.push_str(&pair);
+                }
+                declared::TokenPlace::BodyField(path) => {
+                    return Err(SignError::TokenInBody(path.to_string()))
+                }
+            }
+            if let Some(name) = &token.id_header {
+                headers.push((name.clone(), event_id.to_owned()));
+            }
+        }
+    }
+    Ok(SignedRequest { headers, url })
+}
+
 /// Signs like a body-HMAC sender: returns `<prefix><hex>`.
 pub fn sign_body_hmac(key: &SigningKey, prefix: &str, body: &[u8]) -> String {
     let mut mac = key.mac();
@@ -337,6 +432,18 @@ mod tests {
         SigningKey::standard(secret).expect("valid secret")
     }
 
+    /// `verify` for a POST with these headers and body.
+    fn verify(
+        scheme: &Scheme,
+        keys: &[SigningKey],
+        headers: &HeaderMap,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<Verified, SignatureError> {
+        let delivery = Delivery::post("https://leads.example.com/webhooks/s", headers, body);
+        super::verify(scheme, keys, &delivery, now)
+    }
+
     #[test]
     fn accepts_a_valid_signature_and_returns_the_event_id() {
         let ts = now().as_second();
@@ -351,7 +458,7 @@ mod tests {
         assert_eq!(
             verified,
             Ok(Verified {
-                event_id: "msg_1".into()
+                event_id: Some("msg_1".into())
             })
         );
     }
@@ -498,11 +605,11 @@ mod tests {
 
     #[test]
     fn body_hmac_accepts_valid_and_refuses_forged_or_empty() {
-        let scheme = Scheme::BodyHmac {
-            header: "x-hub-signature-256".into(),
-            prefix: "sha256=".into(),
-            id_header: Some("x-request-id".into()),
-        };
+        let scheme = Scheme::Hmac(HmacScheme::body_sha256_hex(
+            "X-Hub-Signature-256",
+            "sha256=",
+            Some("x-request-id"),
+        ));
         let key = SigningKey::plain("shared-secret-0123456789").expect("long enough");
         let other = SigningKey::plain("other-secret-0123456789").expect("long enough");
         let with = |signature: &str| {
@@ -524,7 +631,7 @@ mod tests {
                 now()
             ),
             Ok(Verified {
-                event_id: "req-9".into()
+                event_id: Some("req-9".into())
             })
         );
         let forged = sign_body_hmac(&other, "sha256=", BODY);

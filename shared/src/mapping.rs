@@ -1,0 +1,649 @@
+//! Payload mapping as data: how a platform's own webhook body becomes a capture event, so a
+//! chatbot or form platform is supported by a few lines of configuration (or a shipped
+//! preset) instead of a relay someone has to write and host.
+//!
+//! A mapping says which events are leads (others are answered `ignored` and change nothing),
+//! the kind each becomes, and where each lead field is, with fallbacks and a join. Every form
+//! field the payload carries is kept on the lead, mapped or not; fields that are not lead
+//! fields (`country`, `company_size`, any question) become form fields under their names.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::json_path::{JsonPath, PathError};
+use crate::model::{CaptureEvent, EventKind, Turn};
+
+/// `[sources.mapping]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingConfig {
+    /// Where the event name is; without it every payload is a lead of kind `kind`.
+    #[serde(default)]
+    pub event: Option<String>,
+    /// The event names that are leads, each with the kind it becomes. Any other event is
+    /// answered `200 ignored`.
+    #[serde(default)]
+    pub lead_events: BTreeMap<String, EventKind>,
+    /// The kind of every payload when `event` is not set.
+    #[serde(default)]
+    pub kind: Option<EventKind>,
+    /// The platform's own event (or submission) id: the dedupe key.
+    #[serde(default)]
+    pub event_id: Option<FieldRule>,
+    #[serde(default)]
+    pub timestamp: Option<FieldRule>,
+    /// Lead fields by name ([`LEAD_FIELDS`]); any other name becomes a form field.
+    #[serde(default)]
+    pub fields: BTreeMap<String, FieldRule>,
+    /// Lists or objects in the payload whose every entry becomes a form field.
+    #[serde(default)]
+    pub form_fields: Vec<FormFieldsConfig>,
+    #[serde(default)]
+    pub transcript: Option<TranscriptConfig>,
+}
+
+/// Where one value is: a path, paths tried in order, or paths joined (first and last name).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum FieldRule {
+    Path(String),
+    FirstOf(Vec<String>),
+    Join {
+        join: Vec<String>,
+        #[serde(default = "space")]
+        separator: String,
+    },
+}
+
+fn space() -> String {
+    " ".into()
+}
+
+/// Entries of a list (`list`, each entry's name at `key`, its value at `value`) or of an
+/// object (`object`, each member's name and value, or the value at `value` inside it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormFieldsConfig {
+    #[serde(default)]
+    pub list: Option<String>,
+    #[serde(default)]
+    pub object: Option<String>,
+    #[serde(default)]
+    pub key: Vec<String>,
+    #[serde(default)]
+    pub value: Vec<String>,
+}
+
+/// The conversation: a list of messages, each with who spoke and what they said.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranscriptConfig {
+    pub list: String,
+    pub role: Vec<String>,
+    pub text: Vec<String>,
+}
+
+/// The lead fields a mapping can fill, by the name it uses for them.
+pub const LEAD_FIELDS: &[&str] = &[
+    "email",
+    "name",
+    "company",
+    "phone",
+    "job_title",
+    "question",
+    "page_url",
+    "ip",
+    "user_agent",
+    "transcript_url",
+    "conversation_id",
+    "visitor_id",
+];
+
+/// A refused payload: the message names the JSON path, so the user sees what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct MappingError {
+    pub message: String,
+    /// The JSON path (or mapping key) at fault.
+    pub path: String,
+}
+
+/// What a payload is, once mapped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mapped {
+    Lead {
+        capture: Box<CaptureEvent>,
+        /// The platform's own event id, when the mapping names one and it is present.
+        event_id: Option<String>,
+    },
+    /// An event that is not a lead; its name, for the answer and the log.
+    Ignored { event: String },
+}
+
+#[derive(Debug, Clone)]
+enum Rule {
+    FirstOf(Vec<JsonPath>),
+    Join(Vec<JsonPath>, String),
+}
+
+impl Rule {
+    fn text(&self, payload: &Value) -> Option<String> {
+        match self {
+            Rule::FirstOf(paths) => paths.iter().find_map(|p| p.text(payload)),
+            Rule::Join(paths, separator) => {
+                let parts: Vec<String> = paths.iter().filter_map(|p| p.text(payload)).collect();
+                (!parts.is_empty()).then(|| parts.join(separator))
+            }
+        }
+    }
+
+    /// The first path's raw value (a form field keeps lists and numbers as they came).
+    fn value(&self, payload: &Value) -> Option<Value> {
+        match self {
+            Rule::FirstOf(paths) => paths
+                .iter()
+                .filter_map(|p| p.find(payload))
+                .find(|v| !matches!(v, Value::Null))
+                .cloned(),
+            Rule::Join(..) => self.text(payload).map(Value::String),
+        }
+    }
+
+    fn paths(&self) -> String {
+        let paths = match self {
+            Rule::FirstOf(paths) | Rule::Join(paths, _) => paths,
+        };
+        paths
+            .iter()
+            .map(JsonPath::as_str)
+            .collect::<Vec<_>>()
+            .join(" or ")
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Collector {
+    list: Option<JsonPath>,
+    object: Option<JsonPath>,
+    key: Vec<JsonPath>,
+    value: Vec<JsonPath>,
+}
+
+#[derive(Debug, Clone)]
+struct Transcript {
+    list: JsonPath,
+    role: Vec<JsonPath>,
+    text: Vec<JsonPath>,
+}
+
+/// A checked mapping, its paths parsed.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    event: Option<JsonPath>,
+    lead_events: BTreeMap<String, EventKind>,
+    kind: EventKind,
+    event_id: Option<Rule>,
+    timestamp: Option<Rule>,
+    fields: Vec<(String, Rule)>,
+    collectors: Vec<Collector>,
+    transcript: Option<Transcript>,
+}
+
+/// A configuration mistake: the mapping key and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct MappingConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+fn paths(key: &str, texts: &[String]) -> Result<Vec<JsonPath>, MappingConfigError> {
+    texts
+        .iter()
+        .map(|t| {
+            JsonPath::parse(t).map_err(|e: PathError| MappingConfigError {
+                key: key.to_owned(),
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+fn rule(key: &str, rule: &FieldRule) -> Result<Rule, MappingConfigError> {
+    let compiled = match rule {
+        FieldRule::Path(path) => Rule::FirstOf(paths(key, std::slice::from_ref(path))?),
+        FieldRule::FirstOf(list) => Rule::FirstOf(paths(key, list)?),
+        FieldRule::Join { join, separator } => Rule::Join(paths(key, join)?, separator.clone()),
+    };
+    let empty = match &compiled {
+        Rule::FirstOf(p) | Rule::Join(p, _) => p.is_empty(),
+    };
+    if empty {
+        return Err(MappingConfigError {
+            key: key.to_owned(),
+            message: "names no path".into(),
+        });
+    }
+    Ok(compiled)
+}
+
+impl MappingConfig {
+    /// Parses every path and checks the parts fit together; `key` names the mapping
+    /// (`sources[2].mapping`) in errors.
+    pub fn compile(&self, key: &str) -> Result<Mapping, MappingConfigError> {
+        let err = |sub: &str, message: &str| MappingConfigError {
+            key: format!("{key}.{sub}"),
+            message: message.to_owned(),
+        };
+        let event = match &self.event {
+            Some(path) => {
+                Some(paths(&format!("{key}.event"), std::slice::from_ref(path))?.remove(0))
+            }
+            None => None,
+        };
+        match (&event, self.lead_events.is_empty(), self.kind) {
+            (Some(_), true, _) => {
+                return Err(err(
+                    "lead_events",
+                    "event is set, so list the event names that are leads",
+                ))
+            }
+            (Some(_), false, Some(_)) => {
+                return Err(err(
+                    "kind",
+                    "with event set, each lead event names its kind in lead_events",
+                ))
+            }
+            (None, false, _) => {
+                return Err(err(
+                    "event",
+                    "lead_events needs event: the path of the event name",
+                ))
+            }
+            _ => {}
+        }
+        let fields = self
+            .fields
+            .iter()
+            .map(|(name, r)| Ok((name.clone(), rule(&format!("{key}.fields.{name}"), r)?)))
+            .collect::<Result<Vec<_>, MappingConfigError>>()?;
+        if !self.fields.contains_key("email") && !self.fields.contains_key("phone") {
+            return Err(err(
+                "fields",
+                "map at least email or phone: a lead needs a way to reach the prospect",
+            ));
+        }
+        let mut collectors = Vec::new();
+        for (n, c) in self.form_fields.iter().enumerate() {
+            let here = format!("{key}.form_fields[{n}]");
+            let single = |p: &Option<String>,
+                          k: &str|
+             -> Result<Option<JsonPath>, MappingConfigError> {
+                p.as_ref()
+                    .map(|p| Ok(paths(&format!("{here}.{k}"), std::slice::from_ref(p))?.remove(0)))
+                    .transpose()
+            };
+            let collector = Collector {
+                list: single(&c.list, "list")?,
+                object: single(&c.object, "object")?,
+                key: paths(&format!("{here}.key"), &c.key)?,
+                value: paths(&format!("{here}.value"), &c.value)?,
+            };
+            match (&collector.list, &collector.object) {
+                (Some(_), None) if collector.key.is_empty() => {
+                    return Err(MappingConfigError {
+                        key: format!("{here}.key"),
+                        message: "a list's entries need key: where each entry's name is".into(),
+                    })
+                }
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => {
+                    return Err(MappingConfigError {
+                        key: here,
+                        message: "set exactly one of list or object".into(),
+                    })
+                }
+            }
+            collectors.push(collector);
+        }
+        let transcript = match &self.transcript {
+            Some(t) => Some(Transcript {
+                list: paths(
+                    &format!("{key}.transcript.list"),
+                    std::slice::from_ref(&t.list),
+                )?
+                .remove(0),
+                role: paths(&format!("{key}.transcript.role"), &t.role)?,
+                text: paths(&format!("{key}.transcript.text"), &t.text)?,
+            }),
+            None => None,
+        };
+        Ok(Mapping {
+            event,
+            lead_events: self.lead_events.clone(),
+            kind: self.kind.unwrap_or(EventKind::LeadCapture),
+            event_id: self
+                .event_id
+                .as_ref()
+                .map(|r| rule(&format!("{key}.event_id"), r))
+                .transpose()?,
+            timestamp: self
+                .timestamp
+                .as_ref()
+                .map(|r| rule(&format!("{key}.timestamp"), r))
+                .transpose()?,
+            fields,
+            collectors,
+            transcript,
+        })
+    }
+}
+
+impl Mapping {
+    /// Maps a JSON body. Never panics, whatever the JSON.
+    pub fn apply(&self, body: &[u8]) -> Result<Mapped, MappingError> {
+        let payload: Value = serde_json::from_slice(body).map_err(|e| MappingError {
+            message: format!("body is not valid JSON: {e}"),
+            path: String::new(),
+        })?;
+        self.apply_value(&payload)
+    }
+
+    pub fn apply_value(&self, payload: &Value) -> Result<Mapped, MappingError> {
+        let kind = match &self.event {
+            None => self.kind,
+            Some(path) => {
+                let name = path.text(payload).ok_or_else(|| MappingError {
+                    message: format!("missing the event name at {path}"),
+                    path: path.to_string(),
+                })?;
+                match self.lead_events.get(&name) {
+                    Some(kind) => *kind,
+                    None => return Ok(Mapped::Ignored { event: name }),
+                }
+            }
+        };
+        let mut capture = CaptureEvent {
+            event: Some(kind),
+            ..CaptureEvent::default()
+        };
+        for collector in &self.collectors {
+            collector.collect(payload, &mut capture.form_fields);
+        }
+        for (name, rule) in &self.fields {
+            let slot = match name.as_str() {
+                "email" => &mut capture.captured_email,
+                "name" => &mut capture.name,
+                "company" => &mut capture.company,
+                "phone" => &mut capture.phone,
+                "job_title" => &mut capture.job_title,
+                "question" => &mut capture.trigger_query,
+                "page_url" => &mut capture.metadata.source_url,
+                "ip" => &mut capture.metadata.ip_address,
+                "user_agent" => &mut capture.metadata.user_agent,
+                "transcript_url" => &mut capture.conversation_transcript_url,
+                "conversation_id" => &mut capture.conversation_id,
+                "visitor_id" => &mut capture.visitor_id,
+                form_field => {
+                    if let Some(value) = rule.value(payload) {
+                        capture.form_fields.insert(form_field.to_owned(), value);
+                    }
+                    continue;
+                }
+            };
+            *slot = rule.text(payload);
+        }
+        if capture.captured_email.is_none() && capture.phone.is_none() {
+            let tried: Vec<String> = ["email", "phone"]
+                .iter()
+                .filter_map(|f| self.fields.iter().find(|(n, _)| n == f))
+                .map(|(n, r)| format!("{n} at {}", r.paths()))
+                .collect();
+            let path = self
+                .fields
+                .iter()
+                .find(|(n, _)| n == "email" || n == "phone")
+                .map(|(_, r)| r.paths())
+                .unwrap_or_default();
+            return Err(MappingError {
+                message: format!(
+                    "no way to reach the prospect: found no {}",
+                    tried.join(", nor ")
+                ),
+                path,
+            });
+        }
+        if let Some(transcript) = &self.transcript {
+            capture.transcript = transcript.turns(payload);
+        }
+        capture.timestamp = self
+            .timestamp
+            .as_ref()
+            .and_then(|r| r.text(payload))
+            .and_then(|t| parse_time(&t));
+        let event_id = self.event_id.as_ref().and_then(|r| r.text(payload));
+        Ok(Mapped::Lead {
+            capture: Box::new(capture),
+            event_id,
+        })
+    }
+}
+
+impl Collector {
+    fn collect(&self, payload: &Value, into: &mut BTreeMap<String, Value>) {
+        let pick = |entry: &Value| -> Option<Value> {
+            if self.value.is_empty() {
+                return Some(entry.clone());
+            }
+            self.value
+                .iter()
+                .filter_map(|p| p.find(entry))
+                .find(|v| !matches!(v, Value::Null))
+                .cloned()
+        };
+        if let Some(Value::Array(items)) = self.list.as_ref().and_then(|p| p.find(payload)) {
+            for item in items {
+                let Some(name) = self.key.iter().find_map(|k| k.text(item)) else {
+                    continue;
+                };
+                if let Some(value) = pick(item) {
+                    into.insert(name, value);
+                }
+            }
+        }
+        if let Some(Value::Object(members)) = self.object.as_ref().and_then(|p| p.find(payload)) {
+            for (name, entry) in members {
+                if let Some(value) = pick(entry) {
+                    into.insert(name.clone(), value);
+                }
+            }
+        }
+    }
+}
+
+impl Transcript {
+    fn turns(&self, payload: &Value) -> Vec<Turn> {
+        let Some(Value::Array(items)) = self.list.find(payload) else {
+            return Vec::new();
+        };
+        items
+            .iter()
+            .filter_map(|item| {
+                let text = self.text.iter().find_map(|p| p.text(item))?;
+                let role = self
+                    .role
+                    .iter()
+                    .find_map(|p| p.text(item))
+                    .unwrap_or_else(|| "unknown".into());
+                Some(Turn {
+                    role,
+                    text,
+                    at: None,
+                })
+            })
+            .collect()
+    }
+}
+
+/// RFC 3339, or a Unix time in seconds or milliseconds (told apart by size).
+fn parse_time(text: &str) -> Option<Timestamp> {
+    if let Ok(n) = text.parse::<i64>() {
+        // Seconds reach 10^11 only in the year 5138; anything larger is milliseconds.
+        return if n.abs() >= 100_000_000_000 {
+            Timestamp::from_millisecond(n).ok()
+        } else {
+            Timestamp::from_second(n).ok()
+        };
+    }
+    text.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn mapping(toml_text: &str) -> Mapping {
+        let config: MappingConfig = toml::from_str(toml_text).expect("valid toml");
+        config.compile("mapping").expect("valid mapping")
+    }
+
+    fn lead(mapped: Mapped) -> (CaptureEvent, Option<String>) {
+        match mapped {
+            Mapped::Lead { capture, event_id } => (*capture, event_id),
+            other => panic!("not a lead: {other:?}"),
+        }
+    }
+
+    const FORM: &str = r#"
+        event = "event_type"
+        lead_events = { form_response = "lead_capture" }
+        event_id = "event_id"
+        timestamp = "form_response.submitted_at"
+        [fields]
+        email = ["form_response.answers[type=email].email", "form_response.hidden.email"]
+        name = { join = ["form_response.answers[field.ref=first].text", "form_response.answers[field.ref=last].text"] }
+        company = "form_response.answers[field.ref=company].text"
+        country = "form_response.answers[field.ref=country].choice.label"
+        [[form_fields]]
+        list = "form_response.answers"
+        key = ["field.ref"]
+        value = ["text", "email", "number", "choice.label", "choices.labels"]
+    "#;
+
+    fn form_payload() -> Value {
+        json!({
+            "event_id": "01H",
+            "event_type": "form_response",
+            "form_response": {
+                "submitted_at": "2026-11-26T09:00:00Z",
+                "answers": [
+                    {"type": "text", "text": "Ada", "field": {"ref": "first"}},
+                    {"type": "text", "text": "Lovelace", "field": {"ref": "last"}},
+                    {"type": "email", "email": "ada@acme.example", "field": {"ref": "work_email"}},
+                    {"type": "text", "text": "Acme", "field": {"ref": "company"}},
+                    {"type": "choice", "choice": {"label": "United Kingdom"}, "field": {"ref": "country"}},
+                    {"type": "number", "number": 250, "field": {"ref": "seats"}},
+                    {"type": "choices", "choices": {"labels": ["API", "SSO"]}, "field": {"ref": "needs"}}
+                ]
+            }
+        })
+    }
+
+    #[test]
+    fn a_form_response_becomes_a_capture_with_every_answer_kept() {
+        let (capture, event_id) = lead(mapping(FORM).apply_value(&form_payload()).expect("maps"));
+        assert_eq!(event_id.as_deref(), Some("01H"));
+        assert_eq!(capture.event, Some(EventKind::LeadCapture));
+        assert_eq!(capture.captured_email.as_deref(), Some("ada@acme.example"));
+        assert_eq!(capture.name.as_deref(), Some("Ada Lovelace"));
+        assert_eq!(capture.company.as_deref(), Some("Acme"));
+        assert_eq!(
+            capture.timestamp.map(|t| t.as_second()),
+            Some(1_795_683_600)
+        );
+        assert_eq!(capture.form_fields["country"], json!("United Kingdom"));
+        assert_eq!(capture.form_fields["seats"], json!(250));
+        assert_eq!(capture.form_fields["needs"], json!(["API", "SSO"]));
+        assert_eq!(capture.form_fields["work_email"], json!("ada@acme.example"));
+    }
+
+    #[test]
+    fn other_events_are_ignored_and_a_missing_contact_names_its_paths() {
+        let m = mapping(FORM);
+        let mut other = form_payload();
+        other["event_type"] = json!("form_deleted");
+        assert_eq!(
+            m.apply_value(&other),
+            Ok(Mapped::Ignored {
+                event: "form_deleted".into()
+            })
+        );
+        let error = m
+            .apply_value(&json!({"form_response": {}}))
+            .expect_err("no event");
+        assert_eq!(error.path, "event_type");
+        let error = m
+            .apply_value(&json!({"event_type": "form_response", "form_response": {"answers": []}}))
+            .expect_err("no e-mail");
+        assert!(
+            error
+                .message
+                .contains("form_response.answers[type=email].email or form_response.hidden.email"),
+            "{error}"
+        );
+        assert!(m.apply(b"{not json").is_err());
+    }
+
+    #[test]
+    fn mistakes_in_a_mapping_are_named_by_key() {
+        let bad = |text: &str| {
+            toml::from_str::<MappingConfig>(text)
+                .expect("toml")
+                .compile("sources[1].mapping")
+                .expect_err(text)
+                .to_string()
+        };
+        assert!(bad("[fields]\nname = \"a\"").contains("map at least email or phone"));
+        assert!(bad("[fields]\nemail = \"a..b\"").starts_with("sources[1].mapping.fields.email: "));
+        assert!(bad("event = \"type\"\n[fields]\nemail = \"a\"").contains("lead_events"));
+        assert!(bad("[fields]\nemail = []").contains("names no path"));
+        assert!(bad(
+            "[fields]\nemail = \"a\"\n[[form_fields]]\nlist = \"x\"\nobject = \"y\"\nkey = [\"k\"]"
+        )
+        .contains("exactly one of list or object"));
+    }
+
+    #[test]
+    fn transcripts_and_object_fields() {
+        let m = mapping(
+            r#"
+            [fields]
+            email = "data.email"
+            [[form_fields]]
+            object = "data.responses"
+            value = ["value"]
+            [transcript]
+            list = "data.messages"
+            role = ["author.type"]
+            text = ["body"]
+            "#,
+        );
+        let (capture, _) = lead(
+            m.apply_value(&json!({"data": {
+                "email": "ada@acme.example",
+                "responses": {"size": {"label": "Size", "value": "51-200"}, "note": {"label": "x"}},
+                "messages": [{"author": {"type": "user"}, "body": "Pricing?"}, {"body": ""}]
+            }}))
+            .expect("maps"),
+        );
+        assert_eq!(capture.form_fields.get("size"), Some(&json!("51-200")));
+        assert!(!capture.form_fields.contains_key("note"));
+        assert_eq!(capture.transcript.len(), 1);
+        assert_eq!(capture.transcript[0].role, "user");
+        assert_eq!(capture.transcript[0].text, "Pricing?");
+    }
+}

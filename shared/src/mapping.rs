@@ -45,12 +45,19 @@ pub struct MappingConfig {
     pub transcript: Option<TranscriptConfig>,
 }
 
-/// Where one value is: a path, paths tried in order, or paths joined (first and last name).
+/// Where one value is: one source, or several tried in order until one finds something.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum FieldRule {
+    One(ValueSource),
+    FirstOf(Vec<ValueSource>),
+}
+
+/// A path, or paths whose texts are joined (first and last name).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ValueSource {
     Path(String),
-    FirstOf(Vec<String>),
     Join {
         join: Vec<String>,
         #[serde(default = "space")]
@@ -123,42 +130,59 @@ pub enum Mapped {
     Ignored { event: String },
 }
 
+/// A compiled [`FieldRule`]: sources tried in order.
 #[derive(Debug, Clone)]
-enum Rule {
-    FirstOf(Vec<JsonPath>),
+struct Rule(Vec<Source>);
+
+#[derive(Debug, Clone)]
+enum Source {
+    Path(JsonPath),
     Join(Vec<JsonPath>, String),
 }
 
-impl Rule {
+impl Source {
     fn text(&self, payload: &Value) -> Option<String> {
         match self {
-            Rule::FirstOf(paths) => paths.iter().find_map(|p| p.text(payload)),
-            Rule::Join(paths, separator) => {
+            Source::Path(path) => path.text(payload),
+            Source::Join(paths, separator) => {
                 let parts: Vec<String> = paths.iter().filter_map(|p| p.text(payload)).collect();
                 (!parts.is_empty()).then(|| parts.join(separator))
             }
         }
     }
 
-    /// The first path's raw value (a form field keeps lists and numbers as they came).
+    /// The raw value (a form field keeps lists and numbers as they came).
     fn value(&self, payload: &Value) -> Option<Value> {
         match self {
-            Rule::FirstOf(paths) => paths
-                .iter()
-                .filter_map(|p| p.find(payload))
-                .find(|v| !matches!(v, Value::Null))
+            Source::Path(path) => path
+                .find(payload)
+                .filter(|v| !matches!(v, Value::Null))
                 .cloned(),
-            Rule::Join(..) => self.text(payload).map(Value::String),
+            Source::Join(..) => self.text(payload).map(Value::String),
         }
+    }
+}
+
+impl Rule {
+    fn text(&self, payload: &Value) -> Option<String> {
+        self.0.iter().find_map(|s| s.text(payload))
+    }
+
+    fn value(&self, payload: &Value) -> Option<Value> {
+        self.0.iter().find_map(|s| s.value(payload))
     }
 
     fn paths(&self) -> String {
-        let paths = match self {
-            Rule::FirstOf(paths) | Rule::Join(paths, _) => paths,
-        };
-        paths
+        self.0
             .iter()
-            .map(JsonPath::as_str)
+            .map(|s| match s {
+                Source::Path(p) => p.to_string(),
+                Source::Join(paths, _) => paths
+                    .iter()
+                    .map(JsonPath::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" + "),
+            })
             .collect::<Vec<_>>()
             .join(" or ")
     }
@@ -213,21 +237,36 @@ fn paths(key: &str, texts: &[String]) -> Result<Vec<JsonPath>, MappingConfigErro
 }
 
 fn rule(key: &str, rule: &FieldRule) -> Result<Rule, MappingConfigError> {
-    let compiled = match rule {
-        FieldRule::Path(path) => Rule::FirstOf(paths(key, std::slice::from_ref(path))?),
-        FieldRule::FirstOf(list) => Rule::FirstOf(paths(key, list)?),
-        FieldRule::Join { join, separator } => Rule::Join(paths(key, join)?, separator.clone()),
+    let sources = match rule {
+        FieldRule::One(source) => std::slice::from_ref(source),
+        FieldRule::FirstOf(list) => list.as_slice(),
     };
-    let empty = match &compiled {
-        Rule::FirstOf(p) | Rule::Join(p, _) => p.is_empty(),
-    };
-    if empty {
+    let compiled = sources
+        .iter()
+        .map(|source| {
+            Ok(match source {
+                ValueSource::Path(path) => {
+                    Source::Path(paths(key, std::slice::from_ref(path))?.remove(0))
+                }
+                ValueSource::Join { join, separator } => {
+                    if join.is_empty() {
+                        return Err(MappingConfigError {
+                            key: key.to_owned(),
+                            message: "join names no path".into(),
+                        });
+                    }
+                    Source::Join(paths(key, join)?, separator.clone())
+                }
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if compiled.is_empty() {
         return Err(MappingConfigError {
             key: key.to_owned(),
             message: "names no path".into(),
         });
     }
-    Ok(compiled)
+    Ok(Rule(compiled))
 }
 
 impl MappingConfig {

@@ -146,6 +146,9 @@ pub struct SignatureConfig {
     /// token: the sender addresses (CIDR) allowed; any when empty.
     #[serde(default)]
     pub allow_ips: Vec<String>,
+    /// hmac: characters whose percent-escapes the platform decodes in `{url}` before signing.
+    #[serde(default)]
+    pub url_unescape: Vec<String>,
 }
 
 fn sha256() -> Algorithm {
@@ -444,7 +447,19 @@ fn hmac_scheme(s: SignatureConfig) -> Result<HmacScheme, (&'static str, String)>
             "query, body_field and allow_ips belong to the token scheme".into(),
         ));
     }
+    let url_unescape = s
+        .url_unescape
+        .iter()
+        .map(|c| {
+            let mut chars = c.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) if c.is_ascii() => Ok(c),
+                _ => Err(("url_unescape", format!("{c:?} is not one ASCII character"))),
+            }
+        })
+        .collect::<Result<_, _>>()?;
     Ok(HmacScheme {
+        url_unescape,
         algorithm: s.algorithm,
         encoding: s.encoding,
         header: header.to_ascii_lowercase(),
@@ -596,6 +611,108 @@ mod tests {
         assert_eq!(config.source("website").map(|s| s.keys.len()), Some(2));
         let error = Config::parse(&text, "x.toml", &no_env).expect_err("unset");
         assert!(error.to_string().contains("WEBSITE_SECRETS is not set"));
+    }
+
+    fn with_source(lines: &str) -> String {
+        MINIMAL.replace(
+            "[[reps]]",
+            &format!("[[sources]]\nid = \"p\"\n{lines}\n\n[[reps]]"),
+        )
+    }
+
+    #[test]
+    fn every_shipped_preset_loads_with_a_mapping() {
+        let names: Vec<&str> = crate::presets::names().collect();
+        assert!(names.len() >= 12, "{names:?}");
+        for name in names {
+            let text = with_source(&format!(
+                "preset = \"{name}\"\nsecrets = [\"preset-secret-0123456789\"]"
+            ));
+            let config = parse(&text).unwrap_or_else(|e| panic!("preset {name}: {e}"));
+            let source = config.source("p").expect("the source");
+            assert!(source.payload.is_some(), "preset {name} maps payloads");
+            let preset = Preset::load(name).expect("parses").expect("exists");
+            assert!(!preset.title.is_empty());
+            let docs = preset.docs.expect("every preset names its docs page");
+            let page = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(&docs);
+            assert!(page.exists(), "preset {name}: {docs} is missing");
+        }
+    }
+
+    #[test]
+    fn a_source_overrides_its_presets_keys() {
+        let text = with_source(
+            "preset = \"intercom\"\nsecrets = [\"preset-secret-0123456789\"]\n\
+             [sources.signature]\nheader = \"X-Other-Signature\"\n\
+             [sources.mapping.fields]\ncompany = \"data.item.companies.data[0].name\"",
+        );
+        let config = parse(&text).expect("valid");
+        let source = config.source("p").expect("the source");
+        match &source.verifier {
+            Scheme::Hmac(hmac) => {
+                assert_eq!(hmac.header, "x-other-signature");
+                assert_eq!(hmac.prefix, "sha1=", "the preset's other keys stay");
+            }
+            other => panic!("not an hmac: {other:?}"),
+        }
+        let error = parse(&with_source(
+            "preset = \"intercomm\"\nsecrets = [\"preset-secret-0123456789\"]",
+        ))
+        .expect_err("unknown preset")
+        .to_string();
+        assert!(
+            error.contains("sources[1].preset: unknown preset \"intercomm\""),
+            "{error}"
+        );
+        assert!(
+            error.contains("intercom, "),
+            "lists the shipped ones: {error}"
+        );
+    }
+
+    #[test]
+    fn signature_mistakes_are_named_by_key() {
+        let bad = |lines: &str| {
+            parse(&with_source(&format!(
+                "scheme = \"hmac\"\nsecrets = [\"preset-secret-0123456789\"]\n[sources.signature]\n{lines}"
+            )))
+            .expect_err(lines)
+            .to_string()
+        };
+        assert!(bad("signed = \"{body}\"").contains("sources[1].signature.header: missing"));
+        assert!(bad("header = \"x-sig\"\nsigned = \"{timestamp}.{body}\"")
+            .contains("set timestamp_header or timestamp_field"));
+        assert!(bad("header = \"x-sig\"\ntimestamp_header = \"x-ts\"")
+            .contains("a timestamp is read but not signed"));
+        assert!(bad("header = \"x-sig\"\nsigned = \"{bdy}\"").contains("unknown placeholder {bdy}"));
+        assert!(bad("header = \"x-sig\"\nalgorithm = \"md5\"").contains("sources[1].signature"));
+        let token = |lines: &str| {
+            parse(&with_source(&format!(
+                "scheme = \"token\"\nsecrets = [\"preset-secret-0123456789\"]\n[sources.signature]\n{lines}"
+            )))
+        };
+        assert!(
+            token("header = \"x-token\"\nallow_ips = [\"192.0.2.0/24\", \"2001:db8::1\"]").is_ok()
+        );
+        let error = token("header = \"x-token\"\nquery = \"key\"")
+            .expect_err("two places")
+            .to_string();
+        assert!(
+            error.contains("exactly one of header, query or body_field"),
+            "{error}"
+        );
+        let error = token("query = \"key\"\nallow_ips = [\"10.0.0.0/33\"]")
+            .expect_err("bad net")
+            .to_string();
+        assert!(error.contains("sources[1].signature.allow_ips"), "{error}");
+        let short = parse(&with_source(
+            "scheme = \"token\"\nsecrets = [\"short\"]\n[sources.signature]\nquery = \"key\"",
+        ))
+        .expect_err("short token")
+        .to_string();
+        assert!(short.contains("shorter than 16 bytes"), "{short}");
     }
 
     #[test]

@@ -143,6 +143,9 @@ pub struct HmacScheme {
     pub signed: Template,
     /// Lower-case header carrying the sender's event id, if any.
     pub id_header: Option<String>,
+    /// Characters whose percent-escapes the sender decodes in `{url}` before signing (HubSpot
+    /// decodes twelve reserved ones and leaves every other escape as it is).
+    pub url_unescape: Vec<char>,
 }
 
 impl HmacScheme {
@@ -159,6 +162,7 @@ impl HmacScheme {
             tolerance_secs: 0,
             signed: Template(vec![Part::Body]),
             id_header: id_header.map(str::to_ascii_lowercase),
+            url_unescape: Vec::new(),
         }
     }
 
@@ -211,6 +215,7 @@ impl HmacScheme {
             .0
             .contains(&Part::CompactJson)
             .then(|| compact_json(delivery.body));
+        let url = unescape(delivery.url, &self.url_unescape);
         let message = |mac: &mut dyn FnMut(&[u8])| {
             for part in &self.signed.0 {
                 match part {
@@ -219,7 +224,7 @@ impl HmacScheme {
                     Part::CompactJson => mac(compact.as_deref().unwrap_or_default()),
                     Part::Timestamp => mac(timestamp.unwrap_or_default().as_bytes()),
                     Part::Method => mac(delivery.method.as_bytes()),
-                    Part::Url => mac(delivery.url.as_bytes()),
+                    Part::Url => mac(url.as_bytes()),
                 }
             }
         };
@@ -251,7 +256,8 @@ impl HmacScheme {
     fn decode(&self, encoded: &str) -> Option<Vec<u8>> {
         match self.encoding {
             Encoding::Hex => hex::decode(encoded).ok(),
-            Encoding::Base64 => BASE64.decode(encoded).ok(),
+            // Some stacks turn a `+` in a header into a space; base64 has no spaces.
+            Encoding::Base64 => BASE64.decode(encoded.replace(' ', "+")).ok(),
         }
     }
 
@@ -280,6 +286,7 @@ impl HmacScheme {
     /// timestamp, if the scheme signs one, is `timestamp` written in the scheme's unit.
     pub fn sign(&self, key: &SigningKey, delivery: &Delivery<'_>, timestamp: &str) -> String {
         let compact = compact_json(delivery.body);
+        let url = unescape(delivery.url, &self.url_unescape);
         let mut message = Vec::new();
         for part in &self.signed.0 {
             match part {
@@ -288,7 +295,7 @@ impl HmacScheme {
                 Part::CompactJson => message.extend_from_slice(&compact),
                 Part::Timestamp => message.extend_from_slice(timestamp.as_bytes()),
                 Part::Method => message.extend_from_slice(delivery.method.as_bytes()),
-                Part::Url => message.extend_from_slice(delivery.url.as_bytes()),
+                Part::Url => message.extend_from_slice(url.as_bytes()),
             }
         }
         let tag = match self.algorithm {
@@ -392,6 +399,35 @@ impl TokenScheme {
     }
 }
 
+/// `url` with the escapes of `chars` decoded (`%3A` → `:`); other escapes stay as they are.
+fn unescape<'a>(url: &'a str, chars: &[char]) -> std::borrow::Cow<'a, str> {
+    if chars.is_empty() || !url.contains('%') {
+        return std::borrow::Cow::Borrowed(url);
+    }
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let decoded = rest
+            .get(at + 1..at + 3)
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            .map(char::from)
+            .filter(|c| chars.contains(c));
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[at + 3..];
+            }
+            None => {
+                out.push('%');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
 fn text_header<'a>(delivery: &'a Delivery<'_>, name: &str) -> Result<&'a str, SignatureError> {
     delivery
         .headers
@@ -466,6 +502,7 @@ mod tests {
             tolerance_secs: 300,
             signed: Template::parse(template).expect("valid"),
             id_header: None,
+            url_unescape: Vec::new(),
         }
     }
 
@@ -624,6 +661,22 @@ mod tests {
             HeaderValue::from_str(value.trim_start_matches("sha1=")).expect("ascii"),
         );
         assert!(s.verify(&[key()], &delivery(&bare, body), now()).is_err());
+    }
+
+    #[test]
+    fn only_the_listed_escapes_are_decoded_in_the_signed_url() {
+        let reserved = [':', '/', '?', '@', '!', '$', '\'', '(', ')', '*', ',', ';'];
+        assert_eq!(
+            unescape(
+                "https://x.example/h?tag=a%3Ab&q=%20%2B%26%2f%zz%",
+                &reserved
+            ),
+            "https://x.example/h?tag=a:b&q=%20%2B%26/%zz%"
+        );
+        assert_eq!(
+            unescape("https://x.example/a%3A", &[]),
+            "https://x.example/a%3A"
+        );
     }
 
     #[test]

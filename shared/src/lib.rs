@@ -35,6 +35,7 @@ pub mod routing;
 pub mod rulebook;
 pub mod signature;
 pub mod stages;
+pub mod stated;
 pub mod topics;
 pub mod url_prefix;
 pub mod validate;

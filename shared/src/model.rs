@@ -234,6 +234,10 @@ pub struct Enrichment {
     /// What each configured provider did for this lead, in the order they were tried.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub providers: Vec<ProviderReport>,
+    /// Where each routing input came from (`country` → `form field "Country"`, `employees` →
+    /// `domain_table`, ...), for `explain` and the alert.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub origins: BTreeMap<String, String>,
 }
 
 impl Enrichment {
@@ -241,7 +245,10 @@ impl Enrichment {
     pub fn note_missing(&mut self) {
         self.missing.clear();
         if self.domain.is_none() {
-            self.missing = vec!["company".into(), "country".into()];
+            self.missing.push("company".into());
+            if self.country.is_none() {
+                self.missing.push("country".into());
+            }
             return;
         }
         for (field, known) in [

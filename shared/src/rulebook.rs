@@ -6,9 +6,12 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::cleaning::{self, Phone};
-use crate::config::{BehaviourConfig, CompanyRecord, Config, TierConfig};
+use crate::config::{
+    BehaviourConfig, CompanyRecord, Config, StatedFieldsConfig, StatedTrust, TierConfig,
+};
 use crate::model::{Enrichment, EventKind, GateAction, Lead, Metadata, Qualification, ScoreItem};
 use crate::topics::{prospect_texts, TopicMatcher};
+use crate::{json_path, stated};
 
 /// The configuration, indexed for the hot path.
 pub struct Rulebook {
@@ -24,6 +27,7 @@ pub struct Rulebook {
     seniority: TopicMatcher,
     seniority_levels: Vec<(String, i32)>,
     behaviour: BehaviourConfig,
+    stated: StatedFieldsConfig,
 }
 
 impl Rulebook {
@@ -76,6 +80,7 @@ impl Rulebook {
                 .map(|l| (l.level.clone(), l.points))
                 .collect(),
             behaviour: config.qualification.behaviour.clone(),
+            stated: config.enrichment.form_fields.clone(),
         }
     }
 
@@ -111,12 +116,26 @@ impl Rulebook {
                     enrichment.country = record.country.as_ref().map(|c| c.to_ascii_uppercase());
                     enrichment.account_owner = record.account_owner.clone();
                     enrichment.sources.push("domain_table".into());
+                    for (field, known) in [
+                        ("company", true),
+                        ("employees", record.employees.is_some()),
+                        ("industry", record.industry.is_some()),
+                        ("country", record.country.is_some()),
+                        ("account_owner", record.account_owner.is_some()),
+                    ] {
+                        if known {
+                            enrichment
+                                .origins
+                                .insert(field.into(), "domain_table".into());
+                        }
+                    }
                 } else {
                     enrichment.sources.push("domain_table: no match".into());
                 }
             }
             _ => enrichment.sources.push("no e-mail domain".into()),
         }
+        self.apply_stated(&capture.form_fields, &mut enrichment);
         // Read after the lookup: the company's country is the default for national numbers.
         match capture
             .phone
@@ -129,6 +148,51 @@ impl Rulebook {
         }
         enrichment.note_missing();
         enrichment
+    }
+
+    /// What the prospect stated in the form (country, company size, industry), normalised, in
+    /// the configured order of trust against the table.
+    fn apply_stated(
+        &self,
+        fields: &std::collections::BTreeMap<String, serde_json::Value>,
+        enrichment: &mut Enrichment,
+    ) {
+        if self.stated.trust == StatedTrust::Never {
+            return;
+        }
+        let first = self.stated.trust == StatedTrust::First;
+        // The first configured name the form has, with its value as text.
+        let find = |names: &[String]| {
+            names.iter().find_map(|wanted| {
+                fields
+                    .iter()
+                    .find(|(name, _)| stated::same_field_name(name, wanted))
+                    .and_then(|(name, value)| Some((name.clone(), json_path::text_of(value)?)))
+            })
+        };
+        let origin = |name: &str| format!("form field {name:?}");
+        if let Some((name, code)) = find(&self.stated.country)
+            .and_then(|(name, text)| Some((name, stated::country_code(&text)?)))
+        {
+            if first || enrichment.country.is_none() {
+                enrichment.country = Some(code);
+                enrichment.origins.insert("country".into(), origin(&name));
+            }
+        }
+        if let Some((name, n)) = find(&self.stated.company_size)
+            .and_then(|(name, text)| Some((name, stated::employees(&text)?)))
+        {
+            if first || enrichment.employees.is_none() {
+                enrichment.employees = Some(n);
+                enrichment.origins.insert("employees".into(), origin(&name));
+            }
+        }
+        if let Some((name, industry)) = find(&self.stated.industry) {
+            if first || enrichment.industry.is_none() {
+                enrichment.industry = Some(industry);
+                enrichment.origins.insert("industry".into(), origin(&name));
+            }
+        }
     }
 
     /// Whether the host or a parent of it, down to its registrable domain, is a free-mail

@@ -24,4 +24,5 @@ mod routing_concurrency;
 mod routing_rules;
 mod server_limits;
 mod ses;
+mod stated_fields;
 mod webhook_contract;

@@ -37,6 +37,51 @@ pub struct EnrichmentConfig {
     pub transcript: Option<Spanned<TranscriptConfig>>,
     /// `[[enrichment.http]]`: firmographics APIs looked up by company domain.
     pub http: Vec<Spanned<HttpProviderConfig>>,
+    /// `[enrichment.form_fields]`: which form fields hold what the prospect stated about their
+    /// company, and how far it is trusted.
+    pub form_fields: StatedFieldsConfig,
+}
+
+/// How far what the prospect typed is trusted against the firmographics table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatedTrust {
+    /// The table (the CRM export) wins; the form fills what it does not know, before the I/O
+    /// providers are asked.
+    #[default]
+    AfterTable,
+    /// The prospect's own answer wins over the table and every provider.
+    First,
+    /// Form fields are not read as firmographics.
+    Never,
+}
+
+/// `[enrichment.form_fields]`: the form field names (compared without regard to case, spaces,
+/// `-` or `_`) that hold the prospect's country, company size and industry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatedFieldsConfig {
+    pub trust: StatedTrust,
+    pub country: Vec<String>,
+    pub company_size: Vec<String>,
+    pub industry: Vec<String>,
+}
+
+impl Default for StatedFieldsConfig {
+    fn default() -> Self {
+        let names = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect();
+        StatedFieldsConfig {
+            trust: StatedTrust::AfterTable,
+            country: names(&["country", "country_code", "company_country"]),
+            company_size: names(&[
+                "company_size",
+                "employees",
+                "numemployees",
+                "employee_count",
+            ]),
+            industry: names(&["industry", "company_industry"]),
+        }
+    }
 }
 
 impl EnrichmentConfig {
@@ -78,6 +123,7 @@ impl Default for EnrichmentConfig {
             companies_csv: None,
             imported: Vec::new(),
             providers: Vec::new(),
+            form_fields: StatedFieldsConfig::default(),
             provider_budget_ms: 500,
             geoip: None,
             transcript: None,

@@ -82,6 +82,11 @@ pub struct Conditions {
     /// A partial capture (contact details without a finished conversation).
     #[serde(default)]
     pub incomplete: Option<bool>,
+    /// Form fields by name (compared without regard to case, spaces, `-` or `_`), each with the
+    /// answers that match (without regard to case; any answer of a multiple choice):
+    /// `form_fields = { plan = ["Enterprise"], seats = ["50+"] }`.
+    #[serde(default)]
+    pub form_fields: Option<std::collections::BTreeMap<String, Vec<String>>>,
     #[serde(default)]
     pub all: Option<Vec<Conditions>>,
     #[serde(default)]
@@ -433,7 +438,7 @@ enum Constraint {
 /// What the order checks need to know about a rule.
 struct RuleShape {
     /// `None` when the rule uses `any` or `not`: too rich to compare safely, so not compared.
-    fields: Option<std::collections::BTreeMap<&'static str, Constraint>>,
+    fields: Option<std::collections::BTreeMap<String, Constraint>>,
     /// False for account-owner rules, which fall through when the company has no owner.
     always_applies: bool,
     target: TargetConfig,
@@ -454,14 +459,14 @@ impl RuleShape {
 fn collect(
     when: &Conditions,
     config: &Config,
-    fields: &mut Option<std::collections::BTreeMap<&'static str, Constraint>>,
+    fields: &mut Option<std::collections::BTreeMap<String, Constraint>>,
 ) {
     if when.any.is_some() || when.not.is_some() {
         *fields = None;
         return;
     }
     let Some(map) = fields.as_mut() else { return };
-    let mut put = |name: &'static str, constraint: Constraint| {
+    let mut put = |name: &str, constraint: Constraint| {
         let merged = match (map.remove(name), constraint) {
             (Some(Constraint::OneOf(a)), Constraint::OneOf(b)) => {
                 Constraint::OneOf(a.intersection(&b).cloned().collect())
@@ -471,7 +476,7 @@ fn collect(
             }
             (_, constraint) => constraint,
         };
-        map.insert(name, merged);
+        map.insert(name.to_owned(), merged);
     };
     let set = |items: &[String]| {
         // Lower-cased as routing compares them (Unicode-aware), so "Énergie" and "énergie" are one value.
@@ -494,6 +499,14 @@ fn collect(
     }
     if let Some(s) = &when.sources {
         put("source", set(s));
+    }
+    for (field, answers) in when.form_fields.iter().flatten() {
+        let key: String = field
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '_'))
+            .flat_map(char::to_lowercase)
+            .collect();
+        put(&format!("form_field:{key}"), set(answers));
     }
     if let Some(e) = &when.events {
         let names: Vec<String> = e.iter().map(|e| e.as_str().to_owned()).collect();
@@ -544,8 +557,8 @@ fn collect(
 
 /// Every lead that satisfies `specific` satisfies `general`.
 fn implies(
-    specific: &std::collections::BTreeMap<&'static str, Constraint>,
-    general: &std::collections::BTreeMap<&'static str, Constraint>,
+    specific: &std::collections::BTreeMap<String, Constraint>,
+    general: &std::collections::BTreeMap<String, Constraint>,
 ) -> bool {
     general
         .iter()
@@ -559,8 +572,8 @@ fn implies(
 
 /// Describes what both rules match, field by field, if every field overlaps.
 fn overlap(
-    a: &std::collections::BTreeMap<&'static str, Constraint>,
-    b: &std::collections::BTreeMap<&'static str, Constraint>,
+    a: &std::collections::BTreeMap<String, Constraint>,
+    b: &std::collections::BTreeMap<String, Constraint>,
 ) -> Option<String> {
     let mut parts = Vec::new();
     for (name, left) in a {

@@ -178,6 +178,11 @@ impl Providers {
                         report(ProviderOutcome::NoMatch, String::new())
                     } else {
                         enrichment.sources.push(provider.name().to_owned());
+                        for field in &filled {
+                            enrichment
+                                .origins
+                                .insert((*field).to_owned(), provider.name().to_owned());
+                        }
                         report(ProviderOutcome::Answered, filled.join(", "))
                     }
                 }

@@ -30,6 +30,18 @@ pub struct Facts {
     pub named_owner: Option<String>,
     /// The CRM account owner from the firmographics table.
     pub existing_owner: Option<String>,
+    /// Every form field by name, with its answers as lower-case text (one per choice).
+    pub form_fields: Vec<(String, Vec<String>)>,
+}
+
+impl Facts {
+    /// The answers of the form field called `name` (compared loosely).
+    fn form_field(&self, name: &str) -> Option<&[String]> {
+        self.form_fields
+            .iter()
+            .find(|(field, _)| crate::stated::same_field_name(field, name))
+            .map(|(_, answers)| answers.as_slice())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +69,11 @@ pub enum Cond {
     Topic(Vec<usize>),
     FreeMail(bool),
     Incomplete(bool),
+    /// A form field whose answer (any, for a multiple choice) is one of these, lower case.
+    FormField {
+        name: String,
+        answers: FxHashSet<String>,
+    },
 }
 
 impl Cond {
@@ -142,6 +159,12 @@ impl Cond {
         if let Some(wanted) = when.incomplete {
             all.push(Cond::Incomplete(wanted));
         }
+        for (name, answers) in when.form_fields.iter().flatten() {
+            all.push(Cond::FormField {
+                name: name.clone(),
+                answers: answers.iter().map(|a| a.trim().to_lowercase()).collect(),
+            });
+        }
         for nested in when.all.iter().flatten() {
             all.push(Cond::compile(nested, regions, topics));
         }
@@ -171,6 +194,16 @@ impl Cond {
         }
     }
 
+    /// Whether the condition reads form fields (so facts need not collect them otherwise).
+    pub fn uses_form_fields(&self) -> bool {
+        match self {
+            Cond::FormField { .. } => true,
+            Cond::All(c) | Cond::Any(c) => c.iter().any(Cond::uses_form_fields),
+            Cond::Not(c) => c.uses_form_fields(),
+            _ => false,
+        }
+    }
+
     /// Whether the condition holds; allocation-free.
     pub fn holds(&self, facts: &Facts) -> bool {
         match self {
@@ -195,6 +228,9 @@ impl Cond {
             Cond::Topic(wanted) => facts.topics.iter().any(|(t, _)| wanted.contains(t)),
             Cond::FreeMail(wanted) => facts.free_mail == *wanted,
             Cond::Incomplete(wanted) => facts.incomplete == *wanted,
+            Cond::FormField { name, answers } => facts
+                .form_field(name)
+                .is_some_and(|given| given.iter().any(|a| answers.contains(a))),
         }
     }
 
@@ -362,6 +398,18 @@ impl Cond {
                 } else {
                     "complete capture".into()
                 },
+            ),
+            Cond::FormField { name, answers } => verdict(
+                self.holds(facts),
+                format!(
+                    "form field {name:?} {} {} {}",
+                    facts
+                        .form_field(name)
+                        .map(|given| given.join(", "))
+                        .unwrap_or_else(|| "not given".into()),
+                    in_or_not(self.holds(facts)),
+                    sorted(answers.iter().cloned()).join(", ")
+                ),
             ),
         }
     }

@@ -29,6 +29,15 @@ fn write_explanation(out: &mut String, lead: &Lead, a: &Assignment) -> std::fmt:
         e.employees.map(|n| n.to_string()).unwrap_or_else(|| "unknown".into()),
         e.industry.as_deref().unwrap_or("unknown"),
     )?;
+    // Where the routing inputs came from: the table, a provider, or the prospect's form.
+    if !e.origins.is_empty() {
+        let items: Vec<String> = e
+            .origins
+            .iter()
+            .map(|(field, origin)| format!("{field} from {origin}"))
+            .collect();
+        writeln!(out, "Inputs: {}", items.join(", "))?;
+    }
     // Why it scored what it did, and what enrichment could and could not learn.
     if let Some(q) = q {
         let items: Vec<String> = q

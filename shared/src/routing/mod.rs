@@ -122,6 +122,8 @@ pub struct Router {
     named_accounts: HashMap<String, String>,
     topics: TopicMatcher,
     detect_topics: bool,
+    /// Whether any rule tests a form field.
+    reads_form_fields: bool,
     fallback_queue: String,
     /// Where leads a `review` gate stopped go instead of to the rules.
     review_queue: Option<String>,
@@ -323,6 +325,7 @@ impl Router {
             .collect();
         Router {
             detect_topics: rules.iter().any(|r| r.when.uses_topics()),
+            reads_form_fields: rules.iter().any(|r| r.when.uses_form_fields()),
             rules,
             reps,
             pools,
@@ -392,6 +395,11 @@ impl Router {
             incomplete: lead.incomplete,
             named_owner: domain.and_then(|d| self.named_owner(d)).map(str::to_owned),
             existing_owner: enrichment.and_then(|e| e.account_owner.clone()),
+            form_fields: if self.reads_form_fields {
+                form_answers(&lead.capture.form_fields)
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -1168,3 +1176,25 @@ fn local(at: Timestamp, tz: &TimeZone) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Each form field with its answers as trimmed lower-case text: a list gives one answer per
+/// item, an object none.
+fn form_answers(
+    fields: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Vec<(String, Vec<String>)> {
+    use serde_json::Value;
+    let answer = |v: &Value| match v {
+        Value::Array(_) | Value::Object(_) | Value::Null => None,
+        other => crate::json_path::text_of(other).map(|t| t.to_lowercase()),
+    };
+    fields
+        .iter()
+        .map(|(name, value)| {
+            let answers = match value {
+                Value::Array(items) => items.iter().filter_map(answer).collect(),
+                other => answer(other).into_iter().collect(),
+            };
+            (name.clone(), answers)
+        })
+        .collect()
+}

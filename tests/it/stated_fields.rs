@@ -1,0 +1,199 @@
+//! What a prospect states in a form (country, company size, industry, any answer) feeds routing
+//! and qualification, in the documented order of trust, and `explain` says where each routing
+//! input came from.
+
+use jiff::Timestamp;
+use leadrelay_shared::model::{Lead, Owner};
+use leadrelay_shared::routing::explain::explain_text as explain;
+use leadrelay_shared::stages::Intake;
+use serde_json::json;
+
+use crate::support::{example_config, parse_config, signed_header_map, ManualPipeline};
+
+/// A Monday morning in London: every EMEA rep is on shift.
+const MONDAY_MORNING_LONDON: &str = "2026-11-23T10:00:00Z";
+
+/// The example configuration with a Typeform source, and `extra` appended.
+fn config_with(extra: &str) -> String {
+    format!(
+        "{}\n[[sources]]\nid = \"typeform\"\npreset = \"typeform\"\n\
+         secrets = [\"typeform-secret-0123456789\"]\n{extra}\n",
+        example_config()
+    )
+}
+
+/// A Typeform response from `email`, with these answers by ref.
+fn response(email: &str, answers: &[(&str, serde_json::Value)]) -> Vec<u8> {
+    let mut list = vec![
+        json!({"type": "email", "email": email, "field": {"id": "e1", "ref": "email", "type": "email"}}),
+    ];
+    for (reference, answer) in answers {
+        list.push(json!({"type": "choice", "choice": {"label": answer}, "field": {"id": reference, "ref": reference, "type": "multiple_choice"}}));
+    }
+    serde_json::to_vec(&json!({
+        "event_id": format!("01J{email}"),
+        "event_type": "form_response",
+        "form_response": {"form_id": "lT4Z3j", "token": "a3a12ec67a1365927098a606107fac15",
+            "submitted_at": "2026-11-23T09:59:00Z", "answers": list}
+    }))
+    .expect("JSON")
+}
+
+async fn route(manual: &ManualPipeline, body: &[u8]) -> Lead {
+    let headers = signed_header_map(&manual.pipeline.config, "typeform", "unused", body);
+    let accepted = manual
+        .pipeline
+        .ingest("typeform", &headers, body)
+        .await
+        .expect("accepted");
+    manual.drain().await;
+    manual.lead(&accepted.lead_id).await
+}
+
+fn at() -> Timestamp {
+    MONDAY_MORNING_LONDON.parse().expect("timestamp")
+}
+
+fn owner(lead: &Lead) -> String {
+    match &lead.assignment.as_ref().expect("routed").owner {
+        Owner::Rep(rep) => rep.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_uk_prospect_with_only_a_form_country_routes_to_emea() {
+    let manual = ManualPipeline::new(parse_config(&config_with("")), at());
+    // An unknown company domain: no table row, no provider; only the form says where it is.
+    let lead = route(
+        &manual,
+        &response(
+            "ada@lovelace-analytics.example",
+            &[("country", json!("United Kingdom"))],
+        ),
+    )
+    .await;
+    let enrichment = lead.enrichment.as_ref().expect("enriched");
+    assert_eq!(enrichment.country.as_deref(), Some("GB"));
+    assert_eq!(
+        enrichment.origins.get("country").map(String::as_str),
+        Some("form field \"country\"")
+    );
+    assert!(
+        ["bruno", "fatima"].contains(&owner(&lead).as_str()),
+        "an EMEA account executive, not {}",
+        owner(&lead)
+    );
+    let trace = explain(&lead, lead.assignment.as_ref().expect("routed"));
+    assert!(
+        trace.contains("country from form field \"country\""),
+        "{trace}"
+    );
+
+    // Without the form's answer the same prospect does not reach EMEA.
+    let unknown = route(&manual, &response("grace@hopper-labs.example", &[])).await;
+    assert_ne!(
+        unknown.enrichment.as_ref().and_then(|e| e.country.clone()),
+        Some("GB".into())
+    );
+    assert!(!["bruno", "fatima"].contains(&owner(&unknown).as_str()));
+}
+
+#[tokio::test]
+async fn the_crm_export_wins_over_the_form_unless_configured_otherwise() {
+    // globex-logistics.com is in the example table: a US company of 5,200.
+    let body = response(
+        "peter@globex-logistics.com",
+        &[
+            ("country", json!("Deutschland")),
+            ("company_size", json!("1,000–5,000")),
+        ],
+    );
+    let table_first = ManualPipeline::new(parse_config(&config_with("")), at());
+    let lead = route(&table_first, &body).await;
+    let e = lead.enrichment.as_ref().expect("enriched");
+    assert_eq!(e.country.as_deref(), Some("US"), "the CRM export wins");
+    assert_eq!(e.employees, Some(5200));
+    assert_eq!(
+        e.origins.get("country").map(String::as_str),
+        Some("domain_table")
+    );
+
+    let form_first = ManualPipeline::new(
+        parse_config(&config_with("").replacen(
+            "\n[enrichment]\n",
+            "\n[enrichment]\nform_fields.trust = \"first\"\n",
+            1,
+        )),
+        at(),
+    );
+    let lead = route(&form_first, &body).await;
+    let e = lead.enrichment.as_ref().expect("enriched");
+    assert_eq!(
+        e.country.as_deref(),
+        Some("DE"),
+        "the prospect's answer wins"
+    );
+    assert_eq!(e.employees, Some(1000), "the band's lower bound");
+    assert_eq!(
+        e.origins.get("employees").map(String::as_str),
+        Some("form field \"company_size\"")
+    );
+}
+
+#[tokio::test]
+async fn rules_can_test_any_form_field_by_name() {
+    let config = config_with("").replacen(
+        "\n[[rules]]\n",
+        "\n[[rules]]\nname = \"Partners\"\nwhen.form_fields = { \"Partner program\" = [\"yes\"] }\nassign.rep = \"chen\"\n\n[[rules]]\n",
+        1,
+    );
+    let manual = ManualPipeline::new(parse_config(&config), at());
+    let partner = route(
+        &manual,
+        &response(
+            "ada@lovelace-analytics.example",
+            &[("partner_program", json!("Yes"))],
+        ),
+    )
+    .await;
+    assert_eq!(owner(&partner), "chen");
+    let trace = explain(&partner, partner.assignment.as_ref().expect("routed"));
+    assert!(
+        trace.contains("form field \"Partner program\" yes in yes"),
+        "{trace}"
+    );
+    let other = route(
+        &manual,
+        &response(
+            "grace@hopper-labs.example",
+            &[("partner_program", json!("No"))],
+        ),
+    )
+    .await;
+    assert_ne!(owner(&other), "chen");
+}
+
+#[tokio::test]
+async fn an_event_the_mapping_ignores_stores_nothing() {
+    let manual = ManualPipeline::new(parse_config(&config_with("")), at());
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&response("ada@lovelace-analytics.example", &[])).expect("JSON");
+    body["event_type"] = json!("form_response_partial");
+    let body = serde_json::to_vec(&body).expect("JSON");
+    let headers = signed_header_map(&manual.pipeline.config, "typeform", "unused", &body);
+    let url = "https://leads.example.com/webhooks/typeform";
+    let delivery = leadrelay_shared::signature::Delivery::post(url, &headers, &body);
+    let intake = manual
+        .pipeline
+        .receive("typeform", &delivery)
+        .await
+        .expect("answered");
+    assert_eq!(
+        intake,
+        Intake::Ignored {
+            event: "form_response_partial".into()
+        }
+    );
+    assert_eq!(manual.db.counts().await.expect("counts").leads, 0);
+}

@@ -5,3 +5,4 @@ pub mod cli;
 pub mod dlq;
 pub mod embedded;
 pub mod rules;
+pub mod sources;

@@ -47,6 +47,30 @@ enum LogFormat {
 }
 
 #[derive(Subcommand)]
+enum SourcesAction {
+    /// List the presets: Intercom, HubSpot, Typeform, ... and their setup pages.
+    Presets,
+    /// Verify (with --header), map and validate a platform's payload for a source, and print
+    /// the lead it would make and the route it would take. Stores nothing.
+    Test {
+        /// The payload, as the platform posts it.
+        file: PathBuf,
+        /// The source whose signature scheme and mapping apply.
+        #[arg(long)]
+        source: String,
+        /// A request header as the platform sent it, `Name: value` (repeat for each).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// The URL the platform posted to, for schemes that sign it (HubSpot).
+        #[arg(long)]
+        url: Option<String>,
+        /// As if received at this instant (RFC 3339), for signed timestamps and hours.
+        #[arg(long)]
+        at: Option<jiff::Timestamp>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run every stage and the HTTP API in this process over the embedded store.
     Serve {
@@ -128,6 +152,11 @@ enum Command {
         /// Open leads and pool ledgers are read from the store when it exists.
         #[command(flatten)]
         store: StoreArgs,
+    },
+    /// The shipped platform presets, and trying a platform's payload before going live.
+    Sources {
+        #[command(subcommand)]
+        action: SourcesAction,
     },
     /// Test routing rules before launch, and see what a change would move.
     Rules {
@@ -369,6 +398,25 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Sources { action } => match action {
+            SourcesAction::Presets => leadrelay::sources::list_presets(&mut std::io::stdout()),
+            SourcesAction::Test {
+                file,
+                source,
+                headers,
+                url,
+                at,
+            } => {
+                let trial = leadrelay::sources::Trial {
+                    source: &source,
+                    file: &file,
+                    headers: &headers,
+                    url: url.as_deref(),
+                    at: at.unwrap_or_else(jiff::Timestamp::now),
+                };
+                leadrelay::sources::test_payload(&config, &trial, &mut std::io::stdout()).await
+            }
+        },
         Command::Explain {
             file,
             lead,

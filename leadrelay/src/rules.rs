@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use jiff::{SignedDuration, Timestamp};
 use leadrelay_shared::config::Config;
+use leadrelay_shared::mapping::Mapped;
 use leadrelay_shared::model::{Assignment, Lead, LeadState, Owner};
 use leadrelay_shared::ports::LeadStore;
 use leadrelay_shared::replay::{self, Replay, Rules};
@@ -37,7 +38,15 @@ pub fn lead_from_capture(
             .map(|s| s.get_ref())
             .context("no sources configured")?,
     };
-    let capture = validate::parse_capture(body).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let capture = match validate::read_payload(source.payload.as_ref(), body)
+        .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?
+    {
+        Mapped::Lead { capture, .. } => *capture,
+        Mapped::Ignored { event } => anyhow::bail!(
+            "source {} ignores event {event:?}: it is not one of its lead events",
+            source.id
+        ),
+    };
     let flags = validate::check(&capture, &config.validation)
         .map_err(|e| anyhow::anyhow!("ingest would refuse this lead: {e}"))?;
     let mut lead = Lead::captured(
@@ -53,6 +62,14 @@ pub fn lead_from_capture(
     lead.enrichment = Some(rulebook.enrich(&lead));
     lead.qualification = Some(rulebook.qualify(&lead));
     Ok(lead)
+}
+
+/// A refusal with the JSON path it names.
+pub fn describe(rejection: &validate::Rejection) -> String {
+    match &rejection.field {
+        Some(field) => format!("{} (at {field})", rejection.error),
+        None => rejection.error.clone(),
+    }
 }
 
 /// Routes `lead` at `at` on the store's current figures (open leads, ledgers) when there is a

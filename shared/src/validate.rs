@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::{ContactField, GatePolicy, ValidationConfig};
+use crate::mapping::{Mapped, Mapping};
 use crate::model::{CaptureEvent, EventKind, Flag, GateAction};
 
 /// Why an event was refused: becomes `400 {"error": ..., "field": ...}`.
@@ -23,11 +24,6 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    /// A refusal naming `field` (a JSON path), or none when `field` is empty.
-    pub fn at(error: impl Into<String>, field: &str) -> Self {
-        Rejection::new(error, field)
-    }
-
     fn new(error: impl Into<String>, field: &str) -> Self {
         Rejection {
             error: error.into(),
@@ -49,6 +45,27 @@ pub const MAX_VALUES: usize = 2_000;
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
 /// Turns in `transcript`.
 pub const MAX_TURNS: usize = 500;
+
+/// Reads a webhook body as its source sends it: through the source's payload mapping when it
+/// has one (an event the mapping does not take is [`Mapped::Ignored`]), else as leadrelay's
+/// own capture event. Either way the capture is within the bounds below.
+pub fn read_payload(mapping: Option<&Mapping>, body: &[u8]) -> Result<Mapped, Rejection> {
+    match mapping {
+        None => Ok(Mapped::Lead {
+            capture: Box::new(parse_capture(body)?),
+            event_id: None,
+        }),
+        Some(mapping) => {
+            let mapped = mapping
+                .apply(body)
+                .map_err(|e| Rejection::new(e.message, &e.path))?;
+            if let Mapped::Lead { capture, .. } = &mapped {
+                check_bounds(capture)?;
+            }
+            Ok(mapped)
+        }
+    }
+}
 
 /// Parses the raw body; a type error names the JSON path that holds it. A capture past the
 /// bounds above is refused naming its field, so whatever is accepted can be stored and read
@@ -104,7 +121,7 @@ fn deserialize(
 
 /// Depth, entry, value and length bounds on every field, each refusal naming its field: what a
 /// payload mapping made must be as storable as a capture posted as is.
-pub fn check_bounds(event: &CaptureEvent) -> Result<(), Rejection> {
+fn check_bounds(event: &CaptureEvent) -> Result<(), Rejection> {
     let texts = [
         ("visitor_id", &event.visitor_id),
         ("conversation_id", &event.conversation_id),

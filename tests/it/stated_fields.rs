@@ -197,3 +197,52 @@ async fn an_event_the_mapping_ignores_stores_nothing() {
     );
     assert_eq!(manual.db.counts().await.expect("counts").leads, 0);
 }
+
+#[tokio::test]
+async fn sources_test_verifies_maps_and_routes_a_payload_storing_nothing() {
+    let config = parse_config(&config_with(""));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("response.json");
+    let body = response(
+        "ada@lovelace-analytics.example",
+        &[("country", json!("United Kingdom"))],
+    );
+    std::fs::write(&file, &body).expect("write");
+    let headers: Vec<String> = signed_header_map(&config, "typeform", "unused", &body)
+        .iter()
+        .map(|(name, value)| format!("{name}: {}", value.to_str().expect("ascii")))
+        .collect();
+    let run = |headers: Vec<String>| {
+        let config = &config;
+        let file = file.clone();
+        async move {
+            let trial = leadrelay::sources::Trial {
+                source: "typeform",
+                file: &file,
+                headers: &headers,
+                url: None,
+                at: at(),
+            };
+            let mut out = Vec::new();
+            let result = leadrelay::sources::test_payload(config, &trial, &mut out).await;
+            (result, String::from_utf8(out).expect("UTF-8"))
+        }
+    };
+    let (result, out) = run(headers.clone()).await;
+    result.expect("the payload passes");
+    assert!(out.contains("signature: verified"), "{out}");
+    assert!(
+        out.contains("\"captured_email\": \"ada@lovelace-analytics.example\""),
+        "{out}"
+    );
+    assert!(out.contains("country from form field \"country\""), "{out}");
+    assert!(out.contains("Owner: "), "{out}");
+
+    let forged: Vec<String> = headers
+        .iter()
+        .map(|h| h.replace("sha256=", "sha256=AAAA"))
+        .collect();
+    let (result, _) = run(forged).await;
+    let error = result.expect_err("a forged signature").to_string();
+    assert!(error.contains("would get 401"), "{error}");
+}

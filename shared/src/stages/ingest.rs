@@ -13,7 +13,7 @@ use crate::mapping::Mapped;
 use crate::model::{Envelope, Lead, LeadState, Stage};
 use crate::ports::{Created, ReplayGuard, StoreError};
 use crate::signature::{self, Delivery};
-use crate::validate::{self, Rejection};
+use crate::validate;
 
 impl Pipeline {
     /// Whether ingest may take another webhook: not while the queues hold more than
@@ -72,21 +72,12 @@ impl Pipeline {
         let now = self.clock.now();
         let body = delivery.body;
         let verified = signature::verify(&source.verifier, &source.keys, delivery, now)?;
-        let (capture, payload_id) = match &source.payload {
-            None => (validate::parse_capture(body)?, None),
-            Some(mapping) => match mapping
-                .apply(body)
-                .map_err(|e| Rejection::at(e.message, &e.path))?
-            {
-                Mapped::Ignored { event } => {
-                    info!(source = source_id, event = %event, stage = "ingest", "ignored: not a lead event");
-                    return Ok(Intake::Ignored { event });
-                }
-                Mapped::Lead { capture, event_id } => {
-                    validate::check_bounds(&capture)?;
-                    (*capture, event_id)
-                }
-            },
+        let (capture, payload_id) = match validate::read_payload(source.payload.as_ref(), body)? {
+            Mapped::Ignored { event } => {
+                info!(source = source_id, event = %event, stage = "ingest", "ignored: not a lead event");
+                return Ok(Intake::Ignored { event });
+            }
+            Mapped::Lead { capture, event_id } => (*capture, event_id),
         };
         let flags = validate::check(&capture, &self.config.validation)?;
         // The platform's own id from the signed body first (a header id may be per delivery

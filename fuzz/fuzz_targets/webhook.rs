@@ -130,8 +130,14 @@ fn forged(scheme: &Scheme, body: &[u8]) -> Option<HeaderMap> {
             headers.insert(signature::HEADER_SIGNATURE, next()?);
         }
         Scheme::Hmac(hmac) => {
-            headers.insert(HeaderName::from_bytes(hmac.header.as_bytes()).ok()?, next()?);
-            for extra in [&hmac.timestamp_header, &hmac.id_header].into_iter().flatten() {
+            headers.insert(
+                HeaderName::from_bytes(hmac.header.as_bytes()).ok()?,
+                next()?,
+            );
+            for extra in [&hmac.timestamp_header, &hmac.id_header]
+                .into_iter()
+                .flatten()
+            {
                 headers.insert(HeaderName::from_bytes(extra.as_bytes()).ok()?, next()?);
             }
         }

@@ -48,6 +48,8 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum SourcesAction {
+    /// Each configured source: its preset or mapping, and what its verification proves.
+    List,
     /// List the presets: Intercom, HubSpot, Typeform, ... and their setup pages.
     Presets,
     /// Verify (with --header), map and validate a platform's payload for a source, and print
@@ -399,6 +401,9 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sources { action } => match action {
+            SourcesAction::List => {
+                leadrelay::sources::list_sources(&config, &mut std::io::stdout())
+            }
             SourcesAction::Presets => leadrelay::sources::list_presets(&mut std::io::stdout()),
             SourcesAction::Test {
                 file,

@@ -38,7 +38,7 @@ pub fn lead_from_capture(
             .map(|s| s.get_ref())
             .context("no sources configured")?,
     };
-    let capture = match validate::read_payload(source.payload.as_ref(), body)
+    let capture = match validate::read_payload(source.payload.as_ref(), body, at)
         .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?
     {
         Mapped::Lead { capture, .. } => *capture,

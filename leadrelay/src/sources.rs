@@ -39,6 +39,28 @@ pub fn list_presets(out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `leadrelay sources list`: each configured source, how it is verified and what that proves.
+pub fn list_sources(config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {
+    for source in config.sources.iter().map(|s| s.get_ref()) {
+        let payload = match (&source.preset, &source.payload) {
+            (Some(preset), _) => format!("preset {preset}"),
+            (None, Some(_)) => "own mapping".to_owned(),
+            (None, None) => "leadrelay capture event".to_owned(),
+        };
+        let window = source
+            .replay_window()
+            .map(|w| format!(", replay window {}h", w.as_hours()))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{:<16} {payload}: {}{window}",
+            source.id,
+            source.strength().describe()
+        )?;
+    }
+    Ok(())
+}
+
 /// What `leadrelay sources test` was given.
 pub struct Trial<'a> {
     pub source: &'a str,
@@ -83,8 +105,12 @@ pub async fn test_payload(
         }
     }
 
-    let (capture, payload_id) = match validate::read_payload(source.payload.as_ref(), &body)
-        .map_err(|e| anyhow::anyhow!("mapping: {}; the webhook would get 400", describe(&e)))?
+    let (capture, payload_id) = match validate::read_payload(
+        source.payload.as_ref(),
+        &body,
+        trial.at,
+    )
+    .map_err(|e| anyhow::anyhow!("mapping: {}; the webhook would get 400", describe(&e)))?
     {
         Mapped::Ignored { event } => {
             writeln!(out, "event {event:?} is not a lead event for this source: answered 200 ignored, nothing stored")?;

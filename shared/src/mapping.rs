@@ -43,6 +43,19 @@ pub struct MappingConfig {
     pub form_fields: Vec<FormFieldsConfig>,
     #[serde(default)]
     pub transcript: Option<TranscriptConfig>,
+    /// What a lead event that carries neither e-mail nor phone gets: `refuse` (400, naming the
+    /// paths tried; the default) or `ignore` (200 ignored, for platforms that post every chat
+    /// message, such as Landbot, and would retry a refusal).
+    #[serde(default)]
+    pub without_contact: WithoutContact,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WithoutContact {
+    #[default]
+    Refuse,
+    Ignore,
 }
 
 /// Where one value is: one source, or several tried in order until one finds something.
@@ -214,6 +227,7 @@ pub struct Mapping {
     fields: Vec<(String, Rule)>,
     collectors: Vec<Collector>,
     transcript: Option<Transcript>,
+    without_contact: WithoutContact,
 }
 
 /// A configuration mistake: the mapping key and why.
@@ -377,6 +391,7 @@ impl MappingConfig {
             fields,
             collectors,
             transcript,
+            without_contact: self.without_contact,
         })
     }
 }
@@ -436,6 +451,15 @@ impl Mapping {
             *slot = rule.text(payload);
         }
         if capture.captured_email.is_none() && capture.phone.is_none() {
+            if self.without_contact == WithoutContact::Ignore {
+                let event = match &self.event {
+                    Some(path) => path.text(payload).unwrap_or_default(),
+                    None => kind.as_str().to_owned(),
+                };
+                return Ok(Mapped::Ignored {
+                    event: format!("{event} (no e-mail or phone yet)"),
+                });
+            }
             let tried: Vec<String> = ["email", "phone"]
                 .iter()
                 .filter_map(|f| self.fields.iter().find(|(n, _)| n == f))
@@ -527,7 +551,8 @@ impl Transcript {
     }
 }
 
-/// RFC 3339, or a Unix time in seconds or milliseconds (told apart by size).
+/// RFC 3339, or a Unix time in seconds (fractions too: `1768020119.482913`) or milliseconds
+/// (told apart by size).
 fn parse_time(text: &str) -> Option<Timestamp> {
     if let Ok(n) = text.parse::<i64>() {
         // Seconds reach 10^11 only in the year 5138; anything larger is milliseconds.
@@ -536,6 +561,21 @@ fn parse_time(text: &str) -> Option<Timestamp> {
         } else {
             Timestamp::from_second(n).ok()
         };
+    }
+    if let Some((whole, fraction)) = text.split_once('.') {
+        if let (Ok(seconds), true) = (
+            whole.parse::<i64>(),
+            !fraction.is_empty() && fraction.bytes().all(|b| b.is_ascii_digit()),
+        ) {
+            // Nanoseconds from the first nine digits of the fraction.
+            let digits: String = fraction
+                .chars()
+                .chain(std::iter::repeat('0'))
+                .take(9)
+                .collect();
+            let nanos = digits.parse::<i32>().ok()?;
+            return Timestamp::new(seconds, nanos).ok();
+        }
     }
     text.parse().ok()
 }
@@ -654,6 +694,41 @@ mod tests {
             "[fields]\nemail = \"a\"\n[[form_fields]]\nlist = \"x\"\nobject = \"y\"\nkey = [\"k\"]"
         )
         .contains("exactly one of list or object"));
+    }
+
+    #[test]
+    fn times_read_as_rfc3339_seconds_fractions_or_milliseconds() {
+        for (text, millis) in [
+            ("2026-11-26T09:00:00Z", 1_795_683_600_000),
+            ("1795683600", 1_795_683_600_000),
+            ("1795683600123", 1_795_683_600_123),
+            ("1795683600.482913", 1_795_683_600_482),
+            ("1795683600.5", 1_795_683_600_500),
+        ] {
+            assert_eq!(
+                parse_time(text).map(|t| t.as_millisecond()),
+                Some(millis),
+                "{text}"
+            );
+        }
+        for bad in ["soon", "1795683600.", "1795683600.5x", ".5"] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_chat_message_without_contact_can_be_ignored_instead_of_refused() {
+        let m = mapping("event = \"type\"\nlead_events = { message = \"lead_capture\" }\nwithout_contact = \"ignore\"\n[fields]\nemail = \"email\"");
+        assert_eq!(
+            m.apply_value(&json!({"type": "message"})),
+            Ok(Mapped::Ignored {
+                event: "message (no e-mail or phone yet)".into()
+            })
+        );
+        assert!(matches!(
+            m.apply_value(&json!({"type": "message", "email": "ada@acme.example"})),
+            Ok(Mapped::Lead { .. })
+        ));
     }
 
     #[test]

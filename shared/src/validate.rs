@@ -48,19 +48,25 @@ pub const MAX_TURNS: usize = 500;
 
 /// Reads a webhook body as its source sends it: through the source's payload mapping when it
 /// has one (an event the mapping does not take is [`Mapped::Ignored`]), else as leadrelay's
-/// own capture event. Either way the capture is within the bounds below.
-pub fn read_payload(mapping: Option<&Mapping>, body: &[u8]) -> Result<Mapped, Rejection> {
+/// own capture event. Either way the capture is within the bounds below. A platform that
+/// sends no time for its event gets `received_at`, the time leadrelay received it.
+pub fn read_payload(
+    mapping: Option<&Mapping>,
+    body: &[u8],
+    received_at: jiff::Timestamp,
+) -> Result<Mapped, Rejection> {
     match mapping {
         None => Ok(Mapped::Lead {
             capture: Box::new(parse_capture(body)?),
             event_id: None,
         }),
         Some(mapping) => {
-            let mapped = mapping
+            let mut mapped = mapping
                 .apply(body)
                 .map_err(|e| Rejection::new(e.message, &e.path))?;
-            if let Mapped::Lead { capture, .. } = &mapped {
+            if let Mapped::Lead { capture, .. } = &mut mapped {
                 check_bounds(capture)?;
+                capture.timestamp.get_or_insert(received_at);
             }
             Ok(mapped)
         }

@@ -105,6 +105,33 @@ fn default_true() -> bool {
     true
 }
 
+/// What a source's verification proves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strength {
+    /// The body and a fresh timestamp are signed: a replay is refused after the tolerance.
+    SignedWithTimestamp,
+    /// Only the body is signed: replays are stopped by the event id and the body's hash
+    /// within the replay window.
+    SignedBody,
+    /// A static token: anyone who saw one request can write new ones.
+    TokenOnly,
+}
+
+impl Strength {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Strength::SignedWithTimestamp => "signed, with a timestamp",
+            Strength::SignedBody => {
+                "signed body, no timestamp: replays deduped on event id and body hash within the window"
+            }
+            Strength::TokenOnly => {
+                "WEAKER: a static token, no signature: whoever sees one request can forge others; \
+                 limit senders with allow_ips where the platform publishes its addresses"
+            }
+        }
+    }
+}
+
 /// `[sources.signature]` (after the preset's is merged under it): an HMAC or a token.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -222,10 +249,14 @@ impl SourceConfig {
         Some(jiff::SignedDuration::from_hours(i64::from(hours)))
     }
 
-    /// Whether the source proves only knowledge of a static token: the config check and the
-    /// docs call such a source weaker.
-    pub fn is_token_only(&self) -> bool {
-        matches!(self.verifier, Scheme::Token(_))
+    /// How much a verified request proves, weakest last: `leadrelay sources list` and the
+    /// start-up log say it, and the docs explain each.
+    pub fn strength(&self) -> Strength {
+        match &self.verifier {
+            Scheme::Token(_) => Strength::TokenOnly,
+            scheme if scheme.signs_timestamp() => Strength::SignedWithTimestamp,
+            _ => Strength::SignedBody,
+        }
     }
 
     /// Applies the preset, then builds the verifier and the mapping.

@@ -72,7 +72,11 @@ impl Pipeline {
         let now = self.clock.now();
         let body = delivery.body;
         let verified = signature::verify(&source.verifier, &source.keys, delivery, now)?;
-        let (capture, payload_id) = match validate::read_payload(source.payload.as_ref(), body)? {
+        let (capture, payload_id) = match validate::read_payload(
+            source.payload.as_ref(),
+            body,
+            now,
+        )? {
             Mapped::Ignored { event } => {
                 info!(source = source_id, event = %event, stage = "ingest", "ignored: not a lead event");
                 return Ok(Intake::Ignored { event });

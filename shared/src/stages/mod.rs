@@ -213,6 +213,12 @@ impl Pipeline {
         notifier: Arc<dyn Notifier>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        // Said once at start, where the operator reads the log: what a weak source cannot stop.
+        for source in config.sources.iter().map(|s| s.get_ref()) {
+            if source.strength() == crate::config::Strength::TokenOnly {
+                warn!(source = %source.id, "{}", source.strength().describe());
+            }
+        }
         Pipeline {
             rulebook: Rulebook::new(&config),
             router: Router::new(&config),

@@ -22,10 +22,10 @@ use leadrelay_shared::rulebook::Rulebook;
 use leadrelay_shared::signature::{
     self, Delivery, Scheme, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP,
 };
+use leadrelay_shared::validate;
 
 /// Where the samples are posted; the Standard Webhooks scheme does not sign it.
 const URL: &str = "https://leads.example.com/webhooks/website";
-use leadrelay_shared::validate;
 
 /// The per-lead budget the summary line is read against.
 const BUDGET_MICROS: f64 = 20.0;

@@ -28,6 +28,7 @@ fmt: ## Format the code
 bench: ## Stage-logic, routing and HTTP-enrichment benchmarks, and the embedded server under load
 	$(CARGO) bench -p leadrelay-shared --bench stage_logic
 	$(CARGO) bench -p leadrelay-shared --bench routing
+	$(CARGO) bench -p leadrelay-shared --bench intake
 	$(CARGO) bench -p leadrelay-providers --bench http_provider
 	$(CARGO) bench -p leadrelay --bench embedded_load
 	$(CARGO) bench -p leadrelay --bench claim_and_sla

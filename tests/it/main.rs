@@ -17,6 +17,7 @@ mod email;
 mod enrichment_outage;
 mod enrichment_providers;
 mod faults;
+mod intake;
 mod lambda_batch;
 mod logs;
 mod pipeline;
@@ -25,5 +26,5 @@ mod routing_concurrency;
 mod routing_rules;
 mod server_limits;
 mod ses;
-mod stated_fields;
+
 mod webhook_contract;

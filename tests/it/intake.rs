@@ -1,6 +1,7 @@
-//! What a prospect states in a form (country, company size, industry, any answer) feeds routing
-//! and qualification, in the documented order of trust, and `explain` says where each routing
-//! input came from.
+//! Platform payloads through a source's mapping: what a prospect states in a form (country,
+//! company size, industry, any answer) feeds routing and qualification in the documented order
+//! of trust, `explain` says where each routing input came from, `leadrelay sources test` tries a
+//! payload without storing it, and hostile payloads change nothing.
 
 use jiff::Timestamp;
 use leadrelay_shared::model::{Lead, Owner};
@@ -245,4 +246,64 @@ async fn sources_test_verifies_maps_and_routes_a_payload_storing_nothing() {
     let (result, _) = run(forged).await;
     let error = result.expect_err("a forged signature").to_string();
     assert!(error.contains("would get 401"), "{error}");
+}
+
+#[tokio::test]
+async fn hostile_payloads_through_a_mapping_are_refused_naming_the_field_and_store_nothing() {
+    let manual = ManualPipeline::new(parse_config(&config_with("")), at());
+    let post = |body: Vec<u8>| {
+        let manual = &manual;
+        async move {
+            let headers = signed_header_map(&manual.pipeline.config, "typeform", "unused", &body);
+            manual.pipeline.ingest("typeform", &headers, &body).await
+        }
+    };
+    // An answer nested far deeper than a lead may be stored: kept as a form field it would be
+    // unreadable, so it is refused by name.
+    let mut deep = json!("bottom");
+    for _ in 0..60 {
+        deep = json!({ "x": deep });
+    }
+    let nested = response("ada@lovelace-analytics.example", &[("notes", json!("ok"))]);
+    let mut nested: serde_json::Value = serde_json::from_slice(&nested).expect("JSON");
+    nested["form_response"]["answers"][1]["choice"]["label"] = deep;
+    let error = post(serde_json::to_vec(&nested).expect("JSON"))
+        .await
+        .expect_err("too deep");
+    assert!(error.to_string().contains("nested deeper than"), "{error}");
+
+    // Past serde_json's own limit the body is not JSON it will read: a 400, not a panic.
+    let abyss = format!(
+        "{{\"event_type\":\"form_response\",\"form_response\":{}{}}}",
+        "[".repeat(5_000),
+        "]".repeat(5_000)
+    );
+    let error = post(abyss.into_bytes())
+        .await
+        .expect_err("too deep for serde");
+    assert!(error.to_string().contains("not valid JSON"), "{error}");
+
+    // More answers than one list may hold.
+    let many: Vec<(String, serde_json::Value)> =
+        (0..300).map(|n| (format!("q{n}"), json!("a"))).collect();
+    let refs: Vec<(&str, serde_json::Value)> =
+        many.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let error = post(response("ada@lovelace-analytics.example", &refs))
+        .await
+        .expect_err("too many");
+    assert!(error.to_string().contains("more than"), "{error}");
+
+    // A look-alike event name is not the lead event.
+    let mut lookalike: serde_json::Value =
+        serde_json::from_slice(&response("ada@lovelace-analytics.example", &[])).expect("JSON");
+    lookalike["event_type"] = json!("form_respоnse"); // Cyrillic "о"
+    let error = post(serde_json::to_vec(&lookalike).expect("JSON"))
+        .await
+        .expect_err("ignored");
+    assert!(
+        matches!(error, leadrelay_shared::stages::IngestError::Ignored(_)),
+        "{error}"
+    );
+
+    assert_eq!(manual.db.counts().await.expect("counts").leads, 0);
 }

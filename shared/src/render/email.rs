@@ -282,6 +282,13 @@ pub fn rep_alert(
     for (label, value) in &f.rows {
         let _ = writeln!(text, "{label}: {value}");
     }
+    let form = crate::render::form_answers(lead);
+    if !form.is_empty() {
+        text.push_str("\nForm:\n");
+        for (name, answer) in &form {
+            let _ = writeln!(text, "  {}: {}", one_line(name, 40), one_line(answer, 200));
+        }
+    }
     if !turns.is_empty() {
         let _ = writeln!(
             text,
@@ -326,6 +333,15 @@ pub fn rep_alert(
             "<tr><th align=\"left\" valign=\"top\">{label}</th>\
              <td style=\"white-space:pre-wrap\">{}</td></tr>",
             encode_text(value)
+        );
+    }
+    for (name, answer) in &form {
+        let _ = write!(
+            html,
+            "<tr><th align=\"left\" valign=\"top\">{}</th>\
+             <td style=\"white-space:pre-wrap\">{}</td></tr>",
+            encode_text(name),
+            encode_text(answer)
         );
     }
     html.push_str("</table>");

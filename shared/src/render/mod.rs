@@ -34,6 +34,30 @@ const SLACK_HEADER_LIMIT: usize = 150;
 const TURN_LIMIT: usize = 400;
 /// The prospect's name in a headline is cut to this many characters.
 const NAME_LIMIT: usize = 80;
+/// Form fields shown in an alert; the rest stay on the lead (`leadrelay lead`).
+const FORM_FIELDS_SHOWN: usize = 12;
+/// The most characters the form takes in a Slack alert.
+const SLACK_FORM_LIMIT: usize = 1_500;
+/// The longest form answer shown.
+const FORM_ANSWER_LIMIT: usize = 200;
+
+/// The form fields an alert shows, in the order the lead keeps them (by name): each name and
+/// answer as plain text, cut; lists joined with ", ", objects left out. Escaping is the
+/// caller's, per format.
+pub(crate) fn form_answers(lead: &Lead) -> Vec<(String, String)> {
+    lead.capture
+        .form_fields
+        .iter()
+        .filter_map(|(name, value)| {
+            let answer = crate::json_path::text_of(value)?;
+            Some((
+                truncated(name, 40).into_owned(),
+                truncated(&answer, FORM_ANSWER_LIMIT).into_owned(),
+            ))
+        })
+        .take(FORM_FIELDS_SHOWN)
+        .collect()
+}
 /// Labels of the plain-text alert are padded to this width.
 const LABEL_WIDTH: usize = 10;
 
@@ -534,6 +558,13 @@ fn plain_text(lead: &Lead, f: &Facts, headline: &str, shown: &[Turn]) -> String 
             let _ = writeln!(text, " {}", TerminalSafe(value));
         }
     }
+    let form = form_answers(lead);
+    if !form.is_empty() {
+        text.push_str("  Form:\n");
+        for (name, answer) in &form {
+            let _ = writeln!(text, "    {}: {}", TerminalSafe(name), TerminalSafe(answer));
+        }
+    }
     if !shown.is_empty() {
         let _ = writeln!(
             text,
@@ -641,6 +672,21 @@ fn slack_payload(
         }
     }
     blocks.push(section(context));
+
+    let form = form_answers(lead);
+    if !form.is_empty() {
+        let mut lines = String::from("*Form*");
+        for (name, answer) in &form {
+            let _ = write!(
+                lines,
+                "\n*{}:* {}",
+                SlackEscaped(name),
+                SlackEscaped(answer)
+            );
+        }
+        // The form is context, not the alert: a smaller share of the message than the chat.
+        blocks.push(section(truncate_owned(lines, SLACK_FORM_LIMIT)));
+    }
 
     if !shown.is_empty() {
         let mut turns = String::with_capacity(512);
@@ -840,11 +886,23 @@ mod tests {
                 "trigger_query": long_question,
                 "conversation_transcript_url": "https://transcripts.example/c/1",
                 "transcript": turns,
+                "form_fields": (0..30)
+                    .map(|i| (format!("{hostile} q{i:02}"), Value::String(format!("{hostile} {}", "a".repeat(3_000)))))
+                    .collect::<Map<String, Value>>(),
                 "metadata": {"source_url": format!("https://acme.example/{}", "p".repeat(4_000))}
             }
         }))
         .expect("a lead");
         let alert = render_with(&lead, "hot", &RenderOptions::default().all_formats());
+        // Form answers: at most FORM_FIELDS_SHOWN of them, each cut, in every format.
+        let form = alert
+            .text
+            .split("  Form:\n")
+            .nth(1)
+            .and_then(|rest| rest.split("  Transcript").next())
+            .expect("a form section");
+        assert_eq!(form.lines().count(), FORM_FIELDS_SHOWN);
+        assert!(form.lines().all(|l| l.chars().count() < 300), "answers cut");
         let payload = &alert.slack;
 
         let blocks = payload["blocks"].as_array().expect("blocks");

@@ -99,6 +99,9 @@ pub(super) fn message(
             body.push(labelled(label, text(value, limit)));
         }
     }
+    for (name, answer) in super::form_answers(lead) {
+        body.push(labelled(&plain(&name, 40), plain(&answer, FIELD_LIMIT)));
+    }
     let fields = body.len();
     if !shown.is_empty() {
         body.push(json!({

@@ -20,6 +20,7 @@ mod faults;
 mod lambda_batch;
 mod logs;
 mod pipeline;
+mod presets_forms;
 mod routing_concurrency;
 mod routing_rules;
 mod server_limits;

@@ -578,6 +578,29 @@ async fn behind_a_proxy_hubspot_signs_the_configured_url_with_its_reserved_escap
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspots_api_key_option_is_the_preset_with_a_token_scheme() {
+    // The workflow's "API key" authentication: a header named by the user, holding a secret.
+    let config = config_with(
+        "hubspot",
+        "hubspot",
+        SECRET,
+        "scheme = \"token\"\n[sources.signature]\nheader = \"X-Leadrelay-Token\"",
+    );
+    let server = Server::start_with(&config).await;
+    let body = fixture("hubspot.json");
+    refused(&server, "hubspot", &[], &body, "no token").await;
+    let wrong = header("X-Leadrelay-Token", WRONG_SECRET.into());
+    refused(&server, "hubspot", &wrong, &body, "wrong token").await;
+    let token = header("X-Leadrelay-Token", SECRET.into());
+    let answer = server.post("hubspot", &token, &body).await;
+    let lead = accepted(&server, answer.status, &answer.body).await;
+    assert_eq!(lead.capture.name.as_deref(), Some("Jane Prospect"));
+    // A token signs nothing: the same body again is the same lead.
+    duplicate(&server, "hubspot", &token, &body, &lead.id).await;
+    server.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Typeform: Typeform-Signature: sha256=<base64 HMAC-SHA256 of the raw body>; no timestamp.
 // https://www.typeform.com/developers/webhooks/secure-your-webhooks/

@@ -22,6 +22,7 @@ mod lambda_batch;
 mod logs;
 mod pipeline;
 mod presets_chat;
+mod presets_forms;
 mod routing_concurrency;
 mod routing_rules;
 mod server_limits;

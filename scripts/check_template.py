@@ -35,7 +35,8 @@ ENV_CONTRACT = (
     "LEADRELAY_LOG_FORMAT",
     "RUST_LOG",
 )
-HTTP_ROUTES = (("POST", "/webhooks/{source}"), ("GET", "/leads/{id}"), ("GET", "/healthz"))
+HTTP_ROUTES = (("POST", "/webhooks/{source}"), ("HEAD", "/webhooks/{source}"), ("GET", "/leads/{id}"),
+               ("GET", "/healthz"))
 MIN_RECEIVES = 5
 # The configuration the template is checked against ([pipeline] retry_schedule).
 EXAMPLE_CONFIG = ROOT / "config" / "leadrelay.toml"

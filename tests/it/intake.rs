@@ -307,3 +307,18 @@ async fn hostile_payloads_through_a_mapping_are_refused_naming_the_field_and_sto
 
     assert_eq!(manual.db.counts().await.expect("counts").leads, 0);
 }
+
+#[tokio::test]
+async fn a_platform_probing_the_webhook_url_with_head_gets_an_answer() {
+    let server = crate::support::Server::start_with(&config_with("")).await;
+    let head = |source: &str| {
+        server
+            .http
+            .head(format!("{}/webhooks/{source}", server.base))
+            .send()
+    };
+    assert_eq!(head("typeform").await.expect("HEAD").status().as_u16(), 200);
+    assert_eq!(head("nobody").await.expect("HEAD").status().as_u16(), 404);
+    assert_eq!(server.counts().await.leads, 0);
+    server.stop().await;
+}

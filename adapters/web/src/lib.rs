@@ -58,7 +58,10 @@ impl Api {
 /// Every endpoint: webhooks, lead status, health and claiming (the embedded server, ingest).
 pub fn router(api: Api) -> Router {
     Router::new()
-        .route("/webhooks/{source}", post(receive_webhook))
+        .route(
+            "/webhooks/{source}",
+            post(receive_webhook).head(webhook_probe),
+        )
         .route("/leads/{id}", get(lead_status))
         .route("/healthz", get(health))
         .merge(crate::claim_http::routes())
@@ -104,6 +107,16 @@ fn error(status: StatusCode, message: &str, field: Option<&str>) -> Response {
         None => json!({"error": message}),
     };
     (status, Json(body)).into_response()
+}
+
+/// `HEAD /webhooks/{source}`: platforms check an endpoint answers before they send to it
+/// (Intercom does when a webhook URL is saved). Reads nothing and changes nothing.
+async fn webhook_probe(State(api): State<Api>, Path(source): Path<String>) -> StatusCode {
+    if api.pipeline.config.source(&source).is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    }
 }
 
 async fn receive_webhook(

@@ -1,6 +1,7 @@
 //! Paths into a JSON payload, as the source mappings and token schemes write them:
-//! `data.item.email`, `answers[0].text`, `answers[field.ref=email].email`,
-//! `custom_attributes."Company size"`.
+//! `data.item.email`, `answers[0].text`, `answers[field.ref=email].email` (the first answer
+//! whose ref is `email`), `data.item[type=conversation].id` (only when the item is a
+//! conversation), `custom_attributes."Company size"`.
 //!
 //! A path is parsed once, when the configuration loads, so a typo stops the start with the
 //! position of the mistake; reading a payload through it never fails, it only finds nothing.
@@ -17,7 +18,8 @@ enum Step {
     /// An array's element, from 0.
     Index(usize),
     /// The first element of an array whose value at `path` equals `value` (as text), e.g.
-    /// Typeform's answer whose `field.ref` is `email`.
+    /// Typeform's answer whose `field.ref` is `email`; on an object, the object itself when its
+    /// value at `path` equals `value` (a condition: `data.item[type=conversation].id`).
     Where { path: Vec<String>, value: String },
 }
 
@@ -122,6 +124,18 @@ impl JsonPath {
                 ) => items
                     .iter()
                     .find(|item| follow(item, path).and_then(text_of).as_deref() == Some(wanted))?,
+                (
+                    Step::Where {
+                        path,
+                        value: wanted,
+                    },
+                    object @ Value::Object(_),
+                ) => {
+                    if follow(object, path).and_then(text_of).as_deref() != Some(wanted) {
+                        return None;
+                    }
+                    object
+                }
                 _ => return None,
             };
         }
@@ -234,6 +248,16 @@ mod tests {
         );
         assert_eq!(text("custom.\"a.b\"", &payload).as_deref(), Some("true"));
         assert_eq!(text("data.item", &payload), None, "an object is not text");
+        assert_eq!(
+            text("data.item[n=250].email", &payload).as_deref(),
+            Some("ada@acme.example"),
+            "a condition on an object that holds"
+        );
+        assert_eq!(
+            text("data.item[n=251].email", &payload),
+            None,
+            "one that does not"
+        );
         assert_eq!(text("answers[5].text", &payload), None);
         assert_eq!(text("data.missing.email", &payload), None);
         assert_eq!(text("data[0]", &payload), None, "an index into an object");

@@ -278,7 +278,7 @@ async fn intercom_contact_topics_become_leads_and_only_a_valid_sha1_signature_is
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_intercom_conversation_brings_the_question_and_the_contact_not_the_conversation_id() {
+async fn an_intercom_conversation_brings_the_question_the_contact_and_the_conversation_id() {
     let server = Server::start_with(&config_with("intercom", "intercom", SECRET, "")).await;
     let body = fixture("intercom-conversation.user.created.json");
     let answer = server
@@ -307,6 +307,7 @@ async fn an_intercom_conversation_brings_the_question_and_the_contact_not_the_co
         capture.visitor_id.as_deref(),
         Some("5c9553cb27e377f24eed49f7")
     );
+    assert_eq!(capture.conversation_id.as_deref(), Some("21321941764"));
     server.stop().await;
 }
 

@@ -322,3 +322,83 @@ async fn a_platform_probing_the_webhook_url_with_head_gets_an_answer() {
     assert_eq!(server.counts().await.leads, 0);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn on_aws_a_token_source_allows_only_its_listed_addresses_as_api_gateway_saw_them() {
+    use lambda_http::tower::ServiceExt as _;
+    use leadrelay_web::{router, Api, Peer};
+
+    const TOKEN: &str = "landbot-hook-token-0123456789";
+    let config = format!(
+        "{}\n[[sources]]\nid = \"hooks\"\nscheme = \"token\"\nsecrets = [\"{TOKEN}\"]\n\
+         [sources.signature]\nheader = \"X-Hook-Token\"\nallow_ips = [\"203.0.113.0/24\"]\n",
+        example_config()
+    );
+    let manual = ManualPipeline::new(parse_config(&config), at());
+    let fixture =
+        std::fs::read_to_string(crate::support::root().join("events/aws/apigw-http-webhook.json"))
+            .expect("fixture");
+    let post = |source_ip: &str, email: &str| {
+        let mut event: serde_json::Value = serde_json::from_str(&fixture).expect("JSON");
+        event["rawPath"] = json!("/webhooks/hooks");
+        event["pathParameters"]["source"] = json!("hooks");
+        event["requestContext"]["http"]["path"] = json!("/webhooks/hooks");
+        event["requestContext"]["http"]["sourceIp"] = json!(source_ip);
+        // A client-set forwarding header is not the address API Gateway saw.
+        event["headers"] = json!({
+            "content-type": "application/json",
+            "x-hook-token": TOKEN,
+            "x-forwarded-for": "203.0.113.50",
+        });
+        event["body"] = json!(format!(
+            r#"{{"event":"lead_capture","timestamp":"2026-11-23T09:59:00Z","captured_email":"{email}"}}"#
+        ));
+        let request =
+            lambda_http::request::from_str(&event.to_string()).expect("API Gateway event");
+        let app = router(Api::new(
+            manual.pipeline.clone(),
+            std::sync::Arc::new(true.into()),
+        ))
+        .map_request(Peer::from_api_gateway);
+        async move {
+            app.oneshot(request)
+                .await
+                .expect("infallible")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        post("203.0.113.9", "ada@lovelace-analytics.example").await,
+        202
+    );
+    assert_eq!(post("198.51.100.1", "grace@hopper-labs.example").await, 401);
+    assert_eq!(manual.db.counts().await.expect("counts").leads, 1);
+}
+
+#[tokio::test]
+async fn the_embedded_server_checks_allow_ips_against_the_connections_address() {
+    const TOKEN: &str = "crisp-website-key-0123456789";
+    let config = |allowed: &str| {
+        format!(
+            "{}\n[[sources]]\nid = \"hooks\"\nscheme = \"token\"\nsecrets = [\"{TOKEN}\"]\n\
+             [sources.signature]\nquery = \"key\"\nallow_ips = [\"{allowed}\"]\n",
+            example_config()
+        )
+    };
+    let body = br#"{"event":"lead_capture","timestamp":"2026-11-23T09:59:00Z","captured_email":"ada@lovelace-analytics.example"}"#;
+    for (allowed, status) in [("127.0.0.0/8", 202), ("10.0.0.0/8", 401)] {
+        let server = crate::support::Server::start_with(&config(allowed)).await;
+        let answer = server
+            .http
+            .post(format!("{}/webhooks/hooks?key={TOKEN}", server.base))
+            .header("content-type", "application/json")
+            .header("x-forwarded-for", "10.1.2.3")
+            .body(&body[..])
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(answer.status().as_u16(), status, "allow_ips = {allowed}");
+        server.stop().await;
+    }
+}

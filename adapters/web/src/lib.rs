@@ -35,6 +35,27 @@ const RETRY_AFTER_SECS: u64 = 5;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer(pub std::net::IpAddr);
 
+impl Peer {
+    /// Puts on a request from API Gateway the client's address as API Gateway saw it (the
+    /// event's request context, not a header the client can set).
+    #[cfg(feature = "lambda")]
+    pub fn from_api_gateway(mut request: lambda_http::Request) -> lambda_http::Request {
+        use lambda_http::request::RequestContext;
+        let peer = match request.extensions().get::<RequestContext>() {
+            Some(RequestContext::ApiGatewayV2(context)) => context
+                .http
+                .source_ip
+                .as_deref()
+                .and_then(|ip| ip.parse().ok()),
+            _ => None,
+        };
+        if let Some(ip) = peer {
+            request.extensions_mut().insert(Peer(ip));
+        }
+        request
+    }
+}
+
 /// Shared by the handlers: the pipeline, and whether the stage workers are running.
 #[derive(Clone)]
 pub struct Api {

@@ -4,8 +4,9 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use lambda_http::tower::ServiceExt as _;
 use lambda_http::Error;
-use leadrelay_web::{router, Api};
+use leadrelay_web::{router, Api, Peer};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -13,6 +14,7 @@ async fn main() -> Result<(), Error> {
     // Built once per container, outside the handler.
     let pipeline = leadrelay_aws::bootstrap::from_environment().await?;
     // The queue consumers are separate functions; this one is ready once built.
-    let app = router(Api::new(pipeline, Arc::new(AtomicBool::new(true))));
+    let app = router(Api::new(pipeline, Arc::new(AtomicBool::new(true))))
+        .map_request(Peer::from_api_gateway);
     lambda_http::run(app).await
 }

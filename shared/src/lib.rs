@@ -6,9 +6,10 @@
 //! The modules form a tree; imports point down only (`make lint` runs
 //! `scripts/check-core-modules.py`, which fails on a loop):
 //!
-//! 1. Leaves, importing nothing else of the crate (or only [`model`]): [`model`], [`cleaning`],
-//!    [`lists`], [`signature`], [`calendar`], [`topics`], [`url_prefix`], [`email`] (address
-//!    and message values), [`metrics`].
+//! 1. Leaves, importing no module outside this list: [`model`], [`cleaning`], [`lists`],
+//!    [`json_path`], [`stated`], [`presets`], [`signature`] (with the schemes declared as
+//!    data), [`mapping`] (a platform's payload as a capture event), [`calendar`], [`topics`],
+//!    [`url_prefix`], [`email`] (address and message values), [`metrics`].
 //! 2. [`config`]: the configuration, read and checked; imports leaves only.
 //! 3. The pure decisions and renderers, on the configuration: [`validate`], [`enrichment`],
 //!    [`rulebook`] (enrichment from the table, qualification), [`routing`], [`render`],

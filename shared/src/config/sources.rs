@@ -54,7 +54,7 @@ pub struct SourceConfig {
     pub signature_prefix: Option<String>,
     #[serde(default)]
     pub event_id_header: Option<String>,
-    /// For `hmac` and `token`: how the platform signs, as data ([`SignatureConfig`]).
+    /// For `hmac` and `token`: how the platform signs, as data (`SignatureConfig`).
     #[serde(default)]
     pub signature: Option<toml::Table>,
     /// How the platform's payload becomes a lead ([`MappingConfig`]); without one the body

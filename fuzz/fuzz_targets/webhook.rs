@@ -5,9 +5,10 @@
 //! - a body signed as each source's sender signs it verifies (whatever the bytes), and only
 //!   while the signed timestamp is within the source's tolerance;
 //! - headers taken from the input itself (its first lines) never verify, and never panic;
-//! - a capture that passes parsing and the gates becomes a `Lead` whose stored JSON decodes
-//!   back to the same lead and re-encodes to the same text (invariant 7: nothing is answered
-//!   202 that the store cannot read back).
+//! - a capture that passes parsing (leadrelay's capture event, or a platform's payload through
+//!   a shipped preset's mapping) and the gates becomes a `Lead` whose stored JSON decodes back
+//!   to the same lead and re-encodes to the same text (invariant 7: nothing is answered 202
+//!   that the store cannot read back).
 #![no_main]
 
 use std::sync::LazyLock;
@@ -15,18 +16,24 @@ use std::sync::LazyLock;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use jiff::Timestamp;
 use leadrelay_shared::config::Config;
+use leadrelay_shared::mapping::Mapped;
 use leadrelay_shared::model::Lead;
 use leadrelay_shared::signature::{self, Delivery, Scheme, SigningKey};
-use leadrelay_shared::validate;
+use leadrelay_shared::{presets, validate};
 use libfuzzer_sys::fuzz_target;
 
+/// The example configuration with a source for every shipped platform preset, so each
+/// preset's signature scheme and payload mapping are fuzzed too.
 static CONFIG: LazyLock<Config> = LazyLock::new(|| {
-    Config::parse(
-        include_str!("../../config/leadrelay.toml"),
-        "config/leadrelay.toml",
-        &|_| None,
-    )
-    .expect("the example configuration is valid")
+    let mut text = include_str!("../../config/leadrelay.toml").to_owned();
+    for preset in presets::names() {
+        text.push_str(&format!(
+            "\n[[sources]]\nid = \"{preset}\"\npreset = \"{preset}\"\n\
+             secrets = [\"fuzz-platform-secret-0123456789\"]\n"
+        ));
+    }
+    Config::parse(&text, "config/leadrelay.toml", &|_| None)
+        .expect("the example configuration is valid")
 });
 
 /// A fixed "now": the run must not depend on the wall clock.
@@ -45,8 +52,8 @@ fuzz_target!(|body: &[u8]| {
         let source = source.get_ref();
         let scheme = source.signature_scheme();
         let key = source.keys.first().expect("every source has a key");
-        let (headers, in_tolerance) = signed(&scheme, key, body, NOW_SECS + skew);
-        let delivery = Delivery::post(URL, &headers, body);
+        let (headers, url, in_tolerance) = signed(&scheme, key, body, NOW_SECS + skew);
+        let delivery = Delivery::post(&url, &headers, body);
         let verified = signature::verify(&scheme, &source.keys, &delivery, now);
         if in_tolerance {
             let verified = verified
@@ -69,36 +76,48 @@ fuzz_target!(|body: &[u8]| {
         }
     }
 
-    let Ok(capture) = validate::parse_capture(body) else {
-        return;
-    };
-    let Ok(flags) = validate::check(&capture, &config.validation) else {
-        return;
-    };
-    let lead = Lead::captured(
-        "0190a5b2-0000-7000-8000-000000000000".into(),
-        "0190a5b200007000800000000000000a".into(),
-        "website".into(),
-        event_id.unwrap_or_else(|| "msg_fuzz".into()),
-        capture,
-        flags,
-        now,
-    );
-    // As both stores write it (leads.body, the DynamoDB item's body attribute).
-    let stored = serde_json::to_string(&lead).expect("a validated lead serialises");
-    let decoded: Lead = serde_json::from_str(&stored)
-        .unwrap_or_else(|e| panic!("a stored lead does not decode: {e}\n{stored}"));
-    let again = serde_json::to_string(&decoded).expect("a decoded lead serialises");
-    assert_eq!(
-        stored, again,
-        "the stored lead changed on a read-write round trip"
-    );
+    // Every source reads the body its own way (leadrelay's capture event, or a platform's
+    // payload through its preset's mapping); whatever it accepts must survive the store.
+    for source in config.sources.iter().map(|s| s.get_ref()) {
+        let Ok(Mapped::Lead { capture, .. }) =
+            validate::read_payload(source.payload.as_ref(), body, now)
+        else {
+            continue;
+        };
+        let Ok(flags) = validate::check(&capture, &config.validation) else {
+            continue;
+        };
+        let lead = Lead::captured(
+            "0190a5b2-0000-7000-8000-000000000000".into(),
+            "0190a5b200007000800000000000000a".into(),
+            source.id.clone(),
+            event_id.clone().unwrap_or_else(|| "msg_fuzz".into()),
+            *capture,
+            flags,
+            now,
+        );
+        // As both stores write it (leads.body, the DynamoDB item's body attribute).
+        let stored = serde_json::to_string(&lead).expect("a validated lead serialises");
+        let decoded: Lead = serde_json::from_str(&stored)
+            .unwrap_or_else(|e| panic!("a stored lead does not decode: {e}\n{stored}"));
+        let again = serde_json::to_string(&decoded).expect("a decoded lead serialises");
+        assert_eq!(
+            stored, again,
+            "the stored lead changed on a read-write round trip"
+        );
+    }
 });
 
 const URL: &str = "https://leads.example.com/webhooks/fuzz";
 
-/// Headers as the source's sender would send them, and whether `sent_at` is within tolerance.
-fn signed(scheme: &Scheme, key: &SigningKey, body: &[u8], sent_at: i64) -> (HeaderMap, bool) {
+/// Headers and URL as the source's sender would send them, and whether `sent_at` is within
+/// tolerance.
+fn signed(
+    scheme: &Scheme,
+    key: &SigningKey,
+    body: &[u8],
+    sent_at: i64,
+) -> (HeaderMap, String, bool) {
     let at = Timestamp::from_second(sent_at).expect("in range");
     let request = signature::sign_request(scheme, key, URL, body, "msg_2q8fHcVYfx9yJSmGkzA1", at)
         .expect("the example sources sign in headers");
@@ -115,7 +134,7 @@ fn signed(scheme: &Scheme, key: &SigningKey, body: &[u8], sent_at: i64) -> (Head
         Scheme::Hmac(_) | Scheme::Token(_) => None,
     };
     let in_tolerance = tolerance.is_none_or(|t| (sent_at - NOW_SECS).unsigned_abs() <= t);
-    (headers, in_tolerance)
+    (headers, request.url, in_tolerance)
 }
 
 /// The input's first lines as the signature headers, when they are valid header values.

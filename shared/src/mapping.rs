@@ -48,6 +48,11 @@ pub struct MappingConfig {
     /// message, such as Landbot, and would retry a refusal).
     #[serde(default)]
     pub without_contact: WithoutContact,
+    /// Lead fields (and `transcript`) the platform sends as HTML: tags are dropped, block ends
+    /// become line breaks and entities are decoded, so the rep reads text (it is escaped again
+    /// for each channel).
+    #[serde(default)]
+    pub html: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -228,6 +233,7 @@ pub struct Mapping {
     collectors: Vec<Collector>,
     transcript: Option<Transcript>,
     without_contact: WithoutContact,
+    html: Vec<String>,
 }
 
 /// A configuration mistake: the mapping key and why.
@@ -318,6 +324,16 @@ impl MappingConfig {
             }
             _ => {}
         }
+        if let Some(unknown) = self
+            .html
+            .iter()
+            .find(|f| !LEAD_FIELDS.contains(&f.as_str()) && f.as_str() != "transcript")
+        {
+            return Err(err(
+                "html",
+                &format!("{unknown:?} is not a lead field or transcript"),
+            ));
+        }
         let fields = self
             .fields
             .iter()
@@ -392,6 +408,7 @@ impl MappingConfig {
             collectors,
             transcript,
             without_contact: self.without_contact,
+            html: self.html.clone(),
         })
     }
 }
@@ -449,6 +466,9 @@ impl Mapping {
                 }
             };
             *slot = rule.text(payload);
+            if self.html.iter().any(|f| f == name) {
+                *slot = slot.as_deref().map(html_to_text).filter(|t| !t.is_empty());
+            }
         }
         if capture.captured_email.is_none() && capture.phone.is_none() {
             if self.without_contact == WithoutContact::Ignore {
@@ -481,6 +501,11 @@ impl Mapping {
         }
         if let Some(transcript) = &self.transcript {
             capture.transcript = transcript.turns(payload);
+            if self.html.iter().any(|f| f == "transcript") {
+                for turn in &mut capture.transcript {
+                    turn.text = html_to_text(&turn.text);
+                }
+            }
         }
         capture.timestamp = self
             .timestamp
@@ -549,6 +574,41 @@ impl Transcript {
             })
             .collect()
     }
+}
+
+/// Text from a platform's HTML fragment: tags dropped (a closing block tag or `<br>` becomes a
+/// line break), entities decoded, runs of blank lines and spaces collapsed.
+pub fn html_to_text(html: &str) -> String {
+    let mut text = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        text.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('>') else {
+            // A lone `<` is text.
+            text.push_str(&rest[open..]);
+            rest = "";
+            break;
+        };
+        let tag = rest[open + 1..open + close].trim().to_ascii_lowercase();
+        let name = tag
+            .trim_start_matches('/')
+            .split([' ', '/'])
+            .next()
+            .unwrap_or("");
+        let breaks = matches!(name, "br" | "p" | "div" | "li" | "tr" | "h1" | "h2" | "h3");
+        if breaks && (tag.starts_with('/') || name == "br") {
+            text.push('\n');
+        }
+        rest = &rest[open + close + 1..];
+    }
+    text.push_str(rest);
+    let decoded = html_escape::decode_html_entities(&text);
+    decoded
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// RFC 3339, or a Unix time in seconds (fractions too: `1768020119.482913`) or milliseconds
@@ -694,6 +754,37 @@ mod tests {
             "[fields]\nemail = \"a\"\n[[form_fields]]\nlist = \"x\"\nobject = \"y\"\nkey = [\"k\"]"
         )
         .contains("exactly one of list or object"));
+    }
+
+    #[test]
+    fn html_fields_arrive_as_text() {
+        assert_eq!(
+            html_to_text("<p>Hi, do you offer <b>volume</b> pricing?</p><p>50 seats &amp; SSO</p>"),
+            "Hi, do you offer volume pricing?\n50 seats & SSO"
+        );
+        assert_eq!(html_to_text("a<br>b <br/> c"), "a\nb\nc");
+        assert_eq!(
+            html_to_text("2 < 3 and &lt;script&gt;"),
+            "2 < 3 and <script>"
+        );
+        assert_eq!(html_to_text("<p>   </p>"), "");
+        let m = mapping("html = [\"question\"]\n[fields]\nemail = \"e\"\nquestion = \"q\"");
+        let (capture, _) = lead(
+            m.apply_value(&json!({"e": "ada@acme.example", "q": "<p>Pricing &amp; SSO?</p>"}))
+                .expect("maps"),
+        );
+        assert_eq!(capture.trigger_query.as_deref(), Some("Pricing & SSO?"));
+        let error =
+            toml::from_str::<MappingConfig>("html = [\"qestion\"]\n[fields]\nemail = \"e\"")
+                .expect("toml")
+                .compile("mapping")
+                .expect_err("unknown field");
+        assert!(
+            error
+                .to_string()
+                .contains("\"qestion\" is not a lead field"),
+            "{error}"
+        );
     }
 
     #[test]

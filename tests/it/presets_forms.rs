@@ -293,10 +293,10 @@ async fn an_intercom_conversation_brings_the_question_the_contact_and_the_conver
         Some("jane.prospect@example.com")
     );
     assert_eq!(capture.name.as_deref(), Some("Jane Prospect"));
-    // Intercom sends the message as HTML; it is kept as sent.
+    // Intercom sends the message as HTML; the rep reads its text.
     assert_eq!(
         capture.trigger_query.as_deref(),
-        Some("<p>Hi, do you offer volume pricing for 50 seats?</p>")
+        Some("Hi, do you offer volume pricing for 50 seats?")
     );
     assert_eq!(
         capture.metadata.source_url.as_deref(),

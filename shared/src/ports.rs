@@ -130,6 +130,13 @@ pub fn skip_undecodable(
     Ok(readable)
 }
 
+/// A message for a lead's next stage, written with the lead when the store can.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub stage: Stage,
+    pub envelope: Envelope,
+}
+
 /// What `create_lead` found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {
@@ -195,6 +202,22 @@ pub trait LeadStore: Send + Sync {
         from: LeadState,
         effects: &Effects,
     ) -> Result<(), StoreError>;
+
+    /// [`LeadStore::advance_lead`], and the lead's message to its next stage enqueued in the
+    /// same atomic write when this store also holds the queues (the embedded store: one
+    /// commit instead of two, and no moment where the lead moved on but its message is not
+    /// yet queued). Returns whether it enqueued `next`; when it did not (the default, and
+    /// DynamoDB beside SQS), the caller sends it after the write.
+    async fn advance_lead_and_send(
+        &self,
+        lead: &Lead,
+        from: LeadState,
+        effects: &Effects,
+        next: &Outgoing,
+    ) -> Result<bool, StoreError> {
+        let _ = next;
+        self.advance_lead(lead, from, effects).await.map(|()| false)
+    }
 
     /// Records the latest stage failure on the lead, whatever its state.
     async fn record_failure(&self, lead_id: &str, failure: &StageFailure)

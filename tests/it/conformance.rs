@@ -15,8 +15,8 @@ use leadrelay_shared::model::{
     StageFailure, Timeline,
 };
 use leadrelay_shared::ports::{
-    Created, DeadLetters, DeliveryStart, EnrichmentCache, LeadStore, Queue, Received, ReplayGuard,
-    StoreError,
+    Created, DeadLetters, DeliveryStart, EnrichmentCache, LeadStore, Outgoing, Queue, Received,
+    ReplayGuard, StoreError,
 };
 use leadrelay_shared::routing::duplicates::ContactLookup;
 use leadrelay_shared::routing::effects::{ContactWrite, CounterBump, Effects, LedgerWrite};
@@ -157,6 +157,7 @@ conformance!(
     a_replayed_body_is_a_duplicate_within_its_window_only,
     a_refused_create_writes_neither_its_event_nor_its_body_record,
     replayed_bodies_dedupe_under_concurrent_writes,
+    a_lead_and_its_next_message_are_written_together_or_not_at_all,
 );
 
 /// The contact index (duplicate merging) on both adapter sets, kept apart from the list above.
@@ -1111,6 +1112,48 @@ async fn delivery_receipts_lease_and_expire(adapters: Adapters) {
             .expect("begin"),
         DeliveryStart::AlreadyDelivered
     );
+}
+
+/// `advance_lead_and_send`: a store that also holds the queues enqueues the next stage's
+/// message in the lead's own write; one that does not says so and enqueues nothing. A write
+/// refused by its guard enqueues nothing either way.
+async fn a_lead_and_its_next_message_are_written_together_or_not_at_all(adapters: Adapters) {
+    let store = adapters.store.as_ref();
+    let queue = adapters.queue.as_ref();
+    let mut lead = enriched_lead(store).await;
+    let next = Outgoing {
+        stage: Stage::Notify,
+        envelope: Envelope::new(&lead.id, Stage::Notify, "trace"),
+    };
+    lead.state = LeadState::Routed;
+    let sent = store
+        .advance_lead_and_send(&lead, LeadState::Enriched, &Effects::none(), &next)
+        .await
+        .expect("routed");
+    let queued = receive_one(queue, Stage::Notify).await;
+    match (&adapters.raw, sent) {
+        (RawStore::Sqlite(_), true) => {
+            let message = queued.expect("queued with the lead");
+            assert_eq!(message.body, next.envelope.to_json());
+            queue
+                .delete(Stage::Notify, &message.receipt)
+                .await
+                .expect("delete");
+        }
+        (RawStore::Dynamo { .. }, false) => assert!(queued.is_none(), "the caller sends it"),
+        (_, sent) => panic!("unexpected: sent = {sent}"),
+    }
+    assert_eq!(state_of(store, &lead.id).await, LeadState::Routed);
+
+    // The same write again: the guard refuses it, and no second message appears.
+    let refused = store
+        .advance_lead_and_send(&lead, LeadState::Enriched, &Effects::none(), &next)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict { .. })),
+        "{refused:?}"
+    );
+    assert!(receive_one(queue, Stage::Notify).await.is_none());
 }
 
 async fn receive_one(queue: &dyn Queue, stage: Stage) -> Option<Received> {

@@ -19,7 +19,7 @@ use leadrelay_shared::config::PipelineConfig;
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage, StageFailure};
 use leadrelay_shared::ports::{
     decode_stored_lead, skip_undecodable, Backlog, Created, DeadLetter, DeadLetters, DeliveryStart,
-    EnrichmentCache, LeadStore, Queue, QueueError, Received, ReplayGuard, StoreError,
+    EnrichmentCache, LeadStore, Outgoing, Queue, QueueError, Received, ReplayGuard, StoreError,
 };
 use leadrelay_shared::routing::duplicates::ContactLookup;
 use leadrelay_shared::routing::effects::{ContactWrite, CounterBump, Effects, LedgerWrite};
@@ -376,6 +376,105 @@ impl Sqlite {
             backlog,
         });
         Ok(backlog)
+    }
+
+    /// The lead's conditional write with its effects and, when given, its next stage's
+    /// message: all or nothing, in one committer job.
+    async fn advance(
+        &self,
+        lead: &Lead,
+        from: LeadState,
+        effects: &Effects,
+        next: Option<&Outgoing>,
+    ) -> Result<(), StoreError> {
+        let body = encode_lead_at(lead, lead.revision + 1)?;
+        let id = lead.id.clone();
+        let state = lead.state;
+        let revision = i64::try_from(lead.revision)
+            .map_err(|_| StoreError::Corrupt(format!("lead {id} revision overflows")))?;
+        // Indexed only while sla-watch must look at the lead.
+        let sla_due = lead.sla_watch_at().map(|t| t.as_millisecond());
+        let ledgers = effects
+            .ledgers
+            .iter()
+            .map(EncodedLedger::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let counters = effects.counters.clone();
+        let releases = effects.releases.clone();
+        let contact = effects.contact.clone();
+        let resets = effects.resets.clone();
+        let message = next.map(|n| (n.stage, n.envelope.to_json(), n.envelope.lead_id.clone()));
+        // The job's savepoint rolls the lead and every effect back if any guard fails.
+        self.write(Durability::Atomic, move |conn| {
+            let updated = exec(
+                conn,
+                "UPDATE leads SET state = ?1, body = ?2, sla_due_at = ?3
+                     WHERE id = ?4 AND state = ?5
+                       AND COALESCE(json_extract(body, '$.revision'), 0) = ?6",
+                params![state.as_str(), body, sla_due, id, from.as_str(), revision],
+            )
+            .map_err(StoreError::unavailable)?;
+            if updated == 0 {
+                let actual: Option<String> = query_row(
+                    conn,
+                    "SELECT state FROM leads WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(StoreError::unavailable)?;
+                return Err(match actual.as_deref().and_then(LeadState::parse) {
+                    Some(actual) if actual == from => StoreError::Stale(id),
+                    Some(actual) => StoreError::Conflict {
+                        lead_id: id,
+                        expected: from,
+                        actual,
+                    },
+                    None => StoreError::NotFound(id),
+                });
+            }
+            for bump in &counters {
+                bump_counter(conn, bump)?;
+            }
+            for ledger in &ledgers {
+                write_ledger(conn, ledger)?;
+            }
+            for name in &releases {
+                let released = exec(
+                    conn,
+                    "UPDATE counters SET value = value - 1 WHERE name = ?1 AND value > 0",
+                    params![name],
+                )
+                .map_err(StoreError::unavailable)?;
+                if released == 0 {
+                    return Err(StoreError::Contended(format!(
+                        "counter {name} is already 0"
+                    )));
+                }
+            }
+            if let Some(contact) = &contact {
+                write_contact(conn, contact)?;
+            }
+            for name in &resets {
+                exec(
+                    conn,
+                    "UPDATE counters SET value = 0 WHERE name = ?1",
+                    params![name],
+                )
+                .map_err(StoreError::unavailable)?;
+            }
+            if let Some((stage, body, lead_id)) = &message {
+                let now = now_ms();
+                exec(
+                    conn,
+                    "INSERT INTO messages (queue, body, lead_id, sent_at, visible_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+                    params![stage.as_str(), body, lead_id, now],
+                )
+                .map_err(StoreError::unavailable)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     fn wake(&self, stage: Stage) {
@@ -846,84 +945,19 @@ impl LeadStore for Sqlite {
         from: LeadState,
         effects: &Effects,
     ) -> Result<(), StoreError> {
-        let body = encode_lead_at(lead, lead.revision + 1)?;
-        let id = lead.id.clone();
-        let state = lead.state;
-        let revision = i64::try_from(lead.revision)
-            .map_err(|_| StoreError::Corrupt(format!("lead {id} revision overflows")))?;
-        // Indexed only while sla-watch must look at the lead.
-        let sla_due = lead.sla_watch_at().map(|t| t.as_millisecond());
-        let ledgers = effects
-            .ledgers
-            .iter()
-            .map(EncodedLedger::new)
-            .collect::<Result<Vec<_>, _>>()?;
-        let counters = effects.counters.clone();
-        let releases = effects.releases.clone();
-        let contact = effects.contact.clone();
-        let resets = effects.resets.clone();
-        // The job's savepoint rolls the lead and every effect back if any guard fails.
-        self.write(Durability::Atomic, move |conn| {
-            let updated = exec(
-                conn,
-                "UPDATE leads SET state = ?1, body = ?2, sla_due_at = ?3
-                     WHERE id = ?4 AND state = ?5
-                       AND COALESCE(json_extract(body, '$.revision'), 0) = ?6",
-                params![state.as_str(), body, sla_due, id, from.as_str(), revision],
-            )
-            .map_err(StoreError::unavailable)?;
-            if updated == 0 {
-                let actual: Option<String> = query_row(
-                    conn,
-                    "SELECT state FROM leads WHERE id = ?1",
-                    params![id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(StoreError::unavailable)?;
-                return Err(match actual.as_deref().and_then(LeadState::parse) {
-                    Some(actual) if actual == from => StoreError::Stale(id),
-                    Some(actual) => StoreError::Conflict {
-                        lead_id: id,
-                        expected: from,
-                        actual,
-                    },
-                    None => StoreError::NotFound(id),
-                });
-            }
-            for bump in &counters {
-                bump_counter(conn, bump)?;
-            }
-            for ledger in &ledgers {
-                write_ledger(conn, ledger)?;
-            }
-            for name in &releases {
-                let released = exec(
-                    conn,
-                    "UPDATE counters SET value = value - 1 WHERE name = ?1 AND value > 0",
-                    params![name],
-                )
-                .map_err(StoreError::unavailable)?;
-                if released == 0 {
-                    return Err(StoreError::Contended(format!(
-                        "counter {name} is already 0"
-                    )));
-                }
-            }
-            if let Some(contact) = &contact {
-                write_contact(conn, contact)?;
-            }
-            for name in &resets {
-                exec(
-                    conn,
-                    "UPDATE counters SET value = 0 WHERE name = ?1",
-                    params![name],
-                )
-                .map_err(StoreError::unavailable)?;
-            }
-            Ok(())
-        })
-        .await
+        self.advance(lead, from, effects, None).await
+    }
+
+    async fn advance_lead_and_send(
+        &self,
+        lead: &Lead,
+        from: LeadState,
+        effects: &Effects,
+        next: &Outgoing,
+    ) -> Result<bool, StoreError> {
+        self.advance(lead, from, effects, Some(next)).await?;
+        self.wake(next.stage);
+        Ok(true)
     }
 
     async fn record_failure(

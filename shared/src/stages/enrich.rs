@@ -34,14 +34,13 @@ impl Pipeline {
         lead.state = LeadState::Enriched;
         lead.timeline.enriched_at = Some(self.clock.now());
         let applied = self
-            .advance(&lead, LeadState::Captured, &Effects::none())
+            .advance_and_forward(&lead, LeadState::Captured, &Effects::none(), Stage::Route)
             .await?;
         if applied {
             let e = lead.enrichment.as_ref();
             info!(lead_id = %lead.id, trace_id = %lead.trace_id, stage = "enrich",
                 sources = ?e.map(|e| &e.sources), missing = ?e.map(|e| &e.missing), "enriched");
         }
-        self.forward(&lead, Stage::Route).await?;
         Ok(Outcome {
             skipped_as_done: !applied,
             ..Outcome::default()

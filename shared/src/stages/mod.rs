@@ -33,7 +33,8 @@ use crate::config::Config;
 use crate::enrichment::Providers;
 use crate::model::{Envelope, EnvelopeError, Lead, LeadState, Owner, Stage, StageFailure};
 use crate::ports::{
-    Clock, DeliveryStart, LeadStore, Notifier, NotifyError, Queue, QueueError, Received, StoreError,
+    Clock, DeliveryStart, LeadStore, Notifier, NotifyError, Outgoing, Queue, QueueError, Received,
+    StoreError,
 };
 use crate::render::{self, Alert};
 use crate::routing::effects::Effects;
@@ -396,6 +397,36 @@ impl Pipeline {
             .send(next, &Envelope::new(&lead.id, next, &lead.trace_id))
             .await?;
         Ok(())
+    }
+
+    /// Writes `next` if the lead is still in `from` and sends its message to `stage`, in the
+    /// same write where the store holds the queues too. A lost race means another worker did
+    /// the same work, which is fine: the message is sent again (downstream is idempotent), in
+    /// case that worker died between its write and its send.
+    async fn advance_and_forward(
+        &self,
+        next: &Lead,
+        from: LeadState,
+        effects: &Effects,
+        stage: Stage,
+    ) -> Result<bool, StageError> {
+        let outgoing = Outgoing {
+            stage,
+            envelope: Envelope::new(&next.id, stage, &next.trace_id),
+        };
+        let (applied, sent) = match self
+            .store
+            .advance_lead_and_send(next, from, effects, &outgoing)
+            .await
+        {
+            Ok(sent) => (true, sent),
+            Err(StoreError::Conflict { actual, .. }) if actual > from => (false, false),
+            Err(other) => return Err(other.into()),
+        };
+        if !sent {
+            self.queue.send(stage, &outgoing.envelope).await?;
+        }
+        Ok(applied)
     }
 
     /// Writes `next` if the lead is still in `from`; a lost race means another worker did the

@@ -8,8 +8,8 @@ use jiff::{SignedDuration, Timestamp};
 use tracing::info;
 
 use super::{Outcome, Pipeline, StageError};
-use crate::model::{Lead, LeadState, Stage};
-use crate::ports::StoreError;
+use crate::model::{Envelope, Lead, LeadState, Stage};
+use crate::ports::{Outgoing, StoreError};
 use crate::routing::effects::ContactWrite;
 use crate::routing::{duplicates, Decision, Plan, Snapshot};
 
@@ -43,7 +43,12 @@ impl Pipeline {
         let now = self.clock.now();
         let plan = self.router.plan(&lead, now);
         let mut attempt = 0;
-        let applied = loop {
+        let next = Outgoing {
+            stage: Stage::Notify,
+            envelope: Envelope::new(&lead.id, Stage::Notify, &lead.trace_id),
+        };
+        // Whether the write applied, and whether the store queued the notify message with it.
+        let (applied, sent) = loop {
             attempt += 1;
             // Capacity and rotation guards fail when another router moved first: read the
             // figures again and decide again; after a few rounds, the default queue.
@@ -71,12 +76,12 @@ impl Pipeline {
             // write: a retry can neither pick a second owner nor count the lead twice.
             match self
                 .store
-                .advance_lead(&lead, LeadState::Enriched, &decision.effects)
+                .advance_lead_and_send(&lead, LeadState::Enriched, &decision.effects, &next)
                 .await
             {
-                Ok(()) => break true,
+                Ok(sent) => break (true, sent),
                 Err(StoreError::Conflict { actual, .. }) if actual > LeadState::Enriched => {
-                    break false
+                    break (false, false)
                 }
                 Err(StoreError::Contended(what)) if attempt <= ROUTE_ATTEMPTS => {
                     info!(lead_id = %lead.id, stage = "route", attempt, contended = %what, "deciding again");
@@ -98,7 +103,9 @@ impl Pipeline {
                 tier = q.map(|q| q.tier), score = q.map(|q| q.score),
                 held_until = ?a.and_then(|a| a.held_until), "routed");
         }
-        self.forward(&lead, Stage::Notify).await?;
+        if !sent {
+            self.forward(&lead, Stage::Notify).await?;
+        }
         Ok(Outcome {
             skipped_as_done: !applied,
             ..Outcome::default()

@@ -17,7 +17,8 @@ enum Step {
     /// An array's element, from 0.
     Index(usize),
     /// The first element of an array whose value at `path` equals `value` (as text), e.g.
-    /// Typeform's answer whose `field.ref` is `email`.
+    /// Typeform's answer whose `field.ref` is `email`; applied to an object, the object itself
+    /// if it matches.
     Where { path: Vec<String>, value: String },
 }
 
@@ -122,6 +123,15 @@ impl JsonPath {
                 ) => items
                     .iter()
                     .find(|item| follow(item, path).and_then(text_of).as_deref() == Some(wanted))?,
+                // On an object, the filter keeps it only when it matches: Intercom's
+                // `data.item[type=conversation].id` is a conversation's id, never a contact's.
+                (
+                    Step::Where {
+                        path,
+                        value: wanted,
+                    },
+                    Value::Object(_),
+                ) if follow(value, path).and_then(text_of).as_deref() == Some(wanted) => value,
                 _ => return None,
             };
         }
@@ -237,6 +247,15 @@ mod tests {
         assert_eq!(text("answers[5].text", &payload), None);
         assert_eq!(text("data.missing.email", &payload), None);
         assert_eq!(text("data[0]", &payload), None, "an index into an object");
+    }
+
+    #[test]
+    fn a_filter_on_an_object_keeps_it_only_when_it_matches() {
+        let conversation = json!({"data": {"item": {"type": "conversation", "id": "2132"}}});
+        let contact = json!({"data": {"item": {"type": "contact", "id": "5c95"}}});
+        let path = "data.item[type=conversation].id";
+        assert_eq!(text(path, &conversation).as_deref(), Some("2132"));
+        assert_eq!(text(path, &contact), None);
     }
 
     #[test]

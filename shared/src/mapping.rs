@@ -209,11 +209,29 @@ struct Collector {
     value: Vec<JsonPath>,
 }
 
+/// How turns are read from a document: the inline `[sources.mapping.transcript]`, or the
+/// answer of a platform's conversation API (`[sources.conversation]`).
 #[derive(Debug, Clone)]
-struct Transcript {
+pub struct TurnReader {
     list: JsonPath,
+    /// A single message read before the list (Intercom keeps the opening one in `source`).
+    first: Option<JsonPath>,
     role: Vec<JsonPath>,
     text: Vec<JsonPath>,
+    at: Vec<JsonPath>,
+    /// The texts are HTML: tags are dropped and entities decoded.
+    html: bool,
+}
+
+/// Where a [`TurnReader`] reads, as written; each path is parsed by [`TurnReader::compile`].
+#[derive(Debug, Clone, Copy)]
+pub struct TurnPaths<'a> {
+    pub list: &'a str,
+    pub first: Option<&'a str>,
+    pub role: &'a [String],
+    pub text: &'a [String],
+    pub at: &'a [String],
+    pub html: bool,
 }
 
 /// A checked mapping, its paths parsed.
@@ -226,7 +244,7 @@ pub struct Mapping {
     timestamp: Option<Rule>,
     fields: Vec<(String, Rule)>,
     collectors: Vec<Collector>,
-    transcript: Option<Transcript>,
+    transcript: Option<TurnReader>,
     without_contact: WithoutContact,
 }
 
@@ -363,15 +381,17 @@ impl MappingConfig {
             collectors.push(collector);
         }
         let transcript = match &self.transcript {
-            Some(t) => Some(Transcript {
-                list: paths(
-                    &format!("{key}.transcript.list"),
-                    std::slice::from_ref(&t.list),
-                )?
-                .remove(0),
-                role: paths(&format!("{key}.transcript.role"), &t.role)?,
-                text: paths(&format!("{key}.transcript.text"), &t.text)?,
-            }),
+            Some(t) => Some(TurnReader::compile(
+                &format!("{key}.transcript"),
+                TurnPaths {
+                    list: &t.list,
+                    first: None,
+                    role: &t.role,
+                    text: &t.text,
+                    at: &[],
+                    html: false,
+                },
+            )?),
             None => None,
         };
         Ok(Mapping {
@@ -527,28 +547,107 @@ impl Collector {
     }
 }
 
-impl Transcript {
-    fn turns(&self, payload: &Value) -> Vec<Turn> {
-        let Some(Value::Array(items)) = self.list.find(payload) else {
-            return Vec::new();
+impl TurnReader {
+    /// Parses every path; `key` names the section (`sources[0].conversation`) in errors.
+    pub fn compile(key: &str, written: TurnPaths<'_>) -> Result<TurnReader, MappingConfigError> {
+        let one = |sub: &str, path: &str| -> Result<JsonPath, MappingConfigError> {
+            Ok(paths(&format!("{key}.{sub}"), &[path.to_owned()])?.remove(0))
         };
-        items
-            .iter()
-            .filter_map(|item| {
-                let text = self.text.iter().find_map(|p| p.text(item))?;
-                let role = self
-                    .role
-                    .iter()
-                    .find_map(|p| p.text(item))
-                    .unwrap_or_else(|| "unknown".into());
-                Some(Turn {
-                    role,
-                    text,
-                    at: None,
-                })
-            })
+        if written.text.is_empty() {
+            return Err(MappingConfigError {
+                key: format!("{key}.text"),
+                message: "names no path: where each message's text is".into(),
+            });
+        }
+        Ok(TurnReader {
+            list: one("list", written.list)?,
+            first: written.first.map(|p| one("first", p)).transpose()?,
+            role: paths(&format!("{key}.role"), written.role)?,
+            text: paths(&format!("{key}.text"), written.text)?,
+            at: paths(&format!("{key}.at"), written.at)?,
+            html: written.html,
+        })
+    }
+
+    /// The turns in `document`: the `first` message, then each entry of the list. An entry
+    /// without text (an assignment, a note with only an attachment) is left out; one without
+    /// a role is `unknown`.
+    pub fn turns(&self, document: &Value) -> Vec<Turn> {
+        let first = self.first.as_ref().and_then(|p| p.find(document));
+        let listed = match self.list.find(document) {
+            Some(Value::Array(items)) => items.as_slice(),
+            _ => &[],
+        };
+        first
+            .into_iter()
+            .chain(listed)
+            .filter_map(|item| self.turn(item))
             .collect()
     }
+
+    fn turn(&self, item: &Value) -> Option<Turn> {
+        let raw = self.text.iter().find_map(|p| p.text(item))?;
+        let text = if self.html { html_text(&raw) } else { raw };
+        if text.is_empty() {
+            return None;
+        }
+        let role = self
+            .role
+            .iter()
+            .find_map(|p| p.text(item))
+            .unwrap_or_else(|| "unknown".into());
+        let at = self
+            .at
+            .iter()
+            .find_map(|p| p.text(item))
+            .and_then(|t| parse_time(&t));
+        Some(Turn { role, text, at })
+    }
+}
+
+/// The text of a chat message written in HTML (Intercom's and Drift's bodies): tags dropped,
+/// a paragraph or line break becoming a new line, entities decoded, runs of spaces made one.
+/// A `<` that does not open a tag ("a < b") is kept as text.
+pub fn html_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let opens_tag = after
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '/' || c == '!');
+        match after.find('>').filter(|_| opens_tag) {
+            Some(close) => {
+                let name: String = after[..close]
+                    .trim_start_matches('/')
+                    .chars()
+                    .take_while(char::is_ascii_alphanumeric)
+                    .collect::<String>()
+                    .to_ascii_lowercase();
+                if matches!(
+                    name.as_str(),
+                    "br" | "p" | "div" | "li" | "tr" | "h1" | "h2" | "h3" | "h4" | "blockquote"
+                ) {
+                    out.push('\n');
+                }
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('<');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    let decoded = html_escape::decode_html_entities(&out);
+    decoded
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// RFC 3339, or a Unix time in seconds (fractions too: `1768020119.482913`) or milliseconds

@@ -859,4 +859,15 @@ mod tests {
         assert_eq!(capture.transcript[0].role, "user");
         assert_eq!(capture.transcript[0].text, "Pricing?");
     }
+    #[test]
+    fn html_bodies_become_text() {
+        assert_eq!(
+            super::html_text("<p>Hi <b>there</b>,</p><p>a &lt; b &amp;&nbsp;c<br>next</p>"),
+            "Hi there,\na < b & c\nnext"
+        );
+        assert_eq!(super::html_text("1 < 2 and 3 > 2"), "1 < 2 and 3 > 2");
+        assert_eq!(super::html_text("<p>  </p>"), "");
+        assert_eq!(super::html_text("unclosed <a href"), "unclosed <a href");
+    }
+
 }

@@ -1030,6 +1030,185 @@ mod tests {
         assert!(short.contains("shorter than 16 bytes"), "{short}");
     }
 
+    const TRANSCRIPT_ON: &str =
+        "\n[enrichment]\nproviders = [\"transcript\"]\n[enrichment.transcript]\n";
+    const TOKEN: &str = "dG9rOmFjY2Vzcy10b2tlbi12YWx1ZQ==";
+
+    /// The minimal config with source `p` written as `lines`, the transcript provider on and
+    /// INTERCOM_ACCESS_TOKEN set.
+    fn conversation(lines: &str) -> Result<Config, crate::config::ConfigError> {
+        let text = format!("{}{TRANSCRIPT_ON}", with_source(lines));
+        let env = |name: &str| (name == "INTERCOM_ACCESS_TOKEN").then(|| TOKEN.to_owned());
+        Config::parse(&text, "leadrelay.toml", &env)
+    }
+
+    const INTERCOM: &str = "preset = \"intercom\"\nsecrets = [\"preset-secret-0123456789\"]";
+
+    #[test]
+    fn a_presets_conversation_section_is_inactive_until_the_source_names_its_token() {
+        let config = conversation(INTERCOM).expect("valid");
+        let source = config.source("p").expect("the source");
+        assert!(source.conversation_api.is_none(), "no token_env: inactive");
+
+        let config = conversation(&format!(
+            "{INTERCOM}\n[sources.conversation]\ntoken_env = \"INTERCOM_ACCESS_TOKEN\""
+        ))
+        .expect("valid");
+        let api = config
+            .source("p")
+            .and_then(|s| s.conversation_api.as_ref())
+            .expect("active");
+        assert_eq!(
+            api.url_for("21321941764").expect("url").as_str(),
+            "https://api.intercom.io/conversations/21321941764"
+        );
+        // An id cannot leave its path segment, nor reach another host.
+        assert_eq!(
+            api.url_for("../../admins?x=1#y").expect("url").as_str(),
+            "https://api.intercom.io/conversations/..%2F..%2Fadmins%3Fx%3D1%23y"
+        );
+        assert_eq!(
+            api.url_for("@evil.example").expect("url").host_str(),
+            Some("api.intercom.io")
+        );
+        let (header, credential) = api.credential();
+        assert_eq!(header, "authorization");
+        assert_eq!(credential.expose_secret(), format!("Bearer {TOKEN}"));
+        assert_eq!(
+            api.headers(),
+            [("Intercom-Version".to_owned(), "2.11".to_owned())]
+        );
+        assert!(!format!("{config:?}").contains(TOKEN), "Debug redacts it");
+    }
+
+    #[test]
+    fn conversation_mistakes_are_named_by_key_and_never_show_the_token() {
+        let bad = |lines: &str| {
+            conversation(&format!(
+                "{INTERCOM}\n[sources.conversation]\ntoken_env = \"INTERCOM_ACCESS_TOKEN\"\n{lines}"
+            ))
+            .expect_err(lines)
+            .to_string()
+        };
+        for (lines, key, why) in [
+            (
+                "url = \"http://api.intercom.io/conversations/{conversation_id}\"",
+                "url",
+                "https is required",
+            ),
+            (
+                "url = \"https://{conversation_id}.intercom.io/c\"",
+                "url",
+                "not the host",
+            ),
+            ("url = \"https://api.intercom.io/c\"", "url", "must contain"),
+            (
+                "url = \"https://u:pw@api.intercom.io/c/{conversation_id}\"",
+                "url",
+                "credentials",
+            ),
+            ("header = \"Bad Header\"", "header", "not a valid header"),
+            ("list = \"a..b\"", "list", "at position"),
+            ("text = []", "text", "names no path"),
+        ] {
+            let error = bad(lines);
+            assert!(
+                error.contains(&format!("sources[1].conversation.{key}")) && error.contains(why),
+                "{lines}: {error}"
+            );
+            assert!(!error.contains(TOKEN));
+        }
+        // Plain http is for a loopback stand-in only.
+        assert!(conversation(&format!(
+            "{INTERCOM}\n[sources.conversation]\ntoken_env = \"INTERCOM_ACCESS_TOKEN\"\n\
+             url = \"http://127.0.0.1:8080/conversations/{{conversation_id}}\""
+        ))
+        .is_ok());
+        // Written by the source itself, a section must name its token...
+        let error = conversation(&format!(
+            "{INTERCOM}\n[sources.conversation]\nheaders = {{ \"Intercom-Version\" = \"2.10\" }}"
+        ))
+        .expect_err("no token_env")
+        .to_string();
+        assert!(
+            error.contains("sources[1].conversation.token_env: missing"),
+            "{error}"
+        );
+        // ...which must be set.
+        let error = conversation(&format!(
+            "{INTERCOM}\n[sources.conversation]\ntoken_env = \"DRIFT_TOKEN\""
+        ))
+        .expect_err("unset")
+        .to_string();
+        assert!(
+            error.contains("sources[1].conversation.token_env: environment variable DRIFT_TOKEN is not set"),
+            "{error}"
+        );
+        // Chatbase's URL needs the agent's id written in.
+        let error = conversation(
+            "preset = \"chatbase\"\nsecrets = [\"preset-secret-0123456789\"]\n\
+             [sources.conversation]\ntoken_env = \"INTERCOM_ACCESS_TOKEN\"",
+        )
+        .expect_err("placeholder")
+        .to_string();
+        assert!(
+            error.contains("sources[1].conversation.url: unknown placeholder {agent_id}"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_conversation_api_needs_the_transcript_provider() {
+        let text = with_source(&format!(
+            "{INTERCOM}\n[sources.conversation]\ntoken_env = \"INTERCOM_ACCESS_TOKEN\""
+        ));
+        let env = |name: &str| (name == "INTERCOM_ACCESS_TOKEN").then(|| TOKEN.to_owned());
+        let error = Config::parse(&text, "leadrelay.toml", &env)
+            .expect_err("provider off")
+            .to_string();
+        assert!(
+            error.contains("sources[1].conversation: the conversation is fetched by the transcript provider"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_intercom_conversation_reads_its_opening_message_then_its_parts_as_text() {
+        let config = conversation(&format!(
+            "{INTERCOM}\n[sources.conversation]\ntoken_env = \"INTERCOM_ACCESS_TOKEN\""
+        ))
+        .expect("valid");
+        let api = config
+            .source("p")
+            .and_then(|s| s.conversation_api.as_ref())
+            .expect("active");
+        let answer = serde_json::json!({
+            "type": "conversation", "id": "2132",
+            "source": {"author": {"type": "lead"}, "body": "<p>Hi, volume pricing?</p>"},
+            "conversation_parts": {"conversation_parts": [
+                {"part_type": "assignment", "author": {"type": "bot"}, "body": null},
+                {"part_type": "comment", "author": {"type": "admin"}, "created_at": 1553290260,
+                 "body": "<p>Yes &amp; we&#39;d love to help.</p><p>How many <b>seats</b>?</p>"}
+            ]}
+        });
+        let turns: Vec<(String, String)> = api
+            .turns(&answer)
+            .into_iter()
+            .map(|t| (t.role, t.text))
+            .collect();
+        assert_eq!(
+            turns,
+            [
+                ("lead".to_owned(), "Hi, volume pricing?".to_owned()),
+                (
+                    "admin".to_owned(),
+                    "Yes & we'd love to help.\nHow many seats?".to_owned()
+                )
+            ]
+        );
+        assert!(api.turns(&serde_json::json!({"errors": []})).is_empty());
+    }
+
     #[test]
     fn a_body_signed_source_dedupes_on_its_body_for_a_week_unless_told_otherwise() {
         let with = |extra: &str| {

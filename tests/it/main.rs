@@ -10,6 +10,7 @@ mod aws_e2e;
 mod channels;
 mod claim_and_escalation;
 mod claim_http;
+mod conversation_fetch;
 mod conformance;
 mod crash_recovery;
 mod duplicates;

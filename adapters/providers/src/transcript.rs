@@ -43,6 +43,9 @@ pub enum TranscriptError {
     TooLarge(u64),
     #[error("request failed: {0}")]
     Request(String),
+    /// The client's own timeout (the budget) passed before the answer was read.
+    #[error("timed out after {0} ms")]
+    TimedOut(u64),
     #[error("not a transcript: {0}")]
     Unreadable(String),
     /// The conversation API refused the token (401, 403): named by its variable, never its value.
@@ -52,7 +55,10 @@ pub enum TranscriptError {
 
 impl From<TranscriptError> for ProviderError {
     fn from(error: TranscriptError) -> Self {
-        ProviderError::Failed(error.to_string())
+        match error {
+            TranscriptError::TimedOut(ms) => ProviderError::TimedOut(ms),
+            other => ProviderError::Failed(other.to_string()),
+        }
     }
 }
 
@@ -207,6 +213,11 @@ impl TranscriptFetcher {
         token_env: Option<&str>,
     ) -> Result<(Vec<u8>, bool), TranscriptError> {
         let request_failed = |error: reqwest::Error| {
+            if error.is_timeout() {
+                return TranscriptError::TimedOut(
+                    u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
+                );
+            }
             // Without the URL: it may carry a token in its query.
             TranscriptError::Request(error.without_url().to_string())
         };

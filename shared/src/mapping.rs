@@ -869,5 +869,4 @@ mod tests {
         assert_eq!(super::html_text("<p>  </p>"), "");
         assert_eq!(super::html_text("unclosed <a href"), "unclosed <a href");
     }
-
 }

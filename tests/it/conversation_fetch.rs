@@ -41,7 +41,10 @@ token_env = "INTERCOM_ACCESS_TOKEN"
             "# replay_window_hours = 168\n",
             &format!("# replay_window_hours = 168\n{source}"),
         )
-        .edit_first("[enrichment]\n", "[enrichment]\nproviders = [\"transcript\"]\n");
+        .edit_first(
+            "[enrichment]\n",
+            "[enrichment]\nproviders = [\"transcript\"]\n",
+        );
     format!("{text}\n\n[enrichment.transcript]\nbudget_ms = {budget_ms}\n")
 }
 
@@ -140,9 +143,11 @@ async fn an_intercom_conversation_webhook_gets_the_turns_from_the_api() {
         .expect(1)
         .mount(&api)
         .await;
-    let server =
-        Server::start_with_env(&config(&api.uri(), 2000), &[("INTERCOM_ACCESS_TOKEN", TOKEN)])
-            .await;
+    let server = Server::start_with_env(
+        &config(&api.uri(), 2000),
+        &[("INTERCOM_ACCESS_TOKEN", TOKEN)],
+    )
+    .await;
 
     let (lead, took) = notified(&server, "notif_turns", CONVERSATION).await;
     assert_eq!(lead.capture.conversation_id.as_deref(), Some(CONVERSATION));
@@ -192,9 +197,11 @@ async fn a_hanging_api_costs_the_lead_its_budget_and_the_lead_still_routes_and_a
         )
         .mount(&api)
         .await;
-    let server =
-        Server::start_with_env(&config(&api.uri(), 300), &[("INTERCOM_ACCESS_TOKEN", TOKEN)])
-            .await;
+    let server = Server::start_with_env(
+        &config(&api.uri(), 300),
+        &[("INTERCOM_ACCESS_TOKEN", TOKEN)],
+    )
+    .await;
 
     let (answered, answered_took) = notified(&server, "notif_quick", "111").await;
     let (hung, hung_took) = notified(&server, "notif_hung", "222").await;
@@ -226,9 +233,11 @@ async fn a_refused_token_is_recorded_and_the_lead_goes_on() {
         .expect(1)
         .mount(&api)
         .await;
-    let server =
-        Server::start_with_env(&config(&api.uri(), 2000), &[("INTERCOM_ACCESS_TOKEN", TOKEN)])
-            .await;
+    let server = Server::start_with_env(
+        &config(&api.uri(), 2000),
+        &[("INTERCOM_ACCESS_TOKEN", TOKEN)],
+    )
+    .await;
 
     let (lead, _) = notified(&server, "notif_401", CONVERSATION).await;
     let report = transcript_report(&lead);
@@ -242,7 +251,10 @@ async fn a_refused_token_is_recorded_and_the_lead_goes_on() {
     assert!(lead.capture.transcript.is_empty());
     assert!(lead.assignment.is_some(), "routed");
     let stored = serde_json::to_string(&lead).expect("json");
-    assert!(!stored.contains(TOKEN), "the token is on the lead: {stored}");
+    assert!(
+        !stored.contains(TOKEN),
+        "the token is on the lead: {stored}"
+    );
     server.stop().await;
 }
 

@@ -314,7 +314,11 @@ impl EnrichmentProvider for TranscriptFetcher {
                 let id = capture.conversation_id.as_deref().unwrap_or_default();
                 self.fetch_conversation(api, id, budget).await?
             }
-            _ => return Err(TranscriptError::Refused("no conversation_transcript_url".into()).into()),
+            _ => {
+                return Err(
+                    TranscriptError::Refused("no conversation_transcript_url".into()).into(),
+                )
+            }
         };
         Ok(Findings {
             transcript: turns,

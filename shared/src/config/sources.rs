@@ -608,9 +608,8 @@ impl SourceConfig {
         let mut headers = Vec::with_capacity(config.headers.len());
         for (name, value) in &config.headers {
             check_header_name(name).map_err(|m| invalid("headers", m))?;
-            http::HeaderValue::from_str(value).map_err(|_| {
-                invalid("headers", format!("the value of {name:?} cannot be sent"))
-            })?;
+            http::HeaderValue::from_str(value)
+                .map_err(|_| invalid("headers", format!("the value of {name:?} cannot be sent")))?;
             headers.push((name.clone(), value.clone()));
         }
         let variable = config.token_env.clone().unwrap_or_default();
@@ -867,7 +866,10 @@ pub(super) fn check_conversations(
     enrichment: &EnrichmentConfig,
 ) -> Result<(), ConfigError> {
     let on = enrichment.transcript.is_some()
-        && enrichment.providers.iter().any(|p| p.get_ref() == TRANSCRIPT);
+        && enrichment
+            .providers
+            .iter()
+            .any(|p| p.get_ref() == TRANSCRIPT);
     for (index, source) in sources.iter().enumerate() {
         if source.get_ref().conversation_api.is_some() && !on {
             return Err(v.invalid(
@@ -1141,7 +1143,9 @@ mod tests {
         .expect_err("unset")
         .to_string();
         assert!(
-            error.contains("sources[1].conversation.token_env: environment variable DRIFT_TOKEN is not set"),
+            error.contains(
+                "sources[1].conversation.token_env: environment variable DRIFT_TOKEN is not set"
+            ),
             "{error}"
         );
         // Chatbase's URL needs the agent's id written in.
@@ -1167,7 +1171,9 @@ mod tests {
             .expect_err("provider off")
             .to_string();
         assert!(
-            error.contains("sources[1].conversation: the conversation is fetched by the transcript provider"),
+            error.contains(
+                "sources[1].conversation: the conversation is fetched by the transcript provider"
+            ),
             "{error}"
         );
     }

@@ -214,11 +214,29 @@ struct Collector {
     value: Vec<JsonPath>,
 }
 
+/// How turns are read from a document: the inline `[sources.mapping.transcript]`, or the
+/// answer of a platform's conversation API (`[sources.conversation]`).
 #[derive(Debug, Clone)]
-struct Transcript {
+pub struct TurnReader {
     list: JsonPath,
+    /// A single message read before the list (Intercom keeps the opening one in `source`).
+    first: Option<JsonPath>,
     role: Vec<JsonPath>,
     text: Vec<JsonPath>,
+    at: Vec<JsonPath>,
+    /// The texts are HTML: tags are dropped and entities decoded.
+    html: bool,
+}
+
+/// Where a [`TurnReader`] reads, as written; each path is parsed by [`TurnReader::compile`].
+#[derive(Debug, Clone, Copy)]
+pub struct TurnPaths<'a> {
+    pub list: &'a str,
+    pub first: Option<&'a str>,
+    pub role: &'a [String],
+    pub text: &'a [String],
+    pub at: &'a [String],
+    pub html: bool,
 }
 
 /// A checked mapping, its paths parsed.
@@ -231,7 +249,7 @@ pub struct Mapping {
     timestamp: Option<Rule>,
     fields: Vec<(String, Rule)>,
     collectors: Vec<Collector>,
-    transcript: Option<Transcript>,
+    transcript: Option<TurnReader>,
     without_contact: WithoutContact,
     html: Vec<String>,
 }
@@ -379,15 +397,17 @@ impl MappingConfig {
             collectors.push(collector);
         }
         let transcript = match &self.transcript {
-            Some(t) => Some(Transcript {
-                list: paths(
-                    &format!("{key}.transcript.list"),
-                    std::slice::from_ref(&t.list),
-                )?
-                .remove(0),
-                role: paths(&format!("{key}.transcript.role"), &t.role)?,
-                text: paths(&format!("{key}.transcript.text"), &t.text)?,
-            }),
+            Some(t) => Some(TurnReader::compile(
+                &format!("{key}.transcript"),
+                TurnPaths {
+                    list: &t.list,
+                    first: None,
+                    role: &t.role,
+                    text: &t.text,
+                    at: &[],
+                    html: false,
+                },
+            )?),
             None => None,
         };
         Ok(Mapping {
@@ -467,7 +487,7 @@ impl Mapping {
             };
             *slot = rule.text(payload);
             if self.html.iter().any(|f| f == name) {
-                *slot = slot.as_deref().map(html_to_text).filter(|t| !t.is_empty());
+                *slot = slot.as_deref().map(html_text).filter(|t| !t.is_empty());
             }
         }
         if capture.captured_email.is_none() && capture.phone.is_none() {
@@ -503,7 +523,7 @@ impl Mapping {
             capture.transcript = transcript.turns(payload);
             if self.html.iter().any(|f| f == "transcript") {
                 for turn in &mut capture.transcript {
-                    turn.text = html_to_text(&turn.text);
+                    turn.text = html_text(&turn.text);
                 }
             }
         }
@@ -552,57 +572,101 @@ impl Collector {
     }
 }
 
-impl Transcript {
-    fn turns(&self, payload: &Value) -> Vec<Turn> {
-        let Some(Value::Array(items)) = self.list.find(payload) else {
-            return Vec::new();
+impl TurnReader {
+    /// Parses every path; `key` names the section (`sources[0].conversation`) in errors.
+    pub fn compile(key: &str, written: TurnPaths<'_>) -> Result<TurnReader, MappingConfigError> {
+        let one = |sub: &str, path: &str| -> Result<JsonPath, MappingConfigError> {
+            Ok(paths(&format!("{key}.{sub}"), &[path.to_owned()])?.remove(0))
         };
-        items
-            .iter()
-            .filter_map(|item| {
-                let text = self.text.iter().find_map(|p| p.text(item))?;
-                let role = self
-                    .role
-                    .iter()
-                    .find_map(|p| p.text(item))
-                    .unwrap_or_else(|| "unknown".into());
-                Some(Turn {
-                    role,
-                    text,
-                    at: None,
-                })
-            })
+        if written.text.is_empty() {
+            return Err(MappingConfigError {
+                key: format!("{key}.text"),
+                message: "names no path: where each message's text is".into(),
+            });
+        }
+        Ok(TurnReader {
+            list: one("list", written.list)?,
+            first: written.first.map(|p| one("first", p)).transpose()?,
+            role: paths(&format!("{key}.role"), written.role)?,
+            text: paths(&format!("{key}.text"), written.text)?,
+            at: paths(&format!("{key}.at"), written.at)?,
+            html: written.html,
+        })
+    }
+
+    /// The turns in `document`: the `first` message, then each entry of the list. An entry
+    /// without text (an assignment, a note with only an attachment) is left out; one without
+    /// a role is `unknown`.
+    pub fn turns(&self, document: &Value) -> Vec<Turn> {
+        let first = self.first.as_ref().and_then(|p| p.find(document));
+        let listed = match self.list.find(document) {
+            Some(Value::Array(items)) => items.as_slice(),
+            _ => &[],
+        };
+        first
+            .into_iter()
+            .chain(listed)
+            .filter_map(|item| self.turn(item))
             .collect()
+    }
+
+    fn turn(&self, item: &Value) -> Option<Turn> {
+        let raw = self.text.iter().find_map(|p| p.text(item))?;
+        let text = if self.html { html_text(&raw) } else { raw };
+        if text.is_empty() {
+            return None;
+        }
+        let role = self
+            .role
+            .iter()
+            .find_map(|p| p.text(item))
+            .unwrap_or_else(|| "unknown".into());
+        let at = self
+            .at
+            .iter()
+            .find_map(|p| p.text(item))
+            .and_then(|t| parse_time(&t));
+        Some(Turn { role, text, at })
     }
 }
 
-/// Text from a platform's HTML fragment: tags dropped (a closing block tag or `<br>` becomes a
-/// line break), entities decoded, runs of blank lines and spaces collapsed.
-pub fn html_to_text(html: &str) -> String {
-    let mut text = String::with_capacity(html.len());
+/// The text of a chat message written in HTML (Intercom's and Drift's bodies): tags dropped,
+/// a paragraph or line break becoming a new line, entities decoded, runs of spaces made one.
+/// A `<` that does not open a tag ("a < b") is kept as text.
+pub fn html_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
     let mut rest = html;
     while let Some(open) = rest.find('<') {
-        text.push_str(&rest[..open]);
-        let Some(close) = rest[open..].find('>') else {
-            // A lone `<` is text.
-            text.push_str(&rest[open..]);
-            rest = "";
-            break;
-        };
-        let tag = rest[open + 1..open + close].trim().to_ascii_lowercase();
-        let name = tag
-            .trim_start_matches('/')
-            .split([' ', '/'])
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let opens_tag = after
+            .chars()
             .next()
-            .unwrap_or("");
-        let breaks = matches!(name, "br" | "p" | "div" | "li" | "tr" | "h1" | "h2" | "h3");
-        if breaks && (tag.starts_with('/') || name == "br") {
-            text.push('\n');
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '/' || c == '!');
+        match after.find('>').filter(|_| opens_tag) {
+            Some(close) => {
+                let name: String = after[..close]
+                    .trim_start_matches('/')
+                    .chars()
+                    .take_while(char::is_ascii_alphanumeric)
+                    .collect::<String>()
+                    .to_ascii_lowercase();
+                if matches!(
+                    name.as_str(),
+                    "br" | "p" | "div" | "li" | "tr" | "h1" | "h2" | "h3" | "h4" | "blockquote"
+                ) {
+                    out.push('\n');
+                }
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('<');
+                rest = after;
+            }
         }
-        rest = &rest[open + close + 1..];
     }
-    text.push_str(rest);
-    let decoded = html_escape::decode_html_entities(&text);
+    out.push_str(rest);
+    let decoded = html_escape::decode_html_entities(&out);
     decoded
         .lines()
         .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
@@ -759,15 +823,12 @@ mod tests {
     #[test]
     fn html_fields_arrive_as_text() {
         assert_eq!(
-            html_to_text("<p>Hi, do you offer <b>volume</b> pricing?</p><p>50 seats &amp; SSO</p>"),
+            html_text("<p>Hi, do you offer <b>volume</b> pricing?</p><p>50 seats &amp; SSO</p>"),
             "Hi, do you offer volume pricing?\n50 seats & SSO"
         );
-        assert_eq!(html_to_text("a<br>b <br/> c"), "a\nb\nc");
-        assert_eq!(
-            html_to_text("2 < 3 and &lt;script&gt;"),
-            "2 < 3 and <script>"
-        );
-        assert_eq!(html_to_text("<p>   </p>"), "");
+        assert_eq!(html_text("a<br>b <br/> c"), "a\nb\nc");
+        assert_eq!(html_text("2 < 3 and &lt;script&gt;"), "2 < 3 and <script>");
+        assert_eq!(html_text("<p>   </p>"), "");
         let m = mapping("html = [\"question\"]\n[fields]\nemail = \"e\"\nquestion = \"q\"");
         let (capture, _) = lead(
             m.apply_value(&json!({"e": "ada@acme.example", "q": "<p>Pricing &amp; SSO?</p>"}))
@@ -850,5 +911,15 @@ mod tests {
         assert_eq!(capture.transcript.len(), 1);
         assert_eq!(capture.transcript[0].role, "user");
         assert_eq!(capture.transcript[0].text, "Pricing?");
+    }
+    #[test]
+    fn html_bodies_become_text() {
+        assert_eq!(
+            super::html_text("<p>Hi <b>there</b>,</p><p>a &lt; b &amp;&nbsp;c<br>next</p>"),
+            "Hi there,\na < b & c\nnext"
+        );
+        assert_eq!(super::html_text("1 < 2 and 3 > 2"), "1 < 2 and 3 > 2");
+        assert_eq!(super::html_text("<p>  </p>"), "");
+        assert_eq!(super::html_text("unclosed <a href"), "unclosed <a href");
     }
 }

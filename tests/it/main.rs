@@ -11,6 +11,7 @@ mod channels;
 mod claim_and_escalation;
 mod claim_http;
 mod conformance;
+mod conversation_fetch;
 mod crash_recovery;
 mod duplicates;
 mod email;

@@ -1,10 +1,14 @@
 //! The conversation behind `conversation_transcript_url`, for chatbots that send a link rather
-//! than the turns inline.
+//! than the turns inline; and, for a source with `[sources.conversation]` (Intercom, Drift,
+//! Chatbase), the conversation its webhook only names by `conversation_id`, from the
+//! platform's API with the source's token.
 //!
 //! The URL comes from the webhook body, so it is untrusted: it is fetched only from the exact
 //! host names the lead's source lists in `transcript_hosts`, over https (plain http only for an
 //! allowed loopback host), without credentials in the URL, without following redirects, and
-//! no more than `max_bytes` of it is ever read.
+//! no more than `max_bytes` of it is ever read. A conversation API's host comes from the
+//! configuration alone (the id is percent-encoded into its path or query); the same client,
+//! limits and budget apply, and the token is sent only there, marked sensitive.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +18,9 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde_json::Value;
 
-use leadrelay_shared::config::{Config, TranscriptConfig};
+use secrecy::ExposeSecret;
+
+use leadrelay_shared::config::{Config, ConversationApi, TranscriptConfig};
 use leadrelay_shared::enrichment::{
     Budgeted, EnrichmentProvider, Findings, LookupRequest, ProviderError, SetupError,
 };
@@ -37,13 +43,22 @@ pub enum TranscriptError {
     TooLarge(u64),
     #[error("request failed: {0}")]
     Request(String),
+    /// The client's own timeout (the budget) passed before the answer was read.
+    #[error("timed out after {0} ms")]
+    TimedOut(u64),
     #[error("not a transcript: {0}")]
     Unreadable(String),
+    /// The conversation API refused the token (401, 403): named by its variable, never its value.
+    #[error("answered HTTP {status}: the token in {env} was refused")]
+    TokenRefused { status: u16, env: String },
 }
 
 impl From<TranscriptError> for ProviderError {
     fn from(error: TranscriptError) -> Self {
-        ProviderError::Failed(error.to_string())
+        match error {
+            TranscriptError::TimedOut(ms) => ProviderError::TimedOut(ms),
+            other => ProviderError::Failed(other.to_string()),
+        }
     }
 }
 
@@ -52,6 +67,8 @@ pub struct TranscriptFetcher {
     http: reqwest::Client,
     /// Source id → the host names its transcripts may come from, lower case.
     hosts: HashMap<String, Vec<String>>,
+    /// Source id → its conversation API, for the sources that have one.
+    apis: HashMap<String, ConversationApi>,
     max_bytes: u64,
 }
 
@@ -78,9 +95,19 @@ impl TranscriptFetcher {
                 (source.id.clone(), hosts)
             })
             .collect();
+        let apis = config
+            .sources
+            .iter()
+            .filter_map(|source| {
+                let source = source.get_ref();
+                let api = source.conversation_api.clone()?;
+                Some((source.id.clone(), api))
+            })
+            .collect();
         Ok(TranscriptFetcher {
             http,
             hosts,
+            apis,
             max_bytes: transcript.max_bytes,
         })
     }
@@ -131,17 +158,70 @@ impl TranscriptFetcher {
 
     /// Fetches and reads the transcript, within `budget` and `max_bytes`.
     async fn fetch(&self, url: url::Url, budget: Duration) -> Result<Vec<Turn>, TranscriptError> {
+        let request = self.http.get(url).header(
+            reqwest::header::ACCEPT,
+            "application/json, text/plain;q=0.9",
+        );
+        let (body, plain) = self.read(request, budget, None).await?;
+        if plain {
+            let text = String::from_utf8(body)
+                .map_err(|_| TranscriptError::Unreadable("the text is not UTF-8".into()))?;
+            Ok(parse_plain(&text))
+        } else {
+            parse_json(&body)
+        }
+    }
+
+    /// Asks the source's conversation API for the conversation `id`, within `budget` and
+    /// `max_bytes`, and reads the turns where its section says they are.
+    async fn fetch_conversation(
+        &self,
+        api: &ConversationApi,
+        id: &str,
+        budget: Duration,
+    ) -> Result<Vec<Turn>, TranscriptError> {
+        let url = api.url_for(id).map_err(TranscriptError::Refused)?;
+        let (name, credential) = api.credential();
+        let mut value = reqwest::header::HeaderValue::from_str(credential.expose_secret())
+            // Checked at load; never says what the value was.
+            .map_err(|_| TranscriptError::Refused("the token cannot be sent".into()))?;
+        // Kept out of any debug output of the request.
+        value.set_sensitive(true);
+        let mut request = self
+            .http
+            .get(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(name, value);
+        for (name, value) in api.headers() {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let (body, _) = self.read(request, budget, Some(api.token_env())).await?;
+        let answer: Value = serde_json::from_slice(&body)
+            .map_err(|error| TranscriptError::Unreadable(format!("invalid JSON: {error}")))?;
+        let mut turns = api.turns(&answer);
+        turns.truncate(MAX_TURNS);
+        Ok(turns)
+    }
+
+    /// Sends `request` and reads its body: a success only, no redirect followed, no more than
+    /// `max_bytes`. Returns the body and whether it is plain text. `token_env` names the
+    /// variable whose token was sent, for a refusal.
+    async fn read(
+        &self,
+        request: reqwest::RequestBuilder,
+        budget: Duration,
+        token_env: Option<&str>,
+    ) -> Result<(Vec<u8>, bool), TranscriptError> {
         let request_failed = |error: reqwest::Error| {
+            if error.is_timeout() {
+                return TranscriptError::TimedOut(
+                    u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
+                );
+            }
             // Without the URL: it may carry a token in its query.
             TranscriptError::Request(error.without_url().to_string())
         };
-        let mut response = self
-            .http
-            .get(url)
-            .header(
-                reqwest::header::ACCEPT,
-                "application/json, text/plain;q=0.9",
-            )
+        let mut response = request
             .timeout(budget)
             .send()
             .await
@@ -152,6 +232,12 @@ impl TranscriptFetcher {
                 status.as_u16(),
                 " (a redirect, not followed)",
             ));
+        }
+        if let (Some(env), 401 | 403) = (token_env, status.as_u16()) {
+            return Err(TranscriptError::TokenRefused {
+                status: status.as_u16(),
+                env: env.to_owned(),
+            });
         }
         if !status.is_success() {
             return Err(TranscriptError::Status(status.as_u16(), ""));
@@ -181,13 +267,7 @@ impl TranscriptFetcher {
             }
             body.extend_from_slice(&chunk);
         }
-        if plain {
-            let text = String::from_utf8(body)
-                .map_err(|_| TranscriptError::Unreadable("the text is not UTF-8".into()))?;
-            Ok(parse_plain(&text))
-        } else {
-            parse_json(&body)
-        }
+        Ok((body, plain))
     }
 }
 
@@ -202,13 +282,16 @@ impl EnrichmentProvider for TranscriptFetcher {
         if !capture.transcript.is_empty() {
             return Err("the transcript came inline".into());
         }
-        match capture
-            .conversation_transcript_url
-            .as_deref()
-            .map(str::trim)
-        {
-            Some(url) if !url.is_empty() => Ok(()),
-            _ => Err("no conversation_transcript_url".into()),
+        if has_text(capture.conversation_transcript_url.as_deref()) {
+            return Ok(());
+        }
+        if !self.apis.contains_key(&request.lead.source) {
+            return Err("no conversation_transcript_url".into());
+        }
+        if has_text(capture.conversation_id.as_deref()) {
+            Ok(())
+        } else {
+            Err("no conversation_transcript_url or conversation_id".into())
         }
     }
 
@@ -217,19 +300,35 @@ impl EnrichmentProvider for TranscriptFetcher {
         request: &LookupRequest<'_>,
         budget: Duration,
     ) -> Result<Findings, ProviderError> {
-        let raw = request
-            .lead
-            .capture
-            .conversation_transcript_url
-            .as_deref()
-            .unwrap_or_default();
-        let url = self.check_url(&request.lead.source, raw)?;
-        let turns = self.fetch(url, budget).await?;
+        let capture = &request.lead.capture;
+        // A link the chatbot sent first; otherwise the conversation its id names.
+        let turns = match (
+            capture.conversation_transcript_url.as_deref(),
+            self.apis.get(&request.lead.source),
+        ) {
+            (Some(raw), _) if has_text(Some(raw)) => {
+                let url = self.check_url(&request.lead.source, raw)?;
+                self.fetch(url, budget).await?
+            }
+            (_, Some(api)) => {
+                let id = capture.conversation_id.as_deref().unwrap_or_default();
+                self.fetch_conversation(api, id, budget).await?
+            }
+            _ => {
+                return Err(
+                    TranscriptError::Refused("no conversation_transcript_url".into()).into(),
+                )
+            }
+        };
         Ok(Findings {
             transcript: turns,
             ..Findings::default()
         })
     }
+}
+
+fn has_text(value: Option<&str>) -> bool {
+    value.is_some_and(|v| !v.trim().is_empty())
 }
 
 fn is_loopback_name(host: &str) -> bool {

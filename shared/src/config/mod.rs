@@ -44,7 +44,10 @@ pub use rules::{
     MAX_MERGE_WINDOW_HOURS,
 };
 pub use server::ServerConfig;
-pub use sources::{Preset, SchemeName, SourceConfig, Strength, DEFAULT_REPLAY_WINDOW_HOURS};
+pub use sources::{
+    ConversationApi, ConversationConfig, Preset, SchemeName, SourceConfig, Strength,
+    DEFAULT_REPLAY_WINDOW_HOURS,
+};
 pub use team::{
     AfterHoursPolicy, MemberConfig, PoolConfig, QueueConfig, RepConfig, ResetPeriod, Strategy,
     TeamConfig,

@@ -3,16 +3,19 @@
 //! of its keys. Secrets become keys at load, so a bad or missing secret stops the start, named
 //! by its position and never by its value.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::load::Env;
+use super::enrichment::EnrichmentConfig;
+use super::load::{self, Env};
+use super::providers::TRANSCRIPT;
 use super::{ConfigError, Validator};
-use crate::mapping::{Mapping, MappingConfig};
+use crate::mapping::{Mapping, MappingConfig, TurnPaths, TurnReader};
+use crate::model::Turn;
 use crate::signature::declared::{
     Algorithm, Encoding, HeaderFields, HmacScheme, Template, TimeUnit, TokenPlace, TokenScheme,
 };
@@ -75,6 +78,11 @@ pub struct SourceConfig {
     /// transcript fetcher in `leadrelay-providers`); none by default, so no URL is fetched.
     #[serde(default)]
     pub transcript_hosts: Vec<String>,
+    /// `[sources.conversation]`: the platform's API that returns the conversation a webhook
+    /// only names by id ([`ConversationConfig`]). A preset's section is inactive until the
+    /// source sets `token_env`.
+    #[serde(default)]
+    pub conversation: Option<toml::Table>,
     /// Whether prospects from this source get the acknowledgement e-mail (when
     /// `[notify.email] acknowledge` is on).
     #[serde(default = "default_true")]
@@ -88,6 +96,168 @@ pub struct SourceConfig {
     /// Resolved at load: the payload mapping, if any.
     #[serde(skip)]
     pub payload: Option<Mapping>,
+    /// Resolved at load: the conversation API, when `[sources.conversation]` is active.
+    #[serde(skip)]
+    pub conversation_api: Option<ConversationApi>,
+}
+
+/// `[sources.conversation]` as written (after the preset's is merged under it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationConfig {
+    /// The API's URL; `{conversation_id}` is replaced by the lead's, percent-encoded.
+    pub url: String,
+    /// The environment variable (on AWS: the SSM parameter) holding the API token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// The header the token is sent in...
+    #[serde(default = "authorization")]
+    pub header: String,
+    /// ...after this text.
+    #[serde(default = "bearer")]
+    pub prefix: String,
+    /// Fixed headers sent with every request (`Intercom-Version`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Where the messages are in the answer, as `[sources.mapping.transcript]` reads them.
+    pub list: String,
+    /// A message read before the list (Intercom's opening message, `source`).
+    #[serde(default)]
+    pub first: Option<String>,
+    #[serde(default)]
+    pub role: Vec<String>,
+    pub text: Vec<String>,
+    /// When each message was sent (RFC 3339, Unix seconds or milliseconds).
+    #[serde(default)]
+    pub at: Vec<String>,
+    /// The texts are HTML: tags are dropped and entities decoded.
+    #[serde(default)]
+    pub html: bool,
+}
+
+fn authorization() -> String {
+    "Authorization".into()
+}
+
+fn bearer() -> String {
+    "Bearer ".into()
+}
+
+/// What `{conversation_id}` is replaced by while the template is checked.
+const ID_MARK: &str = "leadrelay-conversation-id";
+
+/// A source's conversation API, checked: the URL's host comes from the configuration only.
+#[derive(Debug, Clone)]
+pub struct ConversationApi {
+    url: String,
+    host: String,
+    header: String,
+    /// The prefix and the token: sent, never logged or stored.
+    credential: SecretString,
+    token_env: String,
+    headers: Vec<(String, String)>,
+    reader: TurnReader,
+}
+
+impl ConversationApi {
+    /// The URL for one conversation, its id percent-encoded so it cannot leave its place in
+    /// the path or query.
+    pub fn url_for(&self, conversation_id: &str) -> Result<url::Url, String> {
+        let id = conversation_id.trim();
+        if id.is_empty() {
+            return Err("no conversation_id".into());
+        }
+        let url = url::Url::parse(&self.url.replace("{conversation_id}", &percent_encode(id)))
+            .map_err(|e| format!("the conversation URL is not valid ({e})"))?;
+        // The encoding above keeps the id out of the host; checked again all the same.
+        if url.host_str().map(str::to_ascii_lowercase).as_deref() != Some(self.host.as_str()) {
+            return Err("the conversation URL's host changed".into());
+        }
+        Ok(url)
+    }
+
+    /// The header the token goes in (lower case), and its value.
+    pub fn credential(&self) -> (&str, &SecretString) {
+        (&self.header, &self.credential)
+    }
+
+    /// The variable the token came from, to name in errors.
+    pub fn token_env(&self) -> &str {
+        &self.token_env
+    }
+
+    /// The fixed headers.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// The turns in the API's answer.
+    pub fn turns(&self, answer: &serde_json::Value) -> Vec<Turn> {
+        self.reader.turns(answer)
+    }
+}
+
+/// Every byte but the unreserved characters of RFC 3986, percent-encoded.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn is_loopback_name(host: &str) -> bool {
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+}
+
+/// The URL template: https (plain http only to a loopback host, for tests), no credentials,
+/// `{conversation_id}` in the path or query and no other placeholder. Returns the host.
+fn check_conversation_url(template: &str) -> Result<String, String> {
+    let mut rest = template;
+    let mut has_id = false;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let close = after.find('}').ok_or("an unclosed {")?;
+        match &after[..close] {
+            "conversation_id" => has_id = true,
+            other => {
+                return Err(format!(
+                    "unknown placeholder {{{other}}}: only {{conversation_id}} is filled in; \
+                     write the value itself (your agent's or workspace's id) into the url"
+                ))
+            }
+        }
+        rest = &after[close + 1..];
+    }
+    if !has_id {
+        return Err("must contain {conversation_id}".into());
+    }
+    let url = url::Url::parse(&template.replace("{conversation_id}", ID_MARK))
+        .map_err(|e| format!("not a valid URL: {e}"))?;
+    let host = url
+        .host_str()
+        .ok_or("the URL has no host")?
+        .to_ascii_lowercase();
+    if host.contains(ID_MARK) {
+        return Err("{conversation_id} must be in the path or query, not the host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("the URL carries credentials: use token_env".into());
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback_name(&host) => {}
+        scheme => {
+            return Err(format!(
+                "scheme {scheme:?}: https is required (plain http only for a loopback host)"
+            ))
+        }
+    }
+    Ok(host)
 }
 
 fn unresolved() -> Scheme {
@@ -220,6 +390,9 @@ pub struct Preset {
     pub signature: Option<toml::Table>,
     #[serde(default)]
     pub mapping: Option<toml::Table>,
+    /// The platform's conversation API; inactive until the source sets `token_env`.
+    #[serde(default)]
+    pub conversation: Option<toml::Table>,
 }
 
 impl Preset {
@@ -286,6 +459,10 @@ impl SourceConfig {
             }
             if let Some(table) = preset.mapping {
                 self.mapping = Some(merge(table, self.mapping.take().unwrap_or_default()));
+            }
+            if let Some(table) = preset.conversation {
+                self.conversation =
+                    Some(merge(table, self.conversation.take().unwrap_or_default()));
             }
         }
         let scheme = self.scheme.ok_or_else(|| {
@@ -368,8 +545,12 @@ impl SourceConfig {
                 "must be letters, digits, - or _ (it is part of the webhook URL)",
             ));
         }
+        // Whether the source wrote [sources.conversation] itself, before its preset's merges in.
+        let own_conversation = self.conversation.is_some();
         self.resolve(v, span.clone(), key)?;
         self.keys = self.signing_keys(v, span.clone(), key, env)?;
+        self.conversation_api =
+            self.conversation_api(v, span.clone(), key, env, own_conversation)?;
         match (self.verifier.signs_timestamp(), self.replay_window_hours) {
             (true, Some(_)) => Err(v.invalid(
                 span,
@@ -385,6 +566,87 @@ impl SourceConfig {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// `[sources.conversation]`, checked and its token read. A preset's section without
+    /// `token_env` is inactive (every source of the preset would otherwise need a token); one
+    /// the source wrote itself must name it.
+    fn conversation_api(
+        &self,
+        v: &Validator<'_>,
+        span: Range<usize>,
+        key: &str,
+        env: Env<'_>,
+        own: bool,
+    ) -> Result<Option<ConversationApi>, ConfigError> {
+        let Some(table) = &self.conversation else {
+            return Ok(None);
+        };
+        let here = format!("{key}.conversation");
+        let invalid = |sub: &str, message: String| {
+            let key = if sub.is_empty() {
+                here.clone()
+            } else {
+                format!("{here}.{sub}")
+            };
+            v.invalid(span.clone(), key, message)
+        };
+        if !table.contains_key("token_env") {
+            return if own {
+                Err(invalid(
+                    "token_env",
+                    "missing: the environment variable holding the platform's API token".into(),
+                ))
+            } else {
+                Ok(None)
+            };
+        }
+        let config = ConversationConfig::deserialize(table.clone())
+            .map_err(|e| invalid("", e.to_string()))?;
+        let host = check_conversation_url(&config.url).map_err(|m| invalid("url", m))?;
+        check_header_name(&config.header).map_err(|m| invalid("header", m))?;
+        let mut headers = Vec::with_capacity(config.headers.len());
+        for (name, value) in &config.headers {
+            check_header_name(name).map_err(|m| invalid("headers", m))?;
+            http::HeaderValue::from_str(value)
+                .map_err(|_| invalid("headers", format!("the value of {name:?} cannot be sent")))?;
+            headers.push((name.clone(), value.clone()));
+        }
+        let variable = config.token_env.clone().unwrap_or_default();
+        let token = env
+            .get(&variable)
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| invalid("token_env", load::unset(&variable)))?;
+        let credential = format!("{}{token}", config.prefix);
+        // Named by its variable, never by its value.
+        http::HeaderValue::from_str(&credential).map_err(|_| {
+            invalid(
+                "token_env",
+                format!("the value of {variable} cannot be sent in a header"),
+            )
+        })?;
+        let reader = TurnReader::compile(
+            &here,
+            TurnPaths {
+                list: &config.list,
+                first: config.first.as_deref(),
+                role: &config.role,
+                text: &config.text,
+                at: &config.at,
+                html: config.html,
+            },
+        )
+        .map_err(|e| v.invalid(span.clone(), e.key, e.message))?;
+        Ok(Some(ConversationApi {
+            url: config.url,
+            host,
+            header: config.header.to_ascii_lowercase(),
+            credential: SecretString::from(credential),
+            token_env: variable,
+            headers,
+            reader,
+        }))
     }
 
     /// The inline secrets, then the variable's, each parsed for the scheme.
@@ -597,6 +859,30 @@ pub(super) fn check_transcript_hosts(
     Ok(())
 }
 
+/// A source's conversation API is called by the transcript provider, so it must be on.
+pub(super) fn check_conversations(
+    v: &Validator<'_>,
+    sources: &[Spanned<SourceConfig>],
+    enrichment: &EnrichmentConfig,
+) -> Result<(), ConfigError> {
+    let on = enrichment.transcript.is_some()
+        && enrichment
+            .providers
+            .iter()
+            .any(|p| p.get_ref() == TRANSCRIPT);
+    for (index, source) in sources.iter().enumerate() {
+        if source.get_ref().conversation_api.is_some() && !on {
+            return Err(v.invalid(
+                source.span(),
+                format!("sources[{index}].conversation"),
+                "the conversation is fetched by the transcript provider, which is off: add \
+                 [enrichment.transcript] and list \"transcript\" in [enrichment] providers",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A `transcript_hosts` entry: one exact host name or IP address, as a URL's host reads.
 fn check_host(host: &str) -> Result<(), String> {
     let bare = "must be a bare host name such as transcripts.chatbot.example \
@@ -744,6 +1030,189 @@ mod tests {
         .expect_err("short token")
         .to_string();
         assert!(short.contains("shorter than 16 bytes"), "{short}");
+    }
+
+    const TRANSCRIPT_ON: &str =
+        "\n[enrichment]\nproviders = [\"transcript\"]\n[enrichment.transcript]\n";
+    const TOKEN: &str = "dG9rOmFjY2Vzcy10b2tlbi12YWx1ZQ==";
+
+    /// The minimal config with source `p` written as `lines`, the transcript provider on and
+    /// INTERCOM_ACCESS_TOKEN set.
+    fn conversation(lines: &str) -> Result<Config, crate::config::ConfigError> {
+        let text = format!("{}{TRANSCRIPT_ON}", with_source(lines));
+        let env = |name: &str| (name == "INTERCOM_ACCESS_TOKEN").then(|| TOKEN.to_owned());
+        Config::parse(&text, "leadrelay.toml", &env)
+    }
+
+    const INTERCOM: &str = "preset = \"intercom\"\nsecrets = [\"preset-secret-0123456789\"]";
+
+    #[test]
+    fn a_presets_conversation_section_is_inactive_until_the_source_names_its_token() {
+        let config = conversation(INTERCOM).expect("valid");
+        let source = config.source("p").expect("the source");
+        assert!(source.conversation_api.is_none(), "no token_env: inactive");
+
+        let config = conversation(&format!(
+            "{INTERCOM}\n[sources.conversation]\ntoken_env = \"INTERCOM_ACCESS_TOKEN\""
+        ))
+        .expect("valid");
+        let api = config
+            .source("p")
+            .and_then(|s| s.conversation_api.as_ref())
+            .expect("active");
+        assert_eq!(
+            api.url_for("21321941764").expect("url").as_str(),
+            "https://api.intercom.io/conversations/21321941764"
+        );
+        // An id cannot leave its path segment, nor reach another host.
+        assert_eq!(
+            api.url_for("../../admins?x=1#y").expect("url").as_str(),
+            "https://api.intercom.io/conversations/..%2F..%2Fadmins%3Fx%3D1%23y"
+        );
+        assert_eq!(
+            api.url_for("@evil.example").expect("url").host_str(),
+            Some("api.intercom.io")
+        );
+        let (header, credential) = api.credential();
+        assert_eq!(header, "authorization");
+        assert_eq!(credential.expose_secret(), format!("Bearer {TOKEN}"));
+        assert_eq!(
+            api.headers(),
+            [("Intercom-Version".to_owned(), "2.11".to_owned())]
+        );
+        assert!(!format!("{config:?}").contains(TOKEN), "Debug redacts it");
+    }
+
+    #[test]
+    fn conversation_mistakes_are_named_by_key_and_never_show_the_token() {
+        let bad = |lines: &str| {
+            conversation(&format!(
+                "{INTERCOM}\n[sources.conversation]\ntoken_env = \"INTERCOM_ACCESS_TOKEN\"\n{lines}"
+            ))
+            .expect_err(lines)
+            .to_string()
+        };
+        for (lines, key, why) in [
+            (
+                "url = \"http://api.intercom.io/conversations/{conversation_id}\"",
+                "url",
+                "https is required",
+            ),
+            (
+                "url = \"https://{conversation_id}.intercom.io/c\"",
+                "url",
+                "not the host",
+            ),
+            ("url = \"https://api.intercom.io/c\"", "url", "must contain"),
+            (
+                "url = \"https://u:pw@api.intercom.io/c/{conversation_id}\"",
+                "url",
+                "credentials",
+            ),
+            ("header = \"Bad Header\"", "header", "not a valid header"),
+            ("list = \"a..b\"", "list", "at position"),
+            ("text = []", "text", "names no path"),
+        ] {
+            let error = bad(lines);
+            assert!(
+                error.contains(&format!("sources[1].conversation.{key}")) && error.contains(why),
+                "{lines}: {error}"
+            );
+            assert!(!error.contains(TOKEN));
+        }
+        // Plain http is for a loopback stand-in only.
+        assert!(conversation(&format!(
+            "{INTERCOM}\n[sources.conversation]\ntoken_env = \"INTERCOM_ACCESS_TOKEN\"\n\
+             url = \"http://127.0.0.1:8080/conversations/{{conversation_id}}\""
+        ))
+        .is_ok());
+        // Written by the source itself, a section must name its token...
+        let error = conversation(&format!(
+            "{INTERCOM}\n[sources.conversation]\nheaders = {{ \"Intercom-Version\" = \"2.10\" }}"
+        ))
+        .expect_err("no token_env")
+        .to_string();
+        assert!(
+            error.contains("sources[1].conversation.token_env: missing"),
+            "{error}"
+        );
+        // ...which must be set.
+        let error = conversation(&format!(
+            "{INTERCOM}\n[sources.conversation]\ntoken_env = \"DRIFT_TOKEN\""
+        ))
+        .expect_err("unset")
+        .to_string();
+        assert!(
+            error.contains(
+                "sources[1].conversation.token_env: environment variable DRIFT_TOKEN is not set"
+            ),
+            "{error}"
+        );
+        // Chatbase's URL needs the agent's id written in.
+        let error = conversation(
+            "preset = \"chatbase\"\nsecrets = [\"preset-secret-0123456789\"]\n\
+             [sources.conversation]\ntoken_env = \"INTERCOM_ACCESS_TOKEN\"",
+        )
+        .expect_err("placeholder")
+        .to_string();
+        assert!(
+            error.contains("sources[1].conversation.url: unknown placeholder {agent_id}"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_conversation_api_needs_the_transcript_provider() {
+        let text = with_source(&format!(
+            "{INTERCOM}\n[sources.conversation]\ntoken_env = \"INTERCOM_ACCESS_TOKEN\""
+        ));
+        let env = |name: &str| (name == "INTERCOM_ACCESS_TOKEN").then(|| TOKEN.to_owned());
+        let error = Config::parse(&text, "leadrelay.toml", &env)
+            .expect_err("provider off")
+            .to_string();
+        assert!(
+            error.contains(
+                "sources[1].conversation: the conversation is fetched by the transcript provider"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_intercom_conversation_reads_its_opening_message_then_its_parts_as_text() {
+        let config = conversation(&format!(
+            "{INTERCOM}\n[sources.conversation]\ntoken_env = \"INTERCOM_ACCESS_TOKEN\""
+        ))
+        .expect("valid");
+        let api = config
+            .source("p")
+            .and_then(|s| s.conversation_api.as_ref())
+            .expect("active");
+        let answer = serde_json::json!({
+            "type": "conversation", "id": "2132",
+            "source": {"author": {"type": "lead"}, "body": "<p>Hi, volume pricing?</p>"},
+            "conversation_parts": {"conversation_parts": [
+                {"part_type": "assignment", "author": {"type": "bot"}, "body": null},
+                {"part_type": "comment", "author": {"type": "admin"}, "created_at": 1553290260,
+                 "body": "<p>Yes &amp; we&#39;d love to help.</p><p>How many <b>seats</b>?</p>"}
+            ]}
+        });
+        let turns: Vec<(String, String)> = api
+            .turns(&answer)
+            .into_iter()
+            .map(|t| (t.role, t.text))
+            .collect();
+        assert_eq!(
+            turns,
+            [
+                ("lead".to_owned(), "Hi, volume pricing?".to_owned()),
+                (
+                    "admin".to_owned(),
+                    "Yes & we'd love to help.\nHow many seats?".to_owned()
+                )
+            ]
+        );
+        assert!(api.turns(&serde_json::json!({"errors": []})).is_empty());
     }
 
     #[test]

@@ -439,6 +439,13 @@ pub enum Destination {
         recipient: String,
         url: secrecy::SecretString,
     },
+    /// A message posted by the `[notify.slack]` app: in `channel` when one is set (a team's or
+    /// queue's channel, with `mention` @-mentioned), else in `mention`'s DM with the app.
+    SlackApp {
+        recipient: String,
+        channel: Option<String>,
+        mention: Option<SlackUser>,
+    },
     /// One rendered e-mail (a rep's alert or the prospect's acknowledgement), with its delivery
     /// receipt key (`email:rep:bruno`, `esc1:email:rep:erin`, `ack:prospect`).
     Email {
@@ -475,7 +482,7 @@ impl Destination {
     pub fn channel(&self) -> &'static str {
         match self {
             Destination::Terminal => "terminal",
-            Destination::SlackWebhook { .. } => "slack",
+            Destination::SlackWebhook { .. } | Destination::SlackApp { .. } => "slack",
             Destination::Email { .. } => "email",
             Destination::TeamsWebhook { .. } => "teams",
             Destination::Sms { .. } => "sms",
@@ -490,7 +497,9 @@ impl Destination {
     pub fn receipt(&self) -> String {
         match self {
             Destination::Terminal => "terminal".to_owned(),
-            Destination::SlackWebhook { recipient, .. } => format!("slack:{recipient}"),
+            // One Slack message per recipient, whether a webhook or the app posts it.
+            Destination::SlackWebhook { recipient, .. }
+            | Destination::SlackApp { recipient, .. } => format!("slack:{recipient}"),
             Destination::Email { receipt, .. } => receipt.clone(),
             Destination::TeamsWebhook { recipient, .. } => format!("teams:{recipient}"),
             Destination::Sms { recipient, .. } => format!("sms:{recipient}"),
@@ -498,6 +507,14 @@ impl Destination {
             Destination::Hubspot { .. } => "hubspot".to_owned(),
         }
     }
+}
+
+/// A rep as the Slack app knows them: their member id when configured, else the e-mail address
+/// to look it up by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlackUser {
+    pub id: Option<String>,
+    pub email: Option<String>,
 }
 
 /// Sends one text message; the HTTP provider of `[notify.sms]` or Amazon SNS on Lambda.

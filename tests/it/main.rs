@@ -28,5 +28,6 @@ mod routing_concurrency;
 mod routing_rules;
 mod server_limits;
 mod ses;
+mod slack_app;
 
 mod webhook_contract;

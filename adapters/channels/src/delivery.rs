@@ -143,6 +143,64 @@ where
     }
 }
 
+/// A failed attempt of [`retrying`]: the error, and how long the server asked to wait.
+pub(super) struct Failure {
+    pub error: NotifyError,
+    pub retry_after: Option<Duration>,
+}
+
+/// One call of an API whose answers are not judged by HTTP status alone (Slack's Web API
+/// answers 200 with `"ok": false`): `attempt_once` judges them. Retried like [`send`] while the
+/// failure is transient, `Retry-After` honoured when it fits, all within the budget counted
+/// from `started` (a delivery of several calls shares one budget). When `turn` names a rate
+/// limit key, each attempt waits for the channel's turn first.
+pub(super) async fn retrying<T, F, Fut>(
+    policy: &DeliveryPolicy,
+    started: Instant,
+    turn: Option<(&RateLimits, &str)>,
+    channel: &str,
+    attempt_once: F,
+) -> Result<T, NotifyError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if let Some((limits, key)) = turn {
+            if let Some(limiter) = limits.for_channel(channel) {
+                let left = policy.budget.saturating_sub(started.elapsed());
+                wait_turn(limiter, &key.to_owned(), left, channel).await?;
+            }
+        }
+        let Failure { error, retry_after } = match attempt_once().await {
+            Ok(value) => return Ok(value),
+            Err(failure) if failure.error.is_permanent() => return Err(failure.error),
+            Err(failure) => failure,
+        };
+        if attempt >= policy.max_attempts {
+            return Err(error);
+        }
+        let wait = retry_after.unwrap_or_else(|| policy.backoff(attempt));
+        // A wait past the budget is the queue's job: its retry comes back later.
+        if started.elapsed() + wait > policy.budget {
+            return Err(error);
+        }
+        tracing::info!(channel, attempt, wait_ms = wait.as_millis() as u64, error = %error, "delivery failed; retrying");
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// A `Retry-After` header in seconds.
+pub(super) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
 /// The rate limit's key: a webhook's platform limits the webhook itself, which several
 /// recipients may share, so Slack and Teams are keyed by a digest of the URL (the URL is a
 /// secret and never kept as such); the others by recipient.
@@ -265,12 +323,7 @@ async fn try_once(channel: &str, request: reqwest::RequestBuilder) -> Attempt {
     if status.is_success() {
         return Attempt::Delivered;
     }
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = retry_after(response.headers());
     let body = response.text().await.unwrap_or_default();
     let error = NotifyError::Rejected {
         channel: channel.into(),

@@ -5,6 +5,7 @@
 mod delivery;
 mod hubspot;
 pub mod operations;
+mod slack_app;
 mod sms;
 mod webhook;
 
@@ -20,6 +21,7 @@ use leadrelay_shared::ports::{Destination, Mailer, Notifier, NotifyError, SmsSen
 use leadrelay_shared::render::Alert;
 
 pub use delivery::{DeliveryPolicy, RateLimits};
+pub use slack_app::{Posted, SlackApp};
 
 /// Delivers alerts over HTTPS and to a terminal writer.
 pub struct Channels {
@@ -31,6 +33,8 @@ pub struct Channels {
     /// The SMS sender when it is not the HTTP provider (Amazon SNS on Lambda).
     sms_sender: Option<Arc<dyn SmsSender>>,
     hubspot: Option<HubspotConfig>,
+    /// `[notify.slack]`: the bot token's client, with its user and DM caches.
+    slack_app: Option<SlackApp>,
     /// SMTP (embedded) or SES (Lambda), for the e-mail channel.
     mailer: Option<Arc<dyn Mailer>>,
 }
@@ -51,6 +55,7 @@ impl Channels {
             sms: None,
             sms_sender: None,
             hubspot: None,
+            slack_app: None,
             mailer: None,
         })
     }
@@ -69,6 +74,7 @@ impl Channels {
         channels.limits = RateLimits::from_config(&config.rates);
         channels.sms = config.sms.clone();
         channels.hubspot = config.hubspot.clone();
+        channels.slack_app = config.slack.as_ref().and_then(SlackApp::from_config);
         Ok(channels)
     }
 
@@ -154,6 +160,29 @@ impl Notifier for Channels {
                     self.http.post(url.expose_secret()).json(body)
                 })
                 .await
+            }
+            Destination::SlackApp {
+                channel: to,
+                mention,
+                ..
+            } => {
+                let app = self
+                    .slack_app
+                    .as_ref()
+                    .ok_or_else(|| NotifyError::Misconfigured {
+                        channel: channel.into(),
+                        detail: "no [notify.slack] bot token".into(),
+                    })?;
+                app.post_alert(
+                    &self.http,
+                    &self.policy,
+                    &self.limits,
+                    to.as_deref(),
+                    mention.as_ref(),
+                    alert,
+                )
+                .await
+                .map(|_posted| ())
             }
             Destination::TeamsWebhook {
                 url, claim_link, ..

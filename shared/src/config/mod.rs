@@ -34,7 +34,9 @@ mod validation;
 pub use alerts::{ClaimConfig, EscalateTo, EscalationConfig, EscalationStep};
 pub use email::{EmailConfig, SmtpCredentials, SmtpTls};
 pub use enrichment::{CompanyRecord, EnrichmentConfig, StatedFieldsConfig, StatedTrust};
-pub use notify::{HubspotConfig, NotifyConfig, RateConfig, SmsConfig, SmsProvider, WebhookConfig};
+pub use notify::{
+    HubspotConfig, NotifyConfig, RateConfig, SlackAppConfig, SmsConfig, SmsProvider, WebhookConfig,
+};
 pub use operations::OperationsConfig;
 pub use pipeline::{PipelineConfig, MAX_RETRY_STEP};
 pub use providers::{FieldPointers, GeoipConfig, HttpProviderConfig, TranscriptConfig};

@@ -33,6 +33,9 @@ pub struct NotifyConfig {
     pub webhooks: Vec<WebhookConfig>,
     /// `[notify.hubspot]`: create or update the contact with its owner.
     pub hubspot: Option<HubspotConfig>,
+    /// `[notify.slack]`: Slack as an app (a bot token and the Web API), for the reps and
+    /// queues without an incoming webhook of their own.
+    pub slack: Option<SlackAppConfig>,
     /// `[notify.rates]`: messages per second per webhook or recipient.
     pub rates: RateConfig,
 }
@@ -75,6 +78,7 @@ impl Default for NotifyConfig {
             sms: None,
             webhooks: Vec::new(),
             hubspot: None,
+            slack: None,
             rates: RateConfig::default(),
         }
     }
@@ -135,6 +139,65 @@ pub struct HubspotConfig {
     pub base_url: String,
     #[serde(skip)]
     pub token: Option<SecretString>,
+}
+
+/// `[notify.slack]`: a Slack app's bot token (`xoxb-...`, scopes `chat:write`, `im:write`,
+/// `users:read`, `users:read.email`). Each rep is alerted in their DM with the app, or in their
+/// team's channel with an @-mention; a rep without `slack_user_id` is found by e-mail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackAppConfig {
+    /// The environment variable holding the bot token.
+    pub bot_token_env: String,
+    /// The Web API's base URL: https, or plain http to a loopback stand-in.
+    #[serde(default = "default_slack_api")]
+    pub api_base_url: String,
+    /// How long a rep's Slack user id, found by e-mail, is kept before it is looked up again.
+    #[serde(default = "default_user_cache_ttl")]
+    pub user_cache_ttl: super::Interval,
+    #[serde(skip)]
+    pub token: Option<SecretString>,
+}
+
+fn default_slack_api() -> String {
+    "https://slack.com/api".into()
+}
+
+fn default_user_cache_ttl() -> super::Interval {
+    super::Interval::from_secs(3600)
+}
+
+impl SlackAppConfig {
+    /// The API base is https (plain http only for a loopback host: a test's stand-in), and the
+    /// token is read from its variable.
+    fn resolve(&mut self, env: Env<'_>) -> Result<(), Problem> {
+        let key = "notify.slack.api_base_url".to_owned();
+        let url = url::Url::parse(&self.api_base_url)
+            .map_err(|e| (key.clone(), format!("not a valid URL: {e}")))?;
+        let loopback = matches!(url.host(), Some(url::Host::Domain("localhost")))
+            || matches!(url.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+            || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback());
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            scheme => return Err((
+                key,
+                format!(
+                    "scheme {scheme:?}: https is required (plain http only for a loopback host)"
+                ),
+            )),
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err((key, "the URL carries credentials: use bot_token_env".into()));
+        }
+        self.api_base_url = self.api_base_url.trim_end_matches('/').to_owned();
+        self.token = Some(variable(
+            env,
+            "notify.slack.bot_token_env",
+            &self.bot_token_env,
+        )?);
+        Ok(())
+    }
 }
 
 fn default_hubspot_url() -> String {
@@ -203,6 +266,9 @@ impl NotifyConfig {
                 "notify.hubspot.token_env",
                 &hubspot.token_env,
             )?);
+        }
+        if let Some(slack) = &mut self.slack {
+            slack.resolve(env)?;
         }
         let mut names = HashSet::new();
         for (n, hook) in self.webhooks.iter_mut().enumerate() {

@@ -33,6 +33,10 @@ pub struct TeamConfig {
     /// Where `after_hours = "on_call"` sends leads.
     #[serde(default)]
     pub on_call: Option<Spanned<TargetConfig>>,
+    /// With `[notify.slack]`: the team's Slack channel id (`C0123ABCD`), where its reps'
+    /// alerts are posted with the owner @-mentioned instead of in each rep's DM.
+    #[serde(default)]
+    pub slack_channel: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -142,9 +146,14 @@ pub struct RepConfig {
     /// An environment variable (on AWS: an SSM SecureString) holding the Slack webhook URL.
     #[serde(default)]
     pub slack_webhook_url_env: Option<String>,
-    /// The rep's Slack member id (`U0123ABCD`): who they are when they press Claim.
+    /// The rep's Slack member id (`U0123ABCD`): who they are when they press Claim, and who
+    /// `[notify.slack]` alerts (without it, the rep is found by `email`).
     #[serde(default)]
     pub slack_user_id: Option<String>,
+    /// With `[notify.slack]`: a channel id to post the rep's alerts in (with an @-mention)
+    /// instead of the team's channel or the rep's DM.
+    #[serde(default)]
+    pub slack_channel: Option<String>,
     /// A Teams Workflows ("Post to a channel when a webhook request is received") URL.
     #[serde(default)]
     pub teams_webhook_url: Option<SecretString>,
@@ -192,6 +201,9 @@ pub struct QueueConfig {
     pub teams_webhook_url: Option<SecretString>,
     #[serde(default)]
     pub teams_webhook_url_env: Option<String>,
+    /// With `[notify.slack]`: the queue's Slack channel id, where its leads are posted.
+    #[serde(default)]
+    pub slack_channel: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -446,6 +458,38 @@ impl Validator<'_> {
         for (index, rep) in config.reps.iter().enumerate() {
             self.check_alert_email(rep, index, has_email)?;
         }
+        let has_slack_app = config.notify.slack.is_some();
+        let channels =
+            config
+                .reps
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.span(), format!("reps[{i}]"), &r.get_ref().slack_channel))
+                .chain(
+                    config.teams.iter().enumerate().map(|(i, t)| {
+                        (t.span(), format!("teams[{i}]"), &t.get_ref().slack_channel)
+                    }),
+                )
+                .chain(
+                    config.queues.iter().enumerate().map(|(i, q)| {
+                        (q.span(), format!("queues[{i}]"), &q.get_ref().slack_channel)
+                    }),
+                );
+        for (span, key, channel) in channels {
+            if let Some(channel) = channel {
+                let key = format!("{key}.slack_channel");
+                if !has_slack_app {
+                    return Err(self.invalid(span, key, "needs a [notify.slack] section"));
+                }
+                if !is_slack_id(channel) {
+                    return Err(self.invalid(
+                        span,
+                        key,
+                        format!("{channel:?} is not a Slack channel id such as C0123ABCD"),
+                    ));
+                }
+            }
+        }
         for (index, rep) in config.reps.iter_mut().enumerate() {
             let span = rep.span();
             let key = format!("reps[{index}]");
@@ -617,6 +661,15 @@ impl Validator<'_> {
 }
 
 /// A number written in E.164 (`+` and the digits) that `phonenumber` finds valid.
+/// A Slack conversation or user id: a capital letter, then capitals and digits (`C0123ABCD`).
+/// Only ids are accepted: a channel's name can change, and it would be posted into JSON as is.
+pub(crate) fn is_slack_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_uppercase())
+        && id.len() <= 32
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
 fn is_e164(phone: &str) -> bool {
     phone.starts_with('+')
         && phone[1..].chars().all(|c| c.is_ascii_digit())

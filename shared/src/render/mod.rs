@@ -647,7 +647,7 @@ fn slack_payload(
         SlackEscaped(&f.prospect),
         SlackEscaped(&f.company),
         f.sla,
-        SlackEscaped(&f.due)
+        slack_date(lead.timeline.sla_due_at, &f.due)
     )));
 
     if let Some(question) = &lead.capture.trigger_query {
@@ -729,6 +729,19 @@ fn slack_payload(
         ("text", slack_escape(headline).into()),
         ("blocks", Value::Array(blocks)),
     ])
+}
+
+/// A moment in Slack's date formatting, so that each reader sees it in their own time zone
+/// (`Nov 23, 2026 11:05 AM`), with the UTC text as the fallback where Slack cannot format it.
+fn slack_date(at: Option<Timestamp>, utc: &str) -> String {
+    match at {
+        Some(at) => format_sized!(
+            "<!date^{}^{{date_short_pretty}} {{time}}|{}>",
+            at.as_second(),
+            SlackEscaped(utc)
+        ),
+        None => slack_escape(utc),
+    }
 }
 
 /// Slack's longest button URL and value.

@@ -14,7 +14,7 @@ use super::{join_errors, render_alert, Outcome, Pipeline, StageError};
 use crate::claim_link;
 use crate::config::{QueueConfig, RepConfig};
 use crate::model::{Envelope, Lead, LeadState, Owner, Stage, StageFailure};
-use crate::ports::{DeliveryStart, Destination, NotifyError, StoreError};
+use crate::ports::{DeliveryStart, Destination, NotifyError, SlackUser, StoreError};
 use crate::routing::effects::Effects;
 
 /// SQS's longest message delay.
@@ -228,12 +228,40 @@ impl Pipeline {
             let slack = rep
                 .and_then(|r| r.slack_webhook_url.as_ref())
                 .or(queue.and_then(|q| q.slack_webhook_url.as_ref()));
-            // One message per webhook, even if a queue and its manager share a channel.
-            if let Some(url) = slack.filter(|url| !shares_url(&destinations, url)) {
-                destinations.push(Destination::SlackWebhook {
-                    recipient: recipient.clone(),
-                    url: url.clone(),
-                });
+            if let Some(url) = slack {
+                // One message per webhook, even if a queue and its manager share a channel.
+                if !shares_url(&destinations, url) {
+                    destinations.push(Destination::SlackWebhook {
+                        recipient: recipient.clone(),
+                        url: url.clone(),
+                    });
+                }
+            } else if config.notify.slack.is_some() {
+                // The app covers whoever has no webhook of their own: a rep in their team's
+                // (or own) channel with a mention, else in their DM; a queue in its channel.
+                let channel = match (rep, queue) {
+                    (Some(rep), _) => rep.slack_channel.clone().or_else(|| {
+                        rep.team
+                            .as_deref()
+                            .and_then(|t| config.team(t))
+                            .and_then(|t| t.slack_channel.clone())
+                    }),
+                    (None, Some(queue)) => queue.slack_channel.clone(),
+                    (None, None) => None,
+                };
+                let mention = rep
+                    .filter(|r| r.slack_user_id.is_some() || r.email.is_some())
+                    .map(|r| SlackUser {
+                        id: r.slack_user_id.clone(),
+                        email: r.email.clone(),
+                    });
+                if channel.is_some() || mention.is_some() {
+                    destinations.push(Destination::SlackApp {
+                        recipient: recipient.clone(),
+                        channel,
+                        mention,
+                    });
+                }
             }
             let teams = rep
                 .and_then(|r| r.teams_webhook_url.as_ref())
@@ -295,6 +323,7 @@ fn reach(destination: &Destination) -> u8 {
         Destination::Terminal => 0,
         Destination::Webhook { .. } | Destination::Hubspot { .. } => 1,
         Destination::SlackWebhook { .. }
+        | Destination::SlackApp { .. }
         | Destination::TeamsWebhook { .. }
         | Destination::Sms { .. }
         | Destination::Email { .. } => 2,

@@ -1,0 +1,361 @@
+//! Slack as an app: alerts posted with a bot token through the Web API, at a stand-in of
+//! `slack.com/api` that checks each request as Slack documents it (method, path, bearer token,
+//! content type, body fields) and answers in Slack's shapes.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{eventually, example_config, initech_lead, sample, Edit, Server};
+use jiff::Timestamp;
+use leadrelay_shared::model::Stage;
+use leadrelay_shared::ports::{DeadLetters, Destination, LeadStore, Notifier, SlackUser};
+use serde_json::{json, Value};
+use wiremock::matchers::{body_json, body_string, header, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const LEAD: &str = "02-capture-emea-pricing.json"; // tier 1, EMEA: routes to bruno
+const TOKEN: &str = "xoxb-1111-2222-SeCrEtBoTtOkEn";
+const BEARER: &str = "Bearer xoxb-1111-2222-SeCrEtBoTtOkEn";
+const JSON_UTF8: &str = "application/json; charset=utf-8";
+
+/// The example config with the app at `api` (`{stand_in}/api`), bruno the only member of the
+/// EMEA pool (so that every EMEA lead is his) with `bruno` added to his rep entry, and
+/// `sections` before `[claim]`.
+fn config(stand_in: &MockServer, bruno: &str, sections: &str) -> String {
+    let api = format!("{}/api", stand_in.uri());
+    example_config()
+        .edit(
+            "members = [{ rep = \"bruno\", weight = 2 }, { rep = \"fatima\", weight = 1 }]",
+            "members = [{ rep = \"bruno\" }]",
+        )
+        .edit(
+            "email = \"bruno@yourco.example\"",
+            &format!("email = \"bruno@yourco.example\"\n{bruno}"),
+        )
+        .edit(
+            "\n[claim]\n",
+            &format!(
+                "\n[notify.slack]\nbot_token_env = \"SLACK_BOT_TOKEN\"\napi_base_url = \"{api}\"\n\n\
+                 {sections}\n\n[claim]\n"
+            ),
+        )
+}
+
+async fn start(config: &str) -> Server {
+    Server::start_with_env(config, &[("SLACK_BOT_TOKEN", TOKEN)]).await
+}
+
+/// `users.lookupByEmail` finds bruno (a form post, as the method takes no JSON), and
+/// `conversations.open` opens his DM.
+async fn mount_bruno(stand_in: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path("/api/users.lookupByEmail"))
+        .and(header("authorization", BEARER))
+        .and(header("content-type", "application/x-www-form-urlencoded"))
+        .and(body_string("email=bruno%40yourco.example"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"ok": true, "user": {"id": "UBRUNO1", "name": "bruno"}})),
+        )
+        .mount(stand_in)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/conversations.open"))
+        .and(header("authorization", BEARER))
+        .and(header("content-type", JSON_UTF8))
+        .and(body_json(json!({"users": "UBRUNO1"})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"ok": true, "channel": {"id": "DBRUNO1"}})),
+        )
+        .mount(stand_in)
+        .await;
+}
+
+/// `chat.postMessage` answers as Slack does when the message was posted.
+fn posted(channel: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "ok": true, "channel": channel, "ts": "1764150000.000100",
+        "message": {"text": "..."}
+    }))
+}
+
+async fn mount_post(stand_in: &MockServer, answer: ResponseTemplate) {
+    Mock::given(method("POST"))
+        .and(path("/api/chat.postMessage"))
+        .and(header("authorization", BEARER))
+        .and(header("content-type", JSON_UTF8))
+        .respond_with(answer)
+        .mount(stand_in)
+        .await;
+}
+
+async fn requests(stand_in: &MockServer, at: &str) -> Vec<Request> {
+    stand_in
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.url.path() == at)
+        .collect()
+}
+
+async fn send(server: &Server, event_id: &str, body: &[u8]) -> String {
+    let answer = server.send("website", event_id, body).await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    answer.body["lead_id"].as_str().expect("lead id").to_owned()
+}
+
+/// The same capture from another prospect (not merged into the first lead).
+fn another_prospect() -> Vec<u8> {
+    String::from_utf8(sample(LEAD))
+        .expect("UTF-8")
+        .replace(
+            "tom.baker@sales.initech.co.uk",
+            "ann.lee@sales.initech.co.uk",
+        )
+        .replace("Tom Baker", "Ann Lee")
+        .replace("+44 20 7946 0321", "+44 20 7946 0999")
+        .replace("anon-77c1d2e0", "anon-88d2e3f1")
+        .replace("conv-12377", "conv-12388")
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn the_alert_goes_to_the_reps_dm_with_a_mention_and_local_deadline_and_the_user_is_cached() {
+    let stand_in = MockServer::start().await;
+    mount_bruno(&stand_in).await;
+    mount_post(&stand_in, posted("DBRUNO1")).await;
+    let server = start(&config(&stand_in, "", "[notify.rates]\nslack = 0")).await;
+
+    let first = send(&server, "msg_app_1", &sample(LEAD)).await;
+    let lead = server.wait_for_state(&first, "notified").await;
+    let posts = requests(&stand_in, "/api/chat.postMessage").await;
+    assert_eq!(posts.len(), 1);
+    let body: Value = serde_json::from_slice(&posts[0].body).expect("JSON");
+    assert_eq!(body["channel"], "DBRUNO1", "{body}");
+    let text = body["text"].as_str().expect("fallback text");
+    assert!(
+        text.starts_with("<@UBRUNO1> New tier-1 lead"),
+        "the fallback text names the owner: {text}"
+    );
+    let blocks = body["blocks"].to_string();
+    assert!(blocks.contains("For <@UBRUNO1>"), "{blocks}");
+    // The deadline in Slack's date formatting: each reader sees their own time zone.
+    let due: Timestamp = lead["timeline"]["sla_due_at"]
+        .as_str()
+        .expect("a deadline")
+        .parse()
+        .expect("a timestamp");
+    let token = format!(
+        "<!date^{}^{{date_short_pretty}} {{time}}|{}>",
+        due.as_second(),
+        due.strftime("%Y-%m-%d %H:%M:%S UTC")
+    );
+    assert!(blocks.contains(&token), "{token} in {blocks}");
+    assert!(blocks.contains("\"action_id\":\"claim\""), "{blocks}");
+    // The plain-text alert keeps UTC.
+    assert!(server.terminal.text().contains(" UTC)"));
+
+    // The second lead for bruno: no second lookup or DM opening, one more post.
+    let second = send(&server, "msg_app_2", &another_prospect()).await;
+    server.wait_for_state(&second, "notified").await;
+    assert_eq!(requests(&stand_in, "/api/chat.postMessage").await.len(), 2);
+    assert_eq!(
+        requests(&stand_in, "/api/users.lookupByEmail").await.len(),
+        1,
+        "the user id is cached"
+    );
+    assert_eq!(
+        requests(&stand_in, "/api/conversations.open").await.len(),
+        1
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_team_channel_post_mentions_the_configured_user_without_a_lookup() {
+    let stand_in = MockServer::start().await;
+    mount_post(&stand_in, posted("CEMEA01")).await;
+    let config = config(&stand_in, "slack_user_id = \"UBRUNO9\"", "").edit(
+        "id = \"emea\"\n",
+        "id = \"emea\"\nslack_channel = \"CEMEA01\"\n",
+    );
+    let server = start(&config).await;
+    let lead_id = send(&server, "msg_app_team", &sample(LEAD)).await;
+    server.wait_for_state(&lead_id, "notified").await;
+    let posts = requests(&stand_in, "/api/chat.postMessage").await;
+    assert_eq!(posts.len(), 1);
+    let body: Value = serde_json::from_slice(&posts[0].body).expect("JSON");
+    assert_eq!(body["channel"], "CEMEA01");
+    assert!(body["blocks"].to_string().contains("For <@UBRUNO9>"));
+    assert!(requests(&stand_in, "/api/users.lookupByEmail")
+        .await
+        .is_empty());
+    assert!(requests(&stand_in, "/api/conversations.open")
+        .await
+        .is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn ratelimited_is_retried_after_the_time_slack_asks_for() {
+    let stand_in = MockServer::start().await;
+    mount_bruno(&stand_in).await;
+    // Slack's documented answer to a rate-limited call: 429, Retry-After in seconds.
+    Mock::given(method("POST"))
+        .and(path("/api/chat.postMessage"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "1")
+                .set_body_json(json!({"ok": false, "error": "ratelimited"})),
+        )
+        .up_to_n_times(1)
+        .mount(&stand_in)
+        .await;
+    mount_post(&stand_in, posted("DBRUNO1")).await;
+    let server = start(&config(&stand_in, "", "")).await;
+    let lead_id = send(&server, "msg_app_rl", &sample(LEAD)).await;
+    server.wait_for_state(&lead_id, "notified").await;
+    let posts = requests(&stand_in, "/api/chat.postMessage").await;
+    assert_eq!(posts.len(), 2, "retried once");
+    let (first, second): (Value, Value) = (
+        serde_json::from_slice(&posts[0].body).expect("JSON"),
+        serde_json::from_slice(&posts[1].body).expect("JSON"),
+    );
+    assert_eq!(first, second, "the same message again");
+    assert_eq!(server.counts().await.dead_letters, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_permanent_operations_hear_of_it_and_the_next_channel_delivers() {
+    let stand_in = MockServer::start().await;
+    mount_bruno(&stand_in).await;
+    mount_post(
+        &stand_in,
+        ResponseTemplate::new(200).set_body_json(json!({"ok": false, "error": "token_revoked"})),
+    )
+    .await;
+    for at in ["/teams", "/ops"] {
+        Mock::given(method("POST"))
+            .and(path(at))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&stand_in)
+            .await;
+    }
+    let config = config(
+        &stand_in,
+        &format!("teams_webhook_url = \"{}/teams\"", stand_in.uri()),
+        &format!(
+            "[operations]\nslack_webhook_url = \"{}/ops\"\ncheck_every = \"50ms\"\nremind_every = \"1h\"",
+            stand_in.uri()
+        ),
+    );
+    let server = start(&config).await;
+    let lead_id = send(&server, "msg_app_revoked", &sample(LEAD)).await;
+
+    // Bruno is told on Teams; Slack was asked once (retrying cannot bring a token back).
+    let lead = server.wait_for_state(&lead_id, "notified").await;
+    assert_eq!(requests(&stand_in, "/teams").await.len(), 1);
+    assert_eq!(requests(&stand_in, "/api/chat.postMessage").await.len(), 1);
+    let failure = lead["last_failure"]["error"].as_str().expect("a failure");
+    assert!(
+        failure.contains("slack refused the message for good: chat.postMessage: token_revoked"),
+        "{failure}"
+    );
+    let letters = eventually(Duration::from_secs(10), "the dead letter", || async {
+        let letters = server
+            .db
+            .list(Stage::Notify, 10, Duration::ZERO)
+            .await
+            .ok()?;
+        (!letters.is_empty()).then_some(letters)
+    })
+    .await;
+    assert_eq!(letters[0].lead_id.as_deref(), Some(lead_id.as_str()));
+    let ops = eventually(Duration::from_secs(10), "the operations alert", || async {
+        let ops = requests(&stand_in, "/ops").await;
+        (!ops.is_empty()).then_some(ops)
+    })
+    .await;
+    let notice: Value = serde_json::from_slice(&ops[0].body).expect("JSON");
+    assert!(
+        notice["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("notify dead-letter queue") && t.contains(&lead_id)),
+        "{notice}"
+    );
+
+    // The token is nowhere: not in the error, the dead letter, the lead or what was stored.
+    let stored = server
+        .db
+        .get_lead(&lead_id)
+        .await
+        .expect("read")
+        .expect("stored");
+    let stored = serde_json::to_string(&stored).expect("serialisable");
+    for text in [
+        failure.to_owned(),
+        format!("{:?}", letters[0]),
+        lead.to_string(),
+        stored,
+        notice.to_string(),
+    ] {
+        assert!(!text.contains("SeCrEtBoTtOkEn"), "{text}");
+    }
+    server.stop().await;
+}
+
+/// What the Web API path adds to an alert: `Notifier::deliver` to the app against a local
+/// stand-in, 200 alerts for one rep (user and DM cached after the first), p50 and p99.
+#[tokio::test]
+async fn alert_to_slack_latency_through_the_web_api() {
+    let stand_in = MockServer::start().await;
+    mount_bruno(&stand_in).await;
+    mount_post(&stand_in, posted("DBRUNO1")).await;
+    let config = crate::support::parse_config_with_env(
+        &config(&stand_in, "", "[notify.rates]\nslack = 0"),
+        &[("SLACK_BOT_TOKEN", TOKEN)],
+    );
+    let channels =
+        leadrelay_channels::Channels::from_config(&config.notify, Box::new(std::io::sink()))
+            .expect("channels");
+    let lead = initech_lead("lead-bench", "tom@initech.co.uk", Timestamp::now());
+    let alert = leadrelay_shared::render::render(&lead, "hot");
+    let destination = Destination::SlackApp {
+        recipient: "rep:bruno".into(),
+        channel: None,
+        mention: Some(SlackUser {
+            id: None,
+            email: Some("bruno@yourco.example".into()),
+        }),
+    };
+    let started = Instant::now();
+    channels
+        .deliver(&destination, &alert)
+        .await
+        .expect("delivered");
+    let cold = started.elapsed();
+    let mut times = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let started = Instant::now();
+        channels
+            .deliver(&destination, &alert)
+            .await
+            .expect("delivered");
+        times.push(started.elapsed());
+    }
+    times.sort();
+    println!(
+        "slack app, 200 alerts to a local stand-in: p50 {:?}, p99 {:?}, max {:?}; first (lookup + open + post) {cold:?}",
+        times[99], times[197], times[199]
+    );
+    assert_eq!(
+        requests(&stand_in, "/api/chat.postMessage").await.len(),
+        201
+    );
+    assert_eq!(
+        requests(&stand_in, "/api/users.lookupByEmail").await.len(),
+        1
+    );
+}

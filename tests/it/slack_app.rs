@@ -2,6 +2,7 @@
 //! `slack.com/api` that checks each request as Slack documents it (method, path, bearer token,
 //! content type, body fields) and answers in Slack's shapes.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::{eventually, example_config, initech_lead, sample, Edit, Server};
@@ -10,7 +11,7 @@ use leadrelay_shared::model::Stage;
 use leadrelay_shared::ports::{DeadLetters, Destination, LeadStore, Notifier, SlackUser};
 use serde_json::{json, Value};
 use wiremock::matchers::{body_json, body_string, header, method, path};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const LEAD: &str = "02-capture-emea-pricing.json"; // tier 1, EMEA: routes to bruno
 const TOKEN: &str = "xoxb-1111-2222-SeCrEtBoTtOkEn";
@@ -201,18 +202,15 @@ async fn a_team_channel_post_mentions_the_configured_user_without_a_lookup() {
 async fn ratelimited_is_retried_after_the_time_slack_asks_for() {
     let stand_in = MockServer::start().await;
     mount_bruno(&stand_in).await;
-    // Slack's documented answer to a rate-limited call: 429, Retry-After in seconds.
+    // Slack's documented answer to a rate-limited call: 429, Retry-After in seconds; then
+    // the post goes through.
+    let seen = Arc::new(Mutex::new(Vec::new()));
     Mock::given(method("POST"))
         .and(path("/api/chat.postMessage"))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("retry-after", "1")
-                .set_body_json(json!({"ok": false, "error": "ratelimited"})),
-        )
-        .up_to_n_times(1)
+        .and(header("authorization", BEARER))
+        .respond_with(RateLimitedOnce { seen: seen.clone() })
         .mount(&stand_in)
         .await;
-    mount_post(&stand_in, posted("DBRUNO1")).await;
     let server = start(&config(&stand_in, "", "")).await;
     let lead_id = send(&server, "msg_app_rl", &sample(LEAD)).await;
     server.wait_for_state(&lead_id, "notified").await;
@@ -223,6 +221,12 @@ async fn ratelimited_is_retried_after_the_time_slack_asks_for() {
         serde_json::from_slice(&posts[1].body).expect("JSON"),
     );
     assert_eq!(first, second, "the same message again");
+    let seen = seen.lock().expect("not poisoned").clone();
+    assert!(
+        seen[1] - seen[0] >= Duration::from_secs(1),
+        "retried after {:?}, before the second Slack asked for",
+        seen[1] - seen[0]
+    );
     assert_eq!(server.counts().await.dead_letters, 0);
     server.stop().await;
 }
@@ -304,6 +308,26 @@ async fn a_revoked_token_is_permanent_operations_hear_of_it_and_the_next_channel
         assert!(!text.contains("SeCrEtBoTtOkEn"), "{text}");
     }
     server.stop().await;
+}
+
+/// Answers the first request `ratelimited` (HTTP 429, `Retry-After: 1`) and the others as a
+/// posted message, recording when each arrived.
+struct RateLimitedOnce {
+    seen: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl Respond for RateLimitedOnce {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let mut seen = self.seen.lock().expect("not poisoned");
+        seen.push(Instant::now());
+        if seen.len() == 1 {
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "1")
+                .set_body_json(json!({"ok": false, "error": "ratelimited"}))
+        } else {
+            posted("DBRUNO1")
+        }
+    }
 }
 
 /// What the Web API path adds to an alert: `Notifier::deliver` to the app against a local

@@ -180,12 +180,14 @@ impl SlackAppConfig {
         match url.scheme() {
             "https" => {}
             "http" if loopback => {}
-            scheme => return Err((
-                key,
-                format!(
+            scheme => {
+                return Err((
+                    key,
+                    format!(
                     "scheme {scheme:?}: https is required (plain http only for a loopback host)"
                 ),
-            )),
+                ))
+            }
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err((key, "the URL carries credentials: use bot_token_env".into()));
@@ -423,6 +425,45 @@ mod tests {
             .as_ref()
             .is_some_and(|s| s.token.is_some()));
         assert!(config.notify.webhooks[0].key.is_some());
+        let slack_env = |name: &str| (name == "SLACK_BOT_TOKEN").then(|| "xoxb-1".to_owned());
+        for base in [
+            "https://slack.com/api",
+            "http://127.0.0.1:9/api",
+            "http://[::1]:9/api",
+            "http://localhost:9/api",
+        ] {
+            let config = Config::parse(
+                &notify(&format!("[notify.slack]\nbot_token_env = \"SLACK_BOT_TOKEN\"\napi_base_url = \"{base}\"")),
+                "leadrelay.toml",
+                &slack_env,
+            )
+            .expect(base);
+            let slack = config.notify.slack.expect("the app");
+            assert!(slack.token.is_some() && slack.api_base_url == base);
+            assert_eq!(slack.user_cache_ttl, Interval::from_secs(3600));
+        }
+        // A channel is an id, and needs the app.
+        let with_channel = |channel: &str, app: bool| {
+            let text = with_rep(&format!("slack_channel = \"{channel}\""));
+            let text = if app {
+                format!("{text}\n[notify]\n[notify.slack]\nbot_token_env = \"SLACK_BOT_TOKEN\"\n")
+            } else {
+                text
+            };
+            Config::parse(&text, "leadrelay.toml", &slack_env)
+        };
+        assert!(with_channel("C0123ABCD", true).is_ok());
+        for (channel, app, problem) in [
+            ("C0123ABCD", false, "needs a [notify.slack] section"),
+            ("#sales", true, "is not a Slack channel id"),
+            ("c0123", true, "is not a Slack channel id"),
+        ] {
+            let error = with_channel(channel, app).expect_err(channel).to_string();
+            assert!(
+                error.contains("reps[0].slack_channel") && error.contains(problem),
+                "{error}"
+            );
+        }
         let sns = parse(&notify("[notify.sms]\nprovider = \"sns\"")).expect("SNS needs no URL");
         assert_eq!(sns.notify.sms.map(|s| s.provider), Some(SmsProvider::Sns));
         let error = parse(&notify("[notify.sms]\nfrom = \"Relay\""))
@@ -435,6 +476,10 @@ mod tests {
             ("[[notify.webhooks]]\nname = \"a\"\nurl = \"https://a.example\"\nsecret = \"plain-secret\"", "notify.webhooks[0].secret"),
             ("crm_url = \"crm.example/{email}\"", "notify.crm_url"),
             ("delivery_budget_ms = 30000", "notify.delivery_budget_ms"),
+            // The bot token goes only to https, or to a loopback stand-in over http.
+            ("[notify.slack]\nbot_token_env = \"SLACK_BOT_TOKEN\"\napi_base_url = \"http://slack.example/api\"", "notify.slack.api_base_url"),
+            ("[notify.slack]\nbot_token_env = \"SLACK_BOT_TOKEN\"\napi_base_url = \"http://127.0.0.2.example/api\"", "notify.slack.api_base_url"),
+            ("[notify.slack]\nbot_token_env = \"NOPE\"", "notify.slack.bot_token_env"),
         ] {
             let error = parse(&notify(section)).expect_err(key).to_string();
             assert!(error.contains(key), "{error}");
@@ -467,7 +512,7 @@ mod tests {
             uncommented.push(setting.unwrap_or(line));
         }
         let env = |name: &str| match name {
-            "SMS_API_TOKEN" | "HUBSPOT_TOKEN" => Some("token".to_owned()),
+            "SMS_API_TOKEN" | "HUBSPOT_TOKEN" | "SLACK_BOT_TOKEN" => Some("token".to_owned()),
             "LEADRELAY_SMTP_USERNAME" | "LEADRELAY_SMTP_PASSWORD" => Some("smtp".to_owned()),
             "N8N_WEBHOOK_SECRET" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned()),
             "LEADRELAY_OPS_SLACK_WEBHOOK" => Some("https://hooks.slack.com/services/T/B/X".into()),
@@ -480,6 +525,7 @@ mod tests {
         assert_eq!(operations.remind_every, Interval::from_secs(4 * 3600));
         let notify = &config.notify;
         assert!(notify.sms.is_some() && notify.hubspot.is_some() && notify.crm_url.is_some());
+        assert!(notify.slack.is_some());
         assert_eq!(notify.webhooks.len(), 1);
         assert_eq!(notify.max_attempts, 4);
         assert_eq!(notify.rates.slack, 1);

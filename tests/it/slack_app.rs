@@ -5,7 +5,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::{eventually, example_config, initech_lead, sample, Edit, Server};
+use crate::support::process::{serve, ServeFiles};
+use crate::support::{
+    eventually, example_config, initech_lead, sample, signed_webhook, Edit, Server,
+};
 use jiff::Timestamp;
 use leadrelay_shared::model::Stage;
 use leadrelay_shared::ports::{DeadLetters, Destination, LeadStore, Notifier, SlackUser};
@@ -381,5 +384,63 @@ async fn alert_to_slack_latency_through_the_web_api() {
     assert_eq!(
         requests(&stand_in, "/api/users.lookupByEmail").await.len(),
         1
+    );
+}
+
+#[tokio::test]
+async fn the_bot_token_is_never_logged() {
+    let stand_in = MockServer::start().await;
+    mount_bruno(&stand_in).await;
+    // Rate limited once, then refused for good: both kinds of failure are logged.
+    Mock::given(method("POST"))
+        .and(path("/api/chat.postMessage"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "0")
+                .set_body_json(json!({"ok": false, "error": "ratelimited"})),
+        )
+        .up_to_n_times(1)
+        .mount(&stand_in)
+        .await;
+    mount_post(
+        &stand_in,
+        ResponseTemplate::new(200).set_body_json(json!({"ok": false, "error": "invalid_auth"})),
+    )
+    .await;
+    let config_text = config(&stand_in, "", "");
+    let config = crate::support::parse_config_with_env(&config_text, &[("SLACK_BOT_TOKEN", TOKEN)]);
+    let files = ServeFiles::new(&config_text);
+    let mut child = serve(&files)
+        .env("SLACK_BOT_TOKEN", TOKEN)
+        .env("LEADRELAY_LOG_FORMAT", "json")
+        .env("RUST_LOG", "debug")
+        .spawn()
+        .await;
+    let http = reqwest::Client::new();
+    let answer = signed_webhook(
+        &http,
+        &child.base,
+        &config,
+        "website",
+        "msg_app_log",
+        &sample(LEAD),
+    )
+    .send()
+    .await
+    .expect("sent");
+    assert_eq!(answer.status().as_u16(), 202);
+    eventually(
+        Duration::from_secs(10),
+        "the dead-letter log line",
+        || async { files.log_text().contains("dead-lettered").then_some(()) },
+    )
+    .await;
+    child.kill();
+    let text = files.log_text();
+    assert!(text.contains("chat.postMessage: ratelimited"), "{text}");
+    assert!(text.contains("chat.postMessage: invalid_auth"), "{text}");
+    assert!(
+        !text.contains("SeCrEtBoTtOkEn"),
+        "the token is in the log:\n{text}"
     );
 }

@@ -249,6 +249,24 @@ pub trait LeadStore: Send + Sync {
     /// Gives up the lease after a failed attempt, so the next retry may deliver at once.
     async fn release_delivery(&self, lead_id: &str, channel: &str) -> Result<(), StoreError>;
 
+    /// Keeps the message a delivery posted (under its receipt key), so that a claim can edit
+    /// it in place. The default keeps nothing: a store without it leaves messages as posted.
+    async fn record_posted(
+        &self,
+        lead_id: &str,
+        receipt: &str,
+        message: &PostedMessage,
+    ) -> Result<(), StoreError> {
+        let _ = (lead_id, receipt, message);
+        Ok(())
+    }
+
+    /// The messages [`LeadStore::record_posted`] kept for a lead, in no particular order.
+    async fn posted_messages(&self, lead_id: &str) -> Result<Vec<PostedMessage>, StoreError> {
+        let _ = lead_id;
+        Ok(Vec::new())
+    }
+
     async fn counter(&self, name: &str) -> Result<i64, StoreError>;
 
     /// Several counters at once (0 for one never written), in the order asked.
@@ -531,10 +549,42 @@ pub trait Mailer: Send + Sync {
     async fn send(&self, email: &OutgoingEmail) -> Result<(), NotifyError>;
 }
 
+/// A message a channel posted and can edit later: the Slack app's conversation id and the
+/// message's `ts`, as `chat.postMessage` answered them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostedMessage {
+    pub channel: String,
+    pub ts: String,
+}
+
 /// Delivers an alert to one destination.
 #[async_trait]
 pub trait Notifier: Send + Sync {
     async fn deliver(&self, destination: &Destination, alert: &Alert) -> Result<(), NotifyError>;
+
+    /// [`Notifier::deliver`], and the message it posted when the channel can edit it later
+    /// (the Slack app); `None` for the others.
+    async fn deliver_posted(
+        &self,
+        destination: &Destination,
+        alert: &Alert,
+    ) -> Result<Option<PostedMessage>, NotifyError> {
+        self.deliver(destination, alert).await.map(|()| None)
+    }
+
+    /// Replaces a posted message with `message` (a Slack Block Kit payload: `text`, `blocks`).
+    /// The default cannot: a process without the Slack app.
+    async fn update_posted(
+        &self,
+        posted: &PostedMessage,
+        message: &serde_json::Value,
+    ) -> Result<(), NotifyError> {
+        let _ = (posted, message);
+        Err(NotifyError::Misconfigured {
+            channel: "slack".into(),
+            detail: "this process cannot edit Slack messages".into(),
+        })
+    }
 }
 
 /// The notifier of a process that runs no notify stage (the AWS functions other than notify,

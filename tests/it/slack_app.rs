@@ -444,3 +444,47 @@ async fn the_bot_token_is_never_logged() {
         "the token is in the log:\n{text}"
     );
 }
+
+#[tokio::test]
+async fn a_claim_by_link_updates_the_posted_message_in_place() {
+    let stand_in = MockServer::start().await;
+    mount_bruno(&stand_in).await;
+    mount_post(&stand_in, posted("DBRUNO1")).await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat.update"))
+        .and(header("authorization", BEARER))
+        .and(header("content-type", JSON_UTF8))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"ok": true, "channel": "DBRUNO1", "ts": "1764150000.000100", "text": "..."}),
+        ))
+        .mount(&stand_in)
+        .await;
+    let server = start(&config(&stand_in, "", "")).await;
+    let lead_id = send(&server, "msg_app_claim", &sample(LEAD)).await;
+    server.wait_for_state(&lead_id, "notified").await;
+    assert!(requests(&stand_in, "/api/chat.update").await.is_empty());
+
+    let url =
+        leadrelay_shared::claim_link::url_for(&server.config, &lead_id, "bruno", Timestamp::now())
+            .expect("public_url is set")
+            .replace("http://127.0.0.1:8080", &server.base);
+    let claimed = server.http.post(&url).send().await.expect("post");
+    assert_eq!(claimed.status().as_u16(), 200);
+
+    let updates = requests(&stand_in, "/api/chat.update").await;
+    assert_eq!(updates.len(), 1);
+    let body: Value = serde_json::from_slice(&updates[0].body).expect("JSON");
+    assert_eq!(body["channel"], "DBRUNO1", "{body}");
+    assert_eq!(body["ts"], "1764150000.000100", "{body}");
+    let blocks = body["blocks"].to_string();
+    assert!(
+        blocks.contains("Claimed by *Bruno Keller* (bruno)"),
+        "{blocks}"
+    );
+    assert!(
+        !blocks.contains("\"action_id\":\"claim\""),
+        "the button is gone: {blocks}"
+    );
+    assert!(body["text"].as_str().is_some_and(|t| !t.is_empty()));
+    server.stop().await;
+}

@@ -17,11 +17,13 @@ use async_trait::async_trait;
 use secrecy::ExposeSecret;
 
 use leadrelay_shared::config::{HubspotConfig, NotifyConfig, SmsConfig, SmsProvider};
-use leadrelay_shared::ports::{Destination, Mailer, Notifier, NotifyError, SmsSender};
+use leadrelay_shared::ports::{
+    Destination, Mailer, Notifier, NotifyError, PostedMessage, SmsSender,
+};
 use leadrelay_shared::render::Alert;
 
 pub use delivery::{DeliveryPolicy, RateLimits};
-pub use slack_app::{Posted, SlackApp};
+pub use slack_app::SlackApp;
 
 /// Delivers alerts over HTTPS and to a terminal writer.
 pub struct Channels {
@@ -125,6 +127,15 @@ impl Channels {
         }
     }
 
+    fn slack_app(&self) -> Result<&SlackApp, NotifyError> {
+        self.slack_app
+            .as_ref()
+            .ok_or_else(|| NotifyError::Misconfigured {
+                channel: "slack".into(),
+                detail: "no [notify.slack] bot token".into(),
+            })
+    }
+
     fn print(&self, alert: &Alert) -> Result<(), NotifyError> {
         let mut out = self
             .terminal
@@ -149,6 +160,40 @@ fn not_rendered(channel: &str) -> NotifyError {
 
 #[async_trait]
 impl Notifier for Channels {
+    async fn deliver_posted(
+        &self,
+        destination: &Destination,
+        alert: &Alert,
+    ) -> Result<Option<PostedMessage>, NotifyError> {
+        match destination {
+            Destination::SlackApp {
+                channel, mention, ..
+            } => self
+                .slack_app()?
+                .post_alert(
+                    &self.http,
+                    &self.policy,
+                    &self.limits,
+                    channel.as_deref(),
+                    mention.as_ref(),
+                    alert,
+                )
+                .await
+                .map(Some),
+            other => self.deliver(other, alert).await.map(|()| None),
+        }
+    }
+
+    async fn update_posted(
+        &self,
+        posted: &PostedMessage,
+        message: &serde_json::Value,
+    ) -> Result<(), NotifyError> {
+        self.slack_app()?
+            .update(&self.http, &self.policy, &self.limits, posted, message)
+            .await
+    }
+
     async fn deliver(&self, destination: &Destination, alert: &Alert) -> Result<(), NotifyError> {
         let channel = destination.channel();
         let key = delivery::rate_key(destination);
@@ -165,15 +210,9 @@ impl Notifier for Channels {
                 channel: to,
                 mention,
                 ..
-            } => {
-                let app = self
-                    .slack_app
-                    .as_ref()
-                    .ok_or_else(|| NotifyError::Misconfigured {
-                        channel: channel.into(),
-                        detail: "no [notify.slack] bot token".into(),
-                    })?;
-                app.post_alert(
+            } => self
+                .slack_app()?
+                .post_alert(
                     &self.http,
                     &self.policy,
                     &self.limits,
@@ -182,8 +221,7 @@ impl Notifier for Channels {
                     alert,
                 )
                 .await
-                .map(|_posted| ())
-            }
+                .map(|_posted| ()),
             Destination::TeamsWebhook {
                 url, claim_link, ..
             } => {

@@ -18,7 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use leadrelay_shared::config::SlackAppConfig;
-use leadrelay_shared::ports::{NotifyError, SlackUser};
+use leadrelay_shared::ports::{NotifyError, PostedMessage, SlackUser};
 use leadrelay_shared::render::Alert;
 
 use crate::delivery::{self, DeliveryPolicy, Failure, RateLimits};
@@ -34,13 +34,6 @@ const TRANSIENT_ERRORS: &[&str] = &[
     "service_unavailable",
     "request_timeout",
 ];
-
-/// Where a message was posted: what `chat.update` needs to edit it later.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Posted {
-    pub channel: String,
-    pub ts: String,
-}
 
 /// A method's arguments: JSON for the methods that take it, a form for those that do not
 /// (`users.lookupByEmail` takes only `application/x-www-form-urlencoded`).
@@ -82,7 +75,7 @@ impl SlackApp {
         channel: Option<&str>,
         mention: Option<&SlackUser>,
         alert: &Alert,
-    ) -> Result<Posted, NotifyError> {
+    ) -> Result<PostedMessage, NotifyError> {
         let started = Instant::now();
         let call = Call {
             app: self,
@@ -122,10 +115,41 @@ impl SlackApp {
                 &Arguments::Json(json_bytes(&body)),
             )
             .await?;
-        Ok(Posted {
+        Ok(PostedMessage {
             channel: slack_id(&answer["channel"]).unwrap_or(target),
             ts: answer["ts"].as_str().unwrap_or_default().to_owned(),
         })
+    }
+
+    /// Replaces a message the app posted (`chat.update`) with `message`'s `text` and
+    /// `blocks`.
+    pub async fn update(
+        &self,
+        http: &reqwest::Client,
+        policy: &DeliveryPolicy,
+        limits: &RateLimits,
+        posted: &PostedMessage,
+        message: &Value,
+    ) -> Result<(), NotifyError> {
+        let call = Call {
+            app: self,
+            http,
+            policy,
+            started: Instant::now(),
+        };
+        let body = serde_json::json!({
+            "channel": posted.channel,
+            "ts": posted.ts,
+            "text": message["text"],
+            "blocks": message["blocks"],
+        });
+        call.method(
+            "chat.update",
+            Some((limits, &format!("app:{}", posted.channel))),
+            &Arguments::Json(json_bytes(&body)),
+        )
+        .await
+        .map(|_| ())
     }
 }
 

@@ -19,7 +19,8 @@ use leadrelay_shared::config::PipelineConfig;
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage, StageFailure};
 use leadrelay_shared::ports::{
     decode_stored_lead, skip_undecodable, Backlog, Created, DeadLetter, DeadLetters, DeliveryStart,
-    EnrichmentCache, LeadStore, Outgoing, Queue, QueueError, Received, ReplayGuard, StoreError,
+    EnrichmentCache, LeadStore, Outgoing, PostedMessage, Queue, QueueError, Received, ReplayGuard,
+    StoreError,
 };
 use leadrelay_shared::routing::duplicates::ContactLookup;
 use leadrelay_shared::routing::effects::{ContactWrite, CounterBump, Effects, LedgerWrite};
@@ -71,6 +72,15 @@ CREATE TABLE IF NOT EXISTS deliveries (
     lease_until  INTEGER,
     delivered_at INTEGER,
     PRIMARY KEY (lead_id, channel)
+);
+-- The messages a delivery posted and a claim edits in place (the Slack app's channel and ts),
+-- one per delivery receipt.
+CREATE TABLE IF NOT EXISTS posted_messages (
+    lead_id TEXT NOT NULL,
+    receipt TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    ts      TEXT NOT NULL,
+    PRIMARY KEY (lead_id, receipt)
 );
 CREATE TABLE IF NOT EXISTS messages (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -1084,6 +1094,47 @@ impl LeadStore for Sqlite {
             )
             .map_err(StoreError::unavailable)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn record_posted(
+        &self,
+        lead_id: &str,
+        receipt: &str,
+        message: &PostedMessage,
+    ) -> Result<(), StoreError> {
+        let (lead_id, receipt) = (lead_id.to_owned(), receipt.to_owned());
+        let (channel, ts) = (message.channel.clone(), message.ts.clone());
+        self.write(Durability::Atomic, move |conn| {
+            exec(
+                conn,
+                "INSERT OR REPLACE INTO posted_messages (lead_id, receipt, channel, ts)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![lead_id, receipt, channel, ts],
+            )
+            .map_err(StoreError::unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn posted_messages(&self, lead_id: &str) -> Result<Vec<PostedMessage>, StoreError> {
+        let lead_id = lead_id.to_owned();
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached("SELECT channel, ts FROM posted_messages WHERE lead_id = ?1")
+                .map_err(StoreError::unavailable)?;
+            let rows = statement
+                .query_map(params![lead_id], |row| {
+                    Ok(PostedMessage {
+                        channel: row.get(0)?,
+                        ts: row.get(1)?,
+                    })
+                })
+                .map_err(StoreError::unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(StoreError::unavailable)
         })
         .await
     }

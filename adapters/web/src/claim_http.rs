@@ -157,14 +157,20 @@ async fn claim_by_link(
         Err(page) => return page,
     };
     match claim::claim(&api.pipeline, &lead_id, &rep, ClaimVia::Link).await {
-        Ok(ClaimOutcome::Won { first_response, .. }) => page(
-            StatusCode::OK,
-            "It is yours",
-            &format!(
-                "<p>You own this lead now. {}</p>",
-                html_escape::encode_text(&response_line(&first_response))
-            ),
-        ),
+        Ok(ClaimOutcome::Won {
+            lead,
+            first_response,
+        }) => {
+            update_posted(&api, &lead, &claimed_text(&lead, &rep, &first_response)).await;
+            page(
+                StatusCode::OK,
+                "It is yours",
+                &format!(
+                    "<p>You own this lead now. {}</p>",
+                    html_escape::encode_text(&response_line(&first_response))
+                ),
+            )
+        }
         Ok(ClaimOutcome::AlreadyYours { .. }) => page(
             StatusCode::OK,
             "It is yours",
@@ -325,25 +331,59 @@ async fn slack_interactivity(State(api): State<Api>, request: Request) -> Respon
             lead,
             first_response,
         } => {
-            let text = format!(
-                ":white_check_mark: Claimed by *{}* ({}). {}",
-                slack_escape(
-                    &lead
-                        .assignment
-                        .as_ref()
-                        .map_or(rep.clone(), |a| a.owner_name.clone())
-                ),
-                slack_escape(&rep),
-                response_line(first_response)
-            );
+            let text = claimed_text(lead, &rep, first_response);
             if let Some(url) = &press.response_url {
                 let message = claimed_message(&api, lead, &text);
                 api.slack.respond(url, &message).await;
             }
+            // The lead's other messages (a queue's channel, its manager's DM, each member of
+            // a broadcast pool) say so too.
+            update_posted(&api, lead, &text).await;
             StatusCode::OK.into_response()
         }
         ClaimOutcome::AlreadyYours { .. } => ephemeral("You had already claimed this lead."),
         ClaimOutcome::OwnedBy { rep, at, .. } => ephemeral(&owned_by(rep, *at)),
+    }
+}
+
+/// The line that replaces a claimed alert's buttons.
+fn claimed_text(lead: &Lead, rep: &str, first_response: &FirstResponse) -> String {
+    format!(
+        ":white_check_mark: Claimed by *{}* ({}). {}",
+        slack_escape(
+            &lead
+                .assignment
+                .as_ref()
+                .map_or(rep.to_owned(), |a| a.owner_name.clone())
+        ),
+        slack_escape(rep),
+        response_line(first_response)
+    )
+}
+
+/// Edits every message the Slack app posted for the lead (`chat.update`): its buttons
+/// replaced by who claimed it. Best effort: the claim stands whatever Slack answers.
+async fn update_posted(api: &Api, lead: &Lead, text: &str) {
+    let posted = match api.pipeline.store.posted_messages(&lead.id).await {
+        Ok(posted) => posted,
+        Err(e) => {
+            warn!(lead_id = %lead.id, error = %e, "posted Slack messages not read; not updated");
+            return;
+        }
+    };
+    if posted.is_empty() {
+        return;
+    }
+    let message = claimed_message(api, lead, text);
+    for message_ref in &posted {
+        if let Err(e) = api
+            .pipeline
+            .notifier
+            .update_posted(message_ref, &message)
+            .await
+        {
+            warn!(lead_id = %lead.id, error = %e, "Slack message not updated after the claim");
+        }
     }
 }
 

@@ -115,13 +115,21 @@ impl Pipeline {
                 }
                 DeliveryStart::Proceed => {}
             }
-            match self.notifier.deliver(&destination, &alert).await {
-                Ok(()) => {
+            match self.notifier.deliver_posted(&destination, &alert).await {
+                Ok(posted) => {
                     // Written (fsync'd) at once: the window in which a crash sends this
                     // channel again is this one write.
                     self.store
                         .finish_delivery(&lead.id, &receipt, self.clock.now())
                         .await?;
+                    // For the claim to edit it in place; losing it only leaves it as posted.
+                    if let Some(posted) = posted {
+                        if let Err(e) = self.store.record_posted(&lead.id, &receipt, &posted).await
+                        {
+                            warn!(lead_id = %lead.id, stage = "notify", channel = %receipt,
+                                error = %e, "the posted message was not kept");
+                        }
+                    }
                     told |= counts;
                     delivered.push(receipt);
                 }

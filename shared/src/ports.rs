@@ -572,6 +572,13 @@ pub trait Notifier: Send + Sync {
         self.deliver(destination, alert).await.map(|()| None)
     }
 
+    /// The e-mail address of a Slack member (`users.info`), to know a rep who presses Claim
+    /// without a configured `slack_user_id`. `None` when this process has no Slack app.
+    async fn slack_member_email(&self, member: &str) -> Result<Option<String>, NotifyError> {
+        let _ = member;
+        Ok(None)
+    }
+
     /// Replaces a posted message with `message` (a Slack Block Kit payload: `text`, `blocks`).
     /// The default cannot: a process without the Slack app.
     async fn update_posted(

@@ -262,7 +262,14 @@ async fn a_revoked_token_is_permanent_operations_hear_of_it_and_the_next_channel
     let lead_id = send(&server, "msg_app_revoked", &sample(LEAD)).await;
 
     // Bruno is told on Teams; Slack was asked once (retrying cannot bring a token back).
-    let lead = server.wait_for_state(&lead_id, "notified").await;
+    server.wait_for_state(&lead_id, "notified").await;
+    // The failure is recorded after the lead moved on: wait for it.
+    let lead = eventually(Duration::from_secs(10), "the recorded failure", || async {
+        let lead = server.lead(&lead_id).await.body;
+        lead["last_failure"]["error"].is_string().then_some(lead)
+    })
+    .await;
+    assert_eq!(lead["state"], "notified");
     assert_eq!(requests(&stand_in, "/teams").await.len(), 1);
     assert_eq!(requests(&stand_in, "/api/chat.postMessage").await.len(), 1);
     let failure = lead["last_failure"]["error"].as_str().expect("a failure");
@@ -486,5 +493,73 @@ async fn a_claim_by_link_updates_the_posted_message_in_place() {
         "the button is gone: {blocks}"
     );
     assert!(body["text"].as_str().is_some_and(|t| !t.is_empty()));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_slack_member_without_a_configured_id_is_known_by_their_e_mail_when_they_claim() {
+    const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+    let stand_in = MockServer::start().await;
+    for at in ["/hook", "/actions/T1/1/abc"] {
+        Mock::given(method("POST"))
+            .and(path(at))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&stand_in)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(path("/api/users.info"))
+        .and(header("authorization", BEARER))
+        .and(header("content-type", "application/x-www-form-urlencoded"))
+        .and(body_string("user=UBRUNO1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "ok": true,
+            "user": {"id": "UBRUNO1", "profile": {"email": "Bruno@YourCo.example"}}
+        })))
+        .mount(&stand_in)
+        .await;
+    // Bruno's alert comes by his incoming webhook; he has no slack_user_id.
+    let config = config(
+        &stand_in,
+        &format!("slack_webhook_url = \"{}/hook\"", stand_in.uri()),
+        "",
+    )
+    .edit(
+        "# slack_signing_secrets_env = \"SLACK_SIGNING_SECRET\"",
+        &format!(
+            "slack_signing_secrets = [\"{SECRET}\"]\nslack_response_url_prefix = \"{}/\"",
+            stand_in.uri()
+        ),
+    );
+    let server = start(&config).await;
+    let lead_id = send(&server, "msg_app_press", &sample(LEAD)).await;
+    server.wait_for_state(&lead_id, "notified").await;
+
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": "UBRUNO1"},
+        "response_url": format!("{}/actions/T1/1/abc", stand_in.uri()),
+        "actions": [{"action_id": "claim", "block_id": "lead_actions", "value": lead_id}]
+    });
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &payload.to_string())
+        .finish()
+        .into_bytes();
+    let key = leadrelay_shared::signature::SigningKey::plain(SECRET).expect("key");
+    let mut request = server
+        .http
+        .post(format!("{}/slack/interactivity", server.base))
+        .header("content-type", "application/x-www-form-urlencoded");
+    for (name, value) in
+        leadrelay_web::claim_http::slack_headers(&key, Timestamp::now().as_second(), &body).iter()
+    {
+        request = request.header(name, value);
+    }
+    let answer = request.body(body).send().await.expect("post");
+    assert_eq!(answer.status().as_u16(), 200);
+    let lead = server.wait_for_state(&lead_id, "claimed").await;
+    assert!(lead.to_string().contains("bruno"), "{lead}");
+    assert_eq!(requests(&stand_in, "/api/users.info").await.len(), 1);
+    assert_eq!(requests(&stand_in, "/actions/T1/1/abc").await.len(), 1);
     server.stop().await;
 }

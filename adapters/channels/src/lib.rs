@@ -184,6 +184,13 @@ impl Notifier for Channels {
         }
     }
 
+    async fn slack_member_email(&self, member: &str) -> Result<Option<String>, NotifyError> {
+        match &self.slack_app {
+            Some(app) => app.member_email(&self.http, &self.policy, member).await,
+            None => Ok(None),
+        }
+    }
+
     async fn update_posted(
         &self,
         posted: &PostedMessage,

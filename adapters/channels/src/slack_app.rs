@@ -51,6 +51,8 @@ pub struct SlackApp {
     users: Mutex<HashMap<String, (String, Instant)>>,
     /// Member id to the id of their DM with the app (a DM's id does not change).
     dms: Mutex<HashMap<String, String>>,
+    /// Member id to their e-mail address, with when it was learnt.
+    emails: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 impl SlackApp {
@@ -62,6 +64,7 @@ impl SlackApp {
             ttl: config.user_cache_ttl.0,
             users: Mutex::new(HashMap::new()),
             dms: Mutex::new(HashMap::new()),
+            emails: Mutex::new(HashMap::new()),
         })
     }
 
@@ -119,6 +122,48 @@ impl SlackApp {
             channel: slack_id(&answer["channel"]).unwrap_or(target),
             ts: answer["ts"].as_str().unwrap_or_default().to_owned(),
         })
+    }
+
+    /// A member's e-mail address: learnt from a lookup by e-mail, else asked with `users.info`
+    /// (scope `users:read.email`); `None` when Slack shows none (a bot, a guest, a hidden
+    /// address).
+    pub async fn member_email(
+        &self,
+        http: &reqwest::Client,
+        policy: &DeliveryPolicy,
+        member: &str,
+    ) -> Result<Option<String>, NotifyError> {
+        {
+            let emails = self.emails.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((email, at)) = emails.get(member) {
+                if at.elapsed() < self.ttl {
+                    return Ok(Some(email.clone()));
+                }
+            }
+        }
+        let call = Call {
+            app: self,
+            http,
+            policy,
+            started: Instant::now(),
+        };
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("user", member)
+            .finish();
+        let answer = call
+            .method("users.info", None, &Arguments::Form(form))
+            .await?;
+        let email = answer["user"]["profile"]["email"]
+            .as_str()
+            .filter(|e| !e.is_empty())
+            .map(str::to_owned);
+        if let Some(email) = &email {
+            self.emails
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(member.to_owned(), (email.clone(), Instant::now()));
+        }
+        Ok(email)
     }
 
     /// Replaces a message the app posted (`chat.update`) with `message`'s `text` and
@@ -231,11 +276,17 @@ impl Call<'_> {
             .await?;
         let id =
             slack_id(&answer["user"]["id"]).ok_or_else(|| unreadable("users.lookupByEmail"))?;
+        let now = Instant::now();
         self.app
             .users
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key, (id.clone(), Instant::now()));
+            .insert(key, (id.clone(), now));
+        self.app
+            .emails
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), (email.to_owned(), now));
         Ok(id)
     }
 

@@ -303,13 +303,7 @@ async fn slack_interactivity(State(api): State<Api>, request: Request) -> Respon
         // Another button or interaction: acknowledged, nothing to do.
         return StatusCode::OK.into_response();
     };
-    let rep = config
-        .reps
-        .iter()
-        .map(|r| r.get_ref())
-        .find(|r| r.slack_user_id.as_deref() == Some(press.user.as_str()))
-        .map(|r| r.id.clone());
-    let Some(rep) = rep else {
+    let Some(rep) = slack_rep(&api, &press.user).await else {
         return ephemeral(
             "Your Slack account is not linked to a leadrelay rep: ask an admin to set \
              slack_user_id for you.",
@@ -344,6 +338,30 @@ async fn slack_interactivity(State(api): State<Api>, request: Request) -> Respon
         ClaimOutcome::AlreadyYours { .. } => ephemeral("You had already claimed this lead."),
         ClaimOutcome::OwnedBy { rep, at, .. } => ephemeral(&owned_by(rep, *at)),
     }
+}
+
+/// The rep who pressed a Slack button: by their configured `slack_user_id`, else (with the
+/// Slack app) by the e-mail address Slack has for them.
+async fn slack_rep(api: &Api, member: &str) -> Option<String> {
+    let reps = || api.pipeline.config.reps.iter().map(|r| r.get_ref());
+    if let Some(rep) = reps().find(|r| r.slack_user_id.as_deref() == Some(member)) {
+        return Some(rep.id.clone());
+    }
+    let email = match api.pipeline.notifier.slack_member_email(member).await {
+        Ok(email) => email?,
+        Err(e) => {
+            warn!(error = %e, "the Slack member's e-mail address could not be read");
+            return None;
+        }
+    };
+    reps()
+        .find(|r| {
+            r.slack_user_id.is_none()
+                && r.email
+                    .as_deref()
+                    .is_some_and(|own| own.eq_ignore_ascii_case(&email))
+        })
+        .map(|r| r.id.clone())
 }
 
 /// The line that replaces a claimed alert's buttons.

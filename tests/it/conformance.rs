@@ -1694,6 +1694,8 @@ async fn the_due_index_holds_only_leads_waiting_for_a_claim(adapters: Adapters) 
         rep: "alice".into(),
         at: now,
         via: "link".into(),
+        routed_to: None,
+        allowed: None,
     });
     store
         .advance_lead(&claimed, LeadState::Routed, &Effects::none())

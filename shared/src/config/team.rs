@@ -112,6 +112,9 @@ pub struct PoolConfig {
     /// Where leads go when no member can take one; defaults to the team queue.
     #[serde(default)]
     pub overflow_queue: Option<String>,
+    /// Who may claim the pool's leads (`owner`, `team`, `anyone`).
+    #[serde(default)]
+    pub claim: Option<super::ClaimPolicy>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -192,6 +195,10 @@ pub struct QueueConfig {
     pub teams_webhook_url: Option<SecretString>,
     #[serde(default)]
     pub teams_webhook_url_env: Option<String>,
+    /// Who may claim a lead while it sits in this queue (`owner`: the manager only; `team`;
+    /// `anyone`).
+    #[serde(default)]
+    pub claim: Option<super::ClaimPolicy>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@
 use crate::support::{parse_config, shipped_example_config, Edit, ManualPipeline};
 use jiff::{SignedDuration, Timestamp};
 use leadrelay_shared::config::ClaimPolicy;
-use leadrelay_shared::model::{CaptureEvent, EventKind, Escalation, Lead, Metadata, Owner, Stage};
+use leadrelay_shared::model::{CaptureEvent, Escalation, EventKind, Lead, Metadata, Owner, Stage};
 use leadrelay_shared::ports::{Clock, LeadStore};
 use leadrelay_shared::routing::ledger::PoolLedger;
 use leadrelay_shared::routing::open_leads_counter;
@@ -27,7 +27,9 @@ fn config(pool_policy: Option<&str>) -> String {
     match pool_policy {
         Some(policy) => text.edit(
             "members = [{ rep = \"alice\" }, { rep = \"dana\" }]\n",
-            &format!("members = [{{ rep = \"alice\" }}, {{ rep = \"dana\" }}]\nclaim = \"{policy}\"\n"),
+            &format!(
+                "members = [{{ rep = \"alice\" }}, {{ rep = \"dana\" }}]\nclaim = \"{policy}\"\n"
+            ),
         ),
         None => text,
     }
@@ -147,7 +149,11 @@ async fn each_policy_allows_the_owner_their_backup_escalation_targets_and_manage
         let (found, set_by) = claim_policy::policy_for(&m.pipeline.config, &lead);
         match policy {
             None => {
-                assert_eq!(found, ClaimPolicy::Owner, "a rep-owned lead defaults to owner");
+                assert_eq!(
+                    found,
+                    ClaimPolicy::Owner,
+                    "a rep-owned lead defaults to owner"
+                );
                 assert!(set_by.contains("default"), "{set_by}");
             }
             Some(p) => {
@@ -196,12 +202,10 @@ async fn each_policy_allows_the_owner_their_backup_escalation_targets_and_manage
         assert_eq!(allowed(&m, &lead, rep), may, "escalated: {rep}");
     }
     // Where the lead sits decides first: a queue set to `anyone` opens it to everyone.
-    let m = manual(
-        &config(Some("owner")).edit(
-            "id = \"enterprise\"\nname = \"Enterprise team queue\"\n",
-            "id = \"enterprise\"\nname = \"Enterprise team queue\"\nclaim = \"anyone\"\n",
-        ),
-    );
+    let m = manual(&config(Some("owner")).edit(
+        "id = \"enterprise\"\nname = \"Enterprise team queue\"\n",
+        "id = \"enterprise\"\nname = \"Enterprise team queue\"\nclaim = \"anyone\"\n",
+    ));
     assert!(allowed(&m, &lead, "bruno"));
     assert_eq!(
         claim_policy::policy_for(&m.pipeline.config, &lead),
@@ -230,7 +234,11 @@ async fn a_queue_lead_is_anyones_by_default_and_a_rule_or_the_global_default_can
         lead
     };
     for (text, bruno, set_by) in [
-        (config(None), true, "the default for a lead in a queue or pool"),
+        (
+            config(None),
+            true,
+            "the default for a lead in a queue or pool",
+        ),
         (
             config(None).edit(
                 "assign.queue = \"sdr\"\n",
@@ -240,7 +248,10 @@ async fn a_queue_lead_is_anyones_by_default_and_a_rule_or_the_global_default_can
             "rule \"Partial captures go to the SDR queue\"",
         ),
         (
-            config(None).edit("link_ttl_hours = 72\n", "link_ttl_hours = 72\ndefault = \"team\"\n"),
+            config(None).edit(
+                "link_ttl_hours = 72\n",
+                "link_ttl_hours = 72\ndefault = \"team\"\n",
+            ),
             false,
             "[claim] default",
         ),
@@ -314,10 +325,7 @@ async fn a_teammates_claim_under_team_moves_the_counters_and_the_rotation_turn()
     assert_eq!(after.tally("dana").received, 1);
     assert_eq!(after.version, before.version + 1);
     // So the rotation's next lead is Alice's.
-    assert_eq!(
-        owner(&alert(&m, "next").await),
-        Owner::Rep("alice".into())
-    );
+    assert_eq!(owner(&alert(&m, "next").await), Owner::Rep("alice".into()));
 
     // Sam, a teammate outside the pool: the routed rep's turn is given back, no turn is
     // counted for Sam.

@@ -22,10 +22,10 @@ use leadrelay_shared::claim_link;
 use leadrelay_shared::model::Lead;
 use leadrelay_shared::render::slack_escape;
 use leadrelay_shared::signature;
-use leadrelay_shared::stages::{chat_alert_for, claim_policy};
 use leadrelay_shared::stages::claim::{
     self, human_duration, ClaimError, ClaimOutcome, ClaimVia, FirstResponse,
 };
+use leadrelay_shared::stages::{chat_alert_for, claim_policy};
 use leadrelay_shared::url_prefix::UrlPrefix;
 
 /// Slack interactivity payloads are small; anything larger is not Slack.
@@ -139,7 +139,8 @@ async fn claim_page(
         );
     }
     // No button for a rep the lead's claim policy would refuse.
-    if let Err(refusal) = claim_policy::check(&api.pipeline.config, &api.pipeline.router, &lead, &rep)
+    if let Err(refusal) =
+        claim_policy::check(&api.pipeline.config, &api.pipeline.router, &lead, &rep)
     {
         return not_yours(&refusal.why);
     }

@@ -244,6 +244,20 @@ mod tests {
     use crate::config::tests::{parse, MINIMAL};
 
     #[test]
+    fn the_claim_default_is_one_of_owner_team_or_anyone() {
+        use crate::config::ClaimPolicy;
+        assert_eq!(parse(MINIMAL).expect("valid").claim.default, None);
+        let with = |value: &str| format!("{MINIMAL}\n[claim]\ndefault = \"{value}\"\n");
+        assert_eq!(
+            parse(&with("team")).expect("valid").claim.default,
+            Some(ClaimPolicy::Team)
+        );
+        let error = parse(&with("everyone")).expect_err("not a policy").to_string();
+        assert!(error.contains("claim.default"), "{error}");
+        assert!(error.contains("owner"), "names the choices: {error}");
+    }
+
+    #[test]
     fn a_slack_response_url_prefix_must_be_a_clean_https_url_ending_in_a_slash() {
         let with = |prefix: &str| {
             format!("{MINIMAL}\n[claim]\nslack_response_url_prefix = \"{prefix}\"\n")

@@ -50,26 +50,36 @@ pub fn policy_for(config: &Config, lead: &Lead) -> (ClaimPolicy, String) {
         Owner::Pool(pool) => pool_policy(config, pool),
         Owner::Rep(_) => None,
     };
-    sits.or_else(|| assignment.pool.as_deref().and_then(|p| pool_policy(config, p)))
-        .or_else(|| {
-            config
-                .rules
-                .iter()
-                .map(|r| r.get_ref())
-                .find(|r| r.name == assignment.rule)
-                .and_then(|r| r.claim.map(|p| (p, format!("rule {:?}", r.name))))
-        })
-        .or_else(|| config.claim.default.map(|p| (p, "[claim] default".to_owned())))
-        .unwrap_or_else(|| match assignment.owner {
-            Owner::Rep(_) => (
-                ClaimPolicy::Owner,
-                "the default for a lead a rep owns".to_owned(),
-            ),
-            Owner::Queue(_) | Owner::Pool(_) => (
-                ClaimPolicy::Anyone,
-                "the default for a lead in a queue or pool".to_owned(),
-            ),
-        })
+    sits.or_else(|| {
+        assignment
+            .pool
+            .as_deref()
+            .and_then(|p| pool_policy(config, p))
+    })
+    .or_else(|| {
+        config
+            .rules
+            .iter()
+            .map(|r| r.get_ref())
+            .find(|r| r.name == assignment.rule)
+            .and_then(|r| r.claim.map(|p| (p, format!("rule {:?}", r.name))))
+    })
+    .or_else(|| {
+        config
+            .claim
+            .default
+            .map(|p| (p, "[claim] default".to_owned()))
+    })
+    .unwrap_or_else(|| match assignment.owner {
+        Owner::Rep(_) => (
+            ClaimPolicy::Owner,
+            "the default for a lead a rep owns".to_owned(),
+        ),
+        Owner::Queue(_) | Owner::Pool(_) => (
+            ClaimPolicy::Anyone,
+            "the default for a lead in a queue or pool".to_owned(),
+        ),
+    })
 }
 
 fn pool_policy(config: &Config, pool: &str) -> Option<(ClaimPolicy, String)> {
@@ -167,10 +177,7 @@ fn owner_part(
         let queue = match holder {
             Owner::Rep(owner) => {
                 if router.backup_of(owner) == Some(rep) {
-                    return Some(format!(
-                        "the backup of {}",
-                        router.owner_name(holder)
-                    ));
+                    return Some(format!("the backup of {}", router.owner_name(holder)));
                 }
                 Some(router.team_queue_of(owner).to_owned())
             }

@@ -89,6 +89,9 @@ async fn ledger(m: &ManualPipeline) -> PoolLedger {
     m.db.ledger("amer-ae", &period).await.expect("ledger")
 }
 
+/// Each rep, and whether they may claim.
+type Expected = &'static [(&'static str, bool)];
+
 fn allowed(m: &ManualPipeline, lead: &Lead, rep: &str) -> bool {
     claim_policy::check(&m.pipeline.config, &m.pipeline.router, lead, rep).is_ok()
 }
@@ -97,7 +100,7 @@ fn allowed(m: &ManualPipeline, lead: &Lead, rep: &str) -> bool {
 async fn each_policy_allows_the_owner_their_backup_escalation_targets_and_manager_only_as_set() {
     // Alice (routed owner), Grace (her backup), Maria (manager of the Americas team queue),
     // Dana and Sam (Alice's teammates), Bruno (EMEA: an outsider).
-    let table: [(Option<&str>, &[(&str, bool)]); 4] = [
+    let table: [(Option<&str>, Expected); 4] = [
         (
             None,
             &[

@@ -252,7 +252,9 @@ mod tests {
             parse(&with("team")).expect("valid").claim.default,
             Some(ClaimPolicy::Team)
         );
-        let error = parse(&with("everyone")).expect_err("not a policy").to_string();
+        let error = parse(&with("everyone"))
+            .expect_err("not a policy")
+            .to_string();
         assert!(error.contains("claim.default"), "{error}");
         assert!(error.contains("owner"), "names the choices: {error}");
     }

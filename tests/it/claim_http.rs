@@ -94,6 +94,10 @@ async fn a_signed_link_opens_a_confirm_page_and_claims_only_on_post() {
     let summary = server.lead(&lead_id).await.body;
     assert_eq!(summary["state"], "claimed");
     assert_eq!(summary["claimed_by"], "grace");
+    assert_eq!(
+        summary["claim_allowed"],
+        "owner (the default for a lead a rep owns): the backup of Erin O'Brien"
+    );
     assert_eq!(summary["owner"], json!({"kind": "rep", "id": "grace"}));
     assert!(summary["timeline"]["claimed_at"].is_string());
 

@@ -170,7 +170,7 @@ pub async fn claim(
         };
         let now = pipeline.clock.now();
         let claimer = Owner::Rep(rep.to_owned());
-        let routed = routed_owner(&lead);
+        let routed = claim_policy::routed_owner(&lead);
         let mut claimed = lead.clone();
         claimed.state = LeadState::Claimed;
         claimed.timeline.claimed_at = Some(now);
@@ -240,14 +240,6 @@ pub async fn claim(
         }
     }
     Err(ClaimError::Busy(lead_id.to_owned()))
-}
-
-/// Who routing gave the lead to, before any escalation moved it.
-fn routed_owner(lead: &Lead) -> Option<Owner> {
-    lead.escalations
-        .first()
-        .map(|e| e.from.clone())
-        .or_else(|| lead.assignment.as_ref().map(|a| a.owner.clone()))
 }
 
 /// The rotation turn follows the lead: when a rep picked from a pool's rotation is not the

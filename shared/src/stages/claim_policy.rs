@@ -89,15 +89,18 @@ fn pool_policy(config: &Config, pool: &str) -> Option<(ClaimPolicy, String)> {
         .map(|policy| (policy, format!("pool {pool:?}")))
 }
 
+/// Who routing gave the lead to, before any escalation moved it.
+pub fn routed_owner(lead: &Lead) -> Option<Owner> {
+    lead.escalations
+        .first()
+        .map(|e| e.from.clone())
+        .or_else(|| lead.assignment.as_ref().map(|a| a.owner.clone()))
+}
+
 /// Everyone who has held the lead: the routed owner, each escalation target, the owner now.
 fn holders(lead: &Lead) -> Vec<Owner> {
     let mut holders: Vec<Owner> = Vec::new();
-    let routed = lead
-        .escalations
-        .first()
-        .map(|e| e.from.clone())
-        .or_else(|| lead.assignment.as_ref().map(|a| a.owner.clone()));
-    let chain = routed
+    let chain = routed_owner(lead)
         .into_iter()
         .chain(lead.escalations.iter().map(|e| e.to.clone()))
         .chain(lead.assignment.as_ref().map(|a| a.owner.clone()));

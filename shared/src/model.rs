@@ -542,6 +542,13 @@ pub struct Claim {
     pub at: Timestamp,
     /// `slack` (the Claim button) or `link` (a signed claim link).
     pub via: String,
+    /// Who routing gave the lead to (`rep:alice`, `queue:sdr`), before any escalation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routed_to: Option<String>,
+    /// Why this rep was allowed to claim it: the policy, where it was set, and the rep's part
+    /// (`owner (pool "amer-ae"): their backup`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<String>,
 }
 
 /// One step up the escalation ladder: who let the SLA pass, and who has the lead now.

@@ -203,10 +203,11 @@ async fn two_concurrent_claims_give_one_owner_and_the_other_is_told_who() {
     let h = Harness::new(&shipped_example_config());
     h.alert("contested").await;
     h.at(2, 30);
-    // Dana and Erin press Claim at the same moment, each many times over.
+    // Dana (Alice's backup) and Maria (her team queue's manager), both allowed to claim
+    // Alice's lead, press Claim at the same moment, each many times over.
     let attempts = (0..8).map(|n| {
         let pipeline = h.pipeline.clone();
-        let rep = if n % 2 == 0 { "dana" } else { "erin" };
+        let rep = if n % 2 == 0 { "dana" } else { "maria" };
         tokio::spawn(async move {
             (
                 rep,
@@ -235,6 +236,7 @@ async fn two_concurrent_claims_give_one_owner_and_the_other_is_told_who() {
                 assert_eq!(owner, winner, "the loser is told who owns it");
                 assert_eq!(*at, h.clock.now());
             }
+            ClaimOutcome::Refused { why, .. } => panic!("{rep} may claim: {why}"),
         }
     }
     let lead = h.lead("contested").await;

@@ -24,12 +24,12 @@ fn config(slack: &MockServer) -> String {
             ),
         )
         .edit(
-            "id = \"alice\"\n",
-            "id = \"alice\"\nslack_user_id = \"UALICE\"\n",
+            "id = \"erin\"\n",
+            "id = \"erin\"\nslack_user_id = \"UERIN\"\n",
         )
         .edit(
-            "id = \"dana\"\n",
-            "id = \"dana\"\nslack_user_id = \"UDANA\"\n",
+            "id = \"grace\"\n",
+            "id = \"grace\"\nslack_user_id = \"UGRACE\"\n",
         )
 }
 
@@ -52,7 +52,7 @@ async fn a_signed_link_opens_a_confirm_page_and_claims_only_on_post() {
     let slack = MockServer::start().await;
     let server = Server::start_with(&config(&slack)).await;
     let lead_id = notified_lead(&server, "link").await;
-    let url = claim_link::url_for(&server.config, &lead_id, "dana", Timestamp::now())
+    let url = claim_link::url_for(&server.config, &lead_id, "grace", Timestamp::now())
         .expect("public_url is set");
     let url = url.replace("http://127.0.0.1:8080", &server.base);
 
@@ -68,7 +68,7 @@ async fn a_signed_link_opens_a_confirm_page_and_claims_only_on_post() {
     assert_eq!(server.lead(&lead_id).await.body["state"], "notified");
 
     // A link altered to another rep is refused, and changes nothing.
-    let forged = url.replace("rep=dana", "rep=erin");
+    let forged = url.replace("rep=grace", "rep=alice");
     let refused = server.http.post(&forged).send().await.expect("post");
     assert_eq!(refused.status(), 403);
     assert_eq!(server.lead(&lead_id).await.body["state"], "notified");
@@ -93,21 +93,25 @@ async fn a_signed_link_opens_a_confirm_page_and_claims_only_on_post() {
     assert!(html.contains("First response"), "{html}");
     let summary = server.lead(&lead_id).await.body;
     assert_eq!(summary["state"], "claimed");
-    assert_eq!(summary["claimed_by"], "dana");
-    assert_eq!(summary["owner"], json!({"kind": "rep", "id": "dana"}));
+    assert_eq!(summary["claimed_by"], "grace");
+    assert_eq!(
+        summary["claim_allowed"],
+        "owner (the default for a lead a rep owns): the backup of Erin O'Brien"
+    );
+    assert_eq!(summary["owner"], json!({"kind": "rep", "id": "grace"}));
     assert!(summary["timeline"]["claimed_at"].is_string());
 
-    // Erin's own link, later: told who owns it.
-    let erin = claim_link::url_for(&server.config, &lead_id, "erin", Timestamp::now())
+    // Alice's own link, later: told who owns it.
+    let alice = claim_link::url_for(&server.config, &lead_id, "alice", Timestamp::now())
         .expect("link")
         .replace("http://127.0.0.1:8080", &server.base);
-    let late = server.http.post(&erin).send().await.expect("post");
+    let late = server.http.post(&alice).send().await.expect("post");
     assert_eq!(late.status(), 409);
     assert!(late
         .text()
         .await
         .expect("html")
-        .contains("Already claimed by dana"));
+        .contains("Already claimed by grace"));
     server.stop().await;
 }
 
@@ -157,7 +161,7 @@ async fn the_slack_claim_button_claims_and_updates_the_alert_in_place() {
     // Forged (wrong secret) and replayed (stale timestamp) presses are refused.
     let forged = post_slack(
         &server,
-        press("UALICE", &lead_id, &response_url),
+        press("UERIN", &lead_id, &response_url),
         now,
         "not-the-signing-secret",
     )
@@ -165,7 +169,7 @@ async fn the_slack_claim_button_claims_and_updates_the_alert_in_place() {
     assert_eq!(forged.status(), 401);
     let stale = post_slack(
         &server,
-        press("UALICE", &lead_id, &response_url),
+        press("UERIN", &lead_id, &response_url),
         now - 301,
         SLACK_SECRET,
     )
@@ -176,7 +180,7 @@ async fn the_slack_claim_button_claims_and_updates_the_alert_in_place() {
     // Alice presses Claim: hers, and the alert is replaced in place without its buttons.
     let answer = post_slack(
         &server,
-        press("UALICE", &lead_id, &response_url),
+        press("UERIN", &lead_id, &response_url),
         now,
         SLACK_SECRET,
     )
@@ -184,7 +188,7 @@ async fn the_slack_claim_button_claims_and_updates_the_alert_in_place() {
     assert_eq!(answer.status(), 200);
     let summary = server.lead(&lead_id).await.body;
     assert_eq!(summary["state"], "claimed");
-    assert_eq!(summary["claimed_by"], "alice");
+    assert_eq!(summary["claimed_by"], "erin");
     let updates = slack.received_requests().await.expect("recorded");
     assert_eq!(updates.len(), 1);
     let update: Value = serde_json::from_slice(&updates[0].body).expect("json");
@@ -196,7 +200,7 @@ async fn the_slack_claim_button_claims_and_updates_the_alert_in_place() {
     );
     let claimed = blocks.last().expect("a block");
     let text = claimed["elements"][0]["text"].as_str().expect("text");
-    assert!(text.contains("Claimed by *Alice Martin*"), "{text}");
+    assert!(text.contains("Claimed by *Erin O'Brien*"), "{text}");
     assert!(text.contains("First response"), "{text}");
     assert!(
         blocks.iter().any(|b| b.to_string().contains("Jane Doe")),
@@ -206,7 +210,7 @@ async fn the_slack_claim_button_claims_and_updates_the_alert_in_place() {
     // Dana, a moment later: told, only her, who owns it; the message is left alone.
     let late = post_slack(
         &server,
-        press("UDANA", &lead_id, &response_url),
+        press("UGRACE", &lead_id, &response_url),
         now,
         SLACK_SECRET,
     )
@@ -218,7 +222,7 @@ async fn the_slack_claim_button_claims_and_updates_the_alert_in_place() {
     assert!(body["text"]
         .as_str()
         .expect("text")
-        .contains("Already claimed by alice"));
+        .contains("Already claimed by erin"));
     assert_eq!(slack.received_requests().await.expect("recorded").len(), 1);
 
     // Someone Slack knows but leadrelay does not: told how to fix it, nothing claimed.
@@ -241,13 +245,13 @@ async fn the_slack_claim_button_claims_and_updates_the_alert_in_place() {
     let third = notified_lead(&server, "third").await;
     let answer = post_slack(
         &server,
-        press("UDANA", &third, "https://evil.example/x"),
+        press("UGRACE", &third, "https://evil.example/x"),
         now,
         SLACK_SECRET,
     )
     .await;
     assert_eq!(answer.status(), 200);
-    assert_eq!(server.lead(&third).await.body["claimed_by"], "dana");
+    assert_eq!(server.lead(&third).await.body["claimed_by"], "grace");
     assert_eq!(slack.received_requests().await.expect("recorded").len(), 1);
     server.stop().await;
 }
@@ -277,13 +281,13 @@ async fn a_response_url_is_called_once_never_redirected_nor_let_through_by_a_loo
     let response_url = format!("{}/actions/T1/1/abc", slack.uri());
     let answer = post_slack(
         &server,
-        press("UALICE", &lead_id, &response_url),
+        press("UERIN", &lead_id, &response_url),
         now,
         SLACK_SECRET,
     )
     .await;
     assert_eq!(answer.status(), 200);
-    assert_eq!(server.lead(&lead_id).await.body["claimed_by"], "alice");
+    assert_eq!(server.lead(&lead_id).await.body["claimed_by"], "erin");
     assert_eq!(slack.received_requests().await.expect("recorded").len(), 1);
     assert!(
         elsewhere
@@ -302,18 +306,84 @@ async fn a_response_url_is_called_once_never_redirected_nor_let_through_by_a_loo
     let lead_id = notified_lead(&server, "lookalike").await;
     let answer = post_slack(
         &server,
-        press("UDANA", &lead_id, &look_alike),
+        press("UGRACE", &lead_id, &look_alike),
         now,
         SLACK_SECRET,
     )
     .await;
     assert_eq!(answer.status(), 200);
-    assert_eq!(server.lead(&lead_id).await.body["claimed_by"], "dana");
+    assert_eq!(server.lead(&lead_id).await.body["claimed_by"], "grace");
     assert_eq!(slack.received_requests().await.expect("recorded").len(), 1);
     assert!(elsewhere
         .received_requests()
         .await
         .expect("recorded")
         .is_empty());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rep_the_claim_policy_refuses_is_told_who_owns_it_and_nothing_changes() {
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&slack)
+        .await;
+    // The named account's owner, Erin, under a name that must be escaped; Bruno (EMEA) is
+    // neither her backup nor a manager: under the default `owner` he may not claim her lead.
+    let text = config(&slack)
+        .edit("name = \"Erin O'Brien\"", "name = \"Erin <O'Brien> & co\"")
+        .edit(
+            "id = \"bruno\"\n",
+            "id = \"bruno\"\nslack_user_id = \"UBRUNO\"\n",
+        );
+    let server = Server::start_with(&text).await;
+    let lead_id = notified_lead(&server, "refused").await;
+    let before = server.lead(&lead_id).await.body;
+    let url = claim_link::url_for(&server.config, &lead_id, "bruno", Timestamp::now())
+        .expect("public_url is set")
+        .replace("http://127.0.0.1:8080", &server.base);
+
+    // His (validly signed) link: no button, and a confirm is refused, naming the owner.
+    for response in [
+        server.http.get(&url).send().await.expect("get"),
+        server.http.post(&url).send().await.expect("post"),
+    ] {
+        assert_eq!(response.status(), 403);
+        let html = response.text().await.expect("html");
+        assert!(
+            html.contains("Erin &lt;O'Brien&gt; &amp; co owns this lead."),
+            "{html}"
+        );
+        assert!(html.contains("claim = \"owner\""), "{html}");
+        assert!(!html.contains("<O'Brien>"), "escaped: {html}");
+        assert!(!html.contains("<form"), "no Claim button: {html}");
+    }
+
+    // His Slack press: told, only him, and the alert is left alone.
+    let response_url = format!("{}/actions/T1/1/abc", slack.uri());
+    let answer = post_slack(
+        &server,
+        press("UBRUNO", &lead_id, &response_url),
+        Timestamp::now().as_second(),
+        SLACK_SECRET,
+    )
+    .await;
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.expect("json");
+    assert_eq!(body["response_type"], "ephemeral");
+    assert_eq!(body["replace_original"], false);
+    let said = body["text"].as_str().expect("text");
+    assert!(
+        said.contains("Erin &lt;O'Brien&gt; &amp; co owns this lead."),
+        "{said}"
+    );
+    assert!(slack
+        .received_requests()
+        .await
+        .expect("recorded")
+        .is_empty());
+
+    assert_eq!(server.lead(&lead_id).await.body, before, "nothing changed");
     server.stop().await;
 }

@@ -158,6 +158,7 @@ conformance!(
     a_refused_create_writes_neither_its_event_nor_its_body_record,
     replayed_bodies_dedupe_under_concurrent_writes,
     a_lead_and_its_next_message_are_written_together_or_not_at_all,
+    a_claim_moves_its_counters_and_rotation_turn_together_or_not_at_all,
 );
 
 /// The contact index (duplicate merging) on both adapter sets, kept apart from the list above.
@@ -834,6 +835,83 @@ async fn a_stale_ledger_write_is_refused_and_changes_nothing(adapters: Adapters)
     .expect("retry on the fresh version");
     assert_eq!(store.ledger(&pool, period).await.expect("read"), fresh);
     assert_eq!(store.counter(&counter).await.expect("read"), 2);
+}
+
+/// A claim taking a lead from the rep the rotation picked: the release, the claimer's bump and
+/// the ledger's turn moved in one write, refused whole when the ledger moved since it was read.
+async fn a_claim_moves_its_counters_and_rotation_turn_together_or_not_at_all(adapters: Adapters) {
+    let store = adapters.store.as_ref();
+    let (pool, period) = (unique("amer"), "2026-W48");
+    let (alice, dana) = (
+        unique("open_leads:rep:alice"),
+        unique("open_leads:rep:dana"),
+    );
+    let read = store.ledger(&pool, period).await.expect("read");
+    let routed_ledger = next_ledger(&read, "alice");
+    let lead = enriched_lead(store).await;
+    route_with(
+        store,
+        &lead,
+        &ledger_effects(&pool, period, routed_ledger.clone(), &[&alice]),
+    )
+    .await
+    .expect("routed to alice");
+    let routed = store
+        .get_lead(&lead.id)
+        .await
+        .expect("read")
+        .expect("stored");
+    let mut claimed = routed.clone();
+    claimed.state = LeadState::Claimed;
+    // Alice's turn given back, Dana's counted, the open lead moved from Alice to Dana.
+    let claim_effects = |base: &PoolLedger| {
+        let mut moved = base.clone();
+        if let Some(tally) = moved.members.get_mut("alice") {
+            tally.received -= 1;
+        }
+        moved.record_turn("dana", Timestamp::now());
+        moved.version = base.version + 1;
+        let effects = Effects {
+            releases: vec![alice.clone()],
+            ..ledger_effects(&pool, period, moved.clone(), &[&dana])
+        };
+        (moved, effects)
+    };
+    let (_, stale) = claim_effects(&routed_ledger);
+
+    // Another router writes the ledger first: the claim changes nothing.
+    let other = next_ledger(&routed_ledger, "bob");
+    let bystander = enriched_lead(store).await;
+    route_with(
+        store,
+        &bystander,
+        &ledger_effects(&pool, period, other.clone(), &[]),
+    )
+    .await
+    .expect("the other router");
+    let error = store
+        .advance_lead(&claimed, LeadState::Routed, &stale)
+        .await
+        .expect_err("the ledger moved");
+    assert!(matches!(error, StoreError::Contended(_)), "{error}");
+    assert_eq!(state_of(store, &lead.id).await, LeadState::Routed);
+    assert_eq!(store.counter(&alice).await.expect("read"), 1);
+    assert_eq!(store.counter(&dana).await.expect("read"), 0);
+    assert_eq!(store.ledger(&pool, period).await.expect("read"), other);
+
+    // Decided again on the fresh ledger: all of it lands.
+    let (moved, fresh) = claim_effects(&other);
+    store
+        .advance_lead(&claimed, LeadState::Routed, &fresh)
+        .await
+        .expect("claim");
+    assert_eq!(state_of(store, &lead.id).await, LeadState::Claimed);
+    assert_eq!(store.counter(&alice).await.expect("read"), 0);
+    assert_eq!(store.counter(&dana).await.expect("read"), 1);
+    let stored = store.ledger(&pool, period).await.expect("read");
+    assert_eq!(stored, moved);
+    assert_eq!(stored.tally("alice").received, 0);
+    assert_eq!(stored.tally("dana").received, 1);
 }
 
 async fn leads_since_in_captured_order(adapters: Adapters) {
@@ -1694,6 +1772,8 @@ async fn the_due_index_holds_only_leads_waiting_for_a_claim(adapters: Adapters) 
         rep: "alice".into(),
         at: now,
         via: "link".into(),
+        routed_to: None,
+        allowed: None,
     });
     store
         .advance_lead(&claimed, LeadState::Routed, &Effects::none())

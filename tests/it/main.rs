@@ -10,6 +10,7 @@ mod aws_e2e;
 mod channels;
 mod claim_and_escalation;
 mod claim_http;
+mod claim_policy;
 mod conformance;
 mod conversation_fetch;
 mod crash_recovery;

@@ -22,10 +22,10 @@ use leadrelay_shared::claim_link;
 use leadrelay_shared::model::Lead;
 use leadrelay_shared::render::slack_escape;
 use leadrelay_shared::signature;
-use leadrelay_shared::stages::chat_alert_for;
 use leadrelay_shared::stages::claim::{
     self, human_duration, ClaimError, ClaimOutcome, ClaimVia, FirstResponse,
 };
+use leadrelay_shared::stages::{chat_alert_for, claim_policy};
 use leadrelay_shared::url_prefix::UrlPrefix;
 
 /// Slack interactivity payloads are small; anything larger is not Slack.
@@ -60,6 +60,15 @@ fn refused() -> Response {
         StatusCode::FORBIDDEN,
         "Link not valid",
         "<p>This claim link is not valid or has expired. Claim the lead from a newer alert.</p>",
+    )
+}
+
+/// The lead's claim policy does not let this rep claim it: who owns it, and why not.
+fn not_yours(why: &str) -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        "Not yours to claim",
+        &format!("<p>{}</p>", html_escape::encode_text(why)),
     )
 }
 
@@ -129,6 +138,12 @@ async fn claim_page(
             ),
         );
     }
+    // No button for a rep the lead's claim policy would refuse.
+    if let Err(refusal) =
+        claim_policy::check(&api.pipeline.config, &api.pipeline.router, &lead, &rep)
+    {
+        return not_yours(&refusal.why);
+    }
     // The form posts to this very URL (path and signed query), escaped for the attribute.
     let action = format!(
         "/claim/{}?{}",
@@ -181,6 +196,7 @@ async fn claim_by_link(
             "Already claimed",
             &format!("<p>{}</p>", html_escape::encode_text(&owned_by(&rep, at))),
         ),
+        Ok(ClaimOutcome::Refused { why, .. }) => not_yours(&why),
         Err(failure) => claim_failed(&lead_id, failure),
     }
 }
@@ -337,6 +353,7 @@ async fn slack_interactivity(State(api): State<Api>, request: Request) -> Respon
         }
         ClaimOutcome::AlreadyYours { .. } => ephemeral("You had already claimed this lead."),
         ClaimOutcome::OwnedBy { rep, at, .. } => ephemeral(&owned_by(rep, *at)),
+        ClaimOutcome::Refused { why, .. } => ephemeral(why),
     }
 }
 

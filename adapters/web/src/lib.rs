@@ -293,6 +293,7 @@ pub fn lead_summary(lead: &Lead) -> serde_json::Value {
         "alert_held_until": lead.assignment.as_ref().and_then(|a| a.held_until),
         "merged_into": lead.merged_into,
         "claimed_by": lead.claim.as_ref().map(|c| &c.rep),
+        "claim_allowed": lead.claim.as_ref().and_then(|c| c.allowed.as_ref()),
         "escalation_level": lead.escalation_level(),
         "after_hours": lead.assignment.as_ref()
             .and_then(|a| a.trace.as_ref())

@@ -30,6 +30,10 @@ pub struct ClaimConfig {
     /// https URL ending in `/`. Change it only for Slack's government cloud
     /// (`https://hooks.slack-gov.com/`).
     pub slack_response_url_prefix: String,
+    /// Who may claim a lead when neither where it sits (its queue or pool) nor its rule says:
+    /// `owner`, `team` or `anyone`. Left out: `owner` for a lead a rep owns, `anyone` for one
+    /// in a queue or a broadcast pool.
+    pub default: Option<ClaimPolicy>,
     #[serde(skip)]
     pub link_keys: Vec<SigningKey>,
     #[serde(skip)]
@@ -46,8 +50,32 @@ impl Default for ClaimConfig {
             slack_signing_secrets: Vec::new(),
             slack_signing_secrets_env: None,
             slack_response_url_prefix: "https://hooks.slack.com/".to_owned(),
+            default: None,
             link_keys: Vec::new(),
             slack_keys: Vec::new(),
+        }
+    }
+}
+
+/// Who may claim a lead (`claim = "..."` on a rule, pool or queue; `[claim] default`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimPolicy {
+    /// The owner (as routed, and each escalation target since), their backup, and the
+    /// manager of their team queue; for a queue its manager, for a pool its members.
+    Owner,
+    /// Those, and every rep of the owner's team (a queue's: every team whose queue it is).
+    Team,
+    /// Any configured rep: the first to claim owns the lead.
+    Anyone,
+}
+
+impl ClaimPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimPolicy::Owner => "owner",
+            ClaimPolicy::Team => "team",
+            ClaimPolicy::Anyone => "anyone",
         }
     }
 }
@@ -214,6 +242,22 @@ impl EscalationConfig {
 #[cfg(test)]
 mod tests {
     use crate::config::tests::{parse, MINIMAL};
+
+    #[test]
+    fn the_claim_default_is_one_of_owner_team_or_anyone() {
+        use crate::config::ClaimPolicy;
+        assert_eq!(parse(MINIMAL).expect("valid").claim.default, None);
+        let with = |value: &str| format!("{MINIMAL}\n[claim]\ndefault = \"{value}\"\n");
+        assert_eq!(
+            parse(&with("team")).expect("valid").claim.default,
+            Some(ClaimPolicy::Team)
+        );
+        let error = parse(&with("everyone"))
+            .expect_err("not a policy")
+            .to_string();
+        assert!(error.contains("claim.default"), "{error}");
+        assert!(error.contains("owner"), "names the choices: {error}");
+    }
 
     #[test]
     fn a_slack_response_url_prefix_must_be_a_clean_https_url_ending_in_a_slash() {

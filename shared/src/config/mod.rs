@@ -31,7 +31,7 @@ mod sources;
 mod team;
 mod validation;
 
-pub use alerts::{ClaimConfig, EscalateTo, EscalationConfig, EscalationStep};
+pub use alerts::{ClaimConfig, ClaimPolicy, EscalateTo, EscalationConfig, EscalationStep};
 pub use email::{EmailConfig, SmtpCredentials, SmtpTls};
 pub use enrichment::{CompanyRecord, EnrichmentConfig, StatedFieldsConfig, StatedTrust};
 pub use notify::{

@@ -34,6 +34,9 @@ pub struct RuleConfig {
     #[serde(default)]
     pub when: Conditions,
     pub assign: Spanned<TargetConfig>,
+    /// Who may claim the leads this rule assigns, unless their queue or pool says.
+    #[serde(default)]
+    pub claim: Option<super::ClaimPolicy>,
 }
 
 /// Conditions over the enriched, qualified lead. Every condition present must hold; `all`,

@@ -116,6 +116,9 @@ pub struct PoolConfig {
     /// Where leads go when no member can take one; defaults to the team queue.
     #[serde(default)]
     pub overflow_queue: Option<String>,
+    /// Who may claim the pool's leads (`owner`, `team`, `anyone`).
+    #[serde(default)]
+    pub claim: Option<super::ClaimPolicy>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -204,6 +207,10 @@ pub struct QueueConfig {
     /// With `[notify.slack]`: the queue's Slack channel id, where its leads are posted.
     #[serde(default)]
     pub slack_channel: Option<String>,
+    /// Who may claim a lead while it sits in this queue (`owner`: the manager only; `team`;
+    /// `anyone`).
+    #[serde(default)]
+    pub claim: Option<super::ClaimPolicy>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,9 +11,9 @@ use tracing::info;
 
 use crate::model::{Claim, Lead, LeadState, Owner};
 use crate::ports::{LeadStore, StoreError};
-use crate::routing::effects::{CounterBump, Effects};
+use crate::routing::effects::{CounterBump, Effects, LedgerWrite};
 use crate::routing::{open_leads_counter, sla_streak_counter};
-use crate::stages::Pipeline;
+use crate::stages::{claim_policy, Pipeline};
 
 /// Where a claim came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +79,14 @@ pub enum ClaimOutcome {
         rep: String,
         at: Timestamp,
     },
+    /// The lead's claim policy does not let this rep claim it; nothing changed.
+    Refused {
+        lead: Box<Lead>,
+        /// The current owner's display name.
+        owner: String,
+        /// Who owns it, who may claim it and which policy says so, for the refused rep.
+        why: String,
+    },
 }
 
 impl ClaimOutcome {
@@ -86,7 +94,8 @@ impl ClaimOutcome {
         match self {
             ClaimOutcome::Won { lead, .. }
             | ClaimOutcome::AlreadyYours { lead }
-            | ClaimOutcome::OwnedBy { lead, .. } => lead,
+            | ClaimOutcome::OwnedBy { lead, .. }
+            | ClaimOutcome::Refused { lead, .. } => lead,
         }
     }
 }
@@ -122,8 +131,6 @@ pub async fn claim(
     let store: &dyn LeadStore = pipeline.store.as_ref();
     let pause_after = i64::from(pipeline.config.escalation.pause_after_breaches);
     let streak = sla_streak_counter(rep);
-    // Without the release when the old owner's counter already reads 0 (reset by hand).
-    let mut release = true;
     for _ in 0..CLAIM_ATTEMPTS {
         let lead = store
             .get_lead(lead_id)
@@ -149,8 +156,21 @@ pub async fn claim(
                 state: from,
             });
         }
+        let permit = match claim_policy::check(&pipeline.config, &pipeline.router, &lead, rep) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                info!(lead_id = %lead.id, trace_id = %lead.trace_id, stage = "claim", rep,
+                    via = via.as_str(), policy = refusal.policy.as_str(), "claim refused");
+                return Ok(ClaimOutcome::Refused {
+                    owner: refusal.owner,
+                    why: refusal.why,
+                    lead: Box::new(lead),
+                });
+            }
+        };
         let now = pipeline.clock.now();
         let claimer = Owner::Rep(rep.to_owned());
+        let routed = claim_policy::routed_owner(&lead);
         let mut claimed = lead.clone();
         claimed.state = LeadState::Claimed;
         claimed.timeline.claimed_at = Some(now);
@@ -158,13 +178,19 @@ pub async fn claim(
             rep: rep.to_owned(),
             at: now,
             via: via.as_str().to_owned(),
+            routed_to: routed.as_ref().map(Owner::key),
+            allowed: Some(permit.describe()),
         });
         let mut effects = Effects::none();
+        // A merged lead never counted toward anyone, so it moves nothing.
+        let counts = lead.merged_into.is_none();
         if let Some(assignment) = claimed.assignment.as_mut() {
-            // A merged lead never counted toward anyone, so it moves nothing.
-            if assignment.owner != claimer && lead.merged_into.is_none() {
-                if release {
-                    effects.releases.push(open_leads_counter(&assignment.owner));
+            if assignment.owner != claimer && counts {
+                // Without the release when the old owner's counter already reads 0 (reset
+                // by hand): the store refuses to take one below zero.
+                let held = open_leads_counter(&assignment.owner);
+                if store.counter(&held).await? > 0 {
+                    effects.releases.push(held);
                 }
                 effects.counters.push(CounterBump {
                     name: open_leads_counter(&claimer),
@@ -173,14 +199,20 @@ pub async fn claim(
             }
             if assignment.owner != claimer {
                 assignment.reason = format!(
-                    "{}; claimed by {} from {}",
+                    "{}; claimed by {} from {} ({})",
                     assignment.reason,
                     pipeline.router.owner_name(&claimer),
-                    assignment.owner_name
+                    assignment.owner_name,
+                    permit.describe()
                 );
                 assignment.owner_name = pipeline.router.owner_name(&claimer);
                 assignment.owner = claimer;
             }
+        }
+        if counts {
+            effects
+                .ledgers
+                .extend(turn_moved(pipeline, &lead, routed.as_ref(), rep, now).await?);
         }
         // A claim ends the rep's run of missed SLAs, unless the run has paused them: then
         // only they or their manager resume them, on purpose.
@@ -201,13 +233,68 @@ pub async fn claim(
                 });
             }
             // Someone else wrote first (a claim, an escalation, the notify stage): read again.
+            // Or a counter reset, or the pool ledger moved: read everything again.
             Err(StoreError::Stale(_) | StoreError::Conflict { .. }) => continue,
-            Err(StoreError::Contended(_)) if release => release = false,
             Err(StoreError::Contended(_)) => continue,
             Err(other) => return Err(other.into()),
         }
     }
     Err(ClaimError::Busy(lead_id.to_owned()))
+}
+
+/// The rotation turn follows the lead: when a rep picked from a pool's rotation is not the
+/// one who claims, their turn is given back (they are owed the next lead again) and the
+/// claimer's counted if they are a member, in the period the lead was routed in.
+async fn turn_moved(
+    pipeline: &Pipeline,
+    lead: &Lead,
+    routed: Option<&Owner>,
+    claimer: &str,
+    now: Timestamp,
+) -> Result<Option<LedgerWrite>, StoreError> {
+    let (Some(Owner::Rep(routed)), Some(assignment)) = (routed, &lead.assignment) else {
+        return Ok(None);
+    };
+    let Some(pool) = assignment.pool.as_deref() else {
+        return Ok(None);
+    };
+    let routed_at = assignment
+        .trace
+        .as_ref()
+        .and_then(|t| t.decided_at)
+        .or(lead.timeline.routed_at);
+    let (Some(config), Some(routed_at)) = (pipeline.config.pool(pool), routed_at) else {
+        return Ok(None);
+    };
+    if routed == claimer {
+        return Ok(None);
+    }
+    let Some(period) = pipeline.router.pool_period(pool, routed_at) else {
+        return Ok(None);
+    };
+    let read = pipeline.store.ledger(pool, &period).await?;
+    let mut ledger = read.clone();
+    let given_back = match ledger.members.get_mut(routed) {
+        Some(tally) if tally.received > 0 => {
+            tally.received -= 1;
+            true
+        }
+        // The ledger was reset since (or edited): no turn left to give back.
+        _ => false,
+    };
+    let member = config.members.iter().any(|m| m.get_ref().rep == claimer);
+    if member {
+        ledger.record_turn(claimer, now);
+    }
+    if !given_back && !member {
+        return Ok(None);
+    }
+    ledger.version = read.version + 1;
+    Ok(Some(LedgerWrite {
+        pool: pool.to_owned(),
+        period,
+        ledger,
+    }))
 }
 
 /// A duration as people read it in an alert: "45s", "4 min 12 s", "2 h 5 min".

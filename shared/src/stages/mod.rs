@@ -15,6 +15,7 @@
 //! envelope either way (so a crash between "advanced" and "forwarded" heals on retry).
 
 pub mod claim;
+pub mod claim_policy;
 pub mod close;
 mod enrich;
 mod ingest;

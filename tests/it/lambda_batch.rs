@@ -86,10 +86,12 @@ async fn a_failing_or_panicking_message_is_reported_alone() {
             record("good", &Envelope::new(&leads[0], Stage::Notify, "t").to_json()),
             record("panics", &Envelope::new(&leads[1], Stage::Notify, "t").to_json()),
             record("garbage", "{not an envelope"),
+            // The notify function's entry handles the notify stage only.
+            record("misrouted", &Envelope::new("no-such-lead", Stage::Route, "t").to_json()),
         ]
     }))
     .expect("event");
-    let response = leadrelay_aws::lambda::handle_batch(pipeline.clone(), Stage::Notify, event)
+    let response = leadrelay_aws::lambda::notify_batch(pipeline.clone(), event)
         .await
         .expect("the batch itself succeeds");
     let mut failed: Vec<&str> = response
@@ -98,7 +100,7 @@ async fn a_failing_or_panicking_message_is_reported_alone() {
         .map(|f| f.item_identifier.as_str())
         .collect();
     failed.sort_unstable();
-    assert_eq!(failed, ["garbage", "panics"]);
+    assert_eq!(failed, ["garbage", "misrouted", "panics"]);
     let good = pipeline
         .store
         .get_lead(&leads[0])

@@ -12,6 +12,7 @@ use leadrelay_shared::email::Mailbox;
 use leadrelay_shared::model::Stage;
 use leadrelay_shared::ports::{NoChannels, SystemClock};
 use leadrelay_shared::stages::Pipeline;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 
 use crate::dynamo::DynamoStore;
 use crate::sqs::{QueueUrls, SqsQueues};
@@ -306,13 +307,73 @@ where
 
 /// Structured JSON logs, as CloudWatch Logs Insights reads them best.
 pub fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_current_span(false)
         .without_time() // CloudWatch stamps every line
-        .with_env_filter(filter)
+        .finish()
+        .with(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .init();
+}
+
+/// The levels `RUST_LOG` sets: `target=level` directives and a bare default level, as
+/// `info,leadrelay_aws=debug`; `info` when it is unset or unreadable. Not `EnvFilter`: its
+/// span and field filters link a regular-expression engine into every function.
+fn log_filter(directives: Option<&str>) -> Targets {
+    let info = || Targets::new().with_default(LevelFilter::INFO);
+    let Some(directives) = directives else {
+        return info();
+    };
+    // Empty directives are skipped, as `EnvFilter` skips them (`info,` is `info`).
+    let directives: Vec<&str> = directives
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return info();
+    }
+    directives.join(",").parse().unwrap_or_else(|_| info())
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+
+    use super::log_filter;
+
+    fn default_level(filter: &Targets) -> Option<LevelFilter> {
+        filter.default_level()
+    }
+
+    #[test]
+    fn the_log_filter_is_info_unless_rust_log_says_otherwise() {
+        for unset in [
+            None,
+            Some(""),
+            Some(" , "),
+            Some("leadrelay=loud"),
+            Some("a[{x}]=info=2"),
+        ] {
+            let filter = log_filter(unset);
+            assert_eq!(default_level(&filter), Some(LevelFilter::INFO), "{unset:?}");
+            assert!(filter.would_enable("leadrelay_aws::dynamo", &Level::INFO));
+            assert!(!filter.would_enable("leadrelay_aws::dynamo", &Level::DEBUG));
+        }
+    }
+
+    #[test]
+    fn the_log_filter_reads_a_default_and_per_target_levels() {
+        let filter = log_filter(Some("warn,leadrelay_aws=debug,"));
+        assert_eq!(default_level(&filter), Some(LevelFilter::WARN));
+        assert!(filter.would_enable("leadrelay_aws::sqs", &Level::DEBUG));
+        assert!(!filter.would_enable("leadrelay_shared::stages", &Level::INFO));
+        assert!(filter.would_enable("leadrelay_shared::stages", &Level::WARN));
+        let off = log_filter(Some("off"));
+        assert!(!off.would_enable("leadrelay_aws", &Level::ERROR));
+    }
 }

@@ -6,20 +6,81 @@
 //! dead-letters a message itself once the schedule is spent (SQS's redrive after
 //! maxReceiveCount is the backstop).
 
+use std::future::Future;
 use std::sync::Arc;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use leadrelay_shared::model::Stage;
 use leadrelay_shared::ports::Received;
-use leadrelay_shared::stages::{Deferred, Pipeline};
+use leadrelay_shared::stages::{Deferred, Outcome, Pipeline, StageError};
 use tracing::{error, warn};
 
-/// Handles a batch from `stage`'s queue and reports the messages to retry.
+/// Handles a batch from `stage`'s queue and reports the messages to retry. Dispatches on the
+/// stage at run time, so it links every stage: a function serving one stage calls
+/// [`enrich_batch`], [`route_batch`] or [`notify_batch`] instead.
 pub async fn handle_batch(
     pipeline: Arc<Pipeline>,
     stage: Stage,
     event: SqsEvent,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+    match stage {
+        Stage::Enrich => enrich_batch(pipeline, event).await,
+        Stage::Route => route_batch(pipeline, event).await,
+        Stage::Notify => notify_batch(pipeline, event).await,
+    }
+}
+
+/// Handles a batch from the enrich queue and reports the messages to retry.
+pub async fn enrich_batch(
+    pipeline: Arc<Pipeline>,
+    event: SqsEvent,
+) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+    batch_with(
+        pipeline,
+        Stage::Enrich,
+        event,
+        |pipeline, body| async move { pipeline.handle_enrich(&body).await },
+    )
+    .await
+}
+
+/// Handles a batch from the route queue and reports the messages to retry.
+pub async fn route_batch(
+    pipeline: Arc<Pipeline>,
+    event: SqsEvent,
+) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+    batch_with(pipeline, Stage::Route, event, |pipeline, body| async move {
+        pipeline.handle_route(&body).await
+    })
+    .await
+}
+
+/// Handles a batch from the notify queue and reports the messages to retry.
+pub async fn notify_batch(
+    pipeline: Arc<Pipeline>,
+    event: SqsEvent,
+) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+    batch_with(
+        pipeline,
+        Stage::Notify,
+        event,
+        |pipeline, body| async move { pipeline.handle_notify(&body).await },
+    )
+    .await
+}
+
+/// The batch handling every stage shares; `handle` runs one message body through the stage
+/// (given as a function of its own, so that only this stage's code is linked).
+async fn batch_with<H, F>(
+    pipeline: Arc<Pipeline>,
+    stage: Stage,
+    event: SqsEvent,
+    handle: H,
+) -> Result<SqsBatchResponse, lambda_runtime::Error>
+where
+    H: Fn(Arc<Pipeline>, String) -> F,
+    F: Future<Output = Result<Outcome, StageError>> + Send + 'static,
+{
     let mut tasks = Vec::with_capacity(event.records.len());
     for record in event.records {
         // An empty itemIdentifier would fail the whole batch: a record without an id cannot be
@@ -38,10 +99,11 @@ pub async fn handle_batch(
             message_id: message_id.clone(),
         };
         let pipeline = pipeline.clone();
+        let handled = handle(pipeline.clone(), message.body.clone());
         tasks.push((
             message_id,
             tokio::spawn(async move {
-                match pipeline.handle(stage, &message.body).await {
+                match handled.await {
                     Ok(_) => true,
                     // Records the failure on the lead and backs off the message's visibility
                     // on the retry schedule; once it is spent, the stage moved the message to

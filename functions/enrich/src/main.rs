@@ -2,7 +2,6 @@
 
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use leadrelay_shared::model::Stage;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -10,7 +9,7 @@ async fn main() -> Result<(), Error> {
     // Built once per container, outside the handler.
     let pipeline = leadrelay_aws::bootstrap::enrich_from_environment().await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        leadrelay_aws::lambda::handle_batch(pipeline.clone(), Stage::Enrich, event.payload)
+        leadrelay_aws::lambda::enrich_batch(pipeline.clone(), event.payload)
     }))
     .await
 }

@@ -246,8 +246,44 @@ impl Pipeline {
         self
     }
 
-    /// Handles one message body from `stage`'s queue.
+    /// Handles one message body from `stage`'s queue. A caller that serves one stage only (a
+    /// Lambda function) calls that stage's own entry instead ([`Pipeline::handle_enrich`],
+    /// [`Pipeline::handle_route`], [`Pipeline::handle_notify`]): this dispatch on a run-time
+    /// stage links every stage's code into the binary.
     pub async fn handle(&self, stage: Stage, body: &str) -> Result<Outcome, StageError> {
+        match stage {
+            Stage::Enrich => self.handle_enrich(body).await,
+            Stage::Route => self.handle_route(body).await,
+            Stage::Notify => self.handle_notify(body).await,
+        }
+    }
+
+    /// Handles one message body from the enrich queue.
+    pub async fn handle_enrich(&self, body: &str) -> Result<Outcome, StageError> {
+        self.handle_with(Stage::Enrich, body, Pipeline::enrich)
+            .await
+    }
+
+    /// Handles one message body from the route queue.
+    pub async fn handle_route(&self, body: &str) -> Result<Outcome, StageError> {
+        self.handle_with(Stage::Route, body, Pipeline::route).await
+    }
+
+    /// Handles one message body from the notify queue.
+    pub async fn handle_notify(&self, body: &str) -> Result<Outcome, StageError> {
+        self.handle_with(Stage::Notify, body, Pipeline::notify)
+            .await
+    }
+
+    /// What every queued stage does around its own work (`run`): read the envelope, check it
+    /// is for this stage, load the lead (quarantining one this version cannot read), and once
+    /// the stage succeeded, clear the failure it recovered from.
+    async fn handle_with(
+        &self,
+        stage: Stage,
+        body: &str,
+        run: impl AsyncFnOnce(&Pipeline, Lead) -> Result<Outcome, StageError>,
+    ) -> Result<Outcome, StageError> {
         let envelope = Envelope::from_json(body)?;
         if envelope.stage != stage {
             return Err(StageError::WrongStage {
@@ -264,11 +300,7 @@ impl Pipeline {
             Err(error) => return Err(error.into()),
         };
         let seen = lead.last_failure.clone();
-        let outcome = match stage {
-            Stage::Enrich => self.enrich(lead).await,
-            Stage::Route => self.route(lead).await,
-            Stage::Notify => self.notify(lead).await,
-        }?;
+        let outcome = run(self, lead).await?;
         // A success after a failure of this stage (or an earlier one): the lead is no longer
         // held up by it. A duplicate of an earlier stage's message clears nothing later.
         if let Some(failure) = seen.filter(|f| f.stage <= stage && !outcome.failed_for_good) {

@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::json_path::{JsonPath, PathError};
+use crate::json_path::{self, JsonPath, PathError};
 use crate::model::{CaptureEvent, EventKind, Turn};
 
 /// `[sources.mapping]` as written.
@@ -100,6 +100,29 @@ pub struct FormFieldsConfig {
     pub key: Vec<String>,
     #[serde(default)]
     pub value: Vec<String>,
+    /// Where an entry lists its choices, for platforms whose answer holds the chosen options'
+    /// ids (Tally): each id in the answer becomes that option's label.
+    #[serde(default)]
+    pub options: Option<OptionsConfig>,
+}
+
+/// A list of `{id, label}` choices inside an entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptionsConfig {
+    pub list: String,
+    #[serde(default = "option_id")]
+    pub id: String,
+    #[serde(default = "option_text")]
+    pub text: String,
+}
+
+fn option_id() -> String {
+    "id".into()
+}
+
+fn option_text() -> String {
+    "text".into()
 }
 
 /// The conversation: a list of messages, each with who spoke and what they said.
@@ -212,6 +235,8 @@ struct Collector {
     object: Option<JsonPath>,
     key: Vec<JsonPath>,
     value: Vec<JsonPath>,
+    /// The choices' list, and each choice's id and label, inside an entry.
+    options: Option<(JsonPath, JsonPath, JsonPath)>,
 }
 
 /// How turns are read from a document: the inline `[sources.mapping.transcript]`, or the
@@ -378,6 +403,18 @@ impl MappingConfig {
                 object: single(&c.object, "object")?,
                 key: paths(&format!("{here}.key"), &c.key)?,
                 value: paths(&format!("{here}.value"), &c.value)?,
+                options: match &c.options {
+                    Some(o) => {
+                        let at = format!("{here}.options");
+                        let mut found =
+                            paths(&at, &[o.list.clone(), o.id.clone(), o.text.clone()])?;
+                        let text = found.pop().expect("three paths");
+                        let id = found.pop().expect("three paths");
+                        let list = found.pop().expect("three paths");
+                        Some((list, id, text))
+                    }
+                    None => None,
+                },
             };
             match (&collector.list, &collector.object) {
                 (Some(_), None) if collector.key.is_empty() => {
@@ -541,16 +578,43 @@ impl Mapping {
 }
 
 impl Collector {
+    /// `value` with each option id it holds replaced by that option's label (ids the entry
+    /// does not list stay as they are).
+    fn labelled(&self, entry: &Value, value: Value) -> Value {
+        let Some((list, id, text)) = &self.options else {
+            return value;
+        };
+        let Some(Value::Array(options)) = list.find(entry) else {
+            return value;
+        };
+        let label = |v: Value| -> Value {
+            let Some(wanted) = json_path::text_of(&v) else {
+                return v;
+            };
+            options
+                .iter()
+                .find(|o| id.text(o).as_deref() == Some(wanted.as_str()))
+                .and_then(|o| text.text(o))
+                .map_or(v, Value::String)
+        };
+        match value {
+            Value::Array(items) => Value::Array(items.into_iter().map(label).collect()),
+            one => label(one),
+        }
+    }
+
     fn collect(&self, payload: &Value, into: &mut BTreeMap<String, Value>) {
         let pick = |entry: &Value| -> Option<Value> {
             if self.value.is_empty() {
                 return Some(entry.clone());
             }
-            self.value
+            let value = self
+                .value
                 .iter()
                 .filter_map(|p| p.find(entry))
                 .find(|v| !matches!(v, Value::Null))
-                .cloned()
+                .cloned()?;
+            Some(self.labelled(entry, value))
         };
         if let Some(Value::Array(items)) = self.list.as_ref().and_then(|p| p.find(payload)) {
             for item in items {
@@ -818,6 +882,37 @@ mod tests {
             "[fields]\nemail = \"a\"\n[[form_fields]]\nlist = \"x\"\nobject = \"y\"\nkey = [\"k\"]"
         )
         .contains("exactly one of list or object"));
+    }
+
+    #[test]
+    fn chosen_option_ids_become_their_labels() {
+        let m = mapping(
+            r#"
+            [fields]
+            email = "data.fields[type=INPUT_EMAIL].value"
+            [[form_fields]]
+            list = "data.fields"
+            key = ["label"]
+            value = ["value"]
+            options = { list = "options" }
+            "#,
+        );
+        let (capture, _) = lead(
+            m.apply_value(&json!({"data": {"fields": [
+                {"label": "Email", "type": "INPUT_EMAIL", "value": "ada@acme.example"},
+                {"label": "Company size", "type": "MULTIPLE_CHOICE", "value": ["b"],
+                 "options": [{"id": "a", "text": "1-10"}, {"id": "b", "text": "11-50"}]},
+                {"label": "Needs", "type": "CHECKBOXES", "value": ["x", "unknown"],
+                 "options": [{"id": "x", "text": "SSO"}]},
+                {"label": "Country", "type": "DROPDOWN", "value": "gb",
+                 "options": [{"id": "gb", "text": "United Kingdom"}]}
+            ]}}))
+            .expect("maps"),
+        );
+        assert_eq!(capture.form_fields["Company size"], json!(["11-50"]));
+        assert_eq!(capture.form_fields["Needs"], json!(["SSO", "unknown"]));
+        assert_eq!(capture.form_fields["Country"], json!("United Kingdom"));
+        assert_eq!(capture.form_fields["Email"], json!("ada@acme.example"));
     }
 
     #[test]

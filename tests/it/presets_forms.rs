@@ -788,10 +788,11 @@ async fn a_tally_response_maps_its_fields_by_label_and_type_and_only_a_valid_sig
         capture.form_fields.get("Work email"),
         Some(&json!("jane.prospect@example.com"))
     );
-    // A choice question carries the chosen options' ids, not their text (docs/platforms/tally.md).
+    // A choice question carries the chosen options' ids; the preset keeps their texts, under
+    // the question's label, where the company size reaches routing from.
     assert_eq!(
-        capture.form_fields.get("company_size"),
-        Some(&json!(["5c7b2f5e-2f3d-4d8f-9d3a-0a9b8c7d6e5f"]))
+        capture.form_fields.get("Company size"),
+        Some(&json!(["11-50"]))
     );
     assert_eq!(
         capture.timestamp,

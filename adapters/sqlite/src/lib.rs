@@ -474,13 +474,7 @@ impl Sqlite {
                 .map_err(StoreError::unavailable)?;
             }
             if let Some((stage, body, lead_id)) = &message {
-                let now = now_ms();
-                exec(
-                    conn,
-                    "INSERT INTO messages (queue, body, lead_id, sent_at, visible_at) VALUES (?1, ?2, ?3, ?4, ?4)",
-                    params![stage.as_str(), body, lead_id, now],
-                )
-                .map_err(StoreError::unavailable)?;
+                insert_message(conn, *stage, body, lead_id, 0)?;
             }
             Ok(())
         })
@@ -1361,6 +1355,25 @@ fn write_contact(conn: &Connection, contact: &ContactWrite) -> Result<(), StoreE
     Ok(())
 }
 
+/// Queues a message for `stage`, visible `delay_ms` from now: every send, on its own or in a
+/// lead's write.
+fn insert_message(
+    conn: &Connection,
+    stage: Stage,
+    body: &str,
+    lead_id: &str,
+    delay_ms: i64,
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    exec(
+        conn,
+        "INSERT INTO messages (queue, body, lead_id, sent_at, visible_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![stage.as_str(), body, lead_id, now, now.saturating_add(delay_ms)],
+    )
+    .map_err(StoreError::unavailable)?;
+    Ok(())
+}
+
 /// Adds one to a counter inside the current job, refusing when a limit is reached.
 fn bump_counter(conn: &Connection, bump: &CounterBump) -> Result<(), StoreError> {
     let Some(limit) = bump.limit else {
@@ -1499,14 +1512,7 @@ impl Queue for Sqlite {
         let body = envelope.to_json();
         let lead_id = envelope.lead_id.clone();
         self.write(Durability::Atomic, move |conn| {
-            let now = now_ms();
-            exec(
-    conn,
-                "INSERT INTO messages (queue, body, lead_id, sent_at, visible_at) VALUES (?1, ?2, ?3, ?4, ?4)",
-                params![stage.as_str(), body, lead_id, now],
-            )
-            .map_err(StoreError::unavailable)?;
-            Ok(())
+            insert_message(conn, stage, &body, &lead_id, 0)
         })
         .await
         .map_err(queue_error)?;
@@ -1524,14 +1530,7 @@ impl Queue for Sqlite {
         let lead_id = envelope.lead_id.clone();
         let delay = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
         self.write(Durability::Atomic, move |conn| {
-            let now = now_ms();
-            exec(
-                conn,
-                "INSERT INTO messages (queue, body, lead_id, sent_at, visible_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![stage.as_str(), body, lead_id, now, now.saturating_add(delay)],
-            )
-            .map_err(StoreError::unavailable)?;
-            Ok(())
+            insert_message(conn, stage, &body, &lead_id, delay)
         })
         .await
         .map_err(queue_error)

@@ -210,40 +210,10 @@ impl HmacScheme {
         if candidates.is_empty() {
             return Err(SignatureError::MalformedHeader("signature"));
         }
-        let compact = self
-            .signed
-            .0
-            .contains(&Part::CompactJson)
-            .then(|| compact_json(delivery.body));
-        let url = unescape(delivery.url, &self.url_unescape);
-        let message = |mac: &mut dyn FnMut(&[u8])| {
-            for part in &self.signed.0 {
-                match part {
-                    Part::Literal(text) => mac(text.as_bytes()),
-                    Part::Body => mac(delivery.body),
-                    Part::CompactJson => mac(compact.as_deref().unwrap_or_default()),
-                    Part::Timestamp => mac(timestamp.unwrap_or_default().as_bytes()),
-                    Part::Method => mac(delivery.method.as_bytes()),
-                    Part::Url => mac(url.as_bytes()),
-                }
-            }
-        };
-        let matched = keys.iter().any(|key| match self.algorithm {
-            Algorithm::Sha256 => {
-                let mut mac = key.mac();
-                message(&mut |bytes| mac.update(bytes));
-                candidates
-                    .iter()
-                    .any(|c| mac.clone().verify_slice(c).is_ok())
-            }
-            Algorithm::Sha1 => {
-                let mut mac = <Hmac<Sha1>>::new_from_slice(key.0.expose_secret())
-                    .expect("HMAC takes any key length");
-                message(&mut |bytes| mac.update(bytes));
-                candidates
-                    .iter()
-                    .any(|c| mac.clone().verify_slice(c).is_ok())
-            }
+        let message = self.message(delivery, timestamp.unwrap_or_default());
+        let matched = keys.iter().any(|key| {
+            let mac = SchemeMac::new(self.algorithm, key, &message);
+            candidates.iter().any(|c| mac.verifies(c))
         });
         if !matched {
             return Err(SignatureError::NoMatch);
@@ -251,6 +221,23 @@ impl HmacScheme {
         Ok(Verified {
             event_id: header_id(delivery, self.id_header.as_deref()),
         })
+    }
+
+    /// The signed text the template describes, for verifying and for signing alike.
+    fn message(&self, delivery: &Delivery<'_>, timestamp: &str) -> Vec<u8> {
+        let url = unescape(delivery.url, &self.url_unescape);
+        let mut message = Vec::with_capacity(delivery.body.len() + 64);
+        for part in &self.signed.0 {
+            match part {
+                Part::Literal(text) => message.extend_from_slice(text.as_bytes()),
+                Part::Body => message.extend_from_slice(delivery.body),
+                Part::CompactJson => message.extend_from_slice(&compact_json(delivery.body)),
+                Part::Timestamp => message.extend_from_slice(timestamp.as_bytes()),
+                Part::Method => message.extend_from_slice(delivery.method.as_bytes()),
+                Part::Url => message.extend_from_slice(url.as_bytes()),
+            }
+        }
+        message
     }
 
     fn decode(&self, encoded: &str) -> Option<Vec<u8>> {
@@ -285,32 +272,8 @@ impl HmacScheme {
     /// Signs `delivery` as the platform would and returns the signature header's value; the
     /// timestamp, if the scheme signs one, is `timestamp` written in the scheme's unit.
     pub fn sign(&self, key: &SigningKey, delivery: &Delivery<'_>, timestamp: &str) -> String {
-        let compact = compact_json(delivery.body);
-        let url = unescape(delivery.url, &self.url_unescape);
-        let mut message = Vec::new();
-        for part in &self.signed.0 {
-            match part {
-                Part::Literal(text) => message.extend_from_slice(text.as_bytes()),
-                Part::Body => message.extend_from_slice(delivery.body),
-                Part::CompactJson => message.extend_from_slice(&compact),
-                Part::Timestamp => message.extend_from_slice(timestamp.as_bytes()),
-                Part::Method => message.extend_from_slice(delivery.method.as_bytes()),
-                Part::Url => message.extend_from_slice(url.as_bytes()),
-            }
-        }
-        let tag = match self.algorithm {
-            Algorithm::Sha256 => {
-                let mut mac = key.mac();
-                mac.update(&message);
-                mac.finalize().into_bytes().to_vec()
-            }
-            Algorithm::Sha1 => {
-                let mut mac = <Hmac<Sha1>>::new_from_slice(key.0.expose_secret())
-                    .expect("HMAC takes any key length");
-                mac.update(&message);
-                mac.finalize().into_bytes().to_vec()
-            }
-        };
+        let message = self.message(delivery, timestamp);
+        let tag = SchemeMac::new(self.algorithm, key, &message).tag();
         let encoded = match self.encoding {
             Encoding::Hex => hex::encode(tag),
             Encoding::Base64 => BASE64.encode(tag),
@@ -324,6 +287,45 @@ impl HmacScheme {
                 ),
                 None => format!("{}={}{encoded}", fields.signature, self.prefix),
             },
+        }
+    }
+}
+
+/// An HMAC over one signed text, in the scheme's algorithm.
+enum SchemeMac {
+    Sha1(Hmac<Sha1>),
+    Sha256(Hmac<Sha256>),
+}
+
+impl SchemeMac {
+    fn new(algorithm: Algorithm, key: &SigningKey, message: &[u8]) -> SchemeMac {
+        match algorithm {
+            Algorithm::Sha256 => {
+                let mut mac = key.mac();
+                mac.update(message);
+                SchemeMac::Sha256(mac)
+            }
+            Algorithm::Sha1 => {
+                let mut mac = <Hmac<Sha1>>::new_from_slice(key.0.expose_secret())
+                    .expect("HMAC takes any key length");
+                mac.update(message);
+                SchemeMac::Sha1(mac)
+            }
+        }
+    }
+
+    /// Compares in constant time (`verify_slice`); a tag of the wrong length never matches.
+    fn verifies(&self, candidate: &[u8]) -> bool {
+        match self {
+            SchemeMac::Sha1(mac) => mac.clone().verify_slice(candidate).is_ok(),
+            SchemeMac::Sha256(mac) => mac.clone().verify_slice(candidate).is_ok(),
+        }
+    }
+
+    fn tag(self) -> Vec<u8> {
+        match self {
+            SchemeMac::Sha1(mac) => mac.finalize().into_bytes().to_vec(),
+            SchemeMac::Sha256(mac) => mac.finalize().into_bytes().to_vec(),
         }
     }
 }

@@ -173,13 +173,16 @@ fn numbers(text: &str) -> Vec<u32> {
 /// A form field's name compared loosely: case, spaces, hyphens and underscores do not matter
 /// ("Company size" = "company_size" = "company-size").
 pub fn same_field_name(a: &str, b: &str) -> bool {
-    let key = |s: &str| -> String {
-        s.chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '_'))
-            .flat_map(char::to_lowercase)
-            .collect()
-    };
-    key(a) == key(b)
+    field_key(a) == field_key(b)
+}
+
+/// A form field's name as [`same_field_name`] compares it: lower case, without spaces, `-` or
+/// `_`.
+pub fn field_key(name: &str) -> String {
+    name.chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '_'))
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 #[cfg(test)]

@@ -504,12 +504,10 @@ fn collect(
         put("source", set(s));
     }
     for (field, answers) in when.form_fields.iter().flatten() {
-        let key: String = field
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '_'))
-            .flat_map(char::to_lowercase)
-            .collect();
-        put(&format!("form_field:{key}"), set(answers));
+        put(
+            &format!("form_field:{}", crate::stated::field_key(field)),
+            set(answers),
+        );
     }
     if let Some(e) = &when.events {
         let names: Vec<String> = e.iter().map(|e| e.as_str().to_owned()).collect();

@@ -188,6 +188,23 @@ pub trait LeadStore: Send + Sync {
         replay: Option<&ReplayGuard>,
     ) -> Result<Created, StoreError>;
 
+    /// [`LeadStore::create_lead_guarded`], and the new lead's first message enqueued in the
+    /// same atomic write when this store also holds the queues (the embedded store: a refused
+    /// webhook then leaves nothing behind, and one commit instead of two). Returns whether it
+    /// enqueued `next` (never for a duplicate); when it did not (the default, and DynamoDB
+    /// beside SQS), the caller sends it after the write.
+    async fn create_lead_and_send(
+        &self,
+        lead: &Lead,
+        replay: Option<&ReplayGuard>,
+        next: &Outgoing,
+    ) -> Result<(Created, bool), StoreError> {
+        let _ = next;
+        self.create_lead_guarded(lead, replay)
+            .await
+            .map(|created| (created, false))
+    }
+
     async fn get_lead(&self, id: &str) -> Result<Option<Lead>, StoreError>;
 
     /// Replaces the stored lead with `lead` only if it is still in state `from` and at

@@ -158,6 +158,7 @@ conformance!(
     a_refused_create_writes_neither_its_event_nor_its_body_record,
     replayed_bodies_dedupe_under_concurrent_writes,
     a_lead_and_its_next_message_are_written_together_or_not_at_all,
+    a_new_lead_and_its_first_message_are_written_together_and_a_duplicate_sends_nothing,
     a_claim_moves_its_counters_and_rotation_turn_together_or_not_at_all,
 );
 
@@ -1232,6 +1233,53 @@ async fn a_lead_and_its_next_message_are_written_together_or_not_at_all(adapters
         "{refused:?}"
     );
     assert!(receive_one(queue, Stage::Notify).await.is_none());
+}
+
+/// `create_lead_and_send`: the embedded store queues a new lead's enrich message in the
+/// lead's own write (so a refused webhook leaves neither behind); DynamoDB says it did not,
+/// and the caller sends. A duplicate event queues nothing.
+async fn a_new_lead_and_its_first_message_are_written_together_and_a_duplicate_sends_nothing(
+    adapters: Adapters,
+) {
+    let store = adapters.store.as_ref();
+    let queue = adapters.queue.as_ref();
+    let lead = lead(&unique("lead"), &unique("evt"));
+    let first = Outgoing {
+        stage: Stage::Enrich,
+        envelope: Envelope::new(&lead.id, Stage::Enrich, "trace"),
+    };
+    let (created, sent) = store
+        .create_lead_and_send(&lead, None, &first)
+        .await
+        .expect("created");
+    assert_eq!(created, Created::New);
+    let queued = receive_one(queue, Stage::Enrich).await;
+    match (&adapters.raw, sent) {
+        (RawStore::Sqlite(_), true) => {
+            let message = queued.expect("queued with the lead");
+            assert_eq!(message.body, first.envelope.to_json());
+            queue
+                .delete(Stage::Enrich, &message.receipt)
+                .await
+                .expect("delete");
+        }
+        (RawStore::Dynamo { .. }, false) => assert!(queued.is_none(), "the caller sends it"),
+        (_, sent) => panic!("unexpected: sent = {sent}"),
+    }
+
+    // The same event again, under a fresh lead id: the first lead, and no second message.
+    let mut again = lead.clone();
+    again.id = unique("lead");
+    let (created, sent) = store
+        .create_lead_and_send(&again, None, &first)
+        .await
+        .expect("duplicate");
+    assert!(
+        matches!(&created, Created::Duplicate(existing) if existing.id == lead.id),
+        "{created:?}"
+    );
+    assert!(!sent);
+    assert!(receive_one(queue, Stage::Enrich).await.is_none());
 }
 
 async fn receive_one(queue: &dyn Queue, stage: Stage) -> Option<Received> {

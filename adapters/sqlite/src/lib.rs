@@ -388,6 +388,95 @@ impl Sqlite {
         Ok(backlog)
     }
 
+    /// A new lead (unless its event id or, with `replay`, its signed body is known), and with
+    /// `next` its first message: one committer job, all or nothing.
+    async fn create(
+        &self,
+        lead: &Lead,
+        replay: Option<&ReplayGuard>,
+        next: Option<&Outgoing>,
+    ) -> Result<Created, StoreError> {
+        let body = encode_lead(lead)?;
+        let lead = lead.clone();
+        let replay = replay.cloned();
+        let message = next.map(|n| (n.stage, n.envelope.to_json()));
+        // One writer runs these steps in one savepoint: no other write comes in between.
+        self.write(Durability::Fsync, move |conn| {
+            if let Some(replay) = &replay {
+                // The event id first, so a retry of one event names its own lead.
+                if let Some(existing) = lead_for_event(conn, &lead.source, &lead.event_id)? {
+                    return Ok(Created::Duplicate(Box::new(existing)));
+                }
+                let now = replay.now.as_millisecond();
+                exec(
+                    conn,
+                    "DELETE FROM bodies WHERE expires_at <= ?1",
+                    params![now],
+                )
+                .map_err(StoreError::unavailable)?;
+                let seen: Option<String> = query_row(
+                    conn,
+                    "SELECT lead_id FROM bodies
+                     WHERE source = ?1 AND digest = ?2 AND expires_at > ?3",
+                    params![lead.source, replay.body_sha256, now],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(StoreError::unavailable)?;
+                if let Some(first) = seen {
+                    let existing = lead_row(conn, &first)?.ok_or_else(|| {
+                        StoreError::Corrupt(format!("body record names a missing lead {first}"))
+                    })?;
+                    return Ok(Created::Duplicate(Box::new(existing)));
+                }
+            }
+            let inserted = exec(
+                conn,
+                "INSERT INTO leads (id, source, event_id, state, captured_at, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (source, event_id) DO NOTHING",
+                params![
+                    lead.id,
+                    lead.source,
+                    lead.event_id,
+                    lead.state.as_str(),
+                    lead.timeline
+                        .captured_at
+                        .map(|t| t.as_millisecond())
+                        .unwrap_or_else(now_ms),
+                    body
+                ],
+            )
+            .map_err(StoreError::unavailable)?;
+            if inserted == 0 {
+                let existing = lead_for_event(conn, &lead.source, &lead.event_id)?
+                    .ok_or_else(|| StoreError::Corrupt("event id taken by no lead".into()))?;
+                return Ok(Created::Duplicate(Box::new(existing)));
+            }
+            if let Some(replay) = &replay {
+                exec(
+                    conn,
+                    "INSERT INTO bodies (source, digest, lead_id, expires_at)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (source, digest) DO UPDATE SET lead_id = excluded.lead_id,
+                                                                expires_at = excluded.expires_at",
+                    params![
+                        lead.source,
+                        replay.body_sha256,
+                        lead.id,
+                        replay.expires_at.as_millisecond()
+                    ],
+                )
+                .map_err(StoreError::unavailable)?;
+            }
+            if let Some((stage, envelope)) = &message {
+                insert_message(conn, *stage, envelope, &lead.id, 0)?;
+            }
+            Ok(Created::New)
+        })
+        .await
+    }
+
     /// The lead's conditional write with its effects and, when given, its next stage's
     /// message: all or nothing, in one committer job.
     async fn advance(
@@ -861,83 +950,22 @@ impl LeadStore for Sqlite {
         lead: &Lead,
         replay: Option<&ReplayGuard>,
     ) -> Result<Created, StoreError> {
-        let body = encode_lead(lead)?;
-        let lead = lead.clone();
-        let replay = replay.cloned();
-        // One writer runs these steps in one savepoint: no other write comes in between.
-        self.write(Durability::Fsync, move |conn| {
-            if let Some(replay) = &replay {
-                // The event id first, so a retry of one event names its own lead.
-                if let Some(existing) = lead_for_event(conn, &lead.source, &lead.event_id)? {
-                    return Ok(Created::Duplicate(Box::new(existing)));
-                }
-                let now = replay.now.as_millisecond();
-                exec(
-                    conn,
-                    "DELETE FROM bodies WHERE expires_at <= ?1",
-                    params![now],
-                )
-                .map_err(StoreError::unavailable)?;
-                let seen: Option<String> = query_row(
-                    conn,
-                    "SELECT lead_id FROM bodies
-                     WHERE source = ?1 AND digest = ?2 AND expires_at > ?3",
-                    params![lead.source, replay.body_sha256, now],
-                    |row| row.get(0),
-                )
-                .optional()
-                .map_err(StoreError::unavailable)?;
-                if let Some(first) = seen {
-                    let existing = lead_row(conn, &first)?.ok_or_else(|| {
-                        StoreError::Corrupt(format!("body record names a missing lead {first}"))
-                    })?;
-                    return Ok(Created::Duplicate(Box::new(existing)));
-                }
-            }
-            let inserted = exec(
-                conn,
-                "INSERT INTO leads (id, source, event_id, state, captured_at, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (source, event_id) DO NOTHING",
-                params![
-                    lead.id,
-                    lead.source,
-                    lead.event_id,
-                    lead.state.as_str(),
-                    lead.timeline
-                        .captured_at
-                        .map(|t| t.as_millisecond())
-                        .unwrap_or_else(now_ms),
-                    body
-                ],
-            )
-            .map_err(StoreError::unavailable)?;
-            if inserted == 0 {
-                let existing = lead_for_event(conn, &lead.source, &lead.event_id)?
-                    .ok_or_else(|| StoreError::Corrupt("event id taken by no lead".into()))?;
-                return Ok(Created::Duplicate(Box::new(existing)));
-            }
-            if let Some(replay) = &replay {
-                exec(
-                    conn,
-                    "INSERT INTO bodies (source, digest, lead_id, expires_at)
-                     VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (source, digest) DO UPDATE SET lead_id = excluded.lead_id,
-                                                                expires_at = excluded.expires_at",
-                    params![
-                        lead.source,
-                        replay.body_sha256,
-                        lead.id,
-                        replay.expires_at.as_millisecond()
-                    ],
-                )
-                .map_err(StoreError::unavailable)?;
-            }
-            Ok(Created::New)
-        })
-        .await
+        self.create(lead, replay, None).await
     }
 
+    async fn create_lead_and_send(
+        &self,
+        lead: &Lead,
+        replay: Option<&ReplayGuard>,
+        next: &Outgoing,
+    ) -> Result<(Created, bool), StoreError> {
+        let created = self.create(lead, replay, Some(next)).await?;
+        let sent = created == Created::New;
+        if sent {
+            self.wake(next.stage);
+        }
+        Ok((created, sent))
+    }
     async fn get_lead(&self, id: &str) -> Result<Option<Lead>, StoreError> {
         let id = id.to_owned();
         self.read(move |conn| lead_row(conn, &id)).await

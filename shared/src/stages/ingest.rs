@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use super::{Accepted, IngestError, Intake, Overloaded, Pipeline};
 use crate::mapping::Mapped;
 use crate::model::{Envelope, Lead, LeadState, Stage};
-use crate::ports::{Created, ReplayGuard, StoreError};
+use crate::ports::{Created, Outgoing, ReplayGuard, StoreError};
 use crate::signature::{self, Delivery};
 use crate::validate;
 
@@ -108,7 +108,15 @@ impl Pipeline {
             flags,
             now,
         );
-        let created = match self.store.create_lead_guarded(&lead, replay.as_ref()).await {
+        let first = Outgoing {
+            stage: Stage::Enrich,
+            envelope: Envelope::new(&lead.id, Stage::Enrich, &lead.trace_id),
+        };
+        let created = match self
+            .store
+            .create_lead_and_send(&lead, replay.as_ref(), &first)
+            .await
+        {
             // Only the earlier lead stored under this event id can be unreadable (this one
             // was just encoded): the event is a duplicate of a quarantined lead. Answering it
             // as one stops the sender retrying into a 5xx for ever.
@@ -122,20 +130,17 @@ impl Pipeline {
             other => other?,
         };
         match created {
-            Created::New => {
-                self.queue
-                    .send(
-                        Stage::Enrich,
-                        &Envelope::new(&lead.id, Stage::Enrich, &lead.trace_id),
-                    )
-                    .await?;
+            (Created::New, sent) => {
+                if !sent {
+                    self.queue.send(Stage::Enrich, &first.envelope).await?;
+                }
                 info!(lead_id = %lead.id, trace_id = %lead.trace_id, stage = "ingest", source = source_id, event = %lead.event(), "captured");
                 Ok(Intake::Lead(Accepted {
                     lead_id: lead.id,
                     duplicate: false,
                 }))
             }
-            Created::Duplicate(existing) => {
+            (Created::Duplicate(existing), _) => {
                 // The first attempt may have died between storing and enqueuing: enqueue again
                 // while the lead has not moved on. Downstream stages are idempotent.
                 if existing.state == LeadState::Captured {

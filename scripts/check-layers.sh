@@ -44,7 +44,8 @@ ADAPTERS="leadrelay-web leadrelay-channels leadrelay-email leadrelay-providers l
     for fn in route sla; do
         forbid "leadrelay-$fn" "the $fn stage calls only DynamoDB and SQS" \
             reqwest axum lambda_http lettre maxminddb governor aws-sdk-sesv2 aws-sdk-sns \
-            leadrelay-web leadrelay-channels leadrelay-email leadrelay-providers leadrelay-geoip leadrelay-sqlite
+            leadrelay-web leadrelay-channels leadrelay-email leadrelay-providers leadrelay-geoip leadrelay-sqlite \
+            leadrelay-https
     done
     forbid leadrelay-enrich "enrich calls the enrichment providers, nothing else outside AWS" \
         axum lambda_http lettre maxminddb governor aws-sdk-sesv2 aws-sdk-sns \
@@ -55,6 +56,12 @@ ADAPTERS="leadrelay-web leadrelay-channels leadrelay-email leadrelay-providers l
         forbid "leadrelay-$fn" "the HTTP functions deliver no alerts and enrich nothing" \
             lettre maxminddb governor aws-sdk-sesv2 aws-sdk-sns \
             leadrelay-channels leadrelay-email leadrelay-providers leadrelay-geoip leadrelay-sqlite
+    done
+    # One TLS crypto library: every HTTPS client (the AWS SDK's, reqwest's through
+    # leadrelay-https, lettre's) runs on ring; a second provider is a second copy of crypto.
+    for entry in leadrelay leadrelay-ingest leadrelay-enrich leadrelay-route leadrelay-notify \
+        leadrelay-claim leadrelay-sla; do
+        forbid "$entry" "TLS runs on ring only (leadrelay-https)" aws-lc-rs aws-lc-sys
     done
     # One concern per adapter: an adapter does not reach into another (the AWS crate's
     # `enrich`/`notify` features compose them for the Lambdas, so it is the exception).

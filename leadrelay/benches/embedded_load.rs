@@ -94,12 +94,13 @@ fn run() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("building the load generator's runtime")?;
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(REQUEST_TIMEOUT)
-        .pool_max_idle_per_host(IN_FLIGHT)
-        .build()
-        .context("building the HTTP client")?;
+    let http = leadrelay_https::client(|builder| {
+        builder
+            .no_proxy()
+            .timeout(REQUEST_TIMEOUT)
+            .pool_max_idle_per_host(IN_FLIGHT)
+    })
+    .context("building the HTTP client")?;
 
     let mut summary = Vec::new();
     for rate in rates {

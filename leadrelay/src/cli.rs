@@ -73,9 +73,7 @@ pub async fn send(
     wait: bool,
 ) -> anyhow::Result<()> {
     let source = pick_source(config, source)?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let http = leadrelay_https::client(|builder| builder.timeout(Duration::from_secs(10)))?;
     let base = url.trim_end_matches('/');
     let mut accepted = Vec::new();
     for file in files {

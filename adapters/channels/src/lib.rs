@@ -44,11 +44,15 @@ pub struct Channels {
 impl Channels {
     /// Alerts for the terminal go to `terminal` (stdout in `leadrelay serve`); Slack, Teams
     /// and webhooks work, SMS and HubSpot need [`Channels::from_config`].
-    pub fn new(timeout: Duration, terminal: Box<dyn Write + Send>) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .user_agent(concat!("leadrelay/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+    pub fn new(
+        timeout: Duration,
+        terminal: Box<dyn Write + Send>,
+    ) -> Result<Self, leadrelay_https::ClientError> {
+        let http = leadrelay_https::client(|builder| {
+            builder
+                .timeout(timeout)
+                .user_agent(concat!("leadrelay/", env!("CARGO_PKG_VERSION")))
+        })?;
         Ok(Channels {
             http,
             terminal: Mutex::new(terminal),
@@ -66,7 +70,7 @@ impl Channels {
     pub fn from_config(
         config: &NotifyConfig,
         terminal: Box<dyn Write + Send>,
-    ) -> Result<Self, reqwest::Error> {
+    ) -> Result<Self, leadrelay_https::ClientError> {
         let mut channels = Channels::new(Duration::from_millis(config.http_timeout_ms), terminal)?;
         channels.policy = DeliveryPolicy {
             budget: Duration::from_millis(config.delivery_budget_ms),

@@ -117,15 +117,16 @@ impl HttpApi {
         section: &HttpProviderConfig,
         store: Option<Arc<dyn EnrichmentCache>>,
     ) -> Result<Self, SetupError> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("leadrelay/", env!("CARGO_PKG_VERSION")))
-            // The URL carries the lead's domain: a redirect is an answer, not followed.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| SetupError {
-                provider: section.name.clone(),
-                message: format!("cannot build the HTTP client: {e}"),
-            })?;
+        let client = leadrelay_https::client(|builder| {
+            builder
+                .user_agent(concat!("leadrelay/", env!("CARGO_PKG_VERSION")))
+                // The URL carries the lead's domain: a redirect is an answer, not followed.
+                .redirect(reqwest::redirect::Policy::none())
+        })
+        .map_err(|e| SetupError {
+            provider: section.name.clone(),
+            message: format!("cannot build the HTTP client: {e}"),
+        })?;
         Ok(HttpApi {
             name: section.name.clone(),
             url: section.url.clone(),

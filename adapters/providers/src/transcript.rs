@@ -74,14 +74,13 @@ pub struct TranscriptFetcher {
 
 impl TranscriptFetcher {
     pub fn new(config: &Config, transcript: &TranscriptConfig) -> Result<Self, SetupError> {
-        let http = reqwest::Client::builder()
-            // A redirect could lead anywhere, including inside the network: never followed.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|error| SetupError {
-                provider: NAME.into(),
-                message: format!("cannot build the HTTP client: {error}"),
-            })?;
+        // A redirect could lead anywhere, including inside the network: never followed.
+        let http =
+            leadrelay_https::client(|builder| builder.redirect(reqwest::redirect::Policy::none()))
+                .map_err(|error| SetupError {
+                    provider: NAME.into(),
+                    message: format!("cannot build the HTTP client: {error}"),
+                })?;
         let hosts = config
             .sources
             .iter()

@@ -453,7 +453,8 @@ fn ephemeral(text: &str) -> Response {
 /// Posts message updates to Slack's `response_url`, only to Slack's own host.
 #[derive(Clone)]
 pub struct SlackResponder {
-    http: reqwest::Client,
+    /// `None` when no client could be built (logged at start): messages stay as posted.
+    http: Option<reqwest::Client>,
     /// `[claim] slack_response_url_prefix`, parsed; `None` (an invalid prefix, which config
     /// loading refuses) calls nothing.
     allowed: Option<UrlPrefix>,
@@ -468,16 +469,16 @@ impl SlackResponder {
                 None
             }
         };
-        SlackResponder {
-            http: reqwest::Client::builder()
+        let http = leadrelay_https::client(|builder| {
+            builder
                 .timeout(std::time::Duration::from_secs(3))
                 // The URL came from a request: a redirect would re-post the claimed alert,
                 // with the prospect's details, wherever it points.
                 .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap_or_default(),
-            allowed,
-        }
+        })
+        .inspect_err(|error| warn!(%error, "no HTTP client; Slack messages will not be updated"))
+        .ok();
+        SlackResponder { http, allowed }
     }
 
     /// Best effort: the claim stands whether or not Slack takes the update.
@@ -486,7 +487,8 @@ impl SlackResponder {
             warn!("Slack response_url is not on Slack's host; message not updated");
             return;
         }
-        match self.http.post(url).json(message).send().await {
+        let Some(http) = &self.http else { return };
+        match http.post(url).json(message).send().await {
             Ok(response) if response.status().is_success() => {}
             Ok(response) if response.status().is_redirection() => warn!(
                 status = response.status().as_u16(),

@@ -63,6 +63,13 @@ ADAPTERS="leadrelay-web leadrelay-channels leadrelay-email leadrelay-providers l
         leadrelay-claim leadrelay-sla; do
         forbid "$entry" "TLS runs on ring only (leadrelay-https)" aws-lc-rs aws-lc-sys
     done
+    # The same over the whole workspace: `cargo build --bin ingest` (cargo-lambda, sam build)
+    # resolves features across every member, so a test crate's feature would reach the Lambdas.
+    if cargo tree --quiet --offline --workspace -e normal --prefix none -f '{p}' 2>/dev/null |
+        grep -qE '^aws-lc-(rs|sys) '; then
+        echo "check-layers: a workspace member enables aws-lc-rs (TLS runs on ring only)"
+        status=1
+    fi
     # One concern per adapter: an adapter does not reach into another (the AWS crate's
     # `enrich`/`notify` features compose them for the Lambdas, so it is the exception).
     for adapter in $ADAPTERS; do

@@ -279,7 +279,7 @@ async fn the_token_is_never_logged_nor_stored() {
         .env("INTERCOM_ACCESS_TOKEN", TOKEN)
         .spawn()
         .await;
-    let http = reqwest::Client::new();
+    let http = crate::support::http_client();
     let mut lead_ids = Vec::new();
     for (notification, conversation) in [("notif_log_ok", "111"), ("notif_log_401", "401")] {
         let (body, headers) = webhook(notification, conversation);

@@ -78,10 +78,8 @@ async fn sigkill_mid_burst_loses_no_accepted_lead() {
     let config = parse_config(&config_text);
     let files = ServeFiles::new(&config_text);
 
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client");
+    let http =
+        leadrelay_https::client(|builder| builder.timeout(Duration::from_secs(5))).expect("client");
     let mut child = serve(&files).spawn().await;
     let base = child.base.clone();
 

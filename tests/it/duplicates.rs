@@ -108,7 +108,7 @@ impl Setup {
     /// Posts `body` to `/webhooks/{source}`, signed for it with this event id.
     async fn post(&self, base: &str, source: &str, event_id: &str, body: &[u8]) -> (u16, Value) {
         let request = signed_webhook(
-            &reqwest::Client::new(),
+            &crate::support::http_client(),
             base,
             &self.pipeline.config,
             source,

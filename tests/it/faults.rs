@@ -421,7 +421,7 @@ async fn two_servers_on_one_data_directory_share_the_work_and_alert_each_lead_on
     let config_text = example_config();
     let files = ServeFiles::new(&config_text);
     let config = parse_config(&config_text);
-    let http = reqwest::Client::new();
+    let http = crate::support::http_client();
 
     // The second server opens the same store while the first is serving: both run every
     // stage, taking messages from the same queues as two consumers of one SQS queue would.

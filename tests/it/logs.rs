@@ -32,7 +32,7 @@ async fn one_json_line_per_stage_and_nothing_secret() {
         .spawn()
         .await;
     let base = &child.base;
-    let http = reqwest::Client::new();
+    let http = crate::support::http_client();
 
     let body = sample("01-fallback-named-account.json"); // named account: erin
     let answer: Value = signed_webhook(&http, base, &config, "website", "msg_logs", &body)
@@ -127,7 +127,7 @@ async fn dead_lettering_logs_an_error_naming_the_lead_the_stage_and_the_channel(
         .env("RUST_LOG", "info")
         .spawn()
         .await;
-    let http = reqwest::Client::new();
+    let http = crate::support::http_client();
     let body = sample("02-capture-emea-pricing.json"); // bruno
     let answer: Value = signed_webhook(&http, &child.base, &config, "website", "msg_dead", &body)
         .send()

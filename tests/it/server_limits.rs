@@ -80,10 +80,8 @@ async fn two_thousand_idle_half_requests_hold_neither_webhooks_nor_healthz() {
     );
 
     // A fresh client each: no connection pooled before the flood.
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("client");
+    let http =
+        leadrelay_https::client(|builder| builder.pool_max_idle_per_host(0)).expect("client");
     let body = sample("01-fallback-named-account.json");
     let request = signed_webhook(&http, &base, &config, "website", "evt-flood", &body);
     let started = Instant::now();

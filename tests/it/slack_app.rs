@@ -423,7 +423,7 @@ async fn the_bot_token_is_never_logged() {
         .env("RUST_LOG", "debug")
         .spawn()
         .await;
-    let http = reqwest::Client::new();
+    let http = crate::support::http_client();
     let answer = signed_webhook(
         &http,
         &child.base,

@@ -388,7 +388,7 @@ async fn past_the_backlog_limit_ingest_sheds_load_with_429_and_retry_after() {
     let serving = tokio::spawn(async move { axum::serve(listener, app).await });
     // Signed once: the sender's retry is the same request.
     let request = signed_webhook(
-        &reqwest::Client::new(),
+        &crate::support::http_client(),
         &base,
         &embedded.pipeline.config,
         "website",

@@ -92,7 +92,7 @@ impl Server {
             db,
             terminal,
             config: parse_config_with_env(config_text, env),
-            http: reqwest::Client::new(),
+            http: super::http_client(),
             stop: Some(stop),
             task: Some(task),
             _dir: dir,

@@ -29,6 +29,11 @@ pub use clock::HandClock;
 pub use fixture::{example_config, shipped_example_config, with_retry_schedule, Edit};
 pub use manual::{open_store, ManualPipeline};
 
+/// A client for the tests' own requests, built as the adapters build theirs.
+pub fn http_client() -> reqwest::Client {
+    leadrelay_https::client(|builder| builder).expect("HTTP client")
+}
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

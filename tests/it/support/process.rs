@@ -166,7 +166,7 @@ impl ServeCommand<'_> {
             port,
             base: format!("http://127.0.0.1:{port}"),
         };
-        wait_healthy(&reqwest::Client::new(), &serve.base).await;
+        wait_healthy(&super::http_client(), &serve.base).await;
         serve
     }
 }

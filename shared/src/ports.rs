@@ -137,6 +137,25 @@ pub struct Outgoing {
     pub envelope: Envelope,
 }
 
+/// One lead's write in [`LeadStore::advance_leads_and_send`]: the arguments of
+/// [`LeadStore::advance_lead_and_send`].
+#[derive(Debug, Clone, Copy)]
+pub struct Advance<'a> {
+    pub lead: &'a Lead,
+    pub from: LeadState,
+    pub effects: &'a Effects,
+    pub next: &'a Outgoing,
+}
+
+/// What [`LeadStore::advance_leads_and_send`] wrote.
+#[derive(Debug, Default)]
+pub struct Advanced {
+    /// One entry per write applied, in order: whether the store queued its `next` with it.
+    pub sent: Vec<bool>,
+    /// Why the write after those stopped the batch; it and the rest changed nothing.
+    pub stopped: Option<StoreError>,
+}
+
 /// What `create_lead` found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {
@@ -234,6 +253,26 @@ pub trait LeadStore: Send + Sync {
     ) -> Result<bool, StoreError> {
         let _ = next;
         self.advance_lead(lead, from, effects).await.map(|()| false)
+    }
+
+    /// Each of `writes` in order, as [`LeadStore::advance_lead_and_send`] would write it,
+    /// stopping at the first that fails (it and those after it change nothing). The
+    /// embedded store writes them all in one commit; the default writes one at a time.
+    async fn advance_leads_and_send(&self, writes: &[Advance<'_>]) -> Advanced {
+        let mut advanced = Advanced::default();
+        for write in writes {
+            match self
+                .advance_lead_and_send(write.lead, write.from, write.effects, write.next)
+                .await
+            {
+                Ok(sent) => advanced.sent.push(sent),
+                Err(error) => {
+                    advanced.stopped = Some(error);
+                    break;
+                }
+            }
+        }
+        advanced
     }
 
     /// Records the latest stage failure on the lead, whatever its state.

@@ -15,8 +15,8 @@ use leadrelay_shared::model::{
     StageFailure, Timeline,
 };
 use leadrelay_shared::ports::{
-    Created, DeadLetters, DeliveryStart, EnrichmentCache, LeadStore, Outgoing, Queue, Received,
-    ReplayGuard, StoreError,
+    Advance, Created, DeadLetters, DeliveryStart, EnrichmentCache, LeadStore, Outgoing, Queue,
+    Received, ReplayGuard, StoreError,
 };
 use leadrelay_shared::routing::duplicates::ContactLookup;
 use leadrelay_shared::routing::effects::{ContactWrite, CounterBump, Effects, LedgerWrite};
@@ -159,6 +159,7 @@ conformance!(
     replayed_bodies_dedupe_under_concurrent_writes,
     a_lead_and_its_next_message_are_written_together_or_not_at_all,
     a_new_lead_and_its_first_message_are_written_together_and_a_duplicate_sends_nothing,
+    a_batch_of_lead_writes_applies_in_order_and_stops_at_the_first_refused,
     a_claim_moves_its_counters_and_rotation_turn_together_or_not_at_all,
 );
 
@@ -1280,6 +1281,66 @@ async fn a_new_lead_and_its_first_message_are_written_together_and_a_duplicate_s
     );
     assert!(!sent);
     assert!(receive_one(queue, Stage::Enrich).await.is_none());
+}
+
+/// `advance_leads_and_send`: the writes before a refused one apply (with their messages),
+/// the refused one and those after it change nothing, and the store says which.
+async fn a_batch_of_lead_writes_applies_in_order_and_stops_at_the_first_refused(
+    adapters: Adapters,
+) {
+    let store = adapters.store.as_ref();
+    let queue = adapters.queue.as_ref();
+    let mut leads = Vec::new();
+    for _ in 0..3 {
+        let mut lead = enriched_lead(store).await;
+        lead.state = LeadState::Routed;
+        leads.push(lead);
+    }
+    // The second was routed meanwhile by someone else: its write is refused.
+    store
+        .advance_lead(&leads[1], LeadState::Enriched, &Effects::none())
+        .await
+        .expect("routed elsewhere");
+    let nexts: Vec<Outgoing> = leads
+        .iter()
+        .map(|lead| Outgoing {
+            stage: Stage::Notify,
+            envelope: Envelope::new(&lead.id, Stage::Notify, "trace"),
+        })
+        .collect();
+    let none = Effects::none();
+    let writes: Vec<Advance<'_>> = leads
+        .iter()
+        .zip(&nexts)
+        .map(|(lead, next)| Advance {
+            lead,
+            from: LeadState::Enriched,
+            effects: &none,
+            next,
+        })
+        .collect();
+    let advanced = store.advance_leads_and_send(&writes).await;
+    assert_eq!(advanced.sent.len(), 1, "{advanced:?}");
+    assert!(
+        matches!(advanced.stopped, Some(StoreError::Conflict { .. })),
+        "{advanced:?}"
+    );
+    assert_eq!(state_of(store, &leads[0].id).await, LeadState::Routed);
+    assert_eq!(state_of(store, &leads[2].id).await, LeadState::Enriched);
+    let queued = receive_one(queue, Stage::Notify).await;
+    match (&adapters.raw, advanced.sent[0]) {
+        (RawStore::Sqlite(_), true) => {
+            let message = queued.expect("the first write's message");
+            assert_eq!(message.body, nexts[0].envelope.to_json());
+            queue
+                .delete(Stage::Notify, &message.receipt)
+                .await
+                .expect("delete");
+            assert!(receive_one(queue, Stage::Notify).await.is_none());
+        }
+        (RawStore::Dynamo { .. }, false) => assert!(queued.is_none(), "the caller sends it"),
+        (_, sent) => panic!("unexpected: sent = {sent}"),
+    }
 }
 
 async fn receive_one(queue: &dyn Queue, stage: Stage) -> Option<Received> {

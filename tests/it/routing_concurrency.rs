@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::{open_store, parse_config, Terminal};
+use crate::support::{open_store, parse_config, HandClock, Terminal};
 use leadrelay_channels::Channels;
 use leadrelay_shared::model::{
     CaptureEvent, Enrichment, Envelope, EventKind, Lead, LeadState, Metadata, Owner, Stage,
     Timeline,
 };
-use leadrelay_shared::ports::{LeadStore, SystemClock};
+use leadrelay_shared::ports::{Clock, LeadStore, SystemClock};
 use leadrelay_shared::stages::{open_leads_counter, Pipeline};
 use proptest::prelude::*;
 
@@ -205,5 +205,108 @@ proptest! {
                 prop_assert!((got - share).abs() <= 1.0, "r{} got {} for a share of {:.2} (weights {:?}, owners {:?})", n, got, share, weights, per_owner);
             }
         }
+    }
+}
+
+/// Routes leads 0..`leads` on a fresh store, `batch` route messages at a time through
+/// `handle_route_batch` (0: one at a time through `handle`), every decision at the same
+/// instant; returns each lead's owner and the open-lead counters.
+async fn route_in_batches(
+    weights: &[u32],
+    cap: Option<u32>,
+    leads: usize,
+    batch: usize,
+    same_person: bool,
+) -> (Vec<Owner>, HashMap<String, i64>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = open_store(dir.path());
+    let at = "2026-11-26T10:00:00Z".parse().expect("instant");
+    let clock: Arc<dyn Clock> = Arc::new(HandClock::new(at));
+    // Merging a person's second lead is on by default ([routing] merge_window_hours).
+    let pipeline = Pipeline::new(
+        Arc::new(parse_config(&team(weights, cap))),
+        Arc::new(db.clone()),
+        Arc::new(db.clone()),
+        Arc::new(
+            Channels::new(Duration::from_secs(1), Box::new(Terminal::default())).expect("channels"),
+        ),
+        clock,
+    );
+    for n in 0..leads {
+        let mut lead = enriched_lead(n);
+        if same_person && n % 3 == 1 {
+            // The person of the lead before writes again: merged into it.
+            lead.capture.captured_email = Some(format!("p{}@acme.example", n - 1));
+        }
+        db.create_lead(&lead).await.expect("create");
+    }
+    let bodies: Vec<String> = (0..leads)
+        .map(|n| Envelope::new(&format!("lead-{n}"), Stage::Route, "t").to_json())
+        .collect();
+    if batch == 0 {
+        for body in &bodies {
+            pipeline.handle(Stage::Route, body).await.expect("routed");
+        }
+    } else {
+        for chunk in bodies.chunks(batch) {
+            let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let routed = pipeline.handle_route_batch(&chunk).await;
+            for outcome in routed.outcomes {
+                outcome.expect("routed");
+            }
+            // Only a person's second lead leaves the batch: no write is refused by a guard
+            // (each decision saw the figures as the store had them).
+            if !same_person {
+                assert_eq!(routed.alone, 0, "leads routed alone");
+            }
+        }
+    }
+    let mut owners = Vec::new();
+    for n in 0..leads {
+        let lead = db
+            .get_lead(&format!("lead-{n}"))
+            .await
+            .expect("read")
+            .expect("lead");
+        assert_eq!(lead.state, LeadState::Routed, "lead-{n}");
+        owners.push(lead.assignment.expect("an owner").owner);
+    }
+    let mut counters = HashMap::new();
+    for owner in (0..weights.len())
+        .map(|n| Owner::Rep(format!("r{n}")))
+        .chain([Owner::Queue("inbox".into())])
+    {
+        let name = open_leads_counter(&owner);
+        counters.insert(owner.key(), db.counter(&name).await.expect("counter"));
+    }
+    (owners, counters)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// The embedded route worker decides a batch on one read and writes it in one commit:
+    /// each decision must see the ones before it exactly as the store would, so the owners,
+    /// rotation and caps come out as routing one lead at a time would make them, merges of a
+    /// person's second lead included.
+    #[test]
+    fn a_batch_decided_on_one_read_routes_exactly_as_one_lead_at_a_time(
+        weights in prop::collection::vec(1u32..4, 2..5),
+        leads in 4usize..30,
+        batch in 2usize..12,
+        cap in prop::option::of(1u32..6),
+        same_person in any::<bool>(),
+    ) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let one_by_one = runtime.block_on(route_in_batches(&weights, cap, leads, 0, same_person));
+        let batched = runtime.block_on(route_in_batches(&weights, cap, leads, batch, same_person));
+        prop_assert_eq!(&batched.0, &one_by_one.0, "owners");
+        prop_assert_eq!(&batched.1, &one_by_one.1, "open-lead counters");
+        prop_assert_eq!(batched.1.values().sum::<i64>() as usize,
+            one_by_one.0.len() - if same_person { (1..leads).step_by(3).count() } else { 0 });
     }
 }

@@ -87,7 +87,9 @@ async fn route_and_notify(pipeline: &Pipeline, lead: &Lead) -> Result<(), StageE
 
 /// The raw messages moto's SES accepted that mention `needle` (a lead id).
 async fn sent_with(moto: &Moto, needle: &str) -> Vec<(String, Vec<String>, String)> {
-    let data: Value = reqwest::get(format!("{}/moto-api/data.json", moto.endpoint))
+    let data: Value = crate::support::http_client()
+        .get(format!("{}/moto-api/data.json", moto.endpoint))
+        .send()
         .await
         .expect("moto data")
         .json()

@@ -18,9 +18,9 @@ use jiff::Timestamp;
 use leadrelay_shared::config::PipelineConfig;
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage, StageFailure};
 use leadrelay_shared::ports::{
-    decode_stored_lead, skip_undecodable, Backlog, Created, DeadLetter, DeadLetters, DeliveryStart,
-    EnrichmentCache, LeadStore, Outgoing, PostedMessage, Queue, QueueError, Received, ReplayGuard,
-    StoreError,
+    decode_stored_lead, skip_undecodable, Advance, Advanced, Backlog, Created, DeadLetter,
+    DeadLetters, DeliveryStart, EnrichmentCache, LeadStore, Outgoing, PostedMessage, Queue,
+    QueueError, Received, ReplayGuard, StoreError,
 };
 use leadrelay_shared::routing::duplicates::ContactLookup;
 use leadrelay_shared::routing::effects::{ContactWrite, CounterBump, Effects, LedgerWrite};
@@ -486,88 +486,10 @@ impl Sqlite {
         effects: &Effects,
         next: Option<&Outgoing>,
     ) -> Result<(), StoreError> {
-        let body = encode_lead_at(lead, lead.revision + 1)?;
-        let id = lead.id.clone();
-        let state = lead.state;
-        let revision = i64::try_from(lead.revision)
-            .map_err(|_| StoreError::Corrupt(format!("lead {id} revision overflows")))?;
-        // Indexed only while sla-watch must look at the lead.
-        let sla_due = lead.sla_watch_at().map(|t| t.as_millisecond());
-        let ledgers = effects
-            .ledgers
-            .iter()
-            .map(EncodedLedger::new)
-            .collect::<Result<Vec<_>, _>>()?;
-        let counters = effects.counters.clone();
-        let releases = effects.releases.clone();
-        let contact = effects.contact.clone();
-        let resets = effects.resets.clone();
-        let message = next.map(|n| (n.stage, n.envelope.to_json(), n.envelope.lead_id.clone()));
+        let prepared = PreparedAdvance::new(lead, from, effects, next)?;
         // The job's savepoint rolls the lead and every effect back if any guard fails.
-        self.write(Durability::Atomic, move |conn| {
-            let updated = exec(
-                conn,
-                "UPDATE leads SET state = ?1, body = ?2, sla_due_at = ?3
-                     WHERE id = ?4 AND state = ?5
-                       AND COALESCE(json_extract(body, '$.revision'), 0) = ?6",
-                params![state.as_str(), body, sla_due, id, from.as_str(), revision],
-            )
-            .map_err(StoreError::unavailable)?;
-            if updated == 0 {
-                let actual: Option<String> = query_row(
-                    conn,
-                    "SELECT state FROM leads WHERE id = ?1",
-                    params![id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(StoreError::unavailable)?;
-                return Err(match actual.as_deref().and_then(LeadState::parse) {
-                    Some(actual) if actual == from => StoreError::Stale(id),
-                    Some(actual) => StoreError::Conflict {
-                        lead_id: id,
-                        expected: from,
-                        actual,
-                    },
-                    None => StoreError::NotFound(id),
-                });
-            }
-            for bump in &counters {
-                bump_counter(conn, bump)?;
-            }
-            for ledger in &ledgers {
-                write_ledger(conn, ledger)?;
-            }
-            for name in &releases {
-                let released = exec(
-                    conn,
-                    "UPDATE counters SET value = value - 1 WHERE name = ?1 AND value > 0",
-                    params![name],
-                )
-                .map_err(StoreError::unavailable)?;
-                if released == 0 {
-                    return Err(StoreError::Contended(format!(
-                        "counter {name} is already 0"
-                    )));
-                }
-            }
-            if let Some(contact) = &contact {
-                write_contact(conn, contact)?;
-            }
-            for name in &resets {
-                exec(
-                    conn,
-                    "UPDATE counters SET value = 0 WHERE name = ?1",
-                    params![name],
-                )
-                .map_err(StoreError::unavailable)?;
-            }
-            if let Some((stage, body, lead_id)) = &message {
-                insert_message(conn, *stage, body, lead_id, 0)?;
-            }
-            Ok(())
-        })
-        .await
+        self.write(Durability::Atomic, move |conn| prepared.write(conn))
+            .await
     }
 
     fn wake(&self, stage: Stage) {
@@ -990,6 +912,50 @@ impl LeadStore for Sqlite {
         self.advance(lead, from, effects, Some(next)).await?;
         self.wake(next.stage);
         Ok(true)
+    }
+
+    async fn advance_leads_and_send(&self, writes: &[Advance<'_>]) -> Advanced {
+        let mut prepared = Vec::with_capacity(writes.len());
+        let mut stopped = None;
+        for write in writes {
+            match PreparedAdvance::new(write.lead, write.from, write.effects, Some(write.next)) {
+                Ok(one) => prepared.push(one),
+                Err(error) => {
+                    stopped = Some(error);
+                    break;
+                }
+            }
+        }
+        let stages: Vec<Stage> = writes.iter().map(|w| w.next.stage).collect();
+        // One committer job: each write in its own savepoint inside the job's, so a write
+        // whose guard fails is rolled back alone and those before it commit.
+        let written = self
+            .write(Durability::Atomic, move |conn| {
+                let mut applied = 0;
+                for one in &prepared {
+                    match in_savepoint(conn, |conn| one.write(conn)) {
+                        Ok(()) => applied += 1,
+                        Err(error) => return Ok((applied, Some(error))),
+                    }
+                }
+                Ok((applied, None))
+            })
+            .await;
+        match written {
+            Ok((applied, failed)) => {
+                for stage in stages.iter().take(applied) {
+                    self.wake(*stage);
+                }
+                Advanced {
+                    sent: vec![true; applied],
+                    stopped: failed.or(stopped),
+                }
+            }
+            Err(error) => Advanced {
+                sent: Vec::new(),
+                stopped: Some(error),
+            },
+        }
     }
 
     async fn record_failure(
@@ -1444,6 +1410,127 @@ fn bump_counter(conn: &Connection, bump: &CounterBump) -> Result<(), StoreError>
     )
     .map_err(StoreError::unavailable)?;
     Ok(())
+}
+
+/// A lead's conditional write ([`LeadStore::advance_lead`]) with its effects and next
+/// message, encoded before it reaches the committer thread.
+struct PreparedAdvance {
+    id: String,
+    state: LeadState,
+    from: LeadState,
+    revision: i64,
+    body: String,
+    sla_due: Option<i64>,
+    counters: Vec<CounterBump>,
+    ledgers: Vec<EncodedLedger>,
+    releases: Vec<String>,
+    contact: Option<ContactWrite>,
+    resets: Vec<String>,
+    message: Option<(Stage, String)>,
+}
+
+impl PreparedAdvance {
+    fn new(
+        lead: &Lead,
+        from: LeadState,
+        effects: &Effects,
+        next: Option<&Outgoing>,
+    ) -> Result<Self, StoreError> {
+        let revision = i64::try_from(lead.revision)
+            .map_err(|_| StoreError::Corrupt(format!("lead {} revision overflows", lead.id)))?;
+        Ok(PreparedAdvance {
+            id: lead.id.clone(),
+            state: lead.state,
+            from,
+            revision,
+            body: encode_lead_at(lead, lead.revision + 1)?,
+            // Indexed only while sla-watch must look at the lead.
+            sla_due: lead.sla_watch_at().map(|t| t.as_millisecond()),
+            counters: effects.counters.clone(),
+            ledgers: effects
+                .ledgers
+                .iter()
+                .map(EncodedLedger::new)
+                .collect::<Result<Vec<_>, _>>()?,
+            releases: effects.releases.clone(),
+            contact: effects.contact.clone(),
+            resets: effects.resets.clone(),
+            message: next.map(|n| (n.stage, n.envelope.to_json())),
+        })
+    }
+
+    /// Inside the caller's savepoint: an error leaves writes made here for it to roll back.
+    fn write(&self, conn: &Connection) -> Result<(), StoreError> {
+        let (id, from) = (&self.id, self.from);
+        let updated = exec(
+            conn,
+            "UPDATE leads SET state = ?1, body = ?2, sla_due_at = ?3
+                 WHERE id = ?4 AND state = ?5
+                   AND COALESCE(json_extract(body, '$.revision'), 0) = ?6",
+            params![
+                self.state.as_str(),
+                self.body,
+                self.sla_due,
+                id,
+                from.as_str(),
+                self.revision
+            ],
+        )
+        .map_err(StoreError::unavailable)?;
+        if updated == 0 {
+            let actual: Option<String> = query_row(
+                conn,
+                "SELECT state FROM leads WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(StoreError::unavailable)?;
+            return Err(match actual.as_deref().and_then(LeadState::parse) {
+                Some(actual) if actual == from => StoreError::Stale(id.clone()),
+                Some(actual) => StoreError::Conflict {
+                    lead_id: id.clone(),
+                    expected: from,
+                    actual,
+                },
+                None => StoreError::NotFound(id.clone()),
+            });
+        }
+        for bump in &self.counters {
+            bump_counter(conn, bump)?;
+        }
+        for ledger in &self.ledgers {
+            write_ledger(conn, ledger)?;
+        }
+        for name in &self.releases {
+            let released = exec(
+                conn,
+                "UPDATE counters SET value = value - 1 WHERE name = ?1 AND value > 0",
+                params![name],
+            )
+            .map_err(StoreError::unavailable)?;
+            if released == 0 {
+                return Err(StoreError::Contended(format!(
+                    "counter {name} is already 0"
+                )));
+            }
+        }
+        if let Some(contact) = &self.contact {
+            write_contact(conn, contact)?;
+        }
+        for name in &self.resets {
+            exec(
+                conn,
+                "UPDATE counters SET value = 0 WHERE name = ?1",
+                params![name],
+            )
+            .map_err(StoreError::unavailable)?;
+        }
+        if let Some((stage, body)) = &self.message {
+            insert_message(conn, *stage, body, id, 0)?;
+        }
+        Ok(())
+    }
 }
 
 /// A ledger write checked and serialized before it reaches the committer thread.

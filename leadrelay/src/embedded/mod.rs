@@ -232,7 +232,8 @@ async fn work(pipeline: Arc<Pipeline>, db: Sqlite, stage: Stage) {
 }
 
 /// Routing decisions read and guard the same counters and pool ledgers: run at once, all but
-/// one would lose the guard and decide again, so a route batch goes in order.
+/// one would lose the guard and decide again, so a route batch is decided in order, on one
+/// read of the figures, and written in one commit (`Pipeline::handle_route_batch`).
 async fn work_in_order(pipeline: Arc<Pipeline>, db: Sqlite) {
     let stage = Stage::Route;
     let batch = pipeline.config.pipeline.batch_size;
@@ -240,9 +241,10 @@ async fn work_in_order(pipeline: Arc<Pipeline>, db: Sqlite) {
         let Some(messages) = receive_or_wait(&db, stage, batch).await else {
             continue;
         };
+        let bodies: Vec<&str> = messages.iter().map(|m| m.body.as_str()).collect();
+        let routed = pipeline.handle_route_batch(&bodies).await;
         let mut done = Vec::with_capacity(messages.len());
-        for message in &messages {
-            let outcome = pipeline.handle(stage, &message.body).await;
+        for (message, outcome) in messages.iter().zip(routed.outcomes) {
             if let Some(receipt) = settle(&pipeline, stage, message, outcome).await {
                 done.push(receipt);
             }

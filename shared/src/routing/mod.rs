@@ -40,10 +40,15 @@ pub const REVIEW_RULE: &str = "validation review";
 /// Rule trials kept on a stored lead; longer rule sets keep a count of the rest.
 const STORED_TRIALS: usize = 50;
 
+/// A rep's open-lead counter is this and the rep's id.
+const OPEN_LEADS_OF_REP: &str = "open_leads:rep:";
+/// A rep's missed-SLA streak counter is this and the rep's id.
+const SLA_STREAK_OF_REP: &str = "sla_streak:rep:";
+
 /// The per-owner counter of open leads.
 pub fn open_leads_counter(owner: &Owner) -> String {
     match owner {
-        Owner::Rep(id) => format!("open_leads:rep:{id}"),
+        Owner::Rep(id) => format!("{OPEN_LEADS_OF_REP}{id}"),
         Owner::Queue(id) => format!("open_leads:queue:{id}"),
         Owner::Pool(id) => format!("open_leads:pool:{id}"),
     }
@@ -52,7 +57,7 @@ pub fn open_leads_counter(owner: &Owner) -> String {
 /// A rep's run of leads in a row that passed their SLA unclaimed; at
 /// `[escalation] pause_after_breaches` the rep gets no new leads until it is reset.
 pub fn sla_streak_counter(rep: &str) -> String {
-    format!("sla_streak:rep:{rep}")
+    format!("{SLA_STREAK_OF_REP}{rep}")
 }
 
 /// A place in a fallback chain.
@@ -159,6 +164,20 @@ pub struct Needs {
 }
 
 impl Needs {
+    /// Adds what `other` needs that this does not: one read serves several plans.
+    pub fn add(&mut self, other: &Needs) {
+        fn union<T: PartialEq + Clone>(into: &mut Vec<T>, from: &[T]) {
+            for item in from {
+                if !into.contains(item) {
+                    into.push(item.clone());
+                }
+            }
+        }
+        union(&mut self.reps, &other.reps);
+        union(&mut self.streaks, &other.streaks);
+        union(&mut self.ledgers, &other.ledgers);
+    }
+
     /// The open-lead counters of `reps`, then the SLA streaks of `streaks`.
     pub fn counter_names(&self) -> Vec<String> {
         self.reps
@@ -192,6 +211,45 @@ impl Snapshot {
                 .zip(ledgers)
                 .map(|((pool, period), ledger)| (pool, (period, ledger)))
                 .collect(),
+        }
+    }
+}
+
+impl Snapshot {
+    /// The figures as they are once `effects` are written: the next decision of a batch
+    /// routed on one read sees the leads decided before it, as the store's guards will.
+    pub fn apply(&mut self, effects: &Effects) {
+        let rep_of = |name: &str, prefix: &str| name.strip_prefix(prefix).map(str::to_owned);
+        for bump in &effects.counters {
+            if let Some(open) =
+                rep_of(&bump.name, OPEN_LEADS_OF_REP).and_then(|rep| self.open.get_mut(&rep))
+            {
+                *open += 1;
+            } else if let Some(streak) =
+                rep_of(&bump.name, SLA_STREAK_OF_REP).and_then(|rep| self.streaks.get_mut(&rep))
+            {
+                *streak += 1;
+            }
+        }
+        for name in &effects.releases {
+            if let Some(open) =
+                rep_of(name, OPEN_LEADS_OF_REP).and_then(|rep| self.open.get_mut(&rep))
+            {
+                *open = (*open - 1).max(0);
+            }
+        }
+        for name in &effects.resets {
+            if let Some(streak) =
+                rep_of(name, SLA_STREAK_OF_REP).and_then(|rep| self.streaks.get_mut(&rep))
+            {
+                *streak = 0;
+            }
+        }
+        for write in &effects.ledgers {
+            self.ledgers.insert(
+                write.pool.clone(),
+                (write.period.clone(), write.ledger.clone()),
+            );
         }
     }
 }

@@ -21,6 +21,7 @@ mod enrich;
 mod ingest;
 mod notify;
 mod route;
+pub use route::RoutedBatch;
 pub mod sla;
 
 use std::collections::HashSet;
@@ -301,15 +302,26 @@ impl Pipeline {
         };
         let seen = lead.last_failure.clone();
         let outcome = run(self, lead).await?;
-        // A success after a failure of this stage (or an earlier one): the lead is no longer
-        // held up by it. A duplicate of an earlier stage's message clears nothing later.
+        self.recovered(stage, &envelope.lead_id, seen, &outcome)
+            .await;
+        Ok(outcome)
+    }
+
+    /// A success after a failure of this stage (or an earlier one): the lead is no longer
+    /// held up by it. A duplicate of an earlier stage's message clears nothing later.
+    async fn recovered(
+        &self,
+        stage: Stage,
+        lead_id: &str,
+        seen: Option<StageFailure>,
+        outcome: &Outcome,
+    ) {
         if let Some(failure) = seen.filter(|f| f.stage <= stage && !outcome.failed_for_good) {
-            if let Err(e) = self.store.clear_failure(&envelope.lead_id, &failure).await {
-                warn!(lead_id = %envelope.lead_id, stage = %stage, error = %e,
+            if let Err(e) = self.store.clear_failure(lead_id, &failure).await {
+                warn!(lead_id = %lead_id, stage = %stage, error = %e,
                     "could not clear the lead's last failure");
             }
         }
-        Ok(outcome)
     }
 
     /// A lead this version cannot read: retrying cannot fix it, so the message goes straight

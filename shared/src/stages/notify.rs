@@ -15,6 +15,7 @@ use crate::claim_link;
 use crate::config::{QueueConfig, RepConfig};
 use crate::model::{Envelope, Lead, LeadState, Owner, Stage, StageFailure};
 use crate::ports::{DeliveryStart, Destination, NotifyError, SlackUser, StoreError};
+use crate::render::Alert;
 use crate::routing::effects::Effects;
 
 /// SQS's longest message delay.
@@ -89,7 +90,8 @@ impl Pipeline {
         let mut transient: Vec<NotifyError> = Vec::new();
         let mut in_flight: Option<StageError> = None;
         // Every channel is tried whatever another one did: one broken channel never keeps
-        // the owner from hearing of the lead on the others.
+        // the owner from hearing of the lead on the others. The leases are taken in order...
+        let mut attempts = Vec::new();
         for destination in destinations {
             // Each escalation round alerts its recipients once, even the same people again;
             // e-mail destinations carry the round in their receipt already (their Message-ID).
@@ -98,7 +100,7 @@ impl Pipeline {
                 other => format!("{round}{}", other.receipt()),
             };
             let counts = Some(reach(&destination)) == counting;
-            let (start, _claim) = self.begin_delivery(&lead.id, &receipt).await?;
+            let (start, claim) = self.begin_delivery(&lead.id, &receipt).await?;
             match start {
                 DeliveryStart::AlreadyDelivered => {
                     told |= counts;
@@ -113,37 +115,42 @@ impl Pipeline {
                     });
                     break;
                 }
-                DeliveryStart::Proceed => {}
+                DeliveryStart::Proceed => attempts.push((destination, receipt, counts, claim)),
             }
-            match self.notifier.deliver_posted(&destination, &alert).await {
-                Ok(posted) => {
-                    // Written (fsync'd) at once: the window in which a crash sends this
-                    // channel again is this one write.
-                    self.store
-                        .finish_delivery(&lead.id, &receipt, self.clock.now())
-                        .await?;
-                    // For the claim to edit it in place; losing it only leaves it as posted.
-                    if let Some(posted) = posted {
-                        if let Err(e) = self.store.record_posted(&lead.id, &receipt, &posted).await
-                        {
-                            warn!(lead_id = %lead.id, stage = "notify", channel = %receipt,
-                                error = %e, "the posted message was not kept");
-                        }
+        }
+        // ...then every channel is called at once: the owner's alert never waits behind
+        // another channel's call and receipt (a second Slack post, a slow SMS gateway).
+        let lead_id = lead.id.as_str();
+        let alert = &alert;
+        let results = futures::future::join_all(attempts.into_iter().map(
+            |(destination, receipt, counts, claim)| async move {
+                let result = self
+                    .deliver_one(lead_id, &destination, &receipt, alert)
+                    .await;
+                drop(claim);
+                (receipt, counts, result)
+            },
+        ))
+        .await;
+        // When the owner was first told: the earliest delivery on a channel that counts.
+        let mut told_at: Option<Timestamp> = None;
+        let mut store_error = None;
+        for (receipt, counts, result) in results {
+            match result {
+                Ok(Ok(at)) => {
+                    if counts {
+                        told = true;
+                        told_at = Some(told_at.map_or(at, |t| t.min(at)));
                     }
-                    told |= counts;
                     delivered.push(receipt);
                 }
-                Err(failure) => {
-                    self.store.release_delivery(&lead.id, &receipt).await?;
-                    warn!(lead_id = %lead.id, stage = "notify", channel = %receipt,
-                        permanent = failure.is_permanent(), error = %failure, "delivery failed");
-                    if failure.is_permanent() {
-                        permanent.push(failure);
-                    } else {
-                        transient.push(failure);
-                    }
-                }
+                Ok(Err(failure)) if failure.is_permanent() => permanent.push(failure),
+                Ok(Err(failure)) => transient.push(failure),
+                Err(error) => store_error = Some(error),
             }
+        }
+        if let Some(error) = store_error {
+            return Err(error.into());
         }
         // Notified as soon as the owner was told, whatever failed besides: the failed channels
         // are retried (or parked) on their own, and their receipts skip the rest.
@@ -152,7 +159,9 @@ impl Pipeline {
             lead.state = LeadState::Notified;
             // The first alert's delivery: where first-response time splits (an escalation's
             // alert goes out later, and is not the system's first response).
-            lead.timeline.notified_at.get_or_insert(self.clock.now());
+            lead.timeline
+                .notified_at
+                .get_or_insert(told_at.unwrap_or_else(|| self.clock.now()));
             applied = self
                 .advance(&lead, LeadState::Routed, &Effects::none())
                 .await?;
@@ -199,6 +208,40 @@ impl Pipeline {
             skipped_as_done: !applied && delivered.is_empty(),
             failed_for_good: !permanent.is_empty(),
         })
+    }
+
+    /// Calls one channel whose lease is taken, then writes its receipt (when it answered) or
+    /// gives the lease back (when it failed). The inner result is the channel's: when it
+    /// delivered, or why not.
+    async fn deliver_one(
+        &self,
+        lead_id: &str,
+        destination: &Destination,
+        receipt: &str,
+        alert: &Alert,
+    ) -> Result<Result<Timestamp, NotifyError>, StoreError> {
+        match self.notifier.deliver_posted(destination, alert).await {
+            Ok(posted) => {
+                let at = self.clock.now();
+                // Written (fsync'd) at once: the window in which a crash sends this channel
+                // again is this one write.
+                self.store.finish_delivery(lead_id, receipt, at).await?;
+                // For the claim to edit it in place; losing it only leaves it as posted.
+                if let Some(posted) = posted {
+                    if let Err(e) = self.store.record_posted(lead_id, receipt, &posted).await {
+                        warn!(lead_id = %lead_id, stage = "notify", channel = %receipt,
+                            error = %e, "the posted message was not kept");
+                    }
+                }
+                Ok(Ok(at))
+            }
+            Err(failure) => {
+                self.store.release_delivery(lead_id, receipt).await?;
+                warn!(lead_id = %lead_id, stage = "notify", channel = %receipt,
+                    permanent = failure.is_permanent(), error = %failure, "delivery failed");
+                Ok(Err(failure))
+            }
+        }
     }
 
     /// The channels the owner watches: the terminal when enabled; for each recipient (the

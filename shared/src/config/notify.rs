@@ -559,6 +559,89 @@ mod tests {
     }
 
     #[test]
+    fn hubspot_owner_settings_are_read_with_their_defaults_and_checked() {
+        let env = |name: &str| (name == "HUBSPOT_TOKEN").then(|| "pat-secret".to_owned());
+        let load = |extra: &str, queue: &str| {
+            let text = MINIMAL.replace(
+                "manager = \"alice\"\n",
+                &format!("manager = \"alice\"\n{queue}\n"),
+            );
+            Config::parse(
+                &format!(
+                    "{text}\n[notify]\n[notify.hubspot]\ntoken_env = \"HUBSPOT_TOKEN\"\n{extra}\n"
+                ),
+                "leadrelay.toml",
+                &env,
+            )
+        };
+        let config = load("", "").expect("valid");
+        let hubspot = config.notify.hubspot.expect("hubspot");
+        assert_eq!(hubspot.owner_policy, OwnerPolicy::KeepExisting);
+        assert!(!hubspot.owner_on_escalation);
+        assert_eq!(hubspot.default_owner_id, None);
+        assert_eq!(hubspot.company, CompanyAssociation::Search);
+
+        let config = load(
+            "owner_policy = \"fill_empty\"\nowner_on_escalation = true\n\
+             default_owner_id = \"987\"\ncompany = \"auto\"",
+            "hubspot_owner_id = \"555\"\nhubspot_team_id = \"66\"",
+        )
+        .expect("valid");
+        let hubspot = config.notify.hubspot.as_ref().expect("hubspot");
+        assert_eq!(hubspot.owner_policy, OwnerPolicy::FillEmpty);
+        assert!(hubspot.owner_on_escalation);
+        assert_eq!(hubspot.default_owner_id.as_deref(), Some("987"));
+        assert_eq!(hubspot.company, CompanyAssociation::Auto);
+        let queue = config.queue("inbox").expect("queue");
+        assert_eq!(queue.hubspot_owner_id.as_deref(), Some("555"));
+        assert_eq!(queue.hubspot_team_id.as_deref(), Some("66"));
+        assert_eq!(
+            load("owner_policy = \"overwrite\"", "")
+                .expect("valid")
+                .notify
+                .hubspot
+                .map(|h| h.owner_policy),
+            Some(OwnerPolicy::Overwrite)
+        );
+
+        for (extra, queue, key) in [
+            (
+                "owner_policy = \"steal\"",
+                "",
+                "notify.hubspot.owner_policy",
+            ),
+            ("company = \"create\"", "", "notify.hubspot.company"),
+            (
+                "default_owner_id = \"bruno\"",
+                "",
+                "notify.hubspot.default_owner_id",
+            ),
+            (
+                "default_owner_id = \"\"",
+                "",
+                "notify.hubspot.default_owner_id",
+            ),
+            (
+                "",
+                "hubspot_owner_id = \"12 34\"",
+                "queues[0].hubspot_owner_id",
+            ),
+            ("", "hubspot_team_id = \"sdr\"", "queues[0].hubspot_team_id"),
+        ] {
+            let error = load(extra, queue).expect_err(key).to_string();
+            assert!(error.contains(key), "{key}: {error}");
+            assert!(!error.contains("pat-secret"), "{error}");
+        }
+        let error = parse(&MINIMAL.replace(
+            "name = \"Alice\"\n",
+            "name = \"Alice\"\nhubspot_owner_id = \"owner-7\"\n",
+        ))
+        .expect_err("not an id")
+        .to_string();
+        assert!(error.contains("reps[0].hubspot_owner_id"), "{error}");
+    }
+
+    #[test]
     fn the_commented_channel_examples_in_the_shipped_config_validate() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/leadrelay.toml");
         let text = std::fs::read_to_string(&path).expect("config/leadrelay.toml exists");
@@ -596,6 +679,9 @@ mod tests {
         assert_eq!(operations.remind_every, Interval::from_secs(4 * 3600));
         let notify = &config.notify;
         assert!(notify.sms.is_some() && notify.hubspot.is_some() && notify.crm_url.is_some());
+        let hubspot = notify.hubspot.as_ref().expect("hubspot");
+        assert_eq!(hubspot.owner_policy, OwnerPolicy::KeepExisting);
+        assert_eq!(hubspot.default_owner_id.as_deref(), Some("87654321"));
         assert!(notify.slack.is_some());
         assert_eq!(notify.webhooks.len(), 1);
         assert_eq!(notify.max_attempts, 4);

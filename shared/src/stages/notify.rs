@@ -68,6 +68,8 @@ impl Pipeline {
         }
         let mut destinations = self.destinations(&lead, now);
         destinations.extend(self.email_destinations(&lead));
+        // The CRM write last: its several calls never delay a person's alert.
+        destinations.sort_by_key(|d| matches!(d, Destination::Hubspot { .. }));
         // The costlier formats only when a destination needs them.
         let mut alert = render_alert(
             self,

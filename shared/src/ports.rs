@@ -477,6 +477,14 @@ pub enum NotifyError {
     /// The channel cannot work as configured (no provider, no token): retrying cannot help.
     #[error("{channel} is not configured: {detail}")]
     Misconfigured { channel: String, detail: String },
+    /// The store could not record how far a multi-step delivery got ([`DeliverySteps`]):
+    /// transient, the next attempt picks up from the last recorded step.
+    #[error("{channel}: the delivery's progress could not be recorded: {source}")]
+    Progress {
+        channel: String,
+        #[source]
+        source: StoreError,
+    },
 }
 
 impl NotifyError {
@@ -488,7 +496,7 @@ impl NotifyError {
             NotifyError::Rejected { status, .. } => {
                 (400..500).contains(status) && !matches!(status, 408 | 429)
             }
-            NotifyError::Unreachable { .. } => false,
+            NotifyError::Unreachable { .. } | NotifyError::Progress { .. } => false,
             NotifyError::Permanent { .. } | NotifyError::Misconfigured { .. } => true,
         }
     }
@@ -498,7 +506,8 @@ impl NotifyError {
             NotifyError::Rejected { channel, .. }
             | NotifyError::Unreachable { channel, .. }
             | NotifyError::Permanent { channel, .. }
-            | NotifyError::Misconfigured { channel, .. } => channel,
+            | NotifyError::Misconfigured { channel, .. }
+            | NotifyError::Progress { channel, .. } => channel,
         }
     }
 }
@@ -547,8 +556,24 @@ pub enum Destination {
         claim_link: Option<String>,
         owner_email: Option<String>,
     },
-    /// The prospect's HubSpot contact, created or updated with its owner.
-    Hubspot { owner_id: String },
+    /// The prospect's HubSpot contact (found or created by e-mail, its owner set as
+    /// `[notify.hubspot] owner_policy` allows), with the alert as a note and a task.
+    Hubspot { target: HubspotTarget },
+}
+
+/// Whom a HubSpot write gives the contact and the task to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HubspotTarget {
+    /// The HubSpot owner id of the lead's owner now: the rep's, the queue's, else
+    /// `[notify.hubspot] default_owner_id`.
+    pub owner_id: Option<String>,
+    /// The queue's HubSpot team id.
+    pub team_id: Option<String>,
+    /// Whether this is an escalation round's alert.
+    pub escalation: bool,
+    /// On an escalation: the HubSpot owner id of the owner the lead escalated from, the owner
+    /// leadrelay itself gave the contact before.
+    pub previous_owner_id: Option<String>,
 }
 
 impl Destination {
@@ -580,6 +605,48 @@ impl Destination {
             Destination::Webhook { name, .. } => format!("webhook:{name}"),
             Destination::Hubspot { .. } => "hubspot".to_owned(),
         }
+    }
+}
+
+/// Where one step of a multi-step delivery stands (see [`DeliverySteps::begin`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepStart {
+    /// No earlier attempt of the step: go ahead.
+    New,
+    /// An earlier attempt began and neither finished nor was refused (a timeout, a 5xx, a
+    /// crash): it may have taken effect, so look before doing it again.
+    Uncertain,
+    /// Done in an earlier attempt: skip it.
+    Done,
+}
+
+/// How far earlier attempts of one delivery got, step by step (a CRM write: the note, the
+/// task), so that a retry or a replay redoes only what is missing. Steps are keyed within
+/// the delivery's receipt, so each alert round has its own.
+#[async_trait]
+pub trait DeliverySteps: Send + Sync {
+    /// Where `step` stands, and a durable record that it is being attempted now.
+    async fn begin(&self, step: &str) -> Result<StepStart, StoreError>;
+    /// The step took effect: later attempts skip it.
+    async fn finish(&self, step: &str) -> Result<(), StoreError>;
+    /// The attempt certainly had no effect (refused before it was applied): the next attempt
+    /// starts the step afresh.
+    async fn release(&self, step: &str) -> Result<(), StoreError>;
+}
+
+/// Steps recorded nowhere: every step is new. For a delivery outside the notify stage.
+pub struct NoSteps;
+
+#[async_trait]
+impl DeliverySteps for NoSteps {
+    async fn begin(&self, _step: &str) -> Result<StepStart, StoreError> {
+        Ok(StepStart::New)
+    }
+    async fn finish(&self, _step: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn release(&self, _step: &str) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 
@@ -626,6 +693,19 @@ pub trait Notifier: Send + Sync {
         alert: &Alert,
     ) -> Result<Option<PostedMessage>, NotifyError> {
         self.deliver(destination, alert).await.map(|()| None)
+    }
+
+    /// [`Notifier::deliver_posted`] for a delivery of several steps (HubSpot: the contact, a
+    /// note, a task), recording each step in `steps` so that a retry or a replay does only
+    /// what is missing. Single-step channels ignore `steps`.
+    async fn deliver_steps(
+        &self,
+        destination: &Destination,
+        alert: &Alert,
+        steps: &dyn DeliverySteps,
+    ) -> Result<Option<PostedMessage>, NotifyError> {
+        let _ = steps;
+        self.deliver_posted(destination, alert).await
     }
 
     /// The e-mail address of a Slack member (`users.info`), to know a rep who presses Claim

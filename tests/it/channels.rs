@@ -12,12 +12,15 @@ use leadrelay_shared::ports::{DeadLetters, LeadStore, Queue};
 use leadrelay_shared::routing::effects::Effects;
 use leadrelay_shared::signature::{self, Delivery, Scheme, SigningKey};
 use serde_json::Value;
-use wiremock::matchers::{header, method, path};
+use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const LEAD: &str = "02-capture-emea-pricing.json"; // tier 1, routes to rep bruno
 const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-const ENV: &[(&str, &str)] = &[("SMS_TOKEN", "sms-token"), ("HUBSPOT_TOKEN", "hs-token")];
+const ENV: &[(&str, &str)] = &[
+    ("SMS_TOKEN", "sms-token"),
+    ("HUBSPOT_TOKEN", crate::hubspot::TOKEN),
+];
 
 /// One stand-in server for every channel, each on its own path.
 struct StandIns {
@@ -141,12 +144,8 @@ async fn each_channel_receives_its_own_payload_with_the_claim_link_and_crm_butto
     for at in ["/slack", "/teams", "/sms", "/webhook"] {
         stand_ins.answer(at, 200).await;
     }
-    Mock::given(method("POST"))
-        .and(path("/hubspot/crm/v3/objects/contacts/batch/upsert"))
-        .and(header("authorization", "Bearer hs-token"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&stand_ins.server)
-        .await;
+    crate::hubspot::mount_absent(&stand_ins.server, "tom.baker@sales.initech.co.uk").await;
+    crate::hubspot::mount_writes(&stand_ins.server).await;
     let server = Server::start_with_env(
         &config(&stand_ins, &["slack", "teams", "sms", "webhook", "hubspot"]),
         ENV,
@@ -302,15 +301,15 @@ async fn each_channel_receives_its_own_payload_with_the_claim_link_and_crm_butto
         .as_str()
         .is_some_and(|u| u.starts_with(&claim_prefix)));
 
-    // HubSpot: an upsert by e-mail that sets the owner.
-    let hubspot = stand_ins
-        .bodies("/hubspot/crm/v3/objects/contacts/batch/upsert")
-        .await;
+    // HubSpot: the contact created with its owner (docs: tests/it/hubspot.rs), a note, a task.
+    let hubspot = crate::hubspot::bodies(
+        &stand_ins.server,
+        "POST",
+        "/hubspot/crm/v3/objects/contacts",
+    )
+    .await;
     assert_eq!(hubspot.len(), 1);
-    let input = &hubspot[0]["inputs"][0];
-    assert_eq!(input["idProperty"], "email");
-    assert_eq!(input["id"], "tom.baker@sales.initech.co.uk");
-    let properties = &input["properties"];
+    let properties = &hubspot[0]["properties"];
     assert_eq!(properties["hubspot_owner_id"], "12345");
     assert_eq!(properties["email"], "tom.baker@sales.initech.co.uk");
     assert_eq!(properties["firstname"], "Tom");
@@ -337,7 +336,9 @@ async fn each_channel_receives_its_own_payload_with_the_claim_link_and_crm_butto
         "/teams",
         "/sms",
         "/webhook",
-        "/hubspot/crm/v3/objects/contacts/batch/upsert",
+        "/hubspot/crm/v3/objects/contacts",
+        "/hubspot/crm/v3/objects/notes",
+        "/hubspot/crm/v3/objects/tasks",
     ] {
         assert_eq!(stand_ins.requests(at).await.len(), 1, "{at}");
     }

@@ -19,6 +19,7 @@ mod email;
 mod enrichment_outage;
 mod enrichment_providers;
 mod faults;
+mod hubspot;
 mod intake;
 mod lambda_batch;
 mod logs;

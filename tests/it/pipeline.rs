@@ -358,6 +358,9 @@ async fn answer(stand_in: &MockServer, at: &str, status: u16) {
         .await;
 }
 
+/// The sample prospect's contact, as HubSpot's API reads it by e-mail.
+const HUBSPOT_CONTACT: &str = "/hubspot/crm/v3/objects/contacts/tom.baker@sales.initech.co.uk";
+
 /// When each request to `at` arrived, in order.
 async fn arrivals(stand_in: &MockServer, at: &str) -> Vec<Request> {
     stand_in
@@ -372,12 +375,12 @@ async fn arrivals(stand_in: &MockServer, at: &str) -> Vec<Request> {
 #[tokio::test]
 async fn an_outage_is_retried_on_the_schedule_then_dead_lettered_and_operations_told() {
     let stand_in = MockServer::start().await;
-    answer(
-        &stand_in,
-        "/hubspot/crm/v3/objects/contacts/batch/upsert",
-        503,
-    )
-    .await;
+    // HubSpot's first call, reading the contact, answers 503.
+    Mock::given(method("GET"))
+        .and(path(HUBSPOT_CONTACT))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&stand_in)
+        .await;
     answer(&stand_in, "/teams", 200).await;
     answer(&stand_in, "/ops", 200).await;
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -429,12 +432,7 @@ async fn an_outage_is_retried_on_the_schedule_then_dead_lettered_and_operations_
             "{gap:?} before a {step} ms step"
         );
     }
-    assert_eq!(
-        arrivals(&stand_in, "/hubspot/crm/v3/objects/contacts/batch/upsert")
-            .await
-            .len(),
-        4
-    );
+    assert_eq!(arrivals(&stand_in, HUBSPOT_CONTACT).await.len(), 4);
     // The other channel delivered at once, and only once: the rep was told.
     assert_eq!(arrivals(&stand_in, "/teams").await.len(), 1);
     let lead = server.lead(&lead_id).await.body;

@@ -18,7 +18,7 @@ use secrecy::ExposeSecret;
 
 use leadrelay_shared::config::{HubspotConfig, NotifyConfig, SmsConfig, SmsProvider};
 use leadrelay_shared::ports::{
-    Destination, Mailer, Notifier, NotifyError, PostedMessage, SmsSender,
+    DeliverySteps, Destination, Mailer, NoSteps, Notifier, NotifyError, PostedMessage, SmsSender,
 };
 use leadrelay_shared::render::Alert;
 
@@ -140,6 +140,16 @@ impl Channels {
             })
     }
 
+    fn hubspot_client<'a>(&'a self, alert: &'a Alert) -> Result<hubspot::Client<'a>, NotifyError> {
+        hubspot::Client::new(
+            &self.http,
+            &self.policy,
+            &self.limits,
+            self.hubspot.as_ref(),
+            alert,
+        )
+    }
+
     fn print(&self, alert: &Alert) -> Result<(), NotifyError> {
         let mut out = self
             .terminal
@@ -185,6 +195,23 @@ impl Notifier for Channels {
                 .await
                 .map(Some),
             other => self.deliver(other, alert).await.map(|()| None),
+        }
+    }
+
+    async fn deliver_steps(
+        &self,
+        destination: &Destination,
+        alert: &Alert,
+        steps: &dyn DeliverySteps,
+    ) -> Result<Option<PostedMessage>, NotifyError> {
+        match destination {
+            Destination::Hubspot { target } => {
+                let client = self.hubspot_client(alert)?;
+                hubspot::deliver(client, target, alert, steps)
+                    .await
+                    .map(|()| None)
+            }
+            other => self.deliver_posted(other, alert).await,
         }
     }
 
@@ -304,22 +331,9 @@ impl Notifier for Channels {
                 })
                 .await
             }
-            Destination::Hubspot { owner_id } => {
-                let config = self
-                    .hubspot
-                    .as_ref()
-                    .ok_or_else(|| NotifyError::Misconfigured {
-                        channel: channel.into(),
-                        detail: "no [notify.hubspot] settings".into(),
-                    })?;
-                let (url, token, body) = hubspot::request(config, alert, owner_id)?;
-                delivery::send(&self.policy, &self.limits, channel, &key, || {
-                    self.http
-                        .post(&url)
-                        .bearer_auth(token.expose_secret())
-                        .json(&body)
-                })
-                .await
+            // Outside the notify stage no step is recorded: each call writes the whole round.
+            Destination::Hubspot { target } => {
+                hubspot::deliver(self.hubspot_client(alert)?, target, alert, &NoSteps).await
             }
             Destination::Email { email, .. } => match &self.mailer {
                 Some(mailer) => mailer.send(email).await,

@@ -35,7 +35,8 @@ pub use alerts::{ClaimConfig, ClaimPolicy, EscalateTo, EscalationConfig, Escalat
 pub use email::{EmailConfig, SmtpCredentials, SmtpTls};
 pub use enrichment::{CompanyRecord, EnrichmentConfig, StatedFieldsConfig, StatedTrust};
 pub use notify::{
-    HubspotConfig, NotifyConfig, RateConfig, SlackAppConfig, SmsConfig, SmsProvider, WebhookConfig,
+    CompanyAssociation, HubspotConfig, NotifyConfig, OwnerPolicy, RateConfig, SlackAppConfig,
+    SmsConfig, SmsProvider, WebhookConfig,
 };
 pub use operations::OperationsConfig;
 pub use pipeline::{PipelineConfig, MAX_RETRY_STEP};

@@ -31,7 +31,7 @@ pub struct NotifyConfig {
     pub sms: Option<SmsConfig>,
     /// `[[notify.webhooks]]`: signed outbound webhooks (n8n, Zapier, a CRM).
     pub webhooks: Vec<WebhookConfig>,
-    /// `[notify.hubspot]`: create or update the contact with its owner.
+    /// `[notify.hubspot]`: the contact, its owner, a note and a task in HubSpot.
     pub hubspot: Option<HubspotConfig>,
     /// `[notify.slack]`: Slack as an app (a bot token and the Web API), for the reps and
     /// queues without an incoming webhook of their own.
@@ -130,15 +130,72 @@ pub struct WebhookConfig {
     pub key: Option<SigningKey>,
 }
 
-/// `[notify.hubspot]`: a private app's token, with the `crm.objects.contacts.write` scope.
+/// `[notify.hubspot]`: a private app's token (scopes `crm.objects.contacts.read` and
+/// `crm.objects.contacts.write`, plus `crm.objects.companies.read` for `company = "search"`).
+/// Each alert round finds or creates the prospect's contact by e-mail, sets its owner as
+/// `owner_policy` allows, and adds a note with the alert's context and a task due at the SLA
+/// deadline (docs/alerts.md, "HubSpot").
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HubspotConfig {
     pub token_env: String,
     #[serde(default = "default_hubspot_url")]
     pub base_url: String,
+    /// Whether leadrelay may set the contact's owner (`hubspot_owner_id`, and the queue's
+    /// `hubspot_team_id`).
+    #[serde(default)]
+    pub owner_policy: OwnerPolicy,
+    /// Whether an escalation moves the contact to the escalation target's owner id. Off: an
+    /// escalation never changes the owner of an existing contact. On: `owner_policy` applies
+    /// again, and the owner the lead escalated from counts as leadrelay's to replace.
+    #[serde(default)]
+    pub owner_on_escalation: bool,
+    /// The HubSpot owner id for a lead whose owner has none (a queue without
+    /// `hubspot_owner_id`, a broadcast pool, a rep without one).
+    #[serde(default)]
+    pub default_owner_id: Option<String>,
+    /// How the contact, note and task meet the prospect's company.
+    #[serde(default)]
+    pub company: CompanyAssociation,
     #[serde(skip)]
     pub token: Option<SecretString>,
+}
+
+/// `[notify.hubspot] owner_policy`: what leadrelay does with the owner of a contact.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OwnerPolicy {
+    /// The owner is set only on a contact leadrelay creates; an existing contact keeps its
+    /// owner, or its lack of one (HubSpot's own assignment rules stay in charge).
+    #[default]
+    KeepExisting,
+    /// Also set on an existing contact that has no owner; never replaces one.
+    FillEmpty,
+    /// Always set to the lead's owner, replacing whoever owned the contact.
+    Overwrite,
+}
+
+impl OwnerPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OwnerPolicy::KeepExisting => "keep_existing",
+            OwnerPolicy::FillEmpty => "fill_empty",
+            OwnerPolicy::Overwrite => "overwrite",
+        }
+    }
+}
+
+/// `[notify.hubspot] company`: how the prospect's company is associated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompanyAssociation {
+    /// Find the company by the lead's company domain (a business e-mail address's domain) and
+    /// associate the contact, the note and the task with it; a company is never created.
+    #[default]
+    Search,
+    /// Leave it to HubSpot's "create and associate companies with contacts" setting, which
+    /// matches the contact's e-mail domain itself: no company calls, no companies scope.
+    Auto,
 }
 
 /// `[notify.slack]`: a Slack app's bot token (`xoxb-...`, scopes `chat:write`, `im:write`,
@@ -268,6 +325,9 @@ impl NotifyConfig {
                 "notify.hubspot.token_env",
                 &hubspot.token_env,
             )?);
+            if let Some(id) = &hubspot.default_owner_id {
+                check_hubspot_id(id).map_err(|m| ("notify.hubspot.default_owner_id".into(), m))?;
+            }
         }
         if let Some(slack) = &mut self.slack {
             slack.resolve(env)?;
@@ -346,6 +406,17 @@ fn variable(env: Env<'_>, key: &str, name: &str) -> Result<SecretString, Problem
     env.require(name)
         .map(SecretString::from)
         .map_err(|message| (key.to_owned(), message))
+}
+
+/// A HubSpot owner or team id: its digits, as HubSpot's owners API lists them.
+pub(super) fn check_hubspot_id(id: &str) -> Result<(), String> {
+    if !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{id:?} is not a HubSpot id (digits, as GET /crm/v3/owners lists them)"
+        ))
+    }
 }
 
 /// An outbound channel's URL, when set, is http(s).
@@ -488,6 +559,89 @@ mod tests {
     }
 
     #[test]
+    fn hubspot_owner_settings_are_read_with_their_defaults_and_checked() {
+        let env = |name: &str| (name == "HUBSPOT_TOKEN").then(|| "pat-secret".to_owned());
+        let load = |extra: &str, queue: &str| {
+            let text = MINIMAL.replace(
+                "manager = \"alice\"\n",
+                &format!("manager = \"alice\"\n{queue}\n"),
+            );
+            Config::parse(
+                &format!(
+                    "{text}\n[notify]\n[notify.hubspot]\ntoken_env = \"HUBSPOT_TOKEN\"\n{extra}\n"
+                ),
+                "leadrelay.toml",
+                &env,
+            )
+        };
+        let config = load("", "").expect("valid");
+        let hubspot = config.notify.hubspot.expect("hubspot");
+        assert_eq!(hubspot.owner_policy, OwnerPolicy::KeepExisting);
+        assert!(!hubspot.owner_on_escalation);
+        assert_eq!(hubspot.default_owner_id, None);
+        assert_eq!(hubspot.company, CompanyAssociation::Search);
+
+        let config = load(
+            "owner_policy = \"fill_empty\"\nowner_on_escalation = true\n\
+             default_owner_id = \"987\"\ncompany = \"auto\"",
+            "hubspot_owner_id = \"555\"\nhubspot_team_id = \"66\"",
+        )
+        .expect("valid");
+        let hubspot = config.notify.hubspot.as_ref().expect("hubspot");
+        assert_eq!(hubspot.owner_policy, OwnerPolicy::FillEmpty);
+        assert!(hubspot.owner_on_escalation);
+        assert_eq!(hubspot.default_owner_id.as_deref(), Some("987"));
+        assert_eq!(hubspot.company, CompanyAssociation::Auto);
+        let queue = config.queue("inbox").expect("queue");
+        assert_eq!(queue.hubspot_owner_id.as_deref(), Some("555"));
+        assert_eq!(queue.hubspot_team_id.as_deref(), Some("66"));
+        assert_eq!(
+            load("owner_policy = \"overwrite\"", "")
+                .expect("valid")
+                .notify
+                .hubspot
+                .map(|h| h.owner_policy),
+            Some(OwnerPolicy::Overwrite)
+        );
+
+        for (extra, queue, key) in [
+            (
+                "owner_policy = \"steal\"",
+                "",
+                "notify.hubspot.owner_policy",
+            ),
+            ("company = \"create\"", "", "notify.hubspot.company"),
+            (
+                "default_owner_id = \"bruno\"",
+                "",
+                "notify.hubspot.default_owner_id",
+            ),
+            (
+                "default_owner_id = \"\"",
+                "",
+                "notify.hubspot.default_owner_id",
+            ),
+            (
+                "",
+                "hubspot_owner_id = \"12 34\"",
+                "queues[0].hubspot_owner_id",
+            ),
+            ("", "hubspot_team_id = \"sdr\"", "queues[0].hubspot_team_id"),
+        ] {
+            let error = load(extra, queue).expect_err(key).to_string();
+            assert!(error.contains(key), "{key}: {error}");
+            assert!(!error.contains("pat-secret"), "{error}");
+        }
+        let error = parse(&MINIMAL.replace(
+            "name = \"Alice\"\n",
+            "name = \"Alice\"\nhubspot_owner_id = \"owner-7\"\n",
+        ))
+        .expect_err("not an id")
+        .to_string();
+        assert!(error.contains("reps[0].hubspot_owner_id"), "{error}");
+    }
+
+    #[test]
     fn the_commented_channel_examples_in_the_shipped_config_validate() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/leadrelay.toml");
         let text = std::fs::read_to_string(&path).expect("config/leadrelay.toml exists");
@@ -525,6 +679,9 @@ mod tests {
         assert_eq!(operations.remind_every, Interval::from_secs(4 * 3600));
         let notify = &config.notify;
         assert!(notify.sms.is_some() && notify.hubspot.is_some() && notify.crm_url.is_some());
+        let hubspot = notify.hubspot.as_ref().expect("hubspot");
+        assert_eq!(hubspot.owner_policy, OwnerPolicy::KeepExisting);
+        assert_eq!(hubspot.default_owner_id.as_deref(), Some("87654321"));
         assert!(notify.slack.is_some());
         assert_eq!(notify.webhooks.len(), 1);
         assert_eq!(notify.max_attempts, 4);

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::load::Env;
-use super::notify::check_url;
+use super::notify::{check_hubspot_id, check_url};
 use super::rules::{Known, TargetConfig};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -211,6 +211,14 @@ pub struct QueueConfig {
     /// `anyone`).
     #[serde(default)]
     pub claim: Option<super::ClaimPolicy>,
+    /// With `[notify.hubspot]`: the HubSpot owner id the queue's leads are given (a shared
+    /// inbox user, the queue's manager); else `[notify.hubspot] default_owner_id`.
+    #[serde(default)]
+    pub hubspot_owner_id: Option<String>,
+    /// With `[notify.hubspot]`: the HubSpot team id (`hubspot_team_id`) the queue's contacts
+    /// are given, so the team sees them while nobody owns them yet.
+    #[serde(default)]
+    pub hubspot_team_id: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -626,6 +634,11 @@ impl Validator<'_> {
             check_url(rep.get_ref().slack_webhook_url.as_ref()).map_err(|m| {
                 self.invalid(rep.span(), format!("reps[{index}].slack_webhook_url"), m)
             })?;
+            if let Some(id) = &rep.get_ref().hubspot_owner_id {
+                check_hubspot_id(id).map_err(|m| {
+                    self.invalid(rep.span(), format!("reps[{index}].hubspot_owner_id"), m)
+                })?;
+            }
         }
         Ok(rep_ids)
     }
@@ -662,6 +675,16 @@ impl Validator<'_> {
                     m,
                 )
             })?;
+            for (key, id) in [
+                ("hubspot_owner_id", &q.hubspot_owner_id),
+                ("hubspot_team_id", &q.hubspot_team_id),
+            ] {
+                if let Some(id) = id {
+                    check_hubspot_id(id).map_err(|m| {
+                        self.invalid(queue.span(), format!("queues[{index}].{key}"), m)
+                    })?;
+                }
+            }
         }
         Ok(queue_ids)
     }

@@ -18,10 +18,12 @@ use serde_json::{Map, Value};
 
 use crate::model::{EnrichmentStatus, Lead, Turn};
 
+mod crm_note;
 pub mod email;
 mod outbound;
 mod teams;
 
+pub use crm_note::{crm_note, CrmNote};
 pub use outbound::{sms_text, Contact, SmsFacts, SMS_LIMIT};
 pub use teams::{with_claim as teams_with_claim, TEAMS_PAYLOAD_LIMIT};
 
@@ -92,6 +94,9 @@ pub struct Alert {
     pub summary: Option<Value>,
     /// The prospect as a CRM contact.
     pub contact: Contact,
+    /// The note and task a CRM keeps of this round; set by the notify stage when a CRM
+    /// destination will write them ([`crm_note()`]).
+    pub crm_note: Option<CrmNote>,
     /// The alert round (`""`, `esc1:`, ...), for ids that receivers dedupe on.
     pub round: String,
     pub tier: u8,
@@ -516,6 +521,7 @@ pub fn render_with(lead: &Lead, tier_label: &str, options: &RenderOptions) -> Al
             .summary
             .then(|| outbound::summary(lead, &f, &headline)),
         contact: outbound::contact(lead),
+        crm_note: None,
         round: lead.alert_round(),
         tier: f.tier,
         headline,

@@ -3,6 +3,7 @@
 //! The e-mail part (who gets an alert e-mail, the acknowledgement) is in `notify/email.rs`.
 
 mod email;
+mod steps;
 
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use super::{join_errors, render_alert, Outcome, Pipeline, StageError};
 use crate::claim_link;
 use crate::config::{QueueConfig, RepConfig};
 use crate::model::{Envelope, Lead, LeadState, Owner, Stage, StageFailure};
-use crate::ports::{DeliveryStart, Destination, NotifyError, SlackUser, StoreError};
+use crate::ports::{DeliveryStart, Destination, HubspotTarget, NotifyError, SlackUser, StoreError};
 use crate::render::Alert;
 use crate::routing::effects::Effects;
 
@@ -68,8 +69,10 @@ impl Pipeline {
         }
         let mut destinations = self.destinations(&lead, now);
         destinations.extend(self.email_destinations(&lead));
+        // The CRM write last: its several calls never delay a person's alert.
+        destinations.sort_by_key(|d| matches!(d, Destination::Hubspot { .. }));
         // The costlier formats only when a destination needs them.
-        let alert = render_alert(
+        let mut alert = render_alert(
             self,
             &lead,
             destinations
@@ -79,6 +82,13 @@ impl Pipeline {
                 .iter()
                 .any(|d| matches!(d, Destination::Webhook { .. })),
         );
+        if destinations
+            .iter()
+            .any(|d| matches!(d, Destination::Hubspot { .. }))
+        {
+            let tier_label = self.rulebook.tier_label(alert.tier);
+            alert.crm_note = Some(crate::render::crm_note(&lead, tier_label, &alert.headline));
+        }
         let round = lead.alert_round();
         let mut delivered = Vec::new();
         // The owner counts as told at the first delivery on the best kind of channel they
@@ -220,7 +230,18 @@ impl Pipeline {
         receipt: &str,
         alert: &Alert,
     ) -> Result<Result<Timestamp, NotifyError>, StoreError> {
-        match self.notifier.deliver_posted(destination, alert).await {
+        // A CRM write of several steps records each, so that a retry does only the rest.
+        let steps = steps::StepReceipts {
+            store: &*self.store,
+            clock: &*self.clock,
+            lead_id,
+            receipt,
+        };
+        match self
+            .notifier
+            .deliver_steps(destination, alert, &steps)
+            .await
+        {
             Ok(posted) => {
                 let at = self.clock.now();
                 // Written (fsync'd) at once: the window in which a crash sends this channel
@@ -350,10 +371,32 @@ impl Pipeline {
                 });
             }
         }
-        // HubSpot matches the contact by e-mail and needs the owner's HubSpot id.
-        if config.notify.hubspot.is_some() && lead.capture.captured_email.is_some() {
-            if let Some(owner_id) = owner_rep.and_then(|r| r.hubspot_owner_id.clone()) {
-                destinations.push(Destination::Hubspot { owner_id });
+        // HubSpot matches the contact by e-mail. Whoever owns the lead (a rep, a queue, else
+        // the default owner) gets the task, and the contact as `owner_policy` allows.
+        if let Some(hubspot) = &config.notify.hubspot {
+            if lead.capture.captured_email.is_some() {
+                let hubspot_owner = |owner: &Owner| match owner {
+                    Owner::Rep(id) => config.rep(id).and_then(|r| r.hubspot_owner_id.clone()),
+                    Owner::Queue(id) => config.queue(id).and_then(|q| q.hubspot_owner_id.clone()),
+                    Owner::Pool(_) => None,
+                };
+                let or_default =
+                    |id: Option<String>| id.or_else(|| hubspot.default_owner_id.clone());
+                let escalated = lead.escalations.last();
+                destinations.push(Destination::Hubspot {
+                    target: HubspotTarget {
+                        owner_id: or_default(owner.and_then(hubspot_owner)),
+                        team_id: match owner {
+                            Some(Owner::Queue(id)) => {
+                                config.queue(id).and_then(|q| q.hubspot_team_id.clone())
+                            }
+                            _ => None,
+                        },
+                        escalation: escalated.is_some(),
+                        previous_owner_id: escalated
+                            .and_then(|step| or_default(hubspot_owner(&step.from))),
+                    },
+                });
             }
         }
         if let Some(channels) = lead.escalations.last().and_then(|e| e.channels.as_ref()) {

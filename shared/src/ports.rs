@@ -510,6 +510,9 @@ pub enum Destination {
     },
     /// The prospect's HubSpot contact, created or updated with its owner.
     Hubspot { owner_id: String },
+    /// The prospect's Salesforce Lead, upserted on its external id with its owner, and the
+    /// Task of this alert round.
+    Salesforce(Box<crate::salesforce::SalesforceWrite>),
 }
 
 impl Destination {
@@ -523,6 +526,7 @@ impl Destination {
             Destination::Sms { .. } => "sms",
             Destination::Webhook { .. } => "webhook",
             Destination::Hubspot { .. } => "hubspot",
+            Destination::Salesforce(_) => "salesforce",
         }
     }
 
@@ -540,6 +544,10 @@ impl Destination {
             Destination::Sms { recipient, .. } => format!("sms:{recipient}"),
             Destination::Webhook { name, .. } => format!("webhook:{name}"),
             Destination::Hubspot { .. } => "hubspot".to_owned(),
+            // The Lead and the Task in one receipt: the Lead is upserted on its external id
+            // (a retry updates the same record) and the Task is created last, so a retry after
+            // any failure repeats nothing that succeeded but the idempotent upsert.
+            Destination::Salesforce(_) => "salesforce".to_owned(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `[notify]`: the alert channels (SMS, signed webhooks, HubSpot, the CRM link), their rate
-//! limits and delivery budget. `[notify.email]` has its own module, [`super::email`].
+//! limits and delivery budget. `[notify.email]` has its own module, [`super::email`], and
+//! `[notify.salesforce]` [`super::salesforce`].
 
 use std::collections::HashSet;
 
@@ -36,6 +37,8 @@ pub struct NotifyConfig {
     /// `[notify.slack]`: Slack as an app (a bot token and the Web API), for the reps and
     /// queues without an incoming webhook of their own.
     pub slack: Option<SlackAppConfig>,
+    /// `[notify.salesforce]`: upsert the prospect as a Lead with its owner, and a Task.
+    pub salesforce: Option<super::SalesforceConfig>,
     /// `[notify.rates]`: messages per second per webhook or recipient.
     pub rates: RateConfig,
 }
@@ -79,6 +82,7 @@ impl Default for NotifyConfig {
             webhooks: Vec::new(),
             hubspot: None,
             slack: None,
+            salesforce: None,
             rates: RateConfig::default(),
         }
     }
@@ -271,6 +275,9 @@ impl NotifyConfig {
         }
         if let Some(slack) = &mut self.slack {
             slack.resolve(env)?;
+        }
+        if let Some(salesforce) = &mut self.salesforce {
+            salesforce.resolve(env)?;
         }
         let mut names = HashSet::new();
         for (n, hook) in self.webhooks.iter_mut().enumerate() {

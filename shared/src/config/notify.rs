@@ -520,6 +520,7 @@ mod tests {
         }
         let env = |name: &str| match name {
             "SMS_API_TOKEN" | "HUBSPOT_TOKEN" | "SLACK_BOT_TOKEN" => Some("token".to_owned()),
+            "SALESFORCE_CLIENT_ID" | "SALESFORCE_CLIENT_SECRET" => Some("sf".to_owned()),
             "LEADRELAY_SMTP_USERNAME" | "LEADRELAY_SMTP_PASSWORD" => Some("smtp".to_owned()),
             "N8N_WEBHOOK_SECRET" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned()),
             "LEADRELAY_OPS_SLACK_WEBHOOK" => Some("https://hooks.slack.com/services/T/B/X".into()),
@@ -533,6 +534,9 @@ mod tests {
         let notify = &config.notify;
         assert!(notify.sms.is_some() && notify.hubspot.is_some() && notify.crm_url.is_some());
         assert!(notify.slack.is_some());
+        let salesforce = notify.salesforce.as_ref().expect("the Salesforce example");
+        assert_eq!(salesforce.owner_policy, crate::config::SalesforceOwnerPolicy::KeepExisting);
+        assert!(salesforce.client_secret.is_some());
         assert_eq!(notify.webhooks.len(), 1);
         assert_eq!(notify.max_attempts, 4);
         assert_eq!(notify.rates.slack, 1);

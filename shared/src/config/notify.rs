@@ -535,7 +535,10 @@ mod tests {
         assert!(notify.sms.is_some() && notify.hubspot.is_some() && notify.crm_url.is_some());
         assert!(notify.slack.is_some());
         let salesforce = notify.salesforce.as_ref().expect("the Salesforce example");
-        assert_eq!(salesforce.owner_policy, crate::config::SalesforceOwnerPolicy::KeepExisting);
+        assert_eq!(
+            salesforce.owner_policy,
+            crate::config::SalesforceOwnerPolicy::KeepExisting
+        );
         assert!(salesforce.client_secret.is_some());
         assert_eq!(notify.webhooks.len(), 1);
         assert_eq!(notify.max_attempts, 4);

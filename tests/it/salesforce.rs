@@ -22,7 +22,11 @@ use serde_json::{json, Map, Value};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use crate::support::{open_store, parse_config_with_env, shipped_example_config, Edit, HandClock};
+use crate::support::process::{serve, ServeFiles};
+use crate::support::{
+    eventually, example_config, open_store, parse_config_with_env, sample, shipped_example_config,
+    signed_webhook, Edit, HandClock, Server,
+};
 
 /// Tuesday 13:00 in New York: Alice is working.
 const TUESDAY_AFTERNOON: &str = "2026-11-24T18:00:00Z";
@@ -31,6 +35,7 @@ const CLIENT_SECRET: &str = "Cl1entS3cretNeverLogged";
 const API: &str = "/services/data/v62.0/sobjects";
 const ALICE: &str = "0055e000001AliceAA";
 const DANA: &str = "0055e000001DanaWAA";
+const BRUNO: &str = "0055e000001BrunoAA";
 const MARIA: &str = "0055e000001MariaAA";
 const SDR_QUEUE: &str = "00G5e000000SdrQuAA";
 const INBOX_QUEUE: &str = "00G5e000000InboxAA";
@@ -348,6 +353,10 @@ fn form(request: &Request) -> BTreeMap<String, String> {
 
 impl Respond for StandIn {
     fn respond(&self, request: &Request) -> ResponseTemplate {
+        // The operations channel's Slack webhook, on the same server.
+        if request.url.path() == "/ops" {
+            return ResponseTemplate::new(200);
+        }
         if request.url.path() == "/services/oauth2/token" {
             if request.method.as_str() != "POST"
                 || header(request, "content-type") != "application/x-www-form-urlencoded"
@@ -368,34 +377,64 @@ impl Respond for StandIn {
 /// The shipped example with Salesforce ids for Alice, Dana, Maria and two queues, and
 /// `[notify.salesforce]` at the stand-in with `settings` added.
 fn config_text(stand_in: &StandIn, settings: &str) -> String {
-    shipped_example_config()
+    with_salesforce(shipped_example_config(), stand_in, settings)
+}
+
+/// For the real clock (no working hours): Bruno the only member of the EMEA pool, with his
+/// Salesforce id, and the operations alarm posting to the stand-in's `/ops`.
+fn served_config(stand_in: &StandIn) -> String {
+    let text = example_config()
         .edit(
-            "email = \"alice@yourco.example\"",
-            &format!("email = \"alice@yourco.example\"\nsalesforce_user_id = \"{ALICE}\""),
+            "members = [{ rep = \"bruno\", weight = 2 }, { rep = \"fatima\", weight = 1 }]",
+            "members = [{ rep = \"bruno\" }]",
         )
         .edit(
-            "email = \"dana@yourco.example\"",
-            &format!("email = \"dana@yourco.example\"\nsalesforce_user_id = \"{DANA}\""),
-        )
-        .edit(
-            "email = \"maria@yourco.example\"",
-            &format!("email = \"maria@yourco.example\"\nsalesforce_user_id = \"{MARIA}\""),
-        )
-        .edit(
-            "name = \"SDR queue\"\n",
-            &format!("name = \"SDR queue\"\nsalesforce_queue_id = \"{SDR_QUEUE}\"\n"),
-        )
-        .edit(
-            "name = \"Sales inbox\"\n",
-            &format!("name = \"Sales inbox\"\nsalesforce_queue_id = \"{INBOX_QUEUE}\"\n"),
-        )
-        .edit(
-            "\n[claim]\n",
-            &format!(
-                "\n[notify.salesforce]\nlogin_url = \"{}\"\n{settings}\n\n[claim]\n",
-                stand_in.base
-            ),
-        )
+            "email = \"bruno@yourco.example\"",
+            &format!("email = \"bruno@yourco.example\"\nsalesforce_user_id = \"{BRUNO}\""),
+        );
+    let operations = format!(
+        "{CLIENT_CREDENTIALS}\n\n[operations]\nslack_webhook_url = \"{}/ops\"\ncheck_every = \"50ms\"\nremind_every = \"1h\"",
+        stand_in.base
+    );
+    with_salesforce(text, stand_in, &operations)
+}
+
+const SERVED_ENV: &[(&str, &str)] = &[
+    ("SF_CLIENT_ID", CLIENT_ID),
+    ("SF_CLIENT_SECRET", CLIENT_SECRET),
+];
+
+/// Tom Baker of Initech UK, tier 1, EMEA: Bruno's.
+const TOM: &str = "02-capture-emea-pricing.json";
+
+fn with_salesforce(text: String, stand_in: &StandIn, settings: &str) -> String {
+    text.edit(
+        "email = \"alice@yourco.example\"",
+        &format!("email = \"alice@yourco.example\"\nsalesforce_user_id = \"{ALICE}\""),
+    )
+    .edit(
+        "email = \"dana@yourco.example\"",
+        &format!("email = \"dana@yourco.example\"\nsalesforce_user_id = \"{DANA}\""),
+    )
+    .edit(
+        "email = \"maria@yourco.example\"",
+        &format!("email = \"maria@yourco.example\"\nsalesforce_user_id = \"{MARIA}\""),
+    )
+    .edit(
+        "name = \"SDR queue\"\n",
+        &format!("name = \"SDR queue\"\nsalesforce_queue_id = \"{SDR_QUEUE}\"\n"),
+    )
+    .edit(
+        "name = \"Sales inbox\"\n",
+        &format!("name = \"Sales inbox\"\nsalesforce_queue_id = \"{INBOX_QUEUE}\"\n"),
+    )
+    .edit(
+        "\n[claim]\n",
+        &format!(
+            "\n[notify.salesforce]\nlogin_url = \"{}\"\n{settings}\n\n[claim]\n",
+            stand_in.base
+        ),
+    )
 }
 
 const CLIENT_CREDENTIALS: &str = "auth = \"client_credentials\"\nclient_id_env = \"SF_CLIENT_ID\"\nclient_secret_env = \"SF_CLIENT_SECRET\"";
@@ -1093,6 +1132,121 @@ async fn refused_grants_and_invalid_records_are_permanent_and_say_why_without_se
         assert!(
             !text.contains(CLIENT_SECRET) && !text.contains("AQ-token"),
             "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refused_grant_is_dead_lettered_and_operations_hear_of_it() {
+    let (server, sf) = StandIn::start().await;
+    sf.org().token_error = Some((
+        400,
+        json!({"error": "invalid_grant", "error_description": "user hasn't approved this consumer"}),
+    ));
+    let app = Server::start_with_env(&served_config(&sf), SERVED_ENV).await;
+    let answer = app.send("website", "msg_sf_grant", &sample(TOM)).await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let lead_id = answer.body["lead_id"].as_str().expect("lead id").to_owned();
+    let ops = eventually(Duration::from_secs(10), "the operations alert", || async {
+        let ops: Vec<Request> = requests(&server)
+            .await
+            .into_iter()
+            .filter(|r| r.url.path() == "/ops")
+            .collect();
+        (!ops.is_empty()).then_some(ops)
+    })
+    .await;
+    let notice = body(&ops[0]);
+    let text = notice["text"].as_str().expect("text");
+    assert!(
+        text.contains("notify dead-letter queue") && text.contains(&lead_id),
+        "{notice}"
+    );
+    let lead = app.lead(&lead_id).await.body;
+    let failure = lead["last_failure"]["error"].as_str().expect("a failure");
+    assert!(
+        failure.contains(
+            "token request refused (400): invalid_grant: user hasn't approved this consumer"
+        ),
+        "{failure}"
+    );
+    assert!(!failure.contains(CLIENT_SECRET), "{failure}");
+    assert!(sf.org().leads.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn no_secret_or_token_is_ever_logged() {
+    let (_server, sf) = StandIn::start().await;
+    let config_text = served_config(&sf);
+    let config = parse_config_with_env(&config_text, SERVED_ENV);
+    let files = ServeFiles::new(&config_text);
+    let mut child = serve(&files)
+        .env("SF_CLIENT_ID", CLIENT_ID)
+        .env("SF_CLIENT_SECRET", CLIENT_SECRET)
+        .env("LEADRELAY_LOG_FORMAT", "json")
+        .env("RUST_LOG", "debug")
+        .spawn()
+        .await;
+    let http = reqwest::Client::new();
+    let send = |event_id: &'static str, body: Vec<u8>| {
+        let request = signed_webhook(&http, &child.base, &config, "website", event_id, &body);
+        async move {
+            let answer = request.send().await.expect("sent");
+            assert_eq!(answer.status().as_u16(), 202);
+        }
+    };
+    // Delivered with the first token.
+    send("msg_sf_log_1", sample(TOM)).await;
+    eventually(Duration::from_secs(10), "the Lead", || async {
+        (!sf.org().leads.is_empty()).then_some(())
+    })
+    .await;
+    // The session ends: refreshed; then a duplicate rule refuses the Lead for good.
+    sf.expire_sessions();
+    sf.fault(
+        "PATCH",
+        "/Lead/",
+        400,
+        sf_error(
+            "DUPLICATES_DETECTED",
+            "Use one of these records? ann.lee@sales.initech.co.uk",
+            &[],
+        ),
+        1,
+    );
+    let other = String::from_utf8(sample(TOM))
+        .expect("UTF-8")
+        .replace(
+            "tom.baker@sales.initech.co.uk",
+            "ann.lee@sales.initech.co.uk",
+        )
+        .replace("Tom Baker", "Ann Lee")
+        .replace("+44 20 7946 0321", "+44 20 7946 0999")
+        .replace("anon-77c1d2e0", "anon-88d2e3f1")
+        .replace("conv-12377", "conv-12388");
+    send("msg_sf_log_2", other.into_bytes()).await;
+    eventually(
+        Duration::from_secs(10),
+        "the dead-letter log line",
+        || async { files.log_text().contains("dead-lettered").then_some(()) },
+    )
+    .await;
+    child.kill();
+    let log = files.log_text();
+    assert_eq!(sf.org().tokens_issued, 2, "refreshed once");
+    assert!(log.contains("Salesforce Lead upserted"), "{log}");
+    assert!(
+        log.contains("DUPLICATES_DETECTED: Use one of these records? [e-mail]"),
+        "{log}"
+    );
+    for secret in [CLIENT_SECRET, "AQ-token"] {
+        assert!(!log.contains(secret), "{secret:?} is in the log:\n{log}");
+    }
+    for line in log.lines().filter(|l| l.contains("DUPLICATES_DETECTED")) {
+        assert!(
+            !line.contains("ann.lee@"),
+            "the address in an error: {line}"
         );
     }
 }

@@ -133,6 +133,8 @@ type Problem = (String, String);
 
 const KEY: &str = "notify.salesforce";
 
+const MAX_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 impl SalesforceConfig {
     /// The URLs and names checked, the secrets read from their variables and the private key
     /// parsed; errors name the key, never a secret.
@@ -151,8 +153,12 @@ impl SalesforceConfig {
                 ),
             ));
         }
-        if self.token_lifetime.0.is_zero() {
-            return Err(problem("token_lifetime", "must be above 0".into()));
+        // Salesforce's longest session timeout is 24 hours: a token kept longer is refused.
+        if self.token_lifetime.0.is_zero() || self.token_lifetime.0 > MAX_TOKEN_LIFETIME {
+            return Err(problem(
+                "token_lifetime",
+                "must be above 0 and at most 24h (Salesforce's longest session)".into(),
+            ));
         }
         if !is_custom_field(&self.external_id_field) {
             return Err(problem(
@@ -419,6 +425,10 @@ mod tests {
             ),
             (
                 format!("{CLIENT_CREDENTIALS}\ntoken_lifetime = \"0s\""),
+                "notify.salesforce.token_lifetime",
+            ),
+            (
+                format!("{CLIENT_CREDENTIALS}\ntoken_lifetime = \"25h\""),
                 "notify.salesforce.token_lifetime",
             ),
             (

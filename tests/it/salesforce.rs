@@ -1250,3 +1250,62 @@ async fn no_secret_or_token_is_ever_logged() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_update_answered_204_as_before_api_46_finds_the_leads_id_for_the_task() {
+    let (server, sf) = StandIn::start().await;
+    let h = Harness::new(
+        &config_text(
+            &sf,
+            &format!("{CLIENT_CREDENTIALS}\nowner_policy = \"overwrite\""),
+        ),
+        1,
+    );
+    // The Lead exists (written before), owned by a queue; the update answers 204, no body.
+    sf.org().leads.insert(
+        "sf-204".into(),
+        Record {
+            id: "00Q5e00000LEAD0099".into(),
+            fields: Map::from_iter([("OwnerId".to_owned(), json!(SDR_QUEUE))]),
+        },
+    );
+    sf.fault("PATCH", "/Lead/", 204, Value::Null, 1);
+    h.capture("sf-204", true).await.expect("notified");
+    assert_eq!(
+        rest_calls(&server).await,
+        vec![
+            format!("PATCH {}", lead_path("sf-204")),
+            format!("GET {}?fields=Id,OwnerId", lead_path("sf-204")),
+            format!("POST {API}/Task"),
+        ]
+    );
+    assert_eq!(sf.tasks()[0].fields["WhoId"], "00Q5e00000LEAD0099");
+}
+
+#[tokio::test]
+async fn replace_queue_takes_a_lead_from_a_queue_and_leaves_a_users_alone() {
+    let (_server, sf) = StandIn::start().await;
+    let h = Harness::new(
+        &config_text(
+            &sf,
+            &format!("{CLIENT_CREDENTIALS}\nowner_policy = \"replace_queue\""),
+        ),
+        1,
+    );
+    for (external_id, owner) in [("sf-queued", SDR_QUEUE), ("sf-owned", MARIA)] {
+        let id = format!("00Q5e00000LEAD{:04}", 90 + sf.org().leads.len());
+        sf.org().leads.insert(
+            external_id.into(),
+            Record {
+                id,
+                fields: Map::from_iter([("OwnerId".to_owned(), json!(owner))]),
+            },
+        );
+    }
+    h.capture("sf-queued", true).await.expect("notified");
+    h.capture("sf-owned", true).await.expect("notified");
+    assert_eq!(sf.lead("sf-queued").expect("Lead").fields["OwnerId"], ALICE);
+    assert_eq!(sf.lead("sf-owned").expect("Lead").fields["OwnerId"], MARIA);
+    // Each still gets its Task for the rep leadrelay alerted.
+    assert_eq!(sf.tasks().len(), 2);
+}

@@ -9,11 +9,12 @@
 //! 1. Leaves, importing no module outside this list: [`model`], [`cleaning`], [`lists`],
 //!    [`json_path`], [`stated`], [`presets`], [`signature`] (with the schemes declared as
 //!    data), [`mapping`] (a platform's payload as a capture event), [`calendar`], [`topics`],
-//!    [`url_prefix`], [`email`] (address and message values), [`metrics`].
+//!    [`url_prefix`], [`email`] (address and message values), [`metrics`], [`jwt`] (RS256
+//!    tokens).
 //! 2. [`config`]: the configuration, read and checked; imports leaves only.
 //! 3. The pure decisions and renderers, on the configuration: [`validate`], [`enrichment`],
 //!    [`rulebook`] (enrichment from the table, qualification), [`routing`], [`render`],
-//!    [`claim_link`]; and [`replay`] (rulebook and routing without a store, for the CLI).
+//!    [`claim_link`], [`salesforce`] (the Lead and Task a lead becomes); and [`replay`] (rulebook and routing without a store, for the CLI).
 //! 4. [`ports`]: what the stages talk to, in terms of the layers below.
 //! 5. [`stages`]: the [`stages::Pipeline`], one file per stage.
 
@@ -24,6 +25,7 @@ pub mod config;
 pub mod email;
 pub mod enrichment;
 pub mod json_path;
+pub mod jwt;
 pub mod lists;
 pub mod mapping;
 pub mod metrics;
@@ -34,6 +36,7 @@ pub mod render;
 pub mod replay;
 pub mod routing;
 pub mod rulebook;
+pub mod salesforce;
 pub mod signature;
 pub mod stages;
 pub mod stated;

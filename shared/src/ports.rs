@@ -559,6 +559,9 @@ pub enum Destination {
     /// The prospect's HubSpot contact (found or created by e-mail, its owner set as
     /// `[notify.hubspot] owner_policy` allows), with the alert as a note and a task.
     Hubspot { target: HubspotTarget },
+    /// The prospect's Salesforce Lead, upserted on its external id with its owner, and the
+    /// Task of this alert round.
+    Salesforce(Box<crate::salesforce::SalesforceWrite>),
 }
 
 /// Whom a HubSpot write gives the contact and the task to.
@@ -587,6 +590,7 @@ impl Destination {
             Destination::Sms { .. } => "sms",
             Destination::Webhook { .. } => "webhook",
             Destination::Hubspot { .. } => "hubspot",
+            Destination::Salesforce(_) => "salesforce",
         }
     }
 
@@ -604,6 +608,10 @@ impl Destination {
             Destination::Sms { recipient, .. } => format!("sms:{recipient}"),
             Destination::Webhook { name, .. } => format!("webhook:{name}"),
             Destination::Hubspot { .. } => "hubspot".to_owned(),
+            // The Lead and the Task in one receipt: the Lead is upserted on its external id
+            // (a retry updates the same record) and the Task is created last, so a retry after
+            // any failure repeats nothing that succeeded but the idempotent upsert.
+            Destination::Salesforce(_) => "salesforce".to_owned(),
         }
     }
 }

@@ -53,9 +53,10 @@ async fn sigkill_mid_burst_loses_no_accepted_lead() {
     // messages caught mid-work by the kill come back quickly.
     let hook = format!("{}/services/T/B/X", slack.uri());
     let config_text = example_config()
+        // Each rep's `email = "…@yourco.example"` line (not the commented examples).
         .edit(
-            "@yourco.example\"",
-            &format!("@yourco.example\"\nslack_webhook_url = \"{hook}\""),
+            "@yourco.example\"\n",
+            &format!("@yourco.example\"\nslack_webhook_url = \"{hook}\"\n"),
         )
         .edit(
             "visibility_timeout_secs = 30",

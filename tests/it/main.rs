@@ -28,6 +28,7 @@ mod presets_chat;
 mod presets_forms;
 mod routing_concurrency;
 mod routing_rules;
+mod salesforce;
 mod server_limits;
 mod ses;
 mod slack_app;

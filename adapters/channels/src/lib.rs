@@ -1,10 +1,11 @@
 //! leadrelay's alert channels, the [`Notifier`] adapter: the terminal, Slack and Teams webhooks, SMS, signed outbound
-//! webhooks and HubSpot, one module per channel; [`delivery`] holds the rules every HTTP
+//! webhooks, HubSpot and Salesforce, one module per channel; [`delivery`] holds the rules every HTTP
 //! channel shares (retries, backoff, `Retry-After`, rate limits).
 
 mod delivery;
 mod hubspot;
 pub mod operations;
+mod salesforce;
 mod slack_app;
 mod sms;
 mod webhook;
@@ -23,6 +24,7 @@ use leadrelay_shared::ports::{
 use leadrelay_shared::render::Alert;
 
 pub use delivery::{DeliveryPolicy, RateLimits};
+pub use salesforce::Salesforce;
 pub use slack_app::SlackApp;
 
 /// Delivers alerts over HTTPS and to a terminal writer.
@@ -39,6 +41,8 @@ pub struct Channels {
     slack_app: Option<SlackApp>,
     /// SMTP (embedded) or SES (Lambda), for the e-mail channel.
     mailer: Option<Arc<dyn Mailer>>,
+    /// `[notify.salesforce]`: the REST client with its cached access token.
+    salesforce: Option<Salesforce>,
 }
 
 impl Channels {
@@ -63,6 +67,7 @@ impl Channels {
             hubspot: None,
             slack_app: None,
             mailer: None,
+            salesforce: None,
         })
     }
 
@@ -81,6 +86,7 @@ impl Channels {
         channels.sms = config.sms.clone();
         channels.hubspot = config.hubspot.clone();
         channels.slack_app = config.slack.as_ref().and_then(SlackApp::from_config);
+        channels.salesforce = config.salesforce.as_ref().map(Salesforce::from_config);
         Ok(channels)
     }
 
@@ -93,6 +99,15 @@ impl Channels {
     /// Sends SMS through `sender` (`[notify.sms] provider = "sns"`).
     pub fn with_sms_sender(mut self, sender: Arc<dyn SmsSender>) -> Self {
         self.sms_sender = Some(sender);
+        self
+    }
+
+    /// The same channels reading time from `clock` where they keep time (Salesforce's token
+    /// lifetime and JWT expiry): tests hold it still or move it.
+    pub fn with_clock(mut self, clock: Arc<dyn leadrelay_shared::ports::Clock>) -> Self {
+        if let Some(salesforce) = &mut self.salesforce {
+            salesforce.set_clock(clock);
+        }
         self
     }
 
@@ -334,6 +349,16 @@ impl Notifier for Channels {
             // Outside the notify stage no step is recorded: each call writes the whole round.
             Destination::Hubspot { target } => {
                 hubspot::deliver(self.hubspot_client(alert)?, target, alert, &NoSteps).await
+            }
+            Destination::Salesforce(write) => {
+                let salesforce =
+                    self.salesforce
+                        .as_ref()
+                        .ok_or_else(|| NotifyError::Misconfigured {
+                            channel: channel.into(),
+                            detail: "no [notify.salesforce] settings".into(),
+                        })?;
+                salesforce.write(&self.http, &self.policy, write).await
             }
             Destination::Email { email, .. } => match &self.mailer {
                 Some(mailer) => mailer.send(email).await,

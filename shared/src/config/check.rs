@@ -72,6 +72,7 @@ impl Validator<'_> {
         }
         self.resolve_channels(config, env)?;
         config.notify.check(self, &config.pipeline, env)?;
+        self.check_salesforce_ids(config)?;
         let rep_ids = self.check_rep_ids(&config.reps)?;
         let queue_ids = self.check_queue_ids(&config.queues, &rep_ids)?;
         config.routing.check_fallback(self, &queue_ids)?;

@@ -26,6 +26,7 @@ mod pipeline;
 pub mod providers;
 mod qualification;
 mod rules;
+mod salesforce;
 mod server;
 mod sources;
 mod team;
@@ -45,6 +46,10 @@ pub use qualification::{BehaviourConfig, QualificationConfig, SeniorityLevel, Ti
 pub use rules::{
     Conditions, NamedAccount, RoutingConfig, RuleConfig, TargetConfig, DEFAULT_MERGE_WINDOW_HOURS,
     MAX_MERGE_WINDOW_HOURS,
+};
+pub use salesforce::{
+    is_owner_id as is_salesforce_owner_id, is_queue_id as is_salesforce_queue_id, SalesforceAuth,
+    SalesforceConfig, SalesforceOwnerPolicy,
 };
 pub use server::ServerConfig;
 pub use sources::{

@@ -1,5 +1,6 @@
 //! `[notify]`: the alert channels (SMS, signed webhooks, HubSpot, the CRM link), their rate
-//! limits and delivery budget. `[notify.email]` has its own module, [`super::email`].
+//! limits and delivery budget. `[notify.email]` has its own module, [`super::email`], and
+//! `[notify.salesforce]` [`super::salesforce`].
 
 use std::collections::HashSet;
 
@@ -36,6 +37,8 @@ pub struct NotifyConfig {
     /// `[notify.slack]`: Slack as an app (a bot token and the Web API), for the reps and
     /// queues without an incoming webhook of their own.
     pub slack: Option<SlackAppConfig>,
+    /// `[notify.salesforce]`: upsert the prospect as a Lead with its owner, and a Task.
+    pub salesforce: Option<super::SalesforceConfig>,
     /// `[notify.rates]`: messages per second per webhook or recipient.
     pub rates: RateConfig,
 }
@@ -79,6 +82,7 @@ impl Default for NotifyConfig {
             webhooks: Vec::new(),
             hubspot: None,
             slack: None,
+            salesforce: None,
             rates: RateConfig::default(),
         }
     }
@@ -331,6 +335,9 @@ impl NotifyConfig {
         }
         if let Some(slack) = &mut self.slack {
             slack.resolve(env)?;
+        }
+        if let Some(salesforce) = &mut self.salesforce {
+            salesforce.resolve(env)?;
         }
         let mut names = HashSet::new();
         for (n, hook) in self.webhooks.iter_mut().enumerate() {
@@ -667,6 +674,7 @@ mod tests {
         }
         let env = |name: &str| match name {
             "SMS_API_TOKEN" | "HUBSPOT_TOKEN" | "SLACK_BOT_TOKEN" => Some("token".to_owned()),
+            "SALESFORCE_CLIENT_ID" | "SALESFORCE_CLIENT_SECRET" => Some("sf".to_owned()),
             "LEADRELAY_SMTP_USERNAME" | "LEADRELAY_SMTP_PASSWORD" => Some("smtp".to_owned()),
             "N8N_WEBHOOK_SECRET" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned()),
             "LEADRELAY_OPS_SLACK_WEBHOOK" => Some("https://hooks.slack.com/services/T/B/X".into()),
@@ -683,6 +691,12 @@ mod tests {
         assert_eq!(hubspot.owner_policy, OwnerPolicy::KeepExisting);
         assert_eq!(hubspot.default_owner_id.as_deref(), Some("87654321"));
         assert!(notify.slack.is_some());
+        let salesforce = notify.salesforce.as_ref().expect("the Salesforce example");
+        assert_eq!(
+            salesforce.owner_policy,
+            crate::config::SalesforceOwnerPolicy::KeepExisting
+        );
+        assert!(salesforce.client_secret.is_some());
         assert_eq!(notify.webhooks.len(), 1);
         assert_eq!(notify.max_attempts, 4);
         assert_eq!(notify.rates.slack, 1);

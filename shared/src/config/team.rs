@@ -168,6 +168,10 @@ pub struct RepConfig {
     /// The rep's HubSpot owner id, set on the contact when `[notify.hubspot]` is configured.
     #[serde(default)]
     pub hubspot_owner_id: Option<String>,
+    /// The rep's Salesforce user id (`005…`): the owner of their Leads and Tasks when
+    /// `[notify.salesforce]` is configured.
+    #[serde(default)]
+    pub salesforce_user_id: Option<String>,
     /// The team whose hours, holidays, after-hours policy and queue apply.
     #[serde(default)]
     pub team: Option<String>,
@@ -219,6 +223,10 @@ pub struct QueueConfig {
     /// are given, so the team sees them while nobody owns them yet.
     #[serde(default)]
     pub hubspot_team_id: Option<String>,
+    /// The Salesforce queue (`00G…`) that owns the Leads of this queue when
+    /// `[notify.salesforce]` is configured.
+    #[serde(default)]
+    pub salesforce_queue_id: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -268,7 +268,8 @@ impl Pipeline {
     /// The channels the owner watches: the terminal when enabled; for each recipient (the
     /// rep, each alerted member of a broadcast pool, or the queue and its manager: a lead in
     /// a queue has no single owner yet, so the manager always hears of it) their Slack and
-    /// Teams webhooks and, for a tier-1 lead, an SMS; then each outbound webhook and HubSpot.
+    /// Teams webhooks and, for a tier-1 lead, an SMS; then each outbound webhook, HubSpot and
+    /// Salesforce.
     /// After an escalation, only the channels its ladder step names (the terminal always).
     fn destinations(&self, lead: &Lead, now: Timestamp) -> Vec<Destination> {
         let config = &self.config;
@@ -399,6 +400,13 @@ impl Pipeline {
                 });
             }
         }
+        if let Some(salesforce) = &config.notify.salesforce {
+            let tier_label = self.rulebook.tier_label(tier);
+            if let Some(write) = crate::salesforce::write_for(config, salesforce, lead, tier_label)
+            {
+                destinations.push(Destination::Salesforce(Box::new(write)));
+            }
+        }
         if let Some(channels) = lead.escalations.last().and_then(|e| e.channels.as_ref()) {
             destinations.retain(|d| {
                 matches!(d, Destination::Terminal) || channels.iter().any(|c| c == d.channel())
@@ -409,13 +417,14 @@ impl Pipeline {
 }
 
 /// How directly a channel tells the owner: 2 for a person's own channel (Slack, Teams, SMS,
-/// e-mail), 1 for an integration that feeds another system (outbound webhook, HubSpot), 0 for
+/// e-mail), 1 for an integration that feeds another system (outbound webhook, HubSpot,
+/// Salesforce), 0 for
 /// the terminal of `leadrelay serve`. The lead is notified by a delivery on the highest kind
 /// its owner has.
 fn reach(destination: &Destination) -> u8 {
     match destination {
         Destination::Terminal => 0,
-        Destination::Webhook { .. } | Destination::Hubspot { .. } => 1,
+        Destination::Webhook { .. } | Destination::Hubspot { .. } | Destination::Salesforce(_) => 1,
         Destination::SlackWebhook { .. }
         | Destination::SlackApp { .. }
         | Destination::TeamsWebhook { .. }

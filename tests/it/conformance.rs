@@ -15,8 +15,8 @@ use leadrelay_shared::model::{
     StageFailure, Timeline,
 };
 use leadrelay_shared::ports::{
-    Advance, Created, DeadLetters, DeliveryStart, EnrichmentCache, LeadStore, Outgoing, Queue,
-    Received, ReplayGuard, StoreError,
+    Advance, Created, DeadLetters, DeliveryStart, EnrichmentCache, LeadStore, Outgoing,
+    PostedMessage, Queue, Received, ReplayGuard, StoreError,
 };
 use leadrelay_shared::routing::duplicates::ContactLookup;
 use leadrelay_shared::routing::effects::{ContactWrite, CounterBump, Effects, LedgerWrite};
@@ -160,6 +160,7 @@ conformance!(
     a_lead_and_its_next_message_are_written_together_or_not_at_all,
     a_new_lead_and_its_first_message_are_written_together_and_a_duplicate_sends_nothing,
     a_batch_of_lead_writes_applies_in_order_and_stops_at_the_first_refused,
+    posted_messages_are_kept_per_receipt_and_read_back_per_lead,
     a_claim_moves_its_counters_and_rotation_turn_together_or_not_at_all,
 );
 
@@ -1341,6 +1342,52 @@ async fn a_batch_of_lead_writes_applies_in_order_and_stops_at_the_first_refused(
         (RawStore::Dynamo { .. }, false) => assert!(queued.is_none(), "the caller sends it"),
         (_, sent) => panic!("unexpected: sent = {sent}"),
     }
+}
+
+/// The Slack app's posted messages, for editing them later (a claim, an escalation): kept
+/// under their delivery receipt (a retry replaces, never adds), read back per lead, on both
+/// stores (the Lambda notify function posts; the claim and sla functions edit).
+async fn posted_messages_are_kept_per_receipt_and_read_back_per_lead(adapters: Adapters) {
+    let store = adapters.store.as_ref();
+    let lead = enriched_lead(store).await;
+    let other = enriched_lead(store).await;
+    assert!(store
+        .posted_messages(&lead.id)
+        .await
+        .expect("read")
+        .is_empty());
+    let dm = PostedMessage {
+        channel: "D0DM".into(),
+        ts: "1764150000.000100".into(),
+    };
+    let team = PostedMessage {
+        channel: "C0TEAM".into(),
+        ts: "1764150000.000200".into(),
+    };
+    for (receipt, message) in [
+        ("slack-app:rep:bruno", &dm),
+        ("slack-app:team:emea", &team),
+        // A retry of the first delivery posts again: its receipt keeps the newest.
+        ("slack-app:rep:bruno", &dm),
+    ] {
+        store
+            .record_posted(&lead.id, receipt, message)
+            .await
+            .expect("kept");
+    }
+    store
+        .record_posted(&other.id, "slack-app:rep:dana", &team)
+        .await
+        .expect("kept");
+    let mut posted = store.posted_messages(&lead.id).await.expect("read");
+    posted.sort_by(|a, b| a.ts.cmp(&b.ts));
+    assert_eq!(posted, vec![dm, team]);
+    assert_eq!(
+        store.posted_messages(&other.id).await.expect("read").len(),
+        1
+    );
+    // The lead itself still reads as it was.
+    assert_eq!(state_of(store, &lead.id).await, LeadState::Enriched);
 }
 
 async fn receive_one(queue: &dyn Queue, stage: Stage) -> Option<Received> {

@@ -22,7 +22,7 @@ use jiff::Timestamp;
 use leadrelay_shared::model::{Lead, LeadState, StageFailure};
 use leadrelay_shared::ports::{
     decode_stored_lead, skip_undecodable, Created, DeliveryStart, EnrichmentCache, LeadStore,
-    ReplayGuard, StoreError,
+    PostedMessage, ReplayGuard, StoreError,
 };
 use leadrelay_shared::routing::duplicates::ContactLookup;
 use leadrelay_shared::routing::effects::{ContactWrite, CounterBump, Effects, LedgerWrite};
@@ -30,7 +30,9 @@ use leadrelay_shared::routing::ledger::PoolLedger;
 
 /// How long a webhook event id is remembered for dedupe.
 const EVENT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-/// How long delivery receipts are kept.
+/// The sort key of a message a delivery posted (`POSTED#<receipt>`), beside the lead's item.
+const POSTED_PREFIX: &str = "POSTED#";
+/// How long delivery receipts (and the messages deliveries posted) are kept.
 const RECEIPT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The sparse SLA index is spread over this many partitions to avoid a hot key.
 const SLA_SHARDS: u32 = 8;
@@ -753,6 +755,55 @@ impl LeadStore for DynamoStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn record_posted(
+        &self,
+        lead_id: &str,
+        receipt: &str,
+        message: &PostedMessage,
+    ) -> Result<(), StoreError> {
+        // Beside the lead's delivery receipts, for as long as they are kept.
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("LEAD#{lead_id}")))
+            .item("sk", s(format!("{POSTED_PREFIX}{receipt}")))
+            .item("channel", s(message.channel.clone()))
+            .item("ts", s(message.ts.clone()))
+            .item("expires_at", expires(RECEIPT_TTL))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn posted_messages(&self, lead_id: &str) -> Result<Vec<PostedMessage>, StoreError> {
+        let mut posted = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :posted)")
+            .expression_attribute_values(":pk", s(format!("LEAD#{lead_id}")))
+            .expression_attribute_values(":posted", s(POSTED_PREFIX))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(unavailable)?;
+            let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+            match (text("channel"), text("ts")) {
+                (Some(channel), Some(ts)) => posted.push(PostedMessage { channel, ts }),
+                _ => {
+                    return Err(StoreError::Corrupt(format!(
+                        "a posted message of lead {lead_id} has no channel or ts"
+                    )))
+                }
+            }
+        }
+        Ok(posted)
     }
 
     async fn release_delivery(&self, lead_id: &str, channel: &str) -> Result<(), StoreError> {

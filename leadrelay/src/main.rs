@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use leadrelay::embedded::Embedded;
 use leadrelay::{cli, dlq, rules};
 use leadrelay_shared::config::Config;
-use leadrelay_shared::model::Stage;
+use leadrelay_shared::model::{Envelope, Stage};
 use leadrelay_shared::ports::{DeadLetters, LeadStore};
 use leadrelay_shared::stages::close::close_lead;
 use tracing_subscriber::EnvFilter;
@@ -388,9 +388,22 @@ async fn main() -> anyhow::Result<()> {
             let store = store.require(&config, "no stored leads").await?;
             cli::show_lead(store.as_ref(), &id).await
         }
-        Command::Close { id, reason, store } => {
-            let store = store.require(&config, "no stored leads").await?;
+        Command::Close {
+            id,
+            reason,
+            store: where_,
+        } => {
+            let store = where_.require(&config, "no stored leads").await?;
             let lead = close_lead(store.as_ref(), jiff::Timestamp::now(), &id, &reason).await?;
+            // The running server's notify stage edits the lead's posted Slack alerts ("Closed").
+            if !where_.dynamodb {
+                use leadrelay_shared::ports::Queue as _;
+                let queue = embedded_store(&config, &where_.data_dir)?;
+                let envelope = Envelope::new(&lead.id, Stage::Notify, &lead.trace_id);
+                if let Err(error) = queue.send(Stage::Notify, &envelope).await {
+                    eprintln!("the close was not announced in Slack: {error}");
+                }
+            }
             let owner = lead.assignment.as_ref().map(|a| a.owner.to_string());
             println!(
                 "lead {} closed ({}); {} has one open lead fewer",

@@ -736,6 +736,16 @@ pub trait Notifier: Send + Sync {
             detail: "this process cannot edit Slack messages".into(),
         })
     }
+
+    /// Posts `text` (Slack mrkdwn) in the thread of a posted message. The default cannot: a
+    /// process without the Slack app.
+    async fn reply_in_thread(&self, posted: &PostedMessage, text: &str) -> Result<(), NotifyError> {
+        let _ = (posted, text);
+        Err(NotifyError::Misconfigured {
+            channel: "slack".into(),
+            detail: "this process cannot post in Slack threads".into(),
+        })
+    }
 }
 
 /// The notifier of a process that runs no notify stage (the AWS functions other than notify,

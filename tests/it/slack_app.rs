@@ -7,11 +7,14 @@ use std::time::{Duration, Instant};
 
 use crate::support::process::{serve, ServeFiles};
 use crate::support::{
-    eventually, example_config, initech_lead, sample, signed_webhook, Edit, Server,
+    eventually, example_config, initech_lead, parse_config_with_env, sample, signed_webhook, Edit,
+    ManualPipeline, Server,
 };
 use jiff::Timestamp;
-use leadrelay_shared::model::Stage;
+use leadrelay_channels::Channels;
+use leadrelay_shared::model::{Envelope, LeadState, Stage};
 use leadrelay_shared::ports::{DeadLetters, Destination, LeadStore, Notifier, SlackUser};
+use leadrelay_shared::stages::close::close_lead;
 use serde_json::{json, Value};
 use wiremock::matchers::{body_json, body_string, header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -478,7 +481,12 @@ async fn a_claim_by_link_updates_the_posted_message_in_place() {
     let claimed = server.http.post(&url).send().await.expect("post");
     assert_eq!(claimed.status().as_u16(), 200);
 
-    let updates = requests(&stand_in, "/api/chat.update").await;
+    // The claim sends the lead to the notify stage, which edits what the app posted.
+    let updates = eventually(Duration::from_secs(10), "the message edited", || async {
+        let updates = requests(&stand_in, "/api/chat.update").await;
+        (!updates.is_empty()).then_some(updates)
+    })
+    .await;
     assert_eq!(updates.len(), 1);
     let body: Value = serde_json::from_slice(&updates[0].body).expect("JSON");
     assert_eq!(body["channel"], "DBRUNO1", "{body}");
@@ -493,7 +501,40 @@ async fn a_claim_by_link_updates_the_posted_message_in_place() {
         "the button is gone: {blocks}"
     );
     assert!(body["text"].as_str().is_some_and(|t| !t.is_empty()));
+
+    // And says so in the message's thread, once.
+    let replies = eventually(Duration::from_secs(10), "the thread reply", || async {
+        let replies = thread_replies(&stand_in).await;
+        (!replies.is_empty()).then_some(replies)
+    })
+    .await;
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!(replies[0]["channel"], "DBRUNO1");
+    assert_eq!(replies[0]["thread_ts"], "1764150000.000100");
+    assert!(
+        replies[0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Claimed by *Bruno Keller* (bruno)")),
+        "{}",
+        replies[0]
+    );
+    // A second claim of the same lead changes nothing and says nothing more.
+    let again = server.http.post(&url).send().await.expect("post");
+    assert_eq!(again.status().as_u16(), 200);
+    server.wait_for_state(&lead_id, "claimed").await;
+    assert_eq!(requests(&stand_in, "/api/chat.update").await.len(), 1);
+    assert_eq!(thread_replies(&stand_in).await.len(), 1);
     server.stop().await;
+}
+
+/// The `chat.postMessage` calls that answered in a thread.
+async fn thread_replies(stand_in: &MockServer) -> Vec<Value> {
+    requests(stand_in, "/api/chat.postMessage")
+        .await
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+        .filter(|body| body.get("thread_ts").is_some())
+        .collect()
 }
 
 #[tokio::test]
@@ -562,4 +603,96 @@ async fn a_slack_member_without_a_configured_id_is_known_by_their_e_mail_when_th
     assert_eq!(requests(&stand_in, "/api/users.info").await.len(), 1);
     assert_eq!(requests(&stand_in, "/actions/T1/1/abc").await.len(), 1);
     server.stop().await;
+}
+
+/// An escalation and a close reach the alerts the app already posted: each is edited in place
+/// (its buttons replaced by the news) and gets the news in its thread, once per event, by the
+/// notify stage the sla-watch and the close send the lead to.
+#[tokio::test]
+async fn an_escalation_and_a_close_are_told_on_the_posted_alert_and_in_its_thread() {
+    let stand_in = MockServer::start().await;
+    mount_bruno(&stand_in).await;
+    mount_post(&stand_in, posted("DBRUNO1")).await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat.update"))
+        .and(header("authorization", BEARER))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"ok": true, "channel": "DBRUNO1", "ts": "1764150000.000100"}),
+            ),
+        )
+        .mount(&stand_in)
+        .await;
+    let config = parse_config_with_env(&config(&stand_in, "", ""), &[("SLACK_BOT_TOKEN", TOKEN)]);
+    let notify = config.notify.clone();
+    let at: Timestamp = "2026-11-25T10:00:00Z".parse().expect("time"); // bruno's working hours
+    let manual = ManualPipeline::with_channels(config, at, Duration::from_secs(2), |_| {
+        Channels::from_config(&notify, Box::new(std::io::sink())).expect("channels")
+    });
+    manual
+        .db
+        .create_lead(&initech_lead("esc-lead", "tom@initech.co.uk", at))
+        .await
+        .expect("stored");
+    let route = Envelope::new("esc-lead", Stage::Route, "t").to_json();
+    manual
+        .pipeline
+        .handle(Stage::Route, &route)
+        .await
+        .expect("routed");
+    manual.drain().await;
+    assert_eq!(manual.lead("esc-lead").await.state, LeadState::Notified);
+    assert!(requests(&stand_in, "/api/chat.update").await.is_empty());
+    assert!(thread_replies(&stand_in).await.is_empty());
+
+    // Nobody claimed it: sla-watch escalates, and the first alert says so.
+    manual.clock.set(at + jiff::SignedDuration::from_hours(2));
+    let report = manual.sweep().await;
+    assert_eq!(report.escalated.len(), 1, "{report:?}");
+    let updates = requests(&stand_in, "/api/chat.update").await;
+    assert_eq!(updates.len(), 1);
+    let update: Value = serde_json::from_slice(&updates[0].body).expect("JSON");
+    assert_eq!(update["channel"], "DBRUNO1");
+    assert_eq!(update["ts"], "1764150000.000100");
+    let blocks = update["blocks"].to_string();
+    assert!(blocks.contains("Escalated to"), "{blocks}");
+    assert!(!blocks.contains("\"action_id\":\"claim\""), "{blocks}");
+    let replies = thread_replies(&stand_in).await;
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!(replies[0]["thread_ts"], "1764150000.000100");
+    assert!(replies[0]["text"]
+        .as_str()
+        .is_some_and(|t| t.contains("Escalated to") && t.contains("Bruno Keller")));
+
+    // Closed: every posted alert says so, once, however often notify sees the closed lead.
+    let now = at + jiff::SignedDuration::from_hours(3);
+    let closed = close_lead(&manual.db, now, "esc-lead", "won")
+        .await
+        .expect("closed");
+    assert_eq!(closed.state, LeadState::Closed);
+    let body = Envelope::new("esc-lead", Stage::Notify, "t").to_json();
+    for _ in 0..2 {
+        manual
+            .pipeline
+            .handle(Stage::Notify, &body)
+            .await
+            .expect("notify");
+    }
+    let closes: Vec<Value> = thread_replies(&stand_in)
+        .await
+        .into_iter()
+        .filter(|r| {
+            r["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("Closed: won"))
+        })
+        .collect();
+    let edits = requests(&stand_in, "/api/chat.update")
+        .await
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains("Closed: won"))
+        .count();
+    assert!(!closes.is_empty());
+    assert_eq!(closes.len(), edits, "one reply per edited message");
+    assert!(closes.iter().any(|r| r["thread_ts"] == "1764150000.000100"));
 }

@@ -247,6 +247,12 @@ impl Notifier for Channels {
             .await
     }
 
+    async fn reply_in_thread(&self, posted: &PostedMessage, text: &str) -> Result<(), NotifyError> {
+        self.slack_app()?
+            .reply(&self.http, &self.policy, &self.limits, posted, text)
+            .await
+    }
+
     async fn deliver(&self, destination: &Destination, alert: &Alert) -> Result<(), NotifyError> {
         let channel = destination.channel();
         let key = delivery::rate_key(destination);

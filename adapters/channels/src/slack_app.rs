@@ -166,6 +166,36 @@ impl SlackApp {
         Ok(email)
     }
 
+    /// Posts `text` (Slack mrkdwn, escaped by the caller) as a reply in the thread of a message
+    /// the app posted (`chat.postMessage` with `thread_ts`).
+    pub async fn reply(
+        &self,
+        http: &reqwest::Client,
+        policy: &DeliveryPolicy,
+        limits: &RateLimits,
+        posted: &PostedMessage,
+        text: &str,
+    ) -> Result<(), NotifyError> {
+        let call = Call {
+            app: self,
+            http,
+            policy,
+            started: Instant::now(),
+        };
+        let body = serde_json::json!({
+            "channel": posted.channel,
+            "thread_ts": posted.ts,
+            "text": text,
+        });
+        call.method(
+            "chat.postMessage",
+            Some((limits, &format!("app:{}", posted.channel))),
+            &Arguments::Json(json_bytes(&body)),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Replaces a message the app posted (`chat.update`) with `message`'s `text` and
     /// `blocks`.
     pub async fn update(

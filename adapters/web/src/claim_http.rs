@@ -20,18 +20,17 @@ use tracing::{error, warn};
 use crate::Api;
 use leadrelay_shared::claim_link;
 use leadrelay_shared::model::Lead;
-use leadrelay_shared::render::slack_escape;
+use leadrelay_shared::render::{self, slack_escape};
 use leadrelay_shared::signature;
-use leadrelay_shared::stages::claim::{
-    self, human_duration, ClaimError, ClaimOutcome, ClaimVia, FirstResponse,
-};
+use leadrelay_shared::stages::claim::{self, claimed_status, ClaimError, ClaimOutcome, ClaimVia};
 use leadrelay_shared::stages::{chat_alert_for, claim_policy};
 use leadrelay_shared::url_prefix::UrlPrefix;
 
 /// Slack interactivity payloads are small; anything larger is not Slack.
 const MAX_SLACK_BODY: usize = 64 * 1024;
 /// The `block_id` of the alert's buttons, replaced by the claim's outcome.
-pub const ACTIONS_BLOCK: &str = "lead_actions";
+pub use leadrelay_shared::render::SLACK_ACTIONS_BLOCK as ACTIONS_BLOCK;
+pub use leadrelay_shared::stages::claim::response_line;
 
 pub fn routes() -> Router<Api> {
     Router::new()
@@ -172,20 +171,14 @@ async fn claim_by_link(
         Err(page) => return page,
     };
     match claim::claim(&api.pipeline, &lead_id, &rep, ClaimVia::Link).await {
-        Ok(ClaimOutcome::Won {
-            lead,
-            first_response,
-        }) => {
-            update_posted(&api, &lead, &claimed_text(&lead, &rep, &first_response)).await;
-            page(
-                StatusCode::OK,
-                "It is yours",
-                &format!(
-                    "<p>You own this lead now. {}</p>",
-                    html_escape::encode_text(&response_line(&first_response))
-                ),
-            )
-        }
+        Ok(ClaimOutcome::Won { first_response, .. }) => page(
+            StatusCode::OK,
+            "It is yours",
+            &format!(
+                "<p>You own this lead now. {}</p>",
+                html_escape::encode_text(&response_line(&first_response))
+            ),
+        ),
         Ok(ClaimOutcome::AlreadyYours { .. }) => page(
             StatusCode::OK,
             "It is yours",
@@ -248,20 +241,6 @@ fn claim_failed(lead_id: &str, failure: ClaimError) -> Response {
             error!(lead_id, error = %failure, "claim failed");
             unavailable()
         }
-    }
-}
-
-/// "First response 4 min 12 s: 0 s to reach you, 4 min 12 s to claim."
-pub fn response_line(first: &FirstResponse) -> String {
-    match (first.total, first.system, first.human) {
-        (Some(total), Some(system), Some(human)) => format!(
-            "First response {}: {} for the alert to reach you, {} to claim.",
-            human_duration(total),
-            human_duration(system),
-            human_duration(human)
-        ),
-        (Some(total), _, _) => format!("First response {}.", human_duration(total)),
-        _ => String::new(),
     }
 }
 
@@ -341,14 +320,14 @@ async fn slack_interactivity(State(api): State<Api>, request: Request) -> Respon
             lead,
             first_response,
         } => {
-            let text = claimed_text(lead, &rep, first_response);
+            // The pressed message at once; the lead's other messages (a queue's channel, its
+            // manager's DM, each member of a broadcast pool) through the notify stage, which
+            // the claim sent the lead to.
             if let Some(url) = &press.response_url {
+                let text = claimed_status(lead, &rep, first_response);
                 let message = claimed_message(&api, lead, &text);
                 api.slack.respond(url, &message).await;
             }
-            // The lead's other messages (a queue's channel, its manager's DM, each member of
-            // a broadcast pool) say so too.
-            update_posted(&api, lead, &text).await;
             StatusCode::OK.into_response()
         }
         ClaimOutcome::AlreadyYours { .. } => ephemeral("You had already claimed this lead."),
@@ -381,58 +360,9 @@ async fn slack_rep(api: &Api, member: &str) -> Option<String> {
         .map(|r| r.id.clone())
 }
 
-/// The line that replaces a claimed alert's buttons.
-fn claimed_text(lead: &Lead, rep: &str, first_response: &FirstResponse) -> String {
-    format!(
-        ":white_check_mark: Claimed by *{}* ({}). {}",
-        slack_escape(
-            &lead
-                .assignment
-                .as_ref()
-                .map_or(rep.to_owned(), |a| a.owner_name.clone())
-        ),
-        slack_escape(rep),
-        response_line(first_response)
-    )
-}
-
-/// Edits every message the Slack app posted for the lead (`chat.update`): its buttons
-/// replaced by who claimed it. Best effort: the claim stands whatever Slack answers.
-async fn update_posted(api: &Api, lead: &Lead, text: &str) {
-    let posted = match api.pipeline.store.posted_messages(&lead.id).await {
-        Ok(posted) => posted,
-        Err(e) => {
-            warn!(lead_id = %lead.id, error = %e, "posted Slack messages not read; not updated");
-            return;
-        }
-    };
-    if posted.is_empty() {
-        return;
-    }
-    let message = claimed_message(api, lead, text);
-    for message_ref in &posted {
-        if let Err(e) = api
-            .pipeline
-            .notifier
-            .update_posted(message_ref, &message)
-            .await
-        {
-            warn!(lead_id = %lead.id, error = %e, "Slack message not updated after the claim");
-        }
-    }
-}
-
-/// The alert as it was, with its buttons replaced by who claimed it.
+/// The alert as it was, with its buttons replaced by who claimed it (for `response_url`).
 fn claimed_message(api: &Api, lead: &Lead, text: &str) -> Value {
-    let mut message = chat_alert_for(&api.pipeline, lead).slack;
-    if let Some(blocks) = message.get_mut("blocks").and_then(Value::as_array_mut) {
-        blocks.retain(|b| b["block_id"] != ACTIONS_BLOCK);
-        blocks.push(json!({
-            "type": "context",
-            "block_id": "claimed",
-            "elements": [{"type": "mrkdwn", "text": text}]
-        }));
-    }
+    let mut message = render::slack_with_status(chat_alert_for(&api.pipeline, lead).slack, text);
     message["replace_original"] = json!(true);
     message
 }
@@ -555,18 +485,5 @@ mod tests {
         assert_eq!(parse_slack_claim(&form(&modal)), None);
         assert_eq!(parse_slack_claim(b"payload=%7Bnot json"), None);
         assert_eq!(parse_slack_claim(b"token=x"), None);
-    }
-
-    #[test]
-    fn the_response_line_splits_system_and_human_time() {
-        let first = FirstResponse {
-            system: Some(jiff::SignedDuration::from_millis(400)),
-            human: Some(jiff::SignedDuration::from_secs(252)),
-            total: Some(jiff::SignedDuration::from_millis(252_400)),
-        };
-        assert_eq!(
-            response_line(&first),
-            "First response 4 min 12 s: 0 s for the alert to reach you, 4 min 12 s to claim."
-        );
     }
 }

@@ -786,9 +786,32 @@ fn slack_actions(lead_id: &str, crm: Option<&str>) -> Value {
     }
     object([
         ("type", "actions".into()),
-        ("block_id", "lead_actions".into()),
+        ("block_id", SLACK_ACTIONS_BLOCK.into()),
         ("elements", Value::Array(elements)),
     ])
+}
+
+/// The block id of a Slack alert's buttons (Claim, Open in CRM).
+pub const SLACK_ACTIONS_BLOCK: &str = "lead_actions";
+
+/// A posted Slack alert as it reads once the lead moved on: its buttons gone (nobody is left
+/// with a live Claim button) and `status` (Slack mrkdwn, escaped by the caller) under it.
+pub fn slack_with_status(mut message: Value, status: &str) -> Value {
+    if let Some(blocks) = message.get_mut("blocks").and_then(Value::as_array_mut) {
+        blocks.retain(|b| b["block_id"] != SLACK_ACTIONS_BLOCK);
+        blocks.push(object([
+            ("type", "context".into()),
+            ("block_id", "status".into()),
+            (
+                "elements",
+                Value::Array(vec![object([
+                    ("type", "mrkdwn".into()),
+                    ("text", status.into()),
+                ])]),
+            ),
+        ]));
+    }
+    message
 }
 
 #[cfg(test)]

@@ -7,10 +7,11 @@
 
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::model::{Claim, Lead, LeadState, Owner};
+use crate::model::{Claim, Envelope, Lead, LeadState, Owner, Stage};
 use crate::ports::{LeadStore, StoreError};
+use crate::render::slack_escape;
 use crate::routing::effects::{CounterBump, Effects, LedgerWrite};
 use crate::routing::{open_leads_counter, sla_streak_counter};
 use crate::stages::{claim_policy, Pipeline};
@@ -227,6 +228,13 @@ pub async fn claim(
                     system_ms = first_response.system.map(|d| d.as_millis()),
                     human_ms = first_response.human.map(|d| d.as_millis()),
                     "claimed");
+                // The notify stage edits the lead's posted Slack alerts and says who claimed
+                // it in their threads; the claim stands whether or not that works.
+                let envelope = Envelope::new(&claimed.id, Stage::Notify, &claimed.trace_id);
+                if let Err(error) = pipeline.queue.send(Stage::Notify, &envelope).await {
+                    warn!(lead_id = %claimed.id, stage = "claim", %error,
+                        "the claim was not announced in Slack");
+                }
                 return Ok(ClaimOutcome::Won {
                     lead: Box::new(claimed),
                     first_response,
@@ -297,6 +305,35 @@ async fn turn_moved(
     }))
 }
 
+/// "First response 4 min 12 s: 0 s to reach you, 4 min 12 s to claim."
+pub fn response_line(first: &FirstResponse) -> String {
+    match (first.total, first.system, first.human) {
+        (Some(total), Some(system), Some(human)) => format!(
+            "First response {}: {} for the alert to reach you, {} to claim.",
+            human_duration(total),
+            human_duration(system),
+            human_duration(human)
+        ),
+        (Some(total), _, _) => format!("First response {}.", human_duration(total)),
+        _ => String::new(),
+    }
+}
+
+/// The line that replaces a claimed alert's buttons (Slack mrkdwn, escaped).
+pub fn claimed_status(lead: &Lead, rep: &str, first_response: &FirstResponse) -> String {
+    format!(
+        ":white_check_mark: Claimed by *{}* ({}). {}",
+        slack_escape(
+            &lead
+                .assignment
+                .as_ref()
+                .map_or(rep.to_owned(), |a| a.owner_name.clone())
+        ),
+        slack_escape(rep),
+        response_line(first_response)
+    )
+}
+
 /// A duration as people read it in an alert: "45s", "4 min 12 s", "2 h 5 min".
 pub fn human_duration(duration: SignedDuration) -> String {
     let secs = duration.as_secs().max(0);
@@ -304,5 +341,23 @@ pub fn human_duration(duration: SignedDuration) -> String {
         0..=59 => format!("{secs} s"),
         60..=3599 => format!("{} min {} s", secs / 60, secs % 60),
         _ => format!("{} h {} min", secs / 3600, (secs % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_response_line_splits_system_and_human_time() {
+        let first = FirstResponse {
+            system: Some(jiff::SignedDuration::from_millis(400)),
+            human: Some(jiff::SignedDuration::from_secs(252)),
+            total: Some(jiff::SignedDuration::from_millis(252_400)),
+        };
+        assert_eq!(
+            response_line(&first),
+            "First response 4 min 12 s: 0 s for the alert to reach you, 4 min 12 s to claim."
+        );
     }
 }

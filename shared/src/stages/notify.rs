@@ -2,6 +2,7 @@
 //! they watch, each delivered once per alert round (a receipt per channel and recipient).
 //! The e-mail part (who gets an alert e-mail, the acknowledgement) is in `notify/email.rs`.
 
+mod announce;
 mod email;
 mod steps;
 
@@ -24,6 +25,9 @@ const MAX_QUEUE_DELAY: Duration = Duration::from_secs(900);
 
 impl Pipeline {
     pub(super) async fn notify(&self, mut lead: Lead) -> Result<Outcome, StageError> {
+        // News of a claim, a close or an escalation goes on the alerts already posted first
+        // (before an escalation's new round is posted beside them).
+        self.announce(&lead).await?;
         // The prospect's acknowledgement goes out as soon as the lead is routed, before any
         // after-hours hold; a transient failure of it is returned only after the rep alerts.
         let acknowledged = match lead.state {

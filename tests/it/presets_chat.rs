@@ -7,16 +7,16 @@
 use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use jiff::Timestamp;
-use leadrelay_shared::model::{EventKind, Lead};
-use leadrelay_shared::ports::LeadStore;
+use leadrelay_shared::model::EventKind;
 use leadrelay_shared::signature::{self, Delivery, SignatureError};
 use serde_json::{json, Value};
-use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
-use crate::support::{example_config, parse_config, root, Edit, Server};
+use crate::support::platform::{
+    duplicate_of, fixture, hmac_sha1, hmac_sha256, ignored, post_accepted, refused,
+};
+use crate::support::{example_config, parse_config, Edit, Server};
 
 const TIDIO_SECRET: &str = "whsec_example_tidio";
 const ZENDESK_SECRET: &str = "zendesk-signing-secret-0123456789";
@@ -76,24 +76,6 @@ secrets = ["{LANDBOT_TOKEN}"]
     )
 }
 
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(root().join("tests/it/fixtures/platforms").join(name)).expect("platform fixture")
-}
-
-fn hmac_sha256(secret: &str, parts: &[&[u8]]) -> Vec<u8> {
-    let mut mac = <Hmac<Sha256>>::new_from_slice(secret.as_bytes()).expect("any key length");
-    for part in parts {
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().to_vec()
-}
-
-fn hmac_sha1(secret: &str, body: &[u8]) -> Vec<u8> {
-    let mut mac = <Hmac<Sha1>>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(body);
-    mac.finalize().into_bytes().to_vec()
-}
-
 fn header(name: &str, value: impl Into<String>) -> (String, String) {
     (name.to_owned(), value.into())
 }
@@ -117,84 +99,6 @@ fn with(body: &[u8], pointer: &str, value: Value) -> Vec<u8> {
         .pointer_mut(pointer)
         .expect("the field is in the fixture") = value;
     serde_json::to_vec(&json).expect("serialise")
-}
-
-/// Posts and expects `202 accepted`; returns the lead as stored.
-async fn accepted(
-    server: &Server,
-    source: &str,
-    headers: &[(String, String)],
-    body: &[u8],
-) -> Lead {
-    let answer = server.post(source, headers, body).await;
-    assert_eq!(answer.status, 202, "{source}: {:?}", answer.body);
-    assert_eq!(answer.body["status"], "accepted");
-    let id = answer.body["lead_id"].as_str().expect("lead id");
-    server
-        .db
-        .get_lead(id)
-        .await
-        .expect("store readable")
-        .expect("the accepted lead is stored")
-}
-
-/// Posts and expects `401 invalid signature` with nothing stored.
-async fn refused(
-    server: &Server,
-    source: &str,
-    headers: &[(String, String)],
-    body: &[u8],
-    why: &str,
-) {
-    let before = server.counts().await.leads;
-    let answer = server.post(source, headers, body).await;
-    assert_eq!(answer.status, 401, "{source}, {why}: {:?}", answer.body);
-    assert_eq!(answer.body, json!({"error": "invalid signature"}), "{why}");
-    assert_eq!(
-        server.counts().await.leads,
-        before,
-        "{source}, {why}: nothing stored"
-    );
-}
-
-/// Posts and expects `200 ignored` naming `event`, with nothing stored.
-async fn ignored(
-    server: &Server,
-    source: &str,
-    headers: &[(String, String)],
-    body: &[u8],
-    event: &str,
-) {
-    let before = server.counts().await.leads;
-    let answer = server.post(source, headers, body).await;
-    assert_eq!(answer.status, 200, "{source}: {:?}", answer.body);
-    assert_eq!(answer.body["status"], "ignored", "{:?}", answer.body);
-    assert_eq!(answer.body["event"], event);
-    assert_eq!(
-        server.counts().await.leads,
-        before,
-        "{source}: an ignored event stores nothing"
-    );
-}
-
-/// Posts and expects `200 duplicate` of `lead`, with nothing stored.
-async fn duplicate_of(
-    server: &Server,
-    source: &str,
-    headers: &[(String, String)],
-    body: &[u8],
-    lead: &Lead,
-) {
-    let before = server.counts().await.leads;
-    let answer = server.post(source, headers, body).await;
-    assert_eq!(answer.status, 200, "{source}: {:?}", answer.body);
-    assert_eq!(answer.body["status"], "duplicate", "{:?}", answer.body);
-    assert_eq!(answer.body["lead_id"], lead.id.as_str());
-    assert_eq!(
-        server.counts().await.leads,
-        before,
-        "{source}: a duplicate stores nothing"
-    );
 }
 
 /// Runs the source's verifier directly on `headers` and `body` at the instant `at`.
@@ -259,7 +163,7 @@ async fn tidio_contact_created_signed_over_body_underscore_timestamp_becomes_a_l
 
     let server = Server::start_with(&config()).await;
     let signed = tidio_headers(TIDIO_SECRET, &body, now());
-    let lead = accepted(&server, "tidio", &signed, &body).await;
+    let lead = post_accepted(&server, "tidio", &signed, &body).await;
     let capture = &lead.capture;
     assert_eq!(capture.event, Some(EventKind::LeadCapture));
     assert_eq!(capture.captured_email.as_deref(), Some(EMAIL));
@@ -290,7 +194,7 @@ async fn tidio_contact_created_signed_over_body_underscore_timestamp_becomes_a_l
         "tidio",
         &[header("x-tidio-signature", rotated)],
         &body,
-        &lead,
+        &lead.id,
     )
     .await;
 
@@ -344,7 +248,7 @@ async fn zendesk_trigger_ticket_signed_over_timestamp_and_body_becomes_a_lead() 
         "Zendesk's timestamp is RFC 3339 text: {}",
         signed[1].1
     );
-    let lead = accepted(&server, "zendesk", &signed, &body).await;
+    let lead = post_accepted(&server, "zendesk", &signed, &body).await;
     let capture = &lead.capture;
     assert_eq!(capture.event, Some(EventKind::LeadCapture));
     assert_eq!(capture.captured_email.as_deref(), Some(EMAIL));
@@ -370,7 +274,7 @@ async fn zendesk_trigger_ticket_signed_over_timestamp_and_body_becomes_a_lead() 
     // Zendesk sends no event id: the ticket id is the key, so a redelivery (signed afresh) of
     // the same ticket is the same lead.
     let again = zendesk_headers(ZENDESK_SECRET, &body, now());
-    duplicate_of(&server, "zendesk", &again, &body, &lead).await;
+    duplicate_of(&server, "zendesk", &again, &body, &lead.id).await;
 
     let changed = tampered(&body, "jane.prospect@", "eve@");
     refused(&server, "zendesk", &signed, &changed, "tampered body").await;
@@ -422,7 +326,7 @@ async fn drift_contact_identified_with_the_verification_token_becomes_a_lead() {
     let server = Server::start_with(&config()).await;
     let body = fixture("drift.json");
     let token = [header("X-Verification-Token", DRIFT_TOKEN)];
-    let lead = accepted(&server, "drift", &token, &body).await;
+    let lead = post_accepted(&server, "drift", &token, &body).await;
     let capture = &lead.capture;
     assert_eq!(capture.event, Some(EventKind::LeadCapture));
     assert_eq!(capture.captured_email.as_deref(), Some(EMAIL));
@@ -446,7 +350,7 @@ async fn drift_contact_identified_with_the_verification_token_becomes_a_lead() {
     );
 
     // The same delivery again (a retry, or a captured request replayed) is the same lead.
-    duplicate_of(&server, "drift", &token, &body, &lead).await;
+    duplicate_of(&server, "drift", &token, &body, &lead.id).await;
 
     let wrong = [header("X-Verification-Token", WRONG_SECRET)];
     refused(&server, "drift", &wrong, &body, "wrong token").await;
@@ -466,7 +370,7 @@ async fn crisp_website_hook_with_the_key_in_its_url_becomes_a_partial_lead() {
     let server = Server::start_with(&config()).await;
     let body = fixture("crisp.json");
     let with_key = format!("crisp?key={CRISP_KEY}");
-    let lead = accepted(&server, &with_key, &[], &body).await;
+    let lead = post_accepted(&server, &with_key, &[], &body).await;
     let capture = &lead.capture;
     assert_eq!(capture.event, Some(EventKind::LeadCapturePartial));
     assert!(
@@ -486,7 +390,7 @@ async fn crisp_website_hook_with_the_key_in_its_url_becomes_a_partial_lead() {
         format!("sha256:{}", hex::encode(Sha256::digest(&body)))
     );
 
-    duplicate_of(&server, &with_key, &[], &body, &lead).await;
+    duplicate_of(&server, &with_key, &[], &body, &lead.id).await;
 
     refused(
         &server,
@@ -579,7 +483,7 @@ async fn crisp_plugin_hook_signed_over_its_stringified_body_becomes_a_partial_le
     let server = Server::start_with(&config()).await;
     let body = CRISP_SET_EMAIL.as_bytes();
     let signed = crisp_headers(CRISP_PLUGIN_SECRET, CRISP_SET_EMAIL, now_ms());
-    let lead = accepted(&server, "crisp-plugin", &signed, body).await;
+    let lead = post_accepted(&server, "crisp-plugin", &signed, body).await;
     let capture = &lead.capture;
     assert_eq!(capture.event, Some(EventKind::LeadCapturePartial));
     assert_eq!(capture.captured_email.as_deref(), Some(EMAIL));
@@ -590,7 +494,7 @@ async fn crisp_plugin_hook_signed_over_its_stringified_body_becomes_a_partial_le
 
     // Crisp sends no event id: a retry, signed afresh over the same body, is the same lead.
     let retry = crisp_headers(CRISP_PLUGIN_SECRET, CRISP_SET_EMAIL, now_ms());
-    duplicate_of(&server, "crisp-plugin", &retry, body, &lead).await;
+    duplicate_of(&server, "crisp-plugin", &retry, body, &lead.id).await;
 
     let changed = tampered(body, "jane.prospect@", "eve@");
     refused(&server, "crisp-plugin", &signed, &changed, "tampered body").await;
@@ -645,7 +549,7 @@ async fn chatbase_leads_submit_signed_with_hmac_sha1_becomes_a_lead() {
     let server = Server::start_with(&config()).await;
     let body = fixture("chatbase.json");
     let signed = chatbase_headers(CHATBASE_SECRET, &body);
-    let lead = accepted(&server, "chatbase", &signed, &body).await;
+    let lead = post_accepted(&server, "chatbase", &signed, &body).await;
     let capture = &lead.capture;
     assert_eq!(capture.event, Some(EventKind::LeadCapture));
     assert_eq!(capture.captured_email.as_deref(), Some(EMAIL));
@@ -657,7 +561,7 @@ async fn chatbase_leads_submit_signed_with_hmac_sha1_becomes_a_lead() {
     );
 
     // No event id and no timestamp: the same delivery again is the same lead.
-    duplicate_of(&server, "chatbase", &signed, &body, &lead).await;
+    duplicate_of(&server, "chatbase", &signed, &body, &lead.id).await;
     server.stop().await;
 }
 
@@ -721,7 +625,7 @@ async fn landbot_customer_message_with_the_hook_token_becomes_one_lead_per_custo
     let server = Server::start_with(&config()).await;
     let body = fixture("landbot.json");
     let token = [header("Authorization", format!("Token {LANDBOT_TOKEN}"))];
-    let lead = accepted(&server, "landbot", &token, &body).await;
+    let lead = post_accepted(&server, "landbot", &token, &body).await;
     let capture = &lead.capture;
     assert_eq!(capture.event, Some(EventKind::LeadCapture));
     assert_eq!(capture.captured_email.as_deref(), Some(EMAIL));
@@ -745,9 +649,9 @@ async fn landbot_customer_message_with_the_hook_token_becomes_one_lead_per_custo
 
     // Landbot posts every message: the same one again, or the customer's next one, is the
     // same lead.
-    duplicate_of(&server, "landbot", &token, &body, &lead).await;
+    duplicate_of(&server, "landbot", &token, &body, &lead.id).await;
     let next = with(&body, "/messages/0/data/body", json!("Do you offer SSO?"));
-    duplicate_of(&server, "landbot", &token, &next, &lead).await;
+    duplicate_of(&server, "landbot", &token, &next, &lead.id).await;
     server.stop().await;
 }
 

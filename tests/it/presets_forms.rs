@@ -13,16 +13,15 @@ use std::collections::BTreeSet;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use jiff::Timestamp;
 use leadrelay_shared::mapping::Mapped;
-use leadrelay_shared::model::{EventKind, Lead};
-use leadrelay_shared::ports::LeadStore;
+use leadrelay_shared::model::EventKind;
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use sha1::Sha1;
-use sha2::Sha256;
 
+use crate::support::platform::{
+    accepted_lead, duplicate_of, fixture, hmac_sha1, hmac_sha256, ignored, refused,
+};
 use crate::support::{example_config, parse_config, root, Edit, Server};
 
 /// The source's secret, as pasted into the platform (at least 16 bytes).
@@ -38,11 +37,6 @@ fn config_with(id: &str, preset: &str, secret: &str, extra: &str) -> String {
     )
 }
 
-/// A platform's example payload, byte for byte.
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(root().join("tests/it/fixtures/platforms").join(name)).expect("fixture")
-}
-
 /// `body` with `find` replaced by `with` (the first occurrence; it must be there).
 fn edited(body: &[u8], find: &str, with: &str) -> Vec<u8> {
     std::str::from_utf8(body)
@@ -51,97 +45,12 @@ fn edited(body: &[u8], find: &str, with: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-fn hmac_sha1(key: &str, message: &[u8]) -> Vec<u8> {
-    let mut mac = <Hmac<Sha1>>::new_from_slice(key.as_bytes()).expect("any key length");
-    mac.update(message);
-    mac.finalize().into_bytes().to_vec()
-}
-
-fn hmac_sha256(key: &str, message: &[u8]) -> Vec<u8> {
-    let mut mac = <Hmac<Sha256>>::new_from_slice(key.as_bytes()).expect("any key length");
-    mac.update(message);
-    mac.finalize().into_bytes().to_vec()
-}
-
 fn header(name: &str, value: String) -> Vec<(String, String)> {
     vec![(name.to_owned(), value)]
 }
 
 fn now_secs() -> i64 {
     Timestamp::now().as_second()
-}
-
-/// The lead a 202 answer names, read back from the store.
-async fn accepted(server: &Server, status: u16, body: &Value) -> Lead {
-    assert_eq!(status, 202, "{body}");
-    assert_eq!(body["status"], "accepted", "{body}");
-    let id = body["lead_id"].as_str().expect("a lead id");
-    server
-        .db
-        .get_lead(id)
-        .await
-        .expect("read")
-        .expect("the accepted lead is stored")
-}
-
-/// Posts and expects 401 `invalid signature` with nothing stored.
-async fn refused(
-    server: &Server,
-    source: &str,
-    headers: &[(String, String)],
-    body: &[u8],
-    what: &str,
-) {
-    let before = server.counts().await.leads;
-    let answer = server.post(source, headers, body).await;
-    assert_eq!(answer.status, 401, "{what}: {:?}", answer.body);
-    assert_eq!(answer.body, json!({"error": "invalid signature"}), "{what}");
-    assert_eq!(
-        server.counts().await.leads,
-        before,
-        "{what}: nothing stored"
-    );
-}
-
-/// Posts and expects 200 `ignored` naming `event`, with nothing stored.
-async fn ignored(
-    server: &Server,
-    source: &str,
-    headers: &[(String, String)],
-    body: &[u8],
-    event: &str,
-) {
-    let before = server.counts().await.leads;
-    let answer = server.post(source, headers, body).await;
-    assert_eq!(answer.status, 200, "{:?}", answer.body);
-    assert_eq!(answer.body, json!({"status": "ignored", "event": event}));
-    assert_eq!(
-        server.counts().await.leads,
-        before,
-        "{event}: nothing stored"
-    );
-}
-
-/// Posts and expects 200 `duplicate` of `lead_id`, with nothing more stored.
-async fn duplicate(
-    server: &Server,
-    source: &str,
-    headers: &[(String, String)],
-    body: &[u8],
-    lead_id: &str,
-) {
-    let before = server.counts().await.leads;
-    let answer = server.post(source, headers, body).await;
-    assert_eq!(answer.status, 200, "{:?}", answer.body);
-    assert_eq!(
-        answer.body,
-        json!({"lead_id": lead_id, "status": "duplicate"})
-    );
-    assert_eq!(
-        server.counts().await.leads,
-        before,
-        "a duplicate adds no lead"
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -163,7 +72,7 @@ async fn intercom_contact_topics_become_leads_and_only_a_valid_sha1_signature_is
     let answer = server
         .post("intercom", &intercom_signed(SECRET, &body), &body)
         .await;
-    let lead = accepted(&server, answer.status, &answer.body).await;
+    let lead = accepted_lead(&server, &answer).await;
     let capture = &lead.capture;
     // contact.lead.created: a visitor became a lead, often before finishing a conversation.
     assert_eq!(capture.event, Some(EventKind::LeadCapturePartial));
@@ -217,7 +126,7 @@ async fn intercom_contact_topics_become_leads_and_only_a_valid_sha1_signature_is
     refused(&server, "intercom", &[], &body, "no signature header").await;
     let sha256 = header(
         "X-Hub-Signature",
-        format!("sha1={}", hex::encode(hmac_sha256(SECRET, &body))),
+        format!("sha1={}", hex::encode(hmac_sha256(SECRET, &[&body[..]]))),
     );
     refused(&server, "intercom", &sha256, &body, "SHA-256 under sha1=").await;
 
@@ -228,7 +137,7 @@ async fn intercom_contact_topics_become_leads_and_only_a_valid_sha1_signature_is
         "\"delivery_attempts\": 1",
         "\"delivery_attempts\": 2",
     );
-    duplicate(
+    duplicate_of(
         &server,
         "intercom",
         &intercom_signed(SECRET, &retry),
@@ -236,7 +145,7 @@ async fn intercom_contact_topics_become_leads_and_only_a_valid_sha1_signature_is
         &lead.id,
     )
     .await;
-    duplicate(
+    duplicate_of(
         &server,
         "intercom",
         &intercom_signed(SECRET, &body),
@@ -271,7 +180,7 @@ async fn intercom_contact_topics_become_leads_and_only_a_valid_sha1_signature_is
     let answer = server
         .post("intercom", &intercom_signed(SECRET, &user), &user)
         .await;
-    let lead = accepted(&server, answer.status, &answer.body).await;
+    let lead = accepted_lead(&server, &answer).await;
     assert_eq!(lead.capture.event, Some(EventKind::LeadCapture));
     assert_eq!(lead.event_id, "notif_c47f7aeb-bdeb-4d35-8fc7-eb945334fdad");
     server.stop().await;
@@ -284,7 +193,7 @@ async fn an_intercom_conversation_brings_the_question_the_contact_and_the_conver
     let answer = server
         .post("intercom", &intercom_signed(SECRET, &body), &body)
         .await;
-    let lead = accepted(&server, answer.status, &answer.body).await;
+    let lead = accepted_lead(&server, &answer).await;
     let capture = &lead.capture;
     assert_eq!(capture.event, Some(EventKind::LeadCapture));
     assert_eq!(lead.event_id, "notif_3ac27816-d27c-45fd-a65a-bbaf021cf780");
@@ -344,7 +253,7 @@ fn hubspot_v3(secret: &str, uri: &str, body: &[u8], timestamp_ms: &str) -> Strin
     message.extend_from_slice(hubspot_uri(uri).as_bytes());
     message.extend_from_slice(body);
     message.extend_from_slice(timestamp_ms.as_bytes());
-    BASE64.encode(hmac_sha256(secret, &message))
+    BASE64.encode(hmac_sha256(secret, &[&message[..]]))
 }
 
 fn hubspot_signed(
@@ -395,7 +304,7 @@ async fn a_hubspot_workflow_contact_becomes_a_lead_under_a_fresh_v3_signature() 
             &body,
         )
         .await;
-    let lead = accepted(&server, answer.status, &answer.body).await;
+    let lead = accepted_lead(&server, &answer).await;
     let capture = &lead.capture;
     assert_eq!(capture.event, Some(EventKind::LeadCapture));
     assert_eq!(
@@ -494,7 +403,7 @@ async fn a_hubspot_workflow_contact_becomes_a_lead_under_a_fresh_v3_signature() 
     // HubSpot sends no event id and every workflow delivery is a lead (no event to ignore):
     // the same contact posted again, freshly signed, is the same lead.
     let again = hubspot_signed(SECRET, &uri, &body, now_ms + 1000);
-    duplicate(&server, "hubspot", &again, &body, &lead.id).await;
+    duplicate_of(&server, "hubspot", &again, &body, &lead.id).await;
     server.stop().await;
 }
 
@@ -523,7 +432,7 @@ async fn behind_a_proxy_hubspot_signs_the_configured_url_with_its_reserved_escap
             &undated,
         )
         .await;
-    let lead = accepted(&server, answer.status, &answer.body).await;
+    let lead = accepted_lead(&server, &answer).await;
     assert!(
         lead.capture.timestamp.is_some_and(|t| t
             >= before
@@ -546,7 +455,7 @@ async fn behind_a_proxy_hubspot_signs_the_configured_url_with_its_reserved_escap
     let undecoded = vec![
         (
             "X-HubSpot-Signature-v3".to_owned(),
-            BASE64.encode(hmac_sha256(secret, &message)),
+            BASE64.encode(hmac_sha256(secret, &[&message[..]])),
         ),
         ("X-HubSpot-Request-Timestamp".to_owned(), now_ms.to_string()),
     ];
@@ -565,7 +474,7 @@ async fn behind_a_proxy_hubspot_signs_the_configured_url_with_its_reserved_escap
     let answer = server
         .post(path, &hubspot_signed(secret, public, &body, now_ms), &body)
         .await;
-    let lead = accepted(&server, answer.status, &answer.body).await;
+    let lead = accepted_lead(&server, &answer).await;
     let capture = &lead.capture;
     assert_eq!(
         capture.timestamp,
@@ -602,10 +511,10 @@ async fn hubspots_api_key_option_is_the_preset_with_a_token_scheme() {
     refused(&server, "hubspot", &wrong, &body, "wrong token").await;
     let token = header("X-Leadrelay-Token", SECRET.into());
     let answer = server.post("hubspot", &token, &body).await;
-    let lead = accepted(&server, answer.status, &answer.body).await;
+    let lead = accepted_lead(&server, &answer).await;
     assert_eq!(lead.capture.name.as_deref(), Some("Jane Prospect"));
     // A token signs nothing: the same body again is the same lead.
-    duplicate(&server, "hubspot", &token, &body, &lead.id).await;
+    duplicate_of(&server, "hubspot", &token, &body, &lead.id).await;
     server.stop().await;
 }
 
@@ -616,7 +525,7 @@ async fn hubspots_api_key_option_is_the_preset_with_a_token_scheme() {
 fn typeform_signed(secret: &str, body: &[u8]) -> Vec<(String, String)> {
     header(
         "Typeform-Signature",
-        format!("sha256={}", BASE64.encode(hmac_sha256(secret, body))),
+        format!("sha256={}", BASE64.encode(hmac_sha256(secret, &[body]))),
     )
 }
 
@@ -628,7 +537,7 @@ async fn a_typeform_response_maps_its_answers_by_ref_and_only_a_valid_signature_
     let answer = server
         .post("typeform", &typeform_signed(SECRET, &body), &body)
         .await;
-    let lead = accepted(&server, answer.status, &answer.body).await;
+    let lead = accepted_lead(&server, &answer).await;
     let capture = &lead.capture;
     assert_eq!(capture.event, Some(EventKind::LeadCapture));
     assert_eq!(lead.event_id, "01HQZ8J4K9W3B6C2D5E7F8G9HA");
@@ -685,11 +594,11 @@ async fn a_typeform_response_maps_its_answers_by_ref_and_only_a_valid_signature_
     refused(&server, "typeform", &[], &body, "no signature header").await;
     let hex_encoded = header(
         "Typeform-Signature",
-        format!("sha256={}", hex::encode(hmac_sha256(SECRET, &body))),
+        format!("sha256={}", hex::encode(hmac_sha256(SECRET, &[&body[..]]))),
     );
     refused(&server, "typeform", &hex_encoded, &body, "hex, not base64").await;
 
-    duplicate(
+    duplicate_of(
         &server,
         "typeform",
         &typeform_signed(SECRET, &body),
@@ -717,7 +626,7 @@ async fn typeforms_documented_example_maps_by_answer_type_when_no_ref_is_set() {
     let answer = server
         .post("typeform", &typeform_signed(SECRET, &body), &body)
         .await;
-    let lead = accepted(&server, answer.status, &answer.body).await;
+    let lead = accepted_lead(&server, &answer).await;
     let capture = &lead.capture;
     assert_eq!(lead.event_id, "LtWXD3crgy");
     assert_eq!(capture.captured_email.as_deref(), Some("laura@example.com"));
@@ -753,7 +662,10 @@ fn tally_body(name: &str) -> Vec<u8> {
 
 fn tally_signed(secret: &str, body: &[u8]) -> Vec<(String, String)> {
     // JSON.stringify(JSON.parse(body)) of a compact body is the body itself.
-    header("Tally-Signature", BASE64.encode(hmac_sha256(secret, body)))
+    header(
+        "Tally-Signature",
+        BASE64.encode(hmac_sha256(secret, &[body])),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -764,7 +676,7 @@ async fn a_tally_response_maps_its_fields_by_label_and_type_and_only_a_valid_sig
     let answer = server
         .post("tally", &tally_signed(SECRET, &body), &body)
         .await;
-    let lead = accepted(&server, answer.status, &answer.body).await;
+    let lead = accepted_lead(&server, &answer).await;
     let capture = &lead.capture;
     assert_eq!(capture.event, Some(EventKind::LeadCapture));
     assert_eq!(lead.event_id, "a4cb511e-d513-4fa5-baee-b815d718dfd1");
@@ -818,7 +730,7 @@ async fn a_tally_response_maps_its_fields_by_label_and_type_and_only_a_valid_sig
     .await;
     refused(&server, "tally", &[], &body, "no signature header").await;
 
-    duplicate(
+    duplicate_of(
         &server,
         "tally",
         &tally_signed(SECRET, &body),
@@ -849,7 +761,10 @@ fn calendly_signed(secret: &str, body: &[u8], t: i64) -> Vec<(String, String)> {
     message.extend_from_slice(body);
     header(
         "Calendly-Webhook-Signature",
-        format!("t={t},v1={}", hex::encode(hmac_sha256(secret, &message))),
+        format!(
+            "t={t},v1={}",
+            hex::encode(hmac_sha256(secret, &[&message[..]]))
+        ),
     )
 }
 
@@ -862,7 +777,7 @@ async fn a_calendly_booking_becomes_a_lead_and_only_a_fresh_valid_signature_is_t
     let answer = server
         .post("calendly", &calendly_signed(SECRET, &body, now), &body)
         .await;
-    let lead = accepted(&server, answer.status, &answer.body).await;
+    let lead = accepted_lead(&server, &answer).await;
     let capture = &lead.capture;
     assert_eq!(capture.event, Some(EventKind::LeadCapture));
     assert_eq!(
@@ -936,7 +851,7 @@ async fn a_calendly_booking_becomes_a_lead_and_only_a_fresh_valid_signature_is_t
     refused(&server, "calendly", &moved, &body, "t changed").await;
 
     // No event id: the invitee's URI is unique per booking, so a redelivery is the same lead.
-    duplicate(
+    duplicate_of(
         &server,
         "calendly",
         &calendly_signed(SECRET, &body, now + 1),
@@ -968,7 +883,7 @@ async fn a_calendly_routing_form_submission_finds_the_email_among_its_answers() 
             &body,
         )
         .await;
-    let lead = accepted(&server, answer.status, &answer.body).await;
+    let lead = accepted_lead(&server, &answer).await;
     let capture = &lead.capture;
     assert_eq!(capture.event, Some(EventKind::LeadCapture));
     assert_eq!(
@@ -998,7 +913,7 @@ async fn a_calendly_routing_form_submission_finds_the_email_among_its_answers() 
 fn calcom_signed(secret: &str, body: &[u8]) -> Vec<(String, String)> {
     header(
         "X-Cal-Signature-256",
-        hex::encode(hmac_sha256(secret, body)),
+        hex::encode(hmac_sha256(secret, &[body])),
     )
 }
 
@@ -1010,7 +925,7 @@ async fn a_calcom_booking_becomes_a_lead_and_only_a_valid_signature_is_taken() {
     let answer = server
         .post("calcom", &calcom_signed(SECRET, &body), &body)
         .await;
-    let lead = accepted(&server, answer.status, &answer.body).await;
+    let lead = accepted_lead(&server, &answer).await;
     let capture = &lead.capture;
     assert_eq!(capture.event, Some(EventKind::LeadCapture));
     assert_eq!(lead.event_id, "bFJeNb2uX8ANpT3JL5EfXw");
@@ -1063,7 +978,7 @@ async fn a_calcom_booking_becomes_a_lead_and_only_a_valid_signature_is_taken() {
     )
     .await;
 
-    duplicate(
+    duplicate_of(
         &server,
         "calcom",
         &calcom_signed(SECRET, &body),
@@ -1092,7 +1007,7 @@ async fn a_calcom_routing_form_submission_without_an_id_is_deduped_on_its_body()
     let answer = server
         .post("calcom", &calcom_signed(SECRET, &body), &body)
         .await;
-    let lead = accepted(&server, answer.status, &answer.body).await;
+    let lead = accepted_lead(&server, &answer).await;
     let capture = &lead.capture;
     assert_eq!(capture.event, Some(EventKind::LeadCapture));
     assert!(lead.event_id.starts_with("sha256:"), "{}", lead.event_id);
@@ -1111,7 +1026,7 @@ async fn a_calcom_routing_form_submission_without_an_id_is_deduped_on_its_body()
         Some(&json!("11-50"))
     );
 
-    duplicate(
+    duplicate_of(
         &server,
         "calcom",
         &calcom_signed(SECRET, &body),

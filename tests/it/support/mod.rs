@@ -17,6 +17,7 @@ pub mod aws;
 mod clock;
 pub mod fixture;
 mod manual;
+pub mod platform;
 pub mod process;
 // The cold-start bench (tests/benches) reads what the tests here do not.
 #[allow(dead_code)]

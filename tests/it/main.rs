@@ -13,6 +13,7 @@ mod claim_http;
 mod claim_policy;
 mod conformance;
 mod conversation_fetch;
+mod crm_lookup;
 mod crash_recovery;
 mod duplicates;
 mod email;

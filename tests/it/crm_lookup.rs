@@ -32,10 +32,7 @@ const ACCOUNT_RULE: &str = "Existing customers stay with their account owner";
 /// Dana owner 34) with the CRM lookup on, within `budget_ms`.
 fn hubspot_config(stand_in: &MockServer, budget_ms: u64) -> String {
     hubspot::config(stand_in, "")
-        .edit_first(
-            "[enrichment]\n",
-            "[enrichment]\nproviders = [\"crm\"]\n",
-        )
+        .edit_first("[enrichment]\n", "[enrichment]\nproviders = [\"crm\"]\n")
         + &format!("\n[enrichment.crm]\nsource = \"hubspot\"\nbudget_ms = {budget_ms}\n")
 }
 
@@ -153,9 +150,18 @@ fn explained(lead: &Lead) -> String {
 /// Routing as it is without the CRM: the EMEA pool's only member.
 fn assert_routed_as_without_crm(lead: &Lead) {
     let assignment = lead.assignment.as_ref().expect("routed");
-    assert_eq!(assignment.owner, Owner::Rep("bruno".into()), "{assignment:?}");
+    assert_eq!(
+        assignment.owner,
+        Owner::Rep("bruno".into()),
+        "{assignment:?}"
+    );
     assert_eq!(assignment.rule, "EMEA", "{assignment:?}");
-    assert_eq!(lead.enrichment.as_ref().and_then(|e| e.account_owner.clone()), None);
+    assert_eq!(
+        lead.enrichment
+            .as_ref()
+            .and_then(|e| e.account_owner.clone()),
+        None
+    );
 }
 
 #[tokio::test]
@@ -187,7 +193,11 @@ async fn hubspot_a_contact_with_an_owner_routes_to_that_rep_and_the_trace_says_s
 
     let (lead, _) = send_and_route(&server, "msg_crm_contact").await;
     let assignment = lead.assignment.as_ref().expect("routed");
-    assert_eq!(assignment.owner, Owner::Rep("dana".into()), "{assignment:?}");
+    assert_eq!(
+        assignment.owner,
+        Owner::Rep("dana".into()),
+        "{assignment:?}"
+    );
     assert_eq!(assignment.rule, ACCOUNT_RULE);
     let report = crm_report(&lead);
     assert_eq!(report.outcome, ProviderOutcome::Answered, "{report:?}");
@@ -202,7 +212,9 @@ async fn hubspot_a_contact_with_an_owner_routes_to_that_rep_and_the_trace_says_s
         "{why}"
     );
     assert!(
-        why.contains(&format!("MATCH {ACCOUNT_RULE:?}: existing account owned by dana")),
+        why.contains(&format!(
+            "MATCH {ACCOUNT_RULE:?}: existing account owned by dana"
+        )),
         "{why}"
     );
 
@@ -210,7 +222,11 @@ async fn hubspot_a_contact_with_an_owner_routes_to_that_rep_and_the_trace_says_s
     let (again, _) = send_and_route(&server, "msg_crm_contact_again").await;
     assert_eq!(crm_report(&again).outcome, ProviderOutcome::Answered);
     assert_eq!(
-        again.enrichment.as_ref().and_then(|e| e.account_owner.clone()).as_deref(),
+        again
+            .enrichment
+            .as_ref()
+            .and_then(|e| e.account_owner.clone())
+            .as_deref(),
         Some("dana")
     );
     server.stop().await;
@@ -360,10 +376,16 @@ async fn hubspot_a_lookup_slower_than_its_budget_leaves_routing_unchanged_within
     assert_eq!(report.detail, format!("timed out after {BUDGET_MS} ms"));
     // The lookup cost its budget (and scheduling slack), not the CRM's 5 s.
     assert!(report.elapsed_ms < BUDGET_MS + 200, "{report:?}");
-    assert!(took < Duration::from_secs(4), "webhook to routing took {took:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "webhook to routing took {took:?}"
+    );
     println!("slow CRM: webhook to routing in {took:?} (lookup budget {BUDGET_MS} ms)");
     let why = explained(&lead);
-    assert!(why.contains("crm timed out: timed out after 300 ms"), "{why}");
+    assert!(
+        why.contains("crm timed out: timed out after 300 ms"),
+        "{why}"
+    );
     server.stop().await;
 }
 
@@ -442,10 +464,7 @@ fn salesforce_config(stand_in: &MockServer) -> String {
                 stand_in.uri()
             ),
         )
-        .edit_first(
-            "[enrichment]\n",
-            "[enrichment]\nproviders = [\"crm\"]\n",
-        )
+        .edit_first("[enrichment]\n", "[enrichment]\nproviders = [\"crm\"]\n")
         + "\n[enrichment.crm]\nsource = \"salesforce\"\nbudget_ms = 2000\n"
 }
 
@@ -482,7 +501,10 @@ async fn mount_query(stand_in: &MockServer, soql: &str, records: Value) {
     Mock::given(method("GET"))
         .and(path(QUERY))
         .and(query_param("q", soql))
-        .and(header("authorization", format!("Bearer {ACCESS_TOKEN}").as_str()))
+        .and(header(
+            "authorization",
+            format!("Bearer {ACCESS_TOKEN}").as_str(),
+        ))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "totalSize": total, "done": true, "records": records,
         })))
@@ -494,7 +516,10 @@ async fn mount_query(stand_in: &MockServer, soql: &str, records: Value) {
 async fn start_salesforce(stand_in: &MockServer) -> Server {
     Server::start_with_env(
         &salesforce_config(stand_in),
-        &[("SF_CLIENT_ID", CLIENT_ID), ("SF_CLIENT_SECRET", CLIENT_SECRET)],
+        &[
+            ("SF_CLIENT_ID", CLIENT_ID),
+            ("SF_CLIENT_SECRET", CLIENT_SECRET),
+        ],
     )
     .await
 }

@@ -637,7 +637,10 @@ impl<'a> Client<'a> {
             200..=299 => Ok(Reply::Json(
                 serde_json::from_str(&text).unwrap_or(Value::Null),
             )),
-            404 | 409 => Ok(Reply::Status(status, leadrelay_crm::hubspot::error_detail(&text, self.email))),
+            404 | 409 => Ok(Reply::Status(
+                status,
+                leadrelay_crm::hubspot::error_detail(&text, self.email),
+            )),
             _ => Err(AttemptFailed {
                 error: NotifyError::Rejected {
                     channel: CHANNEL.into(),

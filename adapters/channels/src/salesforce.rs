@@ -159,7 +159,6 @@ impl Salesforce {
         }
         Ok(())
     }
-
 }
 
 /// A token failure under the delivery rules: a refused grant is a misconfiguration, a 5xx,
@@ -269,7 +268,12 @@ impl Call<'_> {
         missing: Missing,
         what: &str,
     ) -> Result<Answer, Failure> {
-        let token = self.sf.tokens.token(self.http).await.map_err(token_failure)?;
+        let token = self
+            .sf
+            .tokens
+            .token(self.http)
+            .await
+            .map_err(token_failure)?;
         let mut response = self.send(&method, path, body, &token).await?;
         if response.status().as_u16() == 401 {
             tracing::info!(

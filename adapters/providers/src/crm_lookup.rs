@@ -65,7 +65,8 @@ pub fn from_config(
 /// The CRM and its credentials.
 enum Backend {
     Hubspot(hubspot::Api),
-    Salesforce(salesforce::Tokens),
+    // Boxed: the token cache holds the whole [notify.salesforce] section.
+    Salesforce(Box<salesforce::Tokens>),
 }
 
 /// The provider.
@@ -147,7 +148,7 @@ impl CrmLookup {
                     .filter_map(|r| Some((r.salesforce_user_id.clone()?, r.id.clone())))
                     .collect();
                 (
-                    Backend::Salesforce(salesforce::Tokens::from_config(notify)),
+                    Backend::Salesforce(Box::new(salesforce::Tokens::from_config(notify))),
                     owners,
                 )
             }

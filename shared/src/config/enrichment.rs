@@ -365,11 +365,7 @@ impl EnrichmentConfig {
             ));
         }
         if section.breaker_failures == 0 {
-            return Err(v.invalid(
-                span,
-                "enrichment.crm.breaker_failures",
-                "must be above 0",
-            ));
+            return Err(v.invalid(span, "enrichment.crm.breaker_failures", "must be above 0"));
         }
         let configured = match section.source {
             CrmSource::Hubspot => notify.hubspot.is_some(),
@@ -611,8 +607,10 @@ budget_ms = 300
             "{error}"
         );
         let hubspot = "[notify.hubspot]\ntoken_env = \"HUBSPOT_TOKEN\"";
-        let config = with(&format!("[enrichment.crm]\nsource = \"hubspot\"\n\n{hubspot}"))
-            .expect("valid");
+        let config = with(&format!(
+            "[enrichment.crm]\nsource = \"hubspot\"\n\n{hubspot}"
+        ))
+        .expect("valid");
         assert_eq!(config.enrichment.configured_providers(), ["crm"]);
         let crm = config.enrichment.crm.as_ref().expect("section").get_ref();
         assert_eq!(crm.source, CrmSource::Hubspot);
@@ -624,7 +622,10 @@ budget_ms = 300
             "[enrichment.crm]\nsource = \"hubspot\"\nbudget_ms = 0\n\n{hubspot}"
         ))
         .expect_err("0");
-        assert!(error.contains("enrichment.crm.budget_ms: must be above 0"), "{error}");
+        assert!(
+            error.contains("enrichment.crm.budget_ms: must be above 0"),
+            "{error}"
+        );
         let error = with(&format!(
             "[enrichment.crm]\nsource = \"salesforce\"\n\n{hubspot}"
         ))

@@ -45,7 +45,7 @@ ADAPTERS="leadrelay-web leadrelay-channels leadrelay-email leadrelay-providers l
         forbid "leadrelay-$fn" "the $fn stage calls only DynamoDB and SQS" \
             reqwest axum lambda_http lettre maxminddb governor aws-sdk-sesv2 aws-sdk-sns \
             leadrelay-web leadrelay-channels leadrelay-email leadrelay-providers leadrelay-geoip leadrelay-sqlite \
-            leadrelay-https
+            leadrelay-https leadrelay-crm
     done
     forbid leadrelay-enrich "enrich calls the enrichment providers, nothing else outside AWS" \
         axum lambda_http lettre maxminddb governor aws-sdk-sesv2 aws-sdk-sns \
@@ -55,7 +55,8 @@ ADAPTERS="leadrelay-web leadrelay-channels leadrelay-email leadrelay-providers l
     for fn in ingest claim; do
         forbid "leadrelay-$fn" "the HTTP functions deliver no alerts and enrich nothing" \
             lettre maxminddb governor aws-sdk-sesv2 aws-sdk-sns \
-            leadrelay-channels leadrelay-email leadrelay-providers leadrelay-geoip leadrelay-sqlite
+            leadrelay-channels leadrelay-email leadrelay-providers leadrelay-geoip leadrelay-sqlite \
+            leadrelay-crm
     done
     # One TLS crypto library: every HTTPS client (the AWS SDK's, reqwest's through
     # leadrelay-https, lettre's) runs on ring; a second provider is a second copy of crypto.
@@ -72,11 +73,18 @@ ADAPTERS="leadrelay-web leadrelay-channels leadrelay-email leadrelay-providers l
     fi
     # One concern per adapter: an adapter does not reach into another (the AWS crate's
     # `enrich`/`notify` features compose them for the Lambdas, so it is the exception).
+    # leadrelay-https and leadrelay-crm are not in $ADAPTERS: they are the shared layer below
+    # them (the TLS setting; the HubSpot and Salesforce clients that both the write-back in
+    # channels and the owner lookup in providers call), and depend on no adapter themselves.
     for adapter in $ADAPTERS; do
         [ "$adapter" = leadrelay-aws ] && continue
         others=$(echo $ADAPTERS | tr ' ' '\n' | grep -vx "$adapter")
         forbid "$adapter" "one concern per adapter crate" $others
     done
+    for shared in leadrelay-https leadrelay-crm; do
+        forbid "$shared" "a shared adapter depends on no other adapter" $ADAPTERS
+    done
+    forbid leadrelay-https "the TLS setting knows no CRM" leadrelay-crm
 }
 
 # Each crate states its layer in its Cargo.toml.

@@ -14,6 +14,7 @@ mod claim_policy;
 mod conformance;
 mod conversation_fetch;
 mod crash_recovery;
+mod crm_lookup;
 mod duplicates;
 mod email;
 mod enrichment_outage;

@@ -637,12 +637,15 @@ impl<'a> Client<'a> {
             200..=299 => Ok(Reply::Json(
                 serde_json::from_str(&text).unwrap_or(Value::Null),
             )),
-            404 | 409 => Ok(Reply::Status(status, detail(&text, self.email))),
+            404 | 409 => Ok(Reply::Status(
+                status,
+                leadrelay_crm::hubspot::error_detail(&text, self.email),
+            )),
             _ => Err(AttemptFailed {
                 error: NotifyError::Rejected {
                     channel: CHANNEL.into(),
                     status,
-                    detail: detail(&text, self.email),
+                    detail: leadrelay_crm::hubspot::error_detail(&text, self.email),
                 },
                 retry_after,
                 // A 4xx was refused before anything was applied (429 included); a 408 or
@@ -651,55 +654,6 @@ impl<'a> Client<'a> {
             }),
         }
     }
-}
-
-/// HubSpot's error as the logs and the dead-letter queue keep it: its category, message
-/// and the scopes it asks for, without the prospect's e-mail address.
-fn detail(body: &str, email: &str) -> String {
-    let detail = match serde_json::from_str::<Value>(body) {
-        Ok(error) => {
-            let field = |name: &str| error.get(name).and_then(Value::as_str).unwrap_or("");
-            let mut detail = match (field("category"), field("message")) {
-                ("", message) => message.to_owned(),
-                (category, message) => format!("{category}: {message}"),
-            };
-            let scopes: Vec<&str> = error
-                .get("errors")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.pointer("/context/requiredGranularScopes"))
-                .filter_map(Value::as_array)
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            if !scopes.is_empty() {
-                detail.push_str(&format!(" (required scopes: {})", scopes.join(", ")));
-            }
-            detail
-        }
-        Err(_) => body.trim().to_owned(),
-    };
-    let detail = without(&detail, email);
-    leadrelay_shared::render::truncate(&detail, 300)
-}
-
-/// `text` with every occurrence of `secret` (ASCII case ignored) replaced.
-fn without(text: &str, secret: &str) -> String {
-    if secret.is_empty() {
-        return text.to_owned();
-    }
-    // ASCII lower-casing keeps byte offsets, so positions found in the copy hold in `text`.
-    let (haystack, needle) = (text.to_ascii_lowercase(), secret.to_ascii_lowercase());
-    let mut out = String::with_capacity(text.len());
-    let mut at = 0;
-    while let Some(found) = haystack[at..].find(&needle) {
-        out.push_str(&text[at..at + found]);
-        out.push_str("<the prospect's e-mail>");
-        at += found + needle.len();
-    }
-    out.push_str(&text[at..]);
-    out
 }
 
 /// The contact properties the lead knows, non-empty (an empty value would clear HubSpot's).
@@ -737,14 +691,9 @@ fn describe(target: &HubspotTarget) -> String {
     parts.join(", ")
 }
 
-/// A record's `id`, as HubSpot answers it (a string).
+/// A record's `id`, as HubSpot answers it.
 fn object_id(body: &Value) -> Result<String, NotifyError> {
-    body.get("id")
-        .and_then(|id| match id {
-            Value::String(id) if !id.is_empty() => Some(id.clone()),
-            Value::Number(id) => Some(id.to_string()),
-            _ => None,
-        })
+    leadrelay_crm::hubspot::object_id(body)
         .ok_or_else(|| unexpected("an answer without the record's id"))
 }
 
@@ -860,42 +809,5 @@ mod tests {
                 "{policy:?} {contact:?}"
             );
         }
-    }
-
-    #[test]
-    fn hubspots_errors_keep_their_category_message_and_missing_scopes() {
-        let forbidden = json!({
-            "status": "error",
-            "message": "This app hasn't been granted all required scopes to make this call.",
-            "correlationId": "b7e9d4f2-1c3a-4f5e-9d8b-6a7c5e4d3b2a",
-            "errors": [{"message": "One or more of the following scopes are required.",
-                        "context": {"requiredGranularScopes": ["crm.objects.contacts.read"]}}],
-            "links": {"scopes": "https://developers.hubspot.com/scopes"},
-            "category": "MISSING_SCOPES",
-        });
-        assert_eq!(
-            detail(&forbidden.to_string(), "tom@x.example"),
-            "MISSING_SCOPES: This app hasn't been granted all required scopes to make this call. \
-             (required scopes: crm.objects.contacts.read)"
-        );
-        assert_eq!(
-            detail(
-                "<html>Bad gateway for tom@x.example</html>",
-                "tom@x.example"
-            ),
-            "<html>Bad gateway for <the prospect's e-mail></html>"
-        );
-    }
-
-    #[test]
-    fn errors_never_carry_the_prospects_address() {
-        assert_eq!(
-            without(
-                "Tom.Baker@x.example is bad; tom.baker@X.example!",
-                "tom.baker@x.example"
-            ),
-            "<the prospect's e-mail> is bad; <the prospect's e-mail>!"
-        );
-        assert_eq!(without("nothing here", "a@b.c"), "nothing here");
     }
 }

@@ -32,60 +32,41 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use jiff::{SignedDuration, Timestamp};
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::Method;
-use secrecy::{ExposeSecret, SecretString};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
+use leadrelay_crm::salesforce::{error_detail as salesforce_error, Token, Tokens};
+use leadrelay_crm::CallError;
 use leadrelay_shared::config::{
-    is_salesforce_owner_id, is_salesforce_queue_id, SalesforceAuth, SalesforceConfig,
-    SalesforceOwnerPolicy,
+    is_salesforce_owner_id, is_salesforce_queue_id, SalesforceConfig, SalesforceOwnerPolicy,
 };
-use leadrelay_shared::ports::{Clock, NotifyError, SystemClock};
+use leadrelay_shared::ports::{Clock, NotifyError};
 use leadrelay_shared::salesforce::SalesforceWrite;
 
 use crate::delivery::{self, DeliveryPolicy, Failure};
 
 const CHANNEL: &str = "salesforce";
 const JSON: &str = "application/json";
-const FORM: &str = "application/x-www-form-urlencoded";
-const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-/// The JWT's validity: Salesforce wants `exp` within 3 minutes.
-const ASSERTION_LIFETIME: SignedDuration = SignedDuration::from_secs(120);
-/// Characters of Salesforce's own error text kept in a failure.
-const DETAIL_LIMIT: usize = 300;
-
-/// An access token and the instance it works on.
-#[derive(Clone)]
-struct Token {
-    access: SecretString,
-    /// `instance_url` from the token answer: the REST API's base.
-    instance: String,
-    /// When it is no longer used (by the clock, `token_lifetime` after it was issued).
-    expires_at: Timestamp,
-}
 
 /// The `[notify.salesforce]` client, with its cached token.
 pub struct Salesforce {
     config: SalesforceConfig,
-    clock: Arc<dyn Clock>,
-    /// One token for every delivery; the lock also makes concurrent refreshes one request.
-    token: tokio::sync::Mutex<Option<Token>>,
+    /// One token for every delivery (`leadrelay-crm` keeps and refreshes it).
+    tokens: Tokens,
 }
 
 impl Salesforce {
     pub fn from_config(config: &SalesforceConfig) -> Self {
         Salesforce {
             config: config.clone(),
-            clock: Arc::new(SystemClock),
-            token: tokio::sync::Mutex::new(None),
+            tokens: Tokens::from_config(config),
         }
     }
 
     /// The clock token lifetimes and JWT expiries are read from.
     pub fn set_clock(&mut self, clock: Arc<dyn Clock>) {
-        self.clock = clock;
+        self.tokens.set_clock(clock);
     }
 
     /// Upserts the Lead (with the owner `write.owner_policy` allows), then the Task.
@@ -178,141 +159,40 @@ impl Salesforce {
         }
         Ok(())
     }
-
-    /// The cached token while it is fresh, else a new one.
-    async fn token(&self, http: &reqwest::Client) -> Result<Token, Failure> {
-        let mut slot = self.token.lock().await;
-        if let Some(token) = slot.as_ref() {
-            if self.clock.now() < token.expires_at {
-                return Ok(token.clone());
-            }
-        }
-        let token = self.request_token(http).await?;
-        *slot = Some(token.clone());
-        Ok(token)
-    }
-
-    /// A new token in place of `refused`, unless another call replaced it meanwhile.
-    async fn refresh(&self, http: &reqwest::Client, refused: &Token) -> Result<Token, Failure> {
-        let mut slot = self.token.lock().await;
-        if let Some(token) = slot.as_ref() {
-            if token.access.expose_secret() != refused.access.expose_secret()
-                && self.clock.now() < token.expires_at
-            {
-                return Ok(token.clone());
-            }
-        }
-        *slot = None;
-        let token = self.request_token(http).await?;
-        *slot = Some(token.clone());
-        Ok(token)
-    }
-
-    /// The grant, posted as a form to the token endpoint.
-    async fn request_token(&self, http: &reqwest::Client) -> Result<Token, Failure> {
-        let config = &self.config;
-        let now = self.clock.now();
-        let body = self.grant(now)?;
-        let url = format!("{}/services/oauth2/token", config.login_url);
-        let response = http
-            .post(&url)
-            .header(CONTENT_TYPE, FORM)
-            .header(ACCEPT, JSON)
-            .body(body)
-            .send()
-            .await
-            .map_err(unreachable)?;
-        let status = response.status().as_u16();
-        let retry_after = delivery::retry_after(response.headers());
-        let answer: Value = response.json().await.unwrap_or(Value::Null);
-        if !(200..300).contains(&status) {
-            // OAuth's own error shape: {"error": "invalid_grant", "error_description": "..."}.
-            let code = answer["error"].as_str().unwrap_or("unknown_error");
-            let description = answer["error_description"].as_str().unwrap_or_default();
-            let detail = format!(
-                "token request refused ({status}): {code}: {}",
-                mask(description)
-            );
-            let error = if status >= 500 || status == 429 || status == 408 {
-                NotifyError::Rejected {
-                    channel: CHANNEL.into(),
-                    status,
-                    detail: leadrelay_shared::render::truncate(&detail, DETAIL_LIMIT),
-                }
-            } else {
-                // A wrong key, secret, user or app setting: no retry can fix it.
-                NotifyError::Misconfigured {
-                    channel: CHANNEL.into(),
-                    detail: leadrelay_shared::render::truncate(&detail, DETAIL_LIMIT),
-                }
-            };
-            return Err(Failure { error, retry_after });
-        }
-        let access = answer["access_token"]
-            .as_str()
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| misconfigured("the token answer has no access_token"))?;
-        let instance = answer["instance_url"]
-            .as_str()
-            .and_then(instance_base)
-            .ok_or_else(|| {
-                misconfigured("the token answer has no usable instance_url (https required)")
-            })?;
-        Ok(Token {
-            access: SecretString::from(access.to_owned()),
-            instance,
-            expires_at: now
-                + SignedDuration::try_from(config.token_lifetime.0).unwrap_or(SignedDuration::ZERO),
-        })
-    }
-
-    /// The token request's form: the client-credentials grant, or the JWT bearer grant with
-    /// its assertion signed now.
-    fn grant(&self, now: Timestamp) -> Result<String, Failure> {
-        let config = &self.config;
-        let client_id = config
-            .client_id
-            .as_ref()
-            .ok_or_else(|| misconfigured("no client id (notify.salesforce.client_id_env)"))?;
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        match config.auth {
-            SalesforceAuth::ClientCredentials => {
-                let secret = config.client_secret.as_ref().ok_or_else(|| {
-                    misconfigured("no client secret (notify.salesforce.client_secret_env)")
-                })?;
-                form.append_pair("grant_type", "client_credentials")
-                    .append_pair("client_id", client_id.expose_secret())
-                    .append_pair("client_secret", secret.expose_secret());
-            }
-            SalesforceAuth::JwtBearer => {
-                let key = config.private_key.as_ref().ok_or_else(|| {
-                    misconfigured("no private key (notify.salesforce.private_key_env)")
-                })?;
-                let claims = json!({
-                    "iss": client_id.expose_secret(),
-                    "sub": config.username.as_deref().unwrap_or_default(),
-                    "aud": config.audience(),
-                    "exp": (now + ASSERTION_LIFETIME).as_second(),
-                });
-                let assertion = leadrelay_shared::jwt::sign_rs256(key, &claims)
-                    .map_err(|e| misconfigured(&e.to_string()))?;
-                form.append_pair("grant_type", JWT_BEARER)
-                    .append_pair("assertion", &assertion);
-            }
-        }
-        Ok(form.finish())
-    }
 }
 
-/// A failure no retry can fix: the configuration or the org's setup is wrong.
-fn misconfigured(detail: &str) -> Failure {
-    Failure {
-        error: NotifyError::Misconfigured {
-            channel: CHANNEL.into(),
-            detail: detail.into(),
-        },
-        retry_after: None,
-    }
+/// A token failure under the delivery rules: a refused grant is a misconfiguration, a 5xx,
+/// 408 or 429 passes on a retry, no answer is unreachable.
+fn token_failure(error: CallError) -> Failure {
+    let (error, retry_after) = match error {
+        CallError::Unreachable { detail } => (
+            NotifyError::Unreachable {
+                channel: CHANNEL.into(),
+                detail,
+            },
+            None,
+        ),
+        CallError::Refused {
+            status,
+            detail,
+            retry_after,
+        } => (
+            NotifyError::Rejected {
+                channel: CHANNEL.into(),
+                status,
+                detail,
+            },
+            retry_after,
+        ),
+        CallError::Misconfigured(detail) => (
+            NotifyError::Misconfigured {
+                channel: CHANNEL.into(),
+                detail,
+            },
+            None,
+        ),
+    };
+    Failure { error, retry_after }
 }
 
 /// The Lead as it stands in Salesforce.
@@ -388,14 +268,24 @@ impl Call<'_> {
         missing: Missing,
         what: &str,
     ) -> Result<Answer, Failure> {
-        let token = self.sf.token(self.http).await?;
+        let token = self
+            .sf
+            .tokens
+            .token(self.http)
+            .await
+            .map_err(token_failure)?;
         let mut response = self.send(&method, path, body, &token).await?;
         if response.status().as_u16() == 401 {
             tracing::info!(
                 channel = CHANNEL,
                 "the access token was refused; asking for a new one"
             );
-            let token = self.sf.refresh(self.http, &token).await?;
+            let token = self
+                .sf
+                .tokens
+                .refresh(self.http, &token)
+                .await
+                .map_err(token_failure)?;
             response = self.send(&method, path, body, &token).await?;
         }
         judge(response, missing, what).await
@@ -408,15 +298,7 @@ impl Call<'_> {
         body: Option<&Value>,
         token: &Token,
     ) -> Result<reqwest::Response, Failure> {
-        let mut bearer = HeaderValue::from_str(&format!("Bearer {}", token.access.expose_secret()))
-            .map_err(|_| Failure {
-                error: NotifyError::Misconfigured {
-                    channel: CHANNEL.into(),
-                    detail: "the access token is not a valid header value".into(),
-                },
-                retry_after: None,
-            })?;
-        bearer.set_sensitive(true);
+        let bearer = token.bearer().map_err(token_failure)?;
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", token.instance))
@@ -429,7 +311,10 @@ impl Call<'_> {
                 .header("Sforce-Auto-Assign", "FALSE")
                 .body(serde_json::to_vec(body).unwrap_or_default());
         }
-        request.send().await.map_err(unreachable)
+        request
+            .send()
+            .await
+            .map_err(|e| token_failure(leadrelay_crm::unreachable(&e)))
     }
 }
 
@@ -480,38 +365,6 @@ async fn judge(
     }))
 }
 
-/// The first error of Salesforce's `[{"message", "errorCode", "fields"}]` as
-/// `(errorCode, "errorCode: message (fields ...)")`, e-mail addresses masked and cut.
-fn salesforce_error(body: &Value) -> (String, String) {
-    let first = body.as_array().and_then(|a| a.first()).unwrap_or(body);
-    let code = first["errorCode"]
-        .as_str()
-        .unwrap_or("UNKNOWN_ERROR")
-        .to_owned();
-    let mut detail = format!("{code}: {}", mask(first["message"].as_str().unwrap_or("")));
-    if let Some(fields) = first["fields"].as_array().filter(|f| !f.is_empty()) {
-        let names: Vec<&str> = fields.iter().filter_map(Value::as_str).collect();
-        detail.push_str(&format!(" (fields {})", names.join(", ")));
-    }
-    let extra = body.as_array().map_or(0, |a| a.len().saturating_sub(1));
-    if extra > 0 {
-        detail.push_str(&format!(" and {extra} more"));
-    }
-    (
-        code,
-        leadrelay_shared::render::truncate(&detail, DETAIL_LIMIT),
-    )
-}
-
-/// Salesforce's messages may quote a value (an invalid address, a duplicate's e-mail): any
-/// word with an `@` is masked, so the prospect's address never reaches logs or dead letters.
-fn mask(text: &str) -> String {
-    text.split(' ')
-        .map(|word| if word.contains('@') { "[e-mail]" } else { word })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// A record id from an answer (`id` from an upsert or create, `Id` from a record).
 fn record_id(body: &Value) -> Option<String> {
     body["id"]
@@ -519,17 +372,6 @@ fn record_id(body: &Value) -> Option<String> {
         .or(body["Id"].as_str())
         .filter(|id| matches!(id.len(), 15 | 18) && id.chars().all(|c| c.is_ascii_alphanumeric()))
         .map(str::to_owned)
-}
-
-/// `instance_url` as a REST base: https (plain http only on a loopback host), no credentials.
-fn instance_base(text: &str) -> Option<String> {
-    let url = url::Url::parse(text).ok()?;
-    let loopback = matches!(url.host(), Some(url::Host::Domain("localhost")))
-        || matches!(url.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
-        || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback());
-    let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
-    (scheme_ok && url.username().is_empty() && url.password().is_none() && url.query().is_none())
-        .then(|| text.trim_end_matches('/').to_owned())
 }
 
 /// A value as one URL path segment.
@@ -540,52 +382,13 @@ fn segment(value: &str) -> String {
         .replace('+', "%20")
 }
 
-/// A request that got no answer: reqwest's text can hold the URL, so only its kind is kept.
-fn unreachable(e: reqwest::Error) -> Failure {
-    let detail = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    Failure {
-        error: NotifyError::Unreachable {
-            channel: CHANNEL.into(),
-            detail: detail.into(),
-        },
-        retry_after: None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
-    fn errors_keep_the_code_and_fields_and_mask_addresses() {
-        let body = json!([
-            {"message": "Email: invalid email address: tom@@initech.example", "errorCode": "INVALID_EMAIL_ADDRESS", "fields": ["Email"]},
-            {"message": "second", "errorCode": "X", "fields": []}
-        ]);
-        let (code, detail) = salesforce_error(&body);
-        assert_eq!(code, "INVALID_EMAIL_ADDRESS");
-        assert_eq!(
-            detail,
-            "INVALID_EMAIL_ADDRESS: Email: invalid email address: [e-mail] (fields Email) and 1 more"
-        );
-        assert_eq!(salesforce_error(&Value::Null).0, "UNKNOWN_ERROR");
-    }
-
-    #[test]
-    fn instance_urls_and_path_segments_are_safe() {
-        assert_eq!(
-            instance_base("https://acme.my.salesforce.com/").as_deref(),
-            Some("https://acme.my.salesforce.com")
-        );
-        assert!(instance_base("http://acme.my.salesforce.com").is_none());
-        assert!(instance_base("http://127.0.0.1:9").is_some());
-        assert!(instance_base("https://u:p@acme.example").is_none());
+    fn path_segments_and_record_ids_are_safe() {
         assert_eq!(segment("a/b c+d"), "a%2Fb%20c%2Bd");
         assert_eq!(
             record_id(&json!({"id": "00Q5e00000AbCdEAAV"})).as_deref(),

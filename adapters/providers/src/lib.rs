@@ -1,9 +1,11 @@
 //! leadrelay's enrichment providers that call out over HTTP: a firmographics API
-//! ([`http_api`], shaped like Clearbit's company lookup) and the conversation behind a
-//! transcript URL ([`transcript`]). Adapter layer: they implement the core's
+//! ([`http_api`], shaped like Clearbit's company lookup), the conversation behind a
+//! transcript URL ([`transcript`]) and the prospect's existing owner in HubSpot or Salesforce
+//! ([`crm_lookup`]). Adapter layer: they implement the core's
 //! [`EnrichmentProvider`](leadrelay_shared::enrichment::EnrichmentProvider) port.
 
 pub mod breaker;
+pub mod crm_lookup;
 pub mod http_api;
 pub mod transcript;
 
@@ -38,6 +40,7 @@ pub fn from_config(
                 c.get_ref(),
                 default_ms,
             )?),
+            (providers::CRM, _) => crm_lookup::from_config(config, &cache)?,
             _ => http_api::from_config(enrichment, name, &cache)?,
         };
         list.push(built.ok_or_else(|| SetupError {

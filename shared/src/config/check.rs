@@ -79,6 +79,7 @@ impl Validator<'_> {
         config.validation.check(self, &queue_ids)?;
         config.routing.check_merge_window(self)?;
         config.enrichment.check(self, &rep_ids, env)?;
+        config.enrichment.check_crm(self, &config.notify)?;
         sources::check_transcript_hosts(self, &config.sources)?;
         sources::check_conversations(self, &config.sources, &config.enrichment)?;
         let tiers = config.qualification.check(self)?;

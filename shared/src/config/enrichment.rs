@@ -9,7 +9,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::load::{self, Env};
-use super::providers::{self, GeoipConfig, HttpProviderConfig, TranscriptConfig};
+use super::providers::{
+    self, CrmLookupConfig, CrmSource, GeoipConfig, HttpProviderConfig, TranscriptConfig,
+};
 use super::rules::is_country_code;
 use super::{Config, ConfigError, Validator};
 
@@ -37,6 +39,8 @@ pub struct EnrichmentConfig {
     pub transcript: Option<Spanned<TranscriptConfig>>,
     /// `[[enrichment.http]]`: firmographics APIs looked up by company domain.
     pub http: Vec<Spanned<HttpProviderConfig>>,
+    /// `[enrichment.crm]`: the prospect's existing owner, looked up in HubSpot or Salesforce.
+    pub crm: Option<Spanned<CrmLookupConfig>>,
     /// `[enrichment.form_fields]`: which form fields hold what the prospect stated about their
     /// company, and how far it is trusted.
     pub form_fields: StatedFieldsConfig,
@@ -94,6 +98,9 @@ impl EnrichmentConfig {
         if self.transcript.is_some() {
             names.push(providers::TRANSCRIPT.to_owned());
         }
+        if self.crm.is_some() {
+            names.push(providers::CRM.to_owned());
+        }
         names.extend(self.http.iter().map(|h| h.get_ref().name.clone()));
         names
     }
@@ -128,6 +135,7 @@ impl Default for EnrichmentConfig {
             geoip: None,
             transcript: None,
             http: Vec::new(),
+            crm: None,
         }
     }
 }
@@ -323,6 +331,55 @@ impl EnrichmentConfig {
             if !listed.insert(name.get_ref().as_str()) {
                 return Err(v.invalid(name.span(), key, "listed twice"));
             }
+        }
+        Ok(())
+    }
+
+    /// `[enrichment.crm]`: its budget and breaker, and the CRM's credentials configured where
+    /// the write-back keeps them.
+    pub(super) fn check_crm(
+        &self,
+        v: &Validator<'_>,
+        notify: &super::NotifyConfig,
+    ) -> Result<(), ConfigError> {
+        let Some(crm) = &self.crm else {
+            return Ok(());
+        };
+        if let Some(index) = self
+            .http
+            .iter()
+            .position(|h| h.get_ref().name == providers::CRM)
+        {
+            return Err(v.invalid(
+                self.http[index].span(),
+                format!("enrichment.http[{index}].name"),
+                "\"crm\" names the [enrichment.crm] lookup: choose another name",
+            ));
+        }
+        let (span, section) = (crm.span(), crm.get_ref());
+        if section.budget_ms == Some(0) {
+            return Err(v.invalid(
+                span,
+                "enrichment.crm.budget_ms",
+                "must be above 0 (leave it out for provider_budget_ms)",
+            ));
+        }
+        if section.breaker_failures == 0 {
+            return Err(v.invalid(span, "enrichment.crm.breaker_failures", "must be above 0"));
+        }
+        let configured = match section.source {
+            CrmSource::Hubspot => notify.hubspot.is_some(),
+            CrmSource::Salesforce => notify.salesforce.is_some(),
+        };
+        if !configured {
+            let name = section.source.as_str();
+            return Err(v.invalid(
+                span,
+                "enrichment.crm.source",
+                format!(
+                    "{name:?} needs [notify.{name}]: the lookup uses the credentials configured there"
+                ),
+            ));
         }
         Ok(())
     }
@@ -529,6 +586,57 @@ budget_ms = 300
         assert!(error.contains("no provider is configured"), "{error}");
         with("[enrichment]\nproviders = [\"transcript\"]\n\n[enrichment.transcript]")
             .expect("an empty section takes the defaults");
+    }
+
+    #[test]
+    fn the_crm_lookup_needs_the_crms_write_back_credentials() {
+        let env = |name: &str| (name == "HUBSPOT_TOKEN").then(|| "pat-1".to_owned());
+        let with = |sections: &str| {
+            let text = MINIMAL.replace(
+                "[routing]",
+                &format!("[enrichment]\nproviders = [\"crm\"]\n\n{sections}\n\n[routing]"),
+            );
+            Config::parse(&text, "x.toml", &env).map_err(|e| e.to_string())
+        };
+        let error = with("[enrichment.crm]\nsource = \"hubspot\"").expect_err("no hubspot");
+        assert!(
+            error.contains(
+                "enrichment.crm.source: \"hubspot\" needs [notify.hubspot]: the lookup uses the \
+                 credentials configured there"
+            ),
+            "{error}"
+        );
+        let hubspot = "[notify.hubspot]\ntoken_env = \"HUBSPOT_TOKEN\"";
+        let config = with(&format!(
+            "[enrichment.crm]\nsource = \"hubspot\"\n\n{hubspot}"
+        ))
+        .expect("valid");
+        assert_eq!(config.enrichment.configured_providers(), ["crm"]);
+        let crm = config.enrichment.crm.as_ref().expect("section").get_ref();
+        assert_eq!(crm.source, CrmSource::Hubspot);
+        assert_eq!(crm.cache_ttl.0, std::time::Duration::from_secs(600));
+        assert!(crm.company);
+        assert_eq!(crm.budget_ms, None);
+
+        let error = with(&format!(
+            "[enrichment.crm]\nsource = \"hubspot\"\nbudget_ms = 0\n\n{hubspot}"
+        ))
+        .expect_err("0");
+        assert!(
+            error.contains("enrichment.crm.budget_ms: must be above 0"),
+            "{error}"
+        );
+        let error = with(&format!(
+            "[enrichment.crm]\nsource = \"salesforce\"\n\n{hubspot}"
+        ))
+        .expect_err("no salesforce");
+        assert!(error.contains("needs [notify.salesforce]"), "{error}");
+        let error = with(&format!(
+            "[enrichment.crm]\nsource = \"hubspot\"\n\n[[enrichment.http]]\nname = \"crm\"\n\
+             url = \"https://a.example/{{domain}}\"\n\n{hubspot}"
+        ))
+        .expect_err("name taken");
+        assert!(error.contains("enrichment.http[0].name"), "{error}");
     }
 
     #[test]

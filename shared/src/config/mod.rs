@@ -41,7 +41,9 @@ pub use notify::{
 };
 pub use operations::OperationsConfig;
 pub use pipeline::{PipelineConfig, MAX_RETRY_STEP};
-pub use providers::{FieldPointers, GeoipConfig, HttpProviderConfig, TranscriptConfig};
+pub use providers::{
+    CrmLookupConfig, CrmSource, FieldPointers, GeoipConfig, HttpProviderConfig, TranscriptConfig,
+};
 pub use qualification::{BehaviourConfig, QualificationConfig, SeniorityLevel, TierConfig};
 pub use rules::{
     Conditions, NamedAccount, RoutingConfig, RuleConfig, TargetConfig, DEFAULT_MERGE_WINDOW_HOURS,

@@ -12,6 +12,66 @@ use serde::Deserialize;
 pub const GEOIP: &str = "geoip";
 /// The name `[enrichment] providers` lists for the transcript fetcher.
 pub const TRANSCRIPT: &str = "transcript";
+/// The name `[enrichment] providers` lists for the CRM owner lookup.
+pub const CRM: &str = "crm";
+
+/// `[enrichment.crm] source`: the CRM the prospect is looked up in, with the credentials its
+/// write-back section already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrmSource {
+    /// `[notify.hubspot]`'s private app token: the contact by e-mail, then the company by
+    /// domain (CRM search API); owners matched to the reps' `hubspot_owner_id`.
+    Hubspot,
+    /// `[notify.salesforce]`'s connected app: the Contact (its Account's owner), then an
+    /// unconverted Lead by e-mail, then the Account by website domain (SOQL); owners matched to
+    /// the reps' `salesforce_user_id`.
+    Salesforce,
+}
+
+impl CrmSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrmSource::Hubspot => "hubspot",
+            CrmSource::Salesforce => "salesforce",
+        }
+    }
+}
+
+/// `[enrichment.crm]`: the existing owner of the prospect's contact or company, looked up in
+/// the CRM within the lead's enrichment budget.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrmLookupConfig {
+    pub source: CrmSource,
+    /// The most the lookup (every query of it) may take per lead; `[enrichment]
+    /// provider_budget_ms` if unset.
+    #[serde(default)]
+    pub budget_ms: Option<u64>,
+    /// How long the CRM's answer to one question (the contact with this e-mail address, the
+    /// company with this domain; "none" too) is kept in the lead store; `"0s"` turns caching
+    /// off. Owners change: keep it short.
+    #[serde(default = "default_crm_cache_ttl")]
+    pub cache_ttl: super::Interval,
+    /// Whether the company (account) is looked up by the e-mail's domain when the contact
+    /// gives no owner.
+    #[serde(default = "yes")]
+    pub company: bool,
+    /// Consecutive failed lookups that open the circuit breaker.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before one trial call.
+    #[serde(default = "default_breaker_cooldown_secs")]
+    pub breaker_cooldown_secs: u64,
+}
+
+fn default_crm_cache_ttl() -> super::Interval {
+    super::Interval::from_secs(600)
+}
+
+fn yes() -> bool {
+    true
+}
 
 /// One `[[enrichment.http]]` section.
 #[derive(Debug, Clone, Deserialize)]

@@ -58,6 +58,9 @@ pub struct Findings {
     pub account_owner: Option<String>,
     /// The conversation, fetched from `conversation_transcript_url`.
     pub transcript: Vec<Turn>,
+    /// What the provider found, in words, for the lead's report (`explain`): which record
+    /// answered, or why an answer was not taken. Never a secret.
+    pub note: Option<String>,
 }
 
 impl Findings {
@@ -172,10 +175,11 @@ impl Providers {
                     Err(_) => Err(ProviderError::TimedOut(millis(allowed))),
                 };
             let entry = match answer {
-                Ok(findings) => {
+                Ok(mut findings) => {
+                    let note = findings.note.take();
                     let filled = merge(&mut enrichment, &mut transcript, findings);
                     if filled.is_empty() {
-                        report(ProviderOutcome::NoMatch, String::new())
+                        report(ProviderOutcome::NoMatch, note.unwrap_or_default())
                     } else {
                         enrichment.sources.push(provider.name().to_owned());
                         for field in &filled {
@@ -183,7 +187,11 @@ impl Providers {
                                 .origins
                                 .insert((*field).to_owned(), provider.name().to_owned());
                         }
-                        report(ProviderOutcome::Answered, filled.join(", "))
+                        let detail = match note {
+                            Some(note) => format!("{} ({note})", filled.join(", ")),
+                            None => filled.join(", "),
+                        };
+                        report(ProviderOutcome::Answered, detail)
                     }
                 }
                 Err(error) => {

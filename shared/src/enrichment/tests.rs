@@ -254,3 +254,43 @@ async fn the_visitors_country_fills_the_country_only_when_the_company_has_none()
     assert_eq!(known.country.as_deref(), Some("US"));
     assert_eq!(known.visitor_country.as_deref(), Some("IE"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_providers_note_says_what_it_found_or_why_it_took_nothing() {
+    let found = Scripted::new(
+        "crm",
+        Duration::from_millis(5),
+        Ok(Findings {
+            account_owner: Some("dana".into()),
+            note: Some("contact 501 owned by 34 = rep dana".into()),
+            ..Findings::default()
+        }),
+    );
+    let (enrichment, _) = Providers::new(vec![budgeted(found, 300)])
+        .enrich(&lead(), local(), Duration::from_secs(1))
+        .await;
+    assert_eq!(enrichment.account_owner.as_deref(), Some("dana"));
+    let report = &enrichment.providers[0];
+    assert_eq!(report.outcome, ProviderOutcome::Answered);
+    assert_eq!(
+        report.detail,
+        "account_owner (contact 501 owned by 34 = rep dana)"
+    );
+
+    let unmapped = Scripted::new(
+        "crm",
+        Duration::from_millis(5),
+        Ok(Findings {
+            note: Some("owner 99 is no rep's".into()),
+            ..Findings::default()
+        }),
+    );
+    let (enrichment, _) = Providers::new(vec![budgeted(unmapped, 300)])
+        .enrich(&lead(), local(), Duration::from_secs(1))
+        .await;
+    assert_eq!(enrichment.account_owner, None);
+    let report = &enrichment.providers[0];
+    assert_eq!(report.outcome, ProviderOutcome::NoMatch);
+    assert_eq!(report.detail, "owner 99 is no rep's");
+    assert_eq!(enrichment.status, EnrichmentStatus::Complete);
+}

@@ -185,6 +185,29 @@ pub fn field_key(name: &str) -> String {
         .collect()
 }
 
+/// The language the prospect stated: `language` or `locale` in the capture's metadata, else a
+/// form field of that name; as written (`de`, `pt-BR`, `en_GB`), `None` when absent or blank.
+pub fn language(lead: &crate::model::Lead) -> Option<String> {
+    let text = |value: &serde_json::Value| {
+        value
+            .as_str()
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= 35)
+            .map(str::to_owned)
+    };
+    let metadata = &lead.capture.metadata.extra;
+    ["language", "locale"]
+        .iter()
+        .find_map(|name| metadata.get(*name).and_then(text))
+        .or_else(|| {
+            lead.capture.form_fields.iter().find_map(|(name, value)| {
+                matches!(field_key(name).as_str(), "language" | "locale")
+                    .then(|| text(value))
+                    .flatten()
+            })
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

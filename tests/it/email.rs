@@ -373,6 +373,95 @@ async fn during_hours_the_acknowledgement_promises_the_tiers_sla() {
     assert_eq!(m.reply_to.as_deref(), Some(address.as_str()));
 }
 
+/// A German wording for leads in German (stated by the lead, or its source's language).
+const GERMAN: &str = r#"smtp_tls = "none"
+
+[[notify.email.acknowledgements]]
+languages = ["de"]
+subject = "Danke{% if first_name %}, {{ first_name }}{% endif %}: wir haben Ihre Anfrage"
+text = """
+Hallo{% if first_name %} {{ first_name }}{% endif %},
+
+{% if within_minutes %}{{ owner_first_name or "Jemand aus unserem Team" }} meldet sich innerhalb von {{ within_minutes }} Minuten.{% else %}Wir melden uns am {{ opening_date }} um {{ opening_time }} ({{ time_zone }}).{% endif %}
+"""
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_acknowledgement_is_worded_for_the_leads_language_or_its_sources() {
+    let h = harness(DAY, &[("smtp_tls = \"none\"\n", GERMAN)]).await;
+    // In German, as the lead says (a regional tag is covered by its language).
+    let mut german = initech_lead("de", PROSPECT, h.now());
+    german
+        .capture
+        .metadata
+        .extra
+        .insert("language".into(), serde_json::json!("de-AT"));
+    h.route_and_notify(&german).await.expect("notified");
+    let acks = h.sink.mails_to(PROSPECT);
+    assert_eq!(acks.len(), 1);
+    let m = read(&acks[0]);
+    assert_eq!(m.subject, "Danke, Tom: wir haben Ihre Anfrage");
+    assert!(m.text.starts_with("Hallo Tom,"), "{}", m.text);
+    assert!(m.text.contains("innerhalb von 15 Minuten."), "{}", m.text);
+    assert!(m.html.contains("<p>Hallo Tom,</p>"), "{}", m.html);
+    // No language stated, none for the source: the built-in English wording.
+    h.route_and_notify(&initech_lead("en", "ann@initech.co.uk", h.now()))
+        .await
+        .expect("notified");
+    let m = read(&h.sink.mails_to("ann@initech.co.uk")[0]);
+    assert!(m.text.contains("within 15 minutes."), "{}", m.text);
+
+    // A German-only source: its leads are German unless they say otherwise.
+    let h = harness(
+        DAY,
+        &[
+            ("smtp_tls = \"none\"\n", GERMAN),
+            (
+                "id = \"website\"\n",
+                "id = \"website\"\nlanguage = \"de\"\n",
+            ),
+        ],
+    )
+    .await;
+    h.route_and_notify(&initech_lead("source-de", PROSPECT, h.now()))
+        .await
+        .expect("notified");
+    let m = read(&h.sink.mails_to(PROSPECT)[0]);
+    assert_eq!(m.subject, "Danke, Tom: wir haben Ihre Anfrage");
+}
+
+#[test]
+fn an_acknowledgement_template_is_checked_at_load_naming_its_key() {
+    let parse = |extra: &str| {
+        Config::parse(
+            &config_text(2525, &[("smtp_tls = \"none\"\n", extra)]),
+            "t.toml",
+            &|_| None,
+        )
+        .map(|_| ())
+    };
+    parse(GERMAN).expect("valid");
+    let typo = GERMAN.replace("{{ first_name }}}", "{{ firstname }}");
+    let typo = typo.replacen("{{ first_name }}", "{{ firstname }}", 1);
+    let error = parse(&typo).expect_err("an unknown variable").to_string();
+    assert!(
+        error.contains("notify.email.acknowledgements[0].subject") && error.contains("first_name"),
+        "{error}"
+    );
+    let broken = GERMAN.replacen("{% endif %}", "", 1);
+    let error = parse(&broken).expect_err("bad syntax").to_string();
+    assert!(
+        error.contains("notify.email.acknowledgements[0]"),
+        "{error}"
+    );
+    let bad_tag = GERMAN.replace("languages = [\"de\"]", "languages = [\"German\"]");
+    let error = parse(&bad_tag).expect_err("not a tag").to_string();
+    assert!(
+        error.contains("notify.email.acknowledgements[0].languages"),
+        "{error}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledgement_when_the_source_opts_out_or_switched_off() {
     let source = "id = \"website\"\n";

@@ -58,9 +58,49 @@ pub struct EmailConfig {
     /// `[[sources]] acknowledge = false`).
     #[serde(default = "yes")]
     pub acknowledge: bool,
+    /// `[[notify.email.acknowledgements]]`: the acknowledgement's wording per source and
+    /// language; the first that matches a lead is used, else the built-in English one.
+    #[serde(default)]
+    pub acknowledgements: Vec<AcknowledgementTemplate>,
     /// Resolved at load from the `*_env` variables.
     #[serde(skip)]
     pub smtp_credentials: Option<SmtpCredentials>,
+}
+
+/// One wording of the prospect acknowledgement: a subject and a plain-text body in Jinja
+/// syntax (`{{ first_name }}`, `{% if company %}…{% endif %}`), for leads from `sources` in
+/// `languages` (either list empty: any).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcknowledgementTemplate {
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Language tags as the lead states them (`de`, `pt-BR`); `de` also takes `de-AT`.
+    #[serde(default)]
+    pub languages: Vec<String>,
+    pub subject: String,
+    pub text: String,
+}
+
+impl AcknowledgementTemplate {
+    /// Whether this wording is for a lead from `source` in `language`.
+    pub fn matches(&self, source: &str, language: Option<&str>) -> bool {
+        let source_ok = self.sources.is_empty() || self.sources.iter().any(|s| s == source);
+        let language_ok = self.languages.is_empty()
+            || language.is_some_and(|tag| self.languages.iter().any(|l| language_covers(l, tag)));
+        source_ok && language_ok
+    }
+}
+
+/// Whether the configured tag `wanted` covers the lead's `tag`: the same tag, or its primary
+/// language (`de` covers `de-AT`), case and `_`/`-` aside.
+pub fn language_covers(wanted: &str, tag: &str) -> bool {
+    let norm = |t: &str| t.trim().replace('_', "-").to_ascii_lowercase();
+    let (wanted, tag) = (norm(wanted), norm(tag));
+    tag == wanted
+        || tag
+            .strip_prefix(&wanted)
+            .is_some_and(|rest| rest.starts_with('-'))
 }
 
 /// SMTP login, read from the environment; never logged.
@@ -139,6 +179,19 @@ impl EmailConfig {
                 ))
             }
         };
+        for (n, template) in self.acknowledgements.iter().enumerate() {
+            let key = |field: &str| format!("notify.email.acknowledgements[{n}].{field}");
+            if let Some(bad) = template.languages.iter().find(|l| !is_language_tag(l)) {
+                return Err((
+                    key("languages"),
+                    format!("{bad:?} is not a language tag (such as \"de\" or \"pt-BR\")"),
+                ));
+            }
+            crate::render::check_acknowledgement_template(&template.subject)
+                .map_err(|message| (key("subject"), message))?;
+            crate::render::check_acknowledgement_template(&template.text)
+                .map_err(|message| (key("text"), message))?;
+        }
         if self.smtp_credentials.is_some() && self.smtp_tls == SmtpTls::None {
             // A password over plain text would cross the network readable.
             return Err((
@@ -148,4 +201,13 @@ impl EmailConfig {
         }
         Ok(())
     }
+}
+
+/// A BCP 47-like tag: a 2–3 letter language, then subtags of letters and digits.
+fn is_language_tag(tag: &str) -> bool {
+    let mut parts = tag.split(['-', '_']);
+    let language = parts.next().unwrap_or_default();
+    (2..=3).contains(&language.len())
+        && language.chars().all(|c| c.is_ascii_alphabetic())
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
 }

@@ -87,6 +87,10 @@ pub struct SourceConfig {
     /// `[notify.email] acknowledge` is on).
     #[serde(default = "default_true")]
     pub acknowledge: bool,
+    /// The language of this source's leads when a lead does not state one (a German-only
+    /// form): picks the acknowledgement's wording (`[[notify.email.acknowledgements]]`).
+    #[serde(default)]
+    pub language: Option<String>,
     /// Resolved at load: the parsed keys, newest first as written.
     #[serde(skip)]
     pub keys: Vec<SigningKey>,

@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use crate::config::AcknowledgementTemplate;
 use crate::email::{Mailbox, OutgoingEmail};
 use crate::model::{Lead, Turn};
 use html_escape::{encode_double_quoted_attribute, encode_text};
@@ -465,8 +466,17 @@ pub fn acknowledgement(
     expectation: &Expectation,
     now: Timestamp,
     envelope: Envelope,
+    wording: Option<&AcknowledgementTemplate>,
 ) -> OutgoingEmail {
     let first = first_name(prospect_name(lead));
+    if let Some(wording) = wording {
+        let facts = AckFacts::new(first.as_deref(), lead, owner_first_name, expectation, now);
+        match (facts.render(&wording.subject), facts.render(&wording.text)) {
+            (Ok(subject), Ok(text)) => return ack_email(lead, envelope, &subject, text),
+            (Err(error), _) | (_, Err(error)) => tracing::warn!(lead_id = %lead.id, %error,
+                "the acknowledgement template failed; the built-in wording is sent"),
+        }
+    }
     let company = lead
         .enrichment
         .as_ref()
@@ -495,10 +505,17 @@ pub fn acknowledgement(
         None => "Thanks: we have your request".to_owned(),
     };
     let text = format!("{greeting}\n\n{thanks}\n{promise}\n\n{reply}\n");
+    ack_email(lead, envelope, &subject, text)
+}
+
+/// The acknowledgement from its subject and plain text: the HTML part is the text, escaped,
+/// a paragraph per blank-line-separated block.
+fn ack_email(lead: &Lead, envelope: Envelope, subject: &str, text: String) -> OutgoingEmail {
     let mut html = String::with_capacity(1_024);
     html.push_str("<!DOCTYPE html><html><body style=\"font-family:sans-serif;font-size:14px\">");
-    for paragraph in [greeting, format!("{thanks} {promise}"), reply] {
-        let _ = write!(html, "<p>{}</p>", encode_text(&paragraph));
+    for paragraph in text.split("\n\n").map(str::trim).filter(|p| !p.is_empty()) {
+        let escaped = encode_text(paragraph).replace('\n', "<br>");
+        let _ = write!(html, "<p>{escaped}</p>");
     }
     html.push_str("</body></html>");
     OutgoingEmail {
@@ -506,10 +523,136 @@ pub fn acknowledgement(
         from: envelope.from,
         to: envelope.to,
         reply_to: envelope.reply_to,
-        subject: one_line(&subject, 200),
+        subject: one_line(subject, 200),
         text,
         html,
     }
+}
+
+/// What an acknowledgement template can say: only what the built-in wording says (a plausible
+/// first name, the company as enrichment found it, the owner's first name, the promise), never
+/// other text the visitor typed.
+struct AckFacts {
+    first_name: Option<String>,
+    company: Option<String>,
+    owner_first_name: Option<String>,
+    /// The tier's SLA in minutes, during hours.
+    within_minutes: Option<u32>,
+    /// After hours: the owner's next opening, in their time zone.
+    opening_date: Option<String>,
+    opening_time: Option<String>,
+    opening_weekday: Option<String>,
+    time_zone: Option<String>,
+    /// The built-in English promise ("within 15 minutes", "when we are back tomorrow at 08:30
+    /// (London time)").
+    promise: String,
+}
+
+impl AckFacts {
+    fn new(
+        first: Option<&str>,
+        lead: &Lead,
+        owner_first_name: Option<&str>,
+        expectation: &Expectation,
+        now: Timestamp,
+    ) -> AckFacts {
+        let company = lead
+            .enrichment
+            .as_ref()
+            .filter(|e| !e.free_mail)
+            .and_then(|e| e.company.as_deref())
+            .map(|c| one_line(c, HEADER_PART_LIMIT));
+        let mut facts = AckFacts {
+            first_name: first.map(str::to_owned),
+            company,
+            owner_first_name: owner_first_name.map(str::to_owned),
+            within_minutes: None,
+            opening_date: None,
+            opening_time: None,
+            opening_weekday: None,
+            time_zone: None,
+            promise: expectation.words(now),
+        };
+        match expectation {
+            Expectation::Within { minutes } => facts.within_minutes = Some(*minutes),
+            Expectation::Opening { at, tz } => {
+                let local = at.to_zoned(tz.clone());
+                facts.opening_date = Some(local.strftime("%Y-%m-%d").to_string());
+                facts.opening_time = Some(local.strftime("%H:%M").to_string());
+                facts.opening_weekday = Some(local.strftime("%A").to_string());
+                facts.time_zone = tz.iana_name().map(str::to_owned);
+            }
+        }
+        facts
+    }
+
+    fn render(&self, template: &str) -> Result<String, minijinja::Error> {
+        let value = |v: &Option<String>| minijinja::Value::from(v.clone());
+        ack_environment().render_str(
+            template,
+            minijinja::context! {
+                first_name => value(&self.first_name),
+                company => value(&self.company),
+                owner_first_name => value(&self.owner_first_name),
+                within_minutes => minijinja::Value::from(self.within_minutes),
+                opening_date => value(&self.opening_date),
+                opening_time => value(&self.opening_time),
+                opening_weekday => value(&self.opening_weekday),
+                time_zone => value(&self.time_zone),
+                promise => self.promise.clone(),
+            },
+        )
+    }
+}
+
+/// Plain text, no escaping (the HTML part is escaped after), and an unknown variable is an
+/// error rather than an empty string: a typo is found when the configuration is loaded.
+fn ack_environment() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env
+}
+
+/// Checks an acknowledgement template when the configuration is loaded: its syntax, and that
+/// it renders both during hours and after hours with nothing known about the prospect (every
+/// variable it names exists).
+pub fn check_acknowledgement_template(template: &str) -> Result<(), String> {
+    let during = AckFacts {
+        first_name: Some("Jane".into()),
+        company: Some("Acme".into()),
+        owner_first_name: Some("Bruno".into()),
+        within_minutes: Some(15),
+        opening_date: None,
+        opening_time: None,
+        opening_weekday: None,
+        time_zone: None,
+        promise: "within 15 minutes".into(),
+    };
+    let after = AckFacts {
+        first_name: None,
+        company: None,
+        owner_first_name: None,
+        within_minutes: None,
+        opening_date: Some("2026-11-27".into()),
+        opening_time: Some("08:30".into()),
+        opening_weekday: Some("Friday".into()),
+        time_zone: Some("Europe/London".into()),
+        promise: "when we are back tomorrow at 08:30 (London time)".into(),
+    };
+    for facts in [during, after] {
+        facts.render(template).map_err(|error| {
+            let mut message = error.to_string();
+            if let Some(detail) = error.detail() {
+                message = format!("{message}: {detail}");
+            }
+            format!(
+                "{message} (the variables: first_name, company, owner_first_name, \
+                 within_minutes, opening_date, opening_time, opening_weekday, time_zone, promise)"
+            )
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ mod outbound;
 mod teams;
 
 pub use crm_note::{crm_note, CrmNote};
+pub use email::check_acknowledgement_template;
 pub use outbound::{sms_text, Contact, SmsFacts, SMS_LIMIT};
 pub use teams::{with_claim as teams_with_claim, TEAMS_PAYLOAD_LIMIT};
 

@@ -134,7 +134,7 @@ impl Pipeline {
             .email
             .as_ref()
             .filter(|e| e.acknowledge)?;
-        self.config.source(&lead.source).filter(|s| s.acknowledge)?;
+        let source = self.config.source(&lead.source).filter(|s| s.acknowledge)?;
         if lead.merged_into.is_some()
             || lead
                 .flags
@@ -178,12 +178,19 @@ impl Pipeline {
                 minutes: lead.qualification.as_ref().map_or(0, |q| q.sla_minutes),
             },
         };
+        // The lead's own language first, else its source's.
+        let language = crate::stated::language(lead).or_else(|| source.language.clone());
+        let wording = config
+            .acknowledgements
+            .iter()
+            .find(|t| t.matches(&lead.source, language.as_deref()));
         Some(render::acknowledgement(
             lead,
             owner_first.as_deref(),
             &expectation,
             now,
             Envelope { from, to, reply_to },
+            wording,
         ))
     }
 

@@ -8,7 +8,6 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use crate::config::AcknowledgementTemplate;
 use crate::email::{Mailbox, OutgoingEmail};
 use crate::model::{Lead, Turn};
 use html_escape::{encode_double_quoted_attribute, encode_text};
@@ -466,12 +465,12 @@ pub fn acknowledgement(
     expectation: &Expectation,
     now: Timestamp,
     envelope: Envelope,
-    wording: Option<&AcknowledgementTemplate>,
+    wording: Option<Wording<'_>>,
 ) -> OutgoingEmail {
     let first = first_name(prospect_name(lead));
     if let Some(wording) = wording {
         let facts = AckFacts::new(first.as_deref(), lead, owner_first_name, expectation, now);
-        match (facts.render(&wording.subject), facts.render(&wording.text)) {
+        match (facts.render(wording.subject), facts.render(wording.text)) {
             (Ok(subject), Ok(text)) => return ack_email(lead, envelope, &subject, text),
             (Err(error), _) | (_, Err(error)) => tracing::warn!(lead_id = %lead.id, %error,
                 "the acknowledgement template failed; the built-in wording is sent"),
@@ -506,6 +505,13 @@ pub fn acknowledgement(
     };
     let text = format!("{greeting}\n\n{thanks}\n{promise}\n\n{reply}\n");
     ack_email(lead, envelope, &subject, text)
+}
+
+/// An acknowledgement template's subject and plain text (Jinja), as configured.
+#[derive(Debug, Clone, Copy)]
+pub struct Wording<'a> {
+    pub subject: &'a str,
+    pub text: &'a str,
 }
 
 /// The acknowledgement from its subject and plain text: the HTML part is the text, escaped,

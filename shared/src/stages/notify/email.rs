@@ -183,7 +183,11 @@ impl Pipeline {
         let wording = config
             .acknowledgements
             .iter()
-            .find(|t| t.matches(&lead.source, language.as_deref()));
+            .find(|t| t.matches(&lead.source, language.as_deref()))
+            .map(|t| render::Wording {
+                subject: &t.subject,
+                text: &t.text,
+            });
         Some(render::acknowledgement(
             lead,
             owner_first.as_deref(),

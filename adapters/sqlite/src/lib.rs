@@ -144,7 +144,9 @@ enum CommitFailed {
     SyncerStopped,
 }
 type Reply = Box<dyn FnOnce(Committed) + Send>;
-type Work = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+/// Runs the write on the connection, inside the batch's transaction; given `None`, runs
+/// nothing and answers that the write was not made.
+type Work = Box<dyn FnOnce(Option<&Connection>) -> Reply + Send>;
 
 /// A write for the committer, and whether its commit must reach the disk before the answer.
 struct Job {
@@ -293,8 +295,13 @@ impl Sqlite {
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let work: Work = Box::new(move |conn: &Connection| {
-            let result = in_savepoint(conn, work);
+        let work: Work = Box::new(move |conn: Option<&Connection>| {
+            let result = match conn {
+                Some(conn) => in_savepoint(conn, work),
+                None => Err(StoreError::unavailable_because(
+                    "the write's transaction was rolled back by the database; retry",
+                )),
+            };
             Box::new(move |committed: Committed| {
                 let committed = committed.map_err(StoreError::unavailable);
                 let _ = tx.send(committed.and(result));
@@ -728,13 +735,22 @@ fn commit_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>, syncer: SyncSend
         if let Err(e) = exec(&conn, "BEGIN IMMEDIATE", []) {
             let failed = CommitFailed::Sql(Arc::new(e));
             for job in batch {
-                (job.work)(&conn)(Err(failed.clone()));
+                (job.work)(None)(Err(failed.clone()));
             }
             continue;
         }
+        // SQLite rolls a whole transaction back on some errors (a full disk, an I/O error), and
+        // the connection is then outside any transaction: a later write of the batch would
+        // commit on its own, then be answered as failed with the rest. Once that happened,
+        // the rest of the batch is not run (and the failed COMMIT answers the earlier ones).
+        let mut rolled_back = false;
         let replies: Vec<(bool, Reply)> = batch
             .into_iter()
-            .map(|job| (job.durable, (job.work)(&conn)))
+            .map(|job| {
+                let reply = (job.work)((!rolled_back).then_some(&conn));
+                rolled_back = rolled_back || conn.is_autocommit();
+                (job.durable, reply)
+            })
             .collect();
         let committed = exec(&conn, "COMMIT", [])
             .map(|_| ())
@@ -1938,6 +1954,73 @@ impl DeadLetters for Sqlite {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// SQLite rolls the whole transaction back on some errors (a full disk). A later write of
+    /// the same batch must then not run outside any transaction: it would commit on its own,
+    /// and be answered as failed with the rest (a 503 whose lead was stored).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_the_database_rolled_a_batch_back_no_later_write_of_it_commits() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settings = QueueSettings {
+            max_receives: 3,
+            visibility_timeout: Duration::from_secs(30),
+        };
+        let db = Sqlite::open(dir.path(), settings).expect("open");
+        // The committer is held by a first write until both writes below are queued, so that
+        // they share the next batch (or this one: the outcome is the same).
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let blocker = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.write(Durability::Atomic, move |_| {
+                    let _ = held.recv();
+                    Ok(())
+                })
+                .await
+            })
+        };
+        let (rolled_back, after, ()) = tokio::join!(
+            // What a full disk does to the transaction, done by hand.
+            db.write(Durability::Atomic, |conn| {
+                conn.execute_batch("ROLLBACK")
+                    .map_err(StoreError::unavailable)
+            }),
+            db.write(Durability::Atomic, |conn| {
+                exec(
+                    conn,
+                    "INSERT INTO counters (name, value) VALUES ('after-rollback', 1)",
+                    [],
+                )
+                .map(|_| ())
+                .map_err(StoreError::unavailable)
+            }),
+            async {
+                tokio::task::yield_now().await;
+                release.send(()).expect("the blocker waits");
+            },
+        );
+        let _ = blocker.await.expect("blocker task");
+        assert!(rolled_back.is_err(), "{rolled_back:?}");
+        assert!(after.is_err(), "answered as not written: {after:?}");
+        assert_eq!(
+            db.counter("after-rollback").await.expect("read"),
+            0,
+            "and not written"
+        );
+        // The committer goes on with the next batch as usual.
+        db.write(Durability::Atomic, |conn| {
+            exec(
+                conn,
+                "INSERT INTO counters (name, value) VALUES ('next', 1)",
+                [],
+            )
+            .map(|_| ())
+            .map_err(StoreError::unavailable)
+        })
+        .await
+        .expect("the next write commits");
+        assert_eq!(db.counter("next").await.expect("read"), 1);
+    }
 
     #[test]
     fn an_unavailable_store_keeps_the_error_underneath() {

@@ -233,6 +233,43 @@ async fn hubspot_a_contact_with_an_owner_routes_to_that_rep_and_the_trace_says_s
     stand_in.verify().await;
 }
 
+/// `write_back = false`: the token serves the lookup only; nothing is written to HubSpot.
+#[tokio::test]
+async fn hubspot_lookup_only_routes_by_the_owner_and_writes_nothing_back() {
+    let stand_in = MockServer::start().await;
+    mount_search(
+        &stand_in,
+        CONTACT_SEARCH,
+        contact_search(),
+        ResponseTemplate::new(200).set_body_json(found(
+            "501",
+            json!({"email": EMAIL, "hubspot_owner_id": "34"}),
+        )),
+        1,
+    )
+    .await;
+    let config = hubspot::config(&stand_in, "write_back = false")
+        .edit_first("[enrichment]\n", "[enrichment]\nproviders = [\"crm\"]\n")
+        + "\n[enrichment.crm]\nsource = \"hubspot\"\nbudget_ms = 2000\n";
+    let server = Server::start_with_env(&config, &[("HUBSPOT_TOKEN", TOKEN)]).await;
+    let (lead, _) = send_and_route(&server, "msg_crm_lookup_only").await;
+    assert_eq!(
+        lead.assignment.as_ref().map(|a| a.owner.clone()),
+        Some(Owner::Rep("dana".into()))
+    );
+    server.wait_for_state(&lead.id, "notified").await;
+    let paths: Vec<String> = stand_in
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r.url.path().to_owned())
+        .collect();
+    assert_eq!(paths, vec![CONTACT_SEARCH.to_owned()], "only the lookup");
+    server.stop().await;
+    stand_in.verify().await;
+}
+
 #[tokio::test]
 async fn hubspot_no_contact_but_a_company_with_an_owner_routes_to_the_companys_owner() {
     let stand_in = MockServer::start().await;

@@ -143,6 +143,10 @@ pub struct WebhookConfig {
 #[serde(deny_unknown_fields)]
 pub struct HubspotConfig {
     pub token_env: String,
+    /// Write each lead to HubSpot (contact, owner, note, task). `false`: the token serves the
+    /// CRM owner lookup only (`[enrichment.crm]`), for a team whose HubSpot is fed otherwise.
+    #[serde(default = "write_back")]
+    pub write_back: bool,
     #[serde(default = "default_hubspot_url")]
     pub base_url: String,
     /// Whether leadrelay may set the contact's owner (`hubspot_owner_id`, and the queue's
@@ -701,4 +705,8 @@ mod tests {
         assert_eq!(notify.max_attempts, 4);
         assert_eq!(notify.rates.slack, 1);
     }
+}
+
+fn write_back() -> bool {
+    true
 }

@@ -42,6 +42,10 @@ pub enum SalesforceOwnerPolicy {
 #[serde(deny_unknown_fields)]
 pub struct SalesforceConfig {
     pub auth: SalesforceAuth,
+    /// Write each lead to Salesforce (the Lead and its Task). `false`: the connection serves
+    /// the CRM owner lookup only (`[enrichment.crm]`).
+    #[serde(default = "yes")]
+    pub write_back: bool,
     /// Where the token request goes: the org's My Domain (`https://acme.my.salesforce.com`,
     /// required for the client-credentials flow), or for the JWT bearer flow also
     /// `https://login.salesforce.com` / `https://test.salesforce.com`.

@@ -378,7 +378,7 @@ impl Pipeline {
         }
         // HubSpot matches the contact by e-mail. Whoever owns the lead (a rep, a queue, else
         // the default owner) gets the task, and the contact as `owner_policy` allows.
-        if let Some(hubspot) = &config.notify.hubspot {
+        if let Some(hubspot) = config.notify.hubspot.as_ref().filter(|h| h.write_back) {
             if lead.capture.captured_email.is_some() {
                 let hubspot_owner = |owner: &Owner| match owner {
                     Owner::Rep(id) => config.rep(id).and_then(|r| r.hubspot_owner_id.clone()),
@@ -404,7 +404,7 @@ impl Pipeline {
                 });
             }
         }
-        if let Some(salesforce) = &config.notify.salesforce {
+        if let Some(salesforce) = config.notify.salesforce.as_ref().filter(|s| s.write_back) {
             let tier_label = self.rulebook.tier_label(tier);
             if let Some(write) = crate::salesforce::write_for(config, salesforce, lead, tier_label)
             {

@@ -267,6 +267,10 @@ impl SlackAppConfig {
     }
 }
 
+fn write_back() -> bool {
+    true
+}
+
 fn default_hubspot_url() -> String {
     "https://api.hubapi.com".into()
 }
@@ -705,8 +709,4 @@ mod tests {
         assert_eq!(notify.max_attempts, 4);
         assert_eq!(notify.rates.slack, 1);
     }
-}
-
-fn write_back() -> bool {
-    true
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::{open_store, parse_config, HandClock, Terminal};
+use leadrelay::embedded::Sqlite;
 use leadrelay_channels::Channels;
 use leadrelay_shared::model::{
     CaptureEvent, Enrichment, Envelope, EventKind, Lead, LeadState, Metadata, Owner, Stage,
@@ -135,6 +136,16 @@ async fn route_concurrently(
     for worker in workers {
         worker.await.expect("router task");
     }
+    owners_and_counters(&db, weights.len(), leads).await
+}
+
+/// Each of leads 0..`leads` routed, with its owner, and the open-lead counters of reps
+/// r0..`reps` and the inbox, by owner key.
+async fn owners_and_counters(
+    db: &Sqlite,
+    reps: usize,
+    leads: usize,
+) -> (Vec<Owner>, HashMap<String, i64>) {
     let mut owners = Vec::new();
     for n in 0..leads {
         let lead = db
@@ -142,11 +153,11 @@ async fn route_concurrently(
             .await
             .expect("read")
             .expect("lead");
-        assert_eq!(lead.state, LeadState::Routed);
+        assert_eq!(lead.state, LeadState::Routed, "lead-{n}");
         owners.push(lead.assignment.expect("an owner").owner);
     }
     let mut counters = HashMap::new();
-    for owner in (0..weights.len())
+    for owner in (0..reps)
         .map(|n| Owner::Rep(format!("r{n}")))
         .chain([Owner::Queue("inbox".into())])
     {
@@ -261,25 +272,7 @@ async fn route_in_batches(
             }
         }
     }
-    let mut owners = Vec::new();
-    for n in 0..leads {
-        let lead = db
-            .get_lead(&format!("lead-{n}"))
-            .await
-            .expect("read")
-            .expect("lead");
-        assert_eq!(lead.state, LeadState::Routed, "lead-{n}");
-        owners.push(lead.assignment.expect("an owner").owner);
-    }
-    let mut counters = HashMap::new();
-    for owner in (0..weights.len())
-        .map(|n| Owner::Rep(format!("r{n}")))
-        .chain([Owner::Queue("inbox".into())])
-    {
-        let name = open_leads_counter(&owner);
-        counters.insert(owner.key(), db.counter(&name).await.expect("counter"));
-    }
-    (owners, counters)
+    owners_and_counters(&db, weights.len(), leads).await
 }
 
 proptest! {

@@ -176,24 +176,13 @@ impl SlackApp {
         posted: &PostedMessage,
         text: &str,
     ) -> Result<(), NotifyError> {
-        let call = Call {
-            app: self,
-            http,
-            policy,
-            started: Instant::now(),
-        };
         let body = serde_json::json!({
             "channel": posted.channel,
             "thread_ts": posted.ts,
             "text": text,
         });
-        call.method(
-            "chat.postMessage",
-            Some((limits, &format!("app:{}", posted.channel))),
-            &Arguments::Json(json_bytes(&body)),
-        )
-        .await
-        .map(|_| ())
+        self.on_posted(http, policy, limits, posted, "chat.postMessage", &body)
+            .await
     }
 
     /// Replaces a message the app posted (`chat.update`) with `message`'s `text` and
@@ -206,22 +195,37 @@ impl SlackApp {
         posted: &PostedMessage,
         message: &Value,
     ) -> Result<(), NotifyError> {
-        let call = Call {
-            app: self,
-            http,
-            policy,
-            started: Instant::now(),
-        };
         let body = serde_json::json!({
             "channel": posted.channel,
             "ts": posted.ts,
             "text": message["text"],
             "blocks": message["blocks"],
         });
+        self.on_posted(http, policy, limits, posted, "chat.update", &body)
+            .await
+    }
+
+    /// Calls `method` with `body` about a message the app posted, under the rate limit of the
+    /// message's channel.
+    async fn on_posted(
+        &self,
+        http: &reqwest::Client,
+        policy: &DeliveryPolicy,
+        limits: &RateLimits,
+        posted: &PostedMessage,
+        method: &str,
+        body: &Value,
+    ) -> Result<(), NotifyError> {
+        let call = Call {
+            app: self,
+            http,
+            policy,
+            started: Instant::now(),
+        };
         call.method(
-            "chat.update",
+            method,
             Some((limits, &format!("app:{}", posted.channel))),
-            &Arguments::Json(json_bytes(&body)),
+            &Arguments::Json(json_bytes(body)),
         )
         .await
         .map(|_| ())

@@ -10,50 +10,24 @@
 #[allow(dead_code)]
 #[path = "../tests/memory_store/mod.rs"]
 mod memory_store;
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jiff::Timestamp;
 use leadrelay_providers::crm_lookup::CrmLookup;
 use leadrelay_shared::config::Config;
 use leadrelay_shared::enrichment::{Budgeted, Providers};
-use leadrelay_shared::model::{CaptureEvent, Enrichment, EventKind, Lead};
 use leadrelay_shared::ports::EnrichmentCache;
 use memory_store::MemoryCache;
 use serde_json::json;
+use support::{lead, local};
 use tokio::runtime::Runtime;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// The lookup's budget in every case.
 const BUDGET: Duration = Duration::from_millis(200);
-
-fn lead() -> Lead {
-    let capture = CaptureEvent {
-        event: Some(EventKind::LeadCapture),
-        captured_email: Some("ana@newco.io".into()),
-        ..CaptureEvent::default()
-    };
-    Lead::captured(
-        "lead-1".into(),
-        "trace-1".into(),
-        "website".into(),
-        "evt-1".into(),
-        capture,
-        Vec::new(),
-        Timestamp::UNIX_EPOCH,
-    )
-}
-
-fn local() -> Enrichment {
-    let mut enrichment = Enrichment {
-        domain: Some("newco.io".into()),
-        ..Enrichment::default()
-    };
-    enrichment.note_missing();
-    enrichment
-}
 
 /// A configuration with Dana (HubSpot owner 34, Salesforce user 0055e000001DanaWAA), the CRM
 /// sections at `base`, and `[enrichment.crm]` for `source` with `cache_ttl`.

@@ -9,51 +9,25 @@
 #[allow(dead_code)]
 #[path = "../tests/memory_store/mod.rs"]
 mod memory_store;
+mod support;
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use jiff::Timestamp;
 use leadrelay_providers::http_api::HttpApi;
 use leadrelay_shared::config::HttpProviderConfig;
 use leadrelay_shared::enrichment::{Budgeted, Providers};
-use leadrelay_shared::model::{CaptureEvent, Enrichment, EventKind, Lead};
 use leadrelay_shared::ports::EnrichmentCache;
 use memory_store::MemoryCache;
+use support::{lead, local};
 use tokio::runtime::Runtime;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// The provider's budget in every case.
 const BUDGET: Duration = Duration::from_millis(100);
-
-fn lead() -> Lead {
-    let capture = CaptureEvent {
-        event: Some(EventKind::LeadCapture),
-        captured_email: Some("ana@newco.io".into()),
-        ..CaptureEvent::default()
-    };
-    Lead::captured(
-        "lead-1".into(),
-        "trace-1".into(),
-        "website".into(),
-        "evt-1".into(),
-        capture,
-        Vec::new(),
-        Timestamp::UNIX_EPOCH,
-    )
-}
-
-fn local() -> Enrichment {
-    let mut enrichment = Enrichment {
-        domain: Some("newco.io".into()),
-        ..Enrichment::default()
-    };
-    enrichment.note_missing();
-    enrichment
-}
 
 fn providers(base: &str, extra: &str, cache: Arc<MemoryCache>) -> Providers {
     let section: HttpProviderConfig = toml::from_str(&format!(

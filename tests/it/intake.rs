@@ -402,3 +402,91 @@ async fn the_embedded_server_checks_allow_ips_against_the_connections_address() 
         server.stop().await;
     }
 }
+
+/// Every shipped preset's mapping, compiled as a source naming it would get it.
+fn preset_mappings() -> Vec<(&'static str, leadrelay_shared::mapping::Mapping)> {
+    use leadrelay_shared::config::Preset;
+    use leadrelay_shared::mapping::MappingConfig;
+    leadrelay_shared::presets::names()
+        .filter_map(|name| {
+            let preset = Preset::load(name).expect("preset parses")?;
+            let table = preset.mapping?;
+            let config: MappingConfig = table.try_into().expect("preset mapping deserializes");
+            Some((name, config.compile(name).expect("preset mapping compiles")))
+        })
+        .collect()
+}
+
+/// The platforms' documented payloads: the property test mutates these, so its inputs reach
+/// as deep into a mapping's paths as real payloads do.
+fn platform_payloads() -> Vec<serde_json::Value> {
+    let dir = crate::support::root().join("tests/it/fixtures/platforms");
+    let mut payloads: Vec<serde_json::Value> = std::fs::read_dir(dir)
+        .expect("platform fixtures")
+        .map(|entry| std::fs::read(entry.expect("entry").path()).expect("fixture"))
+        .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+        .collect();
+    payloads.sort_by_key(|v| v.to_string());
+    payloads
+}
+
+fn any_json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<f64>().prop_map(serde_json::Value::from),
+        // Look-alike and control characters, empty strings, HTML.
+        "[a-zA-Z0-9@._<>&;/ \u{0430}\u{0435}\u{200b}\u{0}-\u{1f}]{0,24}"
+            .prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(5, 48, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+            proptest::collection::btree_map("[a-z_.\\[\\]=]{0,10}", inner, 0..6)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Replaces the subtree `steps` leads to (each step picks a member or an item) with `with`.
+fn graft(value: &mut serde_json::Value, steps: &[usize], with: serde_json::Value) {
+    let child = match (steps.split_first(), &mut *value) {
+        (Some((step, rest)), serde_json::Value::Object(map)) if !map.is_empty() => {
+            let key = map.keys().nth(step % map.len()).cloned();
+            key.and_then(|k| map.get_mut(&k)).map(|child| (child, rest))
+        }
+        (Some((step, rest)), serde_json::Value::Array(items)) if !items.is_empty() => {
+            let len = items.len();
+            items.get_mut(step % len).map(|child| (child, rest))
+        }
+        _ => None,
+    };
+    match child {
+        Some((child, rest)) => graft(child, rest, with),
+        None => *value = with,
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// No JSON makes a shipped preset's mapping panic: arbitrary documents, and each platform's
+    /// documented payload with any part of it replaced by arbitrary JSON.
+    #[test]
+    fn no_json_makes_a_preset_mapping_panic(
+        seed in 0usize..64,
+        steps in proptest::collection::vec(0usize..16, 0..8),
+        with in any_json(),
+    ) {
+        let payloads = platform_payloads();
+        let mut mutated = payloads[seed % payloads.len()].clone();
+        graft(&mut mutated, &steps, with.clone());
+        for (_name, mapping) in preset_mappings() {
+            let _ = mapping.apply_value(&with);
+            let _ = mapping.apply_value(&mutated);
+            let _ = mapping.apply(mutated.to_string().as_bytes());
+        }
+    }
+}

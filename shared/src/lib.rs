@@ -14,10 +14,13 @@
 //! 2. [`config`]: the configuration, read and checked; imports leaves only.
 //! 3. The pure decisions and renderers, on the configuration: [`validate`], [`enrichment`],
 //!    [`rulebook`] (enrichment from the table, qualification), [`routing`], [`render`],
-//!    [`claim_link`], [`salesforce`] (the Lead and Task a lead becomes); and [`replay`] (rulebook and routing without a store, for the CLI).
+//!    [`claim_link`], [`salesforce`] (the Lead and Task a lead becomes), [`activity`] (what a
+//!    touch, meeting or outcome stamps on a lead); and [`replay`] (rulebook and routing
+//!    without a store, for the CLI).
 //! 4. [`ports`]: what the stages talk to, in terms of the layers below.
 //! 5. [`stages`]: the [`stages::Pipeline`], one file per stage.
 
+pub mod activity;
 pub mod calendar;
 pub mod claim_link;
 pub mod cleaning;

@@ -137,6 +137,14 @@ impl LeadState {
         }
     }
 
+    /// Routed to an owner and not yet closed: it holds a place in its owner's load.
+    pub fn is_open(self) -> bool {
+        matches!(
+            self,
+            LeadState::Routed | LeadState::Notified | LeadState::Claimed
+        )
+    }
+
     pub fn parse(text: &str) -> Option<Self> {
         [
             LeadState::Captured,
@@ -482,6 +490,16 @@ pub struct Timeline {
     pub escalation_stopped_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<Timestamp>,
+    /// The first time a human reached the prospect (a call, an e-mail, a reply, a meeting
+    /// held): the end of the speed-to-lead clock. Automated sends never set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_touch_at: Option<Timestamp>,
+    /// When the first meeting was booked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meeting_booked_at: Option<Timestamp>,
+    /// When the first meeting took place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meeting_held_at: Option<Timestamp>,
 }
 
 /// The last failure a stage hit on this lead, kept so the DLQ can be read with its cause.
@@ -529,10 +547,178 @@ pub struct Lead {
     /// Each step up the escalation ladder, oldest first; its length is the escalation level.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub escalations: Vec<Escalation>,
+    /// What happened after the alert (touches, meetings, outcomes), in the order received, at
+    /// most [`MAX_ACTIVITIES`]; each event once, by its key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub activities: Vec<Activity>,
+    /// Each rep who said "not mine", and the rule that had chosen them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub misroutes: Vec<Misroute>,
     /// Bumped by the store on every write; a write carrying an older revision is refused, so a
     /// claim and an escalation racing on one lead cannot overwrite each other.
     #[serde(default)]
     pub revision: u64,
+}
+
+/// The most activities a lead lists (a DynamoDB item holds 400 KB). Past it, events still
+/// stamp the timeline; they are only not listed.
+pub const MAX_ACTIVITIES: usize = 100;
+
+/// Something that happened to a lead after its alert: a rep's call, a booked meeting, an
+/// outcome. It comes from a button in the alert, the claim page, the CLI, or a signed event
+/// from a calendar, chat or CRM platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activity {
+    pub kind: ActivityKind,
+    /// When it happened, as its sender says (else when it was received).
+    pub at: Timestamp,
+    pub received_at: Timestamp,
+    /// The rep (id) or the platform's actor who did it, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Where it came from: `slack`, `link`, `cli`, or a source's name.
+    pub via: String,
+    /// Sent by a machine (a sequence, an auto-reply, a bot): listed, but it never stops the
+    /// clock or counts as contact.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub automated: bool,
+    /// The dedupe key: the same event received twice is recorded once.
+    pub key: String,
+    /// Free text: a CRM status, a reason, a meeting title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// What an [`Activity`] was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivityKind {
+    /// A call to the prospect.
+    Called,
+    /// An e-mail to the prospect.
+    Emailed,
+    /// A reply in the conversation the prospect started (chat, e-mail thread).
+    Replied,
+    MeetingBooked,
+    MeetingHeld,
+    MeetingNoShow,
+    MeetingCancelled,
+    /// A lead status or deal stage changed in the CRM (the new value in `detail`).
+    StatusChanged,
+    /// The lead is closed with this outcome (frees its owner's capacity).
+    Closed(Outcome),
+}
+
+impl ActivityKind {
+    pub const ALL_NAMES: [&'static str; 12] = [
+        "called",
+        "emailed",
+        "replied",
+        "meeting_booked",
+        "meeting_held",
+        "meeting_no_show",
+        "meeting_cancelled",
+        "status_changed",
+        "won",
+        "lost",
+        "disqualified",
+        "nurture",
+    ];
+
+    /// `called`, `meeting_booked`, `won`: the names configs, buttons and the CLI use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ActivityKind::Called => "called",
+            ActivityKind::Emailed => "emailed",
+            ActivityKind::Replied => "replied",
+            ActivityKind::MeetingBooked => "meeting_booked",
+            ActivityKind::MeetingHeld => "meeting_held",
+            ActivityKind::MeetingNoShow => "meeting_no_show",
+            ActivityKind::MeetingCancelled => "meeting_cancelled",
+            ActivityKind::StatusChanged => "status_changed",
+            ActivityKind::Closed(outcome) => outcome.as_str(),
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<ActivityKind> {
+        Some(match name {
+            "called" => ActivityKind::Called,
+            "emailed" => ActivityKind::Emailed,
+            "replied" => ActivityKind::Replied,
+            "meeting_booked" => ActivityKind::MeetingBooked,
+            "meeting_held" => ActivityKind::MeetingHeld,
+            "meeting_no_show" => ActivityKind::MeetingNoShow,
+            "meeting_cancelled" => ActivityKind::MeetingCancelled,
+            "status_changed" => ActivityKind::StatusChanged,
+            other => ActivityKind::Closed(Outcome::parse(other)?),
+        })
+    }
+
+    /// Whether a human doing this reached the prospect: it ends the speed-to-lead clock.
+    pub fn is_touch(self) -> bool {
+        matches!(
+            self,
+            ActivityKind::Called
+                | ActivityKind::Emailed
+                | ActivityKind::Replied
+                | ActivityKind::MeetingHeld
+        )
+    }
+}
+
+/// How a lead ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Won,
+    Lost,
+    Disqualified,
+    /// Not now: handed to marketing to nurture.
+    Nurture,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Won => "won",
+            Outcome::Lost => "lost",
+            Outcome::Disqualified => "disqualified",
+            Outcome::Nurture => "nurture",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Outcome> {
+        [
+            Outcome::Won,
+            Outcome::Lost,
+            Outcome::Disqualified,
+            Outcome::Nurture,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == text)
+    }
+}
+
+/// An activity event that found no lead: kept and listed in the handoff audit, never dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnmatchedActivity {
+    /// The lead id the event carried, if any (unknown to the store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead_id: Option<String>,
+    /// The prospect's e-mail the event carried, if any (no lead of theirs in the window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub activity: Activity,
+}
+
+/// A rep's "not mine": the lead went to the wrong person, and which rule sent it there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Misroute {
+    pub rep: String,
+    /// The rule whose decision was wrong (the assignment's rule).
+    pub rule: String,
+    pub reason: String,
+    pub at: Timestamp,
 }
 
 /// The winning claim.
@@ -599,19 +785,22 @@ impl Lead {
             merged_into: None,
             claim: None,
             escalations: Vec::new(),
+            activities: Vec::new(),
+            misroutes: Vec::new(),
             revision: 0,
         }
     }
 
     /// When sla-watch must next look at this lead: the opening a held alert waits for, else
     /// its SLA deadline (or the current escalation step's) while it waits for a claim; `None`
-    /// once claimed, closed, merged into another lead (whose own deadline covers the person),
+    /// once claimed, touched by a human, closed, merged into another lead (whose own deadline covers the person),
     /// past the top of the escalation ladder, or before it is routed. The store
     /// indexes only leads that have one (the sparse due index).
     pub fn sla_watch_at(&self) -> Option<Timestamp> {
         if !matches!(self.state, LeadState::Routed | LeadState::Notified)
             || self.merged_into.is_some()
             || self.claim.is_some()
+            || self.timeline.first_touch_at.is_some()
             || self.timeline.escalation_stopped_at.is_some()
         {
             return None;

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use crate::email::OutgoingEmail;
-use crate::model::{Envelope, Lead, LeadState, Stage, StageFailure};
+use crate::model::{Envelope, Lead, LeadState, Stage, StageFailure, UnmatchedActivity};
 use crate::render::Alert;
 use crate::routing::duplicates::ContactLookup;
 use crate::routing::effects::Effects;
@@ -346,6 +346,17 @@ pub trait LeadStore: Send + Sync {
 
     /// Sets a counter to zero (resuming a paused rep).
     async fn reset_counter(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Keeps an activity event that matched no lead, once per activity key; whether it was
+    /// new (a replay of a kept event changes nothing).
+    async fn keep_unmatched(&self, event: &UnmatchedActivity) -> Result<bool, StoreError>;
+
+    /// Unmatched activity events received at or after `since`, oldest first, at most `limit`.
+    async fn unmatched_since(
+        &self,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<UnmatchedActivity>, StoreError>;
 
     /// The contact's indexed lead (see [`Effects::contact`]), and that lead as a merge target
     /// when it is still open and was routed at or after `since`.

@@ -490,6 +490,8 @@ mod tests {
             merged_into: None,
             claim: None,
             escalations: Vec::new(),
+            activities: Vec::new(),
+            misroutes: Vec::new(),
             revision: 0,
         }
     }

@@ -225,6 +225,8 @@ fn lead(id: &str, event_id: &str) -> Lead {
         merged_into: None,
         claim: None,
         escalations: Vec::new(),
+        activities: Vec::new(),
+        misroutes: Vec::new(),
         revision: 0,
     }
 }

@@ -90,6 +90,8 @@ fn enriched_lead(n: usize) -> Lead {
         merged_into: None,
         claim: None,
         escalations: Vec::new(),
+        activities: Vec::new(),
+        misroutes: Vec::new(),
         revision: 0,
     }
 }

@@ -10,6 +10,8 @@
 //! | pool ledger | `LEDGER#<pool>` | `PERIOD#<period>` | `version`, `body` (the ledger as JSON) |
 //! | contact index | `CONTACT#<normalised e-mail>` | `CONTACT` | `lead_id` (the person's open lead), `routed_at`; TTL `expires_at` (the longest merge window) |
 //! | cache entry | `CACHE#<key>` | `CACHE` | `value`; TTL `expires_at` (also checked on read: TTL deletion lags) |
+//! | unmatched activity | `UNMATCHED#<UTC day received>` | `<received ms, 13 digits>#<activity key>` | `body`; TTL `expires_at`; one partition per day, so a listing reads only its days |
+//! | unmatched activity key | `UNMATCHEDKEY#<activity key>` | `UNMATCHEDKEY` | written with the event in one transaction, so a replay is kept once; TTL `expires_at` |
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,7 +21,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 pub use aws_sdk_dynamodb::Client;
 use jiff::Timestamp;
-use leadrelay_shared::model::{Lead, LeadState, StageFailure};
+use leadrelay_shared::model::{Lead, LeadState, StageFailure, UnmatchedActivity};
 use leadrelay_shared::ports::{
     decode_stored_lead, skip_undecodable, Created, DeliveryStart, EnrichmentCache, LeadStore,
     PostedMessage, ReplayGuard, StoreError,
@@ -34,6 +36,8 @@ const EVENT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 const POSTED_PREFIX: &str = "POSTED#";
 /// How long delivery receipts (and the messages deliveries posted) are kept.
 const RECEIPT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long an activity event that matched no lead is kept for the handoff audit.
+const UNMATCHED_TTL: Duration = Duration::from_secs(180 * 24 * 3600);
 /// The sparse SLA index is spread over this many partitions to avoid a hot key.
 const SLA_SHARDS: u32 = 8;
 /// BatchGetItem takes at most this many keys per request.
@@ -241,6 +245,11 @@ fn encode_body_at(lead: &Lead, revision: u64) -> Result<String, StoreError> {
     copy.last_failure = None;
     copy.revision = revision;
     serde_json::to_string(&copy).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The partition of the unmatched activity events received on `at`'s UTC day.
+fn unmatched_day_pk(at: Timestamp) -> String {
+    format!("UNMATCHED#{}", at.to_zoned(jiff::tz::TimeZone::UTC).date())
 }
 
 fn expires(after: Duration) -> AttributeValue {
@@ -1015,6 +1024,109 @@ impl LeadStore for DynamoStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn keep_unmatched(&self, event: &UnmatchedActivity) -> Result<bool, StoreError> {
+        let received = event.activity.received_at;
+        let body = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let marker = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(format!("UNMATCHEDKEY#{}", event.activity.key)))
+            .item("sk", s("UNMATCHEDKEY"))
+            .item("expires_at", expires(UNMATCHED_TTL))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_error)?;
+        let kept = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(unmatched_day_pk(received)))
+            .item(
+                "sk",
+                s(format!(
+                    "{:013}#{}",
+                    received.as_millisecond().max(0),
+                    event.activity.key
+                )),
+            )
+            .item("body", s(body))
+            .item("expires_at", expires(UNMATCHED_TTL))
+            .build()
+            .map_err(build_error)?;
+        let sent = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(marker).build())
+            .transact_items(TransactWriteItem::builder().put(kept).build())
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                let replay = cancellation_codes(&error)
+                    .and_then(|codes| codes.first().cloned().flatten())
+                    .is_some_and(|code| code == "ConditionalCheckFailed");
+                if replay {
+                    Ok(false)
+                } else {
+                    Err(unavailable(error))
+                }
+            }
+        }
+    }
+
+    /// One query per UTC day from `since` to today: never a scan.
+    async fn unmatched_since(
+        &self,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<UnmatchedActivity>, StoreError> {
+        let mut found = Vec::new();
+        let now = Timestamp::now();
+        // Nothing older is kept: do not query the days before.
+        let kept_for =
+            jiff::SignedDuration::try_from(UNMATCHED_TTL).unwrap_or(jiff::SignedDuration::ZERO);
+        let since = since.max(now.saturating_sub(kept_for).unwrap_or(since));
+        let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+        let mut day = since.to_zoned(jiff::tz::TimeZone::UTC).date();
+        while day <= today && found.len() < limit {
+            let mut start = None;
+            loop {
+                let page = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("pk = :day AND sk >= :from")
+                    .expression_attribute_values(":day", s(format!("UNMATCHED#{day}")))
+                    .expression_attribute_values(
+                        ":from",
+                        s(format!("{:013}", since.as_millisecond().max(0))),
+                    )
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                for item in page.items.unwrap_or_default() {
+                    let body = item
+                        .get("body")
+                        .and_then(|v| v.as_s().ok())
+                        .ok_or_else(|| {
+                            StoreError::Corrupt("unmatched event without a body".into())
+                        })?;
+                    found.push(
+                        serde_json::from_str(body)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    );
+                }
+                start = page.last_evaluated_key;
+                if start.is_none() || found.len() >= limit {
+                    break;
+                }
+            }
+            let Ok(next) = day.tomorrow() else { break };
+            day = next;
+        }
+        found.truncate(limit);
+        Ok(found)
     }
 
     /// An operator tool (`rules diff`), not a hot path: it scans the whole table, keeping only

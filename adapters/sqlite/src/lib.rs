@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use jiff::Timestamp;
 use leadrelay_shared::config::PipelineConfig;
-use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage, StageFailure};
+use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage, StageFailure, UnmatchedActivity};
 use leadrelay_shared::ports::{
     decode_stored_lead, skip_undecodable, Advance, Advanced, Backlog, Created, DeadLetter,
     DeadLetters, DeliveryStart, EnrichmentCache, LeadStore, Outgoing, PostedMessage, Queue,
@@ -112,6 +112,14 @@ CREATE TABLE IF NOT EXISTS bodies (
     PRIMARY KEY (source, digest)
 );
 CREATE INDEX IF NOT EXISTS bodies_expiry ON bodies (expires_at);
+-- Activity events (touches, meetings, outcomes) that matched no lead: kept for the handoff
+-- audit, once per activity key.
+CREATE TABLE IF NOT EXISTS unmatched_activity (
+    key         TEXT PRIMARY KEY,
+    received_at INTEGER NOT NULL,
+    body        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS unmatched_activity_received ON unmatched_activity (received_at);
 -- One row per dead-letter queue the operations alert has reported non-empty.
 CREATE TABLE IF NOT EXISTS alarms (
     name        TEXT PRIMARY KEY,
@@ -1269,6 +1277,49 @@ impl LeadStore for Sqlite {
             )
             .map_err(StoreError::unavailable)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn keep_unmatched(&self, event: &UnmatchedActivity) -> Result<bool, StoreError> {
+        let key = event.activity.key.clone();
+        let received_at = event.activity.received_at.as_millisecond();
+        let body = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.write(Durability::Atomic, move |conn| {
+            let inserted = exec(
+                conn,
+                "INSERT INTO unmatched_activity (key, received_at, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO NOTHING",
+                params![key, received_at, body],
+            )
+            .map_err(StoreError::unavailable)?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
+    async fn unmatched_since(
+        &self,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<UnmatchedActivity>, StoreError> {
+        let since = since.as_millisecond();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT body FROM unmatched_activity WHERE received_at >= ?1
+                     ORDER BY received_at, key LIMIT ?2",
+                )
+                .map_err(StoreError::unavailable)?;
+            let rows = statement
+                .query_map(params![since, limit], |row| row.get::<_, String>(0))
+                .map_err(StoreError::unavailable)?;
+            rows.map(|row| {
+                let body = row.map_err(StoreError::unavailable)?;
+                serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
         })
         .await
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod activity;
 mod alerts;
 mod check;
 mod email;
@@ -32,6 +33,7 @@ mod sources;
 mod team;
 mod validation;
 
+pub use activity::ActivityConfig;
 pub use alerts::{ClaimConfig, ClaimPolicy, EscalateTo, EscalationConfig, EscalationStep};
 pub use email::{language_covers, AcknowledgementTemplate, EmailConfig, SmtpCredentials, SmtpTls};
 pub use enrichment::{CompanyRecord, EnrichmentConfig, StatedFieldsConfig, StatedTrust};
@@ -128,6 +130,9 @@ pub struct Config {
     /// `[operations]`: where the embedded mode tells the operator about dead letters.
     #[serde(default)]
     pub operations: OperationsConfig,
+    /// `[activity]`: how touches, meetings and outcomes find their lead.
+    #[serde(default)]
+    pub activity: ActivityConfig,
 }
 
 /// A duration written the friendly way: `"250ms"`, `"5s"`, `"2m"`, `"1h 30m"`, `"1d"`.

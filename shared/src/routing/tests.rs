@@ -280,6 +280,8 @@ impl LeadSpec {
             merged_into: None,
             claim: None,
             escalations: Vec::new(),
+            activities: Vec::new(),
+            misroutes: Vec::new(),
             revision: 0,
         }
     }

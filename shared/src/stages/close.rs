@@ -26,11 +26,9 @@ pub async fn close_lead(
             .await?
             .ok_or_else(|| CloseError::NotFound(lead_id.to_owned()))?;
         let from = lead.state;
-        // A merged lead never added to its owner's count, so closing it takes nothing off.
-        let merged = lead.merged_into.is_some();
         match from {
             LeadState::Closed => return Ok(lead),
-            LeadState::Routed | LeadState::Notified | LeadState::Claimed => {}
+            state if state.is_open() => {}
             state => {
                 return Err(CloseError::NotOpen {
                     lead_id: lead.id,
@@ -38,19 +36,7 @@ pub async fn close_lead(
                 })
             }
         }
-        let mut closed = lead.clone();
-        closed.state = LeadState::Closed;
-        closed.timeline.closed_at = Some(now);
-        closed.close_reason = Some(reason.to_owned());
-        let effects = Effects {
-            releases: lead
-                .assignment
-                .iter()
-                .filter(|_| release && !merged)
-                .map(|a| open_leads_counter(&a.owner))
-                .collect(),
-            ..Effects::none()
-        };
+        let (closed, effects) = closing(lead, now, reason, release);
         match store.advance_lead(&closed, from, &effects).await {
             Ok(()) => {
                 info!(lead_id = %closed.id, trace_id = %closed.trace_id, stage = "close", reason, "closed");
@@ -65,4 +51,28 @@ pub async fn close_lead(
             Err(other) => return Err(other.into()),
         }
     }
+}
+
+/// `lead` closed at `now` for `reason`, and the write's effects: its owner's open-lead count
+/// goes down by one (when `release`; a merged lead never added to it).
+pub(crate) fn closing(
+    mut lead: Lead,
+    now: Timestamp,
+    reason: &str,
+    release: bool,
+) -> (Lead, Effects) {
+    let merged = lead.merged_into.is_some();
+    let effects = Effects {
+        releases: lead
+            .assignment
+            .iter()
+            .filter(|_| release && !merged)
+            .map(|a| open_leads_counter(&a.owner))
+            .collect(),
+        ..Effects::none()
+    };
+    lead.state = LeadState::Closed;
+    lead.timeline.closed_at = Some(now);
+    lead.close_reason = Some(reason.to_owned());
+    (lead, effects)
 }

@@ -5,7 +5,8 @@
 //! - `enrich.rs`, `route.rs`, `notify.rs` (with its e-mail part, `notify/email.rs`): the queued
 //!   stages, reached through [`Pipeline::handle`] and [`Pipeline::consume`].
 //! - [`claim`]: the first claim wins; [`sla`]: sla-watch escalates what nobody claimed;
-//!   [`close`]: a worked lead leaves its owner's count.
+//!   [`close`]: a worked lead leaves its owner's count; [`activity`]: touches, meetings and
+//!   outcomes after the alert.
 //!
 //! This file holds the [`Pipeline`], the errors, the dispatch and retry schedule, and the helpers
 //! the stages share.
@@ -14,6 +15,7 @@
 //! does its work only if the lead has not moved past it, writes conditionally, and forwards the
 //! envelope either way (so a crash between "advanced" and "forwarded" heals on retry).
 
+pub mod activity;
 pub mod claim;
 pub mod claim_policy;
 pub mod close;

@@ -828,9 +828,14 @@ impl Lead {
     /// The prefix of this alert round's delivery receipts: empty for the first alert,
     /// `esc1:` after the first escalation, so each round reaches its recipients once.
     pub fn alert_round(&self) -> String {
-        match self.escalations.len() {
+        // A lead re-routed after a "not mine" alerts its new owner as a new round too.
+        let rerouted = match self.misroutes.len() {
             0 => String::new(),
-            n => format!("esc{n}:"),
+            n => format!("re{n}:"),
+        };
+        match self.escalations.len() {
+            0 => rerouted,
+            n => format!("{rerouted}esc{n}:"),
         }
     }
 

@@ -185,7 +185,9 @@ async fn each_channel_receives_its_own_payload_with_the_claim_link_and_crm_butto
         .expect("the lead_actions block");
     assert_eq!(actions["type"], "actions");
     let buttons = actions["elements"].as_array().expect("buttons");
-    assert_eq!(buttons.len(), 2);
+    assert_eq!(buttons.len(), 3);
+    assert_eq!(buttons[2]["action_id"], "not_mine");
+    assert_eq!(buttons[2]["type"], "static_select");
     assert_eq!(buttons[0]["action_id"], "claim");
     assert_eq!(buttons[0]["value"], lead_id.as_str());
     assert_eq!(buttons[0]["style"], "primary");

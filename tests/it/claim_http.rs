@@ -12,9 +12,9 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// Slack's published example signing secret.
-const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+pub(crate) const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
-fn config(slack: &MockServer) -> String {
+pub(crate) fn config(slack: &MockServer) -> String {
     example_config()
         .edit(
             "# slack_signing_secrets_env = \"SLACK_SIGNING_SECRET\"",
@@ -34,7 +34,7 @@ fn config(slack: &MockServer) -> String {
 }
 
 /// Posts the tier-1 sample as a new person and waits until its alert is delivered.
-async fn notified_lead(server: &Server, who: &str) -> String {
+pub(crate) async fn notified_lead(server: &Server, who: &str) -> String {
     let body = String::from_utf8(sample("01-fallback-named-account.json"))
         .expect("utf-8")
         .edit("jane.doe@", &format!("{who}@"));
@@ -128,7 +128,7 @@ fn press(user: &str, lead_id: &str, response_url: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-async fn post_slack(
+pub(crate) async fn post_slack(
     server: &Server,
     body: Vec<u8>,
     timestamp: i64,
@@ -198,8 +198,15 @@ async fn the_slack_claim_button_claims_and_updates_the_alert_in_place() {
         blocks.iter().all(|b| b["block_id"] != "lead_actions"),
         "buttons gone"
     );
-    let claimed = blocks.last().expect("a block");
+    let claimed = blocks
+        .iter()
+        .find(|b| b["block_id"] == "status")
+        .expect("a status block");
     let text = claimed["elements"][0]["text"].as_str().expect("text");
+    // The owner keeps the buttons that record what happened next.
+    let progress = blocks.last().expect("a block");
+    assert_eq!(progress["block_id"], "lead_progress");
+    assert_eq!(progress["elements"][0]["action_id"], "activity:called");
     assert!(text.contains("Claimed by *Erin O'Brien*"), "{text}");
     assert!(text.contains("First response"), "{text}");
     assert!(

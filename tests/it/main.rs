@@ -23,6 +23,7 @@ mod faults;
 mod hubspot;
 mod intake;
 mod lambda_batch;
+mod lead_activity;
 mod logs;
 mod pipeline;
 mod presets_chat;

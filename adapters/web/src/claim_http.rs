@@ -4,8 +4,12 @@
 //!   opens a page with a Claim button. Opening the link claims nothing: mail scanners and
 //!   link previews fetch links, and must not claim leads for anyone.
 //! - `POST` to the same URL: claims it.
-//! - `POST /slack/interactivity`: the Slack Claim button (a signed `block_actions` request).
-//!   The winner's message is updated in place; a later clicker is told who owns the lead.
+//! - `POST /claim/{lead}/activity` and `/claim/{lead}/not-mine` (same signed query): the
+//!   page's buttons for what happened next (Called, E-mailed, Meeting booked, Not a fit) and
+//!   "Not mine" with its reason.
+//! - `POST /slack/interactivity`: the alert's buttons in Slack (a signed `block_actions`
+//!   request): Claim, the same progress buttons, and the "Not mine" menu. The pressed message
+//!   is updated in place; a later clicker is told who owns the lead.
 
 use axum::body::{to_bytes, Bytes};
 use axum::extract::{Path, RawQuery, Request, State};
@@ -19,10 +23,12 @@ use tracing::{error, warn};
 
 use crate::Api;
 use leadrelay_shared::claim_link;
-use leadrelay_shared::model::Lead;
+use leadrelay_shared::model::{ActivityKind, Lead, Owner};
 use leadrelay_shared::render::{self, slack_escape};
 use leadrelay_shared::signature;
+use leadrelay_shared::stages::activity::RepActivity;
 use leadrelay_shared::stages::claim::{self, claimed_status, ClaimError, ClaimOutcome, ClaimVia};
+use leadrelay_shared::stages::reroute::NotMineError;
 use leadrelay_shared::stages::{chat_alert_for, claim_policy};
 use leadrelay_shared::url_prefix::UrlPrefix;
 
@@ -35,6 +41,8 @@ pub use leadrelay_shared::stages::claim::response_line;
 pub fn routes() -> Router<Api> {
     Router::new()
         .route("/claim/{lead_id}", get(claim_page).post(claim_by_link))
+        .route("/claim/{lead_id}/activity", post(activity_by_link))
+        .route("/claim/{lead_id}/not-mine", post(not_mine_by_link))
         .route("/slack/interactivity", post(slack_interactivity))
 }
 
@@ -122,17 +130,21 @@ async fn claim_page(
         Err(page) => return page,
     };
     let headline = describe(&api, &lead);
+    let signed = query.as_deref().unwrap_or_default();
     if let Some(claim) = &lead.claim {
-        let text = if claim.rep == rep {
-            "You claimed this lead.".to_owned()
+        let (text, forms) = if claim.rep == rep {
+            (
+                "You claimed this lead.".to_owned(),
+                progress_forms(&lead_id, signed, &lead),
+            )
         } else {
-            owned_by(&claim.rep, claim.at)
+            (owned_by(&claim.rep, claim.at), String::new())
         };
         return page(
             StatusCode::OK,
             "Lead claimed",
             &format!(
-                "<p>{headline}</p><p>{}</p>",
+                "<p>{headline}</p><p>{}</p>{forms}",
                 html_escape::encode_text(&text)
             ),
         );
@@ -145,20 +157,199 @@ async fn claim_page(
     }
     // The form posts to this very URL (path and signed query), escaped for the attribute.
     let action = format!(
-        "/claim/{}?{}",
+        "/claim/{}?{signed}",
         url::form_urlencoded::byte_serialize(lead_id.as_bytes()).collect::<String>(),
-        query.unwrap_or_default()
     );
+    // The rep it was routed to may hand it back without claiming it first.
+    let routed_to_rep = lead
+        .assignment
+        .as_ref()
+        .is_some_and(|a| a.owner == Owner::Rep(rep.clone()));
+    let not_mine = if routed_to_rep {
+        not_mine_form(&lead_id, signed)
+    } else {
+        String::new()
+    };
     page(
         StatusCode::OK,
         "Claim this lead?",
         &format!(
             "<p>{headline}</p><form method=\"post\" action=\"{}\">\
              <button type=\"submit\" style=\"font-size:1.2em;padding:.5em 1.5em\">Claim it</button>\
-             </form>",
+             </form>{not_mine}",
             html_escape::encode_double_quoted_attribute(&action)
         ),
     )
+}
+
+/// `/claim/{lead}{suffix}?{signed query}`, escaped for an attribute.
+fn link_action(lead_id: &str, suffix: &str, signed: &str) -> String {
+    let url = format!(
+        "/claim/{}{suffix}?{signed}",
+        url::form_urlencoded::byte_serialize(lead_id.as_bytes()).collect::<String>()
+    );
+    html_escape::encode_double_quoted_attribute(&url).into_owned()
+}
+
+/// What the rep did, as buttons (one form each, so it works without JavaScript), then "Not
+/// mine"; nothing once the lead is closed.
+fn progress_forms(lead_id: &str, signed: &str, lead: &Lead) -> String {
+    if lead.state == leadrelay_shared::model::LeadState::Closed {
+        return String::new();
+    }
+    let action = link_action(lead_id, "/activity", signed);
+    let buttons: String = render::PROGRESS_BUTTONS
+        .iter()
+        .map(|(kind, label)| {
+            format!(
+                "<form method=\"post\" action=\"{action}\" style=\"display:inline\">\
+                 <input type=\"hidden\" name=\"kind\" value=\"{kind}\">\
+                 <button type=\"submit\">{label}</button></form> "
+            )
+        })
+        .collect();
+    format!(
+        "<h2>What happened?</h2><p>{buttons}</p>{}",
+        not_mine_form(lead_id, signed)
+    )
+}
+
+/// "Not mine", with the reason it needs.
+fn not_mine_form(lead_id: &str, signed: &str) -> String {
+    let options: String = render::NOT_MINE_REASONS
+        .iter()
+        .map(|(code, reason)| format!("<option value=\"{code}\">{reason}</option>"))
+        .collect();
+    format!(
+        "<h2>Not yours?</h2><form method=\"post\" action=\"{}\">\
+         <label for=\"reason\">Why</label> <select id=\"reason\" name=\"reason\" required>\
+         <option value=\"\">Choose a reason</option>{options}</select> \
+         <button type=\"submit\">Not mine: route it again</button></form>",
+        link_action(lead_id, "/not-mine", signed)
+    )
+}
+
+/// The `name` field of a small urlencoded form body.
+async fn form_field(body: axum::body::Body, name: &str) -> Option<String> {
+    let bytes = to_bytes(body, MAX_FORM_BODY).await.ok()?;
+    url::form_urlencoded::parse(&bytes)
+        .find(|(field, _)| field == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// The page's forms post a word or two; anything larger is not them.
+const MAX_FORM_BODY: usize = 4 * 1024;
+
+async fn activity_by_link(
+    State(api): State<Api>,
+    Path(lead_id): Path<String>,
+    RawQuery(query): RawQuery,
+    request: Request,
+) -> Response {
+    let rep = match verified(&api, &lead_id, query.as_deref()).await {
+        Ok((rep, _)) => rep,
+        Err(page) => return page,
+    };
+    let kind = form_field(request.into_body(), "kind")
+        .await
+        .filter(|k| render::PROGRESS_BUTTONS.iter().any(|(name, _)| name == k))
+        .and_then(|k| ActivityKind::parse(&k));
+    let Some(kind) = kind else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Unknown action",
+            "<p>Use the buttons on the lead's page.</p>",
+        );
+    };
+    match api
+        .pipeline
+        .rep_activity(&lead_id, &rep, kind, ClaimVia::Link)
+        .await
+    {
+        Ok(RepActivity::Recorded { lead, .. }) => {
+            let done = if lead.state == leadrelay_shared::model::LeadState::Closed {
+                "The lead is closed: its place in your open leads is free."
+            } else {
+                "Recorded."
+            };
+            let forms = progress_forms(&lead_id, query.as_deref().unwrap_or_default(), &lead);
+            page(
+                StatusCode::OK,
+                "Recorded",
+                &format!(
+                    "<p>{}: {}</p>{forms}",
+                    html_escape::encode_text(activity_label(kind)),
+                    done
+                ),
+            )
+        }
+        Ok(RepActivity::NotYours { why }) => not_yours(&why),
+        Err(failure) => {
+            error!(lead_id, error = %failure, "activity by link failed");
+            unavailable()
+        }
+    }
+}
+
+async fn not_mine_by_link(
+    State(api): State<Api>,
+    Path(lead_id): Path<String>,
+    RawQuery(query): RawQuery,
+    request: Request,
+) -> Response {
+    let rep = match verified(&api, &lead_id, query.as_deref()).await {
+        Ok((rep, _)) => rep,
+        Err(page) => return page,
+    };
+    let reason = form_field(request.into_body(), "reason")
+        .await
+        .and_then(|code| render::not_mine_reason(&code));
+    let Some(reason) = reason else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "A reason is needed",
+            "<p>Choose why the lead is not yours: it is counted against the rule that sent it.</p>",
+        );
+    };
+    match api.pipeline.not_mine(&lead_id, &rep, reason).await {
+        Ok(_) => page(
+            StatusCode::OK,
+            "Handed back",
+            "<p>The lead is being routed again, past you. Thanks for saying why.</p>",
+        ),
+        Err(refusal) => not_mine_refused(&lead_id, refusal).0,
+    }
+}
+
+/// A refused "not mine" as a page and as the text for Slack.
+fn not_mine_refused(lead_id: &str, refusal: NotMineError) -> (Response, String) {
+    let text = refusal.to_string();
+    let response = match &refusal {
+        NotMineError::NotYours { .. } => not_yours(&text),
+        NotMineError::NotFound(_) => page(StatusCode::NOT_FOUND, "No such lead", ""),
+        NotMineError::NoReason | NotMineError::NotOpen { .. } => page(
+            StatusCode::CONFLICT,
+            "Not handed back",
+            &format!("<p>{}</p>", html_escape::encode_text(&text)),
+        ),
+        NotMineError::Busy(_) | NotMineError::Store(_) => {
+            error!(lead_id, error = %refusal, "not mine failed");
+            return (
+                unavailable(),
+                "leadrelay could not hand the lead back just now. Try again.".into(),
+            );
+        }
+    };
+    (response, text)
+}
+
+/// The button's label for an activity kind.
+fn activity_label(kind: ActivityKind) -> &'static str {
+    render::PROGRESS_BUTTONS
+        .iter()
+        .find(|(name, _)| *name == kind.name())
+        .map(|(_, label)| *label)
+        .unwrap_or("Done")
 }
 
 async fn claim_by_link(
@@ -252,9 +443,39 @@ pub struct SlackClaim {
     pub response_url: Option<String>,
 }
 
+/// Which of the alert's controls was used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlackAction {
+    Claim,
+    /// A progress button: Called, E-mailed, Meeting booked, Not a fit.
+    Activity(ActivityKind),
+    /// The "Not mine" menu, with the reason picked.
+    NotMine(&'static str),
+}
+
+/// A press of one of the alert's controls.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SlackPress {
+    pub user: String,
+    pub lead_id: String,
+    pub response_url: Option<String>,
+    pub action: SlackAction,
+}
+
 /// Reads the `payload` form field's JSON; `None` when it is not a Claim button press.
 /// Public for the fuzz targets (`fuzz/`), which feed it arbitrary bodies.
 pub fn parse_slack_claim(body: &[u8]) -> Option<SlackClaim> {
+    let press = parse_slack_press(body)?;
+    (press.action == SlackAction::Claim).then_some(SlackClaim {
+        user: press.user,
+        lead_id: press.lead_id,
+        response_url: press.response_url,
+    })
+}
+
+/// Reads the `payload` form field's JSON; `None` when it is none of the alert's controls
+/// (an Open in CRM link, another app's interaction).
+pub fn parse_slack_press(body: &[u8]) -> Option<SlackPress> {
     let payload = url::form_urlencoded::parse(body)
         .find(|(name, _)| name == "payload")
         .map(|(_, value)| value.into_owned())?;
@@ -262,14 +483,33 @@ pub fn parse_slack_claim(body: &[u8]) -> Option<SlackClaim> {
     if payload["type"] != "block_actions" {
         return None;
     }
-    let action = payload["actions"]
-        .as_array()?
-        .iter()
-        .find(|a| a["action_id"] == "claim")?;
-    Some(SlackClaim {
+    let (action, lead_id) = payload["actions"].as_array()?.iter().find_map(|a| {
+        let id = a["action_id"].as_str()?;
+        if id == "claim" {
+            return Some((SlackAction::Claim, a["value"].as_str()?.to_owned()));
+        }
+        if id == render::SLACK_NOT_MINE_ACTION {
+            let picked = a["selected_option"]["value"].as_str()?;
+            let (code, lead) = picked.split_once(':')?;
+            return Some((
+                SlackAction::NotMine(render::not_mine_reason(code)?),
+                lead.to_owned(),
+            ));
+        }
+        let kind = id.strip_prefix(render::SLACK_ACTIVITY_ACTION_PREFIX)?;
+        render::PROGRESS_BUTTONS
+            .iter()
+            .find(|(name, _)| *name == kind)?;
+        Some((
+            SlackAction::Activity(ActivityKind::parse(kind)?),
+            a["value"].as_str()?.to_owned(),
+        ))
+    })?;
+    Some(SlackPress {
         user: payload["user"]["id"].as_str()?.to_owned(),
-        lead_id: action["value"].as_str()?.to_owned(),
+        lead_id,
         response_url: payload["response_url"].as_str().map(str::to_owned),
+        action,
     })
 }
 
@@ -294,7 +534,7 @@ async fn slack_interactivity(State(api): State<Api>, request: Request) -> Respon
         warn!(%reason, "Slack request signature refused");
         return (StatusCode::UNAUTHORIZED, "invalid signature").into_response();
     }
-    let Some(press) = parse_slack_claim(&body) else {
+    let Some(press) = parse_slack_press(&body) else {
         // Another button or interaction: acknowledged, nothing to do.
         return StatusCode::OK.into_response();
     };
@@ -304,6 +544,11 @@ async fn slack_interactivity(State(api): State<Api>, request: Request) -> Respon
              slack_user_id for you.",
         );
     };
+    match press.action {
+        SlackAction::Claim => {}
+        SlackAction::Activity(kind) => return slack_activity(&api, &press, &rep, kind).await,
+        SlackAction::NotMine(reason) => return slack_not_mine(&api, &press, &rep, reason).await,
+    }
     let outcome = match claim::claim(&api.pipeline, &press.lead_id, &rep, ClaimVia::Slack).await {
         Ok(outcome) => outcome,
         Err(ClaimError::NotClaimable { state, .. }) => {
@@ -336,6 +581,66 @@ async fn slack_interactivity(State(api): State<Api>, request: Request) -> Respon
     }
 }
 
+/// A progress button in Slack: recorded for the rep (claiming the lead first when nobody
+/// had), and the pressed message shows it, keeping the buttons while the lead is open.
+async fn slack_activity(api: &Api, press: &SlackPress, rep: &str, kind: ActivityKind) -> Response {
+    match api
+        .pipeline
+        .rep_activity(&press.lead_id, rep, kind, ClaimVia::Slack)
+        .await
+    {
+        Ok(RepActivity::Recorded { lead, .. }) => {
+            if let Some(url) = &press.response_url {
+                let alert = chat_alert_for(&api.pipeline, &lead).slack;
+                let done = format!(
+                    "*{}* recorded by {}.",
+                    activity_label(kind),
+                    slack_escape(&api.pipeline.router.owner_name(&Owner::Rep(rep.to_owned())))
+                );
+                let mut message = if lead.state == leadrelay_shared::model::LeadState::Closed {
+                    render::slack_with_status(alert, &format!(":lock: Closed: {done}"))
+                } else {
+                    let claimed = lead
+                        .claim
+                        .as_ref()
+                        .map(|c| claimed_status(&lead, &c.rep, &claim::FirstResponse::of(&lead)))
+                        .unwrap_or_default();
+                    render::slack_with_progress(alert, &format!("{claimed} {done}"), &lead.id)
+                };
+                message["replace_original"] = json!(true);
+                api.slack.respond(url, &message).await;
+            }
+            StatusCode::OK.into_response()
+        }
+        Ok(RepActivity::NotYours { why }) => ephemeral(&why),
+        Err(failure) => {
+            error!(lead_id = %press.lead_id, error = %failure, "Slack activity failed");
+            ephemeral("leadrelay could not record that just now. Try again.")
+        }
+    }
+}
+
+/// The "Not mine" menu in Slack: the lead is routed again past the rep, and the pressed
+/// message says so (its buttons gone).
+async fn slack_not_mine(api: &Api, press: &SlackPress, rep: &str, reason: &str) -> Response {
+    match api.pipeline.not_mine(&press.lead_id, rep, reason).await {
+        Ok(lead) => {
+            if let Some(url) = &press.response_url {
+                let text = format!(
+                    ":leftwards_arrow_with_hook: You handed it back: {}. Routing it again.",
+                    slack_escape(reason)
+                );
+                let mut message =
+                    render::slack_with_status(chat_alert_for(&api.pipeline, &lead).slack, &text);
+                message["replace_original"] = json!(true);
+                api.slack.respond(url, &message).await;
+            }
+            StatusCode::OK.into_response()
+        }
+        Err(refusal) => ephemeral(&not_mine_refused(&press.lead_id, refusal).1),
+    }
+}
+
 /// The rep who pressed a Slack button: by their configured `slack_user_id`, else (with the
 /// Slack app) by the e-mail address Slack has for them.
 async fn slack_rep(api: &Api, member: &str) -> Option<String> {
@@ -360,9 +665,11 @@ async fn slack_rep(api: &Api, member: &str) -> Option<String> {
         .map(|r| r.id.clone())
 }
 
-/// The alert as it was, with its buttons replaced by who claimed it (for `response_url`).
+/// The alert as it was, with its Claim button replaced by who claimed it and the buttons
+/// that record what happened next (for `response_url`).
 fn claimed_message(api: &Api, lead: &Lead, text: &str) -> Value {
-    let mut message = render::slack_with_status(chat_alert_for(&api.pipeline, lead).slack, text);
+    let alert = chat_alert_for(&api.pipeline, lead).slack;
+    let mut message = render::slack_with_progress(alert, text, &lead.id);
     message["replace_original"] = json!(true);
     message
 }

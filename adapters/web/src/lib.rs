@@ -300,6 +300,13 @@ pub fn lead_summary(lead: &Lead) -> serde_json::Value {
             .and_then(|t| t.after_hours.as_ref())
             .map(|n| &n.policy),
         "timeline": lead.timeline,
+        "close_reason": lead.close_reason,
+        "activities": lead.activities.iter().map(|a| json!({
+            "kind": a.kind.name(), "at": a.at, "via": a.via, "automated": a.automated,
+        })).collect::<Vec<_>>(),
+        "misroutes": lead.misroutes.iter().map(|m| json!({
+            "rep": m.rep, "rule": m.rule, "reason": m.reason, "at": m.at,
+        })).collect::<Vec<_>>(),
         "last_failure": lead.last_failure,
         "trace_id": lead.trace_id,
     })

@@ -785,6 +785,7 @@ fn slack_actions(lead_id: &str, crm: Option<&str>) -> Value {
         }
         elements.push(open);
     }
+    elements.extend(not_mine_menu(lead_id));
     object([
         ("type", "actions".into()),
         ("block_id", SLACK_ACTIONS_BLOCK.into()),
@@ -792,14 +793,126 @@ fn slack_actions(lead_id: &str, crm: Option<&str>) -> Value {
     ])
 }
 
+/// Why a rep says a lead is not theirs, as the alert's "Not mine" menu offers it: the code the
+/// menu sends, and the reason recorded against the rule that chose them.
+pub const NOT_MINE_REASONS: [(&str, &str); 4] = [
+    ("wrong_region", "Wrong region or territory"),
+    ("wrong_segment", "Wrong segment or company size"),
+    ("has_owner", "Someone else owns the account"),
+    (
+        "not_sales",
+        "Not a sales lead (support, job seeker, partner)",
+    ),
+];
+
+/// The reason a "Not mine" menu code stands for.
+pub fn not_mine_reason(code: &str) -> Option<&'static str> {
+    NOT_MINE_REASONS
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, reason)| *reason)
+}
+
+/// Slack's longest option value.
+const SLACK_OPTION_VALUE_LIMIT: usize = 150;
+
+/// The "Not mine" menu: picking a reason hands the lead back (option values `code:lead id`).
+fn not_mine_menu(lead_id: &str) -> Option<Value> {
+    let options: Vec<Value> = NOT_MINE_REASONS
+        .iter()
+        .map(|(code, reason)| {
+            object([
+                (
+                    "text",
+                    object([("type", "plain_text".into()), ("text", (*reason).into())]),
+                ),
+                ("value", format!("{code}:{lead_id}").into()),
+            ])
+        })
+        .collect();
+    let fits = NOT_MINE_REASONS
+        .iter()
+        .all(|(code, _)| code.len() + 1 + lead_id.len() <= SLACK_OPTION_VALUE_LIMIT);
+    fits.then(|| {
+        object([
+            ("type", "static_select".into()),
+            ("action_id", SLACK_NOT_MINE_ACTION.into()),
+            (
+                "placeholder",
+                object([("type", "plain_text".into()), ("text", "Not mine…".into())]),
+            ),
+            ("options", Value::Array(options)),
+        ])
+    })
+}
+
+/// The action id of the "Not mine" menu.
+pub const SLACK_NOT_MINE_ACTION: &str = "not_mine";
+
+/// The prefix of the action ids of the buttons that record what the rep did
+/// (`activity:called`); the rest is an activity kind's name.
+pub const SLACK_ACTIVITY_ACTION_PREFIX: &str = "activity:";
+
+/// The buttons an open lead's alert keeps once someone owns it: what happened next.
+pub const SLACK_PROGRESS_BLOCK: &str = "lead_progress";
+
+/// What the progress buttons record, and their labels.
+pub const PROGRESS_BUTTONS: [(&str, &str); 4] = [
+    ("called", "Called"),
+    ("emailed", "E-mailed"),
+    ("meeting_booked", "Meeting booked"),
+    ("disqualified", "Not a fit"),
+];
+
+fn slack_progress_actions(lead_id: &str) -> Value {
+    let mut elements: Vec<Value> = Vec::new();
+    if lead_id.len() <= SLACK_BUTTON_VALUE_LIMIT {
+        elements.extend(PROGRESS_BUTTONS.iter().map(|(kind, label)| {
+            let mut fields = serde_json::Map::new();
+            fields.insert("type".into(), "button".into());
+            fields.insert(
+                "action_id".into(),
+                format!("{SLACK_ACTIVITY_ACTION_PREFIX}{kind}").into(),
+            );
+            fields.insert(
+                "text".into(),
+                object([("type", "plain_text".into()), ("text", (*label).into())]),
+            );
+            fields.insert("value".into(), lead_id.into());
+            if *kind == "disqualified" {
+                fields.insert("style".into(), "danger".into());
+            }
+            Value::Object(fields)
+        }));
+    }
+    elements.extend(not_mine_menu(lead_id));
+    object([
+        ("type", "actions".into()),
+        ("block_id", SLACK_PROGRESS_BLOCK.into()),
+        ("elements", Value::Array(elements)),
+    ])
+}
+
 /// The block id of a Slack alert's buttons (Claim, Open in CRM).
 pub const SLACK_ACTIONS_BLOCK: &str = "lead_actions";
+
+/// A posted Slack alert of a lead someone owns now: `status` under it, and the buttons that
+/// record what happened next (Called, E-mailed, Meeting booked, Not a fit, Not mine).
+pub fn slack_with_progress(message: Value, status: &str, lead_id: &str) -> Value {
+    let mut message = slack_with_status(message, status);
+    if let Some(blocks) = message.get_mut("blocks").and_then(Value::as_array_mut) {
+        blocks.push(slack_progress_actions(lead_id));
+    }
+    message
+}
 
 /// A posted Slack alert as it reads once the lead moved on: its buttons gone (nobody is left
 /// with a live Claim button) and `status` (Slack mrkdwn, escaped by the caller) under it.
 pub fn slack_with_status(mut message: Value, status: &str) -> Value {
     if let Some(blocks) = message.get_mut("blocks").and_then(Value::as_array_mut) {
-        blocks.retain(|b| b["block_id"] != SLACK_ACTIONS_BLOCK);
+        blocks.retain(|b| {
+            b["block_id"] != SLACK_ACTIONS_BLOCK && b["block_id"] != SLACK_PROGRESS_BLOCK
+        });
         blocks.push(object([
             ("type", "context".into()),
             ("block_id", "status".into()),
@@ -1080,16 +1193,20 @@ mod tests {
             "https://crm.example/c?email=jane%2Bx%40acme.co.uk&lead=lead-9"
         );
 
-        // Without a CRM template, the Claim button alone.
+        // Without a CRM template, the Claim button and the "Not mine" menu.
         lead.escalations.clear();
         let plain = render(&lead, "hot");
         assert!(plain.headline.starts_with("New tier-1 lead"));
         let actions = plain.slack["blocks"]
             .as_array()
-            .and_then(|b| b.last().cloned());
+            .and_then(|b| b.last().cloned())
+            .expect("the actions block");
+        let elements = actions["elements"].as_array().expect("elements");
+        assert_eq!(elements.len(), 2);
+        assert_eq!(elements[1]["action_id"], SLACK_NOT_MINE_ACTION);
         assert_eq!(
-            actions.map(|a| a["elements"].as_array().map(Vec::len)),
-            Some(Some(1))
+            elements[1]["options"][0]["value"], "wrong_region:lead-9",
+            "each reason carries the lead"
         );
     }
 

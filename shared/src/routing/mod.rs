@@ -149,6 +149,8 @@ pub struct Plan {
     pub decided_at: Timestamp,
     pub held_until: Option<Timestamp>,
     pub chain: Vec<Target>,
+    /// Reps who said "not mine" to this lead, with their reason: never offered it again.
+    pub excluded: Vec<(String, String)>,
     trace: RoutingTrace,
 }
 
@@ -470,6 +472,16 @@ impl Router {
 
     /// Tries the rules in order and applies the target team's after-hours policy.
     pub fn plan(&self, lead: &Lead, now: Timestamp) -> Plan {
+        let mut plan = self.plan_rules(lead, now);
+        plan.excluded = lead
+            .misroutes
+            .iter()
+            .map(|m| (m.rep.clone(), m.reason.clone()))
+            .collect();
+        plan
+    }
+
+    fn plan_rules(&self, lead: &Lead, now: Timestamp) -> Plan {
         let facts = self.facts(lead);
         let mut trace = RoutingTrace {
             decided_at: Some(now),
@@ -575,6 +587,7 @@ impl Router {
             at,
             decided_at: now,
             held_until,
+            excluded: Vec::new(),
             trace,
         }
     }
@@ -607,6 +620,7 @@ impl Router {
             at: now,
             decided_at: now,
             held_until: None,
+            excluded: Vec::new(),
             trace: std::mem::take(trace),
         })
     }
@@ -709,7 +723,7 @@ impl Router {
         for step in &plan.chain {
             match step {
                 Target::Rep(rep) => {
-                    let check = self.check(rep, plan.at, snapshot);
+                    let check = self.check_for(plan, rep, snapshot);
                     let (outcome, candidate) = match &check {
                         Check::Free => (
                             "assigned".to_owned(),
@@ -824,7 +838,7 @@ impl Router {
         let checks: Vec<(&str, u32, Check)> = pool
             .members
             .iter()
-            .map(|(rep, weight)| (rep.as_str(), *weight, self.check(rep, plan.at, snapshot)))
+            .map(|(rep, weight)| (rep.as_str(), *weight, self.check_for(plan, rep, snapshot)))
             .collect();
         let eligible: Vec<(&str, u32)> = checks
             .iter()
@@ -953,6 +967,14 @@ impl Router {
     }
 
     /// Whether a rep can take a lead at `at`: working, not away, under their cap.
+    /// [`Router::check`] for this plan's lead: a rep who said "not mine" to it is skipped.
+    fn check_for(&self, plan: &Plan, rep: &str, snapshot: &Snapshot) -> Check {
+        match plan.excluded.iter().find(|(r, _)| r == rep) {
+            Some((_, reason)) => Check::Skip(format!("said not mine: {reason}")),
+            None => self.check(rep, plan.at, snapshot),
+        }
+    }
+
     fn check(&self, rep: &str, at: Timestamp, snapshot: &Snapshot) -> Check {
         let Some(r) = self.reps.get(rep) else {
             return Check::Skip("not a configured rep".into());

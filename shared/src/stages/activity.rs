@@ -138,3 +138,70 @@ impl Pipeline {
         Ok(found.map(|lead| lead.merged_into.clone().unwrap_or(lead.id)))
     }
 }
+
+/// What a rep's own button (Called, E-mailed, Meeting booked, Not a fit) did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RepActivity {
+    /// Recorded on the lead (claiming it first for the rep when nobody had).
+    Recorded { lead: Box<Lead>, stamped: Stamped },
+    /// Someone else owns the lead; nothing was recorded. The text says who and why.
+    NotYours { why: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepActivityError {
+    #[error(transparent)]
+    Claim(#[from] super::claim::ClaimError),
+    #[error(transparent)]
+    Record(#[from] ActivityError),
+    #[error("the activity matched no lead")]
+    Unmatched,
+}
+
+impl Pipeline {
+    /// `rep` pressed a button saying they did `kind` on `lead_id`. A rep working a lead owns
+    /// it: an unclaimed lead is claimed for them first (under its claim policy), and a lead
+    /// someone else claimed is refused with who has it.
+    pub async fn rep_activity(
+        &self,
+        lead_id: &str,
+        rep: &str,
+        kind: crate::model::ActivityKind,
+        via: super::claim::ClaimVia,
+    ) -> Result<RepActivity, RepActivityError> {
+        use super::claim::{claim, ClaimOutcome};
+        match claim(self, lead_id, rep, via).await {
+            Ok(ClaimOutcome::Won { .. } | ClaimOutcome::AlreadyYours { .. }) => {}
+            Ok(ClaimOutcome::OwnedBy { rep: owner, .. }) => {
+                return Ok(RepActivity::NotYours {
+                    why: format!("{owner} claimed this lead: only they record what happened."),
+                })
+            }
+            Ok(ClaimOutcome::Refused { why, .. }) => return Ok(RepActivity::NotYours { why }),
+            // Closed already, or not yet routed: record it all the same, it happened.
+            Err(super::claim::ClaimError::NotClaimable { .. }) => {}
+            Err(other) => return Err(other.into()),
+        }
+        let now = self.clock.now();
+        let event = ActivityEvent {
+            lead_id: Some(lead_id.to_owned()),
+            email: None,
+            activity: Activity {
+                kind,
+                at: now,
+                received_at: now,
+                by: Some(rep.to_owned()),
+                via: via.as_str().to_owned(),
+                automated: false,
+                // Each press is its own event: two calls are two calls.
+                key: format!("{}:{}", via.as_str(), uuid::Uuid::now_v7()),
+                detail: None,
+            },
+        };
+        match self.record_activity(&event).await? {
+            Recorded::Applied { lead, stamped } => Ok(RepActivity::Recorded { lead, stamped }),
+            Recorded::Duplicate { .. } => Err(RepActivityError::Unmatched),
+            Recorded::Unmatched { .. } => Err(RepActivityError::Unmatched),
+        }
+    }
+}

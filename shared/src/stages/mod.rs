@@ -22,6 +22,7 @@ pub mod close;
 mod enrich;
 mod ingest;
 mod notify;
+pub mod reroute;
 mod route;
 pub use route::RoutedBatch;
 pub mod sla;

@@ -15,7 +15,7 @@ use super::super::claim::{claimed_status, human_duration, FirstResponse};
 use super::super::{chat_alert_for, Pipeline, StageError};
 use crate::model::{Lead, LeadState};
 use crate::ports::DeliveryStart;
-use crate::render::{slack_escape, slack_with_status};
+use crate::render::{slack_escape, slack_with_progress, slack_with_status};
 
 /// One piece of news about a lead, and the receipt that makes it go out once.
 #[derive(Debug, PartialEq, Eq)]
@@ -40,9 +40,36 @@ impl Pipeline {
             }),
             LeadState::Claimed => {
                 let claim = lead.claim.as_ref()?;
+                // A lead handed back is claimed again by its next owner: news of its own.
+                let round = match lead.misroutes.len() {
+                    0 => String::new(),
+                    n => format!("re{n}:"),
+                };
                 Some(News {
-                    receipt: "announce:claimed".into(),
+                    receipt: format!("announce:{round}claimed"),
                     text: claimed_status(lead, &claim.rep, &FirstResponse::of(lead)),
+                })
+            }
+            LeadState::Routed | LeadState::Notified
+                if lead.misroutes.last().map(|m| m.at) > lead.escalations.last().map(|e| e.at) =>
+            {
+                let misroute = lead.misroutes.last()?;
+                let now_with = lead
+                    .assignment
+                    .as_ref()
+                    .map(|a| format!(" Now with *{}*.", slack_escape(&a.owner_name)))
+                    .unwrap_or_default();
+                Some(News {
+                    receipt: format!("announce:re{}", lead.misroutes.len()),
+                    text: format!(
+                        ":leftwards_arrow_with_hook: Handed back by *{}*: {}.{now_with}",
+                        slack_escape(
+                            &self
+                                .router
+                                .owner_name(&crate::model::Owner::Rep(misroute.rep.clone()))
+                        ),
+                        slack_escape(&misroute.reason),
+                    ),
                 })
             }
             LeadState::Routed | LeadState::Notified => {
@@ -79,7 +106,12 @@ impl Pipeline {
         if start != DeliveryStart::Proceed {
             return Ok(());
         }
-        let message = slack_with_status(chat_alert_for(self, lead).slack, &news.text);
+        let alert = chat_alert_for(self, lead).slack;
+        // A claimed lead's messages keep the buttons that record what happened next.
+        let message = match lead.state {
+            LeadState::Claimed => slack_with_progress(alert, &news.text, &lead.id),
+            _ => slack_with_status(alert, &news.text),
+        };
         let mut refused = 0;
         for one in &posted {
             let edited = self.notifier.update_posted(one, &message).await;

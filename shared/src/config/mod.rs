@@ -33,7 +33,9 @@ mod team;
 mod validation;
 
 pub use alerts::{ClaimConfig, ClaimPolicy, EscalateTo, EscalationConfig, EscalationStep};
-pub use email::{language_covers, AcknowledgementTemplate, EmailConfig, SmtpCredentials, SmtpTls};
+pub use email::{
+    language_covers, AcknowledgementTemplate, EmailConfig, RepliesConfig, SmtpCredentials, SmtpTls,
+};
 pub use enrichment::{CompanyRecord, EnrichmentConfig, StatedFieldsConfig, StatedTrust};
 pub use notify::{
     CompanyAssociation, HubspotConfig, NotifyConfig, OwnerPolicy, RateConfig, SlackAppConfig,

@@ -32,6 +32,7 @@ mod routing_rules;
 mod salesforce;
 mod server_limits;
 mod ses;
+mod reply_relay;
 mod slack_app;
 
 mod webhook_contract;

@@ -67,7 +67,7 @@ impl RelayAddress {
             && domain
                 .split('.')
                 .all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-        if !domain_ok {
+        if local.is_empty() || !domain_ok {
             return Err(RelayAddressError::NotAnAddress);
         }
         let local_ok = !local.is_empty()
@@ -378,6 +378,36 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_reply_travels_in_a_versioned_notify_envelope() {
+        use crate::model::{Envelope, EnvelopeError, Stage};
+        let reply = ForwardedReply {
+            message_key: "ab".repeat(32),
+            from: "Tom <tom@initech.example>".into(),
+            subject: "Re: quote".into(),
+            text: "50 seats".into(),
+        };
+        let envelope = Envelope::reply(LEAD, "trace", reply.clone());
+        assert_eq!(envelope.stage, Stage::Notify);
+        assert_eq!(envelope.v, Envelope::REPLY_VERSION);
+        let json = envelope.to_json();
+        assert_eq!(Envelope::from_json(&json), Ok(envelope));
+        // A plain envelope's JSON is as it was: no reply key, version 1.
+        let plain = Envelope::new(LEAD, Stage::Notify, "trace").to_json();
+        assert!(!plain.contains("reply") && plain.contains("\"v\":1"), "{plain}");
+        // A reply under version 1 (or none under 2) is refused, never taken as a plain message.
+        assert_eq!(
+            Envelope::from_json(&json.replace("\"v\":2", "\"v\":1")),
+            Err(EnvelopeError::UnsupportedVersion(1))
+        );
+        assert_eq!(
+            Envelope::from_json(&plain.replace("\"v\":1", "\"v\":2")),
+            Err(EnvelopeError::UnsupportedVersion(2))
+        );
+        // Its Debug shows no prospect data.
+        assert!(!format!("{reply:?}").contains("tom@"));
     }
 
     /// Mailgun's scheme, computed independently: hex HMAC-SHA256(key, timestamp + token).

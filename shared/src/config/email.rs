@@ -285,3 +285,85 @@ fn is_language_tag(tag: &str) -> bool {
         && language.chars().all(|c| c.is_ascii_alphabetic())
         && parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::MINIMAL;
+    use crate::config::Config;
+
+    const EMAIL: &str = "\n[notify.email]\nfrom = \"leadrelay <alerts@acme.example>\"\n";
+    const CLAIM: &str = "\n[claim]\nlink_secrets = [\"claim-link-secret-0123456789\"]\n";
+
+    fn parse(extra: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let lookup = |name: &str| {
+            env.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        };
+        Config::parse(&format!("{MINIMAL}{extra}"), "leadrelay.toml", &lookup)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_reply_relay_reads_its_address_and_signing_key_from_the_environment() {
+        let replies = "[notify.email.replies]\naddress = \"Replies@In.Acme.example\"\n\
+                       signing_keys_env = \"MAILGUN_KEY\"\n";
+        let config = parse(
+            &format!("{CLAIM}{EMAIL}{replies}"),
+            &[("MAILGUN_KEY", "key-3ax6xnjp29jd6fds4gc373sgvjxteol0")],
+        )
+        .expect("valid");
+        let replies = config.notify.email.as_ref().and_then(|e| e.replies.as_ref());
+        let replies = replies.expect("[notify.email.replies]");
+        assert_eq!(
+            replies.relay().map(|r| r.base()).as_deref(),
+            Some("replies@in.acme.example")
+        );
+        assert_eq!(replies.keys.len(), 1);
+        // Without the section, nothing changes.
+        let plain = parse(&format!("{CLAIM}{EMAIL}"), &[]).expect("valid");
+        assert!(plain.notify.email.as_ref().is_some_and(|e| e.replies.is_none()));
+    }
+
+    #[test]
+    fn a_reply_relay_without_its_keys_or_with_a_bad_address_stops_the_start() {
+        let key = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0";
+        for (extra, env, named, says) in [
+            (
+                format!("{CLAIM}{EMAIL}[notify.email.replies]\naddress = \"replies@in.acme.example\"\nsigning_keys_env = \"MAILGUN_KEY\"\n"),
+                vec![],
+                "notify.email.replies.signing_keys_env",
+                "MAILGUN_KEY is not set",
+            ),
+            (
+                format!("{CLAIM}{EMAIL}[notify.email.replies]\naddress = \"replies@in.acme.example\"\n"),
+                vec![],
+                "notify.email.replies.signing_keys_env",
+                "signing key",
+            ),
+            (
+                format!("{EMAIL}[notify.email.replies]\naddress = \"replies@in.acme.example\"\nsigning_keys_env = \"MAILGUN_KEY\"\n"),
+                vec![("MAILGUN_KEY", key)],
+                "notify.email.replies.address",
+                "claim-link key",
+            ),
+            (
+                format!("{CLAIM}{EMAIL}[notify.email.replies]\naddress = \"replies+x@in.acme.example\"\nsigning_keys_env = \"MAILGUN_KEY\"\n"),
+                vec![("MAILGUN_KEY", key)],
+                "notify.email.replies.address",
+                "no '+'",
+            ),
+            (
+                format!("{CLAIM}{EMAIL}[notify.email.replies]\naddress = \"replies\"\nsigning_keys_env = \"MAILGUN_KEY\"\n"),
+                vec![("MAILGUN_KEY", key)],
+                "notify.email.replies.address",
+                "must be an address",
+            ),
+        ] {
+            let error = parse(&extra, &env).expect_err(named);
+            assert!(error.contains(named), "{named}: {error}");
+            assert!(error.contains(says), "{says}: {error}");
+            assert!(!error.contains(key), "no secret in {error}");
+        }
+    }
+}

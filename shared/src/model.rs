@@ -717,11 +717,7 @@ impl Envelope {
     }
 
     /// The notify stage's message that forwards `reply` to the lead's current owner.
-    pub fn reply(
-        lead_id: &str,
-        trace_id: &str,
-        reply: crate::reply_relay::ForwardedReply,
-    ) -> Self {
+    pub fn reply(lead_id: &str, trace_id: &str, reply: crate::reply_relay::ForwardedReply) -> Self {
         Envelope {
             v: Self::REPLY_VERSION,
             reply: Some(reply),

@@ -64,9 +64,9 @@ impl RelayAddress {
             .ok_or(RelayAddressError::NotAnAddress)?;
         let domain_ok = !domain.is_empty()
             && domain.contains('.')
-            && domain
-                .split('.')
-                .all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+            && domain.split('.').all(|label| {
+                !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
         if local.is_empty() || !domain_ok {
             return Err(RelayAddressError::NotAnAddress);
         }
@@ -171,11 +171,9 @@ pub fn verify_token(keys: &[SigningKey], token: &str) -> Result<String, TokenErr
     if lead_id.is_empty() {
         return Err(TokenError::Malformed);
     }
-    let matched = keys.iter().any(|key| {
-        tag(key, &lead_id)
-            .verify_truncated_left(&given)
-            .is_ok()
-    });
+    let matched = keys
+        .iter()
+        .any(|key| tag(key, &lead_id).verify_truncated_left(&given).is_ok());
     if matched {
         Ok(lead_id)
     } else {
@@ -295,7 +293,12 @@ mod tests {
     #[test]
     fn any_lead_id_round_trips_and_upper_case_is_the_same_address() {
         let k = key("claim-link-secret-0123456789");
-        for id in ["lead-1", "Lead_With.Case", LEAD, "01936F4E-8A2B-7C3D-9E4F-0123456789AB"] {
+        for id in [
+            "lead-1",
+            "Lead_With.Case",
+            LEAD,
+            "01936F4E-8A2B-7C3D-9E4F-0123456789AB",
+        ] {
             let address = relay().for_lead(&k, id);
             assert_eq!(
                 relay().lead_of(std::slice::from_ref(&k), &address),
@@ -341,10 +344,22 @@ mod tests {
             format!("sales+{token}@in.example.com"),
             "replies@in.example.com".to_owned(),
         ] {
-            assert_eq!(relay().lead_of(keys, &wrong), Err(TokenError::NotOurs), "{wrong}");
+            assert_eq!(
+                relay().lead_of(keys, &wrong),
+                Err(TokenError::NotOurs),
+                "{wrong}"
+            );
         }
-        for malformed in ["replies+@in.example.com", "replies+abc@in.example.com", "replies+zz-zz@in.example.com"] {
-            assert_eq!(relay().lead_of(keys, malformed), Err(TokenError::Malformed), "{malformed}");
+        for malformed in [
+            "replies+@in.example.com",
+            "replies+abc@in.example.com",
+            "replies+zz-zz@in.example.com",
+        ] {
+            assert_eq!(
+                relay().lead_of(keys, malformed),
+                Err(TokenError::Malformed),
+                "{malformed}"
+            );
         }
         // Several recipients: the one that is ours counts.
         assert_eq!(
@@ -364,14 +379,23 @@ mod tests {
     #[test]
     fn a_relay_address_is_checked() {
         assert_eq!(relay().base(), "replies@in.example.com");
-        for bad in ["replies", "replies@", "@in.example.com", "replies@localhost"] {
+        for bad in [
+            "replies",
+            "replies@",
+            "@in.example.com",
+            "replies@localhost",
+        ] {
             assert_eq!(
                 RelayAddress::parse(bad),
                 Err(RelayAddressError::NotAnAddress),
                 "{bad}"
             );
         }
-        for bad in ["re plies@in.example.com", "replies+x@in.example.com", ".r@in.example.com"] {
+        for bad in [
+            "re plies@in.example.com",
+            "replies+x@in.example.com",
+            ".r@in.example.com",
+        ] {
             assert_eq!(
                 RelayAddress::parse(bad),
                 Err(RelayAddressError::BadLocalPart),
@@ -396,7 +420,10 @@ mod tests {
         assert_eq!(Envelope::from_json(&json), Ok(envelope));
         // A plain envelope's JSON is as it was: no reply key, version 1.
         let plain = Envelope::new(LEAD, Stage::Notify, "trace").to_json();
-        assert!(!plain.contains("reply") && plain.contains("\"v\":1"), "{plain}");
+        assert!(
+            !plain.contains("reply") && plain.contains("\"v\":1"),
+            "{plain}"
+        );
         // A reply under version 1 (or none under 2) is refused, never taken as a plain message.
         assert_eq!(
             Envelope::from_json(&json.replace("\"v\":2", "\"v\":1")),
@@ -439,13 +466,22 @@ mod tests {
         };
         assert_eq!(check(&at, &token, &good), Ok(()));
         assert_eq!(check(&at, &token, &good.to_ascii_uppercase()), Ok(()));
-        assert_eq!(check(&at, &"b".repeat(50), &good), Err(SignatureError::NoMatch));
-        assert_eq!(check(&at, &token, &good[..32]), Err(SignatureError::NoMatch));
+        assert_eq!(
+            check(&at, &"b".repeat(50), &good),
+            Err(SignatureError::NoMatch)
+        );
+        assert_eq!(
+            check(&at, &token, &good[..32]),
+            Err(SignatureError::NoMatch)
+        );
         assert_eq!(
             check(&at, &token, "not hex"),
             Err(SignatureError::MalformedHeader("signature"))
         );
-        assert_eq!(check(&at, "", &good), Err(SignatureError::MissingHeader("token")));
+        assert_eq!(
+            check(&at, "", &good),
+            Err(SignatureError::MissingHeader("token"))
+        );
         // Validly signed, but ten minutes old: a captured post replayed later.
         let old = (now.as_second() - 600).to_string();
         let stale = mailgun_signature(secret, &old, &token);

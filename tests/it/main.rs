@@ -27,12 +27,12 @@ mod logs;
 mod pipeline;
 mod presets_chat;
 mod presets_forms;
+mod reply_relay;
 mod routing_concurrency;
 mod routing_rules;
 mod salesforce;
 mod server_limits;
 mod ses;
-mod reply_relay;
 mod slack_app;
 
 mod webhook_contract;

@@ -201,7 +201,10 @@ impl Harness {
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
             .expect("body");
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     /// Runs the notify stage on every waiting notify message (the replies among them).
@@ -285,7 +288,11 @@ async fn a_reply_reaches_the_rep_who_claimed_the_lead_once_and_escaped() {
     assert!(h.drain_notify().await.iter().all(Result::is_ok));
 
     let forwarded = replies_to(&h.sink, "priya@yourco.example");
-    assert_eq!(forwarded.len(), 1, "the reply reaches the rep who claimed it");
+    assert_eq!(
+        forwarded.len(),
+        1,
+        "the reply reaches the rep who claimed it"
+    );
     assert_eq!(forwarded[0].to, vec!["priya@yourco.example".to_owned()]);
     assert_eq!(
         h.sink.mails_to("bruno@yourco.example").len(),
@@ -315,14 +322,25 @@ async fn a_reply_reaches_the_rep_who_claimed_the_lead_once_and_escaped() {
     let text = message.body_text(0).expect("text").into_owned();
     let html = message.body_html(0).expect("html").into_owned();
     // The stripped text, not the quoted history.
-    assert!(text.contains("Can you also quote <b>50 seats</b>?"), "{text}");
+    assert!(
+        text.contains("Can you also quote <b>50 seats</b>?"),
+        "{text}"
+    );
     assert!(!text.contains("Quoted history"), "{text}");
-    assert!(text.contains("Lead relay-claim (Tom Baker): http://127.0.0.1:8080/claim/relay-claim?rep=priya"), "{text}");
+    assert!(
+        text.contains(
+            "Lead relay-claim (Tom Baker): http://127.0.0.1:8080/claim/relay-claim?rep=priya"
+        ),
+        "{text}"
+    );
     assert!(
         html.contains("Can you also quote &lt;b&gt;50 seats&lt;/b&gt;? &lt;script&gt;alert(1)&lt;/script&gt; &amp; more"),
         "{html}"
     );
-    assert!(!html.contains("<script") && !html.contains("<b>50"), "{html}");
+    assert!(
+        !html.contains("<script") && !html.contains("<b>50"),
+        "{html}"
+    );
 
     // The same post again (a replay within the tolerance): a duplicate, nothing queued.
     let (status, body) = h.send(post.urlencoded()).await;
@@ -331,7 +349,11 @@ async fn a_reply_reaches_the_rep_who_claimed_the_lead_once_and_escaped() {
     assert!(h.drain_notify().await.is_empty(), "nothing queued");
     // Mailgun redelivering the message under a fresh token, as multipart: queued again, but the
     // receipt of its Message-Id sends nothing twice.
-    let again = h.post(&reply_to, "<CAF=reply-1@mail.initech.co.uk>", &"u".repeat(50));
+    let again = h.post(
+        &reply_to,
+        "<CAF=reply-1@mail.initech.co.uk>",
+        &"u".repeat(50),
+    );
     let (status, body) = h.send(again.multipart()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "forwarded");
@@ -339,7 +361,11 @@ async fn a_reply_reaches_the_rep_who_claimed_the_lead_once_and_escaped() {
     assert_eq!(replies_to(&h.sink, "priya@yourco.example").len(), 1);
 
     // A second reply, with an attachment (multipart): forwarded, the attachment not read.
-    let second = h.post(&reply_to, "<CAF=reply-2@mail.initech.co.uk>", &"v".repeat(50));
+    let second = h.post(
+        &reply_to,
+        "<CAF=reply-2@mail.initech.co.uk>",
+        &"v".repeat(50),
+    );
     let (status, body) = h.send(second.multipart()).await;
     assert_eq!(status, 200, "{body}");
     assert!(h.drain_notify().await.iter().all(Result::is_ok));
@@ -480,11 +506,10 @@ async fn a_reply_nobody_can_receive_is_parked_in_the_dead_letter_queue() {
         .refuse("bruno@yourco.example", "550 5.1.1 no such user", 1);
     assert_eq!(h.send(post.urlencoded()).await.0, 200);
     assert!(h.drain_notify().await.iter().all(Result::is_ok));
-    let letters = h
-        .db
-        .list(Stage::Notify, 10, Duration::from_secs(1))
-        .await
-        .expect("dead letters");
+    let letters =
+        h.db.list(Stage::Notify, 10, Duration::from_secs(1))
+            .await
+            .expect("dead letters");
     assert_eq!(letters.len(), 1, "{letters:?}");
     let parked = Envelope::from_json(&letters[0].body).expect("envelope");
     assert_eq!(parked.lead_id, "relay-park");
@@ -492,7 +517,9 @@ async fn a_reply_nobody_can_receive_is_parked_in_the_dead_letter_queue() {
     assert!(h.lead("relay-park").await.last_failure.is_some());
 
     // Replayed once the address works: forwarded, once.
-    h.db.replay(Stage::Notify, &letters[0]).await.expect("replay");
+    h.db.replay(Stage::Notify, &letters[0])
+        .await
+        .expect("replay");
     assert!(h.drain_notify().await.iter().all(Result::is_ok));
     assert_eq!(replies_to(&h.sink, "bruno@yourco.example").len(), 1);
 }

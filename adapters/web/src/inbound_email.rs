@@ -37,10 +37,16 @@ async fn receive_email(State(api): State<Api>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let bytes = match read_body(body, MAX_BODY_BYTES).await {
         BodyRead::Complete(bytes) => bytes,
-        BodyRead::TooLarge => return error(StatusCode::PAYLOAD_TOO_LARGE, "body over 256 KiB", None),
+        BodyRead::TooLarge => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "body over 256 KiB", None)
+        }
         BodyRead::Unreadable(cause) => {
             warn!(error = %cause, "could not read an inbound e-mail body");
-            return error(StatusCode::BAD_REQUEST, "could not read the request body", None);
+            return error(
+                StatusCode::BAD_REQUEST,
+                "could not read the request body",
+                None,
+            );
         }
     };
     let content_type = parts
@@ -59,7 +65,11 @@ async fn receive_email(State(api): State<Api>, request: Request) -> Response {
             Ok(fields) => fields,
             Err(reason) => {
                 warn!(%reason, "unreadable multipart inbound e-mail");
-                return error(StatusCode::BAD_REQUEST, "malformed multipart/form-data body", None);
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "malformed multipart/form-data body",
+                    None,
+                );
             }
         }
     } else {
@@ -81,9 +91,11 @@ async fn receive_email(State(api): State<Api>, request: Request) -> Response {
             Json(json!({"status": "duplicate", "lead_id": lead_id})),
         )
             .into_response(),
-        Err(InboundError::NotConfigured) => {
-            error(StatusCode::NOT_FOUND, "inbound e-mail is not configured", None)
-        }
+        Err(InboundError::NotConfigured) => error(
+            StatusCode::NOT_FOUND,
+            "inbound e-mail is not configured",
+            None,
+        ),
         Err(InboundError::Unauthorized(reason)) => {
             // Which check failed goes to the log only.
             warn!(reason = %reason, "inbound e-mail signature refused");
@@ -91,11 +103,19 @@ async fn receive_email(State(api): State<Api>, request: Request) -> Response {
         }
         Err(refused @ (InboundError::NotOurs(_) | InboundError::UnknownLead)) => {
             warn!(reason = %refused, "inbound e-mail to an address leadrelay did not issue");
-            error(StatusCode::NOT_ACCEPTABLE, "not a reply address of this relay", None)
+            error(
+                StatusCode::NOT_ACCEPTABLE,
+                "not a reply address of this relay",
+                None,
+            )
         }
         Err(InboundError::Unusable(what)) => {
             warn!(missing = what, "inbound e-mail with nothing to forward");
-            error(StatusCode::NOT_ACCEPTABLE, &format!("no usable {what}"), None)
+            error(
+                StatusCode::NOT_ACCEPTABLE,
+                &format!("no usable {what}"),
+                None,
+            )
         }
         Err(InboundError::InFlight) => retry_later(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -313,7 +313,11 @@ mod tests {
             &[("MAILGUN_KEY", "key-3ax6xnjp29jd6fds4gc373sgvjxteol0")],
         )
         .expect("valid");
-        let replies = config.notify.email.as_ref().and_then(|e| e.replies.as_ref());
+        let replies = config
+            .notify
+            .email
+            .as_ref()
+            .and_then(|e| e.replies.as_ref());
         let replies = replies.expect("[notify.email.replies]");
         assert_eq!(
             replies.relay().map(|r| r.base()).as_deref(),
@@ -322,7 +326,11 @@ mod tests {
         assert_eq!(replies.keys.len(), 1);
         // Without the section, nothing changes.
         let plain = parse(&format!("{CLAIM}{EMAIL}"), &[]).expect("valid");
-        assert!(plain.notify.email.as_ref().is_some_and(|e| e.replies.is_none()));
+        assert!(plain
+            .notify
+            .email
+            .as_ref()
+            .is_some_and(|e| e.replies.is_none()));
     }
 
     #[test]

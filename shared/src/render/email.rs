@@ -547,7 +547,10 @@ pub fn forwarded_reply(
     let subject = one_line(&reply.subject, 200);
     let subject = if subject.is_empty() {
         "Re: your request".to_owned()
-    } else if subject.get(..3).is_some_and(|re| re.eq_ignore_ascii_case("re:")) {
+    } else if subject
+        .get(..3)
+        .is_some_and(|re| re.eq_ignore_ascii_case("re:"))
+    {
         subject
     } else {
         format!("Re: {subject}")
@@ -589,12 +592,20 @@ pub fn forwarded_reply(
             );
         }
         None => {
-            let _ = write!(html, "<p style=\"color:#555\">{}</p>", encode_text(&lead_line));
+            let _ = write!(
+                html,
+                "<p style=\"color:#555\">{}</p>",
+                encode_text(&lead_line)
+            );
         }
     }
     html.push_str("<p style=\"color:#888;font-size:12px\">Reply to this e-mail to answer the prospect.</p></body></html>");
     OutgoingEmail {
-        message_id: message_id(&lead.id, &format!("reply-{}", reply.message_key), &envelope.from),
+        message_id: message_id(
+            &lead.id,
+            &format!("reply-{}", reply.message_key),
+            &envelope.from,
+        ),
         from: envelope.from,
         to: envelope.to,
         reply_to: envelope.reply_to,

@@ -33,7 +33,11 @@ impl Pipeline {
         };
         let (Some(from), Ok(prospect)) = (self.email_from(), reply.from.parse::<Mailbox>()) else {
             return self
-                .park_reply(lead, envelope, "the reply cannot be addressed: no [notify.email] sender or prospect address")
+                .park_reply(
+                    lead,
+                    envelope,
+                    "the reply cannot be addressed: no [notify.email] sender or prospect address",
+                )
                 .await;
         };
         let (start, _claim) = self.begin_delivery(&lead.id, &receipt).await?;

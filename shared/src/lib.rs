@@ -10,7 +10,7 @@
 //!    [`json_path`], [`stated`], [`presets`], [`signature`] (with the schemes declared as
 //!    data), [`mapping`] (a platform's payload as a capture event), [`calendar`], [`topics`],
 //!    [`url_prefix`], [`email`] (address and message values), [`metrics`], [`jwt`] (RS256
-//!    tokens).
+//!    tokens), [`reply_relay`] (reply addresses and the inbound provider's signature).
 //! 2. [`config`]: the configuration, read and checked; imports leaves only.
 //! 3. The pure decisions and renderers, on the configuration: [`validate`], [`enrichment`],
 //!    [`rulebook`] (enrichment from the table, qualification), [`routing`], [`render`],
@@ -37,6 +37,7 @@ pub mod ports;
 pub mod presets;
 pub mod render;
 pub mod replay;
+pub mod reply_relay;
 pub mod routing;
 pub mod rulebook;
 pub mod salesforce;

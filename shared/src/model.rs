@@ -887,10 +887,18 @@ pub struct Envelope {
     pub lead_id: String,
     pub stage: Stage,
     pub trace_id: String,
+    /// A prospect's reply for the lead's current owner (notify only; version
+    /// [`Envelope::REPLY_VERSION`]): the one message that carries more than the lead's id, as
+    /// the queue is the reply's only durable copy until it is forwarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<crate::reply_relay::ForwardedReply>,
 }
 
 impl Envelope {
     pub const VERSION: u8 = 1;
+    /// An envelope with a reply: a version of its own, so that a worker which cannot forward
+    /// replies refuses it (retried, then dead-lettered and replayable) instead of dropping it.
+    pub const REPLY_VERSION: u8 = 2;
 
     pub fn new(lead_id: &str, stage: Stage, trace_id: &str) -> Self {
         Envelope {
@@ -898,6 +906,16 @@ impl Envelope {
             lead_id: lead_id.to_owned(),
             stage,
             trace_id: trace_id.to_owned(),
+            reply: None,
+        }
+    }
+
+    /// The notify stage's message that forwards `reply` to the lead's current owner.
+    pub fn reply(lead_id: &str, trace_id: &str, reply: crate::reply_relay::ForwardedReply) -> Self {
+        Envelope {
+            v: Self::REPLY_VERSION,
+            reply: Some(reply),
+            ..Envelope::new(lead_id, Stage::Notify, trace_id)
         }
     }
 
@@ -909,7 +927,11 @@ impl Envelope {
     pub fn from_json(body: &str) -> Result<Self, EnvelopeError> {
         let envelope: Envelope =
             serde_json::from_str(body).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
-        if envelope.v != Self::VERSION {
+        let expected = match envelope.reply {
+            Some(_) => Self::REPLY_VERSION,
+            None => Self::VERSION,
+        };
+        if envelope.v != expected {
             return Err(EnvelopeError::UnsupportedVersion(envelope.v));
         }
         Ok(envelope)

@@ -28,6 +28,7 @@ mod logs;
 mod pipeline;
 mod presets_chat;
 mod presets_forms;
+mod reply_relay;
 mod routing_concurrency;
 mod routing_rules;
 mod salesforce;

@@ -3,6 +3,7 @@
 //! requests into calls on the core's [`Pipeline`] and its answers into responses.
 
 pub mod claim_http;
+mod inbound_email;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -76,7 +77,8 @@ impl Api {
     }
 }
 
-/// Every endpoint: webhooks, lead status, health and claiming (the embedded server, ingest).
+/// Every endpoint: webhooks, lead status, health, claiming and inbound e-mail (the embedded
+/// server, ingest).
 pub fn router(api: Api) -> Router {
     Router::new()
         .route(
@@ -86,12 +88,16 @@ pub fn router(api: Api) -> Router {
         .route("/leads/{id}", get(lead_status))
         .route("/healthz", get(health))
         .merge(crate::claim_http::routes())
+        .merge(crate::inbound_email::routes())
         .with_state(api)
 }
 
-/// Only the claim endpoints (the claim Lambda).
+/// Only the claim endpoints and the inbound e-mail of prospect replies (the claim Lambda: it
+/// holds the claim-link key that signs reply addresses, and sends to the notify queue).
 pub fn claim_router(api: Api) -> Router {
-    crate::claim_http::routes().with_state(api)
+    crate::claim_http::routes()
+        .merge(crate::inbound_email::routes())
+        .with_state(api)
 }
 
 /// The URL the platform posted to, as a scheme that signs `{url}` (HubSpot v3) signed it: the

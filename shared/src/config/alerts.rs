@@ -121,7 +121,7 @@ impl ClaimConfig {
     }
 }
 
-fn keys(
+pub(super) fn keys(
     inline: &[SecretString],
     variable: Option<&str>,
     key: &str,

@@ -65,8 +65,9 @@ impl Validator<'_> {
                 let section = key.split('.').next().unwrap_or_default();
                 self.invalid(self.section(section), key, message)
             })?;
+        let has_link_key = !config.claim.link_keys.is_empty();
         if let Some(email) = config.notify.email.as_mut() {
-            email.resolve(env).map_err(|(key, message)| {
+            email.resolve(env, has_link_key).map_err(|(key, message)| {
                 self.invalid(self.section("notify.email"), key, message)
             })?;
         }

@@ -5,6 +5,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::load::Env;
+use crate::reply_relay::RelayAddress;
+use crate::signature::SigningKey;
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -62,9 +64,74 @@ pub struct EmailConfig {
     /// language; the first that matches a lead is used, else the built-in English one.
     #[serde(default)]
     pub acknowledgements: Vec<AcknowledgementTemplate>,
+    /// `[notify.email.replies]`: the prospect's replies to the acknowledgement come back
+    /// through an inbound address and go to whoever owns the lead by then.
+    #[serde(default)]
+    pub replies: Option<RepliesConfig>,
     /// Resolved at load from the `*_env` variables.
     #[serde(skip)]
     pub smtp_credentials: Option<SmtpCredentials>,
+}
+
+/// `[notify.email.replies]`: the inbound domain the team points at an inbound-mail provider
+/// (Mailgun), whose route posts each reply to `POST /inbound/email`. The acknowledgement's
+/// Reply-To becomes `<local>+<token>@<domain>`, the token signed with the claim-link key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepliesConfig {
+    /// `replies@in.example.com`: leadrelay issues `replies+<token>@in.example.com`.
+    pub address: String,
+    /// The provider's webhook signing key(s) (the first signs nothing here; all verify, for
+    /// rotation). Inline is for the demo; use `signing_keys_env`.
+    #[serde(default)]
+    pub signing_keys: Vec<SecretString>,
+    /// An environment variable (on AWS: an SSM SecureString) holding the signing key(s),
+    /// separated by spaces or commas.
+    #[serde(default)]
+    pub signing_keys_env: Option<String>,
+    /// Resolved at load.
+    #[serde(skip)]
+    pub relay: Option<RelayAddress>,
+    #[serde(skip)]
+    pub keys: Vec<SigningKey>,
+}
+
+impl RepliesConfig {
+    /// The parsed inbound address (always set once the configuration loaded).
+    pub fn relay(&self) -> Option<&RelayAddress> {
+        self.relay.as_ref()
+    }
+
+    fn resolve(&mut self, env: Env<'_>, has_link_key: bool) -> Result<(), (String, String)> {
+        let key = |name: &str| format!("notify.email.replies.{name}");
+        let relay = RelayAddress::parse(&self.address)
+            .map_err(|e| (key("address"), format!("{:?}: {e}", self.address)))?;
+        self.relay = Some(relay);
+        self.keys = super::alerts::keys(
+            &self.signing_keys,
+            self.signing_keys_env.as_deref(),
+            "notify.email.replies.signing_keys",
+            env,
+        )?;
+        if self.keys.is_empty() {
+            return Err((
+                key("signing_keys_env"),
+                "the inbound provider's webhook signing key is needed to accept replies: set \
+                 signing_keys_env (or signing_keys)"
+                    .into(),
+            ));
+        }
+        if !has_link_key {
+            // The reply addresses are signed with the claim-link key.
+            return Err((
+                key("address"),
+                "reply addresses are signed with the claim-link key: set [claim] link_secrets_env \
+                 (or link_secrets)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One wording of the prospect acknowledgement: a subject and a plain-text body in Jinja
@@ -132,7 +199,11 @@ impl EmailConfig {
 
     /// Checks the sender and resolves the SMTP credentials; the error names the key, never a
     /// secret.
-    pub(super) fn resolve(&mut self, env: Env<'_>) -> Result<(), (String, String)> {
+    pub(super) fn resolve(
+        &mut self,
+        env: Env<'_>,
+        has_link_key: bool,
+    ) -> Result<(), (String, String)> {
         if self.from.parse::<crate::email::Mailbox>().is_err() {
             return Err((
                 "notify.email.from".into(),
@@ -192,6 +263,9 @@ impl EmailConfig {
             crate::render::check_acknowledgement_template(&template.text)
                 .map_err(|message| (key("text"), message))?;
         }
+        if let Some(replies) = &mut self.replies {
+            replies.resolve(env, has_link_key)?;
+        }
         if self.smtp_credentials.is_some() && self.smtp_tls == SmtpTls::None {
             // A password over plain text would cross the network readable.
             return Err((
@@ -210,4 +284,94 @@ fn is_language_tag(tag: &str) -> bool {
     (2..=3).contains(&language.len())
         && language.chars().all(|c| c.is_ascii_alphabetic())
         && parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::MINIMAL;
+    use crate::config::Config;
+
+    const EMAIL: &str = "\n[notify.email]\nfrom = \"leadrelay <alerts@acme.example>\"\n";
+    const CLAIM: &str = "\n[claim]\nlink_secrets = [\"claim-link-secret-0123456789\"]\n";
+
+    fn parse(extra: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let lookup = |name: &str| {
+            env.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        };
+        Config::parse(&format!("{MINIMAL}{extra}"), "leadrelay.toml", &lookup)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_reply_relay_reads_its_address_and_signing_key_from_the_environment() {
+        let replies = "[notify.email.replies]\naddress = \"Replies@In.Acme.example\"\n\
+                       signing_keys_env = \"MAILGUN_KEY\"\n";
+        let config = parse(
+            &format!("{CLAIM}{EMAIL}{replies}"),
+            &[("MAILGUN_KEY", "key-3ax6xnjp29jd6fds4gc373sgvjxteol0")],
+        )
+        .expect("valid");
+        let replies = config
+            .notify
+            .email
+            .as_ref()
+            .and_then(|e| e.replies.as_ref());
+        let replies = replies.expect("[notify.email.replies]");
+        assert_eq!(
+            replies.relay().map(|r| r.base()).as_deref(),
+            Some("replies@in.acme.example")
+        );
+        assert_eq!(replies.keys.len(), 1);
+        // Without the section, nothing changes.
+        let plain = parse(&format!("{CLAIM}{EMAIL}"), &[]).expect("valid");
+        assert!(plain
+            .notify
+            .email
+            .as_ref()
+            .is_some_and(|e| e.replies.is_none()));
+    }
+
+    #[test]
+    fn a_reply_relay_without_its_keys_or_with_a_bad_address_stops_the_start() {
+        let key = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0";
+        for (extra, env, named, says) in [
+            (
+                format!("{CLAIM}{EMAIL}[notify.email.replies]\naddress = \"replies@in.acme.example\"\nsigning_keys_env = \"MAILGUN_KEY\"\n"),
+                vec![],
+                "notify.email.replies.signing_keys_env",
+                "MAILGUN_KEY is not set",
+            ),
+            (
+                format!("{CLAIM}{EMAIL}[notify.email.replies]\naddress = \"replies@in.acme.example\"\n"),
+                vec![],
+                "notify.email.replies.signing_keys_env",
+                "signing key",
+            ),
+            (
+                format!("{EMAIL}[notify.email.replies]\naddress = \"replies@in.acme.example\"\nsigning_keys_env = \"MAILGUN_KEY\"\n"),
+                vec![("MAILGUN_KEY", key)],
+                "notify.email.replies.address",
+                "claim-link key",
+            ),
+            (
+                format!("{CLAIM}{EMAIL}[notify.email.replies]\naddress = \"replies+x@in.acme.example\"\nsigning_keys_env = \"MAILGUN_KEY\"\n"),
+                vec![("MAILGUN_KEY", key)],
+                "notify.email.replies.address",
+                "no '+'",
+            ),
+            (
+                format!("{CLAIM}{EMAIL}[notify.email.replies]\naddress = \"replies\"\nsigning_keys_env = \"MAILGUN_KEY\"\n"),
+                vec![("MAILGUN_KEY", key)],
+                "notify.email.replies.address",
+                "must be an address",
+            ),
+        ] {
+            let error = parse(&extra, &env).expect_err(named);
+            assert!(error.contains(named), "{named}: {error}");
+            assert!(error.contains(says), "{says}: {error}");
+            assert!(!error.contains(key), "no secret in {error}");
+        }
+    }
 }

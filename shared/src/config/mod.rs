@@ -35,7 +35,9 @@ mod validation;
 
 pub use activity::ActivityConfig;
 pub use alerts::{ClaimConfig, ClaimPolicy, EscalateTo, EscalationConfig, EscalationStep};
-pub use email::{language_covers, AcknowledgementTemplate, EmailConfig, SmtpCredentials, SmtpTls};
+pub use email::{
+    language_covers, AcknowledgementTemplate, EmailConfig, RepliesConfig, SmtpCredentials, SmtpTls,
+};
 pub use enrichment::{CompanyRecord, EnrichmentConfig, StatedFieldsConfig, StatedTrust};
 pub use notify::{
     CompanyAssociation, HubspotConfig, NotifyConfig, OwnerPolicy, RateConfig, SlackAppConfig,

@@ -686,6 +686,7 @@ mod tests {
             "LEADRELAY_SMTP_USERNAME" | "LEADRELAY_SMTP_PASSWORD" => Some("smtp".to_owned()),
             "N8N_WEBHOOK_SECRET" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned()),
             "LEADRELAY_OPS_SLACK_WEBHOOK" => Some("https://hooks.slack.com/services/T/B/X".into()),
+            "MAILGUN_WEBHOOK_SIGNING_KEY" => Some("key-3ax6xnjp29jd6fds4gc373sgvjxteol0".into()),
             _ => None,
         };
         let config = Config::parse(&uncommented.join("\n"), "leadrelay.toml", &env)
@@ -695,6 +696,11 @@ mod tests {
         assert_eq!(operations.remind_every, Interval::from_secs(4 * 3600));
         let notify = &config.notify;
         assert!(notify.sms.is_some() && notify.hubspot.is_some() && notify.crm_url.is_some());
+        let replies = notify.email.as_ref().and_then(|e| e.replies.as_ref());
+        assert_eq!(
+            replies.and_then(|r| r.relay()).map(|r| r.base()).as_deref(),
+            Some("replies@in.yourco.example")
+        );
         let hubspot = notify.hubspot.as_ref().expect("hubspot");
         assert_eq!(hubspot.owner_policy, OwnerPolicy::KeepExisting);
         assert_eq!(hubspot.default_owner_id.as_deref(), Some("87654321"));

@@ -535,6 +535,86 @@ fn ack_email(lead: &Lead, envelope: Envelope, subject: &str, text: String) -> Ou
     }
 }
 
+/// A prospect's reply, forwarded to the lead's current owner: `Re: <subject>`, Reply-To the
+/// prospect (in `envelope`), their text as they wrote it, then a line naming the lead with a
+/// link to it. All of the reply is the prospect's: escaped in HTML, one line in headers.
+pub fn forwarded_reply(
+    lead: &Lead,
+    reply: &crate::reply_relay::ForwardedReply,
+    link: Option<&str>,
+    envelope: Envelope,
+) -> OutgoingEmail {
+    let subject = one_line(&reply.subject, 200);
+    let subject = if subject.is_empty() {
+        "Re: your request".to_owned()
+    } else if subject
+        .get(..3)
+        .is_some_and(|re| re.eq_ignore_ascii_case("re:"))
+    {
+        subject
+    } else {
+        format!("Re: {subject}")
+    };
+    let who = one_line(prospect_name(lead), HEADER_PART_LIMIT);
+    let from = one_line(&reply.from, FIELD_LIMIT);
+    let lead_line = format!("Lead {} ({who})", lead.id);
+
+    let mut text = String::with_capacity(reply.text.len() + 256);
+    let _ = writeln!(text, "{from} replied to the acknowledgement:\n");
+    text.push_str(reply.text.trim_end());
+    text.push_str("\n\n-- \n");
+    match link {
+        Some(url) => {
+            let _ = writeln!(text, "{lead_line}: {url}");
+        }
+        None => {
+            let _ = writeln!(text, "{lead_line}");
+        }
+    }
+    text.push_str("Reply to this e-mail to answer the prospect.\n");
+
+    let mut html = String::with_capacity(reply.text.len() * 2 + 512);
+    html.push_str("<!DOCTYPE html><html><body style=\"font-family:sans-serif;font-size:14px\">");
+    let _ = write!(
+        html,
+        "<p><b>{}</b> replied to the acknowledgement:</p>\
+         <blockquote style=\"white-space:pre-wrap;border-left:3px solid #ccc;margin:0;padding-left:10px\">{}</blockquote>",
+        encode_text(&from),
+        encode_text(reply.text.trim_end())
+    );
+    match link {
+        Some(url) => {
+            let _ = write!(
+                html,
+                "<p style=\"color:#555\">{}: <a href=\"{}\">open the lead</a></p>",
+                encode_text(&lead_line),
+                encode_double_quoted_attribute(url)
+            );
+        }
+        None => {
+            let _ = write!(
+                html,
+                "<p style=\"color:#555\">{}</p>",
+                encode_text(&lead_line)
+            );
+        }
+    }
+    html.push_str("<p style=\"color:#888;font-size:12px\">Reply to this e-mail to answer the prospect.</p></body></html>");
+    OutgoingEmail {
+        message_id: message_id(
+            &lead.id,
+            &format!("reply-{}", reply.message_key),
+            &envelope.from,
+        ),
+        from: envelope.from,
+        to: envelope.to,
+        reply_to: envelope.reply_to,
+        subject: one_line(&subject, 200),
+        text,
+        html,
+    }
+}
+
 /// What an acknowledgement template can say: only what the built-in wording says (a plausible
 /// first name, the company as enrichment found it, the owner's first name, the promise), never
 /// other text the visitor typed.

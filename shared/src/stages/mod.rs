@@ -20,6 +20,8 @@ pub mod claim;
 pub mod claim_policy;
 pub mod close;
 mod enrich;
+mod inbound;
+pub use inbound::{InboundError, InboundPost, ReplyIntake, REPLY_TEXT_LIMIT};
 mod ingest;
 mod notify;
 pub mod reroute;
@@ -273,8 +275,17 @@ impl Pipeline {
         self.handle_with(Stage::Route, body, Pipeline::route).await
     }
 
-    /// Handles one message body from the notify queue.
+    /// Handles one message body from the notify queue: the lead's alerts, or a prospect's
+    /// reply for its current owner.
     pub async fn handle_notify(&self, body: &str) -> Result<Outcome, StageError> {
+        let envelope = Envelope::from_json(body)?;
+        if let Some(reply) = &envelope.reply {
+            return self
+                .handle_with(Stage::Notify, body, async |pipeline, lead| {
+                    pipeline.forward_reply(&lead, &envelope, reply).await
+                })
+                .await;
+        }
         self.handle_with(Stage::Notify, body, Pipeline::notify)
             .await
     }

@@ -4,6 +4,7 @@
 
 mod announce;
 mod email;
+mod reply;
 mod steps;
 
 use std::time::Duration;

@@ -158,7 +158,12 @@ impl Pipeline {
             Owner::Queue(_) | Owner::Pool(_) => None,
         };
         let owner_first = owner.and_then(|r| render::first_name(&r.name));
-        let reply_to = owner.and_then(|r| render::mailbox(Some(&r.name), r.email.as_deref()?));
+        // With a reply relay, replies come back through it and follow the lead's owner;
+        // without, they go to the owner at the time of sending.
+        let reply_to = match self.reply_address(&lead.id) {
+            Some(relay) => render::mailbox(owner.map(|r| r.name.as_str()), &relay),
+            None => owner.and_then(|r| render::mailbox(Some(&r.name), r.email.as_deref()?)),
+        };
 
         let schedule = self.router.owner_schedule(&assignment.owner);
         let tz = || {
@@ -196,6 +201,14 @@ impl Pipeline {
             Envelope { from, to, reply_to },
             wording,
         ))
+    }
+
+    /// The lead's reply address (`replies+<token>@in.example.com`), when
+    /// `[notify.email.replies]` is configured.
+    pub fn reply_address(&self, lead_id: &str) -> Option<String> {
+        let replies = self.config.notify.email.as_ref()?.replies.as_ref()?;
+        let key = self.config.claim.link_keys.first()?;
+        Some(replies.relay()?.for_lead(key, lead_id))
     }
 
     /// The configured sender, when e-mail is on.

@@ -126,6 +126,11 @@ impl Post {
 
     /// As Mailgun sends a message with attachments: multipart, with a file part.
     fn multipart(&self) -> (String, Vec<u8>) {
+        self.multipart_with(b"%PDF-1.4 not read")
+    }
+
+    /// Multipart, with `attachment` as the file part's content.
+    fn multipart_with(&self, attachment: &[u8]) -> (String, Vec<u8>) {
         let boundary = "----mailgun-test-boundary-7MA4YWxkTrZu0gW";
         let mut body = String::new();
         for (name, value) in self.fields() {
@@ -135,13 +140,12 @@ impl Post {
         }
         body.push_str(&format!(
             "--{boundary}\r\nContent-Disposition: form-data; name=\"attachment-1\"; \
-             filename=\"quote.pdf\"\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.4 not read\r\n\
-             --{boundary}--\r\n"
+             filename=\"quote.pdf\"\r\nContent-Type: application/pdf\r\n\r\n"
         ));
-        (
-            format!("multipart/form-data; boundary={boundary}"),
-            body.into_bytes(),
-        )
+        let mut body = body.into_bytes();
+        body.extend_from_slice(attachment);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        (format!("multipart/form-data; boundary={boundary}"), body)
     }
 }
 
@@ -370,6 +374,20 @@ async fn a_reply_reaches_the_rep_who_claimed_the_lead_once_and_escaped() {
     assert_eq!(status, 200, "{body}");
     assert!(h.drain_notify().await.iter().all(Result::is_ok));
     assert_eq!(replies_to(&h.sink, "priya@yourco.example").len(), 2);
+
+    // A third, with a 3 MiB attachment (past the 256 KiB webhook limit): still forwarded,
+    // the attachment streamed past.
+    let third = h.post(
+        &reply_to,
+        "<CAF=reply-3@mail.initech.co.uk>",
+        &"w".repeat(50),
+    );
+    let (status, body) = h
+        .send(third.multipart_with(&vec![b'%'; 3 * 1024 * 1024]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(h.drain_notify().await.iter().all(Result::is_ok));
+    assert_eq!(replies_to(&h.sink, "priya@yourco.example").len(), 3);
     assert!(replies_to(&h.sink, "bruno@yourco.example").is_empty());
 }
 
@@ -482,6 +500,14 @@ async fn forged_stale_unissued_and_oversized_posts_are_refused_and_send_nothing(
     big.stripped_text = "x".repeat(300 * 1024);
     assert_eq!(h.send(big.urlencoded()).await.0, 413);
     assert_eq!(h.send(big.multipart()).await.0, 413);
+    // Past 10 MiB in all, attachments included.
+    let huge = h.post(&reply_to, "<h@x>", &"h".repeat(50));
+    assert_eq!(
+        h.send(huge.multipart_with(&vec![b'%'; 11 * 1024 * 1024]))
+            .await
+            .0,
+        413
+    );
 
     // Not a form.
     let json = ("application/json".to_owned(), b"{}".to_vec());

@@ -8,9 +8,12 @@
 //! does not exist, or no sender), so it stops retrying; 401 a missing, forged or stale
 //! signature; 404 replies not configured; 413 over the body limit; 503 the reply could not be
 //! queued, so it is sent again.
+//!
+//! The limits: a urlencoded post (no attachments) 256 KiB, as any webhook. A multipart post may
+//! carry attachments up to 10 MiB in all (API Gateway's own limit), streamed past without being
+//! kept, so a prospect's reply with a PDF is not refused; its text fields together still 256 KiB.
 
-use axum::body::Body;
-use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -22,48 +25,43 @@ use crate::{error, read_body, retry_later, Api, BodyRead, MAX_BODY_BYTES, RETRY_
 use leadrelay_shared::stages::{InboundError, InboundPost, ReplyIntake};
 
 pub(crate) fn routes() -> Router<Api> {
-    Router::new().route("/inbound/email", post(receive_email))
+    Router::new().route(
+        "/inbound/email",
+        post(receive_email).layer(DefaultBodyLimit::max(MAX_MULTIPART_BYTES)),
+    )
 }
 
+/// A multipart post's whole body, attachments included: API Gateway's own limit.
+const MAX_MULTIPART_BYTES: usize = 10 * 1024 * 1024;
+
 async fn receive_email(State(api): State<Api>, request: Request) -> Response {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let multipart = content_type.starts_with("multipart/form-data");
+    let (limit, too_large) = if multipart {
+        (MAX_MULTIPART_BYTES, "body over 10 MiB")
+    } else {
+        (MAX_BODY_BYTES, "body over 256 KiB")
+    };
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "body over 256 KiB", None);
+    if declared.is_some_and(|len| len > limit) {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, too_large, None);
     }
-    let (parts, body) = request.into_parts();
-    let bytes = match read_body(body, MAX_BODY_BYTES).await {
-        BodyRead::Complete(bytes) => bytes,
-        BodyRead::TooLarge => {
-            return error(StatusCode::PAYLOAD_TOO_LARGE, "body over 256 KiB", None)
-        }
-        BodyRead::Unreadable(cause) => {
-            warn!(error = %cause, "could not read an inbound e-mail body");
-            return error(
-                StatusCode::BAD_REQUEST,
-                "could not read the request body",
-                None,
-            );
-        }
-    };
-    let content_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let form = if content_type.starts_with("application/x-www-form-urlencoded") {
-        url::form_urlencoded::parse(&bytes)
-            .map(|(name, value)| (name.into_owned(), value.into_owned()))
-            .collect()
-    } else if content_type.starts_with("multipart/form-data") {
-        let request = Request::from_parts(parts, Body::from(bytes));
+    let form = if multipart {
         match multipart_fields(request).await {
             Ok(fields) => fields,
-            Err(reason) => {
+            Err(MultipartRead::TooLarge(what)) => {
+                return error(StatusCode::PAYLOAD_TOO_LARGE, what, None)
+            }
+            Err(MultipartRead::Malformed(reason)) => {
                 warn!(%reason, "unreadable multipart inbound e-mail");
                 return error(
                     StatusCode::BAD_REQUEST,
@@ -72,6 +70,22 @@ async fn receive_email(State(api): State<Api>, request: Request) -> Response {
                 );
             }
         }
+    } else if content_type.starts_with("application/x-www-form-urlencoded") {
+        let bytes = match read_body(request.into_body(), MAX_BODY_BYTES).await {
+            BodyRead::Complete(bytes) => bytes,
+            BodyRead::TooLarge => return error(StatusCode::PAYLOAD_TOO_LARGE, too_large, None),
+            BodyRead::Unreadable(cause) => {
+                warn!(error = %cause, "could not read an inbound e-mail body");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "could not read the request body",
+                    None,
+                );
+            }
+        };
+        url::form_urlencoded::parse(&bytes)
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect()
     } else {
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -133,19 +147,45 @@ async fn receive_email(State(api): State<Api>, request: Request) -> Response {
     }
 }
 
-/// The text fields of a multipart body; attachments (parts with a file name) are skipped.
-async fn multipart_fields(request: Request) -> Result<Vec<(String, String)>, String> {
+/// Why a multipart body was not read.
+enum MultipartRead {
+    TooLarge(&'static str),
+    Malformed(String),
+}
+
+/// The text fields of a multipart body, 256 KiB together; attachments (parts with a file
+/// name) are streamed past, never kept.
+async fn multipart_fields(request: Request) -> Result<Vec<(String, String)>, MultipartRead> {
+    let failed = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            MultipartRead::TooLarge("body over 10 MiB")
+        } else {
+            MultipartRead::Malformed(e.body_text())
+        }
+    };
     let mut multipart = Multipart::from_request(request, &())
         .await
-        .map_err(|e| e.body_text())?;
+        .map_err(|e| MultipartRead::Malformed(e.body_text()))?;
     let mut fields = Vec::new();
-    while let Some(field) = multipart.next_field().await.map_err(|e| e.body_text())? {
-        let (Some(name), None) = (field.name().map(str::to_owned), field.file_name()) else {
-            continue;
+    let mut text_bytes = 0usize;
+    while let Some(mut field) = multipart.next_field().await.map_err(failed)? {
+        let name = match (field.name().map(str::to_owned), field.file_name()) {
+            (Some(name), None) => name,
+            _ => {
+                while field.chunk().await.map_err(failed)?.is_some() {}
+                continue;
+            }
         };
-        let bytes = field.bytes().await.map_err(|e| e.body_text())?;
+        let mut value = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(failed)? {
+            text_bytes += chunk.len();
+            if text_bytes > MAX_BODY_BYTES {
+                return Err(MultipartRead::TooLarge("text fields over 256 KiB"));
+            }
+            value.extend_from_slice(&chunk);
+        }
         // Mailgun sends every text field as UTF-8.
-        if let Ok(value) = String::from_utf8(bytes.to_vec()) {
+        if let Ok(value) = String::from_utf8(value) {
             fields.push((name, value));
         }
     }

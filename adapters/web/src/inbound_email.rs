@@ -10,7 +10,7 @@
 //! queued, so it is sent again.
 //!
 //! The limits: a urlencoded post (no attachments) 256 KiB, as any webhook. A multipart post may
-//! carry attachments up to 10 MiB in all (API Gateway's own limit), streamed past without being
+//! carry attachments up to 10 MiB in all (6 MB on Lambda, its request limit), streamed past without being
 //! kept, so a prospect's reply with a PDF is not refused; its text fields together still 256 KiB.
 
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
@@ -31,7 +31,8 @@ pub(crate) fn routes() -> Router<Api> {
     )
 }
 
-/// A multipart post's whole body, attachments included: API Gateway's own limit.
+/// A multipart post's whole body, attachments included (API Gateway's limit; on Lambda, its
+/// 6 MB request limit applies first).
 const MAX_MULTIPART_BYTES: usize = 10 * 1024 * 1024;
 
 async fn receive_email(State(api): State<Api>, request: Request) -> Response {

@@ -9,8 +9,10 @@ use jiff::Timestamp;
 use leadrelay_shared::config::{Config, SourceConfig};
 use leadrelay_shared::model::{Lead, LeadState, Owner};
 use leadrelay_shared::ports::LeadStore;
+use leadrelay_shared::render::terminal_safe;
 use leadrelay_shared::routing::{open_leads_counter, sla_streak_counter};
 use leadrelay_shared::signature::{self, SignedRequest};
+use leadrelay_shared::stages::claim::human_duration;
 use serde_json::Value;
 
 /// The headers that sign a post of `body` to `url` for `source`, as (name, value) pairs, and
@@ -257,6 +259,48 @@ pub fn timeline(lead: &Lead) -> String {
             claim.rep,
             claim.via,
             leadrelay_web::claim_http::response_line(&first)
+        ));
+    }
+    // What happened after the alert: minutes and hours, not milliseconds.
+    for (step, at) in [
+        ("touched", t.first_touch_at),
+        ("meeting", t.meeting_booked_at),
+        ("met", t.meeting_held_at),
+        ("closed", t.closed_at),
+    ] {
+        if let Some(at) = at {
+            out.push_str(&format!(
+                "  {step:<9} {at}  ({} after capture)\n",
+                human_duration(at.duration_since(captured))
+            ));
+        }
+    }
+    if let Some(reason) = &lead.close_reason {
+        out.push_str(&format!("  outcome   {}\n", terminal_safe(reason)));
+    }
+    for a in &lead.activities {
+        out.push_str(&format!(
+            "  activity  {} {}{} via {}{}{}\n",
+            a.at,
+            a.kind.name(),
+            a.by.as_deref()
+                .map(|by| format!(" by {}", terminal_safe(by)))
+                .unwrap_or_default(),
+            terminal_safe(&a.via),
+            if a.automated { " (automated)" } else { "" },
+            a.detail
+                .as_deref()
+                .map(|d| format!(": {}", terminal_safe(d)))
+                .unwrap_or_default(),
+        ));
+    }
+    for m in &lead.misroutes {
+        out.push_str(&format!(
+            "  not mine  {} said {} at {} (rule \"{}\")\n",
+            m.rep,
+            terminal_safe(&m.reason),
+            m.at,
+            m.rule
         ));
     }
     if let Some(f) = &lead.last_failure {

@@ -172,6 +172,23 @@ async fn slack_buttons_record_the_touch_and_not_a_fit_closes_freeing_capacity() 
         .expect("lead");
     assert_eq!(unchanged.revision, lead.revision);
 
+    // A press naming a lead that does not exist: told so, nothing stored.
+    let ghost = post_slack(
+        &server,
+        button("UERIN", "activity:called", "no-such-lead", &response_url),
+        now,
+        SLACK_SECRET,
+    )
+    .await;
+    let body: Value = ghost.json().await.expect("json");
+    assert!(
+        body["text"]
+            .as_str()
+            .expect("text")
+            .contains("does not exist"),
+        "{body}"
+    );
+
     // A button that is not one of ours changes nothing.
     post_slack(
         &server,

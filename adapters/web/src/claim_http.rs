@@ -26,7 +26,7 @@ use leadrelay_shared::claim_link;
 use leadrelay_shared::model::{ActivityKind, Lead, Owner};
 use leadrelay_shared::render::{self, slack_escape};
 use leadrelay_shared::signature;
-use leadrelay_shared::stages::activity::RepActivity;
+use leadrelay_shared::stages::activity::{RepActivity, RepActivityError};
 use leadrelay_shared::stages::claim::{self, claimed_status, ClaimError, ClaimOutcome, ClaimVia};
 use leadrelay_shared::stages::reroute::NotMineError;
 use leadrelay_shared::stages::{chat_alert_for, claim_policy};
@@ -284,6 +284,9 @@ async fn activity_by_link(
             )
         }
         Ok(RepActivity::NotYours { why }) => not_yours(&why),
+        Err(RepActivityError::Claim(ClaimError::NotFound(_))) => {
+            page(StatusCode::NOT_FOUND, "No such lead", "")
+        }
         Err(failure) => {
             error!(lead_id, error = %failure, "activity by link failed");
             unavailable()
@@ -613,6 +616,9 @@ async fn slack_activity(api: &Api, press: &SlackPress, rep: &str, kind: Activity
             StatusCode::OK.into_response()
         }
         Ok(RepActivity::NotYours { why }) => ephemeral(&why),
+        Err(RepActivityError::Claim(ClaimError::NotFound(_))) => {
+            ephemeral("This lead does not exist (any more).")
+        }
         Err(failure) => {
             error!(lead_id = %press.lead_id, error = %failure, "Slack activity failed");
             ephemeral("leadrelay could not record that just now. Try again.")

@@ -880,6 +880,31 @@ impl fmt::Display for Stage {
     }
 }
 
+/// A prospect's reply on its way to the lead's owner, carried in the notify stage's message (the
+/// queue is its only durable copy until it is sent). Everything in it is the prospect's and
+/// untrusted: the renderer escapes it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardedReply {
+    /// Hex SHA-256 of the message's `Message-Id`: the delivery receipt `reply:<this>` makes a
+    /// redelivered message go out once.
+    pub message_key: String,
+    /// The prospect's address, as the `From` header gave it (`Tom <tom@initech.example>`).
+    pub from: String,
+    pub subject: String,
+    /// The reply without quoted parts (`stripped-text`), else the whole text (`body-plain`),
+    /// cut to a bounded length.
+    pub text: String,
+}
+
+// Prospect PII: never printed by `{:?}` in a log line.
+impl std::fmt::Debug for ForwardedReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForwardedReply")
+            .field("message_key", &self.message_key)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The message that travels between stages: small, versioned, never the lead itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
@@ -891,7 +916,7 @@ pub struct Envelope {
     /// [`Envelope::REPLY_VERSION`]): the one message that carries more than the lead's id, as
     /// the queue is the reply's only durable copy until it is forwarded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reply: Option<crate::reply_relay::ForwardedReply>,
+    pub reply: Option<ForwardedReply>,
 }
 
 impl Envelope {
@@ -911,7 +936,7 @@ impl Envelope {
     }
 
     /// The notify stage's message that forwards `reply` to the lead's current owner.
-    pub fn reply(lead_id: &str, trace_id: &str, reply: crate::reply_relay::ForwardedReply) -> Self {
+    pub fn reply(lead_id: &str, trace_id: &str, reply: ForwardedReply) -> Self {
         Envelope {
             v: Self::REPLY_VERSION,
             reply: Some(reply),

@@ -12,7 +12,6 @@
 use data_encoding::BASE32_DNSSEC;
 use hmac::Mac;
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 
 use crate::signature::{SignatureError, SigningKey};
 
@@ -238,30 +237,7 @@ pub fn verify_mailgun(
     Ok(())
 }
 
-/// A prospect's reply on its way to the lead's owner, carried in the notify stage's message (the
-/// queue is its only durable copy until it is sent). Everything in it is the prospect's and
-/// untrusted: the renderer escapes it.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ForwardedReply {
-    /// Hex SHA-256 of the message's `Message-Id`: the delivery receipt `reply:<this>` makes a
-    /// redelivered message go out once.
-    pub message_key: String,
-    /// The prospect's address, as the `From` header gave it (`Tom <tom@initech.example>`).
-    pub from: String,
-    pub subject: String,
-    /// The reply without quoted parts (`stripped-text`), else the whole text (`body-plain`),
-    /// cut to a bounded length.
-    pub text: String,
-}
-
-// Prospect PII: never printed by `{:?}` in a log line.
-impl std::fmt::Debug for ForwardedReply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ForwardedReply")
-            .field("message_key", &self.message_key)
-            .finish_non_exhaustive()
-    }
-}
+pub use crate::model::ForwardedReply;
 
 #[cfg(test)]
 mod tests {

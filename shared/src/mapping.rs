@@ -1323,6 +1323,180 @@ mod tests {
         assert_eq!(capture.transcript[0].role, "user");
         assert_eq!(capture.transcript[0].text, "Pricing?");
     }
+    const CRM: &str = r#"
+        event = "type"
+        lead_events = { "booking.created" = "lead_capture" }
+        [fields]
+        email = "invitee.email"
+        [activity]
+        lead_id = "tracking.lead"
+        at = "at"
+        by = "owner.name"
+        detail = "status"
+        key = "id"
+        automated = [{ path = "author.type", values = ["bot", "operator"] }]
+        [activity.events]
+        "booking.created" = "meeting_booked"
+        "status.changed" = "status_changed"
+        "no_show.updated" = { kind = "meeting_no_show", when = "attendees[no_show=true]" }
+        [activity.statuses]
+        closedwon = "won"
+    "#;
+
+    fn activity(mapped: Mapped) -> (MappedActivity, bool) {
+        match mapped {
+            Mapped::Activity {
+                activity,
+                also_lead,
+            } => (*activity, also_lead),
+            other => panic!("not an activity: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn activity_events_carry_their_kind_lead_id_email_time_actor_and_key() {
+        let m = mapping(CRM);
+        let (booked, also_lead) = activity(
+            m.apply_value(&json!({"type": "booking.created", "id": "b1",
+                "invitee": {"email": "ada@acme.example"}, "tracking": {"lead": "lead-1"},
+                "at": "2026-11-23T10:05:00Z", "owner": {"name": "Bruno"}}))
+                .expect("maps"),
+        );
+        assert!(also_lead, "a booking is a lead event too");
+        assert_eq!(booked.kind, ActivityKind::MeetingBooked);
+        assert_eq!(booked.lead_id.as_deref(), Some("lead-1"));
+        // The lead's e-mail rule, since the activity names none.
+        assert_eq!(booked.email.as_deref(), Some("ada@acme.example"));
+        assert_eq!(booked.at, "2026-11-23T10:05:00Z".parse().ok());
+        assert_eq!(booked.by.as_deref(), Some("Bruno"));
+        assert_eq!(booked.key.as_deref(), Some("b1"));
+        assert!(!booked.automated);
+        // As a lead only, the same payload is the lead it always was.
+        assert!(matches!(
+            m.apply_lead(br#"{"type": "booking.created", "invitee": {"email": "ada@acme.example"}}"#),
+            Ok(Mapped::Lead { .. })
+        ));
+
+        let (won, also_lead) = activity(
+            m.apply_value(&json!({"type": "status.changed", "status": "closedwon"}))
+                .expect("maps"),
+        );
+        assert!(!also_lead);
+        assert_eq!(won.kind, ActivityKind::Closed(crate::model::Outcome::Won));
+        let (changed, _) = activity(
+            m.apply_value(&json!({"type": "status.changed", "status": "Working",
+                "author": {"type": "bot"}}))
+                .expect("maps"),
+        );
+        assert_eq!(changed.kind, ActivityKind::StatusChanged);
+        assert_eq!(changed.detail.as_deref(), Some("Working"));
+        assert!(changed.automated);
+
+        let (no_show, _) = activity(
+            m.apply_value(&json!({"type": "no_show.updated",
+                "attendees": [{"email": "x@y.example", "no_show": false}, {"no_show": true}]}))
+                .expect("maps"),
+        );
+        assert_eq!(no_show.kind, ActivityKind::MeetingNoShow);
+        // A no-show taken back is not activity.
+        assert_eq!(
+            m.apply_value(&json!({"type": "no_show.updated", "attendees": [{"no_show": false}]})),
+            Ok(Mapped::Ignored {
+                event: "no_show.updated".into()
+            })
+        );
+        // An event listed nowhere is still ignored.
+        assert_eq!(
+            m.apply_value(&json!({"type": "booking.moved"})),
+            Ok(Mapped::Ignored {
+                event: "booking.moved".into()
+            })
+        );
+    }
+
+    #[test]
+    fn activity_texts_are_bounded() {
+        let m = mapping(CRM);
+        let long = "x".repeat(5_000);
+        let (a, _) = activity(
+            m.apply_value(&json!({"type": "status.changed", "status": long, "id": long,
+                "tracking": {"lead": long}, "owner": {"name": long}}))
+                .expect("maps"),
+        );
+        assert_eq!(a.detail.map(|d| d.chars().count()), Some(MAX_ACTIVITY_TEXT));
+        assert_eq!(a.by.map(|d| d.chars().count()), Some(MAX_ACTIVITY_TEXT));
+        assert_eq!(a.key, None, "too long to be an id");
+        assert_eq!(a.lead_id, None);
+    }
+
+    #[test]
+    fn an_activity_feed_with_its_own_event_key_leaves_other_bodies_leads() {
+        let m = mapping(
+            r#"
+            [fields]
+            email = "email"
+            [activity]
+            event = "leadrelay_event"
+            events = { call = "called" }
+            "#,
+        );
+        assert!(matches!(
+            m.apply_value(&json!({"email": "ada@acme.example"})),
+            Ok(Mapped::Lead { .. })
+        ));
+        let (call, also_lead) = activity(
+            m.apply_value(&json!({"email": "ada@acme.example", "leadrelay_event": "call"}))
+                .expect("maps"),
+        );
+        assert_eq!((call.kind, also_lead), (ActivityKind::Called, false));
+        assert_eq!(
+            m.apply_value(&json!({"leadrelay_event": "note"})),
+            Ok(Mapped::Ignored {
+                event: "note".into()
+            })
+        );
+        // An activity-only mapping needs no lead fields.
+        let feed = mapping("event = \"activity\"\n[activity]\nevents = { call = \"called\" }");
+        assert!(matches!(
+            feed.apply_value(&json!({"activity": "call"})),
+            Ok(Mapped::Activity { .. })
+        ));
+        assert_eq!(
+            feed.apply_value(&json!({"activity": "lead"})),
+            Ok(Mapped::Ignored {
+                event: "lead".into()
+            })
+        );
+    }
+
+    #[test]
+    fn activity_mistakes_are_named_by_key_listing_the_kinds() {
+        let bad = |text: &str| {
+            toml::from_str::<MappingConfig>(text)
+                .expect("toml")
+                .compile("sources[0].mapping")
+                .expect_err(text)
+                .to_string()
+        };
+        let unknown = bad("event = \"t\"\n[activity]\nevents = { x = \"meeting\" }");
+        assert!(
+            unknown.starts_with("sources[0].mapping.activity.events.x: \"meeting\" is not an activity kind"),
+            "{unknown}"
+        );
+        assert!(unknown.contains(&ActivityKind::ALL_NAMES.join(", ")), "{unknown}");
+        let status = bad("event = \"t\"\n[activity]\nevents = { x = \"status_changed\" }\nstatuses = { closed = \"closed\" }");
+        assert!(status.starts_with("sources[0].mapping.activity.statuses.closed: "), "{status}");
+        assert!(bad("[fields]\nemail = \"e\"\n[activity]\nevents = { x = \"called\" }")
+            .starts_with("sources[0].mapping.activity.event: "));
+        assert!(bad("event = \"t\"\n[activity]\nevents = {}").contains("lists no event"));
+        assert!(bad("event = \"t\"\n[activity]\nevents = { x = \"called\" }\nlead_id = \"a..b\"")
+            .starts_with("sources[0].mapping.activity.lead_id: "));
+        assert!(bad("event = \"t\"\n[activity]\nevents = { x = \"called\" }\nautomated = [{ path = \"a\", values = [] }]")
+            .contains("automated[0].values"));
+        // Without an activity section, an event path with no lead events is still a mistake.
+        assert!(bad("event = \"t\"\n[fields]\nemail = \"e\"").contains("lead_events"));
+    }
+
     #[test]
     fn html_bodies_become_text() {
         assert_eq!(

@@ -1373,7 +1373,9 @@ mod tests {
         assert!(!booked.automated);
         // As a lead only, the same payload is the lead it always was.
         assert!(matches!(
-            m.apply_lead(br#"{"type": "booking.created", "invitee": {"email": "ada@acme.example"}}"#),
+            m.apply_lead(
+                br#"{"type": "booking.created", "invitee": {"email": "ada@acme.example"}}"#
+            ),
             Ok(Mapped::Lead { .. })
         ));
 
@@ -1419,9 +1421,11 @@ mod tests {
         let m = mapping(CRM);
         let long = "x".repeat(5_000);
         let (a, _) = activity(
-            m.apply_value(&json!({"type": "status.changed", "status": long, "id": long,
-                "tracking": {"lead": long}, "owner": {"name": long}}))
-                .expect("maps"),
+            m.apply_value(
+                &json!({"type": "status.changed", "status": long, "id": long,
+                "tracking": {"lead": long}, "owner": {"name": long}}),
+            )
+            .expect("maps"),
         );
         assert_eq!(a.detail.map(|d| d.chars().count()), Some(MAX_ACTIVITY_TEXT));
         assert_eq!(a.by.map(|d| d.chars().count()), Some(MAX_ACTIVITY_TEXT));
@@ -1480,17 +1484,29 @@ mod tests {
         };
         let unknown = bad("event = \"t\"\n[activity]\nevents = { x = \"meeting\" }");
         assert!(
-            unknown.starts_with("sources[0].mapping.activity.events.x: \"meeting\" is not an activity kind"),
+            unknown.starts_with(
+                "sources[0].mapping.activity.events.x: \"meeting\" is not an activity kind"
+            ),
             "{unknown}"
         );
-        assert!(unknown.contains(&ActivityKind::ALL_NAMES.join(", ")), "{unknown}");
+        assert!(
+            unknown.contains(&ActivityKind::ALL_NAMES.join(", ")),
+            "{unknown}"
+        );
         let status = bad("event = \"t\"\n[activity]\nevents = { x = \"status_changed\" }\nstatuses = { closed = \"closed\" }");
-        assert!(status.starts_with("sources[0].mapping.activity.statuses.closed: "), "{status}");
-        assert!(bad("[fields]\nemail = \"e\"\n[activity]\nevents = { x = \"called\" }")
-            .starts_with("sources[0].mapping.activity.event: "));
+        assert!(
+            status.starts_with("sources[0].mapping.activity.statuses.closed: "),
+            "{status}"
+        );
+        assert!(
+            bad("[fields]\nemail = \"e\"\n[activity]\nevents = { x = \"called\" }")
+                .starts_with("sources[0].mapping.activity.event: ")
+        );
         assert!(bad("event = \"t\"\n[activity]\nevents = {}").contains("lists no event"));
-        assert!(bad("event = \"t\"\n[activity]\nevents = { x = \"called\" }\nlead_id = \"a..b\"")
-            .starts_with("sources[0].mapping.activity.lead_id: "));
+        assert!(
+            bad("event = \"t\"\n[activity]\nevents = { x = \"called\" }\nlead_id = \"a..b\"")
+                .starts_with("sources[0].mapping.activity.lead_id: ")
+        );
         assert!(bad("event = \"t\"\n[activity]\nevents = { x = \"called\" }\nautomated = [{ path = \"a\", values = [] }]")
             .contains("automated[0].values"));
         // Without an activity section, an event path with no lead events is still a mistake.

@@ -737,10 +737,10 @@ impl ActivityMapping {
             }
             _ => *kind,
         };
-        let automated = self.automated.iter().any(|(path, values)| {
-            path.text(payload)
-                .is_some_and(|t| values.iter().any(|v| *v == t))
-        });
+        let automated = self
+            .automated
+            .iter()
+            .any(|(path, values)| path.text(payload).is_some_and(|t| values.contains(&t)));
         Ok(Some(MappedActivity {
             event: cut(name, MAX_ACTIVITY_TEXT),
             kind,

@@ -785,3 +785,31 @@ async fn a_salesforce_flow_call_and_a_closed_lead_status_arrive_with_the_token_o
         Some("Working - Contacted")
     );
 }
+
+#[tokio::test]
+async fn sources_test_says_what_an_activity_payload_would_record_storing_nothing() {
+    let config = parse_config(&config());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("ended.json");
+    std::fs::write(&file, fixture("calcom-MEETING_ENDED.json")).expect("write");
+    let trial = leadrelay::sources::Trial {
+        source: "calcom",
+        file: &file,
+        headers: &[],
+        url: None,
+        at: at(MONDAY),
+    };
+    let mut out = Vec::new();
+    leadrelay::sources::test_payload(&config, &trial, &mut out)
+        .await
+        .expect("the payload passes");
+    let out = String::from_utf8(out).expect("UTF-8");
+    assert!(
+        out.contains("event \"MEETING_ENDED\" is activity: meeting_held"),
+        "{out}"
+    );
+    assert!(
+        out.contains("found by e-mail \"john.doe@example.com\""),
+        "{out}"
+    );
+}

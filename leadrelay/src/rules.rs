@@ -42,6 +42,12 @@ pub fn lead_from_capture(
         .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?
     {
         Mapped::Lead { capture, .. } => *capture,
+        Mapped::Activity { activity, .. } => anyhow::bail!(
+            "source {} takes event {:?} as activity ({}), not as a lead",
+            source.id,
+            activity.event,
+            activity.kind.name()
+        ),
         Mapped::Ignored { event } => anyhow::bail!(
             "source {} ignores event {event:?}: it is not one of its lead events",
             source.id

@@ -117,6 +117,39 @@ pub async fn test_payload(
             return Ok(());
         }
         Mapped::Lead { capture, event_id } => (*capture, event_id),
+        Mapped::Activity {
+            activity,
+            also_lead,
+        } => {
+            let find = match (&activity.lead_id, &activity.email) {
+                (Some(id), _) => format!("lead id {id:?}"),
+                (None, Some(email)) => format!("e-mail {email:?} within [activity] match_window"),
+                (None, None) => "nothing (no lead id or e-mail): kept as unmatched".into(),
+            };
+            writeln!(
+                out,
+                "event {:?} is activity: {}{}{}, found by {find}{}; answered 200 recorded, \
+                 duplicate or unmatched",
+                activity.event,
+                activity.kind.name(),
+                if activity.automated {
+                    " (automated)"
+                } else {
+                    ""
+                },
+                activity
+                    .detail
+                    .as_deref()
+                    .map(|d| format!(" [{d}]"))
+                    .unwrap_or_default(),
+                if also_lead {
+                    "; a lead event too: a new lead when it finds none"
+                } else {
+                    ""
+                },
+            )?;
+            return Ok(());
+        }
     };
     let flags = validate::check(&capture, &config.validation)
         .map_err(|e| anyhow::anyhow!("gates: {}; the webhook would get 400", describe(&e)))?;

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::json_path::{self, JsonPath, PathError};
-use crate::model::{CaptureEvent, EventKind, Turn};
+use crate::model::{ActivityKind, CaptureEvent, EventKind, Turn};
 
 /// `[sources.mapping]` as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -53,6 +53,68 @@ pub struct MappingConfig {
     /// for each channel).
     #[serde(default)]
     pub html: Vec<String>,
+    /// `[mapping.activity]`: the platform's events that are activity after the alert (a
+    /// meeting booked, a reply, a CRM status), recorded on the lead they name.
+    #[serde(default)]
+    pub activity: Option<ActivityMappingConfig>,
+}
+
+/// `[mapping.activity]` as written: which events are activity, of which kind, and where the
+/// lead id, the prospect's e-mail, the time, the actor, the detail and the event's key are.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityMappingConfig {
+    /// Where the activity's event name is, when it is not the mapping's `event` (a CRM body
+    /// with its own key, such as HubSpot's `leadrelay_event`).
+    #[serde(default)]
+    pub event: Option<String>,
+    /// Each platform event that is activity, and the activity kind it records (`called`,
+    /// `meeting_booked`, `won`, ...), or `{ kind, when }`: that kind only when the path `when`
+    /// finds something (Cal.com's attendee marked no-show).
+    #[serde(default)]
+    pub events: BTreeMap<String, ActivityEventConfig>,
+    /// A `status_changed` whose `detail` is one of these values records this kind instead
+    /// (a deal stage `closedwon` → `won`).
+    #[serde(default)]
+    pub statuses: BTreeMap<String, String>,
+    /// The leadrelay lead id (a hidden form field, a booking link's parameter).
+    #[serde(default)]
+    pub lead_id: Option<FieldRule>,
+    /// The prospect's e-mail; by default the mapping's lead `email` field.
+    #[serde(default)]
+    pub email: Option<FieldRule>,
+    /// When it happened; by default when it was received.
+    #[serde(default)]
+    pub at: Option<FieldRule>,
+    /// Who did it (a rep's or admin's name or e-mail).
+    #[serde(default)]
+    pub by: Option<FieldRule>,
+    /// A status, a stage, a meeting's title.
+    #[serde(default)]
+    pub detail: Option<FieldRule>,
+    /// The platform's id of this event; by default the hash of the signed body.
+    #[serde(default)]
+    pub key: Option<FieldRule>,
+    /// Conditions that mark a machine-sent event (a bot's reply, a sequence's e-mail): the
+    /// text at `path` is one of `values`. Any one that holds makes the event automated.
+    #[serde(default)]
+    pub automated: Vec<AutomatedConfig>,
+}
+
+/// An activity event's kind, or its kind and the path that must find something.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ActivityEventConfig {
+    Kind(String),
+    When { kind: String, when: String },
+}
+
+/// The text at `path` is one of `values` (compared exactly).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutomatedConfig {
+    pub path: String,
+    pub values: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -167,9 +229,38 @@ pub enum Mapped {
         /// The platform's own event id, when the mapping names one and it is present.
         event_id: Option<String>,
     },
+    /// An event the mapping lists as activity after the alert. `also_lead` is set when the
+    /// event is a lead event too (a booking): it is a lead when the activity finds none.
+    Activity {
+        activity: Box<MappedActivity>,
+        also_lead: bool,
+    },
     /// An event that is not a lead; its name, for the answer and the log.
     Ignored { event: String },
 }
+
+/// An activity event as the payload states it. Texts are bounded so that whatever is
+/// accepted can be stored with the lead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedActivity {
+    /// The platform's event name.
+    pub event: String,
+    pub kind: ActivityKind,
+    pub lead_id: Option<String>,
+    pub email: Option<String>,
+    /// When it happened, when the payload says.
+    pub at: Option<Timestamp>,
+    pub by: Option<String>,
+    pub detail: Option<String>,
+    /// The platform's id of the event, when the payload has one.
+    pub key: Option<String>,
+    pub automated: bool,
+}
+
+/// The longest actor or detail text kept on an activity; longer ones are cut.
+pub const MAX_ACTIVITY_TEXT: usize = 200;
+/// The longest lead id, e-mail or key an activity carries; a longer one is not one.
+pub const MAX_ACTIVITY_ID: usize = 254;
 
 /// A compiled [`FieldRule`]: sources tried in order.
 #[derive(Debug, Clone)]
@@ -277,6 +368,23 @@ pub struct Mapping {
     transcript: Option<TurnReader>,
     without_contact: WithoutContact,
     html: Vec<String>,
+    activity: Option<ActivityMapping>,
+}
+
+/// A checked `[mapping.activity]`.
+#[derive(Debug, Clone)]
+struct ActivityMapping {
+    /// Its own event path; else the mapping's.
+    event: Option<JsonPath>,
+    events: BTreeMap<String, (ActivityKind, Option<JsonPath>)>,
+    statuses: BTreeMap<String, ActivityKind>,
+    lead_id: Option<Rule>,
+    email: Option<Rule>,
+    at: Option<Rule>,
+    by: Option<Rule>,
+    detail: Option<Rule>,
+    key: Option<Rule>,
+    automated: Vec<(JsonPath, Vec<String>)>,
 }
 
 /// A configuration mistake: the mapping key and why.
@@ -346,11 +454,16 @@ impl MappingConfig {
             }
             None => None,
         };
+        // With `event` set and no lead events, a mapping with an activity section takes no
+        // leads at all (a CRM's activity feed): it needs no lead fields.
+        let activity_only =
+            event.is_some() && self.lead_events.is_empty() && self.activity.is_some();
         match (&event, self.lead_events.is_empty(), self.kind) {
-            (Some(_), true, _) => {
+            (Some(_), true, _) if !activity_only => {
                 return Err(err(
                     "lead_events",
-                    "event is set, so list the event names that are leads",
+                    "event is set, so list the event names that are leads (or the activity \
+                     events in [activity])",
                 ))
             }
             (Some(_), false, Some(_)) => {
@@ -382,7 +495,10 @@ impl MappingConfig {
             .iter()
             .map(|(name, r)| Ok((name.clone(), rule(&format!("{key}.fields.{name}"), r)?)))
             .collect::<Result<Vec<_>, MappingConfigError>>()?;
-        if !self.fields.contains_key("email") && !self.fields.contains_key("phone") {
+        if !activity_only
+            && !self.fields.contains_key("email")
+            && !self.fields.contains_key("phone")
+        {
             return Err(err(
                 "fields",
                 "map at least email or phone: a lead needs a way to reach the prospect",
@@ -447,6 +563,14 @@ impl MappingConfig {
             )?),
             None => None,
         };
+        let activity = self
+            .activity
+            .as_ref()
+            .map(|a| {
+                let email = self.fields.get("email");
+                a.compile(&format!("{key}.activity"), event.is_some(), email)
+            })
+            .transpose()?;
         Ok(Mapping {
             event,
             lead_events: self.lead_events.clone(),
@@ -466,7 +590,168 @@ impl MappingConfig {
             transcript,
             without_contact: self.without_contact,
             html: self.html.clone(),
+            activity,
         })
+    }
+}
+
+/// An activity kind by name, or an error listing the names there are.
+fn activity_kind(key: &str, name: &str) -> Result<ActivityKind, MappingConfigError> {
+    ActivityKind::parse(name).ok_or_else(|| MappingConfigError {
+        key: key.to_owned(),
+        message: format!(
+            "{name:?} is not an activity kind; the kinds are {}",
+            ActivityKind::ALL_NAMES.join(", ")
+        ),
+    })
+}
+
+impl ActivityMappingConfig {
+    /// Parses every path and kind; `has_event` says whether the mapping has an event path to
+    /// fall back on, `lead_email` is the lead's `email` rule (the default for `email`).
+    fn compile(
+        &self,
+        key: &str,
+        has_event: bool,
+        lead_email: Option<&FieldRule>,
+    ) -> Result<ActivityMapping, MappingConfigError> {
+        let one = |sub: &str, path: &str| -> Result<JsonPath, MappingConfigError> {
+            Ok(paths(&format!("{key}.{sub}"), &[path.to_owned()])?.remove(0))
+        };
+        let event = self.event.as_deref().map(|p| one("event", p)).transpose()?;
+        if event.is_none() && !has_event {
+            return Err(MappingConfigError {
+                key: format!("{key}.event"),
+                message: "the mapping has no event path: name where the activity's event name is"
+                    .into(),
+            });
+        }
+        if self.events.is_empty() {
+            return Err(MappingConfigError {
+                key: format!("{key}.events"),
+                message: "lists no event: name each platform event that is activity, with its kind"
+                    .into(),
+            });
+        }
+        let mut events = BTreeMap::new();
+        for (name, written) in &self.events {
+            let here = format!("{key}.events.{name}");
+            let (kind, when) = match written {
+                ActivityEventConfig::Kind(kind) => (activity_kind(&here, kind)?, None),
+                ActivityEventConfig::When { kind, when } => (
+                    activity_kind(&format!("{here}.kind"), kind)?,
+                    Some(paths(&format!("{here}.when"), std::slice::from_ref(when))?.remove(0)),
+                ),
+            };
+            events.insert(name.clone(), (kind, when));
+        }
+        let statuses = self
+            .statuses
+            .iter()
+            .map(|(value, kind)| {
+                Ok((
+                    value.clone(),
+                    activity_kind(&format!("{key}.statuses.{value}"), kind)?,
+                ))
+            })
+            .collect::<Result<BTreeMap<_, _>, MappingConfigError>>()?;
+        let optional = |sub: &str, r: Option<&FieldRule>| {
+            r.map(|r| rule(&format!("{key}.{sub}"), r)).transpose()
+        };
+        let automated = self
+            .automated
+            .iter()
+            .enumerate()
+            .map(|(n, c)| {
+                if c.values.is_empty() {
+                    return Err(MappingConfigError {
+                        key: format!("{key}.automated[{n}].values"),
+                        message: "lists no value: which texts at path mean a machine sent it"
+                            .into(),
+                    });
+                }
+                Ok((
+                    one(&format!("automated[{n}].path"), &c.path)?,
+                    c.values.clone(),
+                ))
+            })
+            .collect::<Result<Vec<_>, MappingConfigError>>()?;
+        Ok(ActivityMapping {
+            event,
+            events,
+            statuses,
+            lead_id: optional("lead_id", self.lead_id.as_ref())?,
+            email: optional("email", self.email.as_ref().or(lead_email))?,
+            at: optional("at", self.at.as_ref())?,
+            by: optional("by", self.by.as_ref())?,
+            detail: optional("detail", self.detail.as_ref())?,
+            key: optional("key", self.key.as_ref())?,
+            automated,
+        })
+    }
+}
+
+/// `text` cut to at most `max` characters.
+fn cut(text: String, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+impl ActivityMapping {
+    /// The activity `payload` is, if the mapping lists its event as one: `Ok(None)` for an
+    /// event it does not list (the lead mapping decides), `Err(name)` for one named at the
+    /// activity's own event path that it does not list (ignored).
+    fn read(
+        &self,
+        payload: &Value,
+        mapping_event: Option<&JsonPath>,
+    ) -> Result<Option<MappedActivity>, String> {
+        let Some(path) = self.event.as_ref().or(mapping_event) else {
+            return Ok(None);
+        };
+        let Some(name) = path.text(payload) else {
+            return Ok(None);
+        };
+        let Some((kind, when)) = self.events.get(&name) else {
+            return if self.event.is_some() {
+                Err(name)
+            } else {
+                Ok(None)
+            };
+        };
+        if when
+            .as_ref()
+            .is_some_and(|w| w.find(payload).is_none_or(|v| matches!(v, Value::Null)))
+        {
+            return Err(name);
+        }
+        let text = |r: &Option<Rule>| r.as_ref().and_then(|r| r.text(payload));
+        // Too long to be an id or an address: not one (it cannot match, and is not kept).
+        let id = |r: &Option<Rule>| text(r).filter(|t| t.chars().count() <= MAX_ACTIVITY_ID);
+        let detail = text(&self.detail).map(|t| cut(t, MAX_ACTIVITY_TEXT));
+        let kind = match (kind, &detail) {
+            (ActivityKind::StatusChanged, Some(detail)) => {
+                self.statuses.get(detail).copied().unwrap_or(*kind)
+            }
+            _ => *kind,
+        };
+        let automated = self
+            .automated
+            .iter()
+            .any(|(path, values)| path.text(payload).is_some_and(|t| values.contains(&t)));
+        Ok(Some(MappedActivity {
+            event: cut(name, MAX_ACTIVITY_TEXT),
+            kind,
+            lead_id: id(&self.lead_id),
+            email: id(&self.email),
+            at: text(&self.at).and_then(|t| parse_time(&t)),
+            by: text(&self.by).map(|t| cut(t, MAX_ACTIVITY_TEXT)),
+            detail,
+            key: id(&self.key),
+            automated,
+        }))
     }
 }
 
@@ -481,6 +766,37 @@ impl Mapping {
     }
 
     pub fn apply_value(&self, payload: &Value) -> Result<Mapped, MappingError> {
+        if let Some(activity) = &self.activity {
+            match activity.read(payload, self.event.as_ref()) {
+                Ok(Some(activity)) => {
+                    let also_lead = self
+                        .event
+                        .as_ref()
+                        .and_then(|path| path.text(payload))
+                        .is_some_and(|name| self.lead_events.contains_key(&name));
+                    return Ok(Mapped::Activity {
+                        activity: Box::new(activity),
+                        also_lead,
+                    });
+                }
+                Err(event) => return Ok(Mapped::Ignored { event }),
+                Ok(None) => {}
+            }
+        }
+        self.apply_lead_value(payload)
+    }
+
+    /// Maps a JSON body as a lead only, whatever activity the mapping lists: an event that
+    /// is both (a booking) and found no lead for its activity.
+    pub fn apply_lead(&self, body: &[u8]) -> Result<Mapped, MappingError> {
+        let payload: Value = serde_json::from_slice(body).map_err(|e| MappingError {
+            message: format!("body is not valid JSON: {e}"),
+            path: String::new(),
+        })?;
+        self.apply_lead_value(&payload)
+    }
+
+    fn apply_lead_value(&self, payload: &Value) -> Result<Mapped, MappingError> {
         let kind = match &self.event {
             None => self.kind,
             Some(path) => {
@@ -1007,6 +1323,196 @@ mod tests {
         assert_eq!(capture.transcript[0].role, "user");
         assert_eq!(capture.transcript[0].text, "Pricing?");
     }
+    const CRM: &str = r#"
+        event = "type"
+        lead_events = { "booking.created" = "lead_capture" }
+        [fields]
+        email = "invitee.email"
+        [activity]
+        lead_id = "tracking.lead"
+        at = "at"
+        by = "owner.name"
+        detail = "status"
+        key = "id"
+        automated = [{ path = "author.type", values = ["bot", "operator"] }]
+        [activity.events]
+        "booking.created" = "meeting_booked"
+        "status.changed" = "status_changed"
+        "no_show.updated" = { kind = "meeting_no_show", when = "attendees[no_show=true]" }
+        [activity.statuses]
+        closedwon = "won"
+    "#;
+
+    fn activity(mapped: Mapped) -> (MappedActivity, bool) {
+        match mapped {
+            Mapped::Activity {
+                activity,
+                also_lead,
+            } => (*activity, also_lead),
+            other => panic!("not an activity: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn activity_events_carry_their_kind_lead_id_email_time_actor_and_key() {
+        let m = mapping(CRM);
+        let (booked, also_lead) = activity(
+            m.apply_value(&json!({"type": "booking.created", "id": "b1",
+                "invitee": {"email": "ada@acme.example"}, "tracking": {"lead": "lead-1"},
+                "at": "2026-11-23T10:05:00Z", "owner": {"name": "Bruno"}}))
+                .expect("maps"),
+        );
+        assert!(also_lead, "a booking is a lead event too");
+        assert_eq!(booked.kind, ActivityKind::MeetingBooked);
+        assert_eq!(booked.lead_id.as_deref(), Some("lead-1"));
+        // The lead's e-mail rule, since the activity names none.
+        assert_eq!(booked.email.as_deref(), Some("ada@acme.example"));
+        assert_eq!(booked.at, "2026-11-23T10:05:00Z".parse().ok());
+        assert_eq!(booked.by.as_deref(), Some("Bruno"));
+        assert_eq!(booked.key.as_deref(), Some("b1"));
+        assert!(!booked.automated);
+        // As a lead only, the same payload is the lead it always was.
+        assert!(matches!(
+            m.apply_lead(
+                br#"{"type": "booking.created", "invitee": {"email": "ada@acme.example"}}"#
+            ),
+            Ok(Mapped::Lead { .. })
+        ));
+
+        let (won, also_lead) = activity(
+            m.apply_value(&json!({"type": "status.changed", "status": "closedwon"}))
+                .expect("maps"),
+        );
+        assert!(!also_lead);
+        assert_eq!(won.kind, ActivityKind::Closed(crate::model::Outcome::Won));
+        let (changed, _) = activity(
+            m.apply_value(&json!({"type": "status.changed", "status": "Working",
+                "author": {"type": "bot"}}))
+                .expect("maps"),
+        );
+        assert_eq!(changed.kind, ActivityKind::StatusChanged);
+        assert_eq!(changed.detail.as_deref(), Some("Working"));
+        assert!(changed.automated);
+
+        let (no_show, _) = activity(
+            m.apply_value(&json!({"type": "no_show.updated",
+                "attendees": [{"email": "x@y.example", "no_show": false}, {"no_show": true}]}))
+                .expect("maps"),
+        );
+        assert_eq!(no_show.kind, ActivityKind::MeetingNoShow);
+        // A no-show taken back is not activity.
+        assert_eq!(
+            m.apply_value(&json!({"type": "no_show.updated", "attendees": [{"no_show": false}]})),
+            Ok(Mapped::Ignored {
+                event: "no_show.updated".into()
+            })
+        );
+        // An event listed nowhere is still ignored.
+        assert_eq!(
+            m.apply_value(&json!({"type": "booking.moved"})),
+            Ok(Mapped::Ignored {
+                event: "booking.moved".into()
+            })
+        );
+    }
+
+    #[test]
+    fn activity_texts_are_bounded() {
+        let m = mapping(CRM);
+        let long = "x".repeat(5_000);
+        let (a, _) = activity(
+            m.apply_value(
+                &json!({"type": "status.changed", "status": long, "id": long,
+                "tracking": {"lead": long}, "owner": {"name": long}}),
+            )
+            .expect("maps"),
+        );
+        assert_eq!(a.detail.map(|d| d.chars().count()), Some(MAX_ACTIVITY_TEXT));
+        assert_eq!(a.by.map(|d| d.chars().count()), Some(MAX_ACTIVITY_TEXT));
+        assert_eq!(a.key, None, "too long to be an id");
+        assert_eq!(a.lead_id, None);
+    }
+
+    #[test]
+    fn an_activity_feed_with_its_own_event_key_leaves_other_bodies_leads() {
+        let m = mapping(
+            r#"
+            [fields]
+            email = "email"
+            [activity]
+            event = "leadrelay_event"
+            events = { call = "called" }
+            "#,
+        );
+        assert!(matches!(
+            m.apply_value(&json!({"email": "ada@acme.example"})),
+            Ok(Mapped::Lead { .. })
+        ));
+        let (call, also_lead) = activity(
+            m.apply_value(&json!({"email": "ada@acme.example", "leadrelay_event": "call"}))
+                .expect("maps"),
+        );
+        assert_eq!((call.kind, also_lead), (ActivityKind::Called, false));
+        assert_eq!(
+            m.apply_value(&json!({"leadrelay_event": "note"})),
+            Ok(Mapped::Ignored {
+                event: "note".into()
+            })
+        );
+        // An activity-only mapping needs no lead fields.
+        let feed = mapping("event = \"activity\"\n[activity]\nevents = { call = \"called\" }");
+        assert!(matches!(
+            feed.apply_value(&json!({"activity": "call"})),
+            Ok(Mapped::Activity { .. })
+        ));
+        assert_eq!(
+            feed.apply_value(&json!({"activity": "lead"})),
+            Ok(Mapped::Ignored {
+                event: "lead".into()
+            })
+        );
+    }
+
+    #[test]
+    fn activity_mistakes_are_named_by_key_listing_the_kinds() {
+        let bad = |text: &str| {
+            toml::from_str::<MappingConfig>(text)
+                .expect("toml")
+                .compile("sources[0].mapping")
+                .expect_err(text)
+                .to_string()
+        };
+        let unknown = bad("event = \"t\"\n[activity]\nevents = { x = \"meeting\" }");
+        assert!(
+            unknown.starts_with(
+                "sources[0].mapping.activity.events.x: \"meeting\" is not an activity kind"
+            ),
+            "{unknown}"
+        );
+        assert!(
+            unknown.contains(&ActivityKind::ALL_NAMES.join(", ")),
+            "{unknown}"
+        );
+        let status = bad("event = \"t\"\n[activity]\nevents = { x = \"status_changed\" }\nstatuses = { closed = \"closed\" }");
+        assert!(
+            status.starts_with("sources[0].mapping.activity.statuses.closed: "),
+            "{status}"
+        );
+        assert!(
+            bad("[fields]\nemail = \"e\"\n[activity]\nevents = { x = \"called\" }")
+                .starts_with("sources[0].mapping.activity.event: ")
+        );
+        assert!(bad("event = \"t\"\n[activity]\nevents = {}").contains("lists no event"));
+        assert!(
+            bad("event = \"t\"\n[activity]\nevents = { x = \"called\" }\nlead_id = \"a..b\"")
+                .starts_with("sources[0].mapping.activity.lead_id: ")
+        );
+        assert!(bad("event = \"t\"\n[activity]\nevents = { x = \"called\" }\nautomated = [{ path = \"a\", values = [] }]")
+            .contains("automated[0].values"));
+        // Without an activity section, an event path with no lead events is still a mistake.
+        assert!(bad("event = \"t\"\n[fields]\nemail = \"e\"").contains("lead_events"));
+    }
+
     #[test]
     fn html_bodies_become_text() {
         assert_eq!(

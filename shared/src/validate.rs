@@ -60,17 +60,35 @@ pub fn read_payload(
             capture: Box::new(parse_capture(body)?),
             event_id: None,
         }),
-        Some(mapping) => {
-            let mut mapped = mapping
-                .apply(body)
-                .map_err(|e| Rejection::new(e.message, &e.path))?;
-            if let Mapped::Lead { capture, .. } = &mut mapped {
-                check_bounds(capture)?;
-                capture.timestamp.get_or_insert(received_at);
-            }
-            Ok(mapped)
-        }
+        Some(mapping) => finish(mapping.apply(body), received_at),
     }
+}
+
+/// Reads a webhook body as a lead only, through the source's mapping, whatever activity it
+/// lists: for an event that is both (a booking) whose activity found no lead.
+pub fn read_lead(
+    mapping: Option<&Mapping>,
+    body: &[u8],
+    received_at: jiff::Timestamp,
+) -> Result<Mapped, Rejection> {
+    match mapping {
+        None => read_payload(None, body, received_at),
+        Some(mapping) => finish(mapping.apply_lead(body), received_at),
+    }
+}
+
+/// A mapped capture within the bounds, its time defaulting to `received_at`. An activity's
+/// texts are bounded by the mapping itself.
+fn finish(
+    mapped: Result<Mapped, crate::mapping::MappingError>,
+    received_at: jiff::Timestamp,
+) -> Result<Mapped, Rejection> {
+    let mut mapped = mapped.map_err(|e| Rejection::new(e.message, &e.path))?;
+    if let Mapped::Lead { capture, .. } = &mut mapped {
+        check_bounds(capture)?;
+        capture.timestamp.get_or_insert(received_at);
+    }
+    Ok(mapped)
 }
 
 /// Parses the raw body; a type error names the JSON path that holds it. A capture past the

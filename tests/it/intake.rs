@@ -487,6 +487,8 @@ proptest::proptest! {
             let _ = mapping.apply_value(&with);
             let _ = mapping.apply_value(&mutated);
             let _ = mapping.apply(mutated.to_string().as_bytes());
+            // A booking's second reading, as a lead only (ingest's, when it finds no lead).
+            let _ = mapping.apply_lead(mutated.to_string().as_bytes());
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod activity_intake;
 mod after_hours;
 mod aws_e2e;
 mod channels;

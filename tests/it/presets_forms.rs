@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use jiff::Timestamp;
-use leadrelay_shared::mapping::Mapped;
+use leadrelay_shared::mapping::{Mapped, MAX_ACTIVITY_TEXT};
 use leadrelay_shared::model::EventKind;
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -860,13 +860,18 @@ async fn a_calendly_booking_becomes_a_lead_and_only_a_fresh_valid_signature_is_t
     )
     .await;
 
-    let canceled = fixture("calendly-invitee.canceled.json");
+    // An event that is neither a lead nor activity (activity: tests/it/activity_intake.rs).
+    let deleted = edited(
+        &fixture("calendly-invitee_no_show.created.json"),
+        "invitee_no_show.created",
+        "invitee_no_show.deleted",
+    );
     ignored(
         &server,
         "calendly",
-        &calendly_signed(SECRET, &canceled, now),
-        &canceled,
-        "invitee.canceled",
+        &calendly_signed(SECRET, &deleted, now),
+        &deleted,
+        "invitee_no_show.deleted",
     )
     .await;
     server.stop().await;
@@ -987,13 +992,18 @@ async fn a_calcom_booking_becomes_a_lead_and_only_a_valid_signature_is_taken() {
     )
     .await;
 
-    let cancelled = fixture("calcom-BOOKING_CANCELLED.json");
+    // An event that is neither a lead nor activity (activity: tests/it/activity_intake.rs).
+    let rejected = edited(
+        &fixture("calcom-BOOKING_CANCELLED.json"),
+        "BOOKING_CANCELLED",
+        "BOOKING_REJECTED",
+    );
     ignored(
         &server,
         "calcom",
-        &calcom_signed(SECRET, &cancelled),
-        &cancelled,
-        "BOOKING_CANCELLED",
+        &calcom_signed(SECRET, &rejected),
+        &rejected,
+        "BOOKING_REJECTED",
     )
     .await;
     server.stop().await;
@@ -1177,6 +1187,23 @@ fn no_shipped_presets_mapping_panics_on_arbitrary_json() {
                 }
                 Ok(Mapped::Ignored { event }) => {
                     prop_assert!(!event.is_empty(), "{name}: an unnamed event")
+                }
+                Ok(Mapped::Activity {
+                    activity,
+                    also_lead,
+                }) => {
+                    prop_assert!(!activity.event.is_empty(), "{name}: an unnamed event");
+                    for text in [&activity.by, &activity.detail].into_iter().flatten() {
+                        prop_assert!(text.chars().count() <= MAX_ACTIVITY_TEXT, "{name}");
+                    }
+                    // A booking that finds no lead is read again as a lead only: never as
+                    // activity a second time.
+                    if also_lead {
+                        prop_assert!(
+                            !matches!(mapping.apply_lead(&bytes), Ok(Mapped::Activity { .. })),
+                            "{name}"
+                        );
+                    }
                 }
                 Err(error) => prop_assert!(!error.message.is_empty(), "{name}"),
             }

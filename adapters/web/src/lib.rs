@@ -205,6 +205,13 @@ async fn receive_webhook(
             Json(json!({"status": "ignored", "event": event})),
         )
             .into_response(),
+        // 200 whatever became of it, unmatched too: the event is kept, and a platform retries
+        // anything else.
+        Ok(Intake::Activity { status, lead_id }) => (
+            StatusCode::OK,
+            Json(json!({"status": status.as_str(), "lead_id": lead_id})),
+        )
+            .into_response(),
         Ok(Intake::Lead(accepted)) if accepted.duplicate => (
             StatusCode::OK,
             Json(json!({"lead_id": accepted.lead_id, "status": "duplicate"})),
@@ -217,7 +224,7 @@ async fn receive_webhook(
             .into_response(),
         Err(IngestError::UnknownSource(_)) => error(StatusCode::NOT_FOUND, "unknown source", None),
         // `receive` answers an ignored event as `Intake::Ignored`; only `ingest` makes it an error.
-        Err(IngestError::Ignored(event)) => (
+        Err(IngestError::Ignored(event) | IngestError::NotALead(event)) => (
             StatusCode::OK,
             Json(json!({"status": "ignored", "event": event})),
         )
@@ -232,7 +239,7 @@ async fn receive_webhook(
             &rejection.error,
             rejection.field.as_deref(),
         ),
-        Err(failure @ (IngestError::Store(_) | IngestError::Queue(_))) => {
+        Err(failure @ (IngestError::Store(_) | IngestError::Queue(_) | IngestError::Busy(_))) => {
             error!(source = %source, error = %failure, "could not store the webhook");
             // Nothing was accepted (a full disk, a locked store): the sender keeps the event
             // and tries again; Retry-After tells it when.

@@ -103,7 +103,7 @@ impl Pipeline {
 
     /// The id of the lead `event` is about: the one it names, else the prospect's latest lead
     /// captured within the match window; a lead merged into another is the other's.
-    async fn find_lead(
+    pub(super) async fn find_lead(
         &self,
         event: &ActivityEvent,
         now: Timestamp,

@@ -8,9 +8,11 @@ use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::{Accepted, IngestError, Intake, Overloaded, Pipeline};
-use crate::mapping::Mapped;
-use crate::model::{Envelope, Lead, LeadState, Stage};
+use super::activity::{ActivityEvent, Recorded};
+use super::{Accepted, ActivityStatus, IngestError, Intake, Overloaded, Pipeline};
+use crate::activity;
+use crate::mapping::{Mapped, MappedActivity};
+use crate::model::{Activity, Envelope, Lead, LeadState, Stage};
 use crate::ports::{Created, Outgoing, ReplayGuard, StoreError};
 use crate::signature::{self, Delivery};
 use crate::validate;
@@ -54,12 +56,18 @@ impl Pipeline {
         {
             Intake::Lead(accepted) => Ok(accepted),
             Intake::Ignored { event } => Err(IngestError::Ignored(event)),
+            Intake::Activity { status, .. } => Err(IngestError::NotALead(status.as_str().into())),
         }
     }
 
     /// `POST /webhooks/{source}`: verify, map the platform's payload (or parse leadrelay's
     /// own), validate, dedupe, store, enqueue. Nothing is written unless every check passed,
-    /// and nothing at all for an event the mapping does not take as a lead.
+    /// and nothing at all for an event the mapping does not take as a lead or activity.
+    ///
+    /// An activity event (`[mapping.activity]`) is recorded on the lead it finds, or kept as
+    /// unmatched. One that is a lead event too (a booking) is recorded when it finds a lead,
+    /// else it becomes a lead as any other, its activity stamped on it (so the same event
+    /// again is that lead's duplicate).
     pub async fn receive(
         &self,
         source_id: &str,
@@ -72,17 +80,36 @@ impl Pipeline {
         let now = self.clock.now();
         let body = delivery.body;
         let verified = signature::verify(&source.verifier, &source.keys, delivery, now)?;
-        let (capture, payload_id) = match validate::read_payload(
-            source.payload.as_ref(),
-            body,
-            now,
-        )? {
-            Mapped::Ignored { event } => {
-                info!(source = source_id, event = %event, stage = "ingest", "ignored: not a lead event");
-                return Ok(Intake::Ignored { event });
-            }
-            Mapped::Lead { capture, event_id } => (*capture, event_id),
+        let ignored = |event: String| {
+            info!(source = source_id, event = %event, stage = "ingest", "ignored: not a lead event");
+            Ok(Intake::Ignored { event })
         };
+        let (capture, payload_id, booking) =
+            match validate::read_payload(source.payload.as_ref(), body, now)? {
+                Mapped::Ignored { event } => return ignored(event),
+                Mapped::Lead { capture, event_id } => (*capture, event_id, None),
+                Mapped::Activity {
+                    activity,
+                    also_lead,
+                } => {
+                    let mut event = activity_event(source_id, *activity, body, now);
+                    if !also_lead {
+                        return self.intake_activity(&event).await;
+                    }
+                    if let Some(lead_id) = self.find_lead(&event, now).await? {
+                        event.lead_id = Some(lead_id);
+                        return self.intake_activity(&event).await;
+                    }
+                    match validate::read_lead(source.payload.as_ref(), body, now)? {
+                        Mapped::Lead { capture, event_id } => {
+                            (*capture, event_id, Some(event.activity))
+                        }
+                        Mapped::Ignored { event } => return ignored(event),
+                        // `read_lead` maps no activity.
+                        Mapped::Activity { activity, .. } => return ignored(activity.event),
+                    }
+                }
+            };
         let flags = validate::check(&capture, &self.config.validation)?;
         // The platform's own id from the signed body first (a header id may be per delivery
         // attempt), then a header id, then the body's hash.
@@ -99,7 +126,7 @@ impl Pipeline {
             expires_at: now.saturating_add(window).unwrap_or(Timestamp::MAX),
         });
         let lead_id = uuid::Uuid::now_v7().to_string();
-        let lead = Lead::captured(
+        let mut lead = Lead::captured(
             lead_id,
             uuid::Uuid::now_v7().simple().to_string(),
             source_id.to_owned(),
@@ -108,6 +135,15 @@ impl Pipeline {
             flags,
             now,
         );
+        // A booking that found no lead is a lead booked from the start: its meeting is
+        // stamped, and its key makes the same event again a duplicate on the activity path.
+        if let Some(booking) = booking {
+            if let Some((stamped, what)) = activity::record(&lead, &booking) {
+                if what.closes.is_none() {
+                    lead = stamped;
+                }
+            }
+        }
         let first = Outgoing {
             stage: Stage::Enrich,
             envelope: Envelope::new(&lead.id, Stage::Enrich, &lead.trace_id),
@@ -163,5 +199,43 @@ impl Pipeline {
                 }))
             }
         }
+    }
+}
+
+impl Pipeline {
+    /// Records an activity event from a webhook; the answer names the lead it was recorded on.
+    async fn intake_activity(&self, event: &ActivityEvent) -> Result<Intake, IngestError> {
+        let (status, lead_id) = match self.record_activity(event).await? {
+            Recorded::Applied { lead, .. } => (ActivityStatus::Recorded, Some(lead.id)),
+            Recorded::Duplicate { lead_id } => (ActivityStatus::Duplicate, Some(lead_id)),
+            Recorded::Unmatched { .. } => (ActivityStatus::Unmatched, None),
+        };
+        Ok(Intake::Activity { status, lead_id })
+    }
+}
+
+/// The activity a webhook of `source` reports. Its key is the platform's event id, else the
+/// signed body's hash, under the source and event name: two platforms' ids (or a booking's
+/// created and cancelled events, which share the booking's id) never collide.
+fn activity_event(
+    source: &str,
+    mapped: MappedActivity,
+    body: &[u8],
+    now: Timestamp,
+) -> ActivityEvent {
+    let key = mapped.key.unwrap_or_else(|| signature::body_event_id(body));
+    ActivityEvent {
+        lead_id: mapped.lead_id,
+        email: mapped.email,
+        activity: Activity {
+            kind: mapped.kind,
+            at: mapped.at.unwrap_or(now),
+            received_at: now,
+            by: mapped.by,
+            via: source.to_owned(),
+            automated: mapped.automated,
+            key: format!("{source}:{}:{key}", mapped.event),
+            detail: mapped.detail,
+        },
     }
 }

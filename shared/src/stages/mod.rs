@@ -117,6 +117,22 @@ pub enum IngestError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// The lead an activity event names kept changing while it was recorded (answered 503:
+    /// the platform sends it again).
+    #[error("lead {0} kept changing while an activity was recorded on it")]
+    Busy(String),
+    /// [`Pipeline::ingest`] only: the webhook was an activity event, not a lead.
+    #[error("event {0:?} is an activity event, not a lead")]
+    NotALead(String),
+}
+
+impl From<activity::ActivityError> for IngestError {
+    fn from(error: activity::ActivityError) -> Self {
+        match error {
+            activity::ActivityError::Busy(lead_id) => IngestError::Busy(lead_id),
+            activity::ActivityError::Store(error) => IngestError::Store(error),
+        }
+    }
 }
 
 /// Ingest is shedding load: the stage queues hold more than `[pipeline] max_backlog`.
@@ -133,7 +149,33 @@ pub struct Overloaded {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Intake {
     Lead(Accepted),
-    Ignored { event: String },
+    /// An activity event after the alert: recorded on its lead, a duplicate of one recorded
+    /// before, or kept as unmatched (`lead_id` is then `None`).
+    Activity {
+        status: ActivityStatus,
+        lead_id: Option<String>,
+    },
+    Ignored {
+        event: String,
+    },
+}
+
+/// What became of an activity event; the webhook's answer says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivityStatus {
+    Recorded,
+    Duplicate,
+    Unmatched,
+}
+
+impl ActivityStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActivityStatus::Recorded => "recorded",
+            ActivityStatus::Duplicate => "duplicate",
+            ActivityStatus::Unmatched => "unmatched",
+        }
+    }
 }
 
 /// A webhook that was accepted (new) or recognised (duplicate).

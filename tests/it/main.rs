@@ -25,6 +25,7 @@ mod intake;
 mod lambda_batch;
 mod logs;
 mod pipeline;
+mod report;
 mod presets_chat;
 mod presets_forms;
 mod routing_concurrency;

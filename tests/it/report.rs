@@ -511,3 +511,57 @@ mod dynamodb_on_moto {
     }
 }
 
+
+/// The figure for docs/benchmarks.md: a week's report over 10,000 leads on DynamoDB reads
+/// those leads' index entries and nothing else (no scan, no lead item). Writing the leads to
+/// moto takes minutes, so it runs on request:
+/// `./scripts/with-moto.sh cargo test -p leadrelay-tests --test it week_of_10000 -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes 10,000 leads to moto: run for the benchmark figure"]
+async fn dynamodb_items_read_for_a_week_of_10000_leads() {
+    use futures::StreamExt as _;
+    let deployment = moto().await.deploy(5, 30).await;
+    let store = deployment.store.clone();
+    let week_start = at("2026-11-16T00:00:00Z");
+    // 10,000 leads in the week, and 500 on each side of it that the report must not read.
+    let captured = |n: i64| match n {
+        0..10_000 => week_start + SignedDuration::from_secs(n * 7 * 86_400 / 10_000),
+        10_000..10_500 => week_start - SignedDuration::from_secs((n - 9_999) * 60),
+        _ => week_start + SignedDuration::from_secs(7 * 86_400 + (n - 10_500) * 60),
+    };
+    let written = futures::stream::iter(0..11_000)
+        .map(|n| {
+            let store = store.clone();
+            async move {
+                let mut lead = initech_lead(
+                    &format!("week-{n}"),
+                    &format!("p{n}@initech.co.uk"),
+                    captured(n),
+                );
+                lead.timeline.captured_at = Some(captured(n));
+                store.create_lead(&lead).await.expect("created");
+            }
+        })
+        .buffer_unordered(16)
+        .count()
+        .await;
+    assert_eq!(written, 11_000);
+    let started = std::time::Instant::now();
+    let facts = store
+        .lead_facts(week_start, week_start + SignedDuration::from_hours(7 * 24))
+        .await
+        .expect("facts");
+    let elapsed = started.elapsed();
+    let reads = store.report_reads();
+    println!(
+        "DynamoDB (moto): a week of {} leads read in {} queries, {} items read, \
+         consumed capacity {:?} RCU, {elapsed:?}",
+        facts.len(),
+        reads.queries,
+        reads.items,
+        reads.capacity_units
+    );
+    assert_eq!(facts.len(), 10_000);
+    assert_eq!(reads.items, 10_000, "only the week's index entries are read");
+    assert_eq!(reads.queries, 7 * 8, "one query per UTC day and shard (one page each)");
+}

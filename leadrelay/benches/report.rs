@@ -30,13 +30,18 @@ fn lead(n: u64, now: Timestamp) -> Lead {
     let mut lead = Lead::captured(
         format!("bench-{n}"),
         format!("trace-{n}"),
-        if n % 4 == 0 { "forms" } else { "website" }.into(),
+        if n.is_multiple_of(4) {
+            "forms"
+        } else {
+            "website"
+        }
+        .into(),
         format!("evt-{n}"),
         CaptureEvent {
             event: Some(EventKind::LeadCapture),
             captured_email: Some(format!("p{n}@example.org")),
             name: Some("Pat Doe".into()),
-            trigger_query: (n % 5 != 0).then(|| "Can we get a quote?".into()),
+            trigger_query: (!n.is_multiple_of(5)).then(|| "Can we get a quote?".into()),
             metadata: Metadata {
                 source_url: Some(PAGES[(n % PAGES.len() as u64) as usize].into()),
                 ..Metadata::default()
@@ -69,7 +74,7 @@ fn lead(n: u64, now: Timestamp) -> Lead {
     let t = &mut lead.timeline;
     t.routed_at = Some(after(1));
     t.notified_at = Some(after(2));
-    if n % 10 != 0 {
+    if !n.is_multiple_of(10) {
         let claimed = after(30 + n % 900);
         t.claimed_at = Some(claimed);
         lead.state = LeadState::Claimed;
@@ -80,16 +85,16 @@ fn lead(n: u64, now: Timestamp) -> Lead {
             routed_to: Some(format!("rep:{rep}")),
             allowed: None,
         });
-        if n % 7 != 0 {
+        if !n.is_multiple_of(7) {
             lead.timeline.first_touch_at = Some(after(60 + n % 20_000));
         }
-        if n % 4 == 0 {
+        if n.is_multiple_of(4) {
             lead.timeline.meeting_booked_at = Some(after(3_600 + n % 86_400));
         }
-        if n % 6 == 0 {
+        if n.is_multiple_of(6) {
             lead.state = LeadState::Closed;
             lead.timeline.closed_at = Some(after(90_000));
-            lead.close_reason = Some(if n % 12 == 0 { "won" } else { "lost" }.into());
+            lead.close_reason = Some(if n.is_multiple_of(12) { "won" } else { "lost" }.into());
         }
     }
     lead

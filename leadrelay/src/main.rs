@@ -540,7 +540,9 @@ async fn main() -> anyhow::Result<()> {
             hours,
             store,
         } => {
-            let store = store.require(&config, "no stored leads to report on").await?;
+            let store = store
+                .require(&config, "no stored leads to report on")
+                .await?;
             let now = jiff::Timestamp::now();
             let mut out = std::io::stdout().lock();
             match action {

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use anyhow::Context as _;
-use leadrelay_shared::report::{Audit, Group, Spread, SpeedToLead};
+use leadrelay_shared::report::{Audit, Group, SpeedToLead, Spread};
 
 /// How a report is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -144,13 +144,26 @@ fn write_table(r: &SpeedToLead, out: &mut dyn Write) -> anyhow::Result<()> {
     rows.push(group_row(&r.totals));
     table(out, &rows)?;
 
-    writeln!(out, "\nSLA compliance by tier (first claim or touch within the tier's SLA)")?;
-    let mut rows = vec![["tier", "SLA", "leads", "met", "missed", "pending", "compliance"]
-        .map(str::to_owned)
-        .to_vec()];
+    writeln!(
+        out,
+        "\nSLA compliance by tier (first claim or touch within the tier's SLA)"
+    )?;
+    let mut rows = vec![[
+        "tier",
+        "SLA",
+        "leads",
+        "met",
+        "missed",
+        "pending",
+        "compliance",
+    ]
+    .map(str::to_owned)
+    .to_vec()];
     for t in &r.sla_by_tier {
         rows.push(vec![
-            t.tier.map(|t| t.to_string()).unwrap_or_else(|| "(none)".into()),
+            t.tier
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "(none)".into()),
             t.sla_minutes
                 .map(|m| format!("{m} min"))
                 .unwrap_or_else(|| "-".into()),
@@ -163,10 +176,20 @@ fn write_table(r: &SpeedToLead, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     table(out, &rows)?;
 
-    writeln!(out, "\nFirst response (capture to first touch) and won rate")?;
-    let mut rows = vec![["response", "leads", "share", "with outcome", "won", "won rate"]
-        .map(str::to_owned)
-        .to_vec()];
+    writeln!(
+        out,
+        "\nFirst response (capture to first touch) and won rate"
+    )?;
+    let mut rows = vec![[
+        "response",
+        "leads",
+        "share",
+        "with outcome",
+        "won",
+        "won rate",
+    ]
+    .map(str::to_owned)
+    .to_vec()];
     for b in &r.response_buckets {
         rows.push(vec![
             b.bucket.to_owned(),
@@ -179,7 +202,10 @@ fn write_table(r: &SpeedToLead, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     table(out, &rows)?;
 
-    writeln!(out, "\nRouting accuracy (1 - misrouted / routed by the rule)")?;
+    writeln!(
+        out,
+        "\nRouting accuracy (1 - misrouted / routed by the rule)"
+    )?;
     let mut rows = vec![["rule", "leads", "misrouted", "accuracy"]
         .map(str::to_owned)
         .to_vec()];
@@ -351,7 +377,11 @@ pub fn print_audit(audit: &Audit, format: Format, out: &mut dyn Write) -> anyhow
                 ]);
             }
             table(out, &rows)?;
-            writeln!(out, "\nMis-routed (\"not mine\"): {}", audit.misrouted.len())?;
+            writeln!(
+                out,
+                "\nMis-routed (\"not mine\"): {}",
+                audit.misrouted.len()
+            )?;
             let mut rows = vec![["lead", "not mine", "owner now", "touched"]
                 .map(str::to_owned)
                 .to_vec()];

@@ -399,8 +399,8 @@ mod tests {
             SignedDuration::from_hours(5)
         );
         // A schedule without hours but with leave: open all day except the leave.
-        let leave = Schedule::new(tz, None)
-            .with_leave([parse_date_range("2026-11-24").expect("date")]);
+        let leave =
+            Schedule::new(tz, None).with_leave([parse_date_range("2026-11-24").expect("date")]);
         assert_eq!(
             leave.open_duration(at("2026-11-22T23:00:00Z"), at("2026-11-24T23:00:00Z")),
             SignedDuration::from_hours(24)

@@ -345,7 +345,11 @@ pub trait LeadStore: Send + Sync {
     /// particular order: what a report reads. Stores keep the facts beside each lead and read
     /// them from a capture-time index, never decoding full leads; this default (for a store
     /// without them) derives them from [`LeadStore::leads_since`].
-    async fn lead_facts(&self, from: Timestamp, to: Timestamp) -> Result<Vec<LeadFacts>, StoreError> {
+    async fn lead_facts(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<LeadFacts>, StoreError> {
         Ok(self
             .leads_since(from, usize::MAX)
             .await?

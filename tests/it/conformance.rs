@@ -2100,11 +2100,18 @@ async fn lead_facts_follow_every_write_and_are_read_by_capture_window(adapters: 
     {
         let mut lead = lead(&format!("facts-{n}"), &format!("evt-facts-{n}"));
         lead.timeline.captured_at = Some(day(captured));
-        assert_eq!(store.create_lead(&lead).await.expect("create"), Created::New);
+        assert_eq!(
+            store.create_lead(&lead).await.expect("create"),
+            Created::New
+        );
         ids.push(lead.id);
     }
     // A later write carries its facts: routed to Alice by a rule.
-    let mut routed = store.get_lead("facts-3").await.expect("read").expect("lead");
+    let mut routed = store
+        .get_lead("facts-3")
+        .await
+        .expect("read")
+        .expect("lead");
     routed.state = LeadState::Routed;
     routed.assignment = Some(Assignment {
         owner: Owner::Rep("alice".into()),
@@ -2126,7 +2133,10 @@ async fn lead_facts_follow_every_write_and_are_read_by_capture_window(adapters: 
         .expect("facts");
     facts.sort_by(|a, b| a.id.cmp(&b.id));
     let found: Vec<&str> = facts.iter().map(|f| f.id.as_str()).collect();
-    assert_eq!(found, ids[1..7].iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        found,
+        ids[1..7].iter().map(String::as_str).collect::<Vec<_>>()
+    );
     let three = &facts[2];
     assert_eq!(three.owner, Some(Owner::Rep("alice".into())));
     assert_eq!(three.rule.as_deref(), Some("EMEA"));
@@ -2137,14 +2147,17 @@ async fn lead_facts_follow_every_write_and_are_read_by_capture_window(adapters: 
     if let RawStore::Sqlite(path) = &adapters.raw {
         // As an earlier version left it: no facts. Read from the body, then kept.
         let db = rusqlite::Connection::open(path).expect("open");
-        db.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+        db.busy_timeout(Duration::from_secs(5))
+            .expect("busy timeout");
         db.execute("UPDATE leads SET facts = NULL WHERE id = 'facts-3'", [])
             .expect("update");
         let again = store
             .lead_facts(day("2026-11-21T00:00:00Z"), day("2026-11-22T00:00:00Z"))
             .await
             .expect("facts");
-        assert!(again.iter().any(|f| f.id == "facts-3" && f.rule.as_deref() == Some("EMEA")));
+        assert!(again
+            .iter()
+            .any(|f| f.id == "facts-3" && f.rule.as_deref() == Some("EMEA")));
         let kept: Option<String> = db
             .query_row("SELECT facts FROM leads WHERE id = 'facts-3'", [], |row| {
                 row.get(0)

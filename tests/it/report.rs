@@ -44,7 +44,10 @@ fn t0_plus(secs: i64) -> Timestamp {
 
 /// The example configuration (no hours, so routing never holds) with the report API on.
 fn pipeline_config() -> Config {
-    let text = format!("{}\n[reports]\napi_token_env = \"REPORT_TOKEN\"\n", example_config());
+    let text = format!(
+        "{}\n[reports]\napi_token_env = \"REPORT_TOKEN\"\n",
+        example_config()
+    );
     parse_config_with_env(&text, &[("REPORT_TOKEN", TOKEN)])
 }
 
@@ -61,8 +64,8 @@ impl Harness {
         keep: Option<tempfile::TempDir>,
     ) -> Harness {
         let clock = Arc::new(HandClock::new(at(T0)));
-        let channels = Channels::new(Duration::from_secs(1), Box::new(Terminal::default()))
-            .expect("channels");
+        let channels =
+            Channels::new(Duration::from_secs(1), Box::new(Terminal::default())).expect("channels");
         let pipeline = Arc::new(Pipeline::new(
             Arc::new(pipeline_config()),
             store,
@@ -82,7 +85,11 @@ impl Harness {
     }
 
     async fn lead(&self, id: &str) -> Lead {
-        self.store().get_lead(id).await.expect("read").expect("lead")
+        self.store()
+            .get_lead(id)
+            .await
+            .expect("read")
+            .expect("lead")
     }
 
     /// Captured at `captured`, routed and alerted at `notified`; returns the owning rep.
@@ -327,13 +334,25 @@ async fn every_figure_matches_the_hand_computed_values(h: Harness) {
     assert_eq!(keys, ["1", "2"]);
     let tier1 = &r.sla_by_tier[0];
     assert_eq!(
-        (tier1.tier, tier1.sla_minutes, tier1.leads, tier1.met, tier1.missed),
+        (
+            tier1.tier,
+            tier1.sla_minutes,
+            tier1.leads,
+            tier1.met,
+            tier1.missed
+        ),
         (Some(1), Some(5), 1, 1, 0)
     );
     assert_eq!(tier1.compliance, Some(1.0));
     let tier2 = &r.sla_by_tier[1];
     assert_eq!(
-        (tier2.tier, tier2.sla_minutes, tier2.leads, tier2.met, tier2.missed),
+        (
+            tier2.tier,
+            tier2.sla_minutes,
+            tier2.leads,
+            tier2.met,
+            tier2.missed
+        ),
         (Some(2), Some(15), 4, 2, 2)
     );
     assert_eq!(tier2.compliance, Some(0.5));
@@ -360,7 +379,10 @@ async fn every_figure_matches_the_hand_computed_values(h: Harness) {
     // Every lead routed by the EMEA rule; one said "not mine".
     assert_eq!(r.routing_accuracy.len(), 1);
     let emea = &r.routing_accuracy[0];
-    assert_eq!((emea.rule.as_str(), emea.leads, emea.misrouted), ("EMEA", 5, 1));
+    assert_eq!(
+        (emea.rule.as_str(), emea.leads, emea.misrouted),
+        ("EMEA", 5, 1)
+    );
     assert_eq!(emea.accuracy, Some(0.8));
 
     // Handoff: l4 came without its question.
@@ -390,13 +412,13 @@ async fn every_figure_matches_the_hand_computed_values(h: Harness) {
         (all.system.p50_secs, all.system.p90_secs),
         (Some(15), Some(30))
     );
-    let mut acks = vec![100, 570, 45, l5_ack];
+    let mut acks = [100, 570, 45, l5_ack];
     acks.sort_unstable();
     assert_eq!(
         (all.acknowledgement.p50_secs, all.acknowledgement.p90_secs),
         (Some(acks[1]), Some(acks[3]))
     );
-    let mut firsts = vec![240, 1200, 2400, l5_first];
+    let mut firsts = [240, 1200, 2400, l5_first];
     firsts.sort_unstable();
     assert_eq!(
         (all.first_response.p50_secs, all.first_response.p90_secs),
@@ -452,7 +474,11 @@ async fn the_report_api_wants_the_bearer_token(h: Harness) {
         let response = app.clone().oneshot(get(url, token)).await.expect("answer");
         assert_eq!(response.status().as_u16(), status, "token {token:?}");
     }
-    let response = app.clone().oneshot(get(url, Some(TOKEN))).await.expect("answer");
+    let response = app
+        .clone()
+        .oneshot(get(url, Some(TOKEN)))
+        .await
+        .expect("answer");
     assert_eq!(response.status().as_u16(), 200);
     let body = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
@@ -511,7 +537,6 @@ mod dynamodb_on_moto {
     }
 }
 
-
 /// The figure for docs/benchmarks.md: a week's report over 10,000 leads on DynamoDB reads
 /// those leads' index entries and nothing else (no scan, no lead item). Writing the leads to
 /// moto takes minutes, so it runs on request:
@@ -523,13 +548,24 @@ async fn dynamodb_items_read_for_a_week_of_10000_leads() {
     let deployment = moto().await.deploy(5, 30).await;
     let store = deployment.store.clone();
     let week_start = at("2026-11-16T00:00:00Z");
-    // 10,000 leads in the week, and 500 on each side of it that the report must not read.
-    let captured = |n: i64| match n {
-        0..10_000 => week_start + SignedDuration::from_secs(n * 7 * 86_400 / 10_000),
-        10_000..10_500 => week_start - SignedDuration::from_secs((n - 9_999) * 60),
-        _ => week_start + SignedDuration::from_secs(7 * 86_400 + (n - 10_500) * 60),
+    // REPORT_WEEK_LEADS (default 10,000) in the week, and a tenth of that on each side of it
+    // that the report must not read.
+    let leads: i64 = std::env::var("REPORT_WEEK_LEADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let side = leads / 20;
+    let captured = |n: i64| {
+        if n < leads {
+            week_start + SignedDuration::from_secs(n * 7 * 86_400 / leads)
+        } else if n < leads + side {
+            week_start - SignedDuration::from_secs((n - leads + 1) * 60)
+        } else {
+            week_start + SignedDuration::from_secs(7 * 86_400 + (n - leads - side) * 60)
+        }
     };
-    let written = futures::stream::iter(0..11_000)
+    let total = leads + 2 * side;
+    let written = futures::stream::iter(0..total)
         .map(|n| {
             let store = store.clone();
             async move {
@@ -545,7 +581,7 @@ async fn dynamodb_items_read_for_a_week_of_10000_leads() {
         .buffer_unordered(16)
         .count()
         .await;
-    assert_eq!(written, 11_000);
+    assert_eq!(written as i64, total);
     let started = std::time::Instant::now();
     let facts = store
         .lead_facts(week_start, week_start + SignedDuration::from_hours(7 * 24))
@@ -562,6 +598,13 @@ async fn dynamodb_items_read_for_a_week_of_10000_leads() {
         reads.capacity_units
     );
     assert_eq!(facts.len(), 10_000);
-    assert_eq!(reads.items, 10_000, "only the week's index entries are read");
-    assert_eq!(reads.queries, 7 * 8, "one query per UTC day and shard (one page each)");
+    assert_eq!(
+        reads.items, 10_000,
+        "only the week's index entries are read"
+    );
+    assert_eq!(
+        reads.queries,
+        7 * 8,
+        "one query per UTC day and shard (one page each)"
+    );
 }

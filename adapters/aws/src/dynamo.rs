@@ -1267,9 +1267,14 @@ impl LeadStore for DynamoStore {
                                 .fetch_add((units * 1000.0).round() as u64, Ordering::Relaxed);
                         }
                         for item in page.items.unwrap_or_default() {
-                            let text = item.get("facts").and_then(|v| v.as_s().ok()).ok_or_else(
-                                || StoreError::Corrupt("report index entry without facts".into()),
-                            )?;
+                            let text =
+                                item.get("facts")
+                                    .and_then(|v| v.as_s().ok())
+                                    .ok_or_else(|| {
+                                        StoreError::Corrupt(
+                                            "report index entry without facts".into(),
+                                        )
+                                    })?;
                             let one: LeadFacts = serde_json::from_str(text)
                                 .map_err(|e| StoreError::Corrupt(format!("lead facts: {e}")))?;
                             found.push(one);

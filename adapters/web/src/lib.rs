@@ -359,7 +359,11 @@ fn report_refusal(api: &Api, headers: &axum::http::HeaderMap) -> Option<Response
     match presented {
         Some(token) if reports.api_token_matches(token) => None,
         _ => {
-            let mut refused = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required", None);
+            let mut refused = error(
+                StatusCode::UNAUTHORIZED,
+                "a valid bearer token is required",
+                None,
+            );
             refused.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),
@@ -371,10 +375,16 @@ fn report_refusal(api: &Api, headers: &axum::http::HeaderMap) -> Option<Response
 
 fn report_failure(failure: ReportError) -> Response {
     match failure {
-        ReportError::Window(window) => error(StatusCode::BAD_REQUEST, &window.to_string(), Some("since")),
+        ReportError::Window(window) => {
+            error(StatusCode::BAD_REQUEST, &window.to_string(), Some("since"))
+        }
         ReportError::Store(store) => {
             error!(error = %store, "could not read the report's leads");
-            error(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable", None)
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily unavailable",
+                None,
+            )
         }
     }
 }
@@ -393,11 +403,19 @@ async fn report_speed_to_lead(
     }
     let by = params.get("by").map(String::as_str).unwrap_or("rep");
     let Some(by) = Dimension::parse(by) else {
-        return error(StatusCode::BAD_REQUEST, "by must be one of rep, team, tier, source, rule, page", Some("by"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            "by must be one of rep, team, tier, source, rule, page",
+            Some("by"),
+        );
     };
     let hours = params.get("hours").map(String::as_str).unwrap_or("wall");
     let Some(hours) = Hours::parse(hours) else {
-        return error(StatusCode::BAD_REQUEST, "hours must be wall or working", Some("hours"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            "hours must be wall or working",
+            Some("hours"),
+        );
     };
     let query = ReportQuery {
         since: params.get("since").cloned().unwrap_or_else(|| "7d".into()),

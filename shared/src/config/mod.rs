@@ -47,8 +47,8 @@ pub use pipeline::{PipelineConfig, MAX_RETRY_STEP};
 pub use providers::{
     CrmLookupConfig, CrmSource, FieldPointers, GeoipConfig, HttpProviderConfig, TranscriptConfig,
 };
-pub use reports::{ReportsConfig, HANDOFF_FIELDS};
 pub use qualification::{BehaviourConfig, QualificationConfig, SeniorityLevel, TierConfig};
+pub use reports::{ReportsConfig, HANDOFF_FIELDS};
 pub use rules::{
     Conditions, NamedAccount, RoutingConfig, RuleConfig, TargetConfig, DEFAULT_MERGE_WINDOW_HOURS,
     MAX_MERGE_WINDOW_HOURS,

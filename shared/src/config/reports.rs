@@ -143,6 +143,9 @@ mod tests {
         };
         let short = |_: &str| Some("short".to_owned());
         let (_, message) = config.resolve(Env::new(&short)).expect_err("short");
-        assert!(!message.contains("short\""), "the token is never shown: {message}");
+        assert!(
+            !message.contains("short\""),
+            "the token is never shown: {message}"
+        );
     }
 }

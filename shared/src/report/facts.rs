@@ -91,14 +91,17 @@ impl LeadFacts {
         let t = &lead.timeline;
         let assignment = lead.assignment.as_ref();
         let claim = lead.claim.as_ref();
-        let routed_to = claim
-            .and_then(|c| c.routed_to.clone())
-            .or_else(|| match lead.escalations.first() {
-                Some(first) => Some(first.from.key()),
-                None => assignment.map(|a| a.owner.key()),
-            });
-        let reassigned = match (claim, routed_to.as_deref().and_then(|r| r.strip_prefix("rep:")))
-        {
+        let routed_to =
+            claim
+                .and_then(|c| c.routed_to.clone())
+                .or_else(|| match lead.escalations.first() {
+                    Some(first) => Some(first.from.key()),
+                    None => assignment.map(|a| a.owner.key()),
+                });
+        let reassigned = match (
+            claim,
+            routed_to.as_deref().and_then(|r| r.strip_prefix("rep:")),
+        ) {
             (Some(claim), Some(routed_rep)) => claim.rep != routed_rep,
             _ => false,
         };
@@ -194,8 +197,7 @@ fn has_field(lead: &Lead, field: &str) -> bool {
         "phone" => filled(capture.phone.as_deref()),
         "job_title" => filled(capture.job_title.as_deref()),
         "transcript" => {
-            !capture.transcript.is_empty()
-                || filled(capture.conversation_transcript_url.as_deref())
+            !capture.transcript.is_empty() || filled(capture.conversation_transcript_url.as_deref())
         }
         "country" => enrichment.is_some_and(|e| e.country.is_some()),
         "employees" => enrichment.is_some_and(|e| e.employees.is_some()),

@@ -77,12 +77,12 @@ impl Directory {
             .reps
             .iter()
             .map(|r| (Owner::Rep(r.get_ref().id.clone()), r.get_ref().team.clone()))
-            .chain(
-                config
-                    .pools
-                    .iter()
-                    .map(|p| (Owner::Pool(p.get_ref().id.clone()), p.get_ref().team.clone())),
-            );
+            .chain(config.pools.iter().map(|p| {
+                (
+                    Owner::Pool(p.get_ref().id.clone()),
+                    p.get_ref().team.clone(),
+                )
+            }));
         for (owner, team) in owners {
             if let Some(schedule) = router.owner_schedule(&owner) {
                 directory.schedules.insert(owner.clone(), schedule.clone());
@@ -339,7 +339,13 @@ impl<'a> Measured<'a> {
 fn group(key: String, leads: &[&Measured<'_>]) -> Group {
     let count = |f: &dyn Fn(&Measured<'_>) -> bool| leads.iter().filter(|m| f(m)).count() as u64;
     let spread = |f: &dyn Fn(&Measured<'_>) -> Option<SignedDuration>| {
-        Spread::of(leads.iter().filter_map(|m| f(m)).map(|d| d.as_secs()).collect())
+        Spread::of(
+            leads
+                .iter()
+                .filter_map(|m| f(m))
+                .map(|d| d.as_secs())
+                .collect(),
+        )
     };
     let n = leads.len() as u64;
     let contacted = count(&|m| m.facts.first_touch_at.is_some());
@@ -570,7 +576,10 @@ mod tests {
     fn buckets_have_closed_lower_bounds() {
         let mins = |m: i64| Some(SignedDuration::from_mins(m));
         assert_eq!(BUCKETS[bucket(mins(0))], "< 5 min");
-        assert_eq!(BUCKETS[bucket(Some(SignedDuration::from_secs(299)))], "< 5 min");
+        assert_eq!(
+            BUCKETS[bucket(Some(SignedDuration::from_secs(299)))],
+            "< 5 min"
+        );
         assert_eq!(BUCKETS[bucket(mins(5))], "5-15 min");
         assert_eq!(BUCKETS[bucket(mins(15))], "15-30 min");
         assert_eq!(BUCKETS[bucket(mins(59))], "30-60 min");

@@ -597,9 +597,9 @@ async fn dynamodb_items_read_for_a_week_of_10000_leads() {
         reads.items,
         reads.capacity_units
     );
-    assert_eq!(facts.len(), 10_000);
+    assert_eq!(facts.len() as i64, leads);
     assert_eq!(
-        reads.items, 10_000,
+        reads.items as i64, leads,
         "only the week's index entries are read"
     );
     assert_eq!(

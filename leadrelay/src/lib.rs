@@ -4,5 +4,6 @@
 pub mod cli;
 pub mod dlq;
 pub mod embedded;
+pub mod report;
 pub mod rules;
 pub mod sources;

@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use leadrelay::embedded::Embedded;
-use leadrelay::{cli, dlq, rules};
+use leadrelay::{cli, dlq, report, rules};
 use leadrelay_shared::config::Config;
 use leadrelay_shared::model::{Envelope, Stage};
 use leadrelay_shared::ports::{DeadLetters, LeadStore};
 use leadrelay_shared::stages::close::close_lead;
+use leadrelay_shared::stages::report as report_stage;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -173,6 +174,28 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Speed-to-lead figures of the leads captured in a window, grouped by rep, team, tier,
+    /// source, rule or page; `report audit` lists what fell through the handoff.
+    Report {
+        #[command(subcommand)]
+        action: Option<ReportAction>,
+        /// The window's start: an age (30m, 12h, 7d) or an RFC 3339 instant.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// The window's end (default: now), as --since.
+        #[arg(long)]
+        until: Option<String>,
+        /// What each row of the table is.
+        #[arg(long, default_value = "rep", value_parser = leadrelay_shared::report::Dimension::NAMES)]
+        by: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: report::Format,
+        /// Durations in elapsed time, or in the owner's working hours only.
+        #[arg(long, default_value = "wall", value_parser = ["wall", "working"])]
+        hours: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Each pool's ledger: per member, weight, leads this period, share, open leads, now.
     Pools {
         #[arg(long)]
@@ -226,6 +249,21 @@ fn embedded_store(
 ) -> anyhow::Result<leadrelay_sqlite::Sqlite> {
     let settings = leadrelay_sqlite::QueueSettings::from_config(&config.pipeline);
     Ok(leadrelay_sqlite::Sqlite::open(data_dir, settings)?)
+}
+
+#[derive(Subcommand)]
+enum ReportAction {
+    /// Leads assigned but never touched past their SLA, mis-routed leads, and activity events
+    /// that matched no lead.
+    Audit {
+        /// The window's start: an age (30m, 12h, 7d) or an RFC 3339 instant.
+        #[arg(long, default_value = "30d")]
+        since: String,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: report::Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -490,6 +528,45 @@ async fn main() -> anyhow::Result<()> {
                 None => cli::reps(&config, store.as_ref(), &mut out).await,
                 Some(RepsAction::Resume { rep }) => {
                     cli::resume(&config, store.as_ref(), &rep, &mut out).await
+                }
+            }
+        }
+        Command::Report {
+            action,
+            since,
+            until,
+            by,
+            format,
+            hours,
+            store,
+        } => {
+            let store = store
+                .require(&config, "no stored leads to report on")
+                .await?;
+            let now = jiff::Timestamp::now();
+            let mut out = std::io::stdout().lock();
+            match action {
+                Some(ReportAction::Audit {
+                    since,
+                    until,
+                    format,
+                }) => {
+                    let audit =
+                        report_stage::audit(store.as_ref(), &since, until.as_deref(), now).await?;
+                    report::print_audit(&audit, format, &mut out)
+                }
+                None => {
+                    let query = report_stage::ReportQuery {
+                        since,
+                        until,
+                        by: leadrelay_shared::report::Dimension::parse(&by)
+                            .with_context(|| format!("--by {by:?}: unknown"))?,
+                        hours: leadrelay_shared::report::Hours::parse(&hours)
+                            .with_context(|| format!("--hours {hours:?}: unknown"))?,
+                    };
+                    let figures =
+                        report_stage::speed_to_lead(store.as_ref(), &config, &query, now).await?;
+                    report::print(&figures, format, &mut out)
                 }
             }
         }

@@ -4,7 +4,7 @@
 
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
@@ -234,6 +234,63 @@ impl Schedule {
         }
         None
     }
+
+    /// How much of `[from, to)` this schedule is open: the working time between two instants,
+    /// so a lead captured on Friday evening and answered on Monday morning counts the minutes
+    /// of Monday only. Spans are read in the schedule's time zone day by day, so a day that
+    /// loses or gains an hour to daylight saving counts what the wall clock really ran. Zero
+    /// when `to` is not after `from`; an always-open schedule counts the whole interval.
+    pub fn open_duration(&self, from: Timestamp, to: Timestamp) -> SignedDuration {
+        if to <= from {
+            return SignedDuration::ZERO;
+        }
+        if self.is_always_open() {
+            return to.duration_since(from);
+        }
+        let tz = &self.tz;
+        let instant = |date: Date, time: Time| {
+            date.to_datetime(time)
+                .to_zoned(tz.clone())
+                .ok()
+                .map(|z| z.timestamp())
+        };
+        let mut total = SignedDuration::ZERO;
+        let mut date = from.to_zoned(tz.clone()).date();
+        let last = to.to_zoned(tz.clone()).date();
+        // Bounded: ten years of days at most, whatever the timestamps say.
+        for _ in 0..3660 {
+            if date > last {
+                break;
+            }
+            let Ok(next_day) = date.tomorrow() else { break };
+            if self.day_off(date).is_none() {
+                let spans: Vec<(Time, Option<Time>)> = match &self.hours {
+                    None => vec![(Time::midnight(), None)],
+                    Some(hours) => hours
+                        .spans(date)
+                        .iter()
+                        .map(|(start, end)| (*start, (*end != Time::MAX).then_some(*end)))
+                        .collect(),
+                };
+                for (start, end) in spans {
+                    // `None`: the span runs to midnight (24:00), the next day's start.
+                    let end = match end {
+                        Some(end) => instant(date, end),
+                        None => instant(next_day, Time::midnight()),
+                    };
+                    let (Some(open), Some(close)) = (instant(date, start), end) else {
+                        continue;
+                    };
+                    let (a, b) = (open.max(from), close.min(to));
+                    if b > a {
+                        total += b.duration_since(a);
+                    }
+                }
+            }
+            date = next_day;
+        }
+        total
+    }
 }
 
 #[cfg(test)]
@@ -288,6 +345,65 @@ mod tests {
             Some(Closed::OutOfOffice {
                 until: "2026-11-27".parse().expect("date")
             })
+        );
+    }
+
+    #[test]
+    fn open_duration_counts_only_working_time_across_a_weekend() {
+        let office = berlin_office();
+        // Friday 2026-11-27 17:00 Berlin (16:00 UTC) to Monday 10:00 Berlin (09:00 UTC):
+        // 30 minutes on Friday, an hour on Monday, nothing on the weekend.
+        assert_eq!(
+            office.open_duration(at("2026-11-27T16:00:00Z"), at("2026-11-30T09:00:00Z")),
+            SignedDuration::from_mins(90)
+        );
+        // Within one opening: the wall-clock difference.
+        assert_eq!(
+            office.open_duration(at("2026-11-23T09:00:00Z"), at("2026-11-23T09:07:30Z")),
+            SignedDuration::from_secs(450)
+        );
+        // Backwards or empty: nothing.
+        assert_eq!(
+            office.open_duration(at("2026-11-23T10:00:00Z"), at("2026-11-23T09:00:00Z")),
+            SignedDuration::ZERO
+        );
+        // A holiday counts nothing: Monday off, so Friday 17:00 → Tuesday 10:00 is 30 + 60.
+        let office = office.with_holidays([parse_date_range("2026-11-30").expect("date")]);
+        assert_eq!(
+            office.open_duration(at("2026-11-27T16:00:00Z"), at("2026-12-01T09:00:00Z")),
+            SignedDuration::from_mins(90)
+        );
+    }
+
+    #[test]
+    fn open_duration_follows_a_daylight_saving_change() {
+        let tz = parse_time_zone("Europe/Berlin").expect("tz");
+        let daily = WeeklyHours::parse(&["daily 00:00-24:00".into()]).expect("hours");
+        let always = Schedule::new(tz.clone(), Some(daily));
+        // Sunday 2026-03-29 runs 23 hours in Berlin (02:00 becomes 03:00): midnight CET is
+        // 23:00 UTC the day before, the next midnight (CEST) 22:00 UTC.
+        assert_eq!(
+            always.open_duration(at("2026-03-28T23:00:00Z"), at("2026-03-29T22:00:00Z")),
+            SignedDuration::from_hours(23)
+        );
+        // Hours 01:00-05:00 local that Sunday are three hours long.
+        let night = WeeklyHours::parse(&["sun 01:00-05:00".into()]).expect("hours");
+        let night = Schedule::new(tz.clone(), Some(night));
+        assert_eq!(
+            night.open_duration(at("2026-03-28T00:00:00Z"), at("2026-03-30T00:00:00Z")),
+            SignedDuration::from_hours(3)
+        );
+        // And in autumn (2026-10-25) the same hours are five hours long.
+        assert_eq!(
+            night.open_duration(at("2026-10-24T00:00:00Z"), at("2026-10-26T00:00:00Z")),
+            SignedDuration::from_hours(5)
+        );
+        // A schedule without hours but with leave: open all day except the leave.
+        let leave =
+            Schedule::new(tz, None).with_leave([parse_date_range("2026-11-24").expect("date")]);
+        assert_eq!(
+            leave.open_duration(at("2026-11-22T23:00:00Z"), at("2026-11-24T23:00:00Z")),
+            SignedDuration::from_hours(24)
         );
     }
 

@@ -16,7 +16,8 @@
 //!    [`rulebook`] (enrichment from the table, qualification), [`routing`], [`render`],
 //!    [`claim_link`], [`salesforce`] (the Lead and Task a lead becomes), [`activity`] (what a
 //!    touch, meeting or outcome stamps on a lead); and [`replay`] (rulebook and routing
-//!    without a store, for the CLI).
+//!    without a store, for the CLI); [`report`] (speed-to-lead figures and the handoff audit,
+//!    computed from each lead's compact facts).
 //! 4. [`ports`]: what the stages talk to, in terms of the layers below.
 //! 5. [`stages`]: the [`stages::Pipeline`], one file per stage.
 
@@ -38,6 +39,7 @@ pub mod presets;
 pub mod render;
 pub mod replay;
 pub mod reply_relay;
+pub mod report;
 pub mod routing;
 pub mod rulebook;
 pub mod salesforce;

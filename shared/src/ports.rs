@@ -20,6 +20,7 @@ use jiff::Timestamp;
 use crate::email::OutgoingEmail;
 use crate::model::{Envelope, Lead, LeadState, Stage, StageFailure, UnmatchedActivity};
 use crate::render::Alert;
+use crate::report::LeadFacts;
 use crate::routing::duplicates::ContactLookup;
 use crate::routing::effects::Effects;
 use crate::routing::ledger::PoolLedger;
@@ -339,6 +340,24 @@ pub trait LeadStore: Send + Sync {
 
     /// Leads captured at or after `since`, oldest first, at most `limit` (for `rules diff`).
     async fn leads_since(&self, since: Timestamp, limit: usize) -> Result<Vec<Lead>, StoreError>;
+
+    /// The [`LeadFacts`] of the leads captured at or after `from` and before `to`, in no
+    /// particular order: what a report reads. Stores keep the facts beside each lead and read
+    /// them from a capture-time index, never decoding full leads; this default (for a store
+    /// without them) derives them from [`LeadStore::leads_since`].
+    async fn lead_facts(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<LeadFacts>, StoreError> {
+        Ok(self
+            .leads_since(from, usize::MAX)
+            .await?
+            .iter()
+            .filter(|lead| lead.timeline.captured_at.is_some_and(|at| at < to))
+            .map(LeadFacts::of)
+            .collect())
+    }
 
     /// Leads whose [`Lead::sla_watch_at`] is at or before `now`, earliest first, at most
     /// `limit`: read from the sparse due index, never a scan of all leads.

@@ -162,6 +162,7 @@ conformance!(
     a_batch_of_lead_writes_applies_in_order_and_stops_at_the_first_refused,
     posted_messages_are_kept_per_receipt_and_read_back_per_lead,
     a_claim_moves_its_counters_and_rotation_turn_together_or_not_at_all,
+    lead_facts_follow_every_write_and_are_read_by_capture_window,
 );
 
 /// The contact index (duplicate merging) on both adapter sets, kept apart from the list above.
@@ -2073,5 +2074,95 @@ async fn an_undecodable_lead_is_named_by_id_and_skipped_by_listings(adapters: Ad
     match store.create_lead(bad).await {
         Err(StoreError::Undecodable { lead_id, .. }) => assert_eq!(lead_id, bad.id),
         other => panic!("expected the existing lead named, got {other:?}"),
+    }
+}
+
+/// What a report reads: each lead's facts as of its last write, only for the leads captured in
+/// the window asked, whatever day or shard they fall in; on SQLite a row written before facts
+/// existed is rebuilt from its body.
+async fn lead_facts_follow_every_write_and_are_read_by_capture_window(adapters: Adapters) {
+    let store = adapters.store.as_ref();
+    let day = |d: &str| -> Timestamp { d.parse().expect("timestamp") };
+    let mut ids = Vec::new();
+    // Three days, several leads a day (spread over the shards), and one on each side.
+    for (n, captured) in [
+        "2026-11-19T23:59:59.999Z",
+        "2026-11-20T00:00:00Z",
+        "2026-11-20T12:00:00Z",
+        "2026-11-21T08:00:00Z",
+        "2026-11-21T09:00:00Z",
+        "2026-11-21T10:00:00Z",
+        "2026-11-22T23:59:59.999Z",
+        "2026-11-23T00:00:00Z",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut lead = lead(&format!("facts-{n}"), &format!("evt-facts-{n}"));
+        lead.timeline.captured_at = Some(day(captured));
+        assert_eq!(
+            store.create_lead(&lead).await.expect("create"),
+            Created::New
+        );
+        ids.push(lead.id);
+    }
+    // A later write carries its facts: routed to Alice by a rule.
+    let mut routed = store
+        .get_lead("facts-3")
+        .await
+        .expect("read")
+        .expect("lead");
+    routed.state = LeadState::Routed;
+    routed.assignment = Some(Assignment {
+        owner: Owner::Rep("alice".into()),
+        owner_name: "Alice".into(),
+        rule: "EMEA".into(),
+        reason: "test".into(),
+        pool: None,
+        held_until: None,
+        trace: None,
+    });
+    store
+        .advance_lead(&routed, LeadState::Captured, &Effects::none())
+        .await
+        .expect("advance");
+
+    let mut facts = store
+        .lead_facts(day("2026-11-20T00:00:00Z"), day("2026-11-23T00:00:00Z"))
+        .await
+        .expect("facts");
+    facts.sort_by(|a, b| a.id.cmp(&b.id));
+    let found: Vec<&str> = facts.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(
+        found,
+        ids[1..7].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let three = &facts[2];
+    assert_eq!(three.owner, Some(Owner::Rep("alice".into())));
+    assert_eq!(three.rule.as_deref(), Some("EMEA"));
+    assert_eq!(three.state, LeadState::Routed);
+    assert_eq!(three.captured_at, Some(day("2026-11-21T08:00:00Z")));
+    assert_eq!(facts[0].owner, None);
+
+    if let RawStore::Sqlite(path) = &adapters.raw {
+        // As an earlier version left it: no facts. Read from the body, then kept.
+        let db = rusqlite::Connection::open(path).expect("open");
+        db.busy_timeout(Duration::from_secs(5))
+            .expect("busy timeout");
+        db.execute("UPDATE leads SET facts = NULL WHERE id = 'facts-3'", [])
+            .expect("update");
+        let again = store
+            .lead_facts(day("2026-11-21T00:00:00Z"), day("2026-11-22T00:00:00Z"))
+            .await
+            .expect("facts");
+        assert!(again
+            .iter()
+            .any(|f| f.id == "facts-3" && f.rule.as_deref() == Some("EMEA")));
+        let kept: Option<String> = db
+            .query_row("SELECT facts FROM leads WHERE id = 'facts-3'", [], |row| {
+                row.get(0)
+            })
+            .expect("row");
+        assert!(kept.is_some_and(|text| text.contains("EMEA")), "backfilled");
     }
 }

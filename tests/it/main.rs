@@ -30,6 +30,7 @@ mod pipeline;
 mod presets_chat;
 mod presets_forms;
 mod reply_relay;
+mod report;
 mod routing_concurrency;
 mod routing_rules;
 mod salesforce;

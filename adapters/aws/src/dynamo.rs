@@ -2,7 +2,7 @@
 //!
 //! | item | pk | sk | notes |
 //! |---|---|---|---|
-//! | lead | `LEAD#<id>` | `LEAD` | `state`, `body` (the lead as JSON), `last_failure`, `captured_at`; `sla_shard` + `sla_due_at` only while an SLA is open (the sparse `open_sla` index) |
+//! | lead | `LEAD#<id>` | `LEAD` | `state`, `body` (the lead as JSON), `last_failure`, `captured_at`; `sla_shard` + `sla_due_at` only while an SLA is open (the sparse `open_sla` index); `report_day` (`<UTC capture day>#<shard 0..7>`) + `facts` (the report's `LeadFacts` as JSON), written with every lead write, for the `by_capture_day` index (range `captured_at`, projecting `facts`) |
 //! | webhook event | `EVENT#<source>#<event id>` | `EVENT` | `lead_id`; TTL `expires_at` |
 //! | signed body (schemes without a signed timestamp) | `BODY#<source>#<hex SHA-256 of the body>` | `BODY` | `lead_id`; TTL `expires_at` (the source's replay window; also checked on write: TTL deletion lags) |
 //! | delivery receipt | `LEAD#<id>` | `DELIVERY#<channel>` | `lease_until` (in-progress expiry), `delivered_at`; TTL `expires_at` |
@@ -14,6 +14,8 @@
 //! | unmatched activity key | `UNMATCHEDKEY#<activity key>` | `UNMATCHEDKEY` | written with the event in one transaction, so a replay is kept once; TTL `expires_at` |
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,6 +28,7 @@ use leadrelay_shared::ports::{
     decode_stored_lead, skip_undecodable, Created, DeliveryStart, EnrichmentCache, LeadStore,
     PostedMessage, ReplayGuard, StoreError,
 };
+use leadrelay_shared::report::LeadFacts;
 use leadrelay_shared::routing::duplicates::ContactLookup;
 use leadrelay_shared::routing::effects::{ContactWrite, CounterBump, Effects, LedgerWrite};
 use leadrelay_shared::routing::ledger::PoolLedger;
@@ -40,6 +43,9 @@ const RECEIPT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 const UNMATCHED_TTL: Duration = Duration::from_secs(180 * 24 * 3600);
 /// The sparse SLA index is spread over this many partitions to avoid a hot key.
 const SLA_SHARDS: u32 = 8;
+/// The capture-day report index is spread over this many partitions per day: 1,500 leads a
+/// second stay under a partition's write limit.
+const REPORT_SHARDS: u32 = 8;
 /// BatchGetItem takes at most this many keys per request.
 const BATCH_GET_MAX: usize = 100;
 /// Rounds of retrying the keys a BatchGetItem left unprocessed (throttling) before giving up.
@@ -52,6 +58,26 @@ const CONTACT_TTL: Duration =
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// What report reads cost, since the store was made.
+    report_reads: Arc<ReportReads>,
+}
+
+/// The items report queries returned and the read capacity DynamoDB says they consumed.
+#[derive(Debug, Default)]
+pub struct ReportReads {
+    items: AtomicU64,
+    /// Read capacity units, in thousandths.
+    capacity_milli: AtomicU64,
+    queries: AtomicU64,
+}
+
+/// A snapshot of [`ReportReads`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReportReadCount {
+    pub queries: u64,
+    pub items: u64,
+    /// `None` when the service reported no consumed capacity (emulators may not).
+    pub capacity_units: Option<f64>,
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -218,6 +244,31 @@ fn sla_shard(id: &str) -> String {
     format!("SLA#{}", hash % SLA_SHARDS)
 }
 
+/// The lead's partition of the capture-day report index: its UTC capture day and a shard
+/// from its id.
+fn report_day(id: &str, captured_at: Timestamp) -> String {
+    let hash = id
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    format!(
+        "{}#{}",
+        captured_at.to_zoned(jiff::tz::TimeZone::UTC).date(),
+        hash % REPORT_SHARDS
+    )
+}
+
+fn encode_facts(lead: &Lead) -> Result<String, StoreError> {
+    serde_json::to_string(&LeadFacts::of(lead)).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The capture time a lead item is stored under (now for a lead without one).
+fn captured_ms(lead: &Lead) -> i64 {
+    lead.timeline
+        .captured_at
+        .unwrap_or_else(Timestamp::now)
+        .as_millisecond()
+}
+
 /// A lead item's body and last failure; a body this version cannot read is
 /// [`StoreError::Undecodable`] naming the lead, as in the embedded store.
 fn decode(item: &HashMap<String, AttributeValue>) -> Result<Lead, StoreError> {
@@ -261,6 +312,18 @@ impl DynamoStore {
         DynamoStore {
             client,
             table: table.into(),
+            report_reads: Arc::default(),
+        }
+    }
+
+    /// The queries, items and read capacity report reads ([`LeadStore::lead_facts`]) have
+    /// cost through this store and its clones.
+    pub fn report_reads(&self) -> ReportReadCount {
+        let milli = self.report_reads.capacity_milli.load(Ordering::Relaxed);
+        ReportReadCount {
+            queries: self.report_reads.queries.load(Ordering::Relaxed),
+            items: self.report_reads.items.load(Ordering::Relaxed),
+            capacity_units: (milli > 0).then(|| milli as f64 / 1000.0),
         }
     }
 
@@ -423,15 +486,19 @@ impl LeadStore for DynamoStore {
         replay: Option<&ReplayGuard>,
     ) -> Result<Created, StoreError> {
         let event_pk = format!("EVENT#{}#{}", lead.source, lead.event_id);
-        let captured_at = lead
-            .timeline
-            .captured_at
-            .unwrap_or_else(Timestamp::now)
-            .as_millisecond();
+        let captured_at = captured_ms(lead);
         let mut item = lead_key(&lead.id);
         item.insert("state".into(), s(lead.state.as_str()));
         item.insert("body".into(), s(encode_body(lead)?));
         item.insert("captured_at".into(), n(captured_at));
+        item.insert("facts".into(), s(encode_facts(lead)?));
+        item.insert(
+            "report_day".into(),
+            s(report_day(
+                &lead.id,
+                Timestamp::from_millisecond(captured_at).unwrap_or(Timestamp::UNIX_EPOCH),
+            )),
+        );
         let event = Put::builder()
             .table_name(&self.table)
             .item("pk", s(event_pk.clone()))
@@ -513,7 +580,21 @@ impl LeadStore for DynamoStore {
                 AttributeValue::N(next_revision.to_string()),
             ),
         ]);
-        let mut expression = "SET #state = :to, #body = :body, #rev = :next".to_owned();
+        // The report index's attributes with every write, so an item written before it
+        // existed joins it on its next write.
+        let captured_at = captured_ms(lead);
+        values.insert(":facts".into(), s(encode_facts(lead)?));
+        values.insert(":captured".into(), n(captured_at));
+        values.insert(
+            ":day".into(),
+            s(report_day(
+                &lead.id,
+                Timestamp::from_millisecond(captured_at).unwrap_or(Timestamp::UNIX_EPOCH),
+            )),
+        );
+        let mut expression = "SET #state = :to, #body = :body, #rev = :next, facts = :facts, \
+                              report_day = :day, captured_at = if_not_exists(captured_at, :captured)"
+            .to_owned();
         match lead.sla_watch_at() {
             // Sparse index: only leads sla-watch must look at carry these two attributes.
             Some(due) => {
@@ -1127,6 +1208,91 @@ impl LeadStore for DynamoStore {
         }
         found.truncate(limit);
         Ok(found)
+    }
+
+    /// One query per UTC day of the window and shard of the `by_capture_day` index, which
+    /// projects the facts: never a scan, and no lead item is read.
+    async fn lead_facts(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<LeadFacts>, StoreError> {
+        let mut facts = Vec::new();
+        if to <= from {
+            return Ok(facts);
+        }
+        let utc = |at: Timestamp| at.to_zoned(jiff::tz::TimeZone::UTC).date();
+        // The window's last instant: `to` is exclusive, BETWEEN is not.
+        let until = to.as_millisecond() - 1;
+        let last_instant = Timestamp::from_millisecond(until).unwrap_or(to);
+        let (first, last) = (utc(from), utc(last_instant));
+        let mut day = first;
+        while day <= last {
+            let shards = (0..REPORT_SHARDS).map(|shard| {
+                let partition = format!("{day}#{shard}");
+                async move {
+                    let mut found = Vec::new();
+                    let mut start = None;
+                    loop {
+                        let page = self
+                            .client
+                            .query()
+                            .table_name(&self.table)
+                            .index_name("by_capture_day")
+                            .key_condition_expression(
+                                "report_day = :day AND captured_at BETWEEN :from AND :to",
+                            )
+                            .expression_attribute_values(":day", s(partition.clone()))
+                            .expression_attribute_values(":from", n(from.as_millisecond()))
+                            .expression_attribute_values(":to", n(until))
+                            .return_consumed_capacity(
+                                aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total,
+                            )
+                            .set_exclusive_start_key(start)
+                            .send()
+                            .await
+                            .map_err(unavailable)?;
+                        let reads = &self.report_reads;
+                        reads.queries.fetch_add(1, Ordering::Relaxed);
+                        reads
+                            .items
+                            .fetch_add(u64::try_from(page.count).unwrap_or(0), Ordering::Relaxed);
+                        if let Some(units) = page
+                            .consumed_capacity
+                            .as_ref()
+                            .and_then(|c| c.capacity_units)
+                        {
+                            reads
+                                .capacity_milli
+                                .fetch_add((units * 1000.0).round() as u64, Ordering::Relaxed);
+                        }
+                        for item in page.items.unwrap_or_default() {
+                            let text =
+                                item.get("facts")
+                                    .and_then(|v| v.as_s().ok())
+                                    .ok_or_else(|| {
+                                        StoreError::Corrupt(
+                                            "report index entry without facts".into(),
+                                        )
+                                    })?;
+                            let one: LeadFacts = serde_json::from_str(text)
+                                .map_err(|e| StoreError::Corrupt(format!("lead facts: {e}")))?;
+                            found.push(one);
+                        }
+                        start = page.last_evaluated_key;
+                        if start.is_none() {
+                            return Ok::<_, StoreError>(found);
+                        }
+                    }
+                }
+            });
+            for shard in futures::future::join_all(shards).await {
+                facts.extend(shard?);
+            }
+            let Ok(next) = day.tomorrow() else { break };
+            day = next;
+        }
+        Ok(facts)
     }
 
     /// An operator tool (`rules diff`), not a hot path: it scans the whole table, keeping only

@@ -12,7 +12,8 @@ use leadrelay_shared::model::Stage;
 
 use crate::sqs::QueueUrls;
 
-/// The lead table: `pk`/`sk`, TTL on `expires_at`, and the sparse `open_sla` index.
+/// The lead table: `pk`/`sk`, TTL on `expires_at`, the sparse `open_sla` index and the
+/// `by_capture_day` report index.
 pub async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) -> anyhow::Result<()> {
     let key = |attribute: &str, kind: KeyType| {
         KeySchemaElement::builder()
@@ -34,6 +35,8 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) -> anyh
         .attribute_definitions(attribute("sk", ScalarAttributeType::S)?)
         .attribute_definitions(attribute("sla_shard", ScalarAttributeType::S)?)
         .attribute_definitions(attribute("sla_due_at", ScalarAttributeType::N)?)
+        .attribute_definitions(attribute("report_day", ScalarAttributeType::S)?)
+        .attribute_definitions(attribute("captured_at", ScalarAttributeType::N)?)
         .key_schema(key("pk", KeyType::Hash)?)
         .key_schema(key("sk", KeyType::Range)?)
         .global_secondary_indexes(
@@ -44,6 +47,19 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) -> anyh
                 .projection(
                     Projection::builder()
                         .projection_type(ProjectionType::KeysOnly)
+                        .build(),
+                )
+                .build()?,
+        )
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("by_capture_day")
+                .key_schema(key("report_day", KeyType::Hash)?)
+                .key_schema(key("captured_at", KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::Include)
+                        .non_key_attributes("facts")
                         .build(),
                 )
                 .build()?,

@@ -22,6 +22,7 @@ use leadrelay_shared::ports::{
     DeadLetters, DeliveryStart, EnrichmentCache, LeadStore, Outgoing, PostedMessage, Queue,
     QueueError, Received, ReplayGuard, StoreError,
 };
+use leadrelay_shared::report::LeadFacts;
 use leadrelay_shared::routing::duplicates::ContactLookup;
 use leadrelay_shared::routing::effects::{ContactWrite, CounterBump, Effects, LedgerWrite};
 use leadrelay_shared::routing::ledger::PoolLedger;
@@ -42,6 +43,9 @@ CREATE TABLE IF NOT EXISTS leads (
     sla_due_at   INTEGER,
     body         TEXT NOT NULL,
     last_failure TEXT,
+    -- The lead's report facts (LeadFacts as JSON), written with every body; NULL for a row
+    -- written before they existed, until a report reads it.
+    facts        TEXT,
     UNIQUE (source, event_id)
 );
 CREATE INDEX IF NOT EXISTS leads_captured ON leads (captured_at);
@@ -127,6 +131,25 @@ CREATE TABLE IF NOT EXISTS alarms (
     notified_at INTEGER NOT NULL
 );
 "#;
+
+/// Brings a database made by an earlier version up to [`SCHEMA`]: columns added since.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_facts: bool = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('leads') WHERE name = 'facts'",
+        [],
+        |row| row.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_facts {
+        // Existing rows keep NULL facts; `lead_facts` fills them from the body on first read.
+        conn.execute_batch("ALTER TABLE leads ADD COLUMN facts TEXT")?;
+    }
+    Ok(())
+}
+
+/// The lead's report facts as stored beside its body.
+fn encode_facts(lead: &Lead) -> Result<String, StoreError> {
+    serde_json::to_string(&LeadFacts::of(lead)).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
 
 /// The name of a stage's dead-letter queue in the `messages` table.
 pub fn dlq_name(stage: Stage) -> String {
@@ -253,6 +276,7 @@ impl Sqlite {
         writer
             .execute_batch(SCHEMA)
             .map_err(StoreError::unavailable)?;
+        migrate(&writer).map_err(StoreError::unavailable)?;
 
         let (jobs, receiver) = mpsc::channel::<Job>(8192);
         let (syncer, to_sync) = std::sync::mpsc::channel::<Vec<Reply>>();
@@ -412,6 +436,7 @@ impl Sqlite {
         next: Option<&Outgoing>,
     ) -> Result<Created, StoreError> {
         let body = encode_lead(lead)?;
+        let facts = encode_facts(lead)?;
         let lead = lead.clone();
         let replay = replay.cloned();
         let message = next.map(|n| (n.stage, n.envelope.to_json()));
@@ -447,8 +472,8 @@ impl Sqlite {
             }
             let inserted = exec(
                 conn,
-                "INSERT INTO leads (id, source, event_id, state, captured_at, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO leads (id, source, event_id, state, captured_at, body, facts)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT (source, event_id) DO NOTHING",
                 params![
                     lead.id,
@@ -459,7 +484,8 @@ impl Sqlite {
                         .captured_at
                         .map(|t| t.as_millisecond())
                         .unwrap_or_else(now_ms),
-                    body
+                    body,
+                    facts
                 ],
             )
             .map_err(StoreError::unavailable)?;
@@ -1344,6 +1370,73 @@ impl LeadStore for Sqlite {
         })
         .await
     }
+
+    /// The facts column over the `leads_captured` index; a row written before facts existed
+    /// is read from its body once, and its facts are written back for the next report.
+    async fn lead_facts(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<LeadFacts>, StoreError> {
+        let (from, to) = (from.as_millisecond(), to.as_millisecond());
+        let (facts, missing) = self
+            .read(move |conn| {
+                let mut statement = conn
+                    .prepare_cached(
+                        "SELECT id, facts, body, last_failure FROM leads INDEXED BY leads_captured
+                         WHERE captured_at >= ?1 AND captured_at < ?2",
+                    )
+                    .map_err(StoreError::unavailable)?;
+                let mut rows = statement
+                    .query(params![from, to])
+                    .map_err(StoreError::unavailable)?;
+                let mut facts = Vec::new();
+                let mut missing = Vec::new();
+                while let Some(row) = rows.next().map_err(StoreError::unavailable)? {
+                    let id: String = row.get(0).map_err(StoreError::unavailable)?;
+                    let stored: Option<String> = row.get(1).map_err(StoreError::unavailable)?;
+                    if let Some(stored) = &stored {
+                        match serde_json::from_str::<LeadFacts>(stored) {
+                            Ok(one) => {
+                                facts.push(one);
+                                continue;
+                            }
+                            // Unreadable facts are rebuilt from the body, like missing ones.
+                            Err(error) => tracing::warn!(lead_id = %id, %error,
+                                "rebuilding a lead's report facts from its body"),
+                        }
+                    }
+                    let body: String = row.get(2).map_err(StoreError::unavailable)?;
+                    let failure: Option<String> = row.get(3).map_err(StoreError::unavailable)?;
+                    let Some(lead) = skip_undecodable([decode_lead((id, body, failure))])?.pop()
+                    else {
+                        continue;
+                    };
+                    let one = LeadFacts::of(&lead);
+                    missing.push((lead.id.clone(), stored, encode_facts(&lead)?));
+                    facts.push(one);
+                }
+                Ok((facts, missing))
+            })
+            .await?;
+        if !missing.is_empty() {
+            // Only where the facts are still those read: a lead write since the read
+            // brought its own.
+            self.write(Durability::Atomic, move |conn| {
+                for (id, read, facts) in &missing {
+                    exec(
+                        conn,
+                        "UPDATE leads SET facts = ?1 WHERE id = ?2 AND facts IS ?3",
+                        params![facts, id, read],
+                    )
+                    .map_err(StoreError::unavailable)?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(facts)
+    }
 }
 
 #[async_trait]
@@ -1487,6 +1580,7 @@ struct PreparedAdvance {
     from: LeadState,
     revision: i64,
     body: String,
+    facts: String,
     sla_due: Option<i64>,
     counters: Vec<CounterBump>,
     ledgers: Vec<EncodedLedger>,
@@ -1511,6 +1605,7 @@ impl PreparedAdvance {
             from,
             revision,
             body: encode_lead_at(lead, lead.revision + 1)?,
+            facts: encode_facts(lead)?,
             // Indexed only while sla-watch must look at the lead.
             sla_due: lead.sla_watch_at().map(|t| t.as_millisecond()),
             counters: effects.counters.clone(),
@@ -1531,7 +1626,7 @@ impl PreparedAdvance {
         let (id, from) = (&self.id, self.from);
         let updated = exec(
             conn,
-            "UPDATE leads SET state = ?1, body = ?2, sla_due_at = ?3
+            "UPDATE leads SET state = ?1, body = ?2, sla_due_at = ?3, facts = ?7
                  WHERE id = ?4 AND state = ?5
                    AND COALESCE(json_extract(body, '$.revision'), 0) = ?6",
             params![
@@ -1540,7 +1635,8 @@ impl PreparedAdvance {
                 self.sla_due,
                 id,
                 from.as_str(),
-                self.revision
+                self.revision,
+                self.facts
             ],
         )
         .map_err(StoreError::unavailable)?;

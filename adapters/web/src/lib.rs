@@ -5,11 +5,12 @@
 pub mod claim_http;
 mod inbound_email;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,7 +23,9 @@ use crate::claim_http::SlackResponder;
 use leadrelay_shared::config::SourceConfig;
 use leadrelay_shared::model::Lead;
 use leadrelay_shared::ports::StoreError;
+use leadrelay_shared::report::{Dimension, Hours};
 use leadrelay_shared::signature::Delivery;
+use leadrelay_shared::stages::report::{self, ReportError, ReportQuery};
 use leadrelay_shared::stages::{IngestError, Intake, Pipeline};
 
 /// Webhook bodies above this size are refused with 413.
@@ -87,6 +90,8 @@ pub fn router(api: Api) -> Router {
         )
         .route("/leads/{id}", get(lead_status))
         .route("/healthz", get(health))
+        .route("/reports/speed-to-lead", get(report_speed_to_lead))
+        .route("/reports/audit", get(report_audit))
         .merge(crate::claim_http::routes())
         .merge(crate::inbound_email::routes())
         .with_state(api)
@@ -358,5 +363,111 @@ async fn health(State(api): State<Api>) -> Response {
         Json(json!({"status": "ok"})).into_response()
     } else {
         error(StatusCode::SERVICE_UNAVAILABLE, "stages not running", None)
+    }
+}
+
+/// Why a report request is answered without a report: `None` when it may have one. No token
+/// configured hides the endpoints (404); a missing or wrong bearer token is 401.
+fn report_refusal(api: &Api, headers: &axum::http::HeaderMap) -> Option<Response> {
+    let reports = &api.pipeline.config.reports;
+    reports.api_token.as_ref()?;
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(token) if reports.api_token_matches(token) => None,
+        _ => {
+            let mut refused = error(
+                StatusCode::UNAUTHORIZED,
+                "a valid bearer token is required",
+                None,
+            );
+            refused.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            Some(refused)
+        }
+    }
+}
+
+fn report_failure(failure: ReportError) -> Response {
+    match failure {
+        ReportError::Window(window) => {
+            error(StatusCode::BAD_REQUEST, &window.to_string(), Some("since"))
+        }
+        ReportError::Store(store) => {
+            error!(error = %store, "could not read the report's leads");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily unavailable",
+                None,
+            )
+        }
+    }
+}
+
+/// `GET /reports/speed-to-lead?since=7d&until=...&by=rep&hours=wall`: the report as JSON.
+async fn report_speed_to_lead(
+    State(api): State<Api>,
+    headers: axum::http::HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    if api.pipeline.config.reports.api_token.is_none() {
+        return error(StatusCode::NOT_FOUND, "not found", None);
+    }
+    if let Some(refused) = report_refusal(&api, &headers) {
+        return refused;
+    }
+    let by = params.get("by").map(String::as_str).unwrap_or("rep");
+    let Some(by) = Dimension::parse(by) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "by must be one of rep, team, tier, source, rule, page",
+            Some("by"),
+        );
+    };
+    let hours = params.get("hours").map(String::as_str).unwrap_or("wall");
+    let Some(hours) = Hours::parse(hours) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "hours must be wall or working",
+            Some("hours"),
+        );
+    };
+    let query = ReportQuery {
+        since: params.get("since").cloned().unwrap_or_else(|| "7d".into()),
+        until: params.get("until").cloned(),
+        by,
+        hours,
+    };
+    let pipeline = &api.pipeline;
+    let now = pipeline.clock.now();
+    match report::speed_to_lead(pipeline.store.as_ref(), &pipeline.config, &query, now).await {
+        Ok(figures) => Json(figures).into_response(),
+        Err(failure) => report_failure(failure),
+    }
+}
+
+/// `GET /reports/audit?since=30d&until=...`: the handoff audit as JSON.
+async fn report_audit(
+    State(api): State<Api>,
+    headers: axum::http::HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    if api.pipeline.config.reports.api_token.is_none() {
+        return error(StatusCode::NOT_FOUND, "not found", None);
+    }
+    if let Some(refused) = report_refusal(&api, &headers) {
+        return refused;
+    }
+    let since = params.get("since").map(String::as_str).unwrap_or("30d");
+    let until = params.get("until").map(String::as_str);
+    let pipeline = &api.pipeline;
+    match report::audit(pipeline.store.as_ref(), since, until, pipeline.clock.now()).await {
+        Ok(audit) => Json(audit).into_response(),
+        Err(failure) => report_failure(failure),
     }
 }

@@ -101,6 +101,10 @@ impl Validator<'_> {
         config
             .operations
             .resolve(env, email)
-            .map_err(|(key, message)| self.invalid(self.section("operations"), key, message))
+            .map_err(|(key, message)| self.invalid(self.section("operations"), key, message))?;
+        config
+            .reports
+            .resolve(env)
+            .map_err(|(key, message)| self.invalid(self.section("reports"), key, message))
     }
 }

@@ -26,6 +26,7 @@ mod operations;
 mod pipeline;
 pub mod providers;
 mod qualification;
+mod reports;
 mod rules;
 mod salesforce;
 mod server;
@@ -49,6 +50,7 @@ pub use providers::{
     CrmLookupConfig, CrmSource, FieldPointers, GeoipConfig, HttpProviderConfig, TranscriptConfig,
 };
 pub use qualification::{BehaviourConfig, QualificationConfig, SeniorityLevel, TierConfig};
+pub use reports::{ReportsConfig, HANDOFF_FIELDS};
 pub use rules::{
     Conditions, NamedAccount, RoutingConfig, RuleConfig, TargetConfig, DEFAULT_MERGE_WINDOW_HOURS,
     MAX_MERGE_WINDOW_HOURS,
@@ -135,6 +137,9 @@ pub struct Config {
     /// `[activity]`: how touches, meetings and outcomes find their lead.
     #[serde(default)]
     pub activity: ActivityConfig,
+    /// `[reports]`: handoff fields the report checks, and the report API's token.
+    #[serde(default)]
+    pub reports: ReportsConfig,
 }
 
 /// A duration written the friendly way: `"250ms"`, `"5s"`, `"2m"`, `"1h 30m"`, `"1d"`.

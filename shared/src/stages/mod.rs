@@ -6,7 +6,7 @@
 //!   stages, reached through [`Pipeline::handle`] and [`Pipeline::consume`].
 //! - [`claim`]: the first claim wins; [`sla`]: sla-watch escalates what nobody claimed;
 //!   [`close`]: a worked lead leaves its owner's count; [`activity`]: touches, meetings and
-//!   outcomes after the alert.
+//!   outcomes after the alert; [`report`]: the speed-to-lead report and the handoff audit.
 //!
 //! This file holds the [`Pipeline`], the errors, the dispatch and retry schedule, and the helpers
 //! the stages share.
@@ -25,6 +25,7 @@ pub use inbound::{InboundError, InboundPost, ReplyIntake, REPLY_TEXT_LIMIT};
 mod ingest;
 mod notify;
 pub mod reroute;
+pub mod report;
 mod route;
 pub use route::RoutedBatch;
 pub mod sla;

@@ -1,0 +1,162 @@
+//! `cargo bench -p leadrelay --bench report`: `leadrelay report` over 100,000 leads in a temp
+//! SQLite store (REPORT_BENCH_LEADS to change), against the baseline of reading the facts
+//! alone in the same run. The target is under a second for the whole report.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt as _;
+use jiff::{SignedDuration, Timestamp};
+use leadrelay::embedded::{QueueSettings, Sqlite};
+use leadrelay::report::{print, Format};
+use leadrelay_shared::config::Config;
+use leadrelay_shared::model::{
+    Assignment, CaptureEvent, Claim, Enrichment, EventKind, Lead, LeadState, Metadata, Owner,
+    Qualification,
+};
+use leadrelay_shared::ports::LeadStore;
+use leadrelay_shared::report::{Dimension, Hours};
+use leadrelay_shared::stages::report::{speed_to_lead, ReportQuery};
+
+const REPS: [&str; 6] = ["alice", "dana", "bruno", "fatima", "chen", "erin"];
+const PAGES: [&str; 4] = ["/pricing", "/demo", "/docs/api", "/blog/launch"];
+
+/// Lead `n` of the bench: captured over the last six days, most worked, some not yet.
+fn lead(n: u64, now: Timestamp) -> Lead {
+    let captured = now - SignedDuration::from_secs((n * 5) as i64 % (6 * 86_400) + 60);
+    let after = |secs: u64| captured + SignedDuration::from_secs(secs as i64);
+    let rep = REPS[(n % REPS.len() as u64) as usize].to_owned();
+    let tier = (n % 3) as u8 + 1;
+    let mut lead = Lead::captured(
+        format!("bench-{n}"),
+        format!("trace-{n}"),
+        if n.is_multiple_of(4) {
+            "forms"
+        } else {
+            "website"
+        }
+        .into(),
+        format!("evt-{n}"),
+        CaptureEvent {
+            event: Some(EventKind::LeadCapture),
+            captured_email: Some(format!("p{n}@example.org")),
+            name: Some("Pat Doe".into()),
+            trigger_query: (!n.is_multiple_of(5)).then(|| "Can we get a quote?".into()),
+            metadata: Metadata {
+                source_url: Some(PAGES[(n % PAGES.len() as u64) as usize].into()),
+                ..Metadata::default()
+            },
+            ..CaptureEvent::default()
+        },
+        Vec::new(),
+        captured,
+    );
+    lead.state = LeadState::Notified;
+    lead.enrichment = Some(Enrichment {
+        company: Some("Example Org".into()),
+        ..Enrichment::default()
+    });
+    lead.qualification = Some(Qualification {
+        tier,
+        score: 50,
+        sla_minutes: [5, 15, 1440][usize::from(tier - 1)],
+        breakdown: Vec::new(),
+    });
+    lead.assignment = Some(Assignment {
+        owner: Owner::Rep(rep.clone()),
+        owner_name: rep.clone(),
+        rule: ["EMEA", "Americas", "APAC"][(n % 3) as usize].into(),
+        reason: "bench".into(),
+        pool: None,
+        held_until: None,
+        trace: None,
+    });
+    let t = &mut lead.timeline;
+    t.routed_at = Some(after(1));
+    t.notified_at = Some(after(2));
+    if !n.is_multiple_of(10) {
+        let claimed = after(30 + n % 900);
+        t.claimed_at = Some(claimed);
+        lead.state = LeadState::Claimed;
+        lead.claim = Some(Claim {
+            rep: rep.clone(),
+            at: claimed,
+            via: "slack".into(),
+            routed_to: Some(format!("rep:{rep}")),
+            allowed: None,
+        });
+        if !n.is_multiple_of(7) {
+            lead.timeline.first_touch_at = Some(after(60 + n % 20_000));
+        }
+        if n.is_multiple_of(4) {
+            lead.timeline.meeting_booked_at = Some(after(3_600 + n % 86_400));
+        }
+        if n.is_multiple_of(6) {
+            lead.state = LeadState::Closed;
+            lead.timeline.closed_at = Some(after(90_000));
+            lead.close_reason = Some(if n.is_multiple_of(12) { "won" } else { "lost" }.into());
+        }
+    }
+    lead
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let count: u64 = std::env::var("REPORT_BENCH_LEADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("config/leadrelay.toml")).expect("config");
+    let config = Config::parse(&text, "leadrelay.toml", &|_| None).expect("config");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = Sqlite::open(
+        dir.path(),
+        QueueSettings {
+            max_receives: 5,
+            visibility_timeout: std::time::Duration::from_secs(30),
+        },
+    )
+    .expect("store");
+    let now = Timestamp::now();
+    let store: Arc<dyn LeadStore> = Arc::new(db.clone());
+    let started = Instant::now();
+    futures::stream::iter(0..count)
+        .map(|n| {
+            let store = store.clone();
+            async move {
+                store.create_lead(&lead(n, now)).await.expect("created");
+            }
+        })
+        .buffer_unordered(256)
+        .count()
+        .await;
+    println!("{count} leads written in {:?}", started.elapsed());
+
+    for round in 1..=3 {
+        let from = now - SignedDuration::from_hours(7 * 24);
+        let started = Instant::now();
+        let facts = store.lead_facts(from, now).await.expect("facts");
+        let read = started.elapsed();
+
+        let started = Instant::now();
+        let query = ReportQuery {
+            since: "7d".into(),
+            until: None,
+            by: Dimension::Rep,
+            hours: Hours::Working,
+        };
+        let report = speed_to_lead(store.as_ref(), &config, &query, now)
+            .await
+            .expect("report");
+        let mut out = Vec::new();
+        print(&report, Format::Table, &mut out).expect("printed");
+        let whole = started.elapsed();
+        assert_eq!(report.totals.leads, facts.len() as u64);
+        println!(
+            "round {round}: read the facts of {} leads (baseline) {read:?}; \
+             `leadrelay report --since 7d --by rep --hours working` {whole:?} (target < 1 s)",
+            facts.len()
+        );
+    }
+}

@@ -1,0 +1,86 @@
+//! Speed-to-lead reporting, defined once for the CLI and the JSON API: [`LeadFacts`] (the
+//! compact per-lead record every store keeps beside the lead), the figures computed from them
+//! ([`speed_to_lead`]) and the handoff audit ([`audit()`]). Pure: the stores read the facts,
+//! the callers pass them in. The formulas are written out in docs/reports.md.
+
+mod audit;
+mod facts;
+mod figures;
+
+use jiff::{SignedDuration, Timestamp};
+
+pub use audit::{audit, Audit, Misrouted, Unmatched, Untouched};
+pub use facts::{LeadFacts, MisrouteFact};
+pub use figures::{
+    bucket, percentile, speed_to_lead, BucketRow, Dimension, Directory, Group, Handoff, Hours,
+    Params, RuleAccuracy, SpeedToLead, Spread, TierSla, BUCKETS,
+};
+
+/// Why a report's window could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    #[error("{0:?} is neither a duration like 30m, 12h or 7d nor an RFC 3339 instant")]
+    Unreadable(String),
+    #[error("the window ends ({to}) before it starts ({from})")]
+    Backwards { from: Timestamp, to: Timestamp },
+}
+
+/// An instant given as an age before `now` (`7d`, `12h`, `30m`) or as RFC 3339.
+pub fn parse_instant(text: &str, now: Timestamp) -> Result<Timestamp, WindowError> {
+    let text = text.trim();
+    if let Ok(at) = text.parse::<Timestamp>() {
+        return Ok(at);
+    }
+    let unreadable = || WindowError::Unreadable(text.to_owned());
+    let span: jiff::Span = text.parse().map_err(|_| unreadable())?;
+    let age: SignedDuration = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|_| unreadable())?;
+    now.checked_sub(age.abs()).map_err(|_| unreadable())
+}
+
+/// `[from, to)` from `--since` and `--until` (default: now).
+pub fn window(
+    since: &str,
+    until: Option<&str>,
+    now: Timestamp,
+) -> Result<(Timestamp, Timestamp), WindowError> {
+    let from = parse_instant(since, now)?;
+    let to = match until {
+        Some(until) => parse_instant(until, now)?,
+        None => now,
+    };
+    if to < from {
+        return Err(WindowError::Backwards { from, to });
+    }
+    Ok((from, to))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_read_ages_and_instants() {
+        let now: Timestamp = "2026-11-30T12:00:00Z".parse().expect("ts");
+        assert_eq!(
+            window("7d", None, now),
+            Ok(("2026-11-23T12:00:00Z".parse().expect("ts"), now))
+        );
+        assert_eq!(
+            window("2026-11-01T00:00:00Z", Some("1d"), now),
+            Ok((
+                "2026-11-01T00:00:00Z".parse().expect("ts"),
+                "2026-11-29T12:00:00Z".parse().expect("ts")
+            ))
+        );
+        assert!(matches!(
+            window("yesterday", None, now),
+            Err(WindowError::Unreadable(_))
+        ));
+        assert!(matches!(
+            window("1d", Some("7d"), now),
+            Err(WindowError::Backwards { .. })
+        ));
+    }
+}

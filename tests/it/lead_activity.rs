@@ -9,7 +9,9 @@ use jiff::Timestamp;
 use leadrelay_shared::claim_link;
 use leadrelay_shared::model::{ActivityKind, LeadState, Outcome, Owner};
 use leadrelay_shared::ports::LeadStore;
+use leadrelay_shared::report::{Dimension, Hours};
 use leadrelay_shared::stages::open_leads_counter;
+use leadrelay_shared::stages::report::{speed_to_lead, ReportQuery};
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -345,6 +347,24 @@ async fn not_mine_routes_the_lead_past_the_rep_and_counts_against_the_rule() {
         update.to_string().contains("You handed it back"),
         "{update}"
     );
+
+    // Counted against the rule that chose Erin: the report's routing accuracy for it.
+    let query = ReportQuery {
+        since: "1h".into(),
+        until: None,
+        by: Dimension::Rep,
+        hours: Hours::Wall,
+    };
+    let report = speed_to_lead(&server.db, &server.config, &query, Timestamp::now())
+        .await
+        .expect("report");
+    let accuracy = report
+        .routing_accuracy
+        .iter()
+        .find(|r| r.rule == rule)
+        .expect("the rule is in the report");
+    assert_eq!((accuracy.leads, accuracy.misrouted), (1, 1), "{accuracy:?}");
+    assert_eq!(report.totals.misrouted, 1);
 
     // Erin cannot hand back what is no longer hers.
     let again = post_slack(

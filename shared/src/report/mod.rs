@@ -23,7 +23,14 @@ pub enum WindowError {
     Unreadable(String),
     #[error("the window ends ({to}) before it starts ({from})")]
     Backwards { from: Timestamp, to: Timestamp },
+    #[error("the window is {days} days long; a report covers at most {MAX_WINDOW_DAYS} days")]
+    TooLong { days: i64 },
 }
+
+/// The longest window a report reads: a year and a month. On DynamoDB a report queries each
+/// day's index partitions, so an unbounded window (`--since 100y`) would be tens of thousands
+/// of queries.
+pub const MAX_WINDOW_DAYS: i64 = 400;
 
 /// An instant given as an age before `now` (`7d`, `12h`, `30m`) or as RFC 3339.
 pub fn parse_instant(text: &str, now: Timestamp) -> Result<Timestamp, WindowError> {
@@ -53,12 +60,30 @@ pub fn window(
     if to < from {
         return Err(WindowError::Backwards { from, to });
     }
+    let days = to.duration_since(from).as_hours() / 24;
+    if days > MAX_WINDOW_DAYS {
+        return Err(WindowError::TooLong { days });
+    }
     Ok((from, to))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_longer_than_the_cap_is_refused_before_any_read() {
+        let now: Timestamp = "2026-11-26T12:00:00Z".parse().expect("time");
+        assert!(window("400d", None, now).is_ok());
+        assert_eq!(
+            window("5000d", None, now),
+            Err(WindowError::TooLong { days: 5000 })
+        );
+        assert!(matches!(
+            window("2020-01-01T00:00:00Z", Some("2026-01-01T00:00:00Z"), now),
+            Err(WindowError::TooLong { .. })
+        ));
+    }
 
     #[test]
     fn windows_read_ages_and_instants() {

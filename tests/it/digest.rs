@@ -457,7 +457,38 @@ async fn the_weekly_digest_is_queued_once_and_sent_once_per_destination(h: Harne
     );
 }
 
+/// A destination that fails for now fails the message (the queue retries it); the retry
+/// sends only what is missing.
+async fn a_failed_destination_is_retried_alone(h: Harness) {
+    h.smtp.refuse(DIRECTOR, "451 4.3.0 try again later", 1);
+    let body = Envelope::digest(DigestRequest {
+        cadence: Cadence::Weekly,
+        date: jiff::civil::date(2026, 11, 30),
+    })
+    .to_json();
+    h.clock.set(at("2026-11-30T07:01:00Z"));
+    let error = h
+        .digest
+        .handle(Stage::Notify, &body)
+        .await
+        .expect_err("the mail server said later");
+    assert!(error.to_string().contains("email"), "{error}");
+    assert_eq!(h.slack_posts().await.len(), 1);
+    assert!(h.mails().is_empty());
+    h.digest
+        .handle(Stage::Notify, &body)
+        .await
+        .expect("retried");
+    assert_eq!(h.slack_posts().await.len(), 1, "Slack had it already");
+    assert_eq!(h.mails().len(), 1);
+}
+
 mod embedded_store {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_destination_is_retried_alone() {
+        super::a_failed_destination_is_retried_alone(super::embedded().await).await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_weekly_digest_is_queued_once_and_sent_once_per_destination() {
         super::the_weekly_digest_is_queued_once_and_sent_once_per_destination(

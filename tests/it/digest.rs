@@ -483,6 +483,31 @@ async fn a_failed_destination_is_retried_alone(h: Harness) {
     assert_eq!(h.mails().len(), 1);
 }
 
+#[test]
+fn the_commented_digest_example_in_the_shipped_config_validates_when_uncommented() {
+    let shipped = crate::support::shipped_example_config();
+    let start = shipped
+        .find("# [reports]")
+        .expect("a commented [reports] example");
+    let block: String = shipped[start..]
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| !l.starts_with(' ') && (l.starts_with('[') || l.contains(" = ")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(block.contains("[reports.digest]"), "{block}");
+    let channels = "[notify.slack]\nbot_token_env = \"SLACK_BOT_TOKEN\"\n\n\
+                    [notify.email]\nfrom = \"leadrelay <alerts@yourco.example>\"\n\
+                    smtp_host = \"127.0.0.1\"\n\n";
+    let text = shipped.edit_first("# [reports]", &format!("{channels}{block}\n# "));
+    let config = Config::parse(&text, "t.toml", &|name| Some(format!("{name}-value-0123456789")))
+        .expect("the uncommented example is valid");
+    let digest = config.reports.digest.expect("[reports.digest]");
+    assert_eq!(digest.tz.iana_name(), Some("Europe/London"));
+    assert!(digest.daily_at.is_some() && digest.weekly_at.is_some());
+}
+
 mod embedded_store {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_destination_is_retried_alone() {

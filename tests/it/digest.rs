@@ -145,7 +145,12 @@ impl Harness {
                 .await
                 .unwrap_or_else(|e| panic!("{stage} of {id}: {e}"));
         }
-        let lead = self.store().get_lead(id).await.expect("read").expect("lead");
+        let lead = self
+            .store()
+            .get_lead(id)
+            .await
+            .expect("read")
+            .expect("lead");
         assert_eq!(
             lead.assignment.map(|a| a.owner),
             Some(Owner::Rep("bruno".into()))
@@ -175,10 +180,7 @@ impl Harness {
                 detail: None,
             },
         };
-        self.leads
-            .record_activity(&event)
-            .await
-            .expect("recorded");
+        self.leads.record_activity(&event).await.expect("recorded");
     }
 
     async fn sweep(&self, now: &str) -> sla::SweepReport {
@@ -293,10 +295,12 @@ async fn drive(h: &Harness) {
     let c2 = t("2026-11-24T11:00:00Z");
     h.capture("c2", c2, 30, false).await;
     h.claim("c2", c2 + secs(300)).await;
-    h.activity("c2", ActivityKind::Emailed, c2 + secs(600)).await;
+    h.activity("c2", ActivityKind::Emailed, c2 + secs(600))
+        .await;
     let c3 = t("2026-11-25T09:00:00Z");
     h.capture("c3", c3, 10, false).await;
-    h.activity("c3", ActivityKind::Emailed, c3 + secs(2400)).await;
+    h.activity("c3", ActivityKind::Emailed, c3 + secs(2400))
+        .await;
     h.activity("nobody", ActivityKind::Called, t("2026-11-25T12:00:00Z"))
         .await;
 
@@ -331,7 +335,10 @@ async fn the_weekly_digest_is_queued_once_and_sent_once_per_destination(h: Harne
     // Monday 30 November, 07:59 in Berlin: not yet.
     let early = h.sweep("2026-11-30T06:59:00Z").await;
     assert!(early.digests.is_empty(), "{early:?}");
-    assert_eq!(early.breaches, 0, "every lead was answered: nothing to escalate");
+    assert_eq!(
+        early.breaches, 0,
+        "every lead was answered: nothing to escalate"
+    );
     // 08:00 in Berlin: the week's digest, once.
     let due = h.sweep("2026-11-30T07:00:00Z").await;
     assert_eq!(due.digests, ["weekly:2026-11-30"]);
@@ -421,11 +428,7 @@ async fn the_weekly_digest_is_queued_once_and_sent_once_per_destination(h: Harne
     assert_eq!(h.slack_posts().await.len(), 1);
     assert_eq!(h.mails().len(), 1);
     // A later sweep the same day queues nothing more.
-    assert!(h
-        .sweep("2026-11-30T18:00:00Z")
-        .await
-        .digests
-        .is_empty());
+    assert!(h.sweep("2026-11-30T18:00:00Z").await.digests.is_empty());
     assert!(h.queued_digests().await.is_empty());
 
     // A week without leads says so (and there is no week before to compare with).
@@ -501,8 +504,10 @@ fn the_commented_digest_example_in_the_shipped_config_validates_when_uncommented
                     [notify.email]\nfrom = \"leadrelay <alerts@yourco.example>\"\n\
                     smtp_host = \"127.0.0.1\"\n\n";
     let text = shipped.edit_first("# [reports]", &format!("{channels}{block}\n# "));
-    let config = Config::parse(&text, "t.toml", &|name| Some(format!("{name}-value-0123456789")))
-        .expect("the uncommented example is valid");
+    let config = Config::parse(&text, "t.toml", &|name| {
+        Some(format!("{name}-value-0123456789"))
+    })
+    .expect("the uncommented example is valid");
     let digest = config.reports.digest.expect("[reports.digest]");
     assert_eq!(digest.tz.iana_name(), Some("Europe/London"));
     assert!(digest.daily_at.is_some() && digest.weekly_at.is_some());

@@ -85,9 +85,7 @@ fn parse_time(text: &str) -> Option<jiff::civil::Time> {
     let (hour, minute) = text.trim().split_once(':')?;
     let number = |part: &str, below: i8| {
         let valid = (1..=2).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit());
-        part.parse::<i8>()
-            .ok()
-            .filter(|n| valid && *n < below)
+        part.parse::<i8>().ok().filter(|n| valid && *n < below)
     };
     jiff::civil::Time::new(number(hour, 24)?, number(minute, 60)?, 0, 0).ok()
 }
@@ -156,7 +154,10 @@ impl DigestConfig {
         }
         for address in &self.emails {
             if crate::email::Mailbox::new(None, address).is_err() {
-                return Err((key("emails"), format!("{address:?} is not an e-mail address")));
+                return Err((
+                    key("emails"),
+                    format!("{address:?} is not an e-mail address"),
+                ));
             }
         }
         if !self.emails.is_empty() && !has_email {
@@ -308,8 +309,7 @@ mod tests {
         use crate::config::tests::MINIMAL;
         use crate::config::Config;
 
-        const SLACK: &str =
-            "[notify.slack]\nbot_token_env = \"SLACK_BOT_TOKEN\"\n";
+        const SLACK: &str = "[notify.slack]\nbot_token_env = \"SLACK_BOT_TOKEN\"\n";
         const EMAIL: &str = "[notify.email]\nfrom = \"leadrelay <alerts@yourco.example>\"\n\
                              smtp_host = \"127.0.0.1\"\n";
 
@@ -339,11 +339,14 @@ mod tests {
             );
             assert_eq!(digest.tz.iana_name(), Some("Europe/Berlin"));
             assert_eq!(digest.slowest, 3);
-            let utc = load(SLACK, "weekly = \"sunday 18:05\"\nslack_channel = \"C0DIGEST\"\n")
-                .expect("valid")
-                .reports
-                .digest
-                .expect("digest");
+            let utc = load(
+                SLACK,
+                "weekly = \"sunday 18:05\"\nslack_channel = \"C0DIGEST\"\n",
+            )
+            .expect("valid")
+            .reports
+            .digest
+            .expect("digest");
             assert_eq!(utc.tz, jiff::tz::TimeZone::UTC);
             assert_eq!(utc.daily_at, None);
         }
@@ -351,16 +354,66 @@ mod tests {
         #[test]
         fn digest_mistakes_are_named() {
             let cases = [
-                (SLACK, "daily = \"8am\"\nslack_channel = \"C0D\"", "reports.digest.daily", "\"8am\" is not a time of day"),
-                (SLACK, "daily = \"24:00\"\nslack_channel = \"C0D\"", "reports.digest.daily", "not a time of day"),
-                (SLACK, "weekly = \"mo 08:00\"\nslack_channel = \"C0D\"", "reports.digest.weekly", "not a weekday and a time"),
-                (SLACK, "slack_channel = \"C0D\"", "reports.digest.daily", "set daily, weekly or both"),
-                (SLACK, "daily = \"08:00\"\ntimezone = \"Mars/Olympus\"\nslack_channel = \"C0D\"", "reports.digest.timezone", "not a known IANA time zone"),
-                ("", "daily = \"08:00\"\nslack_channel = \"C0D\"", "reports.digest.slack_channel", "needs a [notify.slack] section"),
-                (SLACK, "daily = \"08:00\"\nslack_channel = \"#sales\"", "reports.digest.slack_channel", "not a Slack channel id"),
-                (SLACK, "daily = \"08:00\"\nemails = [\"vp@yourco.example\"]", "reports.digest.emails", "needs a [notify.email] section"),
-                (EMAIL, "daily = \"08:00\"\nemails = [\"not an address\"]", "reports.digest.emails", "is not an e-mail address"),
-                (SLACK, "daily = \"08:00\"", "reports.digest.slack_channel", "the digest needs somewhere to go"),
+                (
+                    SLACK,
+                    "daily = \"8am\"\nslack_channel = \"C0D\"",
+                    "reports.digest.daily",
+                    "\"8am\" is not a time of day",
+                ),
+                (
+                    SLACK,
+                    "daily = \"24:00\"\nslack_channel = \"C0D\"",
+                    "reports.digest.daily",
+                    "not a time of day",
+                ),
+                (
+                    SLACK,
+                    "weekly = \"mo 08:00\"\nslack_channel = \"C0D\"",
+                    "reports.digest.weekly",
+                    "not a weekday and a time",
+                ),
+                (
+                    SLACK,
+                    "slack_channel = \"C0D\"",
+                    "reports.digest.daily",
+                    "set daily, weekly or both",
+                ),
+                (
+                    SLACK,
+                    "daily = \"08:00\"\ntimezone = \"Mars/Olympus\"\nslack_channel = \"C0D\"",
+                    "reports.digest.timezone",
+                    "not a known IANA time zone",
+                ),
+                (
+                    "",
+                    "daily = \"08:00\"\nslack_channel = \"C0D\"",
+                    "reports.digest.slack_channel",
+                    "needs a [notify.slack] section",
+                ),
+                (
+                    SLACK,
+                    "daily = \"08:00\"\nslack_channel = \"#sales\"",
+                    "reports.digest.slack_channel",
+                    "not a Slack channel id",
+                ),
+                (
+                    SLACK,
+                    "daily = \"08:00\"\nemails = [\"vp@yourco.example\"]",
+                    "reports.digest.emails",
+                    "needs a [notify.email] section",
+                ),
+                (
+                    EMAIL,
+                    "daily = \"08:00\"\nemails = [\"not an address\"]",
+                    "reports.digest.emails",
+                    "is not an e-mail address",
+                ),
+                (
+                    SLACK,
+                    "daily = \"08:00\"",
+                    "reports.digest.slack_channel",
+                    "the digest needs somewhere to go",
+                ),
             ];
             for (sections, digest, key, problem) in cases {
                 let error = load(sections, digest).expect_err(digest);

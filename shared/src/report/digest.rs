@@ -108,8 +108,7 @@ pub fn due(config: &DigestConfig, now: Timestamp) -> Vec<(DigestRequest, Timesta
         .flatten()
         .filter_map(|(cadence, weekday, time)| {
             let (date, at) = latest(weekday, time, &config.tz, now)?;
-            (now.duration_since(at) <= STALE_AFTER)
-                .then_some((DigestRequest { cadence, date }, at))
+            (now.duration_since(at) <= STALE_AFTER).then_some((DigestRequest { cadence, date }, at))
         })
         .collect()
 }
@@ -448,9 +447,7 @@ impl Digest {
     /// Every configured name is escaped for mrkdwn.
     pub fn slack(&self) -> serde_json::Value {
         use serde_json::json;
-        let field = |label: &str, value: &str| {
-            json!({ "type": "mrkdwn", "text": format!("*{label}*\n{}", slack_escape(value)) })
-        };
+        let field = |label: &str, value: &str| json!({ "type": "mrkdwn", "text": format!("*{label}*\n{}", slack_escape(value)) });
         let mut blocks = vec![
             json!({ "type": "header", "text": { "type": "plain_text", "text": self.title() } }),
             json!({ "type": "context", "elements": [
@@ -458,7 +455,9 @@ impl Digest {
             ] }),
         ];
         if self.leads == 0 {
-            blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": self.no_leads() } }));
+            blocks.push(
+                json!({ "type": "section", "text": { "type": "mrkdwn", "text": self.no_leads() } }),
+            );
         }
         let fields: Vec<serde_json::Value> = self
             .rows()
@@ -475,9 +474,7 @@ impl Digest {
                 .slowest_lines()
                 .iter()
                 .enumerate()
-                .map(|(i, (name, figure))| {
-                    format!("{}. {}: {}", i + 1, slack_escape(name), figure)
-                })
+                .map(|(i, (name, figure))| format!("{}. {}: {}", i + 1, slack_escape(name), figure))
                 .collect();
             blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn",
                 "text": format!("*Slowest to respond (median first response)*\n{}", lines.join("\n")) } }));
@@ -591,7 +588,10 @@ mod tests {
         );
         assert_eq!(
             (week.first_day, week.last_day),
-            (jiff::civil::date(2026, 11, 23), jiff::civil::date(2026, 11, 29))
+            (
+                jiff::civil::date(2026, 11, 23),
+                jiff::civil::date(2026, 11, 29)
+            )
         );
         // Sunday 25 October 2026 gains an hour (CEST → CET): that day is 25 hours long.
         let day = DigestRequest {
@@ -714,7 +714,16 @@ mod tests {
             fact("b2", rep("bob"), 2, now, 4 * h, None, Some(120), None),
             fact("b3", rep("bob"), 1, now, 5 * h, Some(900), None, None),
             fact("b4", rep("bob"), 2, now, 6 * h, Some(300), None, None),
-            fact("q1", Owner::Queue("inbox".into()), 2, now, 7 * h, Some(100), None, None),
+            fact(
+                "q1",
+                Owner::Queue("inbox".into()),
+                2,
+                now,
+                7 * h,
+                Some(100),
+                None,
+                None,
+            ),
             // The week before: 300 met, 1200 missed, tier 1 240 met, never answered (missed).
             fact("p1", rep("alice"), 2, before, 0, Some(300), None, None),
             fact("p2", rep("bob"), 2, before, h, Some(1200), None, None),
@@ -767,7 +776,10 @@ mod tests {
     #[test]
     fn the_figures_match_the_hand_computed_values() {
         let (d, counts) = built(&two_weeks(), true, &berlin_weekly());
-        assert_eq!(counts.untouched, 1, "b2: claimed, never touched, past its SLA");
+        assert_eq!(
+            counts.untouched, 1,
+            "b2: claimed, never touched, past its SLA"
+        );
         assert_eq!((d.leads, d.previous_leads), (8, Some(4)));
         assert_eq!(d.leads_change, Some(1.0));
         // Sorted 60 100 120 300 600 900 2400: p50 rank 4 = 300, p90 rank 7 = 2400. The week
@@ -841,7 +853,10 @@ mod tests {
             "Weekly speed-to-lead digest, Mon 23 Nov to Sun 29 Nov 2026: 8 leads, median first \
              response 5 min, SLA 75%"
         );
-        assert_eq!(slack["blocks"][0]["text"]["text"], "Weekly speed-to-lead digest");
+        assert_eq!(
+            slack["blocks"][0]["text"]["text"],
+            "Weekly speed-to-lead digest"
+        );
         let fields = &slack["blocks"][2]["fields"];
         assert_eq!(fields[0]["text"], "*Leads*\n8 (+100%)");
         assert_eq!(fields[3]["text"], "*SLA compliance*\n75% (+25 pts)");

@@ -135,9 +135,7 @@ impl Pipeline {
         for (receipt, target, claim) in leased {
             let sent = match &target {
                 Target::Slack(channel) => {
-                    self.notifier
-                        .post_to_channel(channel, &built.slack())
-                        .await
+                    self.notifier.post_to_channel(channel, &built.slack()).await
                 }
                 Target::Email(to) => match self.digest_email(&built, request, to) {
                     Some(email) => self.notifier.send_email(&email).await,
@@ -284,4 +282,3 @@ impl Pipeline {
         })
     }
 }
-

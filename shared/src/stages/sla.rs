@@ -63,9 +63,7 @@ pub async fn sweep(pipeline: &Pipeline) -> Result<SweepReport, StageError> {
         }
     }
     // After the escalations: a digest's trouble never holds up a lead.
-    report.digests = pipeline
-        .queue_due_digests(pipeline.clock.now())
-        .await?;
+    report.digests = pipeline.queue_due_digests(pipeline.clock.now()).await?;
     if report.breaches > 0 {
         info!(stage = "sla", breaches = report.breaches, escalated = report.escalated.len(),
             stopped = report.stopped.len(), paused = ?report.paused, "sla-watch");

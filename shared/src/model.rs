@@ -905,6 +905,39 @@ impl std::fmt::Debug for ForwardedReply {
     }
 }
 
+/// How often a digest is sent: daily (over the previous local day) or weekly (over the previous
+/// seven local days).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cadence {
+    Daily,
+    Weekly,
+}
+
+impl Cadence {
+    pub fn name(self) -> &'static str {
+        match self {
+            Cadence::Daily => "daily",
+            Cadence::Weekly => "weekly",
+        }
+    }
+}
+
+/// The digest a notify message asks for: its cadence and the local day it was scheduled on
+/// (the period ends at that day's midnight in `[reports.digest] timezone`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestRequest {
+    pub cadence: Cadence,
+    pub date: jiff::civil::Date,
+}
+
+impl DigestRequest {
+    /// `weekly:2026-11-30`: the key of this digest's receipts.
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.cadence.name(), self.date)
+    }
+}
+
 /// The message that travels between stages: small, versioned, never the lead itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
@@ -917,6 +950,10 @@ pub struct Envelope {
     /// the queue is the reply's only durable copy until it is forwarded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply: Option<ForwardedReply>,
+    /// A scheduled digest to send (notify only; version [`Envelope::DIGEST_VERSION`]; the
+    /// `lead_id` is then [`Envelope::DIGEST_ID`], no lead's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<DigestRequest>,
 }
 
 impl Envelope {
@@ -924,6 +961,11 @@ impl Envelope {
     /// An envelope with a reply: a version of its own, so that a worker which cannot forward
     /// replies refuses it (retried, then dead-lettered and replayable) instead of dropping it.
     pub const REPLY_VERSION: u8 = 2;
+    /// A digest request: a version of its own, so that a worker which cannot send digests
+    /// refuses it (retried, then dead-lettered) instead of looking for a lead called `digest`.
+    pub const DIGEST_VERSION: u8 = 3;
+    /// The pseudo lead id of digest messages and of their delivery receipts.
+    pub const DIGEST_ID: &'static str = "digest";
 
     pub fn new(lead_id: &str, stage: Stage, trace_id: &str) -> Self {
         Envelope {
@@ -932,6 +974,20 @@ impl Envelope {
             stage,
             trace_id: trace_id.to_owned(),
             reply: None,
+            digest: None,
+        }
+    }
+
+    /// The notify stage's message that builds and sends one digest.
+    pub fn digest(request: DigestRequest) -> Self {
+        Envelope {
+            v: Self::DIGEST_VERSION,
+            digest: Some(request),
+            ..Envelope::new(
+                Self::DIGEST_ID,
+                Stage::Notify,
+                &format!("digest:{}", request.key()),
+            )
         }
     }
 
@@ -952,9 +1008,15 @@ impl Envelope {
     pub fn from_json(body: &str) -> Result<Self, EnvelopeError> {
         let envelope: Envelope =
             serde_json::from_str(body).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
-        let expected = match envelope.reply {
-            Some(_) => Self::REPLY_VERSION,
-            None => Self::VERSION,
+        let expected = match (&envelope.reply, &envelope.digest) {
+            (Some(_), None) => Self::REPLY_VERSION,
+            (None, Some(_)) => Self::DIGEST_VERSION,
+            (None, None) => Self::VERSION,
+            (Some(_), Some(_)) => {
+                return Err(EnvelopeError::Malformed(
+                    "a reply and a digest in one message".into(),
+                ))
+            }
         };
         if envelope.v != expected {
             return Err(EnvelopeError::UnsupportedVersion(envelope.v));
@@ -1007,6 +1069,27 @@ mod tests {
             Envelope::from_json("{}"),
             Err(EnvelopeError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_digest_envelope_has_its_own_version() {
+        let request = DigestRequest {
+            cadence: Cadence::Weekly,
+            date: jiff::civil::date(2026, 11, 30),
+        };
+        let envelope = Envelope::digest(request);
+        let json = envelope.to_json();
+        assert_eq!(
+            json,
+            r#"{"v":3,"lead_id":"digest","stage":"notify","trace_id":"digest:weekly:2026-11-30","digest":{"cadence":"weekly","date":"2026-11-30"}}"#
+        );
+        assert_eq!(Envelope::from_json(&json), Ok(envelope));
+        // A digest under the lead version is refused, not taken for a lead called "digest".
+        let downgraded = json.replace(r#""v":3"#, r#""v":1"#);
+        assert_eq!(
+            Envelope::from_json(&downgraded),
+            Err(EnvelopeError::UnsupportedVersion(1))
+        );
     }
 
     #[test]

@@ -767,6 +767,31 @@ pub trait Notifier: Send + Sync {
         })
     }
 
+    /// Posts `message` (a Block Kit payload: `text`, `blocks`) in `channel` with the
+    /// `[notify.slack]` app: a message that is no lead's alert (the digest). The default
+    /// cannot: a process without the Slack app.
+    async fn post_to_channel(
+        &self,
+        channel: &str,
+        message: &serde_json::Value,
+    ) -> Result<(), NotifyError> {
+        let _ = (channel, message);
+        Err(NotifyError::Misconfigured {
+            channel: "slack".into(),
+            detail: "this process cannot post to Slack channels".into(),
+        })
+    }
+
+    /// Sends an e-mail that is no lead's alert (the digest) through the [`Mailer`]. The
+    /// default cannot: a process without a mail transport.
+    async fn send_email(&self, email: &OutgoingEmail) -> Result<(), NotifyError> {
+        let _ = email;
+        Err(NotifyError::Misconfigured {
+            channel: "email".into(),
+            detail: "this process has no mail transport".into(),
+        })
+    }
+
     /// Posts `text` (Slack mrkdwn) in the thread of a posted message. The default cannot: a
     /// process without the Slack app.
     async fn reply_in_thread(&self, posted: &PostedMessage, text: &str) -> Result<(), NotifyError> {

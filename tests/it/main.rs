@@ -16,6 +16,7 @@ mod conformance;
 mod conversation_fetch;
 mod crash_recovery;
 mod crm_lookup;
+mod digest;
 mod duplicates;
 mod email;
 mod enrichment_outage;

@@ -247,6 +247,24 @@ impl Notifier for Channels {
             .await
     }
 
+    async fn post_to_channel(
+        &self,
+        channel: &str,
+        message: &serde_json::Value,
+    ) -> Result<(), NotifyError> {
+        self.slack_app()?
+            .post_to_channel(&self.http, &self.policy, &self.limits, channel, message)
+            .await
+    }
+
+    async fn send_email(
+        &self,
+        email: &leadrelay_shared::email::OutgoingEmail,
+    ) -> Result<(), NotifyError> {
+        // The transport's own method (the operations notices use it too).
+        Channels::send_email(self, email).await
+    }
+
     async fn reply_in_thread(&self, posted: &PostedMessage, text: &str) -> Result<(), NotifyError> {
         self.slack_app()?
             .reply(&self.http, &self.policy, &self.limits, posted, text)

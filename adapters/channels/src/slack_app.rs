@@ -166,6 +166,36 @@ impl SlackApp {
         Ok(email)
     }
 
+    /// Posts `message` (Block Kit: its `text` fallback and `blocks`) in `channel`: the same
+    /// `chat.postMessage` request as an alert's, under the channel's rate limit.
+    pub async fn post_to_channel(
+        &self,
+        http: &reqwest::Client,
+        policy: &DeliveryPolicy,
+        limits: &RateLimits,
+        channel: &str,
+        message: &Value,
+    ) -> Result<(), NotifyError> {
+        let body = serde_json::json!({
+            "channel": channel,
+            "text": message["text"],
+            "blocks": message["blocks"],
+        });
+        let call = Call {
+            app: self,
+            http,
+            policy,
+            started: Instant::now(),
+        };
+        call.method(
+            "chat.postMessage",
+            Some((limits, &format!("app:{channel}"))),
+            &Arguments::Json(json_bytes(&body)),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Posts `text` (Slack mrkdwn, escaped by the caller) as a reply in the thread of a message
     /// the app posted (`chat.postMessage` with `thread_ts`).
     pub async fn reply(

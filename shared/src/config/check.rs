@@ -98,13 +98,14 @@ impl Validator<'_> {
         self.check_rules(config, &known, &tiers)?;
         config.pipeline.check(self)?;
         let email = config.notify.email.is_some();
+        let slack_app = config.notify.slack.is_some();
         config
             .operations
             .resolve(env, email)
             .map_err(|(key, message)| self.invalid(self.section("operations"), key, message))?;
         config
             .reports
-            .resolve(env)
+            .resolve(env, slack_app, email)
             .map_err(|(key, message)| self.invalid(self.section("reports"), key, message))
     }
 }

@@ -50,7 +50,7 @@ pub use providers::{
     CrmLookupConfig, CrmSource, FieldPointers, GeoipConfig, HttpProviderConfig, TranscriptConfig,
 };
 pub use qualification::{BehaviourConfig, QualificationConfig, SeniorityLevel, TierConfig};
-pub use reports::{ReportsConfig, HANDOFF_FIELDS};
+pub use reports::{DigestConfig, ReportsConfig, HANDOFF_FIELDS};
 pub use rules::{
     Conditions, NamedAccount, RoutingConfig, RuleConfig, TargetConfig, DEFAULT_MERGE_WINDOW_HOURS,
     MAX_MERGE_WINDOW_HOURS,

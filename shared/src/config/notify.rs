@@ -674,6 +674,8 @@ mod tests {
                 rest.starts_with("[notify.")
                     || rest.starts_with("[[notify.")
                     || *rest == "[operations]"
+                    || *rest == "[reports]"
+                    || rest.starts_with("[reports.")
                     || rest.split_once(" = ").is_some_and(|(key, _)| {
                         key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
                     })
@@ -687,6 +689,7 @@ mod tests {
             "N8N_WEBHOOK_SECRET" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned()),
             "LEADRELAY_OPS_SLACK_WEBHOOK" => Some("https://hooks.slack.com/services/T/B/X".into()),
             "MAILGUN_WEBHOOK_SIGNING_KEY" => Some("key-3ax6xnjp29jd6fds4gc373sgvjxteol0".into()),
+            "LEADRELAY_REPORT_TOKEN" => Some("report-token-0123456789".into()),
             _ => None,
         };
         let config = Config::parse(&uncommented.join("\n"), "leadrelay.toml", &env)
@@ -694,6 +697,7 @@ mod tests {
         let operations = &config.operations;
         assert!(operations.slack_webhook_url.is_some() && operations.email.is_some());
         assert_eq!(operations.remind_every, Interval::from_secs(4 * 3600));
+        assert!(config.reports.digest.is_some());
         let notify = &config.notify;
         assert!(notify.sms.is_some() && notify.hubspot.is_some() && notify.crm_url.is_some());
         let replies = notify.email.as_ref().and_then(|e| e.replies.as_ref());

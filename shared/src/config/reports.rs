@@ -1,5 +1,5 @@
-//! `[reports]`: what the speed-to-lead report counts as a complete handoff, and the token that
-//! opens its JSON API. (Scheduled digests will be configured here too.)
+//! `[reports]`: what the speed-to-lead report counts as a complete handoff, the token that
+//! opens its JSON API, and `[reports.digest]`: the scheduled digest to managers.
 
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
@@ -34,6 +34,146 @@ pub struct ReportsConfig {
     /// The token, read from `api_token_env` at load.
     #[serde(skip)]
     pub api_token: Option<SecretString>,
+    /// `[reports.digest]`: the daily and weekly digest to managers; none when absent.
+    pub digest: Option<DigestConfig>,
+}
+
+/// `[reports.digest]`: when the digest is sent (local time in `timezone`) and where.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestConfig {
+    /// `"08:00"`: every day at that local time, over the previous local day.
+    pub daily: Option<String>,
+    /// `"mon 08:00"`: every week on that day and time, over the previous seven local days.
+    pub weekly: Option<String>,
+    /// An IANA zone (`Europe/Berlin`); UTC when absent.
+    #[serde(default = "utc")]
+    pub timezone: String,
+    /// A Slack channel id, posted to by the `[notify.slack]` app.
+    pub slack_channel: Option<String>,
+    /// Addresses sent the digest by e-mail (needs `[notify.email]`).
+    #[serde(default)]
+    pub emails: Vec<String>,
+    /// How many of the slowest reps the digest names.
+    #[serde(default = "three")]
+    pub slowest: usize,
+    /// `daily`, read at load.
+    #[serde(skip)]
+    pub daily_at: Option<jiff::civil::Time>,
+    /// `weekly`, read at load.
+    #[serde(skip)]
+    pub weekly_at: Option<(jiff::civil::Weekday, jiff::civil::Time)>,
+    /// `timezone`, read at load.
+    #[serde(skip, default = "utc_zone")]
+    pub tz: jiff::tz::TimeZone,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+fn three() -> usize {
+    3
+}
+
+fn utc_zone() -> jiff::tz::TimeZone {
+    jiff::tz::TimeZone::UTC
+}
+
+/// `HH:MM`, 24-hour.
+fn parse_time(text: &str) -> Option<jiff::civil::Time> {
+    let (hour, minute) = text.trim().split_once(':')?;
+    let number = |part: &str, below: i8| {
+        let valid = (1..=2).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit());
+        part.parse::<i8>().ok().filter(|n| valid && *n < below)
+    };
+    jiff::civil::Time::new(number(hour, 24)?, number(minute, 60)?, 0, 0).ok()
+}
+
+/// `mon 08:00` (a weekday's first three letters or its full name, any case).
+fn parse_weekly(text: &str) -> Option<(jiff::civil::Weekday, jiff::civil::Time)> {
+    use jiff::civil::Weekday;
+    let (day, time) = text.trim().split_once(char::is_whitespace)?;
+    let day = day.to_ascii_lowercase();
+    let weekday = [
+        ("mon", "monday", Weekday::Monday),
+        ("tue", "tuesday", Weekday::Tuesday),
+        ("wed", "wednesday", Weekday::Wednesday),
+        ("thu", "thursday", Weekday::Thursday),
+        ("fri", "friday", Weekday::Friday),
+        ("sat", "saturday", Weekday::Saturday),
+        ("sun", "sunday", Weekday::Sunday),
+    ]
+    .into_iter()
+    .find(|(short, long, _)| day == *short || day == *long)
+    .map(|(_, _, weekday)| weekday)?;
+    Some((weekday, parse_time(time)?))
+}
+
+impl DigestConfig {
+    /// Reads the times and the zone, and checks that each destination can be reached.
+    fn resolve(&mut self, has_slack_app: bool, has_email: bool) -> Result<(), (String, String)> {
+        let key = |name: &str| format!("reports.digest.{name}");
+        if let Some(daily) = &self.daily {
+            self.daily_at = Some(parse_time(daily).ok_or_else(|| {
+                (
+                    key("daily"),
+                    format!("{daily:?} is not a time of day such as \"08:00\""),
+                )
+            })?);
+        }
+        if let Some(weekly) = &self.weekly {
+            self.weekly_at = Some(parse_weekly(weekly).ok_or_else(|| {
+                (
+                    key("weekly"),
+                    format!("{weekly:?} is not a weekday and a time such as \"mon 08:00\""),
+                )
+            })?);
+        }
+        if self.daily.is_none() && self.weekly.is_none() {
+            return Err((
+                key("daily"),
+                "set daily, weekly or both: without either no digest is ever sent".into(),
+            ));
+        }
+        self.tz = crate::calendar::parse_time_zone(&self.timezone)
+            .map_err(|message| (key("timezone"), message))?;
+        if let Some(channel) = &self.slack_channel {
+            if !has_slack_app {
+                return Err((
+                    key("slack_channel"),
+                    "needs a [notify.slack] section (the Slack app posts the digest)".into(),
+                ));
+            }
+            if !super::team::is_slack_id(channel) {
+                return Err((
+                    key("slack_channel"),
+                    format!("{channel:?} is not a Slack channel id such as C0123ABCD"),
+                ));
+            }
+        }
+        for address in &self.emails {
+            if crate::email::Mailbox::new(None, address).is_err() {
+                return Err((
+                    key("emails"),
+                    format!("{address:?} is not an e-mail address"),
+                ));
+            }
+        }
+        if !self.emails.is_empty() && !has_email {
+            return Err((
+                key("emails"),
+                "needs a [notify.email] section (its sender and mail server)".into(),
+            ));
+        }
+        if self.slack_channel.is_none() && self.emails.is_empty() {
+            return Err((
+                key("slack_channel"),
+                "set slack_channel, emails or both: the digest needs somewhere to go".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for ReportsConfig {
@@ -44,14 +184,24 @@ impl Default for ReportsConfig {
                 .to_vec(),
             api_token_env: None,
             api_token: None,
+            digest: None,
         }
     }
 }
 
 impl ReportsConfig {
-    /// Reads the API token and checks the field names; the error names the key, never the
+    /// Reads the API token, checks the field names and the digest (which needs the Slack app
+    /// for a channel, `[notify.email]` for addresses); the error names the key, never the
     /// token.
-    pub(super) fn resolve(&mut self, env: Env<'_>) -> Result<(), (String, String)> {
+    pub(super) fn resolve(
+        &mut self,
+        env: Env<'_>,
+        has_slack_app: bool,
+        has_email: bool,
+    ) -> Result<(), (String, String)> {
+        if let Some(digest) = self.digest.as_mut() {
+            digest.resolve(has_slack_app, has_email)?;
+        }
         for field in &self.handoff_fields {
             if !HANDOFF_FIELDS.contains(&field.as_str()) {
                 return Err((
@@ -114,7 +264,9 @@ mod tests {
             ..ReportsConfig::default()
         };
         let lookup = |name: &str| (name == "REPORT_TOKEN").then(|| token.to_owned());
-        config.resolve(Env::new(&lookup)).expect("resolves");
+        config
+            .resolve(Env::new(&lookup), false, false)
+            .expect("resolves");
         config
     }
 
@@ -134,7 +286,9 @@ mod tests {
             ..ReportsConfig::default()
         };
         let none = |_: &str| None;
-        let (key, message) = config.resolve(Env::new(&none)).expect_err("unknown field");
+        let (key, message) = config
+            .resolve(Env::new(&none), false, false)
+            .expect_err("unknown field");
         assert_eq!(key, "reports.handoff_fields");
         assert!(message.contains("\"budget\""), "{message}");
         let mut config = ReportsConfig {
@@ -142,10 +296,132 @@ mod tests {
             ..ReportsConfig::default()
         };
         let short = |_: &str| Some("short".to_owned());
-        let (_, message) = config.resolve(Env::new(&short)).expect_err("short");
+        let (_, message) = config
+            .resolve(Env::new(&short), false, false)
+            .expect_err("short");
         assert!(
             !message.contains("short\""),
             "the token is never shown: {message}"
         );
+    }
+
+    mod digest {
+        use crate::config::tests::MINIMAL;
+        use crate::config::Config;
+
+        const SLACK: &str = "[notify.slack]\nbot_token_env = \"SLACK_BOT_TOKEN\"\n";
+        const EMAIL: &str = "[notify.email]\nfrom = \"leadrelay <alerts@yourco.example>\"\n\
+                             smtp_host = \"127.0.0.1\"\n";
+
+        fn load(sections: &str, digest: &str) -> Result<Config, String> {
+            let env = |name: &str| (name == "SLACK_BOT_TOKEN").then(|| "xoxb-1-2-3".to_owned());
+            Config::parse(
+                &format!("{MINIMAL}\n{sections}\n[reports.digest]\n{digest}"),
+                "leadrelay.toml",
+                &env,
+            )
+            .map_err(|e| e.to_string())
+        }
+
+        #[test]
+        fn a_digest_reads_its_times_and_zone() {
+            let config = load(
+                &format!("{SLACK}{EMAIL}"),
+                "daily = \"07:30\"\nweekly = \"Mon 08:00\"\ntimezone = \"Europe/Berlin\"\n\
+                 slack_channel = \"C0DIGEST\"\nemails = [\"vp@yourco.example\"]\n",
+            )
+            .expect("valid");
+            let digest = config.reports.digest.expect("digest");
+            assert_eq!(digest.daily_at, Some(jiff::civil::time(7, 30, 0, 0)));
+            assert_eq!(
+                digest.weekly_at,
+                Some((jiff::civil::Weekday::Monday, jiff::civil::time(8, 0, 0, 0)))
+            );
+            assert_eq!(digest.tz.iana_name(), Some("Europe/Berlin"));
+            assert_eq!(digest.slowest, 3);
+            let utc = load(
+                SLACK,
+                "weekly = \"sunday 18:05\"\nslack_channel = \"C0DIGEST\"\n",
+            )
+            .expect("valid")
+            .reports
+            .digest
+            .expect("digest");
+            assert_eq!(utc.tz, jiff::tz::TimeZone::UTC);
+            assert_eq!(utc.daily_at, None);
+        }
+
+        #[test]
+        fn digest_mistakes_are_named() {
+            let cases = [
+                (
+                    SLACK,
+                    "daily = \"8am\"\nslack_channel = \"C0D\"",
+                    "reports.digest.daily",
+                    "\"8am\" is not a time of day",
+                ),
+                (
+                    SLACK,
+                    "daily = \"24:00\"\nslack_channel = \"C0D\"",
+                    "reports.digest.daily",
+                    "not a time of day",
+                ),
+                (
+                    SLACK,
+                    "weekly = \"mo 08:00\"\nslack_channel = \"C0D\"",
+                    "reports.digest.weekly",
+                    "not a weekday and a time",
+                ),
+                (
+                    SLACK,
+                    "slack_channel = \"C0D\"",
+                    "reports.digest.daily",
+                    "set daily, weekly or both",
+                ),
+                (
+                    SLACK,
+                    "daily = \"08:00\"\ntimezone = \"Mars/Olympus\"\nslack_channel = \"C0D\"",
+                    "reports.digest.timezone",
+                    "not a known IANA time zone",
+                ),
+                (
+                    "",
+                    "daily = \"08:00\"\nslack_channel = \"C0D\"",
+                    "reports.digest.slack_channel",
+                    "needs a [notify.slack] section",
+                ),
+                (
+                    SLACK,
+                    "daily = \"08:00\"\nslack_channel = \"#sales\"",
+                    "reports.digest.slack_channel",
+                    "not a Slack channel id",
+                ),
+                (
+                    SLACK,
+                    "daily = \"08:00\"\nemails = [\"vp@yourco.example\"]",
+                    "reports.digest.emails",
+                    "needs a [notify.email] section",
+                ),
+                (
+                    EMAIL,
+                    "daily = \"08:00\"\nemails = [\"not an address\"]",
+                    "reports.digest.emails",
+                    "is not an e-mail address",
+                ),
+                (
+                    SLACK,
+                    "daily = \"08:00\"",
+                    "reports.digest.slack_channel",
+                    "the digest needs somewhere to go",
+                ),
+            ];
+            for (sections, digest, key, problem) in cases {
+                let error = load(sections, digest).expect_err(digest);
+                assert!(
+                    error.contains(key) && error.contains(problem),
+                    "{digest}: {error}"
+                );
+            }
+        }
     }
 }

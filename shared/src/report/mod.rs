@@ -1,9 +1,11 @@
 //! Speed-to-lead reporting, defined once for the CLI and the JSON API: [`LeadFacts`] (the
 //! compact per-lead record every store keeps beside the lead), the figures computed from them
-//! ([`speed_to_lead`]) and the handoff audit ([`audit()`]). Pure: the stores read the facts,
-//! the callers pass them in. The formulas are written out in docs/reports.md.
+//! ([`speed_to_lead`]), the handoff audit ([`audit()`]) and the scheduled [`digest`]. Pure:
+//! the stores read the facts, the callers pass them in. The formulas are written out in
+//! docs/reports.md.
 
 mod audit;
+pub mod digest;
 mod facts;
 mod figures;
 

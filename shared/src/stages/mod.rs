@@ -6,7 +6,8 @@
 //!   stages, reached through [`Pipeline::handle`] and [`Pipeline::consume`].
 //! - [`claim`]: the first claim wins; [`sla`]: sla-watch escalates what nobody claimed;
 //!   [`close`]: a worked lead leaves its owner's count; [`activity`]: touches, meetings and
-//!   outcomes after the alert; [`report`]: the speed-to-lead report and the handoff audit.
+//!   outcomes after the alert; [`report`]: the speed-to-lead report and the handoff audit;
+//!   `digest.rs`: the scheduled digest, queued by sla-watch and sent by the notify stage.
 //!
 //! This file holds the [`Pipeline`], the errors, the dispatch and retry schedule, and the helpers
 //! the stages share.
@@ -19,6 +20,7 @@ pub mod activity;
 pub mod claim;
 pub mod claim_policy;
 pub mod close;
+mod digest;
 mod enrich;
 mod inbound;
 pub use inbound::{InboundError, InboundPost, ReplyIntake, REPLY_TEXT_LIMIT};
@@ -318,10 +320,19 @@ impl Pipeline {
         self.handle_with(Stage::Route, body, Pipeline::route).await
     }
 
-    /// Handles one message body from the notify queue: the lead's alerts, or a prospect's
-    /// reply for its current owner.
+    /// Handles one message body from the notify queue: the lead's alerts, a prospect's
+    /// reply for its current owner, or a scheduled digest (no lead's).
     pub async fn handle_notify(&self, body: &str) -> Result<Outcome, StageError> {
         let envelope = Envelope::from_json(body)?;
+        if let Some(request) = &envelope.digest {
+            if envelope.stage != Stage::Notify {
+                return Err(StageError::WrongStage {
+                    expected: Stage::Notify,
+                    found: envelope.stage,
+                });
+            }
+            return self.send_digest(&envelope, request).await;
+        }
         if let Some(reply) = &envelope.reply {
             return self
                 .handle_with(Stage::Notify, body, async |pipeline, lead| {
@@ -425,7 +436,11 @@ impl Pipeline {
         error: &StageError,
     ) -> Result<Deferred, QueueError> {
         let text = error.to_string();
-        let lead_id = Envelope::from_json(&message.body).ok().map(|e| e.lead_id);
+        // A digest's message is no lead's: there is no lead to record the failure on.
+        let lead_id = Envelope::from_json(&message.body)
+            .ok()
+            .filter(|e| e.digest.is_none())
+            .map(|e| e.lead_id);
         let channel = error.channels().join(",");
         if let Some(lead_id) = &lead_id {
             let failure = StageFailure {

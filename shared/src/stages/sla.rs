@@ -5,6 +5,8 @@
 //! `pause_after_breaches` in a row), then takes the next ladder step: a new owner, a new
 //! deadline, and an alert through the notify stage with the lead's age. Past the last step the
 //! lead stays with its owner and drops out of the index: the ladder has a top.
+//!
+//! Each run also queues the `[reports.digest]` digests that came due (see `digest.rs`).
 
 use std::collections::HashMap;
 
@@ -41,9 +43,12 @@ pub struct SweepReport {
     pub skipped: usize,
     /// Held after-hours alerts whose opening came, sent to the notify stage.
     pub released: Vec<String>,
+    /// Scheduled digests that came due and were queued for the notify stage
+    /// (`weekly:2026-11-30`).
+    pub digests: Vec<String>,
 }
 
-/// Escalates every lead due at the clock's now.
+/// Escalates every lead due at the clock's now, then queues any digest that came due.
 pub async fn sweep(pipeline: &Pipeline) -> Result<SweepReport, StageError> {
     let mut report = SweepReport::default();
     for _ in 0..MAX_BATCHES {
@@ -57,6 +62,8 @@ pub async fn sweep(pipeline: &Pipeline) -> Result<SweepReport, StageError> {
             break;
         }
     }
+    // After the escalations: a digest's trouble never holds up a lead.
+    report.digests = pipeline.queue_due_digests(pipeline.clock.now()).await?;
     if report.breaches > 0 {
         info!(stage = "sla", breaches = report.breaches, escalated = report.escalated.len(),
             stopped = report.stopped.len(), paused = ?report.paused, "sla-watch");

@@ -2,10 +2,10 @@
 //! private key read from PEM, and a claims set signed in the compact serialisation
 //! (`base64url(header) . base64url(claims) . base64url(signature)`).
 //!
-//! Two steps, so that only what signs links ring's RSA code: [`check_pem`] (PEM, base64, no
-//! encryption) runs in every configuration check; [`RsaKey::from_pem`] parses the key where
-//! tokens are signed, at the start of that process, so a key that cannot sign is still a
-//! start-up error naming its setting rather than a failed delivery later.
+//! Two steps: [`check_pem`] (PEM, base64, no encryption) runs in every configuration check;
+//! [`RsaKey::from_pem`] parses the key where tokens are signed, at the start of that process,
+//! so a key that cannot sign is still a start-up error naming its setting rather than a failed
+//! delivery later, and a process that never signs does not parse a key it has no use for.
 
 use std::fmt;
 use std::sync::Arc;

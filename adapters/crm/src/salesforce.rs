@@ -62,7 +62,7 @@ impl Token {
 pub struct Tokens {
     config: SalesforceConfig,
     /// The JWT bearer flow's key, parsed once here (the configuration check only looks at
-    /// its PEM, so that processes that never sign do not link the RSA code).
+    /// its PEM: the functions that never sign do not parse it).
     key: Option<RsaKey>,
     clock: Arc<dyn Clock>,
     token: tokio::sync::Mutex<Option<Token>>,

@@ -111,9 +111,9 @@ pub struct SalesforceConfig {
 }
 
 /// The JWT bearer flow's private key as the configuration holds it: PEM text that is shaped
-/// like an unencrypted private key ([`jwt::check_pem`]), not yet parsed. Parsing needs ring's
-/// RSA code, which only what signs tokens (the Salesforce channel, the CRM lookup) should link:
-/// every Lambda function checks the whole configuration at start.
+/// like an unencrypted private key ([`jwt::check_pem`]), not yet parsed. Every Lambda function
+/// checks the whole configuration at start; only those that sign tokens (the Salesforce
+/// channel, the CRM lookup) parse the key ([`SalesforceConfig::signing_key`]).
 #[derive(Clone)]
 pub struct PrivateKeyPem {
     pem: SecretString,

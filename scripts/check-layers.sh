@@ -64,6 +64,12 @@ ADAPTERS="leadrelay-web leadrelay-channels leadrelay-email leadrelay-providers l
         leadrelay-claim leadrelay-sla; do
         forbid "$entry" "TLS runs on ring only (leadrelay-https)" aws-lc-rs aws-lc-sys
     done
+    # The functions configure the AWS SDK from Lambda's variables (`lambda_sdk_config`):
+    # aws-config's default chain (profiles, SSO, STS web identity, IMDS, ECS) is the operators'.
+    for fn in ingest enrich route notify claim sla; do
+        forbid "leadrelay-$fn" "the SDK is configured from the environment, not aws-config's chain" \
+            aws-config aws-sdk-sts aws-sdk-sso aws-sdk-ssooidc
+    done
     # The same over the whole workspace: `cargo build --bin ingest` (cargo-lambda, sam build)
     # resolves features across every member, so a test crate's feature would reach the Lambdas.
     if cargo tree --quiet --offline --workspace -e normal --prefix none -f '{p}' 2>/dev/null |

@@ -2,8 +2,10 @@
 //! private key read from PEM, and a claims set signed in the compact serialisation
 //! (`base64url(header) . base64url(claims) . base64url(signature)`).
 //!
-//! The key is parsed once, when the configuration is loaded, so a key that cannot sign is a
-//! start-up error naming its setting rather than a failed delivery later.
+//! Two steps: [`check_pem`] (PEM, base64, no encryption) runs in every configuration check;
+//! [`RsaKey::from_pem`] parses the key where tokens are signed, at the start of that process,
+//! so a key that cannot sign is still a start-up error naming its setting rather than a failed
+//! delivery later, and a process that never signs does not parse a key it has no use for.
 
 use std::fmt;
 use std::sync::Arc;
@@ -47,22 +49,7 @@ impl RsaKey {
     /// (`BEGIN RSA PRIVATE KEY`) PEM key. A value whose line breaks were written as `\n`
     /// (common where a variable holds one line) is read as if they were line breaks.
     pub fn from_pem(text: &str) -> Result<RsaKey, KeyError> {
-        let text = if !text.contains('\n') && text.contains("\\n") {
-            text.replace("\\n", "\n")
-        } else {
-            text.to_owned()
-        };
-        // PKCS#8 encrypted, or a PKCS#1 key with OpenSSL's encryption headers.
-        if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
-            || text.contains("Proc-Type: 4,ENCRYPTED")
-        {
-            return Err(KeyError::Encrypted);
-        }
-        let (label, body) = ["PRIVATE KEY", "RSA PRIVATE KEY"]
-            .into_iter()
-            .find_map(|label| pem_body(&text, label).map(|body| (label, body)))
-            .ok_or(KeyError::NotPem)?;
-        let der = STANDARD.decode(body).map_err(|_| KeyError::Base64)?;
+        let (label, der) = pem_der(text)?;
         let pair = match label {
             "PRIVATE KEY" => RsaKeyPair::from_pkcs8(&der),
             _ => RsaKeyPair::from_der(&der),
@@ -84,6 +71,34 @@ impl RsaKey {
             .map_err(|_| SignError)?;
         Ok(signature)
     }
+}
+
+/// Whether `text` is an unencrypted PKCS#8 or PKCS#1 PEM private key whose body decodes: what
+/// can be told without parsing the key itself (no ring). [`RsaKey::from_pem`] does the rest.
+pub fn check_pem(text: &str) -> Result<(), KeyError> {
+    pem_der(text).map(|_| ())
+}
+
+/// The PEM label and the DER it holds. A value whose line breaks were written as `\n` is read
+/// as if they were line breaks.
+fn pem_der(text: &str) -> Result<(&'static str, Vec<u8>), KeyError> {
+    let text = if !text.contains('\n') && text.contains("\\n") {
+        text.replace("\\n", "\n")
+    } else {
+        text.to_owned()
+    };
+    // PKCS#8 encrypted, or a PKCS#1 key with OpenSSL's encryption headers.
+    if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || text.contains("Proc-Type: 4,ENCRYPTED")
+    {
+        return Err(KeyError::Encrypted);
+    }
+    let (label, body) = ["PRIVATE KEY", "RSA PRIVATE KEY"]
+        .into_iter()
+        .find_map(|label| pem_body(&text, label).map(|body| (label, body)))
+        .ok_or(KeyError::NotPem)?;
+    let der = STANDARD.decode(body).map_err(|_| KeyError::Base64)?;
+    Ok((label, der))
 }
 
 /// The base64 between `-----BEGIN {label}-----` and its END line, whitespace removed.
@@ -175,10 +190,24 @@ mod tests {
                 .expect_err("bad base64"),
             KeyError::Base64
         );
-        let error =
-            RsaKey::from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----")
-                .expect_err("not a key");
+        let not_a_key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----";
+        let error = RsaKey::from_pem(not_a_key).expect_err("not a key");
         assert!(matches!(error, KeyError::Rejected(_)), "{error}");
+        // The check without ring finds every mistake but the last, which only parsing finds.
+        assert_eq!(check_pem("not a key"), Err(KeyError::NotPem));
+        assert_eq!(check_pem(PUBLIC), Err(KeyError::NotPem));
+        assert_eq!(
+            check_pem("-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n-----END RSA PRIVATE KEY-----"),
+            Err(KeyError::Encrypted)
+        );
+        assert_eq!(
+            check_pem("-----BEGIN PRIVATE KEY-----\n!!!\n-----END PRIVATE KEY-----"),
+            Err(KeyError::Base64)
+        );
+        assert_eq!(check_pem(not_a_key), Ok(()));
+        for pem in [PKCS8, PKCS1, PKCS8.replace('\n', "\\n").as_str()] {
+            assert_eq!(check_pem(pem), Ok(()));
+        }
         assert!(!format!("{:?}", RsaKey::from_pem(PKCS8).expect("key")).contains("MII"));
     }
 }

@@ -30,6 +30,8 @@ struct Stack {
     deployment: Deployment,
     pipeline: Arc<Pipeline>,
     slack: MockServer,
+    /// What the template gives every function (`LEADRELAY_*`).
+    function_env: Env,
 }
 
 /// A deployment on moto: table, queues, the TOML config and the secrets in SSM.
@@ -110,6 +112,7 @@ async fn stack(slack_status: u16) -> Stack {
         deployment,
         pipeline,
         slack,
+        function_env,
     }
 }
 
@@ -559,4 +562,177 @@ async fn sms_through_sns_publishes_and_a_refused_number_is_permanent() {
         .expect_err("refused");
     assert!(refused.is_permanent(), "{refused}");
     assert_eq!(refused.channel(), "sms");
+}
+
+/// The variables Lambda gives a function, with `endpoints` pointing it at moto.
+fn lambda_environment(endpoints: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let mut vars: Vec<(String, String)> = [
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_SESSION_TOKEN", "testing"),
+    ]
+    .into_iter()
+    .chain(endpoints.iter().copied())
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    // A profile the loader's chain would read; the functions read the environment only.
+    vars.push(("AWS_PROFILE".into(), "no-such-profile".into()));
+    move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_functions_configure_the_sdk_from_the_environment_alone() {
+    let stack = stack(200).await;
+    let moto_url = stack.moto.endpoint.clone();
+    // AWS_ENDPOINT_URL, as `make test` and the cold-start bench point the functions at moto.
+    let sdk =
+        leadrelay_aws::lambda_sdk_config(lambda_environment(&[("AWS_ENDPOINT_URL", &moto_url)]))
+            .expect("the Lambda environment");
+    bootstrap::pipeline(&sdk, &stack.function_env)
+        .await
+        .expect("configuration and secrets read from SSM on moto");
+    // Per service: the global endpoint leads nowhere (nothing listens on the discard port), so
+    // the lead below gets through only if each client takes its own variable.
+    let sdk = leadrelay_aws::lambda_sdk_config(lambda_environment(&[
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        ("AWS_ENDPOINT_URL_DYNAMODB", &moto_url),
+        ("AWS_ENDPOINT_URL_SQS", &moto_url),
+        ("AWS_ENDPOINT_URL_SSM", &moto_url),
+    ]))
+    .expect("the Lambda environment");
+    let pipeline = bootstrap::every_stage_pipeline(&sdk, &stack.function_env)
+        .await
+        .expect("the functions' start-up");
+    let stack = Stack { pipeline, ..stack };
+    let (status, body) = invoke_ingest(
+        &stack,
+        "msg_aws_env_1",
+        &sample("02-capture-emea-pricing.json"),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let lead_id = body["lead_id"].as_str().expect("lead id").to_owned();
+    let (s, id) = (&stack, lead_id.as_str());
+    run_until(s, "the lead notified", || async move {
+        lead_state(s, id).await == "notified"
+    })
+    .await;
+    assert_eq!(
+        stack.slack.received_requests().await.map(|r| r.len()),
+        Some(1)
+    );
+}
+
+/// A deployment on moto whose configuration writes leads to Salesforce with the JWT bearer
+/// flow and looks owners up there (`[enrichment.crm]`), `key` being the private key's
+/// SecureString: the functions' environment, and the configuration's parameter and text.
+async fn jwt_deployment(moto: &Moto, key: &str) -> (Env, String, String) {
+    let deployment = moto.deploy(MAX_RECEIVES, 30).await;
+    let prefix = format!("/{}/", deployment.table);
+    let config = example_config()
+        .edit(
+            "\n[claim]\n",
+            "\n[notify.salesforce]\nauth = \"jwt_bearer\"\nlogin_url = \"https://login.salesforce.com\"\n\
+             client_id_env = \"SF_CLIENT_ID\"\nusername = \"leadrelay@yourco.example\"\n\
+             private_key_env = \"SF_PRIVATE_KEY\"\n\n[claim]\n",
+        )
+        .edit_first("[enrichment]\n", "[enrichment]\nproviders = [\"crm\"]\n")
+        + "\n[enrichment.crm]\nsource = \"salesforce\"\nbudget_ms = 2000\n";
+    let parameter = format!("{prefix}config");
+    let ssm = moto.ssm();
+    for (name, value, kind) in [
+        (parameter.clone(), config.clone(), ParameterType::String),
+        (
+            format!("{prefix}secrets/SF_CLIENT_ID"),
+            "3MVG9leadrelayTestConsumerKey".to_owned(),
+            ParameterType::SecureString,
+        ),
+        (
+            format!("{prefix}secrets/SF_PRIVATE_KEY"),
+            key.to_owned(),
+            ParameterType::SecureString,
+        ),
+    ] {
+        ssm.put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(kind)
+            .send()
+            .await
+            .expect("put parameter");
+    }
+    let env = std::collections::HashMap::from([
+        (bootstrap::ENV_TABLE.to_owned(), deployment.table.clone()),
+        (
+            bootstrap::ENV_CONFIG_PARAMETER.to_owned(),
+            parameter.clone(),
+        ),
+        (
+            bootstrap::ENV_SECRETS_PATH.to_owned(),
+            format!("{prefix}secrets/"),
+        ),
+    ]);
+    let function_env = Env::from_env(|name| env.get(name).cloned()).expect("environment");
+    (function_env, parameter, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salesforce_key_that_cannot_sign_stops_the_functions_that_sign_and_no_other() {
+    let moto = moto().await;
+    // Well-formed PEM, but an EC key: RS256 cannot sign with it.
+    let ec_key =
+        std::fs::read_to_string(root().join("tests/it/fixtures/salesforce/ec-p256-key.pem"))
+            .expect("fixture");
+    let (env, parameter, config) = jwt_deployment(&moto, &ec_key).await;
+    // Ingest, route, claim and sla check the key's PEM only, and start.
+    bootstrap::pipeline(&moto.sdk, &env)
+        .await
+        .expect("the functions that never sign start");
+    // Notify and enrich (the CRM lookup) sign: their start stops with the configuration error
+    // the check gave every function before, naming the setting and the variable, not the key.
+    let line = 1 + config
+        .lines()
+        .position(|l| l.starts_with("private_key_env"))
+        .expect("written");
+    let expected = format!(
+        "ssm:{parameter}:{line}: notify.salesforce.private_key_env: SF_PRIVATE_KEY: not an RSA \
+         private key ring can sign with: "
+    );
+    let notify = bootstrap::notify_pipeline(&moto.sdk, &env)
+        .await
+        .err()
+        .expect("notify refuses the key")
+        .to_string();
+    assert!(notify.starts_with(&expected), "{notify}");
+    let enrich = bootstrap::enrich_pipeline(&moto.sdk, &env)
+        .await
+        .err()
+        .expect("enrich refuses the key");
+    let enrich = format!("{enrich:#}");
+    assert!(enrich.contains(&expected), "{enrich}");
+    for error in [&notify, &enrich] {
+        assert!(
+            !error.contains("BEGIN") && !error.contains("MIG"),
+            "{error}"
+        );
+    }
+
+    // A value that is no PEM private key at all still stops every function.
+    let public =
+        std::fs::read_to_string(root().join("tests/it/fixtures/salesforce/jwt-test-key.pub.pem"))
+            .expect("fixture");
+    let (env, parameter, _) = jwt_deployment(&moto, &public).await;
+    let error = bootstrap::pipeline(&moto.sdk, &env)
+        .await
+        .err()
+        .expect("refused by the configuration check");
+    let error = format!("{error:#}");
+    assert!(
+        error.contains(&format!("ssm:{parameter}:"))
+            && error.contains(
+                "notify.salesforce.private_key_env: SF_PRIVATE_KEY: not a PEM private key"
+            ),
+        "{error}"
+    );
 }

@@ -1176,6 +1176,36 @@ async fn a_refused_grant_is_dead_lettered_and_operations_hear_of_it() {
 }
 
 #[tokio::test]
+async fn leadrelay_serve_refuses_a_jwt_key_it_cannot_sign_with_naming_the_setting() {
+    let (_server, sf) = StandIn::start().await;
+    let jwt = "auth = \"jwt_bearer\"\nclient_id_env = \"SF_CLIENT_ID\"\nusername = \"leadrelay@yourco.example\"\nprivate_key_env = \"SF_PRIVATE_KEY\"";
+    let config_text = served_config(&sf).replace(CLIENT_CREDENTIALS, jwt);
+    let files = ServeFiles::new(&config_text);
+    // Well-formed PEM, but an EC key: RS256 cannot sign with it.
+    let ec_key = include_str!("fixtures/salesforce/ec-p256-key.pem");
+    let (status, log) = serve(&files)
+        .env("SF_CLIENT_ID", CLIENT_ID)
+        .env("SF_PRIVATE_KEY", ec_key)
+        .refused()
+        .await;
+    assert!(!status.success(), "{log}");
+    let line = 1 + config_text
+        .lines()
+        .position(|l| l.starts_with("private_key_env"))
+        .expect("written");
+    let expected = format!(
+        "{}:{line}: notify.salesforce.private_key_env: SF_PRIVATE_KEY: not an RSA private key \
+         ring can sign with: ",
+        files.config.display()
+    );
+    assert!(log.contains(&expected), "{log}");
+    assert!(
+        !log.contains("BEGIN") && !log.contains(ec_key.lines().nth(1).expect("body")),
+        "{log}"
+    );
+}
+
+#[tokio::test]
 async fn no_secret_or_token_is_ever_logged() {
     let (_server, sf) = StandIn::start().await;
     let config_text = served_config(&sf);

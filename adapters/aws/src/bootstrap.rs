@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use aws_config::SdkConfig;
+use aws_types::SdkConfig;
 use leadrelay_shared::config::Config;
 use leadrelay_shared::email::Mailbox;
 use leadrelay_shared::model::Stage;
@@ -287,7 +287,7 @@ pub async fn notify_from_environment() -> anyhow::Result<Arc<Pipeline>> {
     start(|sdk, deployment| async move { notify_pipeline(&sdk, &deployment).await }).await
 }
 
-/// AWS configuration from the environment, then `build`, timed: the log line gives the init a
+/// AWS configuration from the environment ([`crate::lambda_sdk_config`]), then `build`, timed: the log line gives the init a
 /// cold start pays. Generic, so each function links only the builder it names.
 async fn start<F, Fut>(build: F) -> anyhow::Result<Arc<Pipeline>>
 where
@@ -295,7 +295,7 @@ where
     Fut: std::future::Future<Output = anyhow::Result<Arc<Pipeline>>>,
 {
     let started = std::time::Instant::now();
-    let sdk = crate::sdk_config().await;
+    let sdk = crate::lambda_sdk_config(|name| std::env::var(name).ok())?;
     let deployment = Deployment::from_env(|name| std::env::var(name).ok())?;
     let pipeline = build(sdk, deployment).await?;
     tracing::info!(

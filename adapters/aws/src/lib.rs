@@ -4,6 +4,7 @@
 
 pub mod bootstrap;
 pub mod dynamo;
+pub mod environment;
 pub mod lambda;
 pub mod provision;
 #[cfg(feature = "notify")]
@@ -13,6 +14,7 @@ pub mod sns;
 pub mod sqs;
 
 pub use dynamo::DynamoStore;
+pub use environment::{lambda_sdk_config, EnvConfigError};
 #[cfg(feature = "notify")]
 pub use ses::SesMailer;
 #[cfg(feature = "notify")]
@@ -29,8 +31,11 @@ pub fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
         .build_https()
 }
 
-/// The AWS configuration from the environment (region, credentials, endpoint overrides), with
-/// [`https_client`].
+/// The AWS configuration as `aws-config`'s default chain finds it (environment, profiles, SSO,
+/// STS web identity, the container and instance metadata endpoints), with [`https_client`]:
+/// for the operators' tools. The Lambda functions use [`lambda_sdk_config`], which does not
+/// link the chain.
+#[cfg(feature = "default-chain")]
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(https_client())

@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 
-use leadrelay_shared::config::{HubspotConfig, NotifyConfig, SmsConfig, SmsProvider};
+use leadrelay_shared::config::{ConfigError, HubspotConfig, NotifyConfig, SmsConfig, SmsProvider};
 use leadrelay_shared::ports::{
     DeliverySteps, Destination, Mailer, NoSteps, Notifier, NotifyError, PostedMessage, SmsSender,
 };
@@ -26,6 +26,18 @@ use leadrelay_shared::render::Alert;
 pub use delivery::{DeliveryPolicy, RateLimits};
 pub use salesforce::Salesforce;
 pub use slack_app::SlackApp;
+
+/// Why the channels could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The HTTPS client.
+    #[error(transparent)]
+    Http(#[from] leadrelay_https::ClientError),
+    /// A setting checked only where it is used: a Salesforce JWT key that cannot sign. Said
+    /// as the configuration check says its other mistakes.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
 
 /// Delivers alerts over HTTPS and to a terminal writer.
 pub struct Channels {
@@ -75,7 +87,7 @@ impl Channels {
     pub fn from_config(
         config: &NotifyConfig,
         terminal: Box<dyn Write + Send>,
-    ) -> Result<Self, leadrelay_https::ClientError> {
+    ) -> Result<Self, SetupError> {
         let mut channels = Channels::new(Duration::from_millis(config.http_timeout_ms), terminal)?;
         channels.policy = DeliveryPolicy {
             budget: Duration::from_millis(config.delivery_budget_ms),
@@ -86,7 +98,11 @@ impl Channels {
         channels.sms = config.sms.clone();
         channels.hubspot = config.hubspot.clone();
         channels.slack_app = config.slack.as_ref().and_then(SlackApp::from_config);
-        channels.salesforce = config.salesforce.as_ref().map(Salesforce::from_config);
+        channels.salesforce = config
+            .salesforce
+            .as_ref()
+            .map(Salesforce::from_config)
+            .transpose()?;
         Ok(channels)
     }
 

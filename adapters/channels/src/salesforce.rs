@@ -39,7 +39,8 @@ use serde_json::{Map, Value};
 use leadrelay_crm::salesforce::{error_detail as salesforce_error, Token, Tokens};
 use leadrelay_crm::CallError;
 use leadrelay_shared::config::{
-    is_salesforce_owner_id, is_salesforce_queue_id, SalesforceConfig, SalesforceOwnerPolicy,
+    is_salesforce_owner_id, is_salesforce_queue_id, ConfigError, SalesforceConfig,
+    SalesforceOwnerPolicy,
 };
 use leadrelay_shared::ports::{Clock, NotifyError};
 use leadrelay_shared::salesforce::SalesforceWrite;
@@ -57,11 +58,12 @@ pub struct Salesforce {
 }
 
 impl Salesforce {
-    pub fn from_config(config: &SalesforceConfig) -> Self {
-        Salesforce {
+    /// Fails on a JWT bearer key that cannot sign (see [`Tokens::from_config`]).
+    pub fn from_config(config: &SalesforceConfig) -> Result<Self, ConfigError> {
+        Ok(Salesforce {
             config: config.clone(),
-            tokens: Tokens::from_config(config),
-        }
+            tokens: Tokens::from_config(config)?,
+        })
     }
 
     /// The clock token lifetimes and JWT expiries are read from.

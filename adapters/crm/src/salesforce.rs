@@ -21,7 +21,8 @@ use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use leadrelay_shared::config::{SalesforceAuth, SalesforceConfig};
+use leadrelay_shared::config::{ConfigError, SalesforceAuth, SalesforceConfig};
+use leadrelay_shared::jwt::RsaKey;
 use leadrelay_shared::ports::{Clock, SystemClock};
 
 use crate::{unreachable, CallError};
@@ -60,17 +61,23 @@ impl Token {
 /// process; the lock also makes concurrent refreshes one request.
 pub struct Tokens {
     config: SalesforceConfig,
+    /// The JWT bearer flow's key, parsed once here (the configuration check only looks at
+    /// its PEM: the functions that never sign do not parse it).
+    key: Option<RsaKey>,
     clock: Arc<dyn Clock>,
     token: tokio::sync::Mutex<Option<Token>>,
 }
 
 impl Tokens {
-    pub fn from_config(config: &SalesforceConfig) -> Self {
-        Tokens {
+    /// Fails on a JWT key that cannot sign, with the configuration error naming
+    /// `notify.salesforce.private_key_env`: built at start, that stops the start.
+    pub fn from_config(config: &SalesforceConfig) -> Result<Self, ConfigError> {
+        Ok(Tokens {
             config: config.clone(),
+            key: config.signing_key()?,
             clock: Arc::new(SystemClock),
             token: tokio::sync::Mutex::new(None),
-        }
+        })
     }
 
     /// The clock token lifetimes and JWT expiries are read from.
@@ -191,7 +198,7 @@ impl Tokens {
                     .append_pair("client_secret", secret.expose_secret());
             }
             SalesforceAuth::JwtBearer => {
-                let key = config.private_key.as_ref().ok_or_else(|| {
+                let key = self.key.as_ref().ok_or_else(|| {
                     misconfigured("no private key (notify.salesforce.private_key_env)")
                 })?;
                 let claims = json!({

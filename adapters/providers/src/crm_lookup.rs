@@ -147,10 +147,10 @@ impl CrmLookup {
                 let owners = reps
                     .filter_map(|r| Some((r.salesforce_user_id.clone()?, r.id.clone())))
                     .collect();
-                (
-                    Backend::Salesforce(Box::new(salesforce::Tokens::from_config(notify))),
-                    owners,
-                )
+                // A JWT key that cannot sign stops the start, naming its setting.
+                let tokens =
+                    salesforce::Tokens::from_config(notify).map_err(|e| setup(e.to_string()))?;
+                (Backend::Salesforce(Box::new(tokens)), owners)
             }
         };
         let http = leadrelay_https::client(|builder| {

@@ -55,8 +55,8 @@ impl Embedded {
     ) -> anyhow::Result<Self> {
         let db = Sqlite::open(data_dir, QueueSettings::from_config(&config.pipeline))
             .with_context(|| format!("opening the store in {}", data_dir.display()))?;
-        let channels =
-            Channels::from_config(&config.notify, terminal).context("building the HTTP client")?;
+        let channels = Channels::from_config(&config.notify, terminal)
+            .context("building the alert channels")?;
         // E-mail over SMTP; a [notify.email] without a server fails the start, naming the key.
         let channels = match &config.notify.email {
             Some(email) => channels.with_mailer(Arc::new(SmtpMailer::new(email)?)),

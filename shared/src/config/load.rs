@@ -44,7 +44,9 @@ pub(super) fn unset(name: &str) -> String {
 
 impl Config {
     /// Reads, parses and validates a configuration file; `*_env` names come from the process
-    /// environment, and the files it names are found beside it.
+    /// environment, and the files it names are found beside it. Every command of the embedded
+    /// binary starts here, so it also parses the Salesforce JWT key ([`Config::parse`] only
+    /// checks its PEM; the Lambda functions parse it where they sign).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = read(path)?;
         let dir = path.parent().unwrap_or(Path::new("."));
@@ -62,6 +64,9 @@ impl Config {
         if let Some(geoip) = config.enrichment.geoip.as_mut() {
             let geoip = geoip.get_mut();
             geoip.resolved = Some(dir.join(&geoip.database));
+        }
+        if let Some(salesforce) = &config.notify.salesforce {
+            salesforce.signing_key()?;
         }
         Ok(config)
     }

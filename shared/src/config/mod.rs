@@ -56,8 +56,8 @@ pub use rules::{
     MAX_MERGE_WINDOW_HOURS,
 };
 pub use salesforce::{
-    is_owner_id as is_salesforce_owner_id, is_queue_id as is_salesforce_queue_id, SalesforceAuth,
-    SalesforceConfig, SalesforceOwnerPolicy,
+    is_owner_id as is_salesforce_owner_id, is_queue_id as is_salesforce_queue_id, PrivateKeyPem,
+    SalesforceAuth, SalesforceConfig, SalesforceOwnerPolicy,
 };
 pub use server::ServerConfig;
 pub use sources::{
@@ -177,7 +177,9 @@ type ReadFile<'a> = &'a dyn Fn(&str) -> Result<(String, String), ConfigError>;
 
 impl Config {
     /// Parses and validates configuration text; `env` resolves the `*_env` names. Files the
-    /// configuration names (`companies_csv`) are read by [`Config::load`] only.
+    /// configuration names (`companies_csv`) are read by [`Config::load`] only, which also
+    /// parses the Salesforce JWT key; here its PEM is checked without parsing the key
+    /// ([`SalesforceConfig::signing_key`] does, where tokens are signed).
     pub fn parse(
         text: &str,
         path: &str,

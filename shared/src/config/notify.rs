@@ -289,6 +289,9 @@ impl NotifyConfig {
     ) -> Result<(), ConfigError> {
         self.resolve(env)
             .map_err(|(key, message)| v.invalid(v.section("notify"), key, message))?;
+        if let Some(salesforce) = &mut self.salesforce {
+            salesforce.place_key(v);
+        }
         // A channel's delivery receipt is leased for the visibility timeout: a delivery that
         // could outlast it might be started again by another worker.
         let longest = self.delivery_budget_ms.saturating_add(self.http_timeout_ms);

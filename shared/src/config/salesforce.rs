@@ -3,12 +3,12 @@
 //! Authentication is a connected (or external client) app's OAuth 2.0 client-credentials or
 //! JWT bearer flow; the secrets come from variables named here.
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
 use super::load::Env;
 use super::{Config, ConfigError, Interval, Validator};
-use crate::jwt::RsaKey;
+use crate::jwt::{self, RsaKey};
 
 /// How leadrelay gets its access token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -104,8 +104,32 @@ pub struct SalesforceConfig {
     pub client_id: Option<SecretString>,
     #[serde(skip)]
     pub client_secret: Option<SecretString>,
+    /// JWT bearer: the key's PEM text, its shape checked; [`SalesforceConfig::signing_key`]
+    /// parses it.
     #[serde(skip)]
-    pub private_key: Option<RsaKey>,
+    pub private_key: Option<PrivateKeyPem>,
+}
+
+/// The JWT bearer flow's private key as the configuration holds it: PEM text that is shaped
+/// like an unencrypted private key ([`jwt::check_pem`]), not yet parsed. Every Lambda function
+/// checks the whole configuration at start; only those that sign tokens (the Salesforce
+/// channel, the CRM lookup) parse the key ([`SalesforceConfig::signing_key`]).
+#[derive(Clone)]
+pub struct PrivateKeyPem {
+    pem: SecretString,
+    /// The variable that held it, and where `private_key_env` is written: a key that cannot
+    /// sign is reported as the configuration check reports its other mistakes.
+    variable: String,
+    path: String,
+    line: usize,
+}
+
+impl std::fmt::Debug for PrivateKeyPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrivateKeyPem")
+            .field("variable", &self.variable)
+            .finish_non_exhaustive()
+    }
 }
 
 fn default_api_version() -> String {
@@ -140,8 +164,9 @@ const KEY: &str = "notify.salesforce";
 const MAX_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 impl SalesforceConfig {
-    /// The URLs and names checked, the secrets read from their variables and the private key
-    /// parsed; errors name the key, never a secret.
+    /// The URLs and names checked, the secrets read from their variables and the private key's
+    /// PEM checked (not parsed: [`SalesforceConfig::signing_key`]); errors name the key, never
+    /// a secret.
     pub(super) fn resolve(&mut self, env: Env<'_>) -> Result<(), Problem> {
         let problem = |key: &str, message: String| (format!("{KEY}.{key}"), message);
         self.login_url = base_url(&self.login_url).map_err(|m| problem("login_url", m))?;
@@ -222,12 +247,49 @@ impl SalesforceConfig {
                 let pem = env
                     .require(name)
                     .map_err(|message| problem("private_key_env", message))?;
-                let key = RsaKey::from_pem(&pem)
+                jwt::check_pem(&pem)
                     .map_err(|e| problem("private_key_env", format!("{name}: {e}")))?;
-                self.private_key = Some(key);
+                // Placed by `place_key` once the validator knows the line.
+                self.private_key = Some(PrivateKeyPem {
+                    pem: SecretString::from(pem),
+                    variable: name.to_owned(),
+                    path: String::new(),
+                    line: 0,
+                });
             }
         }
         Ok(())
+    }
+
+    /// Where `private_key_env` is written, for [`SalesforceConfig::signing_key`]'s error.
+    pub(super) fn place_key(&mut self, v: &Validator<'_>) {
+        if let Some(key) = &mut self.private_key {
+            let key_name = format!("{KEY}.private_key_env");
+            if let ConfigError::Invalid { path, line, .. } =
+                v.invalid(v.section("notify.salesforce"), key_name, "")
+            {
+                key.path = path;
+                key.line = line;
+            }
+        }
+    }
+
+    /// The JWT bearer flow's key parsed with ring (`None` for client credentials). Called where
+    /// tokens are signed, when that process starts: a key ring refuses fails it with the error
+    /// the configuration check gives for its other mistakes, naming `private_key_env` and its
+    /// variable, never the key.
+    pub fn signing_key(&self) -> Result<Option<RsaKey>, ConfigError> {
+        let Some(key) = &self.private_key else {
+            return Ok(None);
+        };
+        RsaKey::from_pem(key.pem.expose_secret())
+            .map(Some)
+            .map_err(|e| ConfigError::Invalid {
+                path: key.path.clone(),
+                line: key.line,
+                key: format!("{KEY}.private_key_env"),
+                message: format!("{}: {e}", key.variable),
+            })
     }
 
     /// The JWT's `aud`.
@@ -356,6 +418,7 @@ mod tests {
             "SF_BAD_KEY" => {
                 Some("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----".into())
             }
+            "SF_NOT_PEM" => Some("MIIEvQIBADANBgkqhkiG9w0BAQEFAASC".into()),
             _ => None,
         }
     }
@@ -452,7 +515,7 @@ mod tests {
                 "notify.salesforce.username",
             ),
             (
-                JWT.replace("SF_PRIVATE_KEY", "SF_BAD_KEY"),
+                JWT.replace("SF_PRIVATE_KEY", "SF_NOT_PEM"),
                 "notify.salesforce.private_key_env",
             ),
             (
@@ -475,6 +538,44 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn a_key_that_only_ring_refuses_passes_the_check_and_fails_where_it_is_parsed() {
+        // The check every function runs: PEM and base64 only.
+        let section = JWT.replace("SF_PRIVATE_KEY", "SF_BAD_KEY");
+        let config = parse(&section).expect("PEM-shaped");
+        let sf = config.notify.salesforce.expect("the section");
+        assert!(!format!("{sf:?}").contains("AAAA"), "{sf:?}");
+        // Where tokens are signed: the configuration error the check gave before, at the line
+        // of `private_key_env`.
+        let error = sf.signing_key().expect_err("ring refuses it");
+        let text = format!("{MINIMAL}\n[notify]\n[notify.salesforce]\n{section}\n");
+        let line = 1 + text
+            .lines()
+            .position(|l| l.starts_with("private_key_env"))
+            .expect("written");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "leadrelay.toml:{line}: notify.salesforce.private_key_env: SF_BAD_KEY: not an \
+                 RSA private key ring can sign with: InvalidEncoding"
+            )
+        );
+        let good = parse(JWT)
+            .expect("valid")
+            .notify
+            .salesforce
+            .expect("section");
+        assert!(good.signing_key().expect("parses").is_some());
+        let none = parse(CLIENT_CREDENTIALS).expect("valid");
+        assert!(none
+            .notify
+            .salesforce
+            .expect("section")
+            .signing_key()
+            .expect("no key")
+            .is_none());
     }
 
     #[test]

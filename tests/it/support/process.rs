@@ -132,6 +132,47 @@ impl ServeCommand<'_> {
     /// Starts it on a free loopback port and waits until `/healthz` answers.
     pub async fn spawn(self) -> Serve {
         let port = free_port();
+        let child = self.command(port).spawn().expect("spawn leadrelay serve");
+        let serve = Serve {
+            child,
+            reaped: false,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        wait_healthy(&super::http_client(), &serve.base).await;
+        serve
+    }
+
+    /// Starts it and waits for it to exit, as a refused start does: its exit status and its
+    /// log. Panics (after stopping it) if it serves instead.
+    pub async fn refused(self) -> (std::process::ExitStatus, String) {
+        let port = free_port();
+        let mut child = self.command(port).spawn().expect("spawn leadrelay serve");
+        let http = super::http_client();
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return (status, self.files.log_text());
+            }
+            let healthz = http
+                .get(format!("http://127.0.0.1:{port}/healthz"))
+                .send()
+                .await;
+            if healthz.is_ok_and(|r| r.status().is_success())
+                || started.elapsed() > Duration::from_secs(20)
+            {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "leadrelay serve did not stop at start: {}",
+                    self.files.log_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn command(&self, port: u16) -> Command {
         let mut command = match self.soft_open_files {
             Some(limit) => {
                 let mut shell = Command::new("sh");
@@ -159,15 +200,7 @@ impl ServeCommand<'_> {
             Some(path) => command.stdout(std::fs::File::create(path).expect("stdout file")),
             None => command.stdout(Stdio::null()),
         };
-        let child = command.spawn().expect("spawn leadrelay serve");
-        let serve = Serve {
-            child,
-            reaped: false,
-            port,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        wait_healthy(&super::http_client(), &serve.base).await;
-        serve
+        command
     }
 }
 

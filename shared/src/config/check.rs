@@ -104,6 +104,10 @@ impl Validator<'_> {
             .resolve(env, email)
             .map_err(|(key, message)| self.invalid(self.section("operations"), key, message))?;
         config
+            .activity
+            .check()
+            .map_err(|(key, message)| self.invalid(self.section("activity"), key, message))?;
+        config
             .reports
             .resolve(env, slack_app, email)
             .map_err(|(key, message)| self.invalid(self.section("reports"), key, message))

@@ -13,7 +13,7 @@ use sha2::{Digest as _, Sha256};
 use tracing::{error, info, warn};
 
 use super::report::MAX_UNMATCHED;
-use super::{join_errors, Outcome, Pipeline, StageError};
+use super::{join_errors, settle_retries, Outcome, Pipeline, StageError};
 use crate::email::{Mailbox, OutgoingEmail};
 use crate::model::{DigestRequest, Envelope, Stage};
 use crate::ports::{DeliveryStart, NotifyError};
@@ -165,14 +165,7 @@ impl Pipeline {
             }
             drop(claim);
         }
-        if let Some(error) = in_flight {
-            return Err(error);
-        }
-        match transient.len() {
-            0 => {}
-            1 => return Err(StageError::Notify(transient.remove(0))),
-            _ => return Err(StageError::Deliveries(transient)),
-        }
+        settle_retries(in_flight, transient)?;
         if !permanent.is_empty() {
             return self
                 .park_digest(

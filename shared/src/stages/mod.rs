@@ -208,6 +208,23 @@ pub enum StageError {
     DeliveryInFlight { channel: String, until: Timestamp },
 }
 
+/// How a round of deliveries ends while some of it may still go out on a retry: a delivery
+/// another worker still holds, else the transient failures (the queue retries the message on
+/// the retry schedule, receipts skipping what went out); `Ok` when nothing is left to retry.
+fn settle_retries(
+    in_flight: Option<StageError>,
+    mut transient: Vec<NotifyError>,
+) -> Result<(), StageError> {
+    if let Some(error) = in_flight {
+        return Err(error);
+    }
+    match transient.len() {
+        0 => Ok(()),
+        1 => Err(StageError::Notify(transient.remove(0))),
+        _ => Err(StageError::Deliveries(transient)),
+    }
+}
+
 fn join_errors(errors: &[NotifyError]) -> String {
     errors
         .iter()

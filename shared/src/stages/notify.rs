@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
 use tracing::{error, info, warn};
 
-use super::{join_errors, render_alert, Outcome, Pipeline, StageError};
+use super::{join_errors, render_alert, settle_retries, Outcome, Pipeline, StageError};
 use crate::claim_link;
 use crate::config::{QueueConfig, RepConfig};
 use crate::model::{Envelope, Lead, LeadState, Owner, Stage, StageFailure};
@@ -187,37 +187,19 @@ impl Pipeline {
         }
         // A transient failure: the queue retries the whole message on the retry schedule
         // (receipts skip what was delivered), then dead-letters it once the schedule is spent.
-        if let Some(error) = in_flight {
-            return Err(error);
-        }
-        match transient.len() {
-            0 => {}
-            1 => return Err(StageError::Notify(transient.remove(0))),
-            _ => return Err(StageError::Deliveries(transient)),
-        }
+        settle_retries(in_flight, transient)?;
         acknowledged?;
         if !permanent.is_empty() {
             // Retrying cannot fix these: park a copy in the dead-letter queue, naming each
             // channel, for a replay once the endpoint or the configuration is fixed.
             let error = join_errors(&permanent);
-            let text = format!("permanent delivery failure: {error}");
-            self.queue
-                .dead_letter(
-                    Stage::Notify,
-                    &Envelope::new(&lead.id, Stage::Notify, &lead.trace_id),
-                    &text,
-                )
+            let envelope = Envelope::new(&lead.id, Stage::Notify, &lead.trace_id);
+            self.park(&envelope, format!("permanent delivery failure: {error}"))
                 .await?;
             let channels: Vec<&str> = permanent.iter().map(NotifyError::channel).collect();
             error!(lead_id = %lead.id, trace_id = %lead.trace_id, stage = "notify",
                 channel = %channels.join(","), error = %error,
                 "dead-lettered: permanent delivery failure");
-            let failure = StageFailure {
-                stage: Stage::Notify,
-                error: text,
-                at: self.clock.now(),
-            };
-            self.store.record_failure(&lead.id, &failure).await?;
         }
         Ok(Outcome {
             skipped_as_done: !applied && delivered.is_empty(),
@@ -463,4 +445,24 @@ fn broadcast_members(lead: &Lead) -> Vec<&str> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+impl Pipeline {
+    /// Parks `envelope` in the notify dead-letter queue with `text` (replayable once the cause
+    /// is fixed) and keeps `text` as its lead's last failure, so the lead and the dead-letter
+    /// listing both say why.
+    async fn park(&self, envelope: &Envelope, text: String) -> Result<(), StageError> {
+        self.queue
+            .dead_letter(Stage::Notify, envelope, &text)
+            .await?;
+        let failure = StageFailure {
+            stage: Stage::Notify,
+            error: text,
+            at: self.clock.now(),
+        };
+        self.store
+            .record_failure(&envelope.lead_id, &failure)
+            .await?;
+        Ok(())
+    }
 }

@@ -12,7 +12,7 @@ use tracing::{error, info};
 
 use super::super::{Outcome, Pipeline, StageError};
 use crate::email::Mailbox;
-use crate::model::{Envelope, Lead, Owner, Stage, StageFailure};
+use crate::model::{Envelope, Lead, Owner};
 use crate::ports::{DeliveryStart, Destination};
 use crate::render::email::{self as render, Envelope as Parties};
 use crate::reply_relay::ForwardedReply;
@@ -152,17 +152,9 @@ impl Pipeline {
         reason: &str,
     ) -> Result<Outcome, StageError> {
         let text = format!("reply not forwarded: {reason}");
-        self.queue
-            .dead_letter(Stage::Notify, envelope, &text)
-            .await?;
+        self.park(envelope, text.clone()).await?;
         error!(lead_id = %lead.id, trace_id = %lead.trace_id, stage = "notify", channel = "email",
             error = %text, "dead-lettered: a prospect reply that cannot be forwarded");
-        let failure = StageFailure {
-            stage: Stage::Notify,
-            error: text,
-            at: self.clock.now(),
-        };
-        self.store.record_failure(&lead.id, &failure).await?;
         Ok(Outcome {
             failed_for_good: true,
             ..Outcome::default()

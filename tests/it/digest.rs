@@ -11,11 +11,8 @@ use jiff::{SignedDuration, Timestamp};
 use leadrelay_channels::Channels;
 use leadrelay_email::SmtpMailer;
 use leadrelay_shared::config::Config;
-use leadrelay_shared::model::{
-    Activity, ActivityKind, Cadence, DigestRequest, Envelope, Owner, Stage,
-};
+use leadrelay_shared::model::{ActivityKind, Cadence, DigestRequest, Envelope, Owner, Stage};
 use leadrelay_shared::ports::{LeadStore, Queue};
-use leadrelay_shared::stages::activity::ActivityEvent;
 use leadrelay_shared::stages::claim::{claim, ClaimVia};
 use leadrelay_shared::stages::sla;
 use leadrelay_shared::stages::Pipeline;
@@ -27,7 +24,8 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 use crate::support::aws::moto;
 use crate::support::smtp::SmtpSink;
 use crate::support::{
-    example_config, initech_lead, open_store, parse_config_with_env, Edit, HandClock, Terminal,
+    commented_example, example_config, initech_lead, open_store, parse_config_with_env, Edit,
+    HandClock, Terminal,
 };
 
 const TOKEN: &str = "xoxb-1111-2222-SeCrEtBoTtOkEn";
@@ -166,20 +164,7 @@ impl Harness {
 
     async fn activity(&self, id: &str, kind: ActivityKind, when: Timestamp) {
         self.clock.set(when);
-        let event = ActivityEvent {
-            lead_id: Some(id.to_owned()),
-            email: None,
-            activity: Activity {
-                kind,
-                at: when,
-                received_at: when,
-                by: None,
-                via: "cli".into(),
-                automated: false,
-                key: format!("{id}-{}", kind.name()),
-                detail: None,
-            },
-        };
+        let event = crate::support::human_activity(id, kind, when);
         self.leads.record_activity(&event).await.expect("recorded");
     }
 
@@ -489,16 +474,7 @@ async fn a_failed_destination_is_retried_alone(h: Harness) {
 #[test]
 fn the_commented_digest_example_in_the_shipped_config_validates_when_uncommented() {
     let shipped = crate::support::shipped_example_config();
-    let start = shipped
-        .find("# [reports]")
-        .expect("a commented [reports] example");
-    let block: String = shipped[start..]
-        .lines()
-        .take_while(|l| l.starts_with('#'))
-        .filter_map(|l| l.strip_prefix("# "))
-        .filter(|l| !l.starts_with(' ') && (l.starts_with('[') || l.contains(" = ")))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let block = commented_example(&shipped, "[reports]");
     assert!(block.contains("[reports.digest]"), "{block}");
     let channels = "[notify.slack]\nbot_token_env = \"SLACK_BOT_TOKEN\"\n\n\
                     [notify.email]\nfrom = \"leadrelay <alerts@yourco.example>\"\n\

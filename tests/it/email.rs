@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use crate::support::smtp::{Mail, SmtpSink};
 use crate::support::{
-    eventually, example_config, initech_lead, parse_config, sample, shipped_example_config, Edit,
-    ManualPipeline, Server, Terminal,
+    commented_example, eventually, example_config, initech_lead, parse_config, sample,
+    shipped_example_config, Edit, ManualPipeline, Server, Terminal,
 };
 use jiff::Timestamp;
 use leadrelay_email::SmtpMailer;
@@ -651,16 +651,7 @@ fn email_settings_are_checked_at_load() {
 #[test]
 fn the_commented_email_example_in_the_shipped_config_validates_when_uncommented() {
     let shipped = shipped_example_config();
-    let start = shipped
-        .find("# [notify.email]")
-        .expect("a commented [notify.email] example");
-    let block: String = shipped[start..]
-        .lines()
-        .take_while(|l| l.starts_with('#'))
-        .filter_map(|l| l.strip_prefix("# "))
-        .filter(|l| !l.starts_with(' ') && (l.starts_with('[') || l.contains(" = ")))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let block = commented_example(&shipped, "[notify.email]");
     assert!(block.contains("smtp_host"), "{block}");
     let text = shipped.edit_first("# [notify.email]", &format!("{block}\n# "));
     let config = Config::parse(&text, "t.toml", &|name| Some(format!("{name}-value")))

@@ -7,7 +7,7 @@ use crate::claim_http::{config, notified_lead, post_slack, SLACK_SECRET};
 use crate::support::Server;
 use jiff::Timestamp;
 use leadrelay_shared::claim_link;
-use leadrelay_shared::model::{ActivityKind, LeadState, Outcome, Owner};
+use leadrelay_shared::model::{ActivityKind, Lead, LeadState, Outcome, Owner};
 use leadrelay_shared::ports::LeadStore;
 use leadrelay_shared::report::{Dimension, Hours};
 use leadrelay_shared::stages::open_leads_counter;
@@ -71,6 +71,16 @@ async fn post_form(server: &Server, url: &str, name: &str, value: &str) -> reqwe
         .expect("post")
 }
 
+/// The lead as the store holds it now.
+async fn stored(server: &Server, lead_id: &str) -> Lead {
+    server
+        .db
+        .get_lead(lead_id)
+        .await
+        .expect("read")
+        .expect("lead")
+}
+
 async fn open_leads(server: &Server, rep: &str) -> i64 {
     server
         .db
@@ -102,12 +112,7 @@ async fn slack_buttons_record_the_touch_and_not_a_fit_closes_freeing_capacity() 
     )
     .await;
     assert_eq!(answer.status(), 200);
-    let lead = server
-        .db
-        .get_lead(&lead_id)
-        .await
-        .expect("read")
-        .expect("lead");
+    let lead = stored(&server, &lead_id).await;
     assert_eq!(lead.state, LeadState::Claimed);
     assert_eq!(lead.claim.as_ref().map(|c| c.rep.as_str()), Some("erin"));
     let touched = lead.timeline.first_touch_at.expect("first touch stamped");
@@ -140,12 +145,7 @@ async fn slack_buttons_record_the_touch_and_not_a_fit_closes_freeing_capacity() 
         SLACK_SECRET,
     )
     .await;
-    let lead = server
-        .db
-        .get_lead(&lead_id)
-        .await
-        .expect("read")
-        .expect("lead");
+    let lead = stored(&server, &lead_id).await;
     assert_eq!(lead.activities.len(), 2);
     assert_eq!(lead.timeline.first_touch_at, Some(touched));
 
@@ -166,12 +166,7 @@ async fn slack_buttons_record_the_touch_and_not_a_fit_closes_freeing_capacity() 
             .contains("erin claimed"),
         "{body}"
     );
-    let unchanged = server
-        .db
-        .get_lead(&lead_id)
-        .await
-        .expect("read")
-        .expect("lead");
+    let unchanged = stored(&server, &lead_id).await;
     assert_eq!(unchanged.revision, lead.revision);
 
     // A press naming a lead that does not exist: told so, nothing stored.
@@ -199,16 +194,7 @@ async fn slack_buttons_record_the_touch_and_not_a_fit_closes_freeing_capacity() 
         SLACK_SECRET,
     )
     .await;
-    assert_eq!(
-        server
-            .db
-            .get_lead(&lead_id)
-            .await
-            .expect("read")
-            .expect("lead")
-            .revision,
-        lead.revision
-    );
+    assert_eq!(stored(&server, &lead_id).await.revision, lead.revision);
 
     // Not a fit: closed as disqualified, and Erin's place is free at once.
     post_slack(
@@ -218,12 +204,7 @@ async fn slack_buttons_record_the_touch_and_not_a_fit_closes_freeing_capacity() 
         SLACK_SECRET,
     )
     .await;
-    let closed = server
-        .db
-        .get_lead(&lead_id)
-        .await
-        .expect("read")
-        .expect("lead");
+    let closed = stored(&server, &lead_id).await;
     assert_eq!(closed.state, LeadState::Closed);
     assert_eq!(
         closed.close_reason.as_deref(),
@@ -250,12 +231,7 @@ async fn not_mine_routes_the_lead_past_the_rep_and_counts_against_the_rule() {
     let lead_id = notified_lead(&server, "notmine").await;
     let response_url = format!("{}{RESPONSE_PATH}", slack.uri());
     let now = Timestamp::now().as_second();
-    let before = server
-        .db
-        .get_lead(&lead_id)
-        .await
-        .expect("read")
-        .expect("lead");
+    let before = stored(&server, &lead_id).await;
     let rule = before.assignment.as_ref().expect("assigned").rule.clone();
     assert_eq!(
         before.assignment.as_ref().expect("assigned").owner,
@@ -286,16 +262,7 @@ async fn not_mine_routes_the_lead_past_the_rep_and_counts_against_the_rule() {
         SLACK_SECRET,
     )
     .await;
-    assert_eq!(
-        server
-            .db
-            .get_lead(&lead_id)
-            .await
-            .expect("read")
-            .expect("lead")
-            .revision,
-        before.revision
-    );
+    assert_eq!(stored(&server, &lead_id).await.revision, before.revision);
 
     // Erin: not hers. Routed again, to someone else, and alerted as a new round.
     let answer = post_slack(
@@ -323,12 +290,7 @@ async fn not_mine_routes_the_lead_past_the_rep_and_counts_against_the_rule() {
         0,
         "Erin's place is freed"
     );
-    let lead = server
-        .db
-        .get_lead(&lead_id)
-        .await
-        .expect("read")
-        .expect("lead");
+    let lead = stored(&server, &lead_id).await;
     let trace = lead
         .assignment
         .as_ref()
@@ -376,17 +338,7 @@ async fn not_mine_routes_the_lead_past_the_rep_and_counts_against_the_rule() {
     .await;
     let body: Value = again.json().await.expect("json");
     assert_eq!(body["response_type"], "ephemeral");
-    assert_eq!(
-        server
-            .db
-            .get_lead(&lead_id)
-            .await
-            .expect("read")
-            .expect("lead")
-            .misroutes
-            .len(),
-        1
-    );
+    assert_eq!(stored(&server, &lead_id).await.misroutes.len(), 1);
     server.stop().await;
 }
 
@@ -441,23 +393,11 @@ async fn the_claim_page_records_what_happened_and_hands_a_lead_back_with_a_reaso
     // An unknown kind is refused.
     let answer = post_form(&server, &activity, "kind", "won").await;
     assert_eq!(answer.status(), 400);
-    assert!(server
-        .db
-        .get_lead(&lead_id)
-        .await
-        .expect("read")
-        .expect("lead")
-        .activities
-        .is_empty());
+    assert!(stored(&server, &lead_id).await.activities.is_empty());
 
     let answer = post_form(&server, &activity, "kind", "meeting_booked").await;
     assert_eq!(answer.status(), 200);
-    let lead = server
-        .db
-        .get_lead(&lead_id)
-        .await
-        .expect("read")
-        .expect("lead");
+    let lead = stored(&server, &lead_id).await;
     assert!(lead.timeline.meeting_booked_at.is_some());
     assert_eq!(
         lead.timeline.first_touch_at, None,

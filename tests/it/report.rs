@@ -10,14 +10,11 @@ use jiff::{SignedDuration, Timestamp};
 use lambda_http::tower::ServiceExt as _;
 use leadrelay_channels::Channels;
 use leadrelay_shared::config::Config;
-use leadrelay_shared::model::{
-    Activity, ActivityKind, Envelope, Lead, Misroute, Outcome, Owner, Stage,
-};
+use leadrelay_shared::model::{ActivityKind, Envelope, Lead, Misroute, Outcome, Owner, Stage};
 use leadrelay_shared::ports::{LeadStore, Queue};
 use leadrelay_shared::report::{Dimension, Hours, SpeedToLead};
 use leadrelay_shared::routing::effects::Effects;
 use leadrelay_shared::routing::open_leads_counter;
-use leadrelay_shared::stages::activity::ActivityEvent;
 use leadrelay_shared::stages::claim::{claim, ClaimVia};
 use leadrelay_shared::stages::report::{self, ReportQuery};
 use leadrelay_shared::stages::Pipeline;
@@ -129,20 +126,7 @@ impl Harness {
 
     async fn activity(&self, id: &str, kind: ActivityKind, when: Timestamp) {
         self.clock.set(when);
-        let event = ActivityEvent {
-            lead_id: Some(id.to_owned()),
-            email: None,
-            activity: Activity {
-                kind,
-                at: when,
-                received_at: when,
-                by: None,
-                via: "cli".into(),
-                automated: false,
-                key: format!("{id}-{}", kind.name()),
-                detail: None,
-            },
-        };
+        let event = crate::support::human_activity(id, kind, when);
         self.pipeline
             .record_activity(&event)
             .await

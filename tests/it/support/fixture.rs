@@ -8,6 +8,22 @@ pub fn shipped_example_config() -> String {
     std::fs::read_to_string(root().join("config/leadrelay.toml")).expect("example config")
 }
 
+/// The commented example block of the shipped configuration that starts at the line
+/// `# <header>`, uncommented: its `[section]` headers and `key = value` lines (prose and
+/// indented continuation lines left out).
+pub fn commented_example(shipped: &str, header: &str) -> String {
+    let start = shipped
+        .find(&format!("# {header}"))
+        .unwrap_or_else(|| panic!("a commented {header} example in the shipped config"));
+    shipped[start..]
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| !l.starts_with(' ') && (l.starts_with('[') || l.contains(" = ")))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 /// The example configuration as text to adjust per test, with working hours, holidays and
 /// leave taken out: tests that run on the real clock must not depend on the hour they run at.
 /// (Hours are covered by the routing tests, which hold the clock.)

@@ -27,8 +27,33 @@ pub mod smtp;
 
 pub use app::{EmbeddedApp, Server};
 pub use clock::HandClock;
-pub use fixture::{example_config, shipped_example_config, with_retry_schedule, Edit};
+pub use fixture::{
+    commented_example, example_config, shipped_example_config, with_retry_schedule, Edit,
+};
 pub use manual::{open_store, ManualPipeline};
+
+/// A human's `kind` on lead `id` at `when`, as a tool would record it: one of each kind per
+/// lead (the key is the lead and the kind).
+pub fn human_activity(
+    id: &str,
+    kind: leadrelay_shared::model::ActivityKind,
+    when: jiff::Timestamp,
+) -> leadrelay_shared::stages::activity::ActivityEvent {
+    leadrelay_shared::stages::activity::ActivityEvent {
+        lead_id: Some(id.to_owned()),
+        email: None,
+        activity: leadrelay_shared::model::Activity {
+            kind,
+            at: when,
+            received_at: when,
+            by: None,
+            via: "cli".into(),
+            automated: false,
+            key: format!("{id}-{}", kind.name()),
+            detail: None,
+        },
+    }
+}
 
 /// A client for the tests' own requests, built as the adapters build theirs.
 pub fn http_client() -> reqwest::Client {

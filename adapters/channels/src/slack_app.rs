@@ -181,19 +181,8 @@ impl SlackApp {
             "text": message["text"],
             "blocks": message["blocks"],
         });
-        let call = Call {
-            app: self,
-            http,
-            policy,
-            started: Instant::now(),
-        };
-        call.method(
-            "chat.postMessage",
-            Some((limits, &format!("app:{channel}"))),
-            &Arguments::Json(json_bytes(&body)),
-        )
-        .await
-        .map(|_| ())
+        self.in_channel(http, policy, limits, channel, "chat.postMessage", &body)
+            .await
     }
 
     /// Posts `text` (Slack mrkdwn, escaped by the caller) as a reply in the thread of a message
@@ -211,8 +200,15 @@ impl SlackApp {
             "thread_ts": posted.ts,
             "text": text,
         });
-        self.on_posted(http, policy, limits, posted, "chat.postMessage", &body)
-            .await
+        self.in_channel(
+            http,
+            policy,
+            limits,
+            &posted.channel,
+            "chat.postMessage",
+            &body,
+        )
+        .await
     }
 
     /// Replaces a message the app posted (`chat.update`) with `message`'s `text` and
@@ -231,18 +227,18 @@ impl SlackApp {
             "text": message["text"],
             "blocks": message["blocks"],
         });
-        self.on_posted(http, policy, limits, posted, "chat.update", &body)
+        self.in_channel(http, policy, limits, &posted.channel, "chat.update", &body)
             .await
     }
 
-    /// Calls `method` with `body` about a message the app posted, under the rate limit of the
-    /// message's channel.
-    async fn on_posted(
+    /// Calls `method` with `body` in `channel` (a message to post there, or one the app posted
+    /// there), under that channel's rate limit.
+    async fn in_channel(
         &self,
         http: &reqwest::Client,
         policy: &DeliveryPolicy,
         limits: &RateLimits,
-        posted: &PostedMessage,
+        channel: &str,
         method: &str,
         body: &Value,
     ) -> Result<(), NotifyError> {
@@ -254,7 +250,7 @@ impl SlackApp {
         };
         call.method(
             method,
-            Some((limits, &format!("app:{}", posted.channel))),
+            Some((limits, &format!("app:{channel}"))),
             &Arguments::Json(json_bytes(body)),
         )
         .await

@@ -26,6 +26,7 @@ pub mod calendar;
 pub mod claim_link;
 pub mod cleaning;
 pub mod config;
+pub mod console;
 pub mod email;
 pub mod enrichment;
 pub mod json_path;

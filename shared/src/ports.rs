@@ -6,6 +6,7 @@
 //!   [`Mailer`] (SMTP in `leadrelay-email`, SES in `leadrelay-aws`) and, on AWS, SMS through an
 //!   [`SmsSender`] (SNS); [`NoChannels`] in a process that runs no notify stage.
 //! - [`Clock`]: [`SystemClock`], or a clock a test holds still.
+//! - [`ConsoleStore`]: the console's sessions and audit log, beside the leads in each store.
 //!
 //! The enrichment provider port is [`crate::enrichment::EnrichmentProvider`]. What a store
 //! writes with a lead is described by [`crate::routing::effects`]; the contact index answers
@@ -17,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jiff::Timestamp;
 
+use crate::console::{ConsoleAction, Session};
 use crate::email::OutgoingEmail;
 use crate::model::{Envelope, Lead, LeadState, Stage, StageFailure, UnmatchedActivity};
 use crate::render::Alert;
@@ -365,6 +367,10 @@ pub trait LeadStore: Send + Sync {
 
     /// Sets a counter to zero (resuming a paused rep).
     async fn reset_counter(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Sets a counter to `value`, creating it if needed (a rep's availability, set in the
+    /// console: [`crate::routing::away_until_counter`]).
+    async fn set_counter(&self, name: &str, value: i64) -> Result<(), StoreError>;
 
     /// Keeps an activity event that matched no lead, once per activity key; whether it was
     /// new (a replay of a kept event changes nothing).
@@ -867,4 +873,28 @@ pub trait DeadLetters: Send + Sync {
 
     /// Makes listed-but-untouched messages visible again at once (SQS); a no-op elsewhere.
     async fn release(&self, stage: Stage, letter: &DeadLetter) -> Result<(), QueueError>;
+}
+
+/// The web console's sessions and audit log. Kept in the same store as the leads (SQLite; the
+/// DynamoDB table), so a session works on every instance that serves the console.
+#[async_trait]
+pub trait ConsoleStore: Send + Sync {
+    /// Keeps a new session under its [`Session::key`].
+    async fn start_session(&self, session: &Session) -> Result<(), StoreError>;
+
+    /// The session stored under `key`, if any and if it has not expired at `now`.
+    async fn session(&self, key: &str, now: Timestamp) -> Result<Option<Session>, StoreError>;
+
+    /// Ends a session (sign-out); ending one that is gone is not an error.
+    async fn end_session(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Appends one entry to the audit log.
+    async fn record_action(&self, action: &ConsoleAction) -> Result<(), StoreError>;
+
+    /// Audit entries at or after `since`, newest first, at most `limit`.
+    async fn actions_since(
+        &self,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<ConsoleAction>, StoreError>;
 }

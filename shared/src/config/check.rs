@@ -110,6 +110,15 @@ impl Validator<'_> {
         config
             .reports
             .resolve(env, slack_app, email)
-            .map_err(|(key, message)| self.invalid(self.section("reports"), key, message))
+            .map_err(|(key, message)| self.invalid(self.section("reports"), key, message))?;
+        if let Some(console) = &config.console {
+            console
+                .check(
+                    |rep| rep_ids.contains(rep),
+                    |team| config.team(team).is_some(),
+                )
+                .map_err(|(key, message)| self.invalid(self.section("console"), key, message))?;
+        }
+        Ok(())
     }
 }

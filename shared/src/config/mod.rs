@@ -15,6 +15,7 @@ use toml::Spanned;
 mod activity;
 mod alerts;
 mod check;
+mod console;
 mod email;
 mod enrichment;
 mod load;
@@ -36,6 +37,7 @@ mod validation;
 
 pub use activity::ActivityConfig;
 pub use alerts::{ClaimConfig, ClaimPolicy, EscalateTo, EscalationConfig, EscalationStep};
+pub use console::{ConsoleAccount, ConsoleConfig, Role};
 pub use email::{
     language_covers, AcknowledgementTemplate, EmailConfig, RepliesConfig, SmtpCredentials, SmtpTls,
 };
@@ -140,6 +142,9 @@ pub struct Config {
     /// `[reports]`: handoff fields the report checks, and the report API's token.
     #[serde(default)]
     pub reports: ReportsConfig,
+    /// `[console]`: the web console's accounts; the console is not served without it.
+    #[serde(default)]
+    pub console: Option<ConsoleConfig>,
 }
 
 /// A duration written the friendly way: `"250ms"`, `"5s"`, `"2m"`, `"1h 30m"`, `"1d"`.

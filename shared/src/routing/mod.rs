@@ -44,6 +44,8 @@ const STORED_TRIALS: usize = 50;
 const OPEN_LEADS_OF_REP: &str = "open_leads:rep:";
 /// A rep's missed-SLA streak counter is this and the rep's id.
 const SLA_STREAK_OF_REP: &str = "sla_streak:rep:";
+/// A rep's out-of-office end (Unix seconds; 0 or past: available) is this and the rep's id.
+const AWAY_UNTIL_OF_REP: &str = "away_until:rep:";
 
 /// The per-owner counter of open leads.
 pub fn open_leads_counter(owner: &Owner) -> String {
@@ -58,6 +60,13 @@ pub fn open_leads_counter(owner: &Owner) -> String {
 /// `[escalation] pause_after_breaches` the rep gets no new leads until it is reset.
 pub fn sla_streak_counter(rep: &str) -> String {
     format!("{SLA_STREAK_OF_REP}{rep}")
+}
+
+/// The counter holding the end of a rep's out-of-office set in the console, in Unix seconds.
+/// It lives in the store beside the open-lead counter, so routing on every instance honours
+/// it from the next lead on, without a restart or a configuration change.
+pub fn away_until_counter(rep: &str) -> String {
+    format!("{AWAY_UNTIL_OF_REP}{rep}")
 }
 
 /// A place in a fallback chain.
@@ -163,6 +172,8 @@ pub struct Needs {
     pub streaks: Vec<String>,
     /// (pool, period) ledgers.
     pub ledgers: Vec<(String, String)>,
+    /// Reps whose out-of-office end set in the console matters (every candidate).
+    pub away: Vec<String>,
 }
 
 impl Needs {
@@ -178,14 +189,17 @@ impl Needs {
         union(&mut self.reps, &other.reps);
         union(&mut self.streaks, &other.streaks);
         union(&mut self.ledgers, &other.ledgers);
+        union(&mut self.away, &other.away);
     }
 
-    /// The open-lead counters of `reps`, then the SLA streaks of `streaks`.
+    /// The open-lead counters of `reps`, then the SLA streaks of `streaks`, then the
+    /// out-of-office ends of `away`.
     pub fn counter_names(&self) -> Vec<String> {
         self.reps
             .iter()
             .map(|rep| open_leads_counter(&Owner::Rep(rep.clone())))
             .chain(self.streaks.iter().map(|rep| sla_streak_counter(rep)))
+            .chain(self.away.iter().map(|rep| away_until_counter(rep)))
             .collect()
     }
 }
@@ -197,15 +211,19 @@ pub struct Snapshot {
     /// Each rep's run of missed SLAs.
     pub streaks: HashMap<String, i64>,
     pub ledgers: HashMap<String, (String, PoolLedger)>,
+    /// Each rep's out-of-office end set in the console (Unix seconds; absent or 0: none).
+    pub away: HashMap<String, i64>,
 }
 
 impl Snapshot {
     /// Pairs the values read for `needs` (counters in `needs.counter_names()` order).
     pub fn new(needs: &Needs, mut counters: Vec<i64>, ledgers: Vec<PoolLedger>) -> Self {
-        let streaks = counters.split_off(needs.reps.len().min(counters.len()));
+        let mut streaks = counters.split_off(needs.reps.len().min(counters.len()));
+        let away = streaks.split_off(needs.streaks.len().min(streaks.len()));
         Snapshot {
             open: needs.reps.iter().cloned().zip(counters).collect(),
             streaks: needs.streaks.iter().cloned().zip(streaks).collect(),
+            away: needs.away.iter().cloned().zip(away).collect(),
             ledgers: needs
                 .ledgers
                 .iter()
@@ -218,6 +236,14 @@ impl Snapshot {
 }
 
 impl Snapshot {
+    /// When the rep's out-of-office set in the console ends, if it has not ended by `at`.
+    pub fn away_until(&self, rep: &str, at: Timestamp) -> Option<Timestamp> {
+        let until = self.away.get(rep).copied().unwrap_or(0);
+        (until > at.as_second())
+            .then(|| Timestamp::from_second(until).ok())
+            .flatten()
+    }
+
     /// The figures as they are once `effects` are written: the next decision of a batch
     /// routed on one read sees the leads decided before it, as the store's guards will.
     pub fn apply(&mut self, effects: &Effects) {
@@ -675,6 +701,9 @@ impl Router {
             if pausing && !needs.streaks.iter().any(|r| r == rep) {
                 needs.streaks.push(rep.to_owned());
             }
+            if !needs.away.iter().any(|r| r == rep) {
+                needs.away.push(rep.to_owned());
+            }
         };
         for step in &plan.chain {
             match step {
@@ -992,6 +1021,12 @@ impl Router {
                 other => other.to_string(),
             });
         }
+        if let Some(until) = snapshot.away_until(rep, at) {
+            return Check::Skip(format!(
+                "out of office until {} (set in the console)",
+                local(until, &r.schedule.tz)
+            ));
+        }
         if self.pause_after > 0 {
             let missed = snapshot.streaks.get(rep).copied().unwrap_or(0);
             if missed >= i64::from(self.pause_after) {
@@ -1156,6 +1191,9 @@ impl Router {
         let mut needs = Needs::default();
         if let Some(p) = self.pools.get(pool) {
             needs.reps = p.members.iter().map(|(r, _)| r.clone()).collect();
+            // Each member's availability as routing would see it: paused, out of office.
+            needs.streaks = needs.reps.clone();
+            needs.away = needs.reps.clone();
             needs
                 .ledgers
                 .push((pool.to_owned(), period_key(p.reset, &p.tz, now)));

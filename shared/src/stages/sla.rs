@@ -273,6 +273,7 @@ async fn available(pipeline: &Pipeline, rep: &str, now: Timestamp) -> Result<boo
         reps: vec![rep.to_owned()],
         streaks: vec![rep.to_owned()],
         ledgers: Vec::new(),
+        away: vec![rep.to_owned()],
     };
     let counters = pipeline.store.counters(&needs.counter_names()).await?;
     let snapshot = Snapshot::new(&needs, counters, Vec::new());

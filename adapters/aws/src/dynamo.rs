@@ -1107,6 +1107,20 @@ impl LeadStore for DynamoStore {
         Ok(())
     }
 
+    async fn set_counter(&self, name: &str, value: i64) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(counter_key(name)))
+            .update_expression("SET #value = :value")
+            .expression_attribute_names("#value", "value")
+            .expression_attribute_values(":value", n(value))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn keep_unmatched(&self, event: &UnmatchedActivity) -> Result<bool, StoreError> {
         let received = event.activity.received_at;
         let body = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;

@@ -1307,6 +1307,21 @@ impl LeadStore for Sqlite {
         .await
     }
 
+    async fn set_counter(&self, name: &str, value: i64) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.write(Durability::Atomic, move |conn| {
+            exec(
+                conn,
+                "INSERT INTO counters (name, value) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )
+            .map_err(StoreError::unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn keep_unmatched(&self, event: &UnmatchedActivity) -> Result<bool, StoreError> {
         let key = event.activity.key.clone();
         let received_at = event.activity.received_at.as_millisecond();

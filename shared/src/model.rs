@@ -554,6 +554,9 @@ pub struct Lead {
     /// Each rep who said "not mine", and the rule that had chosen them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub misroutes: Vec<Misroute>,
+    /// Each time someone in the console sent the lead back to routing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reroutes: Vec<Reroute>,
     /// Bumped by the store on every write; a write carrying an older revision is refused, so a
     /// claim and an escalation racing on one lead cannot overwrite each other.
     #[serde(default)]
@@ -721,6 +724,18 @@ pub struct Misroute {
     pub at: Timestamp,
 }
 
+/// A lead sent back to routing by someone running the console (not its owner's "not mine":
+/// no rule is blamed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reroute {
+    /// The console login that asked for it.
+    pub by: String,
+    /// Who held the lead then (`rep:alice`, `queue:sdr`).
+    pub from: String,
+    pub reason: String,
+    pub at: Timestamp,
+}
+
 /// The winning claim.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claim {
@@ -787,6 +802,7 @@ impl Lead {
             escalations: Vec::new(),
             activities: Vec::new(),
             misroutes: Vec::new(),
+            reroutes: Vec::new(),
             revision: 0,
         }
     }
@@ -828,8 +844,9 @@ impl Lead {
     /// The prefix of this alert round's delivery receipts: empty for the first alert,
     /// `esc1:` after the first escalation, so each round reaches its recipients once.
     pub fn alert_round(&self) -> String {
-        // A lead re-routed after a "not mine" alerts its new owner as a new round too.
-        let rerouted = match self.misroutes.len() {
+        // A lead re-routed after a "not mine" or from the console alerts its new owner as a
+        // new round too.
+        let rerouted = match self.misroutes.len() + self.reroutes.len() {
             0 => String::new(),
             n => format!("re{n}:"),
         };

@@ -492,6 +492,7 @@ mod tests {
             escalations: Vec::new(),
             activities: Vec::new(),
             misroutes: Vec::new(),
+            reroutes: Vec::new(),
             revision: 0,
         }
     }

@@ -228,6 +228,7 @@ fn lead(id: &str, event_id: &str) -> Lead {
         escalations: Vec::new(),
         activities: Vec::new(),
         misroutes: Vec::new(),
+        reroutes: Vec::new(),
         revision: 0,
     }
 }

@@ -92,6 +92,7 @@ fn enriched_lead(n: usize) -> Lead {
         escalations: Vec::new(),
         activities: Vec::new(),
         misroutes: Vec::new(),
+        reroutes: Vec::new(),
         revision: 0,
     }
 }

@@ -688,6 +688,7 @@ mod tests {
             escalations: 0,
             reassigned: false,
             misroutes: Vec::new(),
+            reroutes: Vec::new(),
             outcome: None,
             handoff: Vec::new(),
             merged: false,

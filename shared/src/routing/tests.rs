@@ -282,6 +282,7 @@ impl LeadSpec {
             escalations: Vec::new(),
             activities: Vec::new(),
             misroutes: Vec::new(),
+            reroutes: Vec::new(),
             revision: 0,
         }
     }

@@ -21,6 +21,8 @@ use crate::stages::{claim_policy, Pipeline};
 pub enum ClaimVia {
     Slack,
     Link,
+    /// The Claim button on the lead's page in the console.
+    Console,
 }
 
 impl ClaimVia {
@@ -28,6 +30,7 @@ impl ClaimVia {
         match self {
             ClaimVia::Slack => "slack",
             ClaimVia::Link => "link",
+            ClaimVia::Console => "console",
         }
     }
 }

@@ -3,10 +3,14 @@
 //! owner as a new round; the owner's open-lead count is freed in the same write, and the
 //! mis-route is kept on the lead against the rule that chose them, so routing accuracy per
 //! rule can be reported.
+//!
+//! Someone running the console (an operator, or a manager for their team) can send any open
+//! lead back the same way, with a reason; no rep is skipped and no rule is blamed, and the
+//! lead keeps a [`Reroute`] saying who asked and why.
 
 use tracing::info;
 
-use crate::model::{Envelope, Lead, LeadState, Misroute, Owner, Stage};
+use crate::model::{Envelope, Lead, LeadState, Misroute, Owner, Reroute, Stage};
 use crate::ports::{Outgoing, StoreError};
 use crate::routing::effects::Effects;
 use crate::routing::open_leads_counter;
@@ -14,6 +18,15 @@ use crate::stages::Pipeline;
 
 /// The longest reason kept.
 pub const MAX_REASON_CHARS: usize = 500;
+
+/// Who sends a lead back to routing.
+#[derive(Debug, Clone, Copy)]
+pub enum HandBack<'a> {
+    /// The rep who owns it says it is not theirs: they are skipped from now on.
+    NotMine { rep: &'a str },
+    /// A console user re-routes it (checked by the console: operator, or the team's manager).
+    Console { login: &'a str },
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotMineError {
@@ -45,6 +58,18 @@ impl Pipeline {
         rep: &str,
         reason: &str,
     ) -> Result<Lead, NotMineError> {
+        self.hand_back(lead_id, HandBack::NotMine { rep }, reason)
+            .await
+    }
+
+    /// Sends `lead_id` back to the route stage for `who`, with `reason`: see the module
+    /// comment. Returns the lead as written.
+    pub async fn hand_back(
+        &self,
+        lead_id: &str,
+        who: HandBack<'_>,
+        reason: &str,
+    ) -> Result<Lead, NotMineError> {
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(NotMineError::NoReason);
@@ -71,22 +96,32 @@ impl Pipeline {
                     state: lead.state,
                 });
             };
-            // A claim or an escalation made the assignment's owner whoever holds it now.
-            if assignment.owner != Owner::Rep(rep.to_owned()) {
-                return Err(NotMineError::NotYours {
-                    lead_id: lead.id,
-                    owner: assignment.owner_name.clone(),
-                });
-            }
             let from = lead.state;
             let merged = lead.merged_into.is_some();
             let mut back = lead;
-            back.misroutes.push(Misroute {
-                rep: rep.to_owned(),
-                rule: assignment.rule.clone(),
-                reason: reason.clone(),
-                at: now,
-            });
+            match who {
+                HandBack::NotMine { rep } => {
+                    // A claim or an escalation made the assignment's owner whoever holds it now.
+                    if assignment.owner != Owner::Rep(rep.to_owned()) {
+                        return Err(NotMineError::NotYours {
+                            lead_id: back.id,
+                            owner: assignment.owner_name.clone(),
+                        });
+                    }
+                    back.misroutes.push(Misroute {
+                        rep: rep.to_owned(),
+                        rule: assignment.rule.clone(),
+                        reason: reason.clone(),
+                        at: now,
+                    });
+                }
+                HandBack::Console { login } => back.reroutes.push(Reroute {
+                    by: login.to_owned(),
+                    from: assignment.owner.key(),
+                    reason: reason.clone(),
+                    at: now,
+                }),
+            }
             // The next owner claims it afresh; the wrong rep's part is kept in the misroute.
             back.claim = None;
             back.timeline.claimed_at = None;
@@ -119,8 +154,14 @@ impl Pipeline {
                                 source: None,
                             })?;
                     }
-                    info!(lead_id = %back.id, trace_id = %back.trace_id, stage = "not_mine", rep,
-                        rule = %assignment.rule, "handed back: routing again past this rep");
+                    match who {
+                        HandBack::NotMine { rep } => info!(lead_id = %back.id,
+                            trace_id = %back.trace_id, stage = "not_mine", rep,
+                            rule = %assignment.rule, "handed back: routing again past this rep"),
+                        HandBack::Console { login } => info!(lead_id = %back.id,
+                            trace_id = %back.trace_id, stage = "reroute", login,
+                            "re-routed from the console"),
+                    }
                     return Ok(back);
                 }
                 Err(StoreError::Conflict { .. }) => continue,

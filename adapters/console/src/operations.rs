@@ -1,0 +1,9 @@
+//! Placeholder until the operations page lands.
+
+use axum::Router;
+
+use crate::Console;
+
+pub(crate) fn routes() -> Router<Console> {
+    Router::new()
+}

@@ -14,6 +14,7 @@ use leadrelay_shared::config::Config;
 
 mod app;
 pub mod aws;
+pub mod browser;
 mod clock;
 pub mod fixture;
 mod manual;

@@ -27,7 +27,7 @@ fn binary() -> PathBuf {
 /// this process, and below the kernel's ephemeral range. A port found by binding port 0 is
 /// in that range, where any connection a parallel test opens before the child binds the
 /// port (the server_limits flood opens thousands) may take it as its source port.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let (low, high) = ports_below_ephemeral();
     let span = high - low;

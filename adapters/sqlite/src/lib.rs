@@ -1522,7 +1522,8 @@ impl EnrichmentCache for Sqlite {
 #[async_trait]
 impl ConsoleStore for Sqlite {
     async fn start_session(&self, session: &Session) -> Result<(), StoreError> {
-        let body = serde_json::to_string(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let body =
+            serde_json::to_string(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let key = session.key.clone();
         let expires_at = session.expires_at.as_millisecond();
         self.write(Durability::Atomic, move |conn| {

@@ -1,5 +1,5 @@
 # leadrelay — the commands a newcomer needs. `make help` lists them.
-.PHONY: help run test lint fmt bench build clean update-free-mail update-role-addresses fuzz
+.PHONY: help run test lint fmt bench build clean update-free-mail update-role-addresses fuzz screenshots
 
 CARGO ?= cargo
 
@@ -9,10 +9,16 @@ help: ## List the targets
 run: ## Build and run the embedded pipeline, send the sample leads, keep serving
 	./scripts/run.sh
 
-test: ## Run the whole test suite (unit, HTTP end-to-end, crash recovery)
+test: ## Run the whole test suite (unit, HTTP end-to-end, crash recovery, the console in headless Chromium)
+	./scripts/install-browser.sh
 	$(CARGO) build --quiet -p leadrelay --bin leadrelay
 	./target/debug/leadrelay --config config/leadrelay.toml rules test config/routing-cases.toml
 	./scripts/with-moto.sh $(CARGO) test --workspace
+
+screenshots: ## Regenerate docs/console/*.png, one per console page, in headless Chromium (1280x900)
+	./scripts/install-browser.sh
+	LEADRELAY_SCREENSHOTS=docs/console $(CARGO) test -p leadrelay-tests --test it \
+		console_browser::screenshots -- --ignored --exact
 
 lint: ## rustfmt, clippy (warnings as errors), the layer check (core pure, Lambdas lean) and no import loop in the core
 	python3 scripts/check-core-modules.py --tests

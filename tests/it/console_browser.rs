@@ -529,6 +529,12 @@ async fn screenshots() {
     let b = &s.browser;
     let mut skipped = Vec::new();
     let save = |name: &str, png: Vec<u8>| {
+        // A PNG's IHDR chunk: width and height, big-endian, at bytes 16..24.
+        let size = png.get(16..24).map(|ihdr| {
+            let word = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+            (word(&ihdr[..4]), word(&ihdr[4..]))
+        });
+        assert_eq!(size, Some((browser::WIDTH, browser::HEIGHT)), "{name}.png");
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, png).expect("write screenshot");
         eprintln!("wrote {}", path.display());

@@ -201,16 +201,37 @@ impl Browser {
                     std::fs::read_to_string(&log).unwrap_or_default()
                 )
             });
-        client
-            .set_window_size(WIDTH, HEIGHT)
-            .await
-            .expect("window size");
-        Browser {
+        let browser = Browser {
             client,
             base: base.to_owned(),
             driver,
             dir,
-        }
+        };
+        browser.size_viewport().await;
+        browser
+    }
+
+    /// Makes the page's viewport (what a screenshot shows) `WIDTH`x`HEIGHT`: the window
+    /// size WebDriver sets includes the browser's own frame.
+    async fn size_viewport(&self) {
+        let window = &self.client;
+        window
+            .set_window_size(WIDTH, HEIGHT)
+            .await
+            .expect("window size");
+        let inner = self
+            .run("return [window.innerWidth, window.innerHeight];", vec![])
+            .await;
+        let side = |i: usize, want: u32| {
+            let got = inner[i].as_u64().and_then(|v| u32::try_from(v).ok());
+            let got = got.unwrap_or_else(|| panic!("no viewport size: {inner}"));
+            want + want.saturating_sub(got)
+        };
+        let (width, height) = (side(0, WIDTH), side(1, HEIGHT));
+        window
+            .set_window_size(width, height)
+            .await
+            .expect("window size");
     }
 
     /// Ends the session (Chromium quits), then stops chromedriver.

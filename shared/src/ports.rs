@@ -343,6 +343,10 @@ pub trait LeadStore: Send + Sync {
     /// Leads captured at or after `since`, oldest first, at most `limit` (for `rules diff`).
     async fn leads_since(&self, since: Timestamp, limit: usize) -> Result<Vec<Lead>, StoreError>;
 
+    /// Leads captured at or after `since`, newest first, at most `limit`: the console's live
+    /// list. Read from the capture-time index, never a scan of every lead.
+    async fn recent_leads(&self, since: Timestamp, limit: usize) -> Result<Vec<Lead>, StoreError>;
+
     /// The [`LeadFacts`] of the leads captured at or after `from` and before `to`, in no
     /// particular order: what a report reads. Stores keep the facts beside each lead and read
     /// them from a capture-time index, never decoding full leads; this default (for a store

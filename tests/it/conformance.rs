@@ -143,6 +143,7 @@ conformance!(
     a_stale_ledger_write_is_refused_and_changes_nothing,
     pool_ledgers_round_trip,
     leads_since_in_captured_order,
+    recent_leads_newest_first_from_the_capture_index,
     closing_releases_a_counter_but_never_below_zero,
     conditional_failures_are_typed,
     failures_are_recorded_beside_the_lead,
@@ -983,6 +984,49 @@ async fn leads_since_in_captured_order(adapters: Adapters) {
     assert_eq!(since(1, 2).await, ids[1..3], "at most limit, oldest first");
     assert!(since(5, 10).await.is_empty());
     assert!(since(0, 0).await.is_empty());
+}
+
+async fn recent_leads_newest_first_from_the_capture_index(adapters: Adapters) {
+    let store = adapters.store.as_ref();
+    // A day ahead, as above: no other test's lead is captured at or after it. Across a UTC
+    // midnight, so the DynamoDB read walks two days of its index.
+    let tomorrow = (Timestamp::now() + jiff::SignedDuration::from_hours(24))
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let midnight = tomorrow
+        .tomorrow()
+        .expect("a date")
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .expect("midnight")
+        .timestamp();
+    let at = |n: i64| midnight + jiff::SignedDuration::from_secs(n);
+    let mut ids = Vec::new();
+    for n in [-2, 1, -1, 2, 0] {
+        let mut lead = lead(&unique(&format!("recent{n}")), &unique("evt"));
+        lead.timeline.captured_at = Some(at(n));
+        lead.capture.timestamp = Some(at(n));
+        store.create_lead(&lead).await.expect("create");
+        ids.push((n, lead.id));
+    }
+    ids.sort();
+    let newest_first: Vec<String> = ids.iter().rev().map(|(_, id)| id.clone()).collect();
+    let recent = |from: i64, limit: usize| async move {
+        store
+            .recent_leads(at(from), limit)
+            .await
+            .expect("recent_leads")
+            .into_iter()
+            .map(|lead| lead.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(recent(-2, 10).await, newest_first);
+    assert_eq!(
+        recent(-1, 10).await,
+        newest_first[..4],
+        "since is inclusive"
+    );
+    assert_eq!(recent(-2, 3).await, newest_first[..3], "the newest `limit`");
+    assert!(recent(3, 10).await.is_empty());
 }
 
 async fn conditional_failures_are_typed(adapters: Adapters) {

@@ -95,11 +95,10 @@ async fn visible_leads(
     let mut leads = console
         .pipeline
         .store
-        .leads_since(since, LIVE_LIMIT)
+        .recent_leads(since, LIVE_LIMIT)
         .await?;
     let config = console.config();
     leads.retain(|lead| signed.viewer.sees_lead(lead, config) && filters.takes(lead, config));
-    leads.reverse();
     Ok(leads)
 }
 

@@ -1405,6 +1405,26 @@ impl LeadStore for Sqlite {
         .await
     }
 
+    async fn recent_leads(&self, since: Timestamp, limit: usize) -> Result<Vec<Lead>, StoreError> {
+        let since = since.as_millisecond();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT id, body, last_failure FROM leads INDEXED BY leads_captured
+                     WHERE captured_at >= ?1 ORDER BY captured_at DESC, id DESC LIMIT ?2",
+                )
+                .map_err(StoreError::unavailable)?;
+            let rows = statement
+                .query_map(params![since, limit], lead_columns)
+                .map_err(StoreError::unavailable)?;
+            skip_undecodable(
+                rows.map(|row| row.map_err(StoreError::unavailable).and_then(decode_lead)),
+            )
+        })
+        .await
+    }
+
     /// The facts column over the `leads_captured` index; a row written before facts existed
     /// is read from its body once, and its facts are written back for the next report.
     async fn lead_facts(

@@ -592,3 +592,20 @@ async fn the_login_page_carries_where_to_go_next_and_a_fresh_token() {
     assert_eq!(hidden(&page, "login_csrf").map(|t| t.len()), Some(64));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_oversized_sign_in_is_refused_and_unknown_logins_lock_nobody() {
+    let server = Server::start().await;
+    let huge = "x".repeat(20 * 1024);
+    let answer = sign_in_form(&server.base, &huge, "whatever", "/console").await;
+    assert_eq!(answer.status, 400);
+    assert!(answer.body.contains("larger than 16 KiB"));
+    // Six failures for a login nobody has lock nothing (there is nothing to lock) and, with a
+    // look-alike of a real login (Cyrillic "о"), do not lock the real one either.
+    for _ in 0..6 {
+        let answer = sign_in_form(&server.base, "\u{43e}ps@yourco.example", OPERATOR.1, "/").await;
+        assert_eq!(answer.status, 401);
+    }
+    ConsoleSession::sign_in(&server, OPERATOR).await;
+    server.stop().await;
+}

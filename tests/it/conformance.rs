@@ -16,8 +16,8 @@ use leadrelay_shared::model::{
     StageFailure, Timeline,
 };
 use leadrelay_shared::ports::{
-    Advance, ConsoleStore, Created, DeadLetters, DeliveryStart, EnrichmentCache, LeadStore,
-    Outgoing, PostedMessage, Queue, Received, ReplayGuard, StoreError,
+    Advance, ConsoleStore, Created, DeadLetters, DeliveryReceipt, DeliveryStart, EnrichmentCache,
+    LeadStore, Outgoing, PostedMessage, Queue, Received, ReplayGuard, StoreError,
 };
 use leadrelay_shared::routing::duplicates::ContactLookup;
 use leadrelay_shared::routing::effects::{ContactWrite, CounterBump, Effects, LedgerWrite};
@@ -1271,6 +1271,29 @@ async fn delivery_receipts_lease_and_expire(adapters: Adapters) {
             .expect("begin"),
         DeliveryStart::AlreadyDelivered
     );
+    // The receipts as the console lists them: slack delivered, terminal still leased.
+    let millis = |at: Timestamp| Timestamp::from_millisecond(at.as_millisecond()).expect("ms");
+    let receipts = store.delivery_receipts(&lead).await.expect("receipts");
+    assert_eq!(
+        receipts,
+        vec![
+            DeliveryReceipt {
+                channel: "slack".into(),
+                delivered_at: Some(millis(later)),
+                lease_until: None,
+            },
+            DeliveryReceipt {
+                channel: "terminal".into(),
+                delivered_at: None,
+                lease_until: Some(millis(now + jiff::SignedDuration::from_secs(30))),
+            },
+        ]
+    );
+    assert!(store
+        .delivery_receipts(&unique("no-such-lead"))
+        .await
+        .expect("receipts")
+        .is_empty());
 }
 
 /// `advance_lead_and_send`: a store that also holds the queues enqueues the next stage's

@@ -303,6 +303,20 @@ async fn a_rep_claims_from_the_console_and_the_claim_is_audited() {
         page.body.contains("data-due="),
         "the SLA clock ticks in the page"
     );
+    // The alert's receipts (the terminal channel delivered it) and its text.
+    let receipts = server
+        .db
+        .delivery_receipts(&alices)
+        .await
+        .expect("receipts");
+    assert!(!receipts.is_empty() && receipts.iter().all(|r| r.delivered_at.is_some()));
+    for receipt in &receipts {
+        assert!(page
+            .body
+            .contains(&format!("<code>{}</code>", receipt.channel)));
+    }
+    assert!(page.body.contains("Delivery receipts") && page.body.contains("delivered"));
+    assert!(page.body.contains("The alert as its text version reads"));
 
     let claimed = alice
         .post(&format!("/console/leads/{alices}/claim"), &[])

@@ -28,8 +28,8 @@ use jiff::Timestamp;
 use leadrelay_shared::console::{ConsoleAction, Session};
 use leadrelay_shared::model::{Lead, LeadState, StageFailure, UnmatchedActivity};
 use leadrelay_shared::ports::{
-    decode_stored_lead, skip_undecodable, ConsoleStore, Created, DeliveryStart, EnrichmentCache,
-    LeadStore, PostedMessage, ReplayGuard, StoreError,
+    decode_stored_lead, skip_undecodable, ConsoleStore, Created, DeliveryReceipt, DeliveryStart,
+    EnrichmentCache, LeadStore, PostedMessage, ReplayGuard, StoreError,
 };
 use leadrelay_shared::report::LeadFacts;
 use leadrelay_shared::routing::duplicates::ContactLookup;
@@ -947,6 +947,42 @@ impl LeadStore for DynamoStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn delivery_receipts(&self, lead_id: &str) -> Result<Vec<DeliveryReceipt>, StoreError> {
+        let mut receipts = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :delivery)")
+            .expression_attribute_values(":pk", s(format!("LEAD#{lead_id}")))
+            .expression_attribute_values(":delivery", s("DELIVERY#"))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(unavailable)?;
+            let channel = item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|sk| sk.strip_prefix("DELIVERY#"))
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("a receipt of lead {lead_id} has no channel"))
+                })?
+                .to_owned();
+            let at =
+                |name: &str| number(&item, name).and_then(|m| Timestamp::from_millisecond(m).ok());
+            receipts.push(DeliveryReceipt {
+                channel,
+                delivered_at: at("delivered_at"),
+                lease_until: at("lease_until"),
+            });
+        }
+        // The sort key orders them by channel already; said, not assumed.
+        receipts.sort_by(|a, b| a.channel.cmp(&b.channel));
+        Ok(receipts)
     }
 
     async fn posted_messages(&self, lead_id: &str) -> Result<Vec<PostedMessage>, StoreError> {

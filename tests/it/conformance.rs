@@ -2250,7 +2250,10 @@ async fn a_console_session_round_trips_until_it_expires_or_ends(adapters: Adapte
         Some(live.clone())
     );
     assert_eq!(
-        console.session(&live.key, live.expires_at).await.expect("read"),
+        console
+            .session(&live.key, live.expires_at)
+            .await
+            .expect("read"),
         None
     );
     // Starting a session prunes the expired ones where the store does not expire them.
@@ -2263,7 +2266,10 @@ async fn a_console_session_round_trips_until_it_expires_or_ends(adapters: Adapte
     let other = console_session("ana", now, now + hours(8));
     console.start_session(&other).await.expect("start other");
     assert_eq!(
-        console.session("0".repeat(64).as_str(), now).await.expect("read"),
+        console
+            .session("0".repeat(64).as_str(), now)
+            .await
+            .expect("read"),
         None,
         "an unknown key opens nothing"
     );
@@ -2337,7 +2343,10 @@ async fn audit_entries_come_back_newest_first_from_since_up_to_limit(adapters: A
         "both entries of one millisecond are kept"
     );
     assert_eq!(targets(&recent[2..]), ["c", "b", "a"]);
-    assert!(recent.contains(&early) && recent.contains(&late), "whole entries");
+    assert!(
+        recent.contains(&early) && recent.contains(&late),
+        "whole entries"
+    );
 
     // `since` is inclusive, to the instant.
     let from_b = console.actions_since(b.at, 100).await.expect("read");

@@ -1428,7 +1428,8 @@ impl EnrichmentCache for DynamoStore {
 #[async_trait]
 impl ConsoleStore for DynamoStore {
     async fn start_session(&self, session: &Session) -> Result<(), StoreError> {
-        let body = serde_json::to_string(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let body =
+            serde_json::to_string(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut item = session_key(&session.key);
         item.insert("body".into(), s(body));
         // TTL counts whole seconds: rounded up, so the item outlives the session, never less.
@@ -1517,7 +1518,8 @@ impl ConsoleStore for DynamoStore {
         }
         let now = Timestamp::now();
         // Nothing older is kept: do not query the days before.
-        let kept_for = jiff::SignedDuration::try_from(AUDIT_TTL).unwrap_or(jiff::SignedDuration::ZERO);
+        let kept_for =
+            jiff::SignedDuration::try_from(AUDIT_TTL).unwrap_or(jiff::SignedDuration::ZERO);
         let oldest = since.max(now.saturating_sub(kept_for).unwrap_or(since));
         let first = oldest.to_zoned(jiff::tz::TimeZone::UTC).date();
         let mut day = now.to_zoned(jiff::tz::TimeZone::UTC).date();
@@ -1541,9 +1543,12 @@ impl ConsoleStore for DynamoStore {
                     .await
                     .map_err(unavailable)?;
                 for item in page.items.unwrap_or_default() {
-                    let body = item.get("body").and_then(|v| v.as_s().ok()).ok_or_else(|| {
-                        StoreError::Corrupt("console audit entry without a body".into())
-                    })?;
+                    let body = item
+                        .get("body")
+                        .and_then(|v| v.as_s().ok())
+                        .ok_or_else(|| {
+                            StoreError::Corrupt("console audit entry without a body".into())
+                        })?;
                     let action: ConsoleAction = serde_json::from_str(body)
                         .map_err(|e| StoreError::Corrupt(format!("console audit entry: {e}")))?;
                     if action.at >= since && found.len() < limit {

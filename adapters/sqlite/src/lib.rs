@@ -1516,13 +1516,14 @@ impl EnrichmentCache for Sqlite {
     }
 }
 
-/// Sessions and audit entries are written like counters (atomic, not fsync'd): a power cut
-/// may sign someone out, or drop an audit entry together with the change it records (both go
-/// through the same group commit), never leave one without the other half-written.
+/// Sessions and audit entries are written like counters and stage progress (atomic, not
+/// fsync'd): a power cut may sign someone out, or lose the last audit entries as it may lose
+/// the last lead moves; it never leaves a half-written one.
 #[async_trait]
 impl ConsoleStore for Sqlite {
     async fn start_session(&self, session: &Session) -> Result<(), StoreError> {
-        let body = serde_json::to_string(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let body =
+            serde_json::to_string(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let key = session.key.clone();
         let expires_at = session.expires_at.as_millisecond();
         self.write(Durability::Atomic, move |conn| {

@@ -1563,9 +1563,9 @@ impl EnrichmentCache for Sqlite {
     }
 }
 
-/// Sessions and audit entries are written like counters (atomic, not fsync'd): a power cut
-/// may sign someone out, or drop an audit entry together with the change it records (both go
-/// through the same group commit), never leave one without the other half-written.
+/// Sessions and audit entries are written like counters and stage progress (atomic, not
+/// fsync'd): a power cut may sign someone out, or lose the last audit entries as it may lose
+/// the last lead moves; it never leaves a half-written one.
 #[async_trait]
 impl ConsoleStore for Sqlite {
     async fn start_session(&self, session: &Session) -> Result<(), StoreError> {

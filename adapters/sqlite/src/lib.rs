@@ -33,8 +33,6 @@ use tracing::error;
 
 /// Writes waiting longer than this many in one transaction are left for the next.
 const MAX_BATCH: usize = 512;
-/// How long the console's audit log keeps an entry (as the DynamoDB table's TTL does).
-const AUDIT_RETENTION: jiff::SignedDuration = jiff::SignedDuration::from_hours(400 * 24);
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS leads (
@@ -1636,7 +1634,7 @@ impl ConsoleStore for Sqlite {
         let at = action.at.as_millisecond();
         self.write(Durability::Atomic, move |conn| {
             let oldest_kept = Timestamp::now()
-                .checked_sub(AUDIT_RETENTION)
+                .checked_sub(leadrelay_shared::console::audit::KEPT_FOR)
                 .map_or(i64::MIN, |t| t.as_millisecond());
             exec(
                 conn,

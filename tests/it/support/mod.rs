@@ -16,6 +16,7 @@ mod app;
 pub mod aws;
 pub mod browser;
 mod clock;
+pub mod console;
 pub mod fixture;
 mod manual;
 pub mod platform;

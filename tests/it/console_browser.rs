@@ -71,14 +71,17 @@ fn without_console(config: &str) -> String {
         .filter(|line| {
             let header = line.trim_start();
             if header.starts_with('[') {
-                in_console = header.starts_with("[console]")
-                    || header.starts_with("[[console.accounts]]");
+                in_console =
+                    header.starts_with("[console]") || header.starts_with("[[console.accounts]]");
                 found |= in_console;
             }
             !in_console
         })
         .collect();
-    assert!(found, "the example configuration has no [console] section to replace");
+    assert!(
+        found,
+        "the example configuration has no [console] section to replace"
+    );
     kept.join("\n") + "\n"
 }
 
@@ -214,12 +217,12 @@ async fn a_rep_signs_in_watches_a_lead_arrive_with_its_clock_ticking_and_claims_
     .await;
     b.wait_for_path(&format!("/console/leads/{id}?done=claimed"))
         .await;
-    assert!(b
-        .text("p.notice")
-        .await
-        .contains("You claimed this lead"));
+    assert!(b.text("p.notice").await.contains("You claimed this lead"));
     assert!(b.text(".figures").await.contains("claimed"));
-    assert!(!b.has(&format!("form[action='/console/leads/{id}/claim']")).await);
+    assert!(
+        !b.has(&format!("form[action='/console/leads/{id}/claim']"))
+            .await
+    );
 
     let lead = stored(&s.server, &id).await;
     assert!(lead.timeline.claimed_at.is_some(), "claimed_at is set");
@@ -368,8 +371,10 @@ async fn an_operator_replays_a_dead_letter_after_a_preview() {
         1,
         "a preview replays nothing"
     );
-    b.click("form[action='/console/operations/replay']:has(input[name=confirm]) button[type=submit]")
-        .await;
+    b.click(
+        "form[action='/console/operations/replay']:has(input[name=confirm]) button[type=submit]",
+    )
+    .await;
     b.wait_for_path("/console/operations").await;
 
     s.server.wait_for_state(&id, "notified").await;
@@ -440,7 +445,10 @@ async fn a_rep_sees_neither_another_teams_lead_nor_the_operations_page() {
     b.open(&format!("/console/leads/{theirs}")).await;
     assert_eq!(b.text("main h1").await, "Not found");
     let page = b.body_text().await;
-    assert!(page.contains("No lead with this id is yours to see."), "{page}");
+    assert!(
+        page.contains("No lead with this id is yours to see."),
+        "{page}"
+    );
     assert!(!page.contains("Tom Baker"), "{page}");
     assert_eq!(b.status_of(&format!("/console/leads/{theirs}")).await, 404);
 
@@ -485,7 +493,10 @@ async fn a_form_with_a_forged_csrf_token_is_refused_and_changes_nothing() {
     b.click(&format!("{form} button[type=submit]")).await;
 
     let page = b
-        .wait_for_text("did not come from your current session", Duration::from_secs(10))
+        .wait_for_text(
+            "did not come from your current session",
+            Duration::from_secs(10),
+        )
         .await;
     assert_eq!(b.text("main h1").await, "Form expired", "{page}");
     let lead = stored(&s.server, &id).await;

@@ -49,8 +49,8 @@ pub struct Tools {
 pub fn tools() -> Option<Tools> {
     let env = |name: &str| std::env::var_os(name).map(PathBuf::from);
     let chromedriver = env("CHROMEDRIVER").or_else(|| on_path(&["chromedriver"]));
-    let chromium = env("CHROMIUM")
-        .or_else(|| on_path(&["chromium", "chromium-browser", "google-chrome"]));
+    let chromium =
+        env("CHROMIUM").or_else(|| on_path(&["chromium", "chromium-browser", "google-chrome"]));
     let skip = std::env::var("LEADRELAY_SKIP_BROWSER").ok();
     match resolve(skip.as_deref(), chromedriver, chromium) {
         Ok(Some(tools)) => Some(tools),
@@ -416,10 +416,7 @@ mod tests {
     fn a_missing_driver_fails_naming_the_install_script_unless_skipping_is_asked_for() {
         let chromium = Some(PathBuf::from("/usr/bin/chromium"));
         let message = resolve(None, None, chromium.clone()).expect_err("no driver: a failure");
-        assert!(
-            message.contains("scripts/install-browser.sh"),
-            "{message}"
-        );
+        assert!(message.contains("scripts/install-browser.sh"), "{message}");
         assert!(message.contains("not found: chromedriver."), "{message}");
         let message = resolve(Some("0"), None, None).expect_err("0 does not skip");
         assert!(message.contains("chromedriver, chromium"), "{message}");

@@ -394,6 +394,30 @@ impl Browser {
             .unwrap_or_else(|| panic!("fetch {path} failed: {answer}"))
     }
 
+    /// The value of the headline figure labelled `label` (`.figure` > `.label`, `.value`).
+    pub async fn figure(&self, label: &str) -> String {
+        let value = self
+            .run(
+                "for (const figure of document.querySelectorAll('.figure')) { \
+                   const label = figure.querySelector('.label'); \
+                   const value = figure.querySelector('.value'); \
+                   if (label && value && label.textContent.trim() === arguments[0]) \
+                     return value.textContent.trim(); \
+                 } \
+                 return null;",
+                vec![json!(label)],
+            )
+            .await;
+        match value {
+            Value::String(text) => text,
+            _ => panic!(
+                "no figure {label:?} on {}; the page says:\n{}",
+                self.path().await,
+                self.body_text().await
+            ),
+        }
+    }
+
     /// Runs `script` in the page (for what a person could do with the developer tools).
     pub async fn run(&self, script: &str, args: Vec<Value>) -> Value {
         self.client

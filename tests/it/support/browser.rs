@@ -368,8 +368,12 @@ impl Browser {
         self.wait_for_path(landing).await;
     }
 
-    /// Signs out with the button every console page has.
+    /// Signs out with the button every console page has (a refusal page has none: from
+    /// there, through the live list).
     pub async fn sign_out(&self) {
+        if !self.has("form[action='/console/logout']").await {
+            self.open("/console/leads").await;
+        }
         self.click("form[action='/console/logout'] button[type=submit]")
             .await;
         self.wait_for_path("/console/login").await;

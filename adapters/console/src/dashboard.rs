@@ -623,7 +623,7 @@ fn spread_bars(id: &str, title: &str, spreads: &[(&str, &Spread)]) -> Markup {
     };
     html! {
         (svg_open(&frame, id, title, &desc, body))
-        p.legend { span { i.p50 {} "p50" } span { i.p90 {} "p90" } }
+        p.legend { span { i.bar-blue {} "p50" } span { i.bar-orange {} "p90" } }
         details {
             summary { "The numbers" }
             table id=(format!("{id}-table")) {

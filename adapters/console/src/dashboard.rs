@@ -57,7 +57,6 @@ struct Filters {
 
 impl Filters {
     fn read(raw: &RawFilters, config: &Config) -> Result<Filters, Refusal> {
-        let chosen = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty());
         let days = match chosen(&raw.days) {
             None => WINDOWS[0],
             Some(text) => text
@@ -98,6 +97,11 @@ impl Filters {
         ])
         .unwrap_or_default()
     }
+}
+
+/// A parameter's value, unless absent or blank.
+fn chosen(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
 /// One holder of a lead as its facts name it, borrowed.
@@ -269,11 +273,6 @@ fn compute(
     let before = from - length;
     // Sorted by capture, each period and each day is one slice of the read.
     facts.sort_unstable_by_key(|f| f.captured_at);
-    let slice = |from: Timestamp, to: Timestamp| {
-        let start = facts.partition_point(|f| f.captured_at.is_none_or(|at| at < from));
-        let end = facts.partition_point(|f| f.captured_at.is_none_or(|at| at < to));
-        &facts[start..end.max(start)]
-    };
     let figures = |from: Timestamp, to: Timestamp, by: Dimension, hours: Hours| {
         let params = Params {
             from,
@@ -282,7 +281,7 @@ fn compute(
             hours,
             now,
         };
-        report::speed_to_lead(slice(from, to), &params, &directory, handoff)
+        report::speed_to_lead(captured_in(&facts, from, to), &params, &directory, handoff)
     };
     let current = figures(from, now, Dimension::Rep, hours);
     let previous = figures(before, from, Dimension::Rep, hours);
@@ -313,6 +312,13 @@ fn compute(
     }
 }
 
+/// The facts captured in `[from, to)`, out of facts sorted by capture.
+fn captured_in(sorted: &[LeadFacts], from: Timestamp, to: Timestamp) -> &[LeadFacts] {
+    let start = sorted.partition_point(|f| f.captured_at.is_none_or(|at| at < from));
+    let end = sorted.partition_point(|f| f.captured_at.is_none_or(|at| at < to));
+    &sorted[start..end.max(start)]
+}
+
 /// Reads the facts of both periods once and computes the dashboard for this viewer.
 async fn load(
     console: &Console,
@@ -321,7 +327,7 @@ async fn load(
 ) -> Result<(Filters, Dashboard), Refusal> {
     let config = console.config();
     let filters = Filters::read(raw, config)?;
-    let scope = scope(signed, &filters, config)?;
+    let viewer_scope = scope(signed, &filters, config)?;
     let team = filters.team.as_deref().map(|t| TeamOwners::of(t, config));
     let now = console.pipeline.clock.now();
     let length = SignedDuration::from_hours(24 * filters.days);
@@ -331,7 +337,7 @@ async fn load(
         .lead_facts(now - length - length, now)
         .await?;
     facts.retain(|f| {
-        scope.takes(f)
+        viewer_scope.takes(f)
             && team.as_ref().is_none_or(|t| t.takes(f))
             && filters.source.as_deref().is_none_or(|s| f.source == s)
     });
@@ -698,7 +704,7 @@ fn sla_chart(d: &Dashboard) -> Markup {
         @for (i, day) in d.days.iter().enumerate() {
             @if (n - 1 - i) % every == 0 {
                 text x=(coord(frame.x_at(i, n))) y=(coord(frame.height - 8.0)) text-anchor="middle" {
-                    (day.start.strftime("%m-%d"))
+                    (day.start.strftime("%m-%d").to_string())
                 }
             }
         }
@@ -712,7 +718,7 @@ fn sla_chart(d: &Dashboard) -> Markup {
                 @if let Some(value) = point {
                     circle class=(format!("dot tier-{tier}")) r="3"
                         cx=(coord(frame.x_at(i, n))) cy=(coord(frame.y_of(*value, 1.0))) {
-                        title { "Tier " (tier) ", " (d.days[i].start.strftime("%Y-%m-%d")) ": " (percent(Some(*value))) }
+                        title { "Tier " (tier) ", " (d.days[i].start.strftime("%Y-%m-%d").to_string()) ": " (percent(Some(*value))) }
                     }
                 }
             }
@@ -736,22 +742,28 @@ fn sla_chart(d: &Dashboard) -> Markup {
                 tbody {
                     @for day in &d.days {
                         tr {
-                            td { (day.start.strftime("%Y-%m-%d %H:%M")) }
+                            td { (day.start.strftime("%Y-%m-%d %H:%M").to_string()) }
                             @for tier in &d.tiers {
-                                td.num {
-                                    @match day.tiers.get(tier) {
-                                        Some(row) if row.met + row.missed > 0 => {
-                                            (row.met) " / " (row.met + row.missed) " (" (percent(row.compliance)) ")"
-                                        }
-                                        _ => "–",
-                                    }
-                                }
+                                td.num { (sla_cell(day.tiers.get(tier))) }
                             }
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// `met / answered (compliance)` of one tier on one day; a dash when nothing was answered.
+fn sla_cell(row: Option<&TierSla>) -> String {
+    match row {
+        Some(row) if row.met + row.missed > 0 => format!(
+            "{} / {} ({})",
+            row.met,
+            row.met + row.missed,
+            percent(row.compliance)
+        ),
+        _ => "–".to_owned(),
     }
 }
 

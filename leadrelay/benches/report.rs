@@ -193,8 +193,8 @@ async fn dashboard(config_text: &str, db: Sqlite, now: Timestamp) {
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("address"));
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-    let http = leadrelay_https::client(|b| b.redirect(reqwest::redirect::Policy::none()))
-        .expect("client");
+    let http =
+        leadrelay_https::client(|b| b.redirect(reqwest::redirect::Policy::none())).expect("client");
     let cookie = |response: &reqwest::Response, name: &str| {
         response
             .headers()
@@ -211,7 +211,10 @@ async fn dashboard(config_text: &str, db: Sqlite, now: Timestamp) {
         .await
         .expect("sign-in form");
     let login = cookie(&form, "__Host-leadrelay-login=");
-    let token = login.split_once('=').map(|(_, t)| t.to_owned()).expect("token");
+    let token = login
+        .split_once('=')
+        .map(|(_, t)| t.to_owned())
+        .expect("token");
     let signed_in = http
         .post(format!("{base}/console/login"))
         .header("cookie", &login)

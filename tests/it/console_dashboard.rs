@@ -38,10 +38,7 @@ fn now() -> Timestamp {
 /// The example configuration (no hours: nothing is held), Chen's name made to look like a
 /// spreadsheet formula, and four console accounts.
 fn config_text(hash: &str) -> String {
-    let text = example_config().replace(
-        "name = \"Chen Wei\"",
-        "name = \"=Chen, \\\"Wei\\\"\"",
-    );
+    let text = example_config().replace("name = \"Chen Wei\"", "name = \"=Chen, \\\"Wei\\\"\"");
     assert!(text.contains("=Chen"), "the example config names Chen Wei");
     format!(
         "{text}\n[console]\n\
@@ -109,7 +106,12 @@ impl Harness {
                 .await
                 .unwrap_or_else(|e| panic!("{stage} of {id}: {e}"));
         }
-        let lead = self.store().get_lead(id).await.expect("read").expect("lead");
+        let lead = self
+            .store()
+            .get_lead(id)
+            .await
+            .expect("read")
+            .expect("lead");
         match lead.assignment.expect("routed").owner {
             Owner::Rep(rep) => rep,
             other => panic!("{id} went to {other}, not a rep"),
@@ -410,7 +412,13 @@ async fn an_operator_sees_every_figure_of_all_leads() {
     let emea_leads: u64 = reps
         .iter()
         .filter(|row| row.starts_with("Bruno") || row.starts_with("Fatima"))
-        .map(|row| row.split(" | ").nth(1).expect("leads").parse::<u64>().expect("n"))
+        .map(|row| {
+            row.split(" | ")
+                .nth(1)
+                .expect("leads")
+                .parse::<u64>()
+                .expect("n")
+        })
         .sum();
     assert_eq!(emea_leads, 3);
 
@@ -478,14 +486,20 @@ async fn a_manager_sees_only_their_teams_figures() {
     let buckets = table(&page.text, "bucket-table");
     assert_eq!(buckets[5], "1-4 h | 0 | 0% | –");
     assert_eq!(buckets[8], "never | 1 | 33% | –");
-    assert!(!page.text.contains("Chen"), "another team's rep never appears");
+    assert!(
+        !page.text.contains("Chen"),
+        "another team's rep never appears"
+    );
 
     let csv = h.get("/console/dashboard.csv", Some(&session)).await;
     let lines: Vec<&str> = csv.text.split("\r\n").collect();
     assert!(lines[1].starts_with("current,(all),,3,2,"), "{}", lines[1]);
     assert!(!csv.text.contains("chen"));
 
-    for other in ["/console/dashboard?team=apac", "/console/dashboard.csv?team=apac"] {
+    for other in [
+        "/console/dashboard?team=apac",
+        "/console/dashboard.csv?team=apac",
+    ] {
         let refused = h.get(other, Some(&session)).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN, "{other}");
         assert!(!refused.text.contains("2h 00m"));

@@ -169,7 +169,9 @@ impl<'a> TeamOwners<'a> {
             .iter()
             .filter_map(|t| t.get_ref().queue.as_deref());
         TeamOwners {
-            reps: reps.filter(|id| of_team(Owner::Rep((*id).to_owned()))).collect(),
+            reps: reps
+                .filter(|id| of_team(Owner::Rep((*id).to_owned())))
+                .collect(),
             pools: pools
                 .filter(|id| of_team(Owner::Pool((*id).to_owned())))
                 .collect(),
@@ -289,7 +291,12 @@ fn compute(
     let days: Vec<Day> = (0..days)
         .map(|n| {
             let start = from + SignedDuration::from_hours(24 * n);
-            let day = figures(start, start + SignedDuration::from_hours(24), Dimension::Tier, Hours::Wall);
+            let day = figures(
+                start,
+                start + SignedDuration::from_hours(24),
+                Dimension::Tier,
+                Hours::Wall,
+            );
             let tiers = day
                 .sla_by_tier
                 .into_iter()
@@ -401,7 +408,10 @@ fn page_body(signed: &Signed, filters: &Filters, d: &Dashboard, config: &Config)
     let (now, all, before) = (d.current.to, &d.current.totals, &d.previous.totals);
     let whose = match viewer.role {
         Role::Operator => "all leads".to_owned(),
-        Role::Manager => format!("the leads of team {}", viewer.team.as_deref().unwrap_or("–")),
+        Role::Manager => format!(
+            "the leads of team {}",
+            viewer.team.as_deref().unwrap_or("–")
+        ),
         Role::Rep => "the leads you held".to_owned(),
     };
     let headline = [
@@ -1104,7 +1114,10 @@ mod tests {
             segments(&[Some(1.0)], &frame, 1.0)[0][0].0,
             frame.left + frame.plot_width() / 2.0
         );
-        assert_eq!(polyline_points(&[(1.0, 2.25), (3.0, 4.0)]), "1.0,2.2 3.0,4.0");
+        assert_eq!(
+            polyline_points(&[(1.0, 2.25), (3.0, 4.0)]),
+            "1.0,2.2 3.0,4.0"
+        );
     }
 
     #[test]

@@ -712,7 +712,7 @@ fn sla_chart(d: &Dashboard) -> Markup {
     let body = html! {
         (value_axis(&frame, 1.0, &|v| format!("{:.0}%", v * 100.0)))
         @for (i, day) in d.days.iter().enumerate() {
-            @if (n - 1 - i) % every == 0 {
+            @if (n - 1 - i).is_multiple_of(every) {
                 text x=(coord(frame.x_at(i, n))) y=(coord(frame.height - 8.0)) text-anchor="middle" {
                     (day.start.strftime("%m-%d").to_string())
                 }

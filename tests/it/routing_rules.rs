@@ -365,11 +365,7 @@ async fn a_rep_out_of_office_in_the_console_is_skipped_until_it_is_cleared() {
         .await
         .expect("stored");
     manual.handle(Stage::Route, "while-away").await;
-    let assignment = manual
-        .lead("while-away")
-        .await
-        .assignment
-        .expect("owner");
+    let assignment = manual.lead("while-away").await.assignment.expect("owner");
     assert_eq!(assignment.owner.key(), "rep:fatima");
     let trace = assignment.trace.expect("trace");
     let bruno = trace
@@ -392,10 +388,6 @@ async fn a_rep_out_of_office_in_the_console_is_skipped_until_it_is_cleared() {
         .await
         .expect("stored");
     manual.handle(Stage::Route, "after-return").await;
-    let assignment = manual
-        .lead("after-return")
-        .await
-        .assignment
-        .expect("owner");
+    let assignment = manual.lead("after-return").await.assignment.expect("owner");
     assert_eq!(assignment.owner.key(), "rep:bruno");
 }

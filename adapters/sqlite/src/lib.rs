@@ -20,8 +20,8 @@ use leadrelay_shared::console::{ConsoleAction, Session};
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage, StageFailure, UnmatchedActivity};
 use leadrelay_shared::ports::{
     decode_stored_lead, skip_undecodable, Advance, Advanced, Backlog, ConsoleStore, Created,
-    DeadLetter, DeadLetters, DeliveryStart, EnrichmentCache, LeadStore, Outgoing, PostedMessage,
-    Queue, QueueError, Received, ReplayGuard, StoreError,
+    DeadLetter, DeadLetters, DeliveryReceipt, DeliveryStart, EnrichmentCache, LeadStore, Outgoing,
+    PostedMessage, Queue, QueueError, Received, ReplayGuard, StoreError,
 };
 use leadrelay_shared::report::LeadFacts;
 use leadrelay_shared::routing::duplicates::ContactLookup;
@@ -33,8 +33,6 @@ use tracing::error;
 
 /// Writes waiting longer than this many in one transaction are left for the next.
 const MAX_BATCH: usize = 512;
-/// How long the console's audit log keeps an entry (as the DynamoDB table's TTL does).
-const AUDIT_RETENTION: jiff::SignedDuration = jiff::SignedDuration::from_hours(400 * 24);
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS leads (
@@ -1176,6 +1174,33 @@ impl LeadStore for Sqlite {
         .await
     }
 
+    async fn delivery_receipts(&self, lead_id: &str) -> Result<Vec<DeliveryReceipt>, StoreError> {
+        let lead_id = lead_id.to_owned();
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT channel, delivered_at, lease_until FROM deliveries
+                     WHERE lead_id = ?1 ORDER BY channel",
+                )
+                .map_err(StoreError::unavailable)?;
+            let rows = statement
+                .query_map(params![lead_id], |row| {
+                    let at = |millis: Option<i64>| {
+                        millis.and_then(|m| Timestamp::from_millisecond(m).ok())
+                    };
+                    Ok(DeliveryReceipt {
+                        channel: row.get(0)?,
+                        delivered_at: at(row.get(1)?),
+                        lease_until: at(row.get(2)?),
+                    })
+                })
+                .map_err(StoreError::unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(StoreError::unavailable)
+        })
+        .await
+    }
+
     async fn posted_messages(&self, lead_id: &str) -> Result<Vec<PostedMessage>, StoreError> {
         let lead_id = lead_id.to_owned();
         self.read(move |conn| {
@@ -1405,6 +1430,26 @@ impl LeadStore for Sqlite {
         .await
     }
 
+    async fn recent_leads(&self, since: Timestamp, limit: usize) -> Result<Vec<Lead>, StoreError> {
+        let since = since.as_millisecond();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT id, body, last_failure FROM leads INDEXED BY leads_captured
+                     WHERE captured_at >= ?1 ORDER BY captured_at DESC, id DESC LIMIT ?2",
+                )
+                .map_err(StoreError::unavailable)?;
+            let rows = statement
+                .query_map(params![since, limit], lead_columns)
+                .map_err(StoreError::unavailable)?;
+            skip_undecodable(
+                rows.map(|row| row.map_err(StoreError::unavailable).and_then(decode_lead)),
+            )
+        })
+        .await
+    }
+
     /// The facts column over the `leads_captured` index; a row written before facts existed
     /// is read from its body once, and its facts are written back for the next report.
     async fn lead_facts(
@@ -1516,13 +1561,14 @@ impl EnrichmentCache for Sqlite {
     }
 }
 
-/// Sessions and audit entries are written like counters (atomic, not fsync'd): a power cut
-/// may sign someone out, or drop an audit entry together with the change it records (both go
-/// through the same group commit), never leave one without the other half-written.
+/// Sessions and audit entries are written like counters and stage progress (atomic, not
+/// fsync'd): a power cut may sign someone out, or lose the last audit entries as it may lose
+/// the last lead moves; it never leaves a half-written one.
 #[async_trait]
 impl ConsoleStore for Sqlite {
     async fn start_session(&self, session: &Session) -> Result<(), StoreError> {
-        let body = serde_json::to_string(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let body =
+            serde_json::to_string(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let key = session.key.clone();
         let expires_at = session.expires_at.as_millisecond();
         self.write(Durability::Atomic, move |conn| {
@@ -1588,7 +1634,7 @@ impl ConsoleStore for Sqlite {
         let at = action.at.as_millisecond();
         self.write(Durability::Atomic, move |conn| {
             let oldest_kept = Timestamp::now()
-                .checked_sub(AUDIT_RETENTION)
+                .checked_sub(leadrelay_shared::console::audit::KEPT_FOR)
                 .map_or(i64::MIN, |t| t.as_millisecond());
             exec(
                 conn,

@@ -36,12 +36,18 @@ fn now() -> Timestamp {
 }
 
 /// The example configuration (no hours: nothing is held), Chen's name made to look like a
-/// spreadsheet formula, and four console accounts.
+/// spreadsheet formula, and an operator, EMEA's manager and the rep Chen as console accounts.
 fn config_text(hash: &str) -> String {
     let text = example_config().replace("name = \"Chen Wei\"", "name = \"=Chen, \\\"Wei\\\"\"");
     assert!(text.contains("=Chen"), "the example config names Chen Wei");
+    // The shipped configuration has a [console] section with demo accounts: these join them.
+    let section = if text.contains("\n[console]\n") {
+        ""
+    } else {
+        "[console]\n"
+    };
     format!(
-        "{text}\n[console]\n\
+        "{text}\n{section}\
          [[console.accounts]]\nlogin = \"ops\"\nrole = \"operator\"\npassword_hash = \"{hash}\"\n\
          [[console.accounts]]\nlogin = \"emea-lead\"\nrole = \"manager\"\nteam = \"emea\"\npassword_hash = \"{hash}\"\n\
          [[console.accounts]]\nlogin = \"chen\"\nrole = \"rep\"\nrep = \"chen\"\npassword_hash = \"{hash}\"\n"

@@ -584,7 +584,7 @@ fn buckets_chart(r: &SpeedToLead) -> Markup {
             @if row.leads > 0 {
                 text x=(coord(bar.x + bar.width / 2.0)) y=(coord(bar.y - 4.0)) text-anchor="middle" { (row.leads) }
             }
-            text x=(coord(bar.x + bar.width / 2.0)) y=(coord(frame.height - 8.0)) text-anchor="middle" { (row.bucket) }
+            text.tick x=(coord(bar.x + bar.width / 2.0)) y=(coord(frame.height - 8.0)) text-anchor="middle" { (row.bucket) }
         }
         @if r.totals.leads == 0 { (empty_note(&frame, "No leads in this window")) }
     };
@@ -612,7 +612,7 @@ fn spread_bars(id: &str, title: &str, spreads: &[(&str, &Spread)]) -> Markup {
         .flat_map(|(_, s)| [s.p50_secs, s.p90_secs])
         .map(|v| v.unwrap_or(0) as f64)
         .collect();
-    let top = nice_ceiling(values.iter().copied().fold(0.0, f64::max));
+    let top = duration_ceiling(values.iter().copied().fold(0.0, f64::max));
     let bars = bars(&values, top, &frame);
     let desc = spreads
         .iter()
@@ -976,6 +976,23 @@ fn nice_ceiling(max: f64) -> f64 {
         .unwrap_or(10.0 * magnitude)
 }
 
+/// The top of a duration axis in seconds: the smallest round span (seconds, minutes, hours,
+/// days) at or above `max`, so the axis and its half read as people say durations.
+fn duration_ceiling(max: f64) -> f64 {
+    const STEPS: [f64; 22] = [
+        1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
+        7200.0, 14_400.0, 21_600.0, 43_200.0, 86_400.0, 172_800.0, 432_000.0, 864_000.0,
+        2_592_000.0,
+    ];
+    if !(max > 0.0 && max.is_finite()) {
+        return 60.0;
+    }
+    STEPS
+        .into_iter()
+        .find(|step| *step >= max)
+        .unwrap_or_else(|| nice_ceiling(max / 86_400.0) * 86_400.0)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Bar {
     x: f64,
@@ -1071,6 +1088,17 @@ mod tests {
         assert_eq!(nice_ceiling(12.0), 20.0);
         assert_eq!(nice_ceiling(200.0), 200.0);
         assert_eq!(nice_ceiling(0.3), 0.5);
+    }
+
+    #[test]
+    fn duration_axes_end_on_a_round_span() {
+        assert_eq!(duration_ceiling(0.0), 60.0);
+        assert_eq!(duration_ceiling(f64::NAN), 60.0);
+        assert_eq!(duration_ceiling(30.0), 30.0);
+        assert_eq!(duration_ceiling(1185.0), 1800.0);
+        assert_eq!(duration_ceiling(6000.0), 7200.0);
+        assert_eq!(duration_ceiling(218_380.0), 432_000.0);
+        assert_eq!(duration_ceiling(40.0 * 86_400.0), 50.0 * 86_400.0);
     }
 
     #[test]

@@ -370,3 +370,28 @@ pub async fn resume(
     )?;
     Ok(())
 }
+
+/// `leadrelay console hash-password`: the Argon2id hash of a password, for the configuration.
+pub fn hash_password(from_stdin: bool) -> anyhow::Result<()> {
+    let password = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        let first = rpassword::prompt_password("Password: ").context("reading the password")?;
+        let again = rpassword::prompt_password("Again: ").context("reading the password")?;
+        if first != again {
+            bail!("the two passwords differ; nothing printed");
+        }
+        first
+    };
+    if password.chars().count() < 12 {
+        bail!("use at least 12 characters");
+    }
+    let hash = leadrelay_console::hash_password(&password)
+        .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
+    println!("{hash}");
+    Ok(())
+}

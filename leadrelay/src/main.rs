@@ -130,6 +130,11 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// The web console's accounts.
+    Console {
+        #[command(subcommand)]
+        action: ConsoleAction,
+    },
     /// Close a worked lead (won, lost, disqualified): frees the capacity it held.
     Close {
         id: String,
@@ -326,6 +331,17 @@ enum DlqAction {
     },
 }
 
+#[derive(Subcommand)]
+enum ConsoleAction {
+    /// Read a password (twice, not echoed) and print its Argon2id hash for a
+    /// `[[console.accounts]] password_hash`.
+    HashPassword {
+        /// Read one line from standard input instead of asking (for scripts).
+        #[arg(long)]
+        stdin: bool,
+    },
+}
+
 #[derive(clap::Args)]
 struct FilterArgs {
     /// Only this stage (enrich, route, notify).
@@ -390,6 +406,13 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logs(cli.log_format);
+    // Needs no configuration: it makes a value for one.
+    if let Command::Console {
+        action: ConsoleAction::HashPassword { stdin },
+    } = cli.command
+    {
+        return cli::hash_password(stdin);
+    }
     let config = Config::load(&cli.config)?;
     match cli.command {
         Command::Serve { listen, data_dir } => {
@@ -427,6 +450,7 @@ async fn main() -> anyhow::Result<()> {
             let store = store.require(&config, "no stored leads").await?;
             cli::show_lead(store.as_ref(), &id).await
         }
+        Command::Console { .. } => unreachable!("answered before the configuration is read"),
         Command::Close {
             id,
             reason,

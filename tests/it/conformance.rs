@@ -10,13 +10,14 @@ use std::time::Duration;
 use crate::support::aws::moto;
 use jiff::Timestamp;
 use leadrelay::embedded::{QueueSettings, Sqlite};
+use leadrelay_shared::console::{ConsoleAction, Session};
 use leadrelay_shared::model::{
     Assignment, CaptureEvent, Envelope, EventKind, Lead, LeadState, Metadata, Owner, Stage,
     StageFailure, Timeline,
 };
 use leadrelay_shared::ports::{
-    Advance, Created, DeadLetters, DeliveryStart, EnrichmentCache, LeadStore, Outgoing,
-    PostedMessage, Queue, Received, ReplayGuard, StoreError,
+    Advance, ConsoleStore, Created, DeadLetters, DeliveryStart, EnrichmentCache, LeadStore,
+    Outgoing, PostedMessage, Queue, Received, ReplayGuard, StoreError,
 };
 use leadrelay_shared::routing::duplicates::ContactLookup;
 use leadrelay_shared::routing::effects::{ContactWrite, CounterBump, Effects, LedgerWrite};
@@ -30,6 +31,7 @@ struct Adapters {
     cache: Arc<dyn EnrichmentCache>,
     queue: Arc<dyn Queue>,
     dead: Arc<dyn DeadLetters>,
+    console: Arc<dyn ConsoleStore>,
     /// The store underneath the adapter, to write what an older version might have left.
     raw: RawStore,
     _dir: Option<tempfile::TempDir>,
@@ -90,6 +92,7 @@ async fn embedded() -> Adapters {
         store: Arc::new(db.clone()),
         cache: Arc::new(db.clone()),
         queue: Arc::new(db.clone()),
+        console: Arc::new(db.clone()),
         raw: RawStore::Sqlite(db.path().to_path_buf()),
         dead: Arc::new(db),
         _dir: Some(dir),
@@ -102,6 +105,7 @@ async fn aws() -> Adapters {
     let store = Arc::new(deployment.store);
     Adapters {
         store: store.clone(),
+        console: store.clone(),
         cache: store,
         queue: Arc::new(deployment.queues.clone()),
         dead: Arc::new(deployment.queues),
@@ -186,6 +190,32 @@ mod contact_index {
     both!(
         a_contact_points_at_its_open_lead_within_the_window,
         a_stale_contact_write_is_refused_and_changes_nothing,
+    );
+}
+
+/// The console's store (sessions, audit log) and the availability counter it sets, on both
+/// adapter sets.
+mod console_store {
+    macro_rules! both {
+        ($($check:ident),* $(,)?) => {
+            mod embedded_adapters {
+                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::super::$check(super::super::embedded().await).await;
+                })*
+            }
+            mod aws_adapters_on_moto {
+                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::super::$check(super::super::aws().await).await;
+                })*
+            }
+        };
+    }
+    both!(
+        a_console_session_round_trips_until_it_expires_or_ends,
+        audit_entries_come_back_newest_first_from_since_up_to_limit,
+        a_set_counter_overwrites_and_reads_back,
     );
 }
 
@@ -2166,4 +2196,230 @@ async fn lead_facts_follow_every_write_and_are_read_by_capture_window(adapters: 
             .expect("row");
         assert!(kept.is_some_and(|text| text.contains("EMEA")), "backfilled");
     }
+}
+
+fn console_session(login: &str, created_at: Timestamp, expires_at: Timestamp) -> Session {
+    Session {
+        key: Session::key(&unique("session-id")),
+        login: login.to_owned(),
+        csrf: "c5".repeat(32),
+        created_at,
+        expires_at,
+    }
+}
+
+/// Whether the embedded store still holds a session row (None on DynamoDB, where TTL
+/// deletes expired sessions in the background).
+fn sqlite_session_row(raw: &RawStore, key: &str) -> Option<bool> {
+    let RawStore::Sqlite(path) = raw else {
+        return None;
+    };
+    let db = rusqlite::Connection::open(path).expect("open");
+    db.busy_timeout(Duration::from_secs(5))
+        .expect("busy timeout");
+    let rows: i64 = db
+        .query_row(
+            "SELECT count(*) FROM console_sessions WHERE key = ?1",
+            rusqlite::params![key],
+            |row| row.get(0),
+        )
+        .expect("count");
+    Some(rows == 1)
+}
+
+async fn a_console_session_round_trips_until_it_expires_or_ends(adapters: Adapters) {
+    let console = adapters.console.as_ref();
+    let now = Timestamp::now();
+    let hours = jiff::SignedDuration::from_hours;
+
+    // An expired session is stored as it is given, and never returned.
+    let stale = console_session("ana", now - hours(9), now - hours(1));
+    console.start_session(&stale).await.expect("start stale");
+    assert_eq!(console.session(&stale.key, now).await.expect("read"), None);
+
+    let live = console_session("ana", now, now + hours(8));
+    console.start_session(&live).await.expect("start");
+    assert_eq!(
+        console.session(&live.key, now).await.expect("read"),
+        Some(live.clone()),
+        "round-trips whole"
+    );
+    // Live until its last instant, then gone, whatever the store still holds.
+    let last = live.expires_at - jiff::SignedDuration::from_nanos(1);
+    assert_eq!(
+        console.session(&live.key, last).await.expect("read"),
+        Some(live.clone())
+    );
+    assert_eq!(
+        console
+            .session(&live.key, live.expires_at)
+            .await
+            .expect("read"),
+        None
+    );
+    // Starting a session prunes the expired ones where the store does not expire them.
+    if let Some(kept) = sqlite_session_row(&adapters.raw, &stale.key) {
+        assert!(!kept, "the expired session's row was deleted");
+    }
+    assert!(sqlite_session_row(&adapters.raw, &live.key).unwrap_or(true));
+
+    // Another session of the same login is its own.
+    let other = console_session("ana", now, now + hours(8));
+    console.start_session(&other).await.expect("start other");
+    assert_eq!(
+        console
+            .session("0".repeat(64).as_str(), now)
+            .await
+            .expect("read"),
+        None,
+        "an unknown key opens nothing"
+    );
+
+    console.end_session(&live.key).await.expect("sign out");
+    assert_eq!(console.session(&live.key, now).await.expect("read"), None);
+    assert_eq!(
+        console.session(&other.key, now).await.expect("read"),
+        Some(other),
+        "ending one session ends only that one"
+    );
+    // Signing out twice, or with a session that never was, is not an error.
+    console.end_session(&live.key).await.expect("again");
+    console
+        .end_session(&Session::key(&unique("never")))
+        .await
+        .expect("unknown");
+}
+
+fn console_action(at: Timestamp, action: &str, target: &str) -> ConsoleAction {
+    ConsoleAction {
+        at,
+        login: "ana".into(),
+        action: action.into(),
+        target: target.into(),
+        detail: format!("{action} {target}"),
+    }
+}
+
+fn targets(actions: &[ConsoleAction]) -> Vec<&str> {
+    actions.iter().map(|a| a.target.as_str()).collect()
+}
+
+async fn audit_entries_come_back_newest_first_from_since_up_to_limit(adapters: Adapters) {
+    let console = adapters.console.as_ref();
+    let now = Timestamp::now();
+    let mins = jiff::SignedDuration::from_mins;
+    // Whole milliseconds, then two entries 100 and 700 microseconds into one millisecond.
+    let base = Timestamp::from_millisecond(now.as_millisecond()).expect("ms") - mins(60);
+    let same_ms = base + mins(3);
+    let early = console_action(
+        same_ms + jiff::SignedDuration::from_micros(100),
+        "claim",
+        "same-ms-early",
+    );
+    let late = console_action(
+        same_ms + jiff::SignedDuration::from_micros(700),
+        "close",
+        "same-ms-late",
+    );
+    let a = console_action(base, "sign-in", "a");
+    let b = console_action(base + mins(1), "reroute", "b");
+    let c = console_action(base + mins(2), "away", "c");
+    // Three days back: another UTC day, read only when `since` reaches it.
+    let old = console_action(now - jiff::SignedDuration::from_hours(72), "replay", "old");
+    // Recorded out of order: the log is ordered by when things happened.
+    for action in [&c, &late, &a, &old, &early, &b] {
+        console.record_action(action).await.expect("record");
+    }
+
+    let recent = console
+        .actions_since(base - mins(1), 100)
+        .await
+        .expect("read");
+    assert_eq!(recent.len(), 5, "{:?}", targets(&recent));
+    let mut first_two = targets(&recent[..2]).to_vec();
+    first_two.sort_unstable();
+    assert_eq!(
+        first_two,
+        ["same-ms-early", "same-ms-late"],
+        "both entries of one millisecond are kept"
+    );
+    assert_eq!(targets(&recent[2..]), ["c", "b", "a"]);
+    assert!(
+        recent.contains(&early) && recent.contains(&late),
+        "whole entries"
+    );
+
+    // `since` is inclusive, to the instant.
+    let from_b = console.actions_since(b.at, 100).await.expect("read");
+    assert_eq!(from_b.len(), 4);
+    assert_eq!(from_b.last(), Some(&b));
+    let after_b = console
+        .actions_since(b.at + jiff::SignedDuration::from_millis(1), 100)
+        .await
+        .expect("read");
+    assert_eq!(after_b.len(), 3);
+    assert_eq!(after_b.last(), Some(&c));
+    assert_eq!(
+        console.actions_since(late.at, 100).await.expect("read"),
+        vec![late.clone()],
+        "an entry earlier in since's millisecond is left out"
+    );
+
+    // The newest `limit`, across days.
+    let newest = console
+        .actions_since(base - mins(1), 3)
+        .await
+        .expect("read");
+    assert_eq!(newest.len(), 3);
+    assert_eq!(newest[2], c);
+    let all = console
+        .actions_since(now - jiff::SignedDuration::from_hours(96), 100)
+        .await
+        .expect("read");
+    assert_eq!(all.len(), 6);
+    assert_eq!(all.last(), Some(&old));
+    let all_but_the_oldest = console
+        .actions_since(now - jiff::SignedDuration::from_hours(96), 5)
+        .await
+        .expect("read");
+    assert_eq!(all_but_the_oldest, recent);
+    assert!(console
+        .actions_since(base, 0)
+        .await
+        .expect("read")
+        .is_empty());
+}
+
+async fn a_set_counter_overwrites_and_reads_back(adapters: Adapters) {
+    let store = adapters.store.as_ref();
+    let away = unique("away_until:rep");
+    let never = unique("away_until:rep");
+    assert_eq!(store.counter(&away).await.expect("read"), 0);
+
+    store.set_counter(&away, 1_900_000_000).await.expect("set");
+    assert_eq!(store.counter(&away).await.expect("read"), 1_900_000_000);
+    store.set_counter(&away, 42).await.expect("overwrite");
+    assert_eq!(
+        store
+            .counters(&[never.clone(), away.clone()])
+            .await
+            .expect("read"),
+        vec![0, 42]
+    );
+
+    // A counter that routing added to is overwritten too, and can go back to 0.
+    let bumped = unique("open_leads:rep");
+    route_with(store, &enriched_lead(store).await, &bump(&[&bumped]))
+        .await
+        .expect("routed");
+    assert_eq!(store.counter(&bumped).await.expect("read"), 1);
+    store.set_counter(&bumped, 5).await.expect("set");
+    store.set_counter(&away, 0).await.expect("clear");
+    assert_eq!(
+        store
+            .counters(&[away.clone(), bumped.clone(), never])
+            .await
+            .expect("read"),
+        vec![0, 5, 0]
+    );
 }

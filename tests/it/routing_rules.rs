@@ -5,15 +5,16 @@
 use std::time::Duration;
 
 use crate::support::{
-    example_config, open_store, parse_config, root, shipped_example_config, Edit,
+    example_config, initech_lead, open_store, parse_config, root, shipped_example_config, Edit,
+    ManualPipeline,
 };
 use jiff::Timestamp;
 use leadrelay::embedded::Sqlite;
 use leadrelay::rules;
-use leadrelay_shared::model::{LeadState, Owner};
+use leadrelay_shared::model::{LeadState, Owner, Stage};
 use leadrelay_shared::ports::LeadStore;
 use leadrelay_shared::replay::{self, Rules};
-use leadrelay_shared::routing::{open_leads_counter, Router};
+use leadrelay_shared::routing::{away_until_counter, open_leads_counter, Router};
 use leadrelay_shared::rulebook::Rulebook;
 
 #[test]
@@ -344,4 +345,49 @@ async fn closing_a_lead_frees_the_capacity_it_held_and_pools_show_the_ledger() {
         "{}",
         bruno_now.reason
     );
+}
+
+/// A rep's out-of-office set in the console is the `away_until` counter in the store: the
+/// next lead skips them, saying so in its stored trace, and clearing it puts them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rep_out_of_office_in_the_console_is_skipped_until_it_is_cleared() {
+    // Tuesday 10:00 in London: EMEA is open, and Bruno (weight 2) has the first turn of the
+    // emea-ae pool he shares with Fatima.
+    let at: Timestamp = "2026-11-24T10:00:00Z".parse().expect("time");
+    let manual = ManualPipeline::new(parse_config(&shipped_example_config()), at);
+    let db = &manual.db;
+    let back: Timestamp = "2026-11-26T10:00:00Z".parse().expect("time");
+    db.set_counter(&away_until_counter("bruno"), back.as_second())
+        .await
+        .expect("away");
+
+    db.create_lead(&initech_lead("while-away", "tom@initech.co.uk", at))
+        .await
+        .expect("stored");
+    manual.handle(Stage::Route, "while-away").await;
+    let assignment = manual.lead("while-away").await.assignment.expect("owner");
+    assert_eq!(assignment.owner.key(), "rep:fatima");
+    let trace = assignment.trace.expect("trace");
+    let bruno = trace
+        .steps
+        .iter()
+        .flat_map(|step| &step.candidates)
+        .find(|c| c.rep == "bruno")
+        .expect("bruno considered");
+    // In Bruno's own time zone (Berlin).
+    assert_eq!(
+        bruno.reason,
+        "out of office until Thu 2026-11-26 11:00 CET (set in the console)"
+    );
+
+    // Back early: cleared in the console, Bruno takes the next lead.
+    db.set_counter(&away_until_counter("bruno"), 0)
+        .await
+        .expect("back");
+    db.create_lead(&initech_lead("after-return", "ann@initech.co.uk", at))
+        .await
+        .expect("stored");
+    manual.handle(Stage::Route, "after-return").await;
+    let assignment = manual.lead("after-return").await.assignment.expect("owner");
+    assert_eq!(assignment.owner.key(), "rep:bruno");
 }

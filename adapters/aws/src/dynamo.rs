@@ -12,6 +12,8 @@
 //! | cache entry | `CACHE#<key>` | `CACHE` | `value`; TTL `expires_at` (also checked on read: TTL deletion lags) |
 //! | unmatched activity | `UNMATCHED#<UTC day received>` | `<received ms, 13 digits>#<activity key>` | `body`; TTL `expires_at`; one partition per day, so a listing reads only its days |
 //! | unmatched activity key | `UNMATCHEDKEY#<activity key>` | `UNMATCHEDKEY` | written with the event in one transaction, so a replay is kept once; TTL `expires_at` |
+//! | console session | `SESSION#<hex SHA-256 of the cookie's id>` | `SESSION` | `body` (the session as JSON); TTL `expires_at` (the session's end; also checked on read: TTL deletion lags) |
+//! | console audit entry | `CONSOLEAUDIT#<UTC day>` | `<UTC RFC 3339, milliseconds>#<random>` | `body` (the action as JSON); TTL `expires_at` (400 days); one partition per day, read newest first |
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,10 +25,11 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 pub use aws_sdk_dynamodb::Client;
 use jiff::Timestamp;
+use leadrelay_shared::console::{ConsoleAction, Session};
 use leadrelay_shared::model::{Lead, LeadState, StageFailure, UnmatchedActivity};
 use leadrelay_shared::ports::{
-    decode_stored_lead, skip_undecodable, Created, DeliveryStart, EnrichmentCache, LeadStore,
-    PostedMessage, ReplayGuard, StoreError,
+    decode_stored_lead, skip_undecodable, ConsoleStore, Created, DeliveryStart, EnrichmentCache,
+    LeadStore, PostedMessage, ReplayGuard, StoreError,
 };
 use leadrelay_shared::report::LeadFacts;
 use leadrelay_shared::routing::duplicates::ContactLookup;
@@ -41,6 +44,10 @@ const POSTED_PREFIX: &str = "POSTED#";
 const RECEIPT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How long an activity event that matched no lead is kept for the handoff audit.
 const UNMATCHED_TTL: Duration = Duration::from_secs(180 * 24 * 3600);
+/// How long the console's audit log keeps an entry.
+const AUDIT_TTL: Duration = Duration::from_secs(400 * 24 * 3600);
+/// The partition prefix of the console's audit log (one partition per UTC day).
+const AUDIT_PREFIX: &str = "CONSOLEAUDIT#";
 /// The sparse SLA index is spread over this many partitions to avoid a hot key.
 const SLA_SHARDS: u32 = 8;
 /// The capture-day report index is spread over this many partitions per day: 1,500 leads a
@@ -114,6 +121,27 @@ fn ledger_key(pool: &str, period: &str) -> HashMap<String, AttributeValue> {
         ("pk".into(), s(format!("LEDGER#{pool}"))),
         ("sk".into(), s(format!("PERIOD#{period}"))),
     ])
+}
+
+fn session_key(key: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".into(), s(format!("SESSION#{key}"))),
+        ("sk".into(), s("SESSION")),
+    ])
+}
+
+/// An instant as an audit sort key's prefix: UTC RFC 3339 with exactly three fractional
+/// digits, so that the keys of one day sort as their instants do.
+fn audit_instant(at: Timestamp) -> String {
+    let utc = at.to_zoned(jiff::tz::TimeZone::UTC);
+    format!(
+        "{}T{:02}:{:02}:{:02}.{:03}Z",
+        utc.date(),
+        utc.hour(),
+        utc.minute(),
+        utc.second(),
+        utc.millisecond()
+    )
 }
 
 fn cache_key(key: &str) -> HashMap<String, AttributeValue> {
@@ -1394,6 +1422,148 @@ impl EnrichmentCache for DynamoStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl ConsoleStore for DynamoStore {
+    async fn start_session(&self, session: &Session) -> Result<(), StoreError> {
+        let body =
+            serde_json::to_string(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut item = session_key(&session.key);
+        item.insert("body".into(), s(body));
+        // TTL counts whole seconds: rounded up, so the item outlives the session, never less.
+        let end = session.expires_at;
+        let ttl = end.as_second() + i64::from(end.subsec_nanosecond() > 0);
+        item.insert("expires_at".into(), n(ttl));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn session(&self, key: &str, now: Timestamp) -> Result<Option<Session>, StoreError> {
+        // Strongly consistent: a session started a moment ago on another instance opens here.
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(session_key(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?
+            .item;
+        let Some(item) = item else {
+            return Ok(None);
+        };
+        let body = item
+            .get("body")
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| StoreError::Corrupt("console session without a body".into()))?;
+        let session: Session = serde_json::from_str(body)
+            .map_err(|e| StoreError::Corrupt(format!("console session: {e}")))?;
+        // DynamoDB deletes expired items up to days late: expiry is checked here too.
+        Ok(session.is_live(now).then_some(session))
+    }
+
+    async fn end_session(&self, key: &str) -> Result<(), StoreError> {
+        // Deleting a missing item succeeds: signing out twice is not an error.
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(session_key(key)))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn record_action(&self, action: &ConsoleAction) -> Result<(), StoreError> {
+        let body = serde_json::to_string(action).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let day = action.at.to_zoned(jiff::tz::TimeZone::UTC).date();
+        // A random suffix keeps two entries of one millisecond apart.
+        let sk = format!(
+            "{}#{}",
+            audit_instant(action.at),
+            uuid::Uuid::new_v4().simple()
+        );
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("{AUDIT_PREFIX}{day}")))
+            .item("sk", s(sk))
+            .item("body", s(body))
+            .item("expires_at", expires(AUDIT_TTL))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// One query per UTC day, from today back to `since`'s day, newest first, until `limit`
+    /// entries are found: never a scan.
+    async fn actions_since(
+        &self,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<ConsoleAction>, StoreError> {
+        let mut found = Vec::new();
+        if limit == 0 {
+            return Ok(found);
+        }
+        let now = Timestamp::now();
+        // Nothing older is kept: do not query the days before.
+        let kept_for =
+            jiff::SignedDuration::try_from(AUDIT_TTL).unwrap_or(jiff::SignedDuration::ZERO);
+        let oldest = since.max(now.saturating_sub(kept_for).unwrap_or(since));
+        let first = oldest.to_zoned(jiff::tz::TimeZone::UTC).date();
+        let mut day = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+        // Keys of `since`'s millisecond and after; its entries before `since` are skipped below.
+        let from = audit_instant(since);
+        while day >= first && found.len() < limit {
+            let mut start = None;
+            loop {
+                let wanted = i32::try_from(limit - found.len()).unwrap_or(i32::MAX);
+                let page = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("pk = :day AND sk >= :from")
+                    .expression_attribute_values(":day", s(format!("{AUDIT_PREFIX}{day}")))
+                    .expression_attribute_values(":from", s(from.clone()))
+                    .scan_index_forward(false)
+                    .limit(wanted)
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                for item in page.items.unwrap_or_default() {
+                    let body = item
+                        .get("body")
+                        .and_then(|v| v.as_s().ok())
+                        .ok_or_else(|| {
+                            StoreError::Corrupt("console audit entry without a body".into())
+                        })?;
+                    let action: ConsoleAction = serde_json::from_str(body)
+                        .map_err(|e| StoreError::Corrupt(format!("console audit entry: {e}")))?;
+                    if action.at >= since && found.len() < limit {
+                        found.push(action);
+                    }
+                }
+                start = page.last_evaluated_key;
+                if start.is_none() || found.len() >= limit {
+                    break;
+                }
+            }
+            let Ok(previous) = day.yesterday() else { break };
+            day = previous;
+        }
+        Ok(found)
     }
 }
 

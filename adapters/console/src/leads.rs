@@ -10,7 +10,7 @@ use axum::Router;
 use jiff::{SignedDuration, Timestamp};
 use leadrelay_shared::config::Config;
 use leadrelay_shared::console::access;
-use leadrelay_shared::model::{Lead, LeadState, Outcome};
+use leadrelay_shared::model::{Envelope, Lead, LeadState, Outcome, Stage};
 use leadrelay_shared::stages::claim::{claim, ClaimOutcome, ClaimVia};
 use leadrelay_shared::stages::close::close_lead;
 use leadrelay_shared::stages::reroute::{HandBack, NotMineError};
@@ -535,8 +535,11 @@ fn routing(lead: &Lead) -> Markup {
                                 td { (step.target) }
                                 td { (candidate.rep) }
                                 td {
-                                    @if candidate.picked { strong.ok { "picked: " } }
-                                    (candidate.reason)
+                                    @if candidate.picked {
+                                        strong.ok { (candidate.reason) }
+                                    } @else {
+                                        (candidate.reason)
+                                    }
                                 }
                             }
                         }
@@ -696,7 +699,7 @@ async fn close(
         ));
     };
     let now = console.pipeline.clock.now();
-    close_lead(
+    let closed = close_lead(
         console.pipeline.store.as_ref(),
         now,
         &lead.id,
@@ -704,6 +707,12 @@ async fn close(
     )
     .await
     .map_err(|e| Refusal::BadRequest(e.to_string()))?;
+    // The notify stage edits the lead's posted alerts to say it is closed (as the CLI's close).
+    let envelope = Envelope::new(&closed.id, Stage::Notify, &closed.trace_id);
+    if let Err(e) = console.pipeline.queue.send(Stage::Notify, &envelope).await {
+        tracing::warn!(lead_id = %closed.id, error = %e,
+            "closed; its posted alerts keep their old text");
+    }
     console
         .audit(&signed.viewer.login, "close", &lead.id, outcome.as_str())
         .await;

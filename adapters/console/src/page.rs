@@ -4,7 +4,7 @@
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use jiff::{SignedDuration, Timestamp};
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, Markup, DOCTYPE};
 
 use crate::auth::Signed;
 
@@ -148,11 +148,6 @@ pub(crate) fn when(at: Option<Timestamp>, now: Timestamp) -> Markup {
             }
         },
     }
-}
-
-/// Raw markup the console's own code wrote (an SVG chart): never text from a request.
-pub(crate) fn trusted(markup: String) -> PreEscaped<String> {
-    PreEscaped(markup)
 }
 
 #[cfg(test)]

@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use jiff::Timestamp;
 use leadrelay_shared::config::PipelineConfig;
+use leadrelay_shared::console::{ConsoleAction, Session};
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage, StageFailure, UnmatchedActivity};
 use leadrelay_shared::ports::{
-    decode_stored_lead, skip_undecodable, Advance, Advanced, Backlog, Created, DeadLetter,
-    DeadLetters, DeliveryStart, EnrichmentCache, LeadStore, Outgoing, PostedMessage, Queue,
-    QueueError, Received, ReplayGuard, StoreError,
+    decode_stored_lead, skip_undecodable, Advance, Advanced, Backlog, ConsoleStore, Created,
+    DeadLetter, DeadLetters, DeliveryStart, EnrichmentCache, LeadStore, Outgoing, PostedMessage,
+    Queue, QueueError, Received, ReplayGuard, StoreError,
 };
 use leadrelay_shared::report::LeadFacts;
 use leadrelay_shared::routing::duplicates::ContactLookup;
@@ -32,6 +33,8 @@ use tracing::error;
 
 /// Writes waiting longer than this many in one transaction are left for the next.
 const MAX_BATCH: usize = 512;
+/// How long the console's audit log keeps an entry (as the DynamoDB table's TTL does).
+const AUDIT_RETENTION: jiff::SignedDuration = jiff::SignedDuration::from_hours(400 * 24);
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS leads (
@@ -130,6 +133,22 @@ CREATE TABLE IF NOT EXISTS alarms (
     raised_at   INTEGER NOT NULL,
     notified_at INTEGER NOT NULL
 );
+-- The console's signed-in sessions under the SHA-256 of their cookie's id; body is the
+-- Session as JSON; expires_at in milliseconds, checked on read, pruned when a session starts.
+CREATE TABLE IF NOT EXISTS console_sessions (
+    key        TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL,
+    body       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS console_sessions_expiry ON console_sessions (expires_at);
+-- The console's audit log: at in milliseconds, body the ConsoleAction as JSON; id orders the
+-- entries of one millisecond. Entries older than the audit retention are pruned on write.
+CREATE TABLE IF NOT EXISTS console_audit (
+    id   INTEGER PRIMARY KEY AUTOINCREMENT,
+    at   INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS console_audit_at ON console_audit (at);
 "#;
 
 /// Brings a database made by an earlier version up to [`SCHEMA`]: columns added since.
@@ -1492,6 +1511,134 @@ impl EnrichmentCache for Sqlite {
             )
             .map_err(StoreError::unavailable)?;
             Ok(())
+        })
+        .await
+    }
+}
+
+/// Sessions and audit entries are written like counters (atomic, not fsync'd): a power cut
+/// may sign someone out, or drop an audit entry together with the change it records (both go
+/// through the same group commit), never leave one without the other half-written.
+#[async_trait]
+impl ConsoleStore for Sqlite {
+    async fn start_session(&self, session: &Session) -> Result<(), StoreError> {
+        let body =
+            serde_json::to_string(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let key = session.key.clone();
+        let expires_at = session.expires_at.as_millisecond();
+        self.write(Durability::Atomic, move |conn| {
+            // Sessions nobody signed out of end here, a sign-in at a time.
+            exec(
+                conn,
+                "DELETE FROM console_sessions WHERE expires_at <= ?1",
+                params![now_ms()],
+            )
+            .map_err(StoreError::unavailable)?;
+            exec(
+                conn,
+                "INSERT INTO console_sessions (key, expires_at, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at,
+                                                 body = excluded.body",
+                params![key, expires_at, body],
+            )
+            .map_err(StoreError::unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session(&self, key: &str, now: Timestamp) -> Result<Option<Session>, StoreError> {
+        let key = key.to_owned();
+        let body: Option<String> = self
+            .read(move |conn| {
+                query_row(
+                    conn,
+                    "SELECT body FROM console_sessions WHERE key = ?1",
+                    params![key],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(StoreError::unavailable)
+            })
+            .await?;
+        let Some(body) = body else {
+            return Ok(None);
+        };
+        let session: Session = serde_json::from_str(&body)
+            .map_err(|e| StoreError::Corrupt(format!("console session: {e}")))?;
+        // Expiry is checked on the session itself, to the instant, not on the rounded column.
+        Ok(session.is_live(now).then_some(session))
+    }
+
+    async fn end_session(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.write(Durability::Atomic, move |conn| {
+            exec(
+                conn,
+                "DELETE FROM console_sessions WHERE key = ?1",
+                params![key],
+            )
+            .map_err(StoreError::unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_action(&self, action: &ConsoleAction) -> Result<(), StoreError> {
+        let body = serde_json::to_string(action).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let at = action.at.as_millisecond();
+        self.write(Durability::Atomic, move |conn| {
+            let oldest_kept = Timestamp::now()
+                .checked_sub(AUDIT_RETENTION)
+                .map_or(i64::MIN, |t| t.as_millisecond());
+            exec(
+                conn,
+                "DELETE FROM console_audit WHERE at < ?1",
+                params![oldest_kept],
+            )
+            .map_err(StoreError::unavailable)?;
+            exec(
+                conn,
+                "INSERT INTO console_audit (at, body) VALUES (?1, ?2)",
+                params![at, body],
+            )
+            .map_err(StoreError::unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn actions_since(
+        &self,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<ConsoleAction>, StoreError> {
+        // `at` is stored in milliseconds: rows are read from `since`'s millisecond, and the
+        // entries of that millisecond before `since` are skipped (after the limit is not
+        // enough: within one millisecond rows come in insertion order, not by instant).
+        let from = since.as_millisecond();
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT body FROM console_audit WHERE at >= ?1 ORDER BY at DESC, id DESC",
+                )
+                .map_err(StoreError::unavailable)?;
+            let mut rows = statement
+                .query(params![from])
+                .map_err(StoreError::unavailable)?;
+            let mut actions = Vec::new();
+            while actions.len() < limit {
+                let Some(row) = rows.next().map_err(StoreError::unavailable)? else {
+                    break;
+                };
+                let body: String = row.get(0).map_err(StoreError::unavailable)?;
+                let action: ConsoleAction = serde_json::from_str(&body)
+                    .map_err(|e| StoreError::Corrupt(format!("console audit entry: {e}")))?;
+                if action.at >= since {
+                    actions.push(action);
+                }
+            }
+            Ok(actions)
         })
         .await
     }

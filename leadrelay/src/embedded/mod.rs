@@ -135,7 +135,14 @@ impl Embedded {
     ) -> anyhow::Result<()> {
         let mut workers = self.start_workers();
         let ready = Arc::new(AtomicBool::new(true));
-        let app = router(Api::new(self.pipeline.clone(), ready.clone()));
+        // The console (when `[console]` is configured) on the same server, over the same store.
+        let console = leadrelay_console::Console::new(
+            self.pipeline.clone(),
+            Arc::new(self.db.clone()),
+            Some(Arc::new(self.db.clone())),
+        );
+        let app = router(Api::new(self.pipeline.clone(), ready.clone()))
+            .merge(leadrelay_console::router(console));
         let address: SocketAddr = listener.local_addr()?;
         let open_files = server::raise_open_file_limit();
         let limits = server::Limits::new(&self.pipeline.config.server, open_files);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cold start of the six Lambda functions, measured (tests/benches/lambda_cold_start.rs): builds
+# Cold start of the seven Lambda functions, measured (tests/benches/lambda_cold_start.rs): builds
 # each function's release bootstrap for this machine's architecture, starts moto (the AWS
 # emulator, scripts/with-moto.sh) and runs the bench, which spawns each bootstrap against a
 # local Lambda Runtime API. Figures and their meaning: docs/benchmarks.md.
@@ -12,11 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CARGO=${CARGO:-cargo}
-FUNCTIONS=(ingest enrich route notify claim sla)
+FUNCTIONS=(ingest enrich route notify claim console sla)
 
 if [[ -z ${BOOTSTRAP_DIR:-} ]]; then
     packages=()
-    for f in "${FUNCTIONS[@]}"; do packages+=(-p "leadrelay-$f"); done
+    # The console function's package is leadrelay-console-fn (leadrelay-console is its adapter).
+    for f in "${FUNCTIONS[@]}"; do packages+=(-p "leadrelay-$f$([[ $f == console ]] && echo -fn)"); done
     "$CARGO" build --release "${packages[@]}"
     BOOTSTRAP_DIR=$(realpath "${CARGO_TARGET_DIR:-target}/release")
 fi

@@ -35,7 +35,7 @@ forbid() {
 }
 
 IO="reqwest hyper hyper-util axum tower-http lettre maxminddb rusqlite governor aws-config aws-sdk-* lambda_runtime lambda_http"
-ADAPTERS="leadrelay-web leadrelay-channels leadrelay-email leadrelay-providers leadrelay-geoip leadrelay-sqlite leadrelay-aws"
+ADAPTERS="leadrelay-web leadrelay-console leadrelay-channels leadrelay-email leadrelay-providers leadrelay-geoip leadrelay-sqlite leadrelay-aws"
 
 # shellcheck disable=SC2086 # word splitting of the lists is intended
 {
@@ -52,7 +52,7 @@ ADAPTERS="leadrelay-web leadrelay-channels leadrelay-email leadrelay-providers l
         leadrelay-web leadrelay-channels leadrelay-email leadrelay-geoip leadrelay-sqlite
     forbid leadrelay-notify "only notify delivers alerts; it serves no HTTP" \
         axum lambda_http maxminddb leadrelay-web leadrelay-providers leadrelay-geoip leadrelay-sqlite
-    for fn in ingest claim; do
+    for fn in ingest claim console-fn; do
         forbid "leadrelay-$fn" "the HTTP functions deliver no alerts and enrich nothing" \
             lettre maxminddb governor aws-sdk-sesv2 aws-sdk-sns \
             leadrelay-channels leadrelay-email leadrelay-providers leadrelay-geoip leadrelay-sqlite \
@@ -61,12 +61,12 @@ ADAPTERS="leadrelay-web leadrelay-channels leadrelay-email leadrelay-providers l
     # One TLS crypto library: every HTTPS client (the AWS SDK's, reqwest's through
     # leadrelay-https, lettre's) runs on ring; a second provider is a second copy of crypto.
     for entry in leadrelay leadrelay-ingest leadrelay-enrich leadrelay-route leadrelay-notify \
-        leadrelay-claim leadrelay-sla; do
+        leadrelay-claim leadrelay-console-fn leadrelay-sla; do
         forbid "$entry" "TLS runs on ring only (leadrelay-https)" aws-lc-rs aws-lc-sys
     done
     # The functions configure the AWS SDK from Lambda's variables (`lambda_sdk_config`):
     # aws-config's default chain (profiles, SSO, STS web identity, IMDS, ECS) is the operators'.
-    for fn in ingest enrich route notify claim sla; do
+    for fn in ingest enrich route notify claim console-fn sla; do
         forbid "leadrelay-$fn" "the SDK is configured from the environment, not aws-config's chain" \
             aws-config aws-sdk-sts aws-sdk-sso aws-sdk-ssooidc
     done

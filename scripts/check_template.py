@@ -22,7 +22,7 @@ from pathlib import Path
 from cfnlint.decode import cfn_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-BINARIES = ("ingest", "enrich", "route", "notify", "claim", "sla")
+BINARIES = ("ingest", "enrich", "route", "notify", "claim", "console", "sla")
 CONSUMERS = ("enrich", "route", "notify")
 ENV_CONTRACT = (
     "LEADRELAY_TABLE",
@@ -492,6 +492,29 @@ def check_claim_routes(t: Template) -> str:
     return "claim routes " + ", ".join(f"{m} {p}" for m, p in CLAIM_ROUTES) + f" -> {claim}"
 
 
+CONSOLE_ROUTES = (("GET", "/console"), ("GET", "/console/{proxy+}"),
+                  ("POST", "/console/{proxy+}"))
+
+
+def check_console(t: Template) -> str:
+    """The console function serves every /console path and can reach the dead letters."""
+    console = t.functions_by_binary().get("console")
+    props = (t.resources.get(console) or {}).get("Properties") or {}
+    found = {((e.get("Properties") or {}).get("Method"), (e.get("Properties") or {}).get("Path"))
+             for e in (props.get("Events") or {}).values() if e.get("Type") == "HttpApi"}
+    problems = [f"{console} has no HttpApi event {m} {p}" for m, p in CONSOLE_ROUTES
+                if (m, p) not in found]
+    pollers = {t.ref_target(p["SQSPollerPolicy"].get("QueueName"))
+               for p in props.get("Policies") or [] if isinstance(p, dict)
+               and "SQSPollerPolicy" in p}
+    for dlq in ("EnrichDLQ", "RouteDLQ", "NotifyDLQ"):
+        if dlq not in pollers:
+            problems.append(f"{console}: needs SQSPollerPolicy on {dlq} (the operations page)")
+    if problems:
+        raise Problem("; ".join(problems))
+    return f"console routes GET/POST /console/* -> {console}, polls every DLQ"
+
+
 def check_sla_watch(t: Template) -> str:
     """sla-watch runs on an enabled schedule, one run at a time, emits EMF, can reach notify,
     and an alarm counts the breaches it emits."""
@@ -538,6 +561,7 @@ CHECKS = (
     check_dlq_alarms,
     check_error_alarms,
     check_claim_routes,
+    check_console,
     check_sla_watch,
     check_outputs,
 )

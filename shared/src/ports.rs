@@ -320,6 +320,10 @@ pub trait LeadStore: Send + Sync {
         Ok(())
     }
 
+    /// Every channel's delivery record for a lead, in channel order: what the console shows
+    /// as the alert's receipts.
+    async fn delivery_receipts(&self, lead_id: &str) -> Result<Vec<DeliveryReceipt>, StoreError>;
+
     /// The messages [`LeadStore::record_posted`] kept for a lead, in no particular order.
     async fn posted_messages(&self, lead_id: &str) -> Result<Vec<PostedMessage>, StoreError> {
         let _ = lead_id;
@@ -342,6 +346,10 @@ pub trait LeadStore: Send + Sync {
 
     /// Leads captured at or after `since`, oldest first, at most `limit` (for `rules diff`).
     async fn leads_since(&self, since: Timestamp, limit: usize) -> Result<Vec<Lead>, StoreError>;
+
+    /// Leads captured at or after `since`, newest first, at most `limit`: the console's live
+    /// list. Read from the capture-time index, never a scan of every lead.
+    async fn recent_leads(&self, since: Timestamp, limit: usize) -> Result<Vec<Lead>, StoreError>;
 
     /// The [`LeadFacts`] of the leads captured at or after `from` and before `to`, in no
     /// particular order: what a report reads. Stores keep the facts beside each lead and read
@@ -714,6 +722,17 @@ pub trait SmsSender: Send + Sync {
 #[async_trait]
 pub trait Mailer: Send + Sync {
     async fn send(&self, email: &OutgoingEmail) -> Result<(), NotifyError>;
+}
+
+/// One channel's delivery record for a lead: delivered (the receipt), or attempted and not
+/// yet delivered (a lease, or neither after a released attempt).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryReceipt {
+    /// The receipt's channel key (`slack:rep:alice`, `esc1:email:...`).
+    pub channel: String,
+    pub delivered_at: Option<Timestamp>,
+    /// While an attempt is in progress: when its lease ends.
+    pub lease_until: Option<Timestamp>,
 }
 
 /// A message a channel posted and can edit later: the Slack app's conversation id and the

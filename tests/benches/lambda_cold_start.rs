@@ -84,16 +84,18 @@ enum Function {
     Route,
     Notify,
     Claim,
+    Console,
     Sla,
 }
 
 impl Function {
-    const ALL: [Function; 6] = [
+    const ALL: [Function; 7] = [
         Function::Ingest,
         Function::Enrich,
         Function::Route,
         Function::Notify,
         Function::Claim,
+        Function::Console,
         Function::Sla,
     ];
 
@@ -104,6 +106,7 @@ impl Function {
             Function::Route => "route",
             Function::Notify => "notify",
             Function::Claim => "claim",
+            Function::Console => "console",
             Function::Sla => "sla",
         }
     }
@@ -112,6 +115,7 @@ impl Function {
     fn timeout(self) -> Duration {
         Duration::from_secs(match self {
             Function::Ingest | Function::Claim => 10,
+            Function::Console => 15,
             Function::Enrich | Function::Route | Function::Notify => 20,
             Function::Sla => 60,
         })
@@ -725,6 +729,15 @@ async fn drive_chain(
     );
     samples.push((Function::Claim, claim.sample));
 
+    // console: the sign-in page, as a browser first opens it.
+    let console = start(Function::Console, console_event()?).await?;
+    let (status, html) = http_answer(&console.response)?;
+    ensure!(
+        status == 200 && html.contains("Sign in to leadrelay"),
+        "console answered {status}: {html}"
+    );
+    samples.push((Function::Console, console.sample));
+
     // sla: the schedule fires with one lead past its deadline.
     let due = due_lead(stack, config, run).await?;
     let sla = start(Function::Sla, sla_event()?).await?;
@@ -859,6 +872,27 @@ fn claim_event(lead_id: &str, query: &str) -> anyhow::Result<Vec<u8>> {
         "x-forwarded-proto": "https",
     });
     event["body"] = "".into();
+    stamp_request(&mut event);
+    serde_json::to_vec(&event).context("writing the event")
+}
+
+/// `GET /console/login`, as a browser opens the console.
+fn console_event() -> anyhow::Result<Vec<u8>> {
+    let mut event = fixture("apigw-http-webhook.json")?;
+    event["routeKey"] = "GET /console/{proxy+}".into();
+    event["rawPath"] = "/console/login".into();
+    event["rawQueryString"] = "".into();
+    event["requestContext"]["routeKey"] = "GET /console/{proxy+}".into();
+    event["requestContext"]["http"]["method"] = "GET".into();
+    event["requestContext"]["http"]["path"] = "/console/login".into();
+    event["pathParameters"] = json!({ "proxy": "login" });
+    event["headers"] = json!({
+        "host": "abc123defg.execute-api.us-east-1.amazonaws.com",
+        "user-agent": "Mozilla/5.0",
+        "x-forwarded-proto": "https",
+    });
+    event["body"] = Value::Null;
+    event["isBase64Encoded"] = false.into();
     stamp_request(&mut event);
     serde_json::to_vec(&event).context("writing the event")
 }

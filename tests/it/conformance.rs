@@ -16,8 +16,8 @@ use leadrelay_shared::model::{
     StageFailure, Timeline,
 };
 use leadrelay_shared::ports::{
-    Advance, ConsoleStore, Created, DeadLetters, DeliveryStart, EnrichmentCache, LeadStore,
-    Outgoing, PostedMessage, Queue, Received, ReplayGuard, StoreError,
+    Advance, ConsoleStore, Created, DeadLetters, DeliveryReceipt, DeliveryStart, EnrichmentCache,
+    LeadStore, Outgoing, PostedMessage, Queue, Received, ReplayGuard, StoreError,
 };
 use leadrelay_shared::routing::duplicates::ContactLookup;
 use leadrelay_shared::routing::effects::{ContactWrite, CounterBump, Effects, LedgerWrite};
@@ -143,6 +143,7 @@ conformance!(
     a_stale_ledger_write_is_refused_and_changes_nothing,
     pool_ledgers_round_trip,
     leads_since_in_captured_order,
+    recent_leads_newest_first_from_the_capture_index,
     closing_releases_a_counter_but_never_below_zero,
     conditional_failures_are_typed,
     failures_are_recorded_beside_the_lead,
@@ -985,6 +986,49 @@ async fn leads_since_in_captured_order(adapters: Adapters) {
     assert!(since(0, 0).await.is_empty());
 }
 
+async fn recent_leads_newest_first_from_the_capture_index(adapters: Adapters) {
+    let store = adapters.store.as_ref();
+    // A day ahead, as above: no other test's lead is captured at or after it. Across a UTC
+    // midnight, so the DynamoDB read walks two days of its index.
+    let tomorrow = (Timestamp::now() + jiff::SignedDuration::from_hours(24))
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let midnight = tomorrow
+        .tomorrow()
+        .expect("a date")
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .expect("midnight")
+        .timestamp();
+    let at = |n: i64| midnight + jiff::SignedDuration::from_secs(n);
+    let mut ids = Vec::new();
+    for n in [-2, 1, -1, 2, 0] {
+        let mut lead = lead(&unique(&format!("recent{n}")), &unique("evt"));
+        lead.timeline.captured_at = Some(at(n));
+        lead.capture.timestamp = Some(at(n));
+        store.create_lead(&lead).await.expect("create");
+        ids.push((n, lead.id));
+    }
+    ids.sort();
+    let newest_first: Vec<String> = ids.iter().rev().map(|(_, id)| id.clone()).collect();
+    let recent = |from: i64, limit: usize| async move {
+        store
+            .recent_leads(at(from), limit)
+            .await
+            .expect("recent_leads")
+            .into_iter()
+            .map(|lead| lead.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(recent(-2, 10).await, newest_first);
+    assert_eq!(
+        recent(-1, 10).await,
+        newest_first[..4],
+        "since is inclusive"
+    );
+    assert_eq!(recent(-2, 3).await, newest_first[..3], "the newest `limit`");
+    assert!(recent(3, 10).await.is_empty());
+}
+
 async fn conditional_failures_are_typed(adapters: Adapters) {
     let mut lead = enriched_lead(adapters.store.as_ref()).await;
     lead.state = LeadState::Notified;
@@ -1227,6 +1271,29 @@ async fn delivery_receipts_lease_and_expire(adapters: Adapters) {
             .expect("begin"),
         DeliveryStart::AlreadyDelivered
     );
+    // The receipts as the console lists them: slack delivered, terminal still leased.
+    let millis = |at: Timestamp| Timestamp::from_millisecond(at.as_millisecond()).expect("ms");
+    let receipts = store.delivery_receipts(&lead).await.expect("receipts");
+    assert_eq!(
+        receipts,
+        vec![
+            DeliveryReceipt {
+                channel: "slack".into(),
+                delivered_at: Some(millis(later)),
+                lease_until: None,
+            },
+            DeliveryReceipt {
+                channel: "terminal".into(),
+                delivered_at: None,
+                lease_until: Some(millis(now + jiff::SignedDuration::from_secs(30))),
+            },
+        ]
+    );
+    assert!(store
+        .delivery_receipts(&unique("no-such-lead"))
+        .await
+        .expect("receipts")
+        .is_empty());
 }
 
 /// `advance_lead_and_send`: a store that also holds the queues enqueues the next stage's

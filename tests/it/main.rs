@@ -13,6 +13,7 @@ mod claim_and_escalation;
 mod claim_http;
 mod claim_policy;
 mod conformance;
+mod console_access;
 mod console_operations;
 mod conversation_fetch;
 mod crash_recovery;

@@ -270,6 +270,30 @@ fn channels(sdk: &SdkConfig, config: &Config) -> anyhow::Result<Arc<leadrelay_ch
     Ok(Arc::new(channels))
 }
 
+/// What the console function serves from: the pipeline (its queues replay dead letters), the
+/// table as the console's store, and the SQS dead-letter queues.
+pub struct ConsoleParts {
+    pub pipeline: Arc<Pipeline>,
+    pub store: Arc<DynamoStore>,
+    pub dead_letters: Arc<SqsQueues>,
+}
+
+/// The console function's start-up: the same pipeline as claim's, and the table and queues
+/// as the console's store and dead letters.
+pub async fn console_from_environment() -> anyhow::Result<ConsoleParts> {
+    start(|sdk, deployment| async move {
+        let base = Base::load(&sdk, &deployment).await?;
+        let store = base.store.clone();
+        let dead_letters = Arc::new(base.queues.clone());
+        Ok(ConsoleParts {
+            pipeline: Arc::new(base.pipeline()),
+            store,
+            dead_letters,
+        })
+    })
+    .await
+}
+
 /// The start-up of ingest, route, claim and sla: [`pipeline`] from the environment.
 pub async fn from_environment() -> anyhow::Result<Arc<Pipeline>> {
     start(|sdk, deployment| async move { pipeline(&sdk, &deployment).await }).await
@@ -289,20 +313,20 @@ pub async fn notify_from_environment() -> anyhow::Result<Arc<Pipeline>> {
 
 /// AWS configuration from the environment ([`crate::lambda_sdk_config`]), then `build`, timed: the log line gives the init a
 /// cold start pays. Generic, so each function links only the builder it names.
-async fn start<F, Fut>(build: F) -> anyhow::Result<Arc<Pipeline>>
+async fn start<T, F, Fut>(build: F) -> anyhow::Result<T>
 where
     F: FnOnce(SdkConfig, Deployment) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Arc<Pipeline>>>,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
     let started = std::time::Instant::now();
     let sdk = crate::lambda_sdk_config(|name| std::env::var(name).ok())?;
     let deployment = Deployment::from_env(|name| std::env::var(name).ok())?;
-    let pipeline = build(sdk, deployment).await?;
+    let built = build(sdk, deployment).await?;
     tracing::info!(
         init_ms = started.elapsed().as_secs_f64() * 1000.0,
         "clients built, configuration and secrets loaded"
     );
-    Ok(pipeline)
+    Ok(built)
 }
 
 /// Structured JSON logs, as CloudWatch Logs Insights reads them best.

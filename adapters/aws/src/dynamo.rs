@@ -28,8 +28,8 @@ use jiff::Timestamp;
 use leadrelay_shared::console::{ConsoleAction, Session};
 use leadrelay_shared::model::{Lead, LeadState, StageFailure, UnmatchedActivity};
 use leadrelay_shared::ports::{
-    decode_stored_lead, skip_undecodable, ConsoleStore, Created, DeliveryStart, EnrichmentCache,
-    LeadStore, PostedMessage, ReplayGuard, StoreError,
+    decode_stored_lead, skip_undecodable, ConsoleStore, Created, DeliveryReceipt, DeliveryStart,
+    EnrichmentCache, LeadStore, PostedMessage, ReplayGuard, StoreError,
 };
 use leadrelay_shared::report::LeadFacts;
 use leadrelay_shared::routing::duplicates::ContactLookup;
@@ -390,6 +390,59 @@ impl DynamoStore {
             Ok(None) => StoreError::NotFound(id.to_owned()),
             Err(e) => e,
         }
+    }
+
+    /// The items stored under `keys` (distinct), consistently read, in no particular order;
+    /// keys without an item are left out. BatchGetItem's chunks and its unprocessed keys
+    /// (throttling) are handled here, with a backoff; `what` names them in an error.
+    async fn batch_get(
+        &self,
+        keys: Vec<HashMap<String, AttributeValue>>,
+        what: &str,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_GET_MAX) {
+            let mut request = KeysAndAttributes::builder()
+                .set_keys(Some(chunk.to_vec()))
+                .consistent_read(true)
+                .build()
+                .map_err(build_error)?;
+            let mut round = 0;
+            loop {
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                found.extend(
+                    output
+                        .responses
+                        .and_then(|mut tables| tables.remove(&self.table))
+                        .unwrap_or_default(),
+                );
+                // Throttled keys come back unprocessed: ask again for those, with a backoff.
+                match output
+                    .unprocessed_keys
+                    .and_then(|mut tables| tables.remove(&self.table))
+                {
+                    Some(rest) if !rest.keys.is_empty() => {
+                        round += 1;
+                        if round > BATCH_GET_ROUNDS {
+                            return Err(StoreError::unavailable_because(format!(
+                                "{} {what} still unprocessed after {BATCH_GET_ROUNDS} retries",
+                                rest.keys.len()
+                            )));
+                        }
+                        tokio::time::sleep(Duration::from_millis(25 << round)).await;
+                        request = rest;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Sets a counter to zero.
@@ -896,6 +949,42 @@ impl LeadStore for DynamoStore {
         Ok(())
     }
 
+    async fn delivery_receipts(&self, lead_id: &str) -> Result<Vec<DeliveryReceipt>, StoreError> {
+        let mut receipts = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :delivery)")
+            .expression_attribute_values(":pk", s(format!("LEAD#{lead_id}")))
+            .expression_attribute_values(":delivery", s("DELIVERY#"))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(unavailable)?;
+            let channel = item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|sk| sk.strip_prefix("DELIVERY#"))
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("a receipt of lead {lead_id} has no channel"))
+                })?
+                .to_owned();
+            let at =
+                |name: &str| number(&item, name).and_then(|m| Timestamp::from_millisecond(m).ok());
+            receipts.push(DeliveryReceipt {
+                channel,
+                delivered_at: at("delivered_at"),
+                lease_until: at("lease_until"),
+            });
+        }
+        // The sort key orders them by channel already; said, not assumed.
+        receipts.sort_by(|a, b| a.channel.cmp(&b.channel));
+        Ok(receipts)
+    }
+
     async fn posted_messages(&self, lead_id: &str) -> Result<Vec<PostedMessage>, StoreError> {
         let mut posted = Vec::new();
         let mut pages = self
@@ -961,55 +1050,17 @@ impl LeadStore for DynamoStore {
         let mut unique: Vec<&str> = names.iter().map(String::as_str).collect();
         unique.sort_unstable();
         unique.dedup();
+        let keys = unique.iter().map(|name| counter_key(name)).collect();
         let mut found: HashMap<String, i64> = HashMap::with_capacity(unique.len());
-        for chunk in unique.chunks(BATCH_GET_MAX) {
-            let mut request = KeysAndAttributes::builder()
-                .set_keys(Some(chunk.iter().map(|name| counter_key(name)).collect()))
-                .consistent_read(true)
-                .build()
-                .map_err(build_error)?;
-            let mut round = 0;
-            loop {
-                let output = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                let items = output
-                    .responses
-                    .and_then(|mut tables| tables.remove(&self.table))
-                    .unwrap_or_default();
-                for item in items {
-                    let name = item
-                        .get("pk")
-                        .and_then(|v| v.as_s().ok())
-                        .and_then(|pk| pk.strip_prefix("COUNTER#"))
-                        .ok_or_else(|| StoreError::Corrupt("counter item without a name".into()))?
-                        .to_owned();
-                    let value = counter_value(&name, &item)?;
-                    found.insert(name, value);
-                }
-                // Throttled keys come back unprocessed: ask again for those, with a backoff.
-                match output
-                    .unprocessed_keys
-                    .and_then(|mut tables| tables.remove(&self.table))
-                {
-                    Some(rest) if !rest.keys.is_empty() => {
-                        round += 1;
-                        if round > BATCH_GET_ROUNDS {
-                            return Err(StoreError::unavailable_because(format!(
-                                "{} counters still unprocessed after {BATCH_GET_ROUNDS} retries",
-                                rest.keys.len()
-                            )));
-                        }
-                        tokio::time::sleep(Duration::from_millis(25 << round)).await;
-                        request = rest;
-                    }
-                    _ => break,
-                }
-            }
+        for item in self.batch_get(keys, "counters").await? {
+            let name = item
+                .get("pk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|pk| pk.strip_prefix("COUNTER#"))
+                .ok_or_else(|| StoreError::Corrupt("counter item without a name".into()))?
+                .to_owned();
+            let value = counter_value(&name, &item)?;
+            found.insert(name, value);
         }
         Ok(names
             .iter()
@@ -1381,6 +1432,70 @@ impl LeadStore for DynamoStore {
         }
         keep_oldest(&mut found, limit);
         skip_undecodable(found.iter().map(|(_, _, item)| decode(item)))
+    }
+
+    /// The `by_capture_day` index read newest first, day by day from today back to `since`
+    /// (each of a day's shards, at most `limit` keys each), then the newest `limit` leads
+    /// fetched by key: no scan, whatever the table's size.
+    async fn recent_leads(&self, since: Timestamp, limit: usize) -> Result<Vec<Lead>, StoreError> {
+        let page_size = i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000);
+        let utc = |at: Timestamp| at.to_zoned(jiff::tz::TimeZone::UTC).date();
+        let first = utc(since);
+        // From tomorrow: a lead stamped by a clock a little ahead of this one is still found.
+        let mut day = utc(Timestamp::now().max(since) + std::time::Duration::from_secs(86_400));
+        let mut newest: Vec<(i64, String)> = Vec::new();
+        while day >= first && newest.len() < limit {
+            let shards = (0..REPORT_SHARDS).map(|shard| {
+                let partition = format!("{day}#{shard}");
+                async move {
+                    let page = self
+                        .client
+                        .query()
+                        .table_name(&self.table)
+                        .index_name("by_capture_day")
+                        .key_condition_expression("report_day = :day AND captured_at >= :since")
+                        .expression_attribute_values(":day", s(partition))
+                        .expression_attribute_values(":since", n(since.as_millisecond()))
+                        .scan_index_forward(false)
+                        .limit(page_size)
+                        .send()
+                        .await
+                        .map_err(unavailable)?;
+                    page.items
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|item| {
+                            let id = item
+                                .get("pk")
+                                .and_then(|v| v.as_s().ok())
+                                .and_then(|pk| pk.strip_prefix("LEAD#"))
+                                .ok_or_else(|| {
+                                    StoreError::Corrupt("report index entry without a lead".into())
+                                })?
+                                .to_owned();
+                            let captured = number(&item, "captured_at").unwrap_or_default();
+                            Ok((captured, id))
+                        })
+                        .collect::<Result<Vec<_>, StoreError>>()
+                }
+            });
+            for found in futures::future::join_all(shards).await {
+                newest.extend(found?);
+            }
+            match day.yesterday() {
+                Ok(before) => day = before,
+                Err(_) => break,
+            }
+        }
+        newest.sort_unstable_by(|a, b| b.cmp(a));
+        newest.truncate(limit);
+        let keys = newest.iter().map(|(_, id)| lead_key(id)).collect();
+        let items = self.batch_get(keys, "leads").await?;
+        let mut leads = skip_undecodable(items.iter().map(decode))?;
+        leads.sort_unstable_by(|a, b| {
+            (b.timeline.captured_at, &b.id).cmp(&(a.timeline.captured_at, &a.id))
+        });
+        Ok(leads)
     }
 }
 

@@ -14,7 +14,6 @@ use std::sync::{Mutex, OnceLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -36,6 +35,8 @@ const LOGIN_COOKIE: &str = "__Host-leadrelay-login";
 /// Failed sign-ins for one login before it is locked for the rest of the window.
 pub(crate) const MAX_FAILURES: u32 = 5;
 pub(crate) const FAILURE_WINDOW: SignedDuration = SignedDuration::from_mins(15);
+/// The largest sign-in form read: a login, a password and two tokens.
+const MAX_SIGN_IN_BYTES: usize = 16 * 1024;
 /// The largest form the console reads (the what-if's pasted configuration is the big one).
 const MAX_FORM_BYTES: usize = 1024 * 1024;
 
@@ -197,7 +198,13 @@ struct SignInForm {
     next: Option<String>,
 }
 
-async fn sign_in(State(console): State<Console>, headers: HeaderMap, body: Bytes) -> Response {
+async fn sign_in(State(console): State<Console>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let Ok(body) = axum::body::to_bytes(body, MAX_SIGN_IN_BYTES).await else {
+        return Refusal::BadRequest("the sign-in form is larger than 16 KiB".into())
+            .into_response();
+    };
     let Ok(form) = serde_urlencoded::from_bytes::<SignInForm>(&body) else {
         return Refusal::BadRequest("the sign-in form could not be read".into()).into_response();
     };
@@ -234,7 +241,11 @@ async fn sign_in(State(console): State<Console>, headers: HeaderMap, body: Bytes
             .unwrap_or(false)
     };
     let Some(account) = account.filter(|_| matches) else {
-        console.throttle.failed(&form.login, now);
+        // Only configured logins are counted: an unknown one has nothing to lock, and counting
+        // every string tried would let anyone grow the map.
+        if let Some(known) = account {
+            console.throttle.failed(&known.login, now);
+        }
         let who = account.map_or("-", |a| a.login.as_str());
         console
             .audit(who, "sign-in-refused", who, "wrong login or password")

@@ -11,6 +11,7 @@ use jiff::{SignedDuration, Timestamp};
 use leadrelay_shared::config::Config;
 use leadrelay_shared::console::access;
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Outcome, Stage};
+use leadrelay_shared::ports::{DeliveryReceipt, PostedMessage};
 use leadrelay_shared::stages::claim::{claim, ClaimOutcome, ClaimVia};
 use leadrelay_shared::stages::close::close_lead;
 use leadrelay_shared::stages::reroute::{HandBack, NotMineError};
@@ -95,11 +96,10 @@ async fn visible_leads(
     let mut leads = console
         .pipeline
         .store
-        .leads_since(since, LIVE_LIMIT)
+        .recent_leads(since, LIVE_LIMIT)
         .await?;
     let config = console.config();
     leads.retain(|lead| signed.viewer.sees_lead(lead, config) && filters.takes(lead, config));
-    leads.reverse();
     Ok(leads)
 }
 
@@ -285,6 +285,9 @@ async fn lead_page(
     let now = console.pipeline.clock.now();
     let config = console.config();
     let posted = console.pipeline.store.posted_messages(&lead.id).await?;
+    let receipts = console.pipeline.store.delivery_receipts(&lead.id).await?;
+    let alert = (lead.assignment.is_some())
+        .then(|| leadrelay_shared::stages::chat_alert_for(&console.pipeline, &lead).text);
     let viewer = &signed.viewer;
     let can_claim =
         viewer.rep.is_some() && matches!(lead.state, LeadState::Routed | LeadState::Notified);
@@ -360,7 +363,7 @@ async fn lead_page(
         div.grid {
             section.card aria-labelledby="alerts" {
                 h2 #alerts { "Alerts" }
-                (alerts(&lead, &posted, now))
+                (alerts(&lead, &receipts, &posted, alert.as_deref(), now))
             }
             section.card aria-labelledby="activity" {
                 h2 #activity { "Activity" }
@@ -552,7 +555,9 @@ fn routing(lead: &Lead) -> Markup {
 
 fn alerts(
     lead: &Lead,
-    posted: &[leadrelay_shared::ports::PostedMessage],
+    receipts: &[DeliveryReceipt],
+    posted: &[PostedMessage],
+    text: Option<&str>,
     now: Timestamp,
 ) -> Markup {
     html! {
@@ -563,14 +568,41 @@ fn alerts(
         @if let Some(held) = lead.assignment.as_ref().and_then(|a| a.held_until) {
             p { "Held for the owner's hours until " (when(Some(held), now)) }
         }
+        @if !receipts.is_empty() {
+            table {
+                caption.muted { "Delivery receipts, one per channel and alert round" }
+                thead { tr { th { "Channel" } th { "Receipt" } } }
+                tbody {
+                    @for receipt in receipts {
+                        tr {
+                            td { code { (receipt.channel) } }
+                            td {
+                                @match (receipt.delivered_at, receipt.lease_until) {
+                                    (Some(at), _) => span.ok { "delivered " (when(Some(at), now)) },
+                                    (None, Some(until)) => span { "being delivered (lease until " (when(Some(until), now)) ")" },
+                                    (None, None) => span.bad { "not delivered (the attempt was given up or is retried)" },
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
         @if !posted.is_empty() {
             table {
-                thead { tr { th { "Slack channel" } th { "Message" } } }
+                caption.muted { "Slack messages posted (edited in place on claim and close)" }
+                thead { tr { th { "Slack channel" } th { "Message ts" } } }
                 tbody {
                     @for message in posted {
                         tr { td { (message.channel) } td { code { (message.ts) } } }
                     }
                 }
+            }
+        }
+        @if let Some(text) = text {
+            details {
+                summary { "The alert as its text version reads" }
+                pre { (text) }
             }
         }
     }

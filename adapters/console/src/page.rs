@@ -150,6 +150,11 @@ pub(crate) fn when(at: Option<Timestamp>, now: Timestamp) -> Markup {
     }
 }
 
+/// Part of a page (the live table's rows), for the script that refreshes it.
+pub(crate) fn fragment(markup: Markup) -> Page {
+    Page(markup)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,9 +170,4 @@ mod tests {
         assert_eq!(span(SignedDuration::from_secs(-90)), "-1m 30s");
         assert_eq!(span(SignedDuration::from_hours(52)), "2d 4h");
     }
-}
-
-/// Part of a page (the live table's rows), for the script that refreshes it.
-pub(crate) fn fragment(markup: Markup) -> Page {
-    Page(markup)
 }

@@ -20,8 +20,8 @@ use leadrelay_shared::console::{ConsoleAction, Session};
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage, StageFailure, UnmatchedActivity};
 use leadrelay_shared::ports::{
     decode_stored_lead, skip_undecodable, Advance, Advanced, Backlog, ConsoleStore, Created,
-    DeadLetter, DeadLetters, DeliveryStart, EnrichmentCache, LeadStore, Outgoing, PostedMessage,
-    Queue, QueueError, Received, ReplayGuard, StoreError,
+    DeadLetter, DeadLetters, DeliveryReceipt, DeliveryStart, EnrichmentCache, LeadStore, Outgoing,
+    PostedMessage, Queue, QueueError, Received, ReplayGuard, StoreError,
 };
 use leadrelay_shared::report::LeadFacts;
 use leadrelay_shared::routing::duplicates::ContactLookup;
@@ -1176,6 +1176,33 @@ impl LeadStore for Sqlite {
         .await
     }
 
+    async fn delivery_receipts(&self, lead_id: &str) -> Result<Vec<DeliveryReceipt>, StoreError> {
+        let lead_id = lead_id.to_owned();
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT channel, delivered_at, lease_until FROM deliveries
+                     WHERE lead_id = ?1 ORDER BY channel",
+                )
+                .map_err(StoreError::unavailable)?;
+            let rows = statement
+                .query_map(params![lead_id], |row| {
+                    let at = |millis: Option<i64>| {
+                        millis.and_then(|m| Timestamp::from_millisecond(m).ok())
+                    };
+                    Ok(DeliveryReceipt {
+                        channel: row.get(0)?,
+                        delivered_at: at(row.get(1)?),
+                        lease_until: at(row.get(2)?),
+                    })
+                })
+                .map_err(StoreError::unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(StoreError::unavailable)
+        })
+        .await
+    }
+
     async fn posted_messages(&self, lead_id: &str) -> Result<Vec<PostedMessage>, StoreError> {
         let lead_id = lead_id.to_owned();
         self.read(move |conn| {
@@ -1393,6 +1420,26 @@ impl LeadStore for Sqlite {
                 .prepare_cached(
                     "SELECT id, body, last_failure FROM leads WHERE captured_at >= ?1
                      ORDER BY captured_at, id LIMIT ?2",
+                )
+                .map_err(StoreError::unavailable)?;
+            let rows = statement
+                .query_map(params![since, limit], lead_columns)
+                .map_err(StoreError::unavailable)?;
+            skip_undecodable(
+                rows.map(|row| row.map_err(StoreError::unavailable).and_then(decode_lead)),
+            )
+        })
+        .await
+    }
+
+    async fn recent_leads(&self, since: Timestamp, limit: usize) -> Result<Vec<Lead>, StoreError> {
+        let since = since.as_millisecond();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT id, body, last_failure FROM leads INDEXED BY leads_captured
+                     WHERE captured_at >= ?1 ORDER BY captured_at DESC, id DESC LIMIT ?2",
                 )
                 .map_err(StoreError::unavailable)?;
             let rows = statement

@@ -15,6 +15,7 @@ use leadrelay_shared::config::Config;
 mod app;
 pub mod aws;
 mod clock;
+pub mod console;
 pub mod fixture;
 mod manual;
 pub mod platform;

@@ -117,16 +117,23 @@ pub async fn replay(
     let pause = Duration::from_secs_f64(1.0 / f64::from(per_second.max(1)));
     let mut written = Ok(());
     let verb = if dry_run { "would replay" } else { "replayed" };
-    let count = dead_letters::replay(dead, filter, Timestamp::now(), dry_run, pause, |stage, letter| {
-        if written.is_ok() {
-            written = writeln!(
-                out,
-                "{verb} {} (lead {}) to {stage}",
-                letter.message_id,
-                letter.lead_id.as_deref().unwrap_or("?")
-            );
-        }
-    })
+    let count = dead_letters::replay(
+        dead,
+        filter,
+        Timestamp::now(),
+        dry_run,
+        pause,
+        |stage, letter| {
+            if written.is_ok() {
+                written = writeln!(
+                    out,
+                    "{verb} {} (lead {}) to {stage}",
+                    letter.message_id,
+                    letter.lead_id.as_deref().unwrap_or("?")
+                );
+            }
+        },
+    )
     .await?;
     written?;
     Ok(count)

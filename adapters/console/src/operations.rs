@@ -472,7 +472,12 @@ async fn what_if(
         Ok(config) => config,
         Err(e) => {
             console
-                .audit(login, "what-if", "configuration", "refused: not a valid configuration")
+                .audit(
+                    login,
+                    "what-if",
+                    "configuration",
+                    "refused: not a valid configuration",
+                )
                 .await;
             let body = html! {
                 p.problem role="alert" { "This configuration does not load:" }
@@ -603,10 +608,7 @@ fn diff_report(report: &DiffReport, days: i64, now: Timestamp) -> Markup {
 }
 
 /// The console's audit log: the last 30 days, newest first, at most 500 entries.
-async fn audit_log(
-    State(console): State<Console>,
-    signed: Signed,
-) -> Result<Response, Refusal> {
+async fn audit_log(State(console): State<Console>, signed: Signed) -> Result<Response, Refusal> {
     operator_only(&signed)?;
     let now = console.pipeline.clock.now();
     let since = now - SignedDuration::from_hours(24 * AUDIT_LOG_DAYS);

@@ -65,7 +65,14 @@ const SECRET_PREFIXES: [&str; 12] = [
 
 /// Query parameters that carry a credential in a URL.
 const SECRET_PARAMETERS: [&str; 8] = [
-    "key", "token", "secret", "sig", "signature", "password", "auth", "code",
+    "key",
+    "token",
+    "secret",
+    "sig",
+    "signature",
+    "password",
+    "auth",
+    "code",
 ];
 
 /// Hosts whose URLs are themselves the credential (incoming webhooks).

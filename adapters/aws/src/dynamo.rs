@@ -45,7 +45,7 @@ const RECEIPT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How long an activity event that matched no lead is kept for the handoff audit.
 const UNMATCHED_TTL: Duration = Duration::from_secs(180 * 24 * 3600);
 /// How long the console's audit log keeps an entry.
-const AUDIT_TTL: Duration = Duration::from_secs(400 * 24 * 3600);
+const AUDIT_TTL: Duration = leadrelay_shared::console::audit::KEPT_FOR;
 /// The partition prefix of the console's audit log (one partition per UTC day).
 const AUDIT_PREFIX: &str = "CONSOLEAUDIT#";
 /// The sparse SLA index is spread over this many partitions to avoid a hot key.

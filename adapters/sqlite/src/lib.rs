@@ -33,8 +33,6 @@ use tracing::error;
 
 /// Writes waiting longer than this many in one transaction are left for the next.
 const MAX_BATCH: usize = 512;
-/// How long the console's audit log keeps an entry (as the DynamoDB table's TTL does).
-const AUDIT_RETENTION: jiff::SignedDuration = jiff::SignedDuration::from_hours(400 * 24);
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS leads (
@@ -1563,9 +1561,9 @@ impl EnrichmentCache for Sqlite {
     }
 }
 
-/// Sessions and audit entries are written like counters (atomic, not fsync'd): a power cut
-/// may sign someone out, or drop an audit entry together with the change it records (both go
-/// through the same group commit), never leave one without the other half-written.
+/// Sessions and audit entries are written like counters and stage progress (atomic, not
+/// fsync'd): a power cut may sign someone out, or lose the last audit entries as it may lose
+/// the last lead moves; it never leaves a half-written one.
 #[async_trait]
 impl ConsoleStore for Sqlite {
     async fn start_session(&self, session: &Session) -> Result<(), StoreError> {
@@ -1636,7 +1634,7 @@ impl ConsoleStore for Sqlite {
         let at = action.at.as_millisecond();
         self.write(Durability::Atomic, move |conn| {
             let oldest_kept = Timestamp::now()
-                .checked_sub(AUDIT_RETENTION)
+                .checked_sub(leadrelay_shared::console::audit::KEPT_FOR)
                 .map_or(i64::MIN, |t| t.as_millisecond());
             exec(
                 conn,

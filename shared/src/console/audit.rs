@@ -4,6 +4,10 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+/// How long the audit log keeps an entry: a little over a year, so last year's same month can
+/// be looked up. Both stores drop older entries (DynamoDB by TTL, SQLite as it writes).
+pub const KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(400 * 24 * 3600);
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsoleAction {
     pub at: Timestamp,

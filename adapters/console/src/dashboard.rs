@@ -6,7 +6,8 @@
 //! length before it, never a full lead. Who counts is decided on those facts the way
 //! `console::access` decides who sees a lead (see [`Scope`]).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Query, State};
 use axum::http::header;
@@ -326,15 +327,84 @@ fn captured_in(sorted: &[LeadFacts], from: Timestamp, to: Timestamp) -> &[LeadFa
     &sorted[start..end.max(start)]
 }
 
-/// Reads the facts of both periods once and computes the dashboard for this viewer.
+/// How long computed figures are served again: the facts of 100,000 leads take longer to read
+/// than a page may (docs/benchmarks.md), and a dashboard a minute old is still the dashboard.
+const FRESH_FOR: SignedDuration = SignedDuration::from_secs(60);
+/// Figures that took at least this long to compute are kept for [`FRESH_FOR`].
+const SLOW: std::time::Duration = std::time::Duration::from_millis(50);
+/// The most sets of figures kept (one per viewer scope and filters).
+const CACHED_AT_MOST: usize = 64;
+
+/// Slow figures computed in the last minute, per viewer scope and filters, so that a manager
+/// switching between views or reloading does not read every fact again.
+#[derive(Default)]
+pub(crate) struct FigureCache(Mutex<HashMap<String, (Timestamp, Arc<Dashboard>)>>);
+
+impl FigureCache {
+    fn get(&self, key: &str, now: Timestamp) -> Option<(Timestamp, Arc<Dashboard>)> {
+        let cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(key)
+            .filter(|(at, _)| now.duration_since(*at) < FRESH_FOR && *at <= now)
+            .cloned()
+    }
+
+    fn put(&self, key: String, now: Timestamp, dashboard: Arc<Dashboard>) {
+        let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|_, (at, _)| now.duration_since(*at) < FRESH_FOR);
+        if cache.len() >= CACHED_AT_MOST {
+            if let Some(oldest) = cache
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(k, _)| k.clone())
+            {
+                cache.remove(&oldest);
+            }
+        }
+        cache.insert(key, (now, dashboard));
+    }
+}
+
+/// The figures for this viewer and filters: from the cache when computed in the last minute
+/// (with when they were computed), else read and computed now.
 async fn load(
     console: &Console,
     signed: &Signed,
     raw: &RawFilters,
-) -> Result<(Filters, Dashboard), Refusal> {
+) -> Result<(Filters, Timestamp, Arc<Dashboard>), Refusal> {
     let config = console.config();
     let filters = Filters::read(raw, config)?;
-    let viewer_scope = scope(signed, &filters, config)?;
+    // Checked before the cache: a refused scope is refused whatever was computed for others.
+    scope(signed, &filters, config)?;
+    let viewer = &signed.viewer;
+    let key = format!(
+        "{}|{:?}|{:?}|{}",
+        viewer.role.as_str(),
+        viewer.team,
+        viewer.rep,
+        filters.query()
+    );
+    let now = console.pipeline.clock.now();
+    if let Some((at, dashboard)) = console.figures.get(&key, now) {
+        return Ok((filters, at, dashboard));
+    }
+    let started = std::time::Instant::now();
+    let dashboard = Arc::new(compute_for(console, signed, &filters).await?);
+    // Only figures that were slow to compute are kept: a small store is always fresh.
+    if started.elapsed() >= SLOW {
+        console.figures.put(key, now, dashboard.clone());
+    }
+    Ok((filters, now, dashboard))
+}
+
+/// Reads the facts of both periods once and computes the dashboard for this viewer.
+async fn compute_for(
+    console: &Console,
+    signed: &Signed,
+    filters: &Filters,
+) -> Result<Dashboard, Refusal> {
+    let config = console.config();
+    let viewer_scope = scope(signed, filters, config)?;
     let team = filters.team.as_deref().map(|t| TeamOwners::of(t, config));
     let now = console.pipeline.clock.now();
     let length = SignedDuration::from_hours(24 * filters.days);
@@ -348,8 +418,7 @@ async fn load(
             && team.as_ref().is_none_or(|t| t.takes(f))
             && filters.source.as_deref().is_none_or(|s| f.source == s)
     });
-    let dashboard = compute(facts, filters.days, filters.hours, now, config);
-    Ok((filters, dashboard))
+    Ok(compute(facts, filters.days, filters.hours, now, config))
 }
 
 async fn dashboard_page(
@@ -357,8 +426,15 @@ async fn dashboard_page(
     signed: Signed,
     Query(raw): Query<RawFilters>,
 ) -> Result<Response, Refusal> {
-    let (filters, dashboard) = load(&console, &signed, &raw).await?;
-    let body = page_body(&signed, &filters, &dashboard, console.config());
+    let (filters, computed_at, dashboard) = load(&console, &signed, &raw).await?;
+    let now = console.pipeline.clock.now();
+    let body = html! {
+        (page_body(&signed, &filters, &dashboard, console.config()))
+        @if computed_at < now {
+            p.muted { "Figures computed at " (page::when(Some(computed_at), now))
+                " (a large window is computed at most once a minute)." }
+        }
+    };
     Ok(shell(&signed, "/console/dashboard", "Speed to lead", body).into_response())
 }
 
@@ -367,7 +443,7 @@ async fn dashboard_csv(
     signed: Signed,
     Query(raw): Query<RawFilters>,
 ) -> Result<Response, Refusal> {
-    let (filters, dashboard) = load(&console, &signed, &raw).await?;
+    let (filters, _, dashboard) = load(&console, &signed, &raw).await?;
     let day = dashboard.current.to.strftime("%Y-%m-%d");
     let disposition = format!(
         "attachment; filename=\"leadrelay-dashboard-{}d-{day}.csv\"",

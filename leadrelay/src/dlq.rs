@@ -8,44 +8,13 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use jiff::{SignedDuration, Timestamp};
 use leadrelay_shared::model::Stage;
-use leadrelay_shared::ports::{DeadLetter, DeadLetters, LeadStore, StoreError};
+use leadrelay_shared::ports::{DeadLetters, LeadStore, StoreError};
+use leadrelay_shared::stages::dead_letters::{
+    self, last_error, release_all, survey, HOLD, MAX_PER_STAGE,
+};
 
-/// How long SQS hides listed messages while a command works on them.
-const HOLD: Duration = Duration::from_secs(60);
-/// At most this many dead letters per stage per command.
-const MAX_PER_STAGE: usize = 1000;
-
-/// Which dead letters a replay or purge takes.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    pub stage: Option<Stage>,
-    pub lead_id: Option<String>,
-    /// Only messages first sent at least this long ago.
-    pub older_than: Option<SignedDuration>,
-}
-
-impl Filter {
-    fn stages(&self) -> Vec<Stage> {
-        self.stage.map_or_else(|| Stage::ALL.to_vec(), |s| vec![s])
-    }
-
-    fn takes(&self, letter: &DeadLetter, now: Timestamp) -> bool {
-        let lead_matches = self
-            .lead_id
-            .as_ref()
-            .is_none_or(|id| letter.lead_id.as_ref() == Some(id));
-        let old_enough = self.older_than.is_none_or(|age| {
-            letter
-                .sent_at
-                .is_some_and(|sent| now.duration_since(sent) >= age)
-        });
-        lead_matches && old_enough
-    }
-
-    pub fn is_everything(&self) -> bool {
-        self.lead_id.is_none() && self.older_than.is_none()
-    }
-}
+/// Which dead letters a replay or purge takes (the core's, shared with the console).
+pub use leadrelay_shared::stages::dead_letters::Filter;
 
 /// Parses `30m`, `2h`, `7d` and friends.
 pub fn parse_age(text: &str) -> anyhow::Result<SignedDuration> {
@@ -57,30 +26,6 @@ pub fn parse_age(text: &str) -> anyhow::Result<SignedDuration> {
         .with_context(|| format!("{text:?} is not a fixed duration"))
 }
 
-async fn last_error(store: &dyn LeadStore, letter: &DeadLetter) -> String {
-    if let Some(error) = &letter.last_error {
-        return error.clone();
-    }
-    // SQS keeps no error text: the stage recorded it on the lead.
-    let Some(lead_id) = &letter.lead_id else {
-        return "-".into();
-    };
-    match store.get_lead(lead_id).await {
-        Ok(Some(lead)) => lead
-            .last_failure
-            .map(|f| f.error)
-            .unwrap_or_else(|| "-".into()),
-        Ok(None) => "lead not found".into(),
-        Err(e) => format!("cannot read lead: {e}"),
-    }
-}
-
-async fn release_all(dead: &dyn DeadLetters, stage: Stage, letters: &[DeadLetter]) {
-    for letter in letters {
-        let _ = dead.release(stage, letter).await;
-    }
-}
-
 /// `dlq list`: per stage the count and oldest message, then one line per message.
 pub async fn list(
     dead: &dyn DeadLetters,
@@ -88,30 +33,26 @@ pub async fn list(
     filter: &Filter,
     out: &mut dyn Write,
 ) -> anyhow::Result<usize> {
-    let now = Timestamp::now();
     let mut total = 0;
-    for stage in filter.stages() {
-        let letters = dead.list(stage, MAX_PER_STAGE, HOLD).await?;
-        let (taken, _): (Vec<_>, Vec<_>) = letters.iter().partition(|l| filter.takes(l, now));
+    for (stage, taken) in survey(dead, store, filter, Timestamp::now()).await? {
         let oldest = taken
             .iter()
-            .filter_map(|l| l.sent_at)
+            .filter_map(|l| l.letter.sent_at)
             .min()
             .map(|t| format!("oldest sent {t}"))
             .unwrap_or_default();
         writeln!(out, "{stage}: {} dead letter(s) {oldest}", taken.len())?;
-        for letter in &taken {
+        for listed in &taken {
             writeln!(
                 out,
                 "  {}  lead {}  received {}x  last error: {}",
-                letter.message_id,
-                letter.lead_id.as_deref().unwrap_or("?"),
-                letter.receive_count,
-                last_error(store, letter).await
+                listed.letter.message_id,
+                listed.letter.lead_id.as_deref().unwrap_or("?"),
+                listed.letter.receive_count,
+                listed.error
             )?;
         }
         total += taken.len();
-        release_all(dead, stage, &letters).await;
     }
     Ok(total)
 }
@@ -173,40 +114,29 @@ pub async fn replay(
     per_second: u32,
     out: &mut dyn Write,
 ) -> anyhow::Result<usize> {
-    let now = Timestamp::now();
     let pause = Duration::from_secs_f64(1.0 / f64::from(per_second.max(1)));
-    let mut replayed = 0;
-    for stage in filter.stages() {
-        let letters = dead.list(stage, MAX_PER_STAGE, HOLD).await?;
-        for letter in &letters {
-            if !filter.takes(letter, now) {
-                let _ = dead.release(stage, letter).await;
-                continue;
-            }
-            if dry_run {
-                writeln!(
+    let mut written = Ok(());
+    let verb = if dry_run { "would replay" } else { "replayed" };
+    let count = dead_letters::replay(
+        dead,
+        filter,
+        Timestamp::now(),
+        dry_run,
+        pause,
+        |stage, letter| {
+            if written.is_ok() {
+                written = writeln!(
                     out,
-                    "would replay {} (lead {}) to {stage}",
+                    "{verb} {} (lead {}) to {stage}",
                     letter.message_id,
                     letter.lead_id.as_deref().unwrap_or("?")
-                )?;
-                let _ = dead.release(stage, letter).await;
-            } else {
-                dead.replay(stage, letter)
-                    .await
-                    .with_context(|| format!("replaying {}", letter.message_id))?;
-                writeln!(
-                    out,
-                    "replayed {} (lead {}) to {stage}",
-                    letter.message_id,
-                    letter.lead_id.as_deref().unwrap_or("?")
-                )?;
-                tokio::time::sleep(pause).await;
+                );
             }
-            replayed += 1;
-        }
-    }
-    Ok(replayed)
+        },
+    )
+    .await?;
+    written?;
+    Ok(count)
 }
 
 /// `dlq purge`: deletes the selected dead letters for good.

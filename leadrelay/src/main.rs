@@ -368,6 +368,7 @@ impl FilterArgs {
             stage,
             lead_id: self.lead.clone(),
             older_than: self.older_than.as_deref().map(dlq::parse_age).transpose()?,
+            message_ids: Vec::new(),
         })
     }
 }

@@ -12,10 +12,11 @@ use leadrelay_shared::config::Config;
 use leadrelay_shared::mapping::Mapped;
 use leadrelay_shared::model::{Assignment, Lead, LeadState, Owner};
 use leadrelay_shared::ports::LeadStore;
-use leadrelay_shared::replay::{self, Replay, Rules};
+use leadrelay_shared::replay::Replay;
 use leadrelay_shared::routing::explain::explain_text;
 use leadrelay_shared::routing::{open_leads_counter, Router, Snapshot};
 use leadrelay_shared::rulebook::Rulebook;
+use leadrelay_shared::stages::rules_diff;
 use leadrelay_shared::validate;
 use serde::Deserialize;
 
@@ -317,25 +318,8 @@ pub async fn diff(
     let from = Timestamp::now()
         .checked_sub(since)
         .context("--since reaches before the start of time")?;
-    let leads: Vec<Lead> = store
-        .leads_since(from, 1_000_000)
-        .await?
-        .into_iter()
-        .filter(|lead| lead.enrichment.is_some())
-        .collect();
-    let (book_now, router_now) = (Rulebook::new(current), Router::new(current));
-    let (book_new, router_new) = (Rulebook::new(new), Router::new(new));
-    let report = replay::diff(
-        Rules {
-            rulebook: &book_now,
-            router: &router_now,
-        },
-        Rules {
-            rulebook: &book_new,
-            router: &router_new,
-        },
-        &leads,
-    );
+    let leads = rules_diff::leads_since(store, from).await?;
+    let report = rules_diff::diff(current, new, &leads);
     writeln!(
         out,
         "Replayed {} lead(s) captured since {from} through both configurations (nothing written).",

@@ -15,6 +15,8 @@ mod claim_policy;
 mod conformance;
 mod console_access;
 mod console_browser;
+mod console_dashboard;
+mod console_operations;
 mod conversation_fetch;
 mod crash_recovery;
 mod crm_lookup;

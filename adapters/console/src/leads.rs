@@ -226,7 +226,9 @@ fn tier(lead: &Lead) -> Markup {
 fn owner(lead: &Lead, config: &Config) -> Markup {
     match (&lead.claim, &lead.assignment) {
         (Some(claim), _) => {
-            let name = config.rep(&claim.rep).map_or(claim.rep.as_str(), |r| r.name.as_str());
+            let name = config
+                .rep(&claim.rep)
+                .map_or(claim.rep.as_str(), |r| r.name.as_str());
             html! { (name) span.muted { " (claimed)" } }
         }
         (None, Some(a)) => html! { (a.owner_name) },

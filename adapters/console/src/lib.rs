@@ -40,6 +40,7 @@ pub struct Console {
     /// reach them.
     pub dead_letters: Option<Arc<dyn DeadLetters>>,
     throttle: Arc<auth::Throttle>,
+    figures: Arc<dashboard::FigureCache>,
 }
 
 impl Console {
@@ -53,6 +54,7 @@ impl Console {
             store,
             dead_letters,
             throttle: Arc::new(auth::Throttle::default()),
+            figures: Arc::new(dashboard::FigureCache::default()),
         }
     }
 

@@ -27,6 +27,7 @@ mod operations;
 mod pipeline;
 pub mod providers;
 mod qualification;
+mod redact;
 mod reports;
 mod rules;
 mod salesforce;
@@ -52,6 +53,7 @@ pub use providers::{
     CrmLookupConfig, CrmSource, FieldPointers, GeoipConfig, HttpProviderConfig, TranscriptConfig,
 };
 pub use qualification::{BehaviourConfig, QualificationConfig, SeniorityLevel, TierConfig};
+pub use redact::{redacted, SECRET};
 pub use reports::{DigestConfig, ReportsConfig, HANDOFF_FIELDS};
 pub use rules::{
     Conditions, NamedAccount, RoutingConfig, RuleConfig, TargetConfig, DEFAULT_MERGE_WINDOW_HOURS,
@@ -145,6 +147,10 @@ pub struct Config {
     /// `[console]`: the web console's accounts; the console is not served without it.
     #[serde(default)]
     pub console: Option<ConsoleConfig>,
+    /// The text this configuration was read from, shown only with its secrets replaced
+    /// ([`Config::shown_text`]).
+    #[serde(skip)]
+    loaded: redact::Loaded,
 }
 
 /// A duration written the friendly way: `"250ms"`, `"5s"`, `"2m"`, `"1h 30m"`, `"1d"`.
@@ -211,6 +217,7 @@ impl Config {
             document,
         }
         .check(&mut config, env)?;
+        config.loaded = redact::Loaded::new(text);
         if let (Some(read), Some(file)) = (files, config.enrichment.companies_csv.as_deref()) {
             let (shown, csv) = read(file)?;
             config.enrichment.imported = config.import_companies(&csv, &shown)?;

@@ -688,7 +688,6 @@ mod tests {
             escalations: 0,
             reassigned: false,
             misroutes: Vec::new(),
-            reroutes: Vec::new(),
             outcome: None,
             handoff: Vec::new(),
             merged: false,

@@ -7,6 +7,8 @@
 //! - [`claim`]: the first claim wins; [`sla`]: sla-watch escalates what nobody claimed;
 //!   [`close`]: a worked lead leaves its owner's count; [`activity`]: touches, meetings and
 //!   outcomes after the alert; [`report`]: the speed-to-lead report and the handoff audit;
+//!   [`dead_letters`]: listing and replaying dead letters; [`rules_diff`]: what a configuration
+//!   change would have done to stored leads;
 //!   `digest.rs`: the scheduled digest, queued by sla-watch and sent by the notify stage.
 //!
 //! This file holds the [`Pipeline`], the errors, the dispatch and retry schedule, and the helpers
@@ -20,6 +22,7 @@ pub mod activity;
 pub mod claim;
 pub mod claim_policy;
 pub mod close;
+pub mod dead_letters;
 mod digest;
 mod enrich;
 mod inbound;
@@ -29,6 +32,7 @@ mod notify;
 pub mod report;
 pub mod reroute;
 mod route;
+pub mod rules_diff;
 pub use route::RoutedBatch;
 pub mod sla;
 

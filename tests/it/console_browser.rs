@@ -405,7 +405,7 @@ async fn a_dashboard_figure_moves_when_a_lead_is_claimed() {
     b.sign_in("alice", &password("alice"), "/console/leads")
         .await;
     // Alice's one lead is waiting, its deadline ahead: neither met nor missed.
-    b.open("/console/dashboard").await;
+    b.open("/console/dashboard?days=7").await;
     assert_eq!(b.figure("SLA compliance").await, "–");
 
     b.open(&format!("/console/leads/{id}")).await;
@@ -416,8 +416,10 @@ async fn a_dashboard_figure_moves_when_a_lead_is_claimed() {
     b.wait_for_path(&format!("/console/leads/{id}?done=claimed"))
         .await;
 
-    // Claimed within its five minutes: met.
-    b.open("/console/dashboard").await;
+    // Claimed within its five minutes: met. (Another window than before: figures that were
+    // slow to compute are served again for a minute per filters, and a loaded machine may be
+    // slow.)
+    b.open("/console/dashboard?days=30").await;
     assert_eq!(b.figure("SLA compliance").await, "100%");
     s.end().await;
 }

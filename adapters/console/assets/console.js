@@ -31,7 +31,10 @@ async function refreshLive() {
       if (response.redirected || !response.ok) continue;
       el.innerHTML = await response.text();
       const status = document.getElementById("live-status");
-      if (status) status.textContent = "Updated " + new Date().toLocaleTimeString();
+      if (status) {
+        const count = el.querySelectorAll("tr[data-lead]").length;
+        status.textContent = count + " leads · updated " + new Date().toLocaleTimeString() + " · refreshes every 5 seconds";
+      }
     } catch (_) {
       // Offline for a moment: the next round tries again.
     }

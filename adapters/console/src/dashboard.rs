@@ -651,7 +651,7 @@ fn buckets_chart(r: &SpeedToLead) -> Markup {
         .collect::<Vec<_>>()
         .join(", ");
     let body = html! {
-        (value_axis(&frame, top, &|v| format!("{v:.0}")))
+        (value_axis(&frame, top, &|v| if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.1}") }))
         @for (bar, row) in bars.iter().zip(&r.response_buckets) {
             rect class=(if row.bucket == "never" { "bar bad" } else { "bar" })
                 x=(coord(bar.x)) y=(coord(bar.y)) width=(coord(bar.width)) height=(coord(bar.height)) {
@@ -1055,12 +1055,10 @@ fn nice_ceiling(max: f64) -> f64 {
 /// The top of a duration axis in seconds: the smallest round span (seconds, minutes, hours,
 /// days) at or above `max`, so the axis and its half read as people say durations.
 fn duration_ceiling(max: f64) -> f64 {
-    const STEPS: [f64; 22] = [
-        1.0,
+    // Each step's half is a whole second or more, so the middle tick never repeats an end.
+    const STEPS: [f64; 19] = [
         2.0,
-        5.0,
         10.0,
-        15.0,
         30.0,
         60.0,
         120.0,

@@ -628,8 +628,6 @@ async fn the_functions_configure_the_sdk_from_the_environment_alone() {
 /// flow and looks owners up there (`[enrichment.crm]`), `key` being the private key's
 /// SecureString: the functions' environment, and the configuration's parameter and text.
 async fn jwt_deployment(moto: &Moto, key: &str) -> (Env, String, String) {
-    let deployment = moto.deploy(MAX_RECEIVES, 30).await;
-    let prefix = format!("/{}/", deployment.table);
     let config = example_config()
         .edit(
             "\n[claim]\n",
@@ -639,21 +637,38 @@ async fn jwt_deployment(moto: &Moto, key: &str) -> (Env, String, String) {
         )
         .edit_first("[enrichment]\n", "[enrichment]\nproviders = [\"crm\"]\n")
         + "\n[enrichment.crm]\nsource = \"salesforce\"\nbudget_ms = 2000\n";
+    config_deployment(
+        moto,
+        config,
+        &[
+            ("SF_CLIENT_ID", "3MVG9leadrelayTestConsumerKey"),
+            ("SF_PRIVATE_KEY", key),
+        ],
+    )
+    .await
+}
+
+/// A deployment on moto with `config` in SSM and `secrets` as SecureStrings under its secrets
+/// path: the functions' environment, and the configuration's parameter and text.
+async fn config_deployment(
+    moto: &Moto,
+    config: String,
+    secrets: &[(&str, &str)],
+) -> (Env, String, String) {
+    let deployment = moto.deploy(MAX_RECEIVES, 30).await;
+    let prefix = format!("/{}/", deployment.table);
     let parameter = format!("{prefix}config");
     let ssm = moto.ssm();
-    for (name, value, kind) in [
-        (parameter.clone(), config.clone(), ParameterType::String),
+    let secrets = secrets.iter().map(|(name, value)| {
         (
-            format!("{prefix}secrets/SF_CLIENT_ID"),
-            "3MVG9leadrelayTestConsumerKey".to_owned(),
+            format!("{prefix}secrets/{name}"),
+            (*value).to_owned(),
             ParameterType::SecureString,
-        ),
-        (
-            format!("{prefix}secrets/SF_PRIVATE_KEY"),
-            key.to_owned(),
-            ParameterType::SecureString,
-        ),
-    ] {
+        )
+    });
+    for (name, value, kind) in
+        std::iter::once((parameter.clone(), config.clone(), ParameterType::String)).chain(secrets)
+    {
         ssm.put_parameter()
             .name(name)
             .value(value)
@@ -675,6 +690,61 @@ async fn jwt_deployment(moto: &Moto, key: &str) -> (Env, String, String) {
     ]);
     let function_env = Env::from_env(|name| env.get(name).cloned()).expect("environment");
     (function_env, parameter, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rep_phone_outside_its_plan_stops_enrich_and_a_malformed_one_every_function() {
+    let moto = moto().await;
+    let with_phone = |phone: &str| {
+        example_config().edit_first(
+            "name = \"Alice Martin\"\n",
+            &format!("name = \"Alice Martin\"\nphone = \"{phone}\"\n"),
+        )
+    };
+    let refusal = |parameter: &str, config: &str, phone: &str| {
+        let line = 1 + config
+            .lines()
+            .position(|l| l.starts_with("phone = "))
+            .expect("written");
+        format!(
+            "ssm:{parameter}:{line}: reps[0].phone: \"{phone}\" is not a valid E.164 number \
+             such as +447700900123"
+        )
+    };
+
+    // The shape of a UK mobile number, one digit short. Only enrich, which links the phone
+    // metadata to clean prospects' numbers, checks the numbering plan; the others start.
+    let short = "+44740012345";
+    let (env, parameter, config) = config_deployment(&moto, with_phone(short), &[]).await;
+    bootstrap::pipeline(&moto.sdk, &env)
+        .await
+        .expect("ingest, route, claim and sla check the shape only");
+    bootstrap::notify_pipeline(&moto.sdk, &env)
+        .await
+        .expect("notify checks the shape only");
+    let enrich = bootstrap::enrich_pipeline(&moto.sdk, &env)
+        .await
+        .err()
+        .expect("enrich checks the plan");
+    let enrich = format!("{enrich:#}");
+    assert!(
+        enrich.contains(&refusal(&parameter, &config, short)),
+        "{enrich}"
+    );
+
+    // Not E.164 at all (spaces): every function refuses it, with the same message.
+    let spaced = "+44 7400 123456";
+    let (env, parameter, config) = config_deployment(&moto, with_phone(spaced), &[]).await;
+    let expected = refusal(&parameter, &config, spaced);
+    let errors = [
+        bootstrap::pipeline(&moto.sdk, &env).await.err(),
+        bootstrap::notify_pipeline(&moto.sdk, &env).await.err(),
+        bootstrap::enrich_pipeline(&moto.sdk, &env).await.err(),
+    ];
+    for error in errors {
+        let error = format!("{:#}", error.expect("refused"));
+        assert!(error.contains(&expected), "{error}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use aws_types::SdkConfig;
-use leadrelay_shared::config::Config;
+use leadrelay_shared::config::{Config, ConfigError};
 use leadrelay_shared::email::Mailbox;
 use leadrelay_shared::model::Stage;
 use leadrelay_shared::ports::{NoChannels, SystemClock};
@@ -95,11 +95,18 @@ pub async fn load_secrets(
     Ok(secrets)
 }
 
+/// How a function parses its configuration: [`Config::parse`], or [`Config::parse_in_full`]
+/// where the phone metadata is linked anyway (enrich). A function pointer, so that a function
+/// links only the parser it names.
+pub type ParseConfig =
+    fn(&str, &str, &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError>;
+
 /// The configuration text from its SSM parameter, with secrets resolved from `secrets`.
 pub async fn load_config(
     ssm: &aws_sdk_ssm::Client,
     parameter: &str,
     secrets: &HashMap<String, String>,
+    parse: ParseConfig,
 ) -> anyhow::Result<Config> {
     let output = ssm
         .get_parameter()
@@ -112,7 +119,7 @@ pub async fn load_config(
         .parameter()
         .and_then(|p| p.value())
         .with_context(|| format!("parameter {parameter} has no value"))?;
-    let config = Config::parse(text, &format!("ssm:{parameter}"), &|name| {
+    let config = parse(text, &format!("ssm:{parameter}"), &|name| {
         secrets.get(name).cloned()
     })?;
     // A file beside the configuration does not exist in a Lambda container; refuse rather than
@@ -146,7 +153,11 @@ struct Base {
 }
 
 impl Base {
-    async fn load(sdk: &SdkConfig, deployment: &Deployment) -> anyhow::Result<Self> {
+    async fn load(
+        sdk: &SdkConfig,
+        deployment: &Deployment,
+        parse: ParseConfig,
+    ) -> anyhow::Result<Self> {
         let ssm = aws_sdk_ssm::Client::new(sdk);
         let secrets = match &deployment.secrets_path {
             Some(path) => load_secrets(&ssm, path).await?,
@@ -156,7 +167,7 @@ impl Base {
             .config_parameter
             .as_deref()
             .with_context(|| format!("environment variable {ENV_CONFIG_PARAMETER} is not set"))?;
-        let mut config = load_config(&ssm, parameter, &secrets).await?;
+        let mut config = load_config(&ssm, parameter, &secrets, parse).await?;
         if let (Some(email), Some(from)) = (config.notify.email.as_mut(), &deployment.ses_from) {
             from.parse::<Mailbox>()
                 .with_context(|| format!("{ENV_SES_FROM} is not an e-mail address"))?;
@@ -199,16 +210,21 @@ impl Base {
 /// The pipeline over DynamoDB and SQS as ingest, route, claim and sla build it once per
 /// container: no enrichment providers and no alert channels, so they link neither.
 pub async fn pipeline(sdk: &SdkConfig, deployment: &Deployment) -> anyhow::Result<Arc<Pipeline>> {
-    Ok(Arc::new(Base::load(sdk, deployment).await?.pipeline()))
+    Ok(Arc::new(
+        Base::load(sdk, deployment, Config::parse).await?.pipeline(),
+    ))
 }
 
-/// The enrich function's pipeline: with the enrichment providers the configuration lists.
+/// The enrich function's pipeline: with the enrichment providers the configuration lists. It
+/// checks the reps' phone numbers against their numbering plans ([`Config::parse_in_full`]):
+/// it links the phone metadata anyway, to clean the prospects' numbers, and the functions that
+/// parse with [`Config::parse`] check only their shape.
 #[cfg(feature = "enrich")]
 pub async fn enrich_pipeline(
     sdk: &SdkConfig,
     deployment: &Deployment,
 ) -> anyhow::Result<Arc<Pipeline>> {
-    let base = Base::load(sdk, deployment).await?;
+    let base = Base::load(sdk, deployment, Config::parse_in_full).await?;
     let providers = base.providers()?;
     Ok(Arc::new(base.pipeline().with_providers(providers)))
 }
@@ -221,7 +237,7 @@ pub async fn notify_pipeline(
     sdk: &SdkConfig,
     deployment: &Deployment,
 ) -> anyhow::Result<Arc<Pipeline>> {
-    let base = Base::load(sdk, deployment).await?;
+    let base = Base::load(sdk, deployment, Config::parse).await?;
     let channels = channels(sdk, &base.config)?;
     Ok(Arc::new(base.pipeline().with_notifier(channels)))
 }
@@ -232,7 +248,7 @@ pub async fn every_stage_pipeline(
     sdk: &SdkConfig,
     deployment: &Deployment,
 ) -> anyhow::Result<Arc<Pipeline>> {
-    let base = Base::load(sdk, deployment).await?;
+    let base = Base::load(sdk, deployment, Config::parse_in_full).await?;
     let providers = base.providers()?;
     let channels = channels(sdk, &base.config)?;
     Ok(Arc::new(
@@ -282,7 +298,7 @@ pub struct ConsoleParts {
 /// as the console's store and dead letters.
 pub async fn console_from_environment() -> anyhow::Result<ConsoleParts> {
     start(|sdk, deployment| async move {
-        let base = Base::load(&sdk, &deployment).await?;
+        let base = Base::load(&sdk, &deployment, Config::parse).await?;
         let store = base.store.clone();
         let dead_letters = Arc::new(base.queues.clone());
         Ok(ConsoleParts {

@@ -24,6 +24,7 @@ mod locate;
 mod mistakes;
 mod notify;
 mod operations;
+mod phone;
 mod pipeline;
 pub mod providers;
 mod qualification;
@@ -191,32 +192,57 @@ impl Config {
     /// configuration names (`companies_csv`) are read by [`Config::load`] only, which also
     /// parses the Salesforce JWT key; here its PEM is checked without parsing the key
     /// ([`SalesforceConfig::signing_key`] does, where tokens are signed).
+    ///
+    /// The reps' phone numbers are checked for their E.164 shape only: see
+    /// [`Config::parse_in_full`].
     pub fn parse(
         text: &str,
         path: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        Config::from_text(text, path, Env::new(env), None)
+        Config::from_text(text, path, Env::new(env), None, None)
+    }
+
+    /// [`Config::parse`], and each rep's phone number checked against its country's numbering
+    /// plan, as [`Config::load`] does. A function of its own so that what does not call it
+    /// links neither the phone metadata nor the regular-expression engine it needs.
+    pub fn parse_in_full(
+        text: &str,
+        path: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        Config::from_text(
+            text,
+            path,
+            Env::new(env),
+            None,
+            Some(phone::in_numbering_plan),
+        )
     }
 
     /// Text to a checked configuration, without I/O of its own: `env` looks up the `*_env`
-    /// names and `files`, when given, reads the files the configuration names.
+    /// names and `files`, when given, reads the files the configuration names; `phones`, when
+    /// given, checks each rep's phone number beyond its shape.
     fn from_text(
         text: &str,
         path: &str,
         env: Env<'_>,
         files: Option<ReadFile<'_>>,
+        phones: Option<fn(&str) -> bool>,
     ) -> Result<Config, ConfigError> {
         let table = toml::de::DeTable::parse(text).map_err(|_| syntax_error(text, path))?;
         let document = locate::Document::new(table.clone());
         let mut config = Config::deserialize(toml::de::Deserializer::from(table))
             .map_err(|error| deserialize_error(text, path, &document, &error))?;
-        Validator {
+        let validator = Validator {
             text,
             path,
             document,
+        };
+        validator.check(&mut config, env)?;
+        if let Some(valid) = phones {
+            validator.check_phones(&config, valid)?;
         }
-        .check(&mut config, env)?;
         config.loaded = redact::Loaded::new(text);
         if let (Some(read), Some(file)) = (files, config.enrichment.companies_csv.as_deref()) {
             let (shown, csv) = read(file)?;

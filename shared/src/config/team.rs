@@ -531,12 +531,8 @@ impl Validator<'_> {
                 env,
             )?;
             if let Some(phone) = &rep.phone {
-                if !is_e164(phone) {
-                    return Err(self.invalid(
-                        span,
-                        format!("{key}.phone"),
-                        format!("{phone:?} is not a valid E.164 number such as +447700900123"),
-                    ));
+                if !super::phone::is_e164(phone) {
+                    return Err(self.invalid_phone(span, &key, phone));
                 }
             }
         }
@@ -698,7 +694,6 @@ impl Validator<'_> {
     }
 }
 
-/// A number written in E.164 (`+` and the digits) that `phonenumber` finds valid.
 /// A Slack conversation or user id: a capital letter, then capitals and digits (`C0123ABCD`).
 /// Only ids are accepted: a channel's name can change, and it would be posted into JSON as is.
 pub(crate) fn is_slack_id(id: &str) -> bool {
@@ -706,10 +701,4 @@ pub(crate) fn is_slack_id(id: &str) -> bool {
     chars.next().is_some_and(|c| c.is_ascii_uppercase())
         && id.len() <= 32
         && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-}
-
-fn is_e164(phone: &str) -> bool {
-    phone.starts_with('+')
-        && phone[1..].chars().all(|c| c.is_ascii_digit())
-        && phonenumber::parse(None, phone).is_ok_and(|n| phonenumber::is_valid(&n))
 }

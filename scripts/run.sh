@@ -40,6 +40,7 @@ echo "   $BIN send --url $URL --wait events/webhooks/02-capture-emea-pricing.jso
 echo "== or with curl, signed and valid for the next 5 minutes:"
 echo "   $("$BIN" sign --config "$CONFIG" --url "$URL" events/webhooks/02-capture-emea-pricing.json)"
 echo "== inspect a lead:  $BIN lead <lead_id> --data-dir $DATA_DIR"
+echo "== the console:     $URL/console  (sign in as ops@yourco.example, password leadrelay-demo-operator)"
 if [ -n "${LEADRELAY_RUN_ONCE:-}" ]; then
   exit 0
 fi

@@ -305,3 +305,60 @@ async fn a_what_if_shows_the_lead_a_rule_change_would_move() {
     assert!(log.contains("1 would move"), "{log}");
     server.stop().await;
 }
+
+/// On AWS the console function reads its configuration's `*_env` names from SSM, not from its
+/// environment: a pasted configuration naming the same secrets loads with them.
+#[tokio::test]
+async fn a_what_if_reads_the_secrets_the_console_was_given() {
+    use leadrelay_console::{router, Console};
+    use leadrelay_shared::ports::ConsoleStore;
+    use std::sync::Arc;
+
+    let app = crate::support::EmbeddedApp::open(crate::support::parse_config(&example_config()));
+    let db = app.embedded.db.clone();
+    let console_store: Arc<dyn ConsoleStore> = Arc::new(db.clone());
+    let secret = "whsec_bGVhZHJlbGF5LWRlbW8tc2VjcmV0LWNoYW5nZS1tZSE=";
+    let routes = |with_secrets: bool| {
+        let console = Console::new(app.embedded.pipeline.clone(), console_store.clone(), None);
+        router(if with_secrets {
+            console.with_secrets(move |name| {
+                (name == "WEBSITE_SECRETS_IN_SSM").then(|| secret.to_owned())
+            })
+        } else {
+            console
+        })
+    };
+    // The website source's secret named, not inline, as a deployment keeps it.
+    let pasted = example_config().edit(
+        &format!("secrets = [\"{secret}\"]"),
+        "secrets_env = \"WEBSITE_SECRETS_IN_SSM\"",
+    );
+    for (with_secrets, expected) in [(true, 200), (false, 422)] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let served = routes(with_secrets);
+        let task = tokio::spawn(async move { axum::serve(listener, served).await });
+        let ops = ConsoleSession::sign_in_at(&base, OPERATOR).await;
+        let answer = ops
+            .post(
+                "/console/operations/what-if",
+                &[("config", pasted.as_str()), ("days", "7")],
+            )
+            .await;
+        assert_eq!(
+            answer.status, expected,
+            "with secrets: {with_secrets}: {}",
+            answer.body
+        );
+        if !with_secrets {
+            assert!(
+                answer.body.contains("WEBSITE_SECRETS_IN_SSM"),
+                "{}",
+                answer.body
+            );
+        }
+        task.abort();
+    }
+}

@@ -150,6 +150,8 @@ struct Base {
     config: Config,
     store: Arc<DynamoStore>,
     queues: SqsQueues,
+    /// The SSM secrets the configuration's `*_env` names were read from.
+    secrets: HashMap<String, String>,
 }
 
 impl Base {
@@ -180,6 +182,7 @@ impl Base {
                 &deployment.table,
             )),
             queues: SqsQueues::new(aws_sdk_sqs::Client::new(sdk), deployment.queues.clone()),
+            secrets,
         })
     }
 
@@ -292,6 +295,9 @@ pub struct ConsoleParts {
     pub pipeline: Arc<Pipeline>,
     pub store: Arc<DynamoStore>,
     pub dead_letters: Arc<SqsQueues>,
+    /// The SSM secrets, by the names `*_env` keys use: what a pasted configuration (the
+    /// console's what-if) is read with.
+    pub secrets: HashMap<String, String>,
 }
 
 /// The console function's start-up: the same pipeline as claim's, and the table and queues
@@ -301,10 +307,12 @@ pub async fn console_from_environment() -> anyhow::Result<ConsoleParts> {
         let base = Base::load(&sdk, &deployment, Config::parse).await?;
         let store = base.store.clone();
         let dead_letters = Arc::new(base.queues.clone());
+        let secrets = base.secrets.clone();
         Ok(ConsoleParts {
             pipeline: Arc::new(base.pipeline()),
             store,
             dead_letters,
+            secrets,
         })
     })
     .await

@@ -41,6 +41,9 @@ pub struct Console {
     pub dead_letters: Option<Arc<dyn DeadLetters>>,
     throttle: Arc<auth::Throttle>,
     figures: Arc<dashboard::FigureCache>,
+    /// Where a pasted configuration's `*_env` names are looked up (the what-if): the process
+    /// environment, or the secrets the process loaded its own configuration with.
+    secrets: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
 }
 
 impl Console {
@@ -55,7 +58,18 @@ impl Console {
             dead_letters,
             throttle: Arc::new(auth::Throttle::default()),
             figures: Arc::new(dashboard::FigureCache::default()),
+            secrets: Arc::new(|name: &str| std::env::var(name).ok()),
         }
+    }
+
+    /// Looks up a pasted configuration's `*_env` names with `secrets` instead of the process
+    /// environment (on AWS: the SSM secrets the function loaded its configuration with).
+    pub fn with_secrets(
+        mut self,
+        secrets: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.secrets = Arc::new(secrets);
+        self
     }
 
     fn config(&self) -> &leadrelay_shared::config::Config {

@@ -467,7 +467,7 @@ async fn what_if(
     };
     let login = signed.viewer.login.as_str();
     // `*_env` names resolve as the loader resolves them at start: the process environment.
-    let env = |name: &str| std::env::var(name).ok();
+    let env = |name: &str| (console.secrets)(name);
     let new = match Config::parse(&form.config, "pasted configuration", &env) {
         Ok(config) => config,
         Err(e) => {

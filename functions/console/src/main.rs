@@ -10,10 +10,9 @@ async fn main() -> Result<(), Error> {
     leadrelay_aws::bootstrap::init_logs();
     // Built once per container, outside the handler.
     let parts = leadrelay_aws::bootstrap::console_from_environment().await?;
-    let app = router(Console::new(
-        parts.pipeline,
-        parts.store,
-        Some(parts.dead_letters),
-    ));
+    let secrets = parts.secrets;
+    let console = Console::new(parts.pipeline, parts.store, Some(parts.dead_letters))
+        .with_secrets(move |name| secrets.get(name).cloned());
+    let app = router(console);
     lambda_http::run(app).await
 }

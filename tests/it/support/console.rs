@@ -120,7 +120,12 @@ pub async fn sign_in_form(base: &str, login: &str, password: &str, next: &str) -
 impl ConsoleSession {
     /// Signs in with `account` (login, password); panics unless the console lets them in.
     pub async fn sign_in(server: &Server, account: (&str, &str)) -> ConsoleSession {
-        let answer = sign_in_form(&server.base, account.0, account.1, "/console/leads").await;
+        ConsoleSession::sign_in_at(&server.base, account).await
+    }
+
+    /// [`ConsoleSession::sign_in`] to a console served at `base`.
+    pub async fn sign_in_at(base: &str, account: (&str, &str)) -> ConsoleSession {
+        let answer = sign_in_form(base, account.0, account.1, "/console/leads").await;
         assert_eq!(
             answer.status, 303,
             "signing in as {}: {}",
@@ -129,7 +134,7 @@ impl ConsoleSession {
         let session = cookie_value(&answer.set_cookies, "__Host-leadrelay-session")
             .expect("a session cookie");
         ConsoleSession {
-            base: server.base.clone(),
+            base: base.to_owned(),
             http: no_redirects(),
             session,
         }

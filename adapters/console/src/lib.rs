@@ -43,8 +43,11 @@ pub struct Console {
     figures: Arc<dashboard::FigureCache>,
     /// Where a pasted configuration's `*_env` names are looked up (the what-if): the process
     /// environment, or the secrets the process loaded its own configuration with.
-    secrets: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    secrets: SecretLookup,
 }
+
+/// Looks up a configuration's `*_env` name.
+type SecretLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 impl Console {
     pub fn new(

@@ -658,22 +658,23 @@ async fn claim_lead(
     let outcome = claim(&console.pipeline, &lead.id, &rep, ClaimVia::Console)
         .await
         .map_err(|e| Refusal::BadRequest(e.to_string()))?;
-    let detail = match &outcome {
-        ClaimOutcome::Won { .. } => "claimed".to_owned(),
-        ClaimOutcome::AlreadyYours { .. } => "already theirs".to_owned(),
-        ClaimOutcome::OwnedBy { rep, .. } => format!("refused: {rep} claimed it first"),
-        ClaimOutcome::Refused { why, .. } => format!("refused: {why}"),
+    // Why it was refused, if it was.
+    let refused = match &outcome {
+        ClaimOutcome::Won { .. } | ClaimOutcome::AlreadyYours { .. } => None,
+        ClaimOutcome::OwnedBy { rep, .. } => Some(format!("{rep} claimed it first")),
+        ClaimOutcome::Refused { why, .. } => Some(why.clone()),
+    };
+    let detail = match (&outcome, &refused) {
+        (_, Some(why)) => format!("refused: {why}"),
+        (ClaimOutcome::AlreadyYours { .. }, None) => "already theirs".to_owned(),
+        _ => "claimed".to_owned(),
     };
     console
         .audit(&signed.viewer.login, "claim", &lead.id, &detail)
         .await;
-    match outcome {
-        ClaimOutcome::Won { .. } | ClaimOutcome::AlreadyYours { .. } => {
-            Ok(back_to(&lead.id, "claimed"))
-        }
-        ClaimOutcome::OwnedBy { .. } | ClaimOutcome::Refused { .. } => Err(Refusal::BadRequest(
-            format!("Not claimed: {}", &detail["refused: ".len()..]),
-        )),
+    match refused {
+        None => Ok(back_to(&lead.id, "claimed")),
+        Some(why) => Err(Refusal::BadRequest(format!("Not claimed: {why}"))),
     }
 }
 

@@ -313,6 +313,18 @@ fn decode(item: &HashMap<String, AttributeValue>) -> Result<Lead, StoreError> {
     decode_stored_lead(id, body, failure.map(String::as_str))
 }
 
+/// The JSON attribute `body` of an item as a `T`; `what` names the item in the error.
+fn json_body<T: serde::de::DeserializeOwned>(
+    item: &HashMap<String, AttributeValue>,
+    what: &str,
+) -> Result<T, StoreError> {
+    let body = item
+        .get("body")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("{what}: no body")))?;
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
 fn encode_body(lead: &Lead) -> Result<String, StoreError> {
     encode_body_at(lead, lead.revision)
 }
@@ -1083,12 +1095,7 @@ impl LeadStore for DynamoStore {
             return Ok(PoolLedger::default());
         };
         let corrupt = |what: &str| StoreError::Corrupt(format!("ledger {pool}/{period}: {what}"));
-        let body = item
-            .get("body")
-            .and_then(|v| v.as_s().ok())
-            .ok_or_else(|| corrupt("no body"))?;
-        let mut ledger: PoolLedger =
-            serde_json::from_str(body).map_err(|e| corrupt(&e.to_string()))?;
+        let mut ledger: PoolLedger = json_body(&item, &format!("ledger {pool}/{period}"))?;
         // The attribute is what the version guard compares, so it is the one to trust.
         ledger.version = number(&item, "version")
             .and_then(|v| u64::try_from(v).ok())
@@ -1280,16 +1287,7 @@ impl LeadStore for DynamoStore {
                     .await
                     .map_err(unavailable)?;
                 for item in page.items.unwrap_or_default() {
-                    let body = item
-                        .get("body")
-                        .and_then(|v| v.as_s().ok())
-                        .ok_or_else(|| {
-                            StoreError::Corrupt("unmatched event without a body".into())
-                        })?;
-                    found.push(
-                        serde_json::from_str(body)
-                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    );
+                    found.push(json_body(&item, "unmatched event")?);
                 }
                 start = page.last_evaluated_key;
                 if start.is_none() || found.len() >= limit {
@@ -1576,12 +1574,7 @@ impl ConsoleStore for DynamoStore {
         let Some(item) = item else {
             return Ok(None);
         };
-        let body = item
-            .get("body")
-            .and_then(|v| v.as_s().ok())
-            .ok_or_else(|| StoreError::Corrupt("console session without a body".into()))?;
-        let session: Session = serde_json::from_str(body)
-            .map_err(|e| StoreError::Corrupt(format!("console session: {e}")))?;
+        let session: Session = json_body(&item, "console session")?;
         // DynamoDB deletes expired items up to days late: expiry is checked here too.
         Ok(session.is_live(now).then_some(session))
     }
@@ -1658,14 +1651,7 @@ impl ConsoleStore for DynamoStore {
                     .await
                     .map_err(unavailable)?;
                 for item in page.items.unwrap_or_default() {
-                    let body = item
-                        .get("body")
-                        .and_then(|v| v.as_s().ok())
-                        .ok_or_else(|| {
-                            StoreError::Corrupt("console audit entry without a body".into())
-                        })?;
-                    let action: ConsoleAction = serde_json::from_str(body)
-                        .map_err(|e| StoreError::Corrupt(format!("console audit entry: {e}")))?;
+                    let action: ConsoleAction = json_body(&item, "console audit entry")?;
                     if action.at >= since && found.len() < limit {
                         found.push(action);
                     }

@@ -13,7 +13,7 @@ use jiff::{SignedDuration, Timestamp};
 use lambda_http::tower::ServiceExt as _;
 use leadrelay_channels::Channels;
 use leadrelay_console::{hash_password, router, Console};
-use leadrelay_shared::model::{ActivityKind, Envelope, Lead, Owner, Stage};
+use leadrelay_shared::model::{ActivityKind, Lead, Owner};
 use leadrelay_shared::ports::{ConsoleStore, LeadStore};
 use leadrelay_shared::stages::claim::{claim, ClaimVia};
 use leadrelay_shared::stages::Pipeline;
@@ -105,13 +105,7 @@ impl Harness {
         self.store().create_lead(&lead).await.expect("created");
         self.clock
             .set(captured + SignedDuration::from_secs(alert_after));
-        for stage in [Stage::Route, Stage::Notify] {
-            let envelope = Envelope::new(id, stage, &format!("trace-{id}")).to_json();
-            self.pipeline
-                .handle(stage, &envelope)
-                .await
-                .unwrap_or_else(|e| panic!("{stage} of {id}: {e}"));
-        }
+        crate::support::route_and_notify(&self.pipeline, id).await;
         let lead = self
             .store()
             .get_lead(id)

@@ -136,13 +136,7 @@ impl Harness {
         self.store().create_lead(&lead).await.expect("created");
         self.clock
             .set(captured + SignedDuration::from_secs(notified));
-        for stage in [Stage::Route, Stage::Notify] {
-            let envelope = Envelope::new(id, stage, &format!("trace-{id}")).to_json();
-            self.leads
-                .handle(stage, &envelope)
-                .await
-                .unwrap_or_else(|e| panic!("{stage} of {id}: {e}"));
-        }
+        crate::support::route_and_notify(&self.leads, id).await;
         let lead = self
             .store()
             .get_lead(id)

@@ -10,7 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 use lambda_http::tower::ServiceExt as _;
 use leadrelay_channels::Channels;
 use leadrelay_shared::config::Config;
-use leadrelay_shared::model::{ActivityKind, Envelope, Lead, Misroute, Outcome, Owner, Stage};
+use leadrelay_shared::model::{ActivityKind, Lead, Misroute, Outcome, Owner};
 use leadrelay_shared::ports::{LeadStore, Queue};
 use leadrelay_shared::report::{Dimension, Hours, SpeedToLead};
 use leadrelay_shared::routing::effects::Effects;
@@ -102,13 +102,7 @@ impl Harness {
         edit(&mut lead);
         self.store().create_lead(&lead).await.expect("created");
         self.clock.set(notified);
-        for stage in [Stage::Route, Stage::Notify] {
-            let envelope = Envelope::new(id, stage, &format!("trace-{id}")).to_json();
-            self.pipeline
-                .handle(stage, &envelope)
-                .await
-                .unwrap_or_else(|e| panic!("{stage} of {id}: {e}"));
-        }
+        crate::support::route_and_notify(&self.pipeline, id).await;
         let lead = self.lead(id).await;
         assert_eq!(lead.timeline.notified_at, Some(notified), "{id} notified");
         match lead.assignment.expect("routed").owner {

@@ -106,6 +106,20 @@ pub fn initech_lead(
     lead
 }
 
+/// Works lead `id` (stored, enriched) through the route and notify stages now, as their
+/// queues would deliver it: how the report, digest and dashboard tests alert a lead on a held
+/// clock.
+pub async fn route_and_notify(pipeline: &leadrelay_shared::stages::Pipeline, id: &str) {
+    use leadrelay_shared::model::{Envelope, Stage};
+    for stage in [Stage::Route, Stage::Notify] {
+        let envelope = Envelope::new(id, stage, &format!("trace-{id}")).to_json();
+        pipeline
+            .handle(stage, &envelope)
+            .await
+            .unwrap_or_else(|e| panic!("{stage} of {id}: {e}"));
+    }
+}
+
 /// A sample webhook body from `events/webhooks/`.
 pub fn sample(name: &str) -> Vec<u8> {
     std::fs::read(root().join("events/webhooks").join(name)).expect("sample event")

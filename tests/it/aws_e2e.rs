@@ -17,7 +17,7 @@ use lambda_http::tower::ServiceExt as _;
 use leadrelay_aws::bootstrap::{self, Deployment as Env};
 use leadrelay_shared::model::Stage;
 use leadrelay_shared::stages::Pipeline;
-use leadrelay_web::{router, Api};
+use leadrelay_web::{intake_router, Api};
 use serde_json::{json, Value};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -127,7 +127,10 @@ async fn invoke_ingest(stack: &Stack, event_id: &str, body: &[u8]) -> (u16, Valu
     }
     event["body"] = String::from_utf8(body.to_vec()).expect("utf-8").into();
     let request = lambda_http::request::from_str(&event.to_string()).expect("API Gateway event");
-    let app = router(Api::new(stack.pipeline.clone(), Arc::new(true.into())));
+    let app = intake_router(Api::for_intake(
+        stack.pipeline.clone(),
+        Arc::new(true.into()),
+    ));
     let response = app.oneshot(request).await.expect("infallible");
     let status = response.status().as_u16();
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
@@ -281,13 +284,23 @@ async fn a_webhook_ends_as_a_notified_lead_and_a_duplicate_changes_nothing() {
     let fixture = std::fs::read_to_string(root().join("events/aws/apigw-http-webhook.json"))
         .expect("fixture");
     let request = lambda_http::request::from_str(&fixture).expect("event");
-    let app = router(Api::new(stack.pipeline.clone(), Arc::new(true.into())));
-    let response = app.oneshot(request).await.expect("infallible");
+    let app = intake_router(Api::for_intake(
+        stack.pipeline.clone(),
+        Arc::new(true.into()),
+    ));
+    let response = app.clone().oneshot(request).await.expect("infallible");
     assert_eq!(
         response.status().as_u16(),
         401,
         "the fixture's signature is a placeholder"
     );
+    // It serves the intake only: the claim routes are the claim function's (template.yaml).
+    for path in ["/claim/some-lead", "/slack/interactivity", "/inbound/email"] {
+        let mut post = lambda_http::request::from_str(&fixture).expect("event");
+        *post.uri_mut() = path.parse().expect("path");
+        let response = app.clone().oneshot(post).await.expect("infallible");
+        assert_eq!(response.status().as_u16(), 404, "{path}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

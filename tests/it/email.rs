@@ -14,7 +14,7 @@ use crate::support::{
 use jiff::Timestamp;
 use leadrelay_email::SmtpMailer;
 use leadrelay_shared::claim_link;
-use leadrelay_shared::config::Config;
+use leadrelay_shared::config::{Config, DeepChecks};
 use leadrelay_shared::model::{
     Envelope, Escalation, Flag, GateAction, Lead, LeadState, Owner, Stage, Turn,
 };
@@ -430,16 +430,21 @@ async fn the_acknowledgement_is_worded_for_the_leads_language_or_its_sources() {
     assert_eq!(m.subject, "Danke, Tom: wir haben Ihre Anfrage");
 }
 
+/// The checks as the embedded binary (`Config::load`) and the notify function make them: the
+/// templates rendered. The functions that never render one (`Config::parse`) check only the
+/// language tags, and so link no template engine.
 #[test]
 fn an_acknowledgement_template_is_checked_at_load_naming_its_key() {
-    let parse = |extra: &str| {
-        Config::parse(
+    let with = |checks: DeepChecks, extra: &str| {
+        Config::parse_with(
             &config_text(2525, &[("smtp_tls = \"none\"\n", extra)]),
             "t.toml",
             &|_| None,
+            checks,
         )
         .map(|_| ())
     };
+    let parse = |extra: &str| with(DeepChecks::all(), extra);
     parse(GERMAN).expect("valid");
     let typo = GERMAN.replace("{{ first_name }}}", "{{ firstname }}");
     let typo = typo.replacen("{{ first_name }}", "{{ firstname }}", 1);
@@ -448,6 +453,10 @@ fn an_acknowledgement_template_is_checked_at_load_naming_its_key() {
         error.contains("notify.email.acknowledgements[0].subject") && error.contains("first_name"),
         "{error}"
     );
+    let notify = with(DeepChecks::acknowledgements(), &typo).expect_err("notify checks them");
+    assert!(notify.to_string().contains("acknowledgements[0].subject"));
+    with(DeepChecks::default(), &typo).expect("not rendered where nothing renders them");
+    with(DeepChecks::phones(), &typo).expect("nor where only phone numbers are checked");
     let broken = GERMAN.replacen("{% endif %}", "", 1);
     let error = parse(&broken).expect_err("bad syntax").to_string();
     assert!(

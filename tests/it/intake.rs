@@ -326,7 +326,7 @@ async fn a_platform_probing_the_webhook_url_with_head_gets_an_answer() {
 #[tokio::test]
 async fn on_aws_a_token_source_allows_only_its_listed_addresses_as_api_gateway_saw_them() {
     use lambda_http::tower::ServiceExt as _;
-    use leadrelay_web::{router, Api, Peer};
+    use leadrelay_web::{intake_router, Api, Peer};
 
     const TOKEN: &str = "landbot-hook-token-0123456789";
     let config = format!(
@@ -355,7 +355,7 @@ async fn on_aws_a_token_source_allows_only_its_listed_addresses_as_api_gateway_s
         ));
         let request =
             lambda_http::request::from_str(&event.to_string()).expect("API Gateway event");
-        let app = router(Api::new(
+        let app = intake_router(Api::for_intake(
             manual.pipeline.clone(),
             std::sync::Arc::new(true.into()),
         ))

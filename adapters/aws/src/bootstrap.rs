@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use aws_types::SdkConfig;
-use leadrelay_shared::config::{Config, ConfigError};
+use leadrelay_shared::config::{Config, DeepChecks};
 use leadrelay_shared::email::Mailbox;
 use leadrelay_shared::model::Stage;
 use leadrelay_shared::ports::{NoChannels, SystemClock};
@@ -95,18 +95,12 @@ pub async fn load_secrets(
     Ok(secrets)
 }
 
-/// How a function parses its configuration: [`Config::parse`], or [`Config::parse_in_full`]
-/// where the phone metadata is linked anyway (enrich). A function pointer, so that a function
-/// links only the parser it names.
-pub type ParseConfig =
-    fn(&str, &str, &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError>;
-
 /// The configuration text from its SSM parameter, with secrets resolved from `secrets`.
 pub async fn load_config(
     ssm: &aws_sdk_ssm::Client,
     parameter: &str,
     secrets: &HashMap<String, String>,
-    parse: ParseConfig,
+    checks: DeepChecks,
 ) -> anyhow::Result<Config> {
     let output = ssm
         .get_parameter()
@@ -119,9 +113,12 @@ pub async fn load_config(
         .parameter()
         .and_then(|p| p.value())
         .with_context(|| format!("parameter {parameter} has no value"))?;
-    let config = parse(text, &format!("ssm:{parameter}"), &|name| {
-        secrets.get(name).cloned()
-    })?;
+    let config = Config::parse_with(
+        text,
+        &format!("ssm:{parameter}"),
+        &|name| secrets.get(name).cloned(),
+        checks,
+    )?;
     // A file beside the configuration does not exist in a Lambda container; refuse rather than
     // enrich silently without the table.
     if let Some(file) = &config.enrichment.companies_csv {
@@ -158,7 +155,7 @@ impl Base {
     async fn load(
         sdk: &SdkConfig,
         deployment: &Deployment,
-        parse: ParseConfig,
+        checks: DeepChecks,
     ) -> anyhow::Result<Self> {
         let ssm = aws_sdk_ssm::Client::new(sdk);
         let secrets = match &deployment.secrets_path {
@@ -169,7 +166,7 @@ impl Base {
             .config_parameter
             .as_deref()
             .with_context(|| format!("environment variable {ENV_CONFIG_PARAMETER} is not set"))?;
-        let mut config = load_config(&ssm, parameter, &secrets, parse).await?;
+        let mut config = load_config(&ssm, parameter, &secrets, checks).await?;
         if let (Some(email), Some(from)) = (config.notify.email.as_mut(), &deployment.ses_from) {
             from.parse::<Mailbox>()
                 .with_context(|| format!("{ENV_SES_FROM} is not an e-mail address"))?;
@@ -214,33 +211,37 @@ impl Base {
 /// container: no enrichment providers and no alert channels, so they link neither.
 pub async fn pipeline(sdk: &SdkConfig, deployment: &Deployment) -> anyhow::Result<Arc<Pipeline>> {
     Ok(Arc::new(
-        Base::load(sdk, deployment, Config::parse).await?.pipeline(),
+        Base::load(sdk, deployment, DeepChecks::default())
+            .await?
+            .pipeline(),
     ))
 }
 
 /// The enrich function's pipeline: with the enrichment providers the configuration lists. It
-/// checks the reps' phone numbers against their numbering plans ([`Config::parse_in_full`]):
-/// it links the phone metadata anyway, to clean the prospects' numbers, and the functions that
-/// parse with [`Config::parse`] check only their shape.
+/// checks the reps' phone numbers against their numbering plans ([`DeepChecks::phones`]): it
+/// links the phone metadata anyway, to clean the prospects' numbers, and the other functions
+/// check only their shape.
 #[cfg(feature = "enrich")]
 pub async fn enrich_pipeline(
     sdk: &SdkConfig,
     deployment: &Deployment,
 ) -> anyhow::Result<Arc<Pipeline>> {
-    let base = Base::load(sdk, deployment, Config::parse_in_full).await?;
+    let base = Base::load(sdk, deployment, DeepChecks::phones()).await?;
     let providers = base.providers()?;
     Ok(Arc::new(base.pipeline().with_providers(providers)))
 }
 
 /// The notify function's pipeline: the alert channels, with e-mail through Amazon SES when
 /// the configuration has `[notify.email]` (its SMTP settings are ignored here) and SMS through
-/// Amazon SNS for `provider = "sns"`.
+/// Amazon SNS for `provider = "sns"`. It renders the acknowledgement templates, so it checks
+/// them at its start ([`DeepChecks::acknowledgements`]); the other functions link no template
+/// engine.
 #[cfg(feature = "notify")]
 pub async fn notify_pipeline(
     sdk: &SdkConfig,
     deployment: &Deployment,
 ) -> anyhow::Result<Arc<Pipeline>> {
-    let base = Base::load(sdk, deployment, Config::parse).await?;
+    let base = Base::load(sdk, deployment, DeepChecks::acknowledgements()).await?;
     let channels = channels(sdk, &base.config)?;
     Ok(Arc::new(base.pipeline().with_notifier(channels)))
 }
@@ -251,7 +252,7 @@ pub async fn every_stage_pipeline(
     sdk: &SdkConfig,
     deployment: &Deployment,
 ) -> anyhow::Result<Arc<Pipeline>> {
-    let base = Base::load(sdk, deployment, Config::parse_in_full).await?;
+    let base = Base::load(sdk, deployment, DeepChecks::all()).await?;
     let providers = base.providers()?;
     let channels = channels(sdk, &base.config)?;
     Ok(Arc::new(
@@ -304,7 +305,7 @@ pub struct ConsoleParts {
 /// as the console's store and dead letters.
 pub async fn console_from_environment() -> anyhow::Result<ConsoleParts> {
     start(|sdk, deployment| async move {
-        let base = Base::load(&sdk, &deployment, Config::parse).await?;
+        let base = Base::load(&sdk, &deployment, DeepChecks::default()).await?;
         let store = base.store.clone();
         let dead_letters = Arc::new(base.queues.clone());
         let secrets = base.secrets.clone();

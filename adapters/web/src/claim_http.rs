@@ -724,6 +724,14 @@ impl SlackResponder {
         SlackResponder { http, allowed }
     }
 
+    /// Posts nothing: where no claim route is served.
+    pub fn none() -> Self {
+        SlackResponder {
+            http: None,
+            allowed: None,
+        }
+    }
+
     /// Best effort: the claim stands whether or not Slack takes the update.
     pub async fn respond(&self, url: &str, message: &Value) {
         if !self.allowed.as_ref().is_some_and(|p| p.contains(url)) {

@@ -78,11 +78,33 @@ impl Api {
             slack,
         }
     }
+
+    /// For a server that mounts no claim route ([`intake_router`]): no Slack responder, so no
+    /// HTTPS client is built at start, nor linked into the binary.
+    pub fn for_intake(pipeline: Arc<Pipeline>, ready: Arc<AtomicBool>) -> Self {
+        Api {
+            pipeline,
+            ready,
+            slack: SlackResponder::none(),
+        }
+    }
 }
 
-/// Every endpoint: webhooks, lead status, health, claiming and inbound e-mail (the embedded
-/// server, ingest).
+/// Every endpoint: the intake's, claiming and inbound e-mail (the embedded server).
 pub fn router(api: Api) -> Router {
+    intake_routes()
+        .merge(crate::claim_http::routes())
+        .merge(crate::inbound_email::routes())
+        .with_state(api)
+}
+
+/// Only the intake endpoints: webhooks, lead status, health and the reports (the ingest
+/// Lambda, which API Gateway sends nothing else).
+pub fn intake_router(api: Api) -> Router {
+    intake_routes().with_state(api)
+}
+
+fn intake_routes() -> Router<Api> {
     Router::new()
         .route(
             "/webhooks/{source}",
@@ -92,9 +114,6 @@ pub fn router(api: Api) -> Router {
         .route("/healthz", get(health))
         .route("/reports/speed-to-lead", get(report_speed_to_lead))
         .route("/reports/audit", get(report_audit))
-        .merge(crate::claim_http::routes())
-        .merge(crate::inbound_email::routes())
-        .with_state(api)
 }
 
 /// Only the claim endpoints and the inbound e-mail of prospect replies (the claim Lambda: it

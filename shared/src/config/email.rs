@@ -258,10 +258,6 @@ impl EmailConfig {
                     format!("{bad:?} is not a language tag (such as \"de\" or \"pt-BR\")"),
                 ));
             }
-            crate::render::check_acknowledgement_template(&template.subject)
-                .map_err(|message| (key("subject"), message))?;
-            crate::render::check_acknowledgement_template(&template.text)
-                .map_err(|message| (key("text"), message))?;
         }
         if let Some(replies) = &mut self.replies {
             replies.resolve(env, has_link_key)?;
@@ -272,6 +268,33 @@ impl EmailConfig {
                 "notify.email.smtp_tls".into(),
                 "a login needs smtp_tls = \"starttls\" or \"tls\"".into(),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl super::check::Validator<'_> {
+    /// Each acknowledgement template through `renders` ([`super::DeepChecks::acknowledgements`]):
+    /// a typo in a variable's name is found when the configuration is loaded, not at the first
+    /// prospect.
+    pub(super) fn check_acknowledgements(
+        &self,
+        config: &super::Config,
+        renders: fn(&str) -> Result<(), String>,
+    ) -> Result<(), super::ConfigError> {
+        let Some(email) = &config.notify.email else {
+            return Ok(());
+        };
+        for (n, template) in email.acknowledgements.iter().enumerate() {
+            for (field, text) in [("subject", &template.subject), ("text", &template.text)] {
+                renders(text).map_err(|message| {
+                    self.invalid(
+                        self.section("notify.email"),
+                        format!("notify.email.acknowledgements[{n}].{field}"),
+                        message,
+                    )
+                })?;
+            }
         }
         Ok(())
     }

@@ -46,8 +46,8 @@ impl Config {
     /// Reads, parses and validates a configuration file; `*_env` names come from the process
     /// environment, and the files it names are found beside it. Every command of the embedded
     /// binary starts here, so it also parses the Salesforce JWT key ([`Config::parse`] only
-    /// checks its PEM; the Lambda functions parse it where they sign) and checks the reps'
-    /// phone numbers against their numbering plans, as [`Config::parse_in_full`] does.
+    /// checks its PEM; the Lambda functions parse it where they sign) and makes every one of the
+    /// [`super::DeepChecks`], as [`Config::parse_in_full`] does.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = read(path)?;
         let dir = path.parent().unwrap_or(Path::new("."));
@@ -60,7 +60,7 @@ impl Config {
             &path.display().to_string(),
             Env::new(&process_env),
             Some(&read_beside),
-            Some(super::phone::in_numbering_plan),
+            super::DeepChecks::all(),
         )?;
         // Opened when the providers are built, so that a bad file fails the start naming it.
         if let Some(geoip) = config.enrichment.geoip.as_mut() {

@@ -187,48 +187,88 @@ impl<'de> Deserialize<'de> for Interval {
 /// text.
 type ReadFile<'a> = &'a dyn Fn(&str) -> Result<(String, String), ConfigError>;
 
+/// The checks [`Config::parse`] leaves out because they need code most functions never run
+/// otherwise. Each is a function pointer, so that a binary links a check only where it names
+/// one: the Lambda functions name those whose code they link anyway, and the embedded binary
+/// ([`Config::load`]) and `leadrelay config check` make them all.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeepChecks {
+    /// Each rep's phone number against its country's numbering plan (the phone metadata and a
+    /// regular-expression engine); without it, only its E.164 shape.
+    pub phones: Option<fn(&str) -> bool>,
+    /// Each acknowledgement template rendered in hours and after hours with nothing known of
+    /// the prospect (the template engine); without it, only its language tags.
+    pub acknowledgements: Option<fn(&str) -> Result<(), String>>,
+}
+
+impl DeepChecks {
+    pub fn all() -> DeepChecks {
+        DeepChecks {
+            phones: Some(phone::in_numbering_plan),
+            acknowledgements: Some(crate::render::check_acknowledgement_template),
+        }
+    }
+
+    /// The phone numbers only: for what links the phone metadata to clean prospects' numbers.
+    pub fn phones() -> DeepChecks {
+        DeepChecks {
+            phones: Some(phone::in_numbering_plan),
+            ..DeepChecks::default()
+        }
+    }
+
+    /// The acknowledgement templates only: for what renders them.
+    pub fn acknowledgements() -> DeepChecks {
+        DeepChecks {
+            acknowledgements: Some(crate::render::check_acknowledgement_template),
+            ..DeepChecks::default()
+        }
+    }
+}
+
 impl Config {
     /// Parses and validates configuration text; `env` resolves the `*_env` names. Files the
     /// configuration names (`companies_csv`) are read by [`Config::load`] only, which also
     /// parses the Salesforce JWT key; here its PEM is checked without parsing the key
     /// ([`SalesforceConfig::signing_key`] does, where tokens are signed).
     ///
-    /// The reps' phone numbers are checked for their E.164 shape only: see
-    /// [`Config::parse_in_full`].
+    /// The checks that need code of their own are left out: see [`DeepChecks`].
     pub fn parse(
         text: &str,
         path: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        Config::from_text(text, path, Env::new(env), None, None)
+        Config::parse_with(text, path, env, DeepChecks::default())
     }
 
-    /// [`Config::parse`], and each rep's phone number checked against its country's numbering
-    /// plan, as [`Config::load`] does. A function of its own so that what does not call it
-    /// links neither the phone metadata nor the regular-expression engine it needs.
+    /// [`Config::parse`] and every one of the [`DeepChecks`], as [`Config::load`] does.
     pub fn parse_in_full(
         text: &str,
         path: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        Config::from_text(
-            text,
-            path,
-            Env::new(env),
-            None,
-            Some(phone::in_numbering_plan),
-        )
+        Config::parse_with(text, path, env, DeepChecks::all())
+    }
+
+    /// [`Config::parse`] and the [`DeepChecks`] named.
+    pub fn parse_with(
+        text: &str,
+        path: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        checks: DeepChecks,
+    ) -> Result<Config, ConfigError> {
+        Config::from_text(text, path, Env::new(env), None, checks)
     }
 
     /// Text to a checked configuration, without I/O of its own: `env` looks up the `*_env`
-    /// names and `files`, when given, reads the files the configuration names; `phones`, when
-    /// given, checks each rep's phone number beyond its shape.
+    /// names, `files`, when given, reads the files the configuration names, and `checks` says
+    /// which checks beyond the common ones to make.
     fn from_text(
         text: &str,
         path: &str,
         env: Env<'_>,
         files: Option<ReadFile<'_>>,
-        phones: Option<fn(&str) -> bool>,
+        checks: DeepChecks,
     ) -> Result<Config, ConfigError> {
         let table = toml::de::DeTable::parse(text).map_err(|_| syntax_error(text, path))?;
         let document = locate::Document::new(table.clone());
@@ -240,8 +280,11 @@ impl Config {
             document,
         };
         validator.check(&mut config, env)?;
-        if let Some(valid) = phones {
+        if let Some(valid) = checks.phones {
             validator.check_phones(&config, valid)?;
+        }
+        if let Some(renders) = checks.acknowledgements {
+            validator.check_acknowledgements(&config, renders)?;
         }
         config.loaded = redact::Loaded::new(text);
         if let (Some(read), Some(file)) = (files, config.enrichment.companies_csv.as_deref()) {

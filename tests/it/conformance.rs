@@ -16,9 +16,9 @@ use leadrelay_shared::model::{
     StageFailure, Timeline,
 };
 use leadrelay_shared::ports::{
-    Advance, ConsoleStore, Created, DeadLetters, DeliveryReceipt, DeliveryStart, EnrichmentCache,
-    BuiltHour, LeadStore, Outgoing, PostedMessage, Queue, Received, ReplayGuard, ReportBucket,
-    ReportHour, StoreError,
+    Advance, BuiltHour, ConsoleStore, Created, DeadLetters, DeliveryReceipt, DeliveryStart,
+    EnrichmentCache, LeadStore, Outgoing, PostedMessage, Queue, Received, ReplayGuard,
+    ReportBucket, ReportHour, StoreError,
 };
 use leadrelay_shared::routing::duplicates::ContactLookup;
 use leadrelay_shared::routing::effects::{ContactWrite, CounterBump, Effects, LedgerWrite};
@@ -2536,10 +2536,17 @@ async fn every_write_of_a_leads_facts_moves_its_report_hour(adapters: Adapters) 
         assert_eq!(store.put_report_hours(&built).await.expect("put"), 0);
         return;
     }
-    assert_eq!(generation_at(store, at).await, None, "no lead in the hour yet");
+    assert_eq!(
+        generation_at(store, at).await,
+        None,
+        "no lead in the hour yet"
+    );
     let mut lead = lead(&unique("hour"), &unique("evt"));
     lead.timeline.captured_at = Some(at);
-    assert_eq!(store.create_lead(&lead).await.expect("create"), Created::New);
+    assert_eq!(
+        store.create_lead(&lead).await.expect("create"),
+        Created::New
+    );
     let created = generation_at(store, at).await.expect("the hour is listed");
 
     // A duplicate writes nothing, nor does a refused write.
@@ -2591,7 +2598,8 @@ async fn every_write_of_a_leads_facts_moves_its_report_hour(adapters: Adapters) 
     // An old row without facts: a report read fills them in, and the hour moves with it.
     if let RawStore::Sqlite(path) = &adapters.raw {
         let db = rusqlite::Connection::open(path).expect("open");
-        db.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+        db.busy_timeout(Duration::from_secs(5))
+            .expect("busy timeout");
         let cleared = db
             .execute(
                 "UPDATE leads SET facts = NULL WHERE id = ?1",
@@ -2622,7 +2630,13 @@ async fn a_report_bucket_is_kept_only_at_the_generation_it_was_built_from(adapte
     lead.timeline.captured_at = Some(at);
     store.create_lead(&lead).await.expect("create");
     let Some(hours) = store.report_hours(start, end).await.expect("hours") else {
-        assert_eq!(store.put_report_hours(&[bucket(1, b"x")]).await.expect("put"), 0);
+        assert_eq!(
+            store
+                .put_report_hours(&[bucket(1, b"x")])
+                .await
+                .expect("put"),
+            0
+        );
         return;
     };
     let [ReportHour {
@@ -2640,8 +2654,18 @@ async fn a_report_bucket_is_kept_only_at_the_generation_it_was_built_from(adapte
         ..bucket(read, b"none")
     };
     assert_eq!(store.put_report_hours(&[empty]).await.expect("put"), 0);
-    assert_eq!(store.put_report_hours(&[bucket(read, b"first")]).await.expect("put"), 1);
-    let kept = store.report_hours(start, end).await.expect("hours").expect("kept");
+    assert_eq!(
+        store
+            .put_report_hours(&[bucket(read, b"first")])
+            .await
+            .expect("put"),
+        1
+    );
+    let kept = store
+        .report_hours(start, end)
+        .await
+        .expect("hours")
+        .expect("kept");
     assert_eq!(
         kept,
         [ReportHour {
@@ -2659,13 +2683,33 @@ async fn a_report_bucket_is_kept_only_at_the_generation_it_was_built_from(adapte
         .advance_lead(&enriched, LeadState::Captured, &Effects::none())
         .await
         .expect("enrich");
-    assert_eq!(store.put_report_hours(&[bucket(read, b"late")]).await.expect("put"), 0);
-    let now = store.report_hours(start, end).await.expect("hours").expect("kept");
+    assert_eq!(
+        store
+            .put_report_hours(&[bucket(read, b"late")])
+            .await
+            .expect("put"),
+        0
+    );
+    let now = store
+        .report_hours(start, end)
+        .await
+        .expect("hours")
+        .expect("kept");
     assert!(now[0].generation > read);
     assert_eq!(now[0].bucket, Some(bucket(read, b"first").bucket));
     let moved = now[0].generation;
-    assert_eq!(store.put_report_hours(&[bucket(moved, b"fresh")]).await.expect("put"), 1);
-    let fresh = store.report_hours(start, end).await.expect("hours").expect("kept");
+    assert_eq!(
+        store
+            .put_report_hours(&[bucket(moved, b"fresh")])
+            .await
+            .expect("put"),
+        1
+    );
+    let fresh = store
+        .report_hours(start, end)
+        .await
+        .expect("hours")
+        .expect("kept");
     assert_eq!(fresh[0].bucket, Some(bucket(moved, b"fresh").bucket));
     // Hours are listed only within the window asked for.
     assert!(store

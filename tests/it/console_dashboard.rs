@@ -11,9 +11,9 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use jiff::{SignedDuration, Timestamp};
 use lambda_http::tower::ServiceExt as _;
+use leadrelay::embedded::Sqlite;
 use leadrelay_channels::Channels;
 use leadrelay_console::{hash_password, router, Console};
-use leadrelay::embedded::Sqlite;
 use leadrelay_shared::model::{ActivityKind, Lead, Outcome, Owner};
 use leadrelay_shared::ports::{BuiltHour, ConsoleStore, LeadStore, ReportBucket, ReportHour};
 use leadrelay_shared::report::{Directory, Records};
@@ -671,7 +671,11 @@ async fn a_claim_a_touch_and_a_close_make_their_hour_stale_and_show_at_once() {
     let stale = |hours: &[ReportHour]| {
         hours
             .iter()
-            .filter(|h| h.bucket.as_ref().is_some_and(|b| b.generation != h.generation))
+            .filter(|h| {
+                h.bucket
+                    .as_ref()
+                    .is_some_and(|b| b.generation != h.generation)
+            })
             .count()
     };
     let e3_owner = match h.store().get_lead("e3").await.expect("read").expect("e3") {
@@ -694,7 +698,11 @@ async fn a_claim_a_touch_and_a_close_make_their_hour_stale_and_show_at_once() {
     assert_eq!(stale(&hours), 1, "T0's hour is stale: {hours:?}");
     let row = h.current_row("", &session).await;
     assert_eq!(
-        (&row[SLA_MET][..], &row[SLA_MISSED][..], &row[SLA_COMPLIANCE][..]),
+        (
+            &row[SLA_MET][..],
+            &row[SLA_MISSED][..],
+            &row[SLA_COMPLIANCE][..]
+        ),
         ("3", "1", "0.7500")
     );
 

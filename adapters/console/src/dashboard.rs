@@ -24,8 +24,7 @@ use leadrelay_shared::model::Owner;
 use leadrelay_shared::ports::{BuiltHour, LeadStore, ReportBucket, StoreError};
 use leadrelay_shared::report::rollup::{self, Holder, HolderKind, Strings};
 use leadrelay_shared::report::{
-    Dimension, Directory, Group, Hours, Params, Records, ReportRecord, SpeedToLead, Spread,
-    TierSla,
+    Dimension, Directory, Group, Hours, Params, Records, ReportRecord, SpeedToLead, Spread, TierSla,
 };
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -242,7 +241,13 @@ struct Dashboard {
 /// sorted by capture): the window of `days` days ending at `now`, the period before it, and
 /// each day's SLA compliance per tier. One pass over each period, and one over the window for
 /// the days.
-fn compute(records: &Records, days: i64, hours: Hours, now: Timestamp, config: &Config) -> Dashboard {
+fn compute(
+    records: &Records,
+    days: i64,
+    hours: Hours,
+    now: Timestamp,
+    config: &Config,
+) -> Dashboard {
     let directory = Directory::new(config);
     let handoff = &config.reports.handoff_fields;
     let length = SignedDuration::from_hours(24 * days);
@@ -329,9 +334,12 @@ pub(crate) async fn read_records(
             records.append(kept);
             continue;
         }
-        let Some((start, end)) = rollup::hour_start(hour.hour)
-            .and_then(|start| Some((start, start.checked_add(SignedDuration::from_hours(1)).ok()?)))
-        else {
+        let Some((start, end)) = rollup::hour_start(hour.hour).and_then(|start| {
+            Some((
+                start,
+                start.checked_add(SignedDuration::from_hours(1)).ok()?,
+            ))
+        }) else {
             continue;
         };
         // The generation was read before these facts: a write in between leaves it stale.
@@ -446,8 +454,13 @@ async fn compute_for(
     let now = console.pipeline.clock.now();
     let length = SignedDuration::from_hours(24 * filters.days);
     let directory = Directory::new(config);
-    let mut records =
-        read_records(&console.pipeline.store, now - length - length, now, &directory).await?;
+    let mut records = read_records(
+        &console.pipeline.store,
+        now - length - length,
+        now,
+        &directory,
+    )
+    .await?;
     let strings = records.strings();
     let viewer = viewer_scope.holders(strings);
     let team = team.map(|t| t.interned(strings));

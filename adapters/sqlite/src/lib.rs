@@ -19,8 +19,8 @@ use leadrelay_shared::config::PipelineConfig;
 use leadrelay_shared::console::{ConsoleAction, Session};
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage, StageFailure, UnmatchedActivity};
 use leadrelay_shared::ports::{
-    decode_stored_lead, skip_undecodable, Advance, Advanced, Backlog, ConsoleStore, Created,
-    BuiltHour, DeadLetter, DeadLetters, DeliveryReceipt, DeliveryStart, EnrichmentCache, LeadStore,
+    decode_stored_lead, skip_undecodable, Advance, Advanced, Backlog, BuiltHour, ConsoleStore,
+    Created, DeadLetter, DeadLetters, DeliveryReceipt, DeliveryStart, EnrichmentCache, LeadStore,
     Outgoing, PostedMessage, Queue, QueueError, Received, ReplayGuard, ReportBucket, ReportHour,
     StoreError,
 };
@@ -332,7 +332,8 @@ impl Sqlite {
                  PRAGMA wal_autocheckpoint = 0;",
             )
             .map_err(StoreError::unavailable)?;
-        let had_report_hours = has_table(&writer, "report_hours").map_err(StoreError::unavailable)?;
+        let had_report_hours =
+            has_table(&writer, "report_hours").map_err(StoreError::unavailable)?;
         writer
             .execute_batch(SCHEMA)
             .map_err(StoreError::unavailable)?;

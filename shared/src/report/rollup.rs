@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 
 use super::facts::LeadFacts;
 use super::figures::{
-    bucket, BucketRow, Dimension, Directory, Group, Handoff, Hours, Params,
-    RuleAccuracy, SpeedToLead, Spread, TierSla, BUCKETS,
+    bucket, BucketRow, Dimension, Directory, Group, Handoff, Hours, Params, RuleAccuracy,
+    SpeedToLead, Spread, TierSla, BUCKETS,
 };
 use crate::config::HANDOFF_FIELDS;
 use crate::model::{Outcome, Owner};
@@ -298,7 +298,11 @@ impl Records {
         ];
         // A wall clock stepped back between two stamps would make a part negative: zero.
         let wall = spans.map(|(from, to)| {
-            Some(to?.duration_since(from?).max(SignedDuration::ZERO).as_secs())
+            Some(
+                to?.duration_since(from?)
+                    .max(SignedDuration::ZERO)
+                    .as_secs(),
+            )
         });
         let working = schedule.map(|schedule| {
             spans.map(|(from, to)| Some(schedule.open_duration(from?, to?).as_secs()))
@@ -377,7 +381,11 @@ impl Records {
         match bytes.first() {
             Some(&RECORDS_VERSION) => {}
             Some(&found) => return Err(RecordsError::Version { found }),
-            None => return Err(RecordsError::Decode(postcard::Error::DeserializeUnexpectedEnd)),
+            None => {
+                return Err(RecordsError::Decode(
+                    postcard::Error::DeserializeUnexpectedEnd,
+                ))
+            }
         }
         let encoded: Encoded = postcard::from_bytes(bytes).map_err(RecordsError::Decode)?;
         let count = encoded.strings.len();
@@ -394,7 +402,9 @@ impl Records {
                 && r.handoff_other.iter().all(|id| valid(*id))
         });
         if encoded.version != RECORDS_VERSION || !ok {
-            return Err(RecordsError::Decode(postcard::Error::DeserializeBadEncoding));
+            return Err(RecordsError::Decode(
+                postcard::Error::DeserializeBadEncoding,
+            ));
         }
         Ok(Records {
             strings: Strings::from_list(encoded.strings),
@@ -419,7 +429,11 @@ impl Records {
             r.routed = r.routed.map(|(kind, id)| (kind, at(id)));
             r.rule = r.rule.map(at);
             r.page = r.page.map(at);
-            for id in r.misroute_rules.iter_mut().chain(r.handoff_other.iter_mut()) {
+            for id in r
+                .misroute_rules
+                .iter_mut()
+                .chain(r.handoff_other.iter_mut())
+            {
                 *id = at(*id);
             }
             self.records.push(r);
@@ -639,7 +653,11 @@ pub fn sla_by_tier(
     to: Timestamp,
     now: Timestamp,
 ) -> Vec<TierSla> {
-    let (from, to, now) = (from.as_nanosecond(), to.as_nanosecond(), now.as_nanosecond());
+    let (from, to, now) = (
+        from.as_nanosecond(),
+        to.as_nanosecond(),
+        now.as_nanosecond(),
+    );
     let mut tiers: BTreeMap<Option<u8>, TierTally> = BTreeMap::new();
     for r in records
         .iter()
@@ -686,10 +704,7 @@ pub fn figures(
                 .owner
                 .and_then(|o| directory.team(&owner_of(o)).map(str::to_owned))
                 .unwrap_or_else(|| NONE.into()),
-            Dimension::Tier => r
-                .tier
-                .map(|t| t.to_string())
-                .unwrap_or_else(|| NONE.into()),
+            Dimension::Tier => r.tier.map(|t| t.to_string()).unwrap_or_else(|| NONE.into()),
             Dimension::Source => strings.get(r.source).to_owned(),
             Dimension::Rule => r.rule.map_or(NONE, |id| strings.get(id)).to_owned(),
             Dimension::Page => r.page.map_or(NONE, |id| strings.get(id)).to_owned(),
@@ -721,10 +736,12 @@ pub fn figures(
     let mut complete = 0u64;
     let wanted: Vec<Result<u16, Option<u32>>> = handoff_fields
         .iter()
-        .map(|field| match HANDOFF_FIELDS.iter().position(|k| k == field) {
-            Some(bit) => Ok(1u16 << bit),
-            None => Err(strings.id(field)),
-        })
+        .map(
+            |field| match HANDOFF_FIELDS.iter().position(|k| k == field) {
+                Some(bit) => Ok(1u16 << bit),
+                None => Err(strings.id(field)),
+            },
+        )
         .collect();
     let mut missing = vec![0u64; handoff_fields.len()];
 
@@ -841,8 +858,8 @@ pub fn figures(
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::report::{speed_to_lead, LeadFacts, MisrouteFact};
     use crate::model::LeadState;
+    use crate::report::{speed_to_lead, LeadFacts, MisrouteFact};
 
     /// The figures as they were computed straight from the facts before records existed:
     /// kept as the oracle the records' figures must equal.
@@ -893,7 +910,12 @@ mod tests {
         }
 
         impl<'a> Measured<'a> {
-            fn of(facts: &'a LeadFacts, hours: Hours, directory: &Directory, now: Timestamp) -> Self {
+            fn of(
+                facts: &'a LeadFacts,
+                hours: Hours,
+                directory: &Directory,
+                now: Timestamp,
+            ) -> Self {
                 let schedule = match hours {
                     Hours::Wall => None,
                     Hours::Working => facts.owner.as_ref().and_then(|o| directory.schedule(o)),
@@ -934,7 +956,8 @@ mod tests {
         }
 
         fn group(key: String, leads: &[&Measured<'_>]) -> Group {
-            let count = |f: &dyn Fn(&Measured<'_>) -> bool| leads.iter().filter(|m| f(m)).count() as u64;
+            let count =
+                |f: &dyn Fn(&Measured<'_>) -> bool| leads.iter().filter(|m| f(m)).count() as u64;
             let spread = |f: &dyn Fn(&Measured<'_>) -> Option<SignedDuration>| {
                 spread_of(
                     leads
@@ -1253,8 +1276,14 @@ mod tests {
         let now = t0() + SignedDuration::from_hours(50);
         let windows = [
             (t0(), now),
-            (t0() + SignedDuration::from_hours(7), t0() + SignedDuration::from_hours(31)),
-            (t0() - SignedDuration::from_hours(24), t0() + SignedDuration::from_hours(96)),
+            (
+                t0() + SignedDuration::from_hours(7),
+                t0() + SignedDuration::from_hours(31),
+            ),
+            (
+                t0() - SignedDuration::from_hours(24),
+                t0() + SignedDuration::from_hours(96),
+            ),
         ];
         let mut compared = 0;
         for (from, to) in windows {
@@ -1290,7 +1319,10 @@ mod tests {
         );
         let t = &all.totals;
         assert!(all.merged_excluded > 0);
-        assert!(t.sla_met > 0 && t.sla_missed > 0 && t.sla_pending > 0, "{t:?}");
+        assert!(
+            t.sla_met > 0 && t.sla_missed > 0 && t.sla_pending > 0,
+            "{t:?}"
+        );
         assert!(t.misrouted > 0 && t.won > 0 && t.outcomes > t.won && t.escalated > 0);
         assert!(all.groups.iter().any(|g| g.key == "(unassigned)"));
         assert!(all.groups.iter().any(|g| g.key == "queue:sales-inbox"));
@@ -1309,7 +1341,10 @@ mod tests {
             &directory,
             &handoff,
         );
-        assert_ne!(wall.totals.first_response, t.first_response, "after-hours owners");
+        assert_ne!(
+            wall.totals.first_response, t.first_response,
+            "after-hours owners"
+        );
     }
 
     #[test]
@@ -1364,7 +1399,16 @@ mod tests {
             // Only which tiers have an SLA is read of `sla_minutes` per day; the counts all.
             let strip = |rows: Vec<TierSla>| {
                 rows.into_iter()
-                    .map(|r| (r.tier, r.sla_minutes.is_some(), r.leads, r.met, r.missed, r.pending))
+                    .map(|r| {
+                        (
+                            r.tier,
+                            r.sla_minutes.is_some(),
+                            r.leads,
+                            r.met,
+                            r.missed,
+                            r.pending,
+                        )
+                    })
                     .collect::<Vec<_>>()
             };
             assert_eq!(strip(rows), strip(expected.sla_by_tier));
@@ -1376,7 +1420,10 @@ mod tests {
         let directory = Directory::new(&config());
         let records = Records::of(&varied(50), &directory);
         let mut bytes = records.encode().expect("encoded");
-        assert_eq!(Records::decode(&bytes).expect("decoded").len(), records.len());
+        assert_eq!(
+            Records::decode(&bytes).expect("decoded").len(),
+            records.len()
+        );
         bytes[0] = RECORDS_VERSION + 1;
         assert!(matches!(
             Records::decode(&bytes),
@@ -1392,8 +1439,11 @@ mod tests {
         let config = config();
         let same = Directory::new(&config).fingerprint();
         assert_eq!(same, Directory::new(&config).fingerprint());
-        let text = include_str!("../../../config/leadrelay.toml")
-            .replacen("timezone = \"Europe/London\"", "timezone = \"Europe/Paris\"", 1);
+        let text = include_str!("../../../config/leadrelay.toml").replacen(
+            "timezone = \"Europe/London\"",
+            "timezone = \"Europe/Paris\"",
+            1,
+        );
         let moved = Config::parse(&text, "leadrelay.toml", &|_| None).expect("config");
         assert_ne!(same, Directory::new(&moved).fingerprint());
     }

@@ -192,6 +192,34 @@ pub enum DeliveryStart {
     InFlight { until: Timestamp },
 }
 
+/// One UTC capture hour as a store keeps it for reports ([`LeadStore::report_hours`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportHour {
+    /// Hours since the epoch ([`crate::report::rollup::hour_of`]).
+    pub hour: i64,
+    /// Moves with every write of the facts of a lead captured in this hour.
+    pub generation: u64,
+    /// The hour's report records as last stored, if any.
+    pub bucket: Option<ReportBucket>,
+}
+
+/// An hour's encoded [`crate::report::Records`], with what they were built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportBucket {
+    /// The hour's generation when its facts were read to build it.
+    pub generation: u64,
+    /// [`crate::report::Directory::fingerprint`] of the configuration that measured it.
+    pub fingerprint: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// A bucket to keep for `hour` ([`LeadStore::put_report_hours`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltHour {
+    pub hour: i64,
+    pub bucket: ReportBucket,
+}
+
 /// Lead state and SLA timestamps, idempotency records, counters and pool ledgers.
 #[async_trait]
 pub trait LeadStore: Send + Sync {
@@ -367,6 +395,27 @@ pub trait LeadStore: Send + Sync {
             .filter(|lead| lead.timeline.captured_at.is_some_and(|at| at < to))
             .map(LeadFacts::of)
             .collect())
+    }
+
+    /// The capture hours overlapping `[from, to)` that ever held a lead, oldest first, each
+    /// with its generation and its stored report bucket; an hour not listed holds no lead.
+    /// `None` (the default, and DynamoDB) when the store keeps no buckets: the caller reads
+    /// [`LeadStore::lead_facts`] instead.
+    async fn report_hours(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Option<Vec<ReportHour>>, StoreError> {
+        let _ = (from, to);
+        Ok(None)
+    }
+
+    /// Keeps each bucket only where its hour's generation is still `bucket.generation` (the
+    /// one read before its facts were): a write since then leaves the hour stale, to be rebuilt
+    /// by the next reader. Returns how many were kept; the default keeps none.
+    async fn put_report_hours(&self, built: &[BuiltHour]) -> Result<usize, StoreError> {
+        let _ = built;
+        Ok(0)
     }
 
     /// Leads whose [`Lead::sla_watch_at`] is at or before `now`, earliest first, at most

@@ -16,8 +16,9 @@ use leadrelay_shared::model::{
     StageFailure, Timeline,
 };
 use leadrelay_shared::ports::{
-    Advance, ConsoleStore, Created, DeadLetters, DeliveryReceipt, DeliveryStart, EnrichmentCache,
-    LeadStore, Outgoing, PostedMessage, Queue, Received, ReplayGuard, StoreError,
+    Advance, BuiltHour, ConsoleStore, Created, DeadLetters, DeliveryReceipt, DeliveryStart,
+    EnrichmentCache, LeadStore, Outgoing, PostedMessage, Queue, Received, ReplayGuard,
+    ReportBucket, ReportHour, StoreError,
 };
 use leadrelay_shared::routing::duplicates::ContactLookup;
 use leadrelay_shared::routing::effects::{ContactWrite, CounterBump, Effects, LedgerWrite};
@@ -168,6 +169,8 @@ conformance!(
     posted_messages_are_kept_per_receipt_and_read_back_per_lead,
     a_claim_moves_its_counters_and_rotation_turn_together_or_not_at_all,
     lead_facts_follow_every_write_and_are_read_by_capture_window,
+    every_write_of_a_leads_facts_moves_its_report_hour,
+    a_report_bucket_is_kept_only_at_the_generation_it_was_built_from,
 );
 
 /// The contact index (duplicate merging) on both adapter sets, kept apart from the list above.
@@ -2489,4 +2492,230 @@ async fn a_set_counter_overwrites_and_reads_back(adapters: Adapters) {
             .expect("read"),
         vec![0, 5, 0]
     );
+}
+
+/// The capture hour of `at` and the window of exactly that hour.
+fn report_hour(at: Timestamp) -> (i64, Timestamp, Timestamp) {
+    let hour = leadrelay_shared::report::rollup::hour_of(at);
+    let start = leadrelay_shared::report::rollup::hour_start(hour).expect("hour");
+    (hour, start, start + jiff::SignedDuration::from_hours(1))
+}
+
+/// The generation of `at`'s capture hour (`None`: no lead was ever written in it).
+async fn generation_at(store: &dyn LeadStore, at: Timestamp) -> Option<u64> {
+    let (hour, start, end) = report_hour(at);
+    let hours = store
+        .report_hours(start, end)
+        .await
+        .expect("report hours")
+        .expect("this store keeps buckets");
+    assert!(hours.iter().all(|h| h.hour == hour), "{hours:?}");
+    hours.first().map(|h| h.generation)
+}
+
+/// A store keeping report buckets moves an hour's generation in the same write as every
+/// change of the facts of a lead captured in it (creation, any later write, facts filled in
+/// from an old row's body), and only then; a store without buckets says so.
+async fn every_write_of_a_leads_facts_moves_its_report_hour(adapters: Adapters) {
+    let store = adapters.store.as_ref();
+    let at: Timestamp = "2026-11-21T09:15:00Z".parse().expect("time");
+    let (_, start, end) = report_hour(at);
+    if store
+        .report_hours(start, end)
+        .await
+        .expect("report hours")
+        .is_none()
+    {
+        // No buckets (DynamoDB): nothing is kept, the dashboard reads the facts.
+        let bucket = ReportBucket {
+            generation: 0,
+            fingerprint: 1,
+            bytes: vec![1],
+        };
+        let built = [BuiltHour { hour: 0, bucket }];
+        assert_eq!(store.put_report_hours(&built).await.expect("put"), 0);
+        return;
+    }
+    assert_eq!(
+        generation_at(store, at).await,
+        None,
+        "no lead in the hour yet"
+    );
+    let mut lead = lead(&unique("hour"), &unique("evt"));
+    lead.timeline.captured_at = Some(at);
+    assert_eq!(
+        store.create_lead(&lead).await.expect("create"),
+        Created::New
+    );
+    let created = generation_at(store, at).await.expect("the hour is listed");
+
+    // A duplicate writes nothing, nor does a refused write.
+    assert!(matches!(
+        store.create_lead(&lead).await.expect("create"),
+        Created::Duplicate(_)
+    ));
+    let mut stale = lead.clone();
+    stale.state = LeadState::Enriched;
+    stale.revision = 7;
+    assert!(store
+        .advance_lead(&stale, LeadState::Captured, &Effects::none())
+        .await
+        .is_err());
+    assert_eq!(generation_at(store, at).await, Some(created));
+
+    // A lead of the next hour moves its own hour, not this one.
+    let next_hour = at + jiff::SignedDuration::from_hours(1);
+    let mut other = self::lead(&unique("hour"), &unique("evt"));
+    other.timeline.captured_at = Some(next_hour);
+    store.create_lead(&other).await.expect("create");
+    assert_eq!(generation_at(store, at).await, Some(created));
+    assert!(generation_at(store, next_hour).await.is_some());
+
+    // Every later write of the lead (here: enriched, then merged into the other) moves it.
+    let mut enriched = lead.clone();
+    enriched.state = LeadState::Enriched;
+    store
+        .advance_lead(&enriched, LeadState::Captured, &Effects::none())
+        .await
+        .expect("enrich");
+    let after_enrich = generation_at(store, at).await.expect("listed");
+    assert!(after_enrich > created);
+    let mut merged = store.get_lead(&lead.id).await.expect("read").expect("lead");
+    merged.merged_into = Some(other.id.clone());
+    store
+        .advance_lead(&merged, LeadState::Enriched, &Effects::none())
+        .await
+        .expect("merge");
+    let after_merge = generation_at(store, at).await.expect("listed");
+    assert!(after_merge > after_enrich);
+    assert!(store
+        .lead_facts(start, end)
+        .await
+        .expect("facts")
+        .iter()
+        .any(|f| f.id == lead.id && f.merged));
+
+    // An old row without facts: a report read fills them in, and the hour moves with it.
+    if let RawStore::Sqlite(path) = &adapters.raw {
+        let db = rusqlite::Connection::open(path).expect("open");
+        db.busy_timeout(Duration::from_secs(5))
+            .expect("busy timeout");
+        let cleared = db
+            .execute(
+                "UPDATE leads SET facts = NULL WHERE id = ?1",
+                rusqlite::params![lead.id],
+            )
+            .expect("update");
+        assert_eq!(cleared, 1);
+        assert_eq!(store.lead_facts(start, end).await.expect("facts").len(), 1);
+        assert!(generation_at(store, at).await.expect("listed") > after_merge);
+    }
+}
+
+/// A bucket is kept only while its hour's generation is the one it was built at: a write in
+/// between leaves the hour stale (its old bucket, if any, stays and reads as stale).
+async fn a_report_bucket_is_kept_only_at_the_generation_it_was_built_from(adapters: Adapters) {
+    let store = adapters.store.as_ref();
+    let at: Timestamp = "2026-11-22T14:40:00Z".parse().expect("time");
+    let (hour, start, end) = report_hour(at);
+    let bucket = |generation: u64, bytes: &[u8]| BuiltHour {
+        hour,
+        bucket: ReportBucket {
+            generation,
+            fingerprint: 42,
+            bytes: bytes.to_vec(),
+        },
+    };
+    let mut lead = lead(&unique("bucket"), &unique("evt"));
+    lead.timeline.captured_at = Some(at);
+    store.create_lead(&lead).await.expect("create");
+    let Some(hours) = store.report_hours(start, end).await.expect("hours") else {
+        assert_eq!(
+            store
+                .put_report_hours(&[bucket(1, b"x")])
+                .await
+                .expect("put"),
+            0
+        );
+        return;
+    };
+    let [ReportHour {
+        generation: read,
+        bucket: None,
+        ..
+    }] = hours.as_slice()
+    else {
+        panic!("one hour, no bucket yet: {hours:?}");
+    };
+    let read = *read;
+    // An hour that never held a lead keeps nothing.
+    let empty = BuiltHour {
+        hour: hour + 5,
+        ..bucket(read, b"none")
+    };
+    assert_eq!(store.put_report_hours(&[empty]).await.expect("put"), 0);
+    assert_eq!(
+        store
+            .put_report_hours(&[bucket(read, b"first")])
+            .await
+            .expect("put"),
+        1
+    );
+    let kept = store
+        .report_hours(start, end)
+        .await
+        .expect("hours")
+        .expect("kept");
+    assert_eq!(
+        kept,
+        [ReportHour {
+            hour,
+            generation: read,
+            bucket: Some(bucket(read, b"first").bucket),
+        }]
+    );
+
+    // A write of the lead after the read: the hour moved, a bucket built from the old read is
+    // refused and the one kept reads as stale.
+    let mut enriched = lead.clone();
+    enriched.state = LeadState::Enriched;
+    store
+        .advance_lead(&enriched, LeadState::Captured, &Effects::none())
+        .await
+        .expect("enrich");
+    assert_eq!(
+        store
+            .put_report_hours(&[bucket(read, b"late")])
+            .await
+            .expect("put"),
+        0
+    );
+    let now = store
+        .report_hours(start, end)
+        .await
+        .expect("hours")
+        .expect("kept");
+    assert!(now[0].generation > read);
+    assert_eq!(now[0].bucket, Some(bucket(read, b"first").bucket));
+    let moved = now[0].generation;
+    assert_eq!(
+        store
+            .put_report_hours(&[bucket(moved, b"fresh")])
+            .await
+            .expect("put"),
+        1
+    );
+    let fresh = store
+        .report_hours(start, end)
+        .await
+        .expect("hours")
+        .expect("kept");
+    assert_eq!(fresh[0].bucket, Some(bucket(moved, b"fresh").bucket));
+    // Hours are listed only within the window asked for.
+    assert!(store
+        .report_hours(end, end + jiff::SignedDuration::from_hours(1))
+        .await
+        .expect("hours")
+        .expect("kept")
+        .is_empty());
 }

@@ -11,10 +11,12 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use jiff::{SignedDuration, Timestamp};
 use lambda_http::tower::ServiceExt as _;
+use leadrelay::embedded::Sqlite;
 use leadrelay_channels::Channels;
 use leadrelay_console::{hash_password, router, Console};
-use leadrelay_shared::model::{ActivityKind, Lead, Owner};
-use leadrelay_shared::ports::{ConsoleStore, LeadStore};
+use leadrelay_shared::model::{ActivityKind, Lead, Outcome, Owner};
+use leadrelay_shared::ports::{BuiltHour, ConsoleStore, LeadStore, ReportBucket, ReportHour};
+use leadrelay_shared::report::{Directory, Records};
 use leadrelay_shared::stages::claim::{claim, ClaimVia};
 use leadrelay_shared::stages::Pipeline;
 
@@ -58,7 +60,8 @@ struct Harness {
     pipeline: Arc<Pipeline>,
     clock: Arc<HandClock>,
     app: axum::Router,
-    _dir: tempfile::TempDir,
+    db: Sqlite,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Harness {
@@ -66,24 +69,77 @@ impl Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = open_store(dir.path());
         let clock = Arc::new(HandClock::new(now()));
+        Harness::over(db, clock, Some(dir), &|text| text)
+    }
+
+    /// Another console over the same store and clock, its configuration edited by `edit`.
+    fn reconfigured(&self, edit: &dyn Fn(String) -> String) -> Harness {
+        Harness::over(self.db.clone(), self.clock.clone(), None, edit)
+    }
+
+    fn over(
+        db: Sqlite,
+        clock: Arc<HandClock>,
+        dir: Option<tempfile::TempDir>,
+        edit: &dyn Fn(String) -> String,
+    ) -> Harness {
         let channels =
             Channels::new(Duration::from_secs(1), Box::new(Terminal::default())).expect("channels");
         let hash = hash_password("pw").expect("hash");
         let pipeline = Arc::new(Pipeline::new(
-            Arc::new(parse_config_with_env(&config_text(&hash), &[])),
+            Arc::new(parse_config_with_env(&edit(config_text(&hash)), &[])),
             Arc::new(db.clone()),
             Arc::new(db.clone()),
             Arc::new(channels),
             clock.clone(),
         ));
-        let store: Arc<dyn ConsoleStore> = Arc::new(db);
+        let store: Arc<dyn ConsoleStore> = Arc::new(db.clone());
         let app = router(Console::new(pipeline.clone(), store, None));
         Harness {
             pipeline,
             clock,
             app,
+            db,
             _dir: dir,
         }
+    }
+
+    /// The report hours of the 7-day dashboard's read (two weeks), once every one of them
+    /// holds a bucket built at its generation under this console's configuration (the
+    /// dashboard stores them in the background).
+    async fn buckets_kept(&self) -> Vec<ReportHour> {
+        let (from, to) = (now() - SignedDuration::from_hours(14 * 24), now());
+        let fingerprint = Directory::new(&self.pipeline.config).fingerprint();
+        for _ in 0..500 {
+            let hours = self
+                .store()
+                .report_hours(from, to)
+                .await
+                .expect("report hours")
+                .expect("SQLite keeps buckets");
+            let built = |h: &ReportHour| {
+                h.bucket
+                    .as_ref()
+                    .is_some_and(|b| b.generation == h.generation && b.fingerprint == fingerprint)
+            };
+            if !hours.is_empty() && hours.iter().all(built) {
+                return hours;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the dashboard's buckets were never stored");
+    }
+
+    /// The CSV's headline row of the current window, as cells.
+    async fn current_row(&self, query: &str, session: &str) -> Vec<String> {
+        self.clock.set(now());
+        let csv = self
+            .get(&format!("/console/dashboard.csv{query}"), Some(session))
+            .await;
+        assert_eq!(csv.status, StatusCode::OK);
+        let row = csv.text.split("\r\n").nth(1).expect("current row");
+        assert!(row.starts_with("current,(all),"), "{row}");
+        row.split(',').map(str::to_owned).collect()
     }
 
     fn store(&self) -> &dyn LeadStore {
@@ -540,4 +596,167 @@ async fn a_rep_sees_only_their_own_leads() {
         .to_str()
         .expect("ascii")
         .starts_with("/console/login?next="));
+}
+
+/// Cells of the CSV's current row ([`CSV_HEADER`]).
+const LEADS: usize = 3;
+const CONTACTED: usize = 4;
+const SLA_MET: usize = 8;
+const SLA_MISSED: usize = 9;
+const SLA_COMPLIANCE: usize = 11;
+const SYSTEM_P50: usize = 14;
+const SYSTEM_P90: usize = 15;
+const WON_RATE: usize = 21;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_is_read_from_its_stored_buckets_with_the_same_figures() {
+    let h = Harness::new();
+    drive(&h).await;
+    let session = h.sign_in("ops").await;
+    let csv = h.get("/console/dashboard.csv", Some(&session)).await;
+    let page = h.get("/console/dashboard", Some(&session)).await;
+    let hours = h.buckets_kept().await;
+    // p1's hour eight days back, and T0's hour holding the four leads of the window.
+    assert_eq!(hours.len(), 2, "{hours:?}");
+
+    // From the buckets now: the same page and CSV as from the facts, to the byte.
+    h.clock.set(now());
+    let again = h.get("/console/dashboard.csv", Some(&session)).await;
+    assert_eq!(again.text, csv.text);
+    assert!(again.text.contains(
+        "current,(all),,4,3,0.7500,1,0.2500,2,2,0,0.5000,1200,7200,15,30,570,1185,600,6000,3600,"
+    ));
+    let page_again = h.get("/console/dashboard", Some(&session)).await;
+    assert_eq!(page_again.text, page.text);
+
+    // They are what is read: T0's hour replaced by an empty bucket at its generation leaves
+    // the window without leads, the period before unchanged.
+    let t0_hour = hours.last().expect("T0's hour");
+    let empty = Records::default().encode().expect("encoded");
+    let fingerprint = Directory::new(&h.pipeline.config).fingerprint();
+    let kept = h
+        .store()
+        .put_report_hours(&[BuiltHour {
+            hour: t0_hour.hour,
+            bucket: ReportBucket {
+                generation: t0_hour.generation,
+                fingerprint,
+                bytes: empty,
+            },
+        }])
+        .await
+        .expect("put");
+    assert_eq!(kept, 1);
+    let row = h.current_row("", &session).await;
+    assert_eq!(row[LEADS], "0");
+    h.clock.set(now());
+    let emptied = h.get("/console/dashboard.csv", Some(&session)).await;
+    assert_eq!(
+        emptied.text.split("\r\n").nth(2),
+        csv.text.split("\r\n").nth(2),
+        "the previous period"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_a_touch_and_a_close_make_their_hour_stale_and_show_at_once() {
+    let h = Harness::new();
+    drive(&h).await;
+    let session = h.sign_in("ops").await;
+    let row = h.current_row("", &session).await;
+    assert_eq!(
+        (&row[SLA_MET][..], &row[SLA_MISSED][..], &row[CONTACTED][..]),
+        ("2", "2", "3")
+    );
+    let stale = |hours: &[ReportHour]| {
+        hours
+            .iter()
+            .filter(|h| {
+                h.bucket
+                    .as_ref()
+                    .is_some_and(|b| b.generation != h.generation)
+            })
+            .count()
+    };
+    let e3_owner = match h.store().get_lead("e3").await.expect("read").expect("e3") {
+        Lead {
+            assignment: Some(assignment),
+            ..
+        } => assignment.owner.id().to_owned(),
+        _ => panic!("e3 was routed"),
+    };
+
+    // e3 (captured at T0 + 20 min, 15 min SLA, never answered) claimed at 10 minutes: met.
+    h.buckets_kept().await;
+    h.claim("e3", &e3_owner, t0_plus(1800)).await;
+    let hours = h
+        .store()
+        .report_hours(now() - SignedDuration::from_hours(14 * 24), now())
+        .await
+        .expect("hours")
+        .expect("kept");
+    assert_eq!(stale(&hours), 1, "T0's hour is stale: {hours:?}");
+    let row = h.current_row("", &session).await;
+    assert_eq!(
+        (
+            &row[SLA_MET][..],
+            &row[SLA_MISSED][..],
+            &row[SLA_COMPLIANCE][..]
+        ),
+        ("3", "1", "0.7500")
+    );
+
+    // Its first touch: contacted.
+    h.buckets_kept().await;
+    h.activity("e3", ActivityKind::Called, t0_plus(2400)).await;
+    assert_eq!(h.current_row("", &session).await[CONTACTED], "4");
+
+    // Closed won: the only outcome of the window.
+    h.buckets_kept().await;
+    assert_eq!(h.current_row("", &session).await[WON_RATE], "");
+    h.activity("e3", ActivityKind::Closed(Outcome::Won), t0_plus(3000))
+        .await;
+    assert_eq!(h.current_row("", &session).await[WON_RATE], "1.0000");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_configuration_rebuilds_the_buckets() {
+    let h = Harness::new();
+    drive(&h).await;
+    let session = h.sign_in("ops").await;
+    // No working hours configured: the working clock is the wall clock.
+    let row = h.current_row("?hours=working", &session).await;
+    assert_eq!((&row[SYSTEM_P50][..], &row[SYSTEM_P90][..]), ("15", "30"));
+    let before = h.buckets_kept().await;
+
+    // EMEA now opens at noon (London, and Berlin for Bruno: 12:00 and 11:00 UTC in November):
+    // e1, e2 and e3, alerted at 10:00-10:21 by EMEA's reps, took no working time; Chen (APAC,
+    // no hours) still 15 s.
+    let emea_late = |text: String| {
+        text.replacen(
+            "id = \"emea\"\n",
+            "id = \"emea\"\nhours = [\"mon-fri 12:00-17:30\"]\n",
+            1,
+        )
+    };
+    let later = h.reconfigured(&emea_late);
+    let session_later = later.sign_in("ops").await;
+    let row = later.current_row("?hours=working", &session_later).await;
+    assert_eq!((&row[SYSTEM_P50][..], &row[SYSTEM_P90][..]), ("0", "15"));
+    let after = later.buckets_kept().await;
+    assert_eq!(after.len(), before.len());
+    let fingerprint = |hours: &[ReportHour]| {
+        hours
+            .iter()
+            .map(|h| h.bucket.as_ref().expect("kept").fingerprint)
+            .collect::<Vec<_>>()
+    };
+    assert!(fingerprint(&after)
+        .iter()
+        .all(|f| !fingerprint(&before).contains(f)));
+
+    // And back: the first configuration's figures again (signed in again on that console).
+    let session = h.sign_in("ops").await;
+    let row = h.current_row("?hours=working", &session).await;
+    assert_eq!((&row[SYSTEM_P50][..], &row[SYSTEM_P90][..]), ("15", "30"));
 }

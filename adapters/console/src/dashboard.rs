@@ -2,9 +2,12 @@
 //! there and in docs/reports.md) for the viewer's own scope, as inline SVG charts built here
 //! with maud, each with its numbers in a table; and the same headline and per-rep rows as CSV.
 //!
-//! One read per request: the lead facts of the chosen window and of the period of the same
-//! length before it, never a full lead. Who counts is decided on those facts the way
-//! `console::access` decides who sees a lead (see [`Scope`]).
+//! One read per request: the report records of the chosen window and of the period of the
+//! same length before it, never a full lead. On a store that keeps hourly report buckets
+//! (SQLite) those are read, and any hour missing, stale or built under another configuration
+//! is rebuilt from its facts and stored back; elsewhere (DynamoDB) the facts are read and made
+//! records. Who counts is decided on the records the way `console::access` decides who sees a
+//! lead (see [`Scope`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -18,8 +21,10 @@ use jiff::{SignedDuration, Timestamp};
 use leadrelay_shared::config::{Config, Role};
 use leadrelay_shared::console::access;
 use leadrelay_shared::model::Owner;
+use leadrelay_shared::ports::{BuiltHour, LeadStore, ReportBucket, StoreError};
+use leadrelay_shared::report::rollup::{self, Holder, HolderKind, Strings};
 use leadrelay_shared::report::{
-    self, Dimension, Directory, Group, Hours, LeadFacts, Params, SpeedToLead, Spread, TierSla,
+    Dimension, Directory, Group, Hours, Params, Records, ReportRecord, SpeedToLead, Spread, TierSla,
 };
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -105,53 +110,6 @@ fn chosen(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
-/// One holder of a lead as its facts name it, borrowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Holder<'a> {
-    Rep(&'a str),
-    Pool(&'a str),
-    Queue(&'a str),
-}
-
-impl<'a> Holder<'a> {
-    fn of(owner: &'a Owner) -> Holder<'a> {
-        match owner {
-            Owner::Rep(id) => Holder::Rep(id),
-            Owner::Pool(id) => Holder::Pool(id),
-            Owner::Queue(id) => Holder::Queue(id),
-        }
-    }
-
-    /// `rep:alice`, `pool:se`, `queue:sdr` ([`Owner::key`]).
-    fn parse(key: &'a str) -> Option<Holder<'a>> {
-        Some(match key.split_once(':')? {
-            ("rep", id) => Holder::Rep(id),
-            ("pool", id) => Holder::Pool(id),
-            ("queue", id) => Holder::Queue(id),
-            _ => return None,
-        })
-    }
-}
-
-/// Who held a lead, as far as its facts tell, the way `access::holds` counts holders: the
-/// owner now, the claimer, and the owner routing chose, which `access` still knows unless a
-/// claim by someone else replaced it without an escalation (the claim overwrites the
-/// assignment). Owners between the first and the last step of an escalation ladder are not
-/// in the facts, so a lead that only passed through a viewer mid-ladder is not counted for them.
-fn holders(f: &LeadFacts) -> impl Iterator<Item = Holder<'_>> {
-    let routed = f
-        .routed_to
-        .as_deref()
-        .filter(|_| f.escalations > 0 || f.claimed_by.is_none())
-        .and_then(Holder::parse);
-    f.owner
-        .as_ref()
-        .map(Holder::of)
-        .into_iter()
-        .chain(f.claimed_by.as_deref().map(Holder::Rep))
-        .chain(routed)
-}
-
 /// The owners of one team, as `access::owner_team` assigns owners to teams.
 #[derive(Debug, Default)]
 struct TeamOwners<'a> {
@@ -159,6 +117,9 @@ struct TeamOwners<'a> {
     pools: HashSet<&'a str>,
     queues: HashSet<&'a str>,
 }
+
+/// Holders in the interned form of one set of records.
+type Holders = HashSet<Holder>;
 
 impl<'a> TeamOwners<'a> {
     fn of(team: &str, config: &'a Config) -> TeamOwners<'a> {
@@ -182,17 +143,27 @@ impl<'a> TeamOwners<'a> {
         }
     }
 
-    fn has(&self, holder: Holder<'_>) -> bool {
-        match holder {
-            Holder::Rep(id) => self.reps.contains(id),
-            Holder::Pool(id) => self.pools.contains(id),
-            Holder::Queue(id) => self.queues.contains(id),
-        }
+    /// The team's owners among the strings of some records (those no record names left out).
+    fn interned(&self, strings: &Strings) -> Holders {
+        let of = |kind: HolderKind, ids: &HashSet<&str>| {
+            ids.iter()
+                .filter_map(|id| Some((kind, strings.id(id)?)))
+                .collect::<Vec<_>>()
+        };
+        of(HolderKind::Rep, &self.reps)
+            .into_iter()
+            .chain(of(HolderKind::Pool, &self.pools))
+            .chain(of(HolderKind::Queue, &self.queues))
+            .collect()
     }
+}
 
-    fn takes(&self, f: &LeadFacts) -> bool {
-        holders(f).any(|h| self.has(h))
-    }
+/// Whether any of the record's holders (owner, claimer, routed owner: see
+/// [`ReportRecord::holders`]) is one of `owners`. Owners between the first and the last step
+/// of an escalation ladder are not in the facts, so a lead that only passed through a viewer
+/// mid-ladder is not counted for them.
+fn held_by(record: &ReportRecord, owners: &Holders) -> bool {
+    record.holders().any(|h| owners.contains(&h))
 }
 
 /// Whose leads count for the viewer: an operator's all, a manager's their team's, a rep's
@@ -205,12 +176,19 @@ enum Scope<'a> {
 }
 
 impl Scope<'_> {
-    fn takes(&self, f: &LeadFacts) -> bool {
+    /// The holders whose leads count among records interning `strings`; `None`: all count.
+    fn holders(&self, strings: &Strings) -> Option<Holders> {
         match self {
-            Scope::All => true,
-            Scope::Team(owners) => owners.takes(f),
-            Scope::Rep(rep) => holders(f).any(|h| h == Holder::Rep(rep)),
-            Scope::Nothing => false,
+            Scope::All => None,
+            Scope::Team(owners) => Some(owners.interned(strings)),
+            Scope::Rep(rep) => Some(
+                strings
+                    .id(rep)
+                    .map(|id| (HolderKind::Rep, id))
+                    .into_iter()
+                    .collect(),
+            ),
+            Scope::Nothing => Some(Holders::new()),
         }
     }
 }
@@ -259,11 +237,12 @@ struct Dashboard {
     tiers: Vec<u8>,
 }
 
-/// The figures over `facts` (already narrowed to the viewer's scope and the filters): the
-/// window of `days` days ending at `now`, the period before it, and each day's SLA compliance
-/// per tier, all computed by `report::speed_to_lead`.
+/// The figures over `records` (already narrowed to the viewer's scope and the filters, and
+/// sorted by capture): the window of `days` days ending at `now`, the period before it, and
+/// each day's SLA compliance per tier. One pass over each period, and one over the window for
+/// the days.
 fn compute(
-    mut facts: Vec<LeadFacts>,
+    records: &Records,
     days: i64,
     hours: Hours,
     now: Timestamp,
@@ -274,32 +253,30 @@ fn compute(
     let length = SignedDuration::from_hours(24 * days);
     let from = now - length;
     let before = from - length;
-    // Sorted by capture, each period and each day is one slice of the read.
-    facts.sort_unstable_by_key(|f| f.captured_at);
-    let figures = |from: Timestamp, to: Timestamp, by: Dimension, hours: Hours| {
+    let figures = |from: Timestamp, to: Timestamp| {
         let params = Params {
             from,
             to,
-            by,
+            by: Dimension::Rep,
             hours,
             now,
         };
-        report::speed_to_lead(captured_in(&facts, from, to), &params, &directory, handoff)
+        rollup::figures(
+            records,
+            records.captured_in(from, to),
+            &params,
+            &directory,
+            handoff,
+        )
     };
-    let current = figures(from, now, Dimension::Rep, hours);
-    let previous = figures(before, from, Dimension::Rep, hours);
+    let current = figures(from, now);
+    let previous = figures(before, from);
     // SLA compliance is measured on the wall clock whatever `hours` says (docs/reports.md).
     let days: Vec<Day> = (0..days)
         .map(|n| {
             let start = from + SignedDuration::from_hours(24 * n);
-            let day = figures(
-                start,
-                start + SignedDuration::from_hours(24),
-                Dimension::Tier,
-                Hours::Wall,
-            );
-            let tiers = day
-                .sla_by_tier
+            let end = start + SignedDuration::from_hours(24);
+            let tiers = rollup::sla_by_tier(records.captured_in(start, end), start, end, now)
                 .into_iter()
                 .filter_map(|row| Some((row.tier?, row)))
                 .collect();
@@ -320,11 +297,79 @@ fn compute(
     }
 }
 
-/// The facts captured in `[from, to)`, out of facts sorted by capture.
-fn captured_in(sorted: &[LeadFacts], from: Timestamp, to: Timestamp) -> &[LeadFacts] {
-    let start = sorted.partition_point(|f| f.captured_at.is_none_or(|at| at < from));
-    let end = sorted.partition_point(|f| f.captured_at.is_none_or(|at| at < to));
-    &sorted[start..end.max(start)]
+/// The report records of the leads captured in `[from, to)` (and, from buckets, of the rest of
+/// the hours the window's ends fall in), sorted by capture. From the store's hourly buckets
+/// where it keeps them: an hour without a bucket, with a bucket built at an older generation
+/// (a lead of it was written since) or under another [`Directory::fingerprint`] is rebuilt
+/// from its facts, used, and stored back (in the background: only if the hour did not move
+/// meanwhile). From the window's facts on a store without buckets.
+pub(crate) async fn read_records(
+    store: &Arc<dyn LeadStore>,
+    from: Timestamp,
+    to: Timestamp,
+    directory: &Directory,
+) -> Result<Records, StoreError> {
+    let Some(hours) = store.report_hours(from, to).await? else {
+        let facts = store.lead_facts(from, to).await?;
+        let mut records = Records::of(&facts, directory);
+        records.sort_by_capture();
+        return Ok(records);
+    };
+    let fingerprint = directory.fingerprint();
+    let mut records = Records::default();
+    let mut built = Vec::new();
+    for hour in hours {
+        let kept = hour
+            .bucket
+            .as_ref()
+            .filter(|b| b.generation == hour.generation && b.fingerprint == fingerprint)
+            .and_then(|b| match Records::decode(&b.bytes) {
+                Ok(records) => Some(records),
+                Err(error) => {
+                    tracing::warn!(hour = hour.hour, %error, "rebuilding an unreadable report bucket");
+                    None
+                }
+            });
+        if let Some(kept) = kept {
+            records.append(kept);
+            continue;
+        }
+        let Some((start, end)) = rollup::hour_start(hour.hour).and_then(|start| {
+            Some((
+                start,
+                start.checked_add(SignedDuration::from_hours(1)).ok()?,
+            ))
+        }) else {
+            continue;
+        };
+        // The generation was read before these facts: a write in between leaves it stale.
+        let facts = store.lead_facts(start, end).await?;
+        let mut rebuilt = Records::of(&facts, directory);
+        rebuilt.sort_by_capture();
+        match rebuilt.encode() {
+            Ok(bytes) => built.push(BuiltHour {
+                hour: hour.hour,
+                bucket: ReportBucket {
+                    generation: hour.generation,
+                    fingerprint,
+                    bytes,
+                },
+            }),
+            Err(error) => tracing::warn!(hour = hour.hour, %error, "report bucket not kept"),
+        }
+        records.append(rebuilt);
+    }
+    if !built.is_empty() {
+        let store = store.clone();
+        tokio::spawn(async move {
+            if let Err(error) = store.put_report_hours(&built).await {
+                tracing::warn!(%error, "report buckets not kept");
+            }
+        });
+    }
+    // Buckets come oldest hour first, each sorted: this only checks the order.
+    records.sort_by_capture();
+    Ok(records)
 }
 
 /// How long computed figures are served again: the facts of 100,000 leads take longer to read
@@ -397,7 +442,7 @@ async fn load(
     Ok((filters, now, dashboard))
 }
 
-/// Reads the facts of both periods once and computes the dashboard for this viewer.
+/// Reads the records of both periods once and computes the dashboard for this viewer.
 async fn compute_for(
     console: &Console,
     signed: &Signed,
@@ -408,17 +453,25 @@ async fn compute_for(
     let team = filters.team.as_deref().map(|t| TeamOwners::of(t, config));
     let now = console.pipeline.clock.now();
     let length = SignedDuration::from_hours(24 * filters.days);
-    let mut facts = console
-        .pipeline
-        .store
-        .lead_facts(now - length - length, now)
-        .await?;
-    facts.retain(|f| {
-        viewer_scope.takes(f)
-            && team.as_ref().is_none_or(|t| t.takes(f))
-            && filters.source.as_deref().is_none_or(|s| f.source == s)
+    let directory = Directory::new(config);
+    let mut records = read_records(
+        &console.pipeline.store,
+        now - length - length,
+        now,
+        &directory,
+    )
+    .await?;
+    let strings = records.strings();
+    let viewer = viewer_scope.holders(strings);
+    let team = team.map(|t| t.interned(strings));
+    // A source no record names matches none.
+    let source = filters.source.as_deref().map(|s| strings.id(s));
+    records.retain(|r| {
+        viewer.as_ref().is_none_or(|h| held_by(r, h))
+            && team.as_ref().is_none_or(|h| held_by(r, h))
+            && source.is_none_or(|s| s == Some(r.source))
     });
-    Ok(compute(facts, filters.days, filters.hours, now, config))
+    Ok(compute(&records, filters.days, filters.hours, now, config))
 }
 
 async fn dashboard_page(
@@ -1255,6 +1308,17 @@ mod tests {
 
     #[test]
     fn holders_follow_access_after_a_claim() {
+        use leadrelay_shared::report::LeadFacts;
+        // The holders of a lead as its report record names them.
+        let holders = |f: &LeadFacts| -> Vec<(HolderKind, String)> {
+            let records = Records::of(std::slice::from_ref(f), &Directory::default());
+            let record = records.records().first().expect("captured");
+            record
+                .holders()
+                .map(|(kind, id)| (kind, records.strings().get(id).to_owned()))
+                .collect()
+        };
+        let rep = |id: &str| (HolderKind::Rep, id.to_owned());
         let base = LeadFacts {
             id: "l".into(),
             source: "website".into(),
@@ -1266,7 +1330,7 @@ mod tests {
             routed_to: Some("rep:fatima".into()),
             claimed_by: Some("bruno".into()),
             page: None,
-            captured_at: None,
+            captured_at: Some("2026-11-23T10:00:00Z".parse().expect("time")),
             held_until: None,
             notified_at: None,
             claimed_at: None,
@@ -1282,14 +1346,13 @@ mod tests {
             merged: false,
         };
         // Claimed away from the routed rep: the claim replaced her on the assignment.
-        let held: Vec<Holder<'_>> = holders(&base).collect();
-        assert_eq!(held, [Holder::Rep("bruno"), Holder::Rep("bruno")]);
+        assert_eq!(holders(&base), [rep("bruno"), rep("bruno")]);
         // Escalated first: she stays on the ladder, as `access::holds` sees it.
         let escalated = LeadFacts {
             escalations: 1,
             ..base.clone()
         };
-        assert!(holders(&escalated).any(|h| h == Holder::Rep("fatima")));
+        assert!(holders(&escalated).contains(&rep("fatima")));
         // Not claimed: whoever routing chose.
         let waiting = LeadFacts {
             owner: Some(Owner::Queue("sales-inbox".into())),
@@ -1297,6 +1360,8 @@ mod tests {
             claimed_by: None,
             ..base
         };
-        assert!(holders(&waiting).all(|h| h == Holder::Queue("sales-inbox")));
+        assert!(holders(&waiting)
+            .iter()
+            .all(|h| *h == (HolderKind::Queue, "sales-inbox".to_owned())));
     }
 }

@@ -19,11 +19,12 @@ use leadrelay_shared::config::PipelineConfig;
 use leadrelay_shared::console::{ConsoleAction, Session};
 use leadrelay_shared::model::{Envelope, Lead, LeadState, Stage, StageFailure, UnmatchedActivity};
 use leadrelay_shared::ports::{
-    decode_stored_lead, skip_undecodable, Advance, Advanced, Backlog, ConsoleStore, Created,
-    DeadLetter, DeadLetters, DeliveryReceipt, DeliveryStart, EnrichmentCache, LeadStore, Outgoing,
-    PostedMessage, Queue, QueueError, Received, ReplayGuard, StoreError,
+    decode_stored_lead, skip_undecodable, Advance, Advanced, Backlog, BuiltHour, ConsoleStore,
+    Created, DeadLetter, DeadLetters, DeliveryReceipt, DeliveryStart, EnrichmentCache, LeadStore,
+    Outgoing, PostedMessage, Queue, QueueError, Received, ReplayGuard, ReportBucket, ReportHour,
+    StoreError,
 };
-use leadrelay_shared::report::LeadFacts;
+use leadrelay_shared::report::{rollup, LeadFacts};
 use leadrelay_shared::routing::duplicates::ContactLookup;
 use leadrelay_shared::routing::effects::{ContactWrite, CounterBump, Effects, LedgerWrite};
 use leadrelay_shared::routing::ledger::PoolLedger;
@@ -50,6 +51,18 @@ CREATE TABLE IF NOT EXISTS leads (
     UNIQUE (source, event_id)
 );
 CREATE INDEX IF NOT EXISTS leads_captured ON leads (captured_at);
+-- One row per UTC capture hour that ever held a lead (hour = floor(captured_at / 3,600,000)).
+-- generation moves in the same transaction as every write of the facts of a lead captured in
+-- that hour; bucket is the hour's report records (encoded, versioned) as built from its facts
+-- read at built_generation, under the configuration fingerprint. A bucket whose
+-- built_generation is not the generation is stale.
+CREATE TABLE IF NOT EXISTS report_hours (
+    hour             INTEGER PRIMARY KEY,
+    generation       INTEGER NOT NULL,
+    built_generation INTEGER,
+    fingerprint      INTEGER,
+    bucket           BLOB
+);
 -- Sparse in spirit: only leads with an open SLA carry a deadline.
 CREATE INDEX IF NOT EXISTS leads_sla_due ON leads (sla_due_at) WHERE sla_due_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS counters (
@@ -148,6 +161,35 @@ CREATE TABLE IF NOT EXISTS console_audit (
 );
 CREATE INDEX IF NOT EXISTS console_audit_at ON console_audit (at);
 "#;
+
+/// The capture hour of a `leads` row in SQL: `captured_at` (ms) floored to whole hours, as
+/// [`leadrelay_shared::report::rollup::hour_of`] does (SQLite's `/` truncates toward zero).
+const CAPTURE_HOUR: &str =
+    "(captured_at - ((captured_at % 3600000) + 3600000) % 3600000) / 3600000";
+
+/// Moves the report generation of the capture hour of lead `?1`: in the transaction of every
+/// write of its facts column, so a report bucket built before it is seen to be stale.
+fn bump_report_hour(conn: &Connection, lead_id: &str) -> Result<(), StoreError> {
+    exec(
+        conn,
+        &format!(
+            "INSERT INTO report_hours (hour, generation)
+             SELECT {CAPTURE_HOUR}, 1 FROM leads WHERE id = ?1
+             ON CONFLICT (hour) DO UPDATE SET generation = generation + 1"
+        ),
+        params![lead_id],
+    )
+    .map_err(StoreError::unavailable)?;
+    Ok(())
+}
+
+fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        params![name],
+        |row| row.get::<_, i64>(0).map(|n| n > 0),
+    )
+}
 
 /// Brings a database made by an earlier version up to [`SCHEMA`]: columns added since.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
@@ -290,10 +332,25 @@ impl Sqlite {
                  PRAGMA wal_autocheckpoint = 0;",
             )
             .map_err(StoreError::unavailable)?;
+        let had_report_hours =
+            has_table(&writer, "report_hours").map_err(StoreError::unavailable)?;
         writer
             .execute_batch(SCHEMA)
             .map_err(StoreError::unavailable)?;
         migrate(&writer).map_err(StoreError::unavailable)?;
+        if !had_report_hours {
+            // Leads written before the table existed: their hours are listed (no bucket yet),
+            // since an hour without a row is read as holding no lead.
+            writer
+                .execute(
+                    &format!(
+                        "INSERT OR IGNORE INTO report_hours (hour, generation)
+                         SELECT DISTINCT {CAPTURE_HOUR}, 1 FROM leads"
+                    ),
+                    [],
+                )
+                .map_err(StoreError::unavailable)?;
+        }
 
         let (jobs, receiver) = mpsc::channel::<Job>(8192);
         let (syncer, to_sync) = std::sync::mpsc::channel::<Vec<Reply>>();
@@ -331,6 +388,22 @@ impl Sqlite {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Drops every stored report bucket (the hours and their generations stay): the next
+    /// dashboard rebuilds them from the facts. Returns how many were dropped.
+    pub async fn forget_report_buckets(&self) -> Result<usize, StoreError> {
+        self.write(Durability::Atomic, |conn| {
+            exec(
+                conn,
+                "UPDATE report_hours SET built_generation = NULL, fingerprint = NULL,
+                                         bucket = NULL
+                 WHERE bucket IS NOT NULL",
+                [],
+            )
+            .map_err(StoreError::unavailable)
+        })
+        .await
     }
 
     pub fn settings(&self) -> QueueSettings {
@@ -511,6 +584,7 @@ impl Sqlite {
                     .ok_or_else(|| StoreError::Corrupt("event id taken by no lead".into()))?;
                 return Ok(Created::Duplicate(Box::new(existing)));
             }
+            bump_report_hour(conn, &lead.id)?;
             if let Some(replay) = &replay {
                 exec(
                     conn,
@@ -1503,18 +1577,95 @@ impl LeadStore for Sqlite {
             // brought its own.
             self.write(Durability::Atomic, move |conn| {
                 for (id, read, facts) in &missing {
-                    exec(
+                    let filled = exec(
                         conn,
                         "UPDATE leads SET facts = ?1 WHERE id = ?2 AND facts IS ?3",
                         params![facts, id, read],
                     )
                     .map_err(StoreError::unavailable)?;
+                    if filled > 0 {
+                        bump_report_hour(conn, id)?;
+                    }
                 }
                 Ok(())
             })
             .await?;
         }
         Ok(facts)
+    }
+
+    async fn report_hours(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Option<Vec<ReportHour>>, StoreError> {
+        let (first, end) = rollup::hours_overlapping(from, to);
+        let hours = self
+            .read(move |conn| {
+                let mut statement = conn
+                    .prepare_cached(
+                        "SELECT hour, generation, built_generation, fingerprint, bucket
+                         FROM report_hours WHERE hour >= ?1 AND hour < ?2 ORDER BY hour",
+                    )
+                    .map_err(StoreError::unavailable)?;
+                let mut rows = statement
+                    .query(params![first, end])
+                    .map_err(StoreError::unavailable)?;
+                let mut hours = Vec::new();
+                while let Some(row) = rows.next().map_err(StoreError::unavailable)? {
+                    let get = |i| -> Result<Option<i64>, StoreError> {
+                        row.get(i).map_err(StoreError::unavailable)
+                    };
+                    let hour = get(0)?.unwrap_or_default();
+                    let generation = get(1)?.unwrap_or_default() as u64;
+                    let bytes: Option<Vec<u8>> = row.get(4).map_err(StoreError::unavailable)?;
+                    let bucket = match (get(2)?, get(3)?, bytes) {
+                        (Some(built), Some(fingerprint), Some(bytes)) => Some(ReportBucket {
+                            generation: built as u64,
+                            fingerprint: fingerprint as u64,
+                            bytes,
+                        }),
+                        _ => None,
+                    };
+                    hours.push(ReportHour {
+                        hour,
+                        generation,
+                        bucket,
+                    });
+                }
+                Ok(hours)
+            })
+            .await?;
+        Ok(Some(hours))
+    }
+
+    async fn put_report_hours(&self, built: &[BuiltHour]) -> Result<usize, StoreError> {
+        if built.is_empty() {
+            return Ok(0);
+        }
+        let built = built.to_vec();
+        // A cache fill: no fsync; a crash loses only buckets the next reader rebuilds.
+        self.write(Durability::Atomic, move |conn| {
+            let mut kept = 0;
+            for one in &built {
+                // The bit pattern of the u64s is what is kept (SQLite integers are signed).
+                kept += exec(
+                    conn,
+                    "UPDATE report_hours
+                     SET built_generation = ?2, fingerprint = ?3, bucket = ?4
+                     WHERE hour = ?1 AND generation = ?2",
+                    params![
+                        one.hour,
+                        one.bucket.generation as i64,
+                        one.bucket.fingerprint as i64,
+                        one.bucket.bytes
+                    ],
+                )
+                .map_err(StoreError::unavailable)?;
+            }
+            Ok(kept)
+        })
+        .await
     }
 }
 
@@ -1866,6 +2017,7 @@ impl PreparedAdvance {
                 None => StoreError::NotFound(id.clone()),
             });
         }
+        bump_report_hour(conn, id)?;
         for bump in &self.counters {
             bump_counter(conn, bump)?;
         }

@@ -7,9 +7,10 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use super::facts::LeadFacts;
+use super::rollup::{self, Records};
 use crate::calendar::Schedule;
 use crate::config::Config;
-use crate::model::{Outcome, Owner};
+use crate::model::Owner;
 use crate::routing::Router;
 
 /// What the groups of a report are.
@@ -102,6 +103,11 @@ impl Directory {
     pub fn team(&self, owner: &Owner) -> Option<&str> {
         self.teams.get(owner).map(String::as_str)
     }
+
+    /// Every owner with working hours, in no particular order.
+    pub(super) fn schedules(&self) -> impl Iterator<Item = (&Owner, &Schedule)> {
+        self.schedules.iter()
+    }
 }
 
 /// A report's window and how it is cut.
@@ -150,17 +156,6 @@ pub struct Spread {
     pub p90_secs: Option<i64>,
 }
 
-impl Spread {
-    fn of(mut secs: Vec<i64>) -> Spread {
-        secs.sort_unstable();
-        Spread {
-            count: secs.len() as u64,
-            p50_secs: percentile(&secs, 50),
-            p90_secs: percentile(&secs, 90),
-        }
-    }
-}
-
 /// Nearest rank: the smallest value with at least `p`% of the values at or below it.
 pub fn percentile(sorted: &[i64], p: u32) -> Option<i64> {
     if sorted.is_empty() {
@@ -169,10 +164,6 @@ pub fn percentile(sorted: &[i64], p: u32) -> Option<i64> {
     let n = sorted.len();
     let rank = (u64::from(p) * n as u64).div_ceil(100).max(1) as usize;
     sorted.get(rank.min(n) - 1).copied()
-}
-
-fn rate(part: u64, whole: u64) -> Option<f64> {
-    (whole > 0).then(|| part as f64 / whole as f64)
 }
 
 /// One group's figures (or the totals').
@@ -274,287 +265,22 @@ pub struct SpeedToLead {
     pub handoff: Handoff,
 }
 
-/// One lead's durations, measured on the chosen clock.
-struct Measured<'a> {
-    facts: &'a LeadFacts,
-    system: Option<SignedDuration>,
-    acknowledgement: Option<SignedDuration>,
-    human: Option<SignedDuration>,
-    first_response: Option<SignedDuration>,
-    time_to_meeting: Option<SignedDuration>,
-    sla: SlaStatus,
-    won: Option<bool>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SlaStatus {
-    Met,
-    Missed,
-    Pending,
-    /// No tier, no SLA, or never routed.
-    None,
-}
-
-impl<'a> Measured<'a> {
-    fn of(facts: &'a LeadFacts, hours: Hours, directory: &Directory, now: Timestamp) -> Self {
-        let schedule = match hours {
-            Hours::Wall => None,
-            Hours::Working => facts.owner.as_ref().and_then(|o| directory.schedule(o)),
-        };
-        // A wall clock stepped back between two stamps would make a part negative: zero.
-        let between = |from: Option<Timestamp>, to: Option<Timestamp>| {
-            let (from, to) = (from?, to?);
-            Some(match schedule {
-                Some(schedule) => schedule.open_duration(from, to),
-                None => to.duration_since(from).max(SignedDuration::ZERO),
-            })
-        };
-        let start = facts.start();
-        let sla = match (facts.sla_deadline(), facts.owner.is_some()) {
-            (Some(deadline), true) => match facts.responded_at() {
-                Some(at) if at <= deadline => SlaStatus::Met,
-                Some(_) => SlaStatus::Missed,
-                None if now > deadline => SlaStatus::Missed,
-                None => SlaStatus::Pending,
-            },
-            _ => SlaStatus::None,
-        };
-        Measured {
-            facts,
-            system: between(start, facts.notified_at),
-            acknowledgement: between(facts.notified_at, facts.claimed_at),
-            human: between(facts.claimed_at.or(facts.notified_at), facts.first_touch_at),
-            first_response: between(start, facts.first_touch_at),
-            time_to_meeting: between(start, facts.meeting_booked_at),
-            sla,
-            won: facts
-                .outcome
-                .as_deref()
-                .and_then(Outcome::parse)
-                .map(|o| o == Outcome::Won),
-        }
-    }
-}
-
-fn group(key: String, leads: &[&Measured<'_>]) -> Group {
-    let count = |f: &dyn Fn(&Measured<'_>) -> bool| leads.iter().filter(|m| f(m)).count() as u64;
-    let spread = |f: &dyn Fn(&Measured<'_>) -> Option<SignedDuration>| {
-        Spread::of(
-            leads
-                .iter()
-                .filter_map(|m| f(m))
-                .map(|d| d.as_secs())
-                .collect(),
-        )
-    };
-    let n = leads.len() as u64;
-    let contacted = count(&|m| m.facts.first_touch_at.is_some());
-    let booked = count(&|m| m.facts.meeting_booked_at.is_some());
-    let held = count(&|m| m.facts.meeting_held_at.is_some());
-    let sla_met = count(&|m| m.sla == SlaStatus::Met);
-    let sla_missed = count(&|m| m.sla == SlaStatus::Missed);
-    let outcomes = count(&|m| m.won.is_some());
-    let won = count(&|m| m.won == Some(true));
-    Group {
-        key,
-        leads: n,
-        notified: count(&|m| m.facts.notified_at.is_some()),
-        claimed: count(&|m| m.facts.claimed_at.is_some()),
-        contacted,
-        meetings_booked: booked,
-        meetings_held: held,
-        contact_rate: rate(contacted, n),
-        meeting_booked_rate: rate(booked, n),
-        meeting_held_rate: rate(held, n),
-        system: spread(&|m| m.system),
-        acknowledgement: spread(&|m| m.acknowledgement),
-        human: spread(&|m| m.human),
-        first_response: spread(&|m| m.first_response),
-        time_to_meeting: spread(&|m| m.time_to_meeting),
-        sla_met,
-        sla_missed,
-        sla_pending: count(&|m| m.sla == SlaStatus::Pending),
-        sla_compliance: rate(sla_met, sla_met + sla_missed),
-        escalated: count(&|m| m.facts.escalations > 0),
-        reassigned: count(&|m| m.facts.reassigned),
-        misrouted: count(&|m| !m.facts.misroutes.is_empty()),
-        outcomes,
-        won,
-        won_rate: rate(won, outcomes),
-    }
-}
-
-/// The key of a lead in the report's groups.
-fn key_of(facts: &LeadFacts, by: Dimension, directory: &Directory) -> String {
-    const NONE: &str = "(none)";
-    let owner_name = |owner: &Owner| match owner {
-        Owner::Rep(id) => id.clone(),
-        other => other.key(),
-    };
-    match by {
-        Dimension::Rep => facts
-            .owner
-            .as_ref()
-            .map(owner_name)
-            .unwrap_or_else(|| "(unassigned)".into()),
-        Dimension::Team => facts
-            .owner
-            .as_ref()
-            .and_then(|o| directory.team(o))
-            .unwrap_or(NONE)
-            .to_owned(),
-        Dimension::Tier => facts
-            .tier
-            .map(|t| t.to_string())
-            .unwrap_or_else(|| NONE.into()),
-        Dimension::Source => facts.source.clone(),
-        Dimension::Rule => facts.rule.clone().unwrap_or_else(|| NONE.into()),
-        Dimension::Page => facts.page.clone().unwrap_or_else(|| NONE.into()),
-    }
-}
-
-/// The report over `facts` (leads outside the window are left out, as are merged leads).
+/// The report over `facts` (leads outside the window are left out, as are merged leads):
+/// the facts made [`Records`], then [`rollup::figures`], as the dashboard computes them.
 pub fn speed_to_lead(
     facts: &[LeadFacts],
     params: &Params,
     directory: &Directory,
     handoff_fields: &[String],
 ) -> SpeedToLead {
-    let in_window: Vec<&LeadFacts> = facts
-        .iter()
-        .filter(|f| {
-            f.captured_at
-                .is_some_and(|at| params.from <= at && at < params.to)
-        })
-        .collect();
-    let merged_excluded = in_window.iter().filter(|f| !f.counts()).count() as u64;
-    let measured: Vec<Measured<'_>> = in_window
-        .into_iter()
-        .filter(|f| f.counts())
-        .map(|f| Measured::of(f, params.hours, directory, params.now))
-        .collect();
-    let all: Vec<&Measured<'_>> = measured.iter().collect();
-
-    let mut keyed: BTreeMap<String, Vec<&Measured<'_>>> = BTreeMap::new();
-    for m in &measured {
-        keyed
-            .entry(key_of(m.facts, params.by, directory))
-            .or_default()
-            .push(m);
-    }
-    let groups = keyed
-        .into_iter()
-        .map(|(key, leads)| group(key, &leads))
-        .collect();
-
-    let mut tiers: BTreeMap<Option<u8>, Vec<&Measured<'_>>> = BTreeMap::new();
-    for m in &measured {
-        tiers.entry(m.facts.tier).or_default().push(m);
-    }
-    let sla_by_tier = tiers
-        .into_iter()
-        .map(|(tier, leads)| {
-            let count = |s: SlaStatus| leads.iter().filter(|m| m.sla == s).count() as u64;
-            let (met, missed) = (count(SlaStatus::Met), count(SlaStatus::Missed));
-            // The tier's SLA as configured when its leads were qualified (the latest seen).
-            let sla_minutes = leads.iter().rev().find_map(|m| m.facts.sla_minutes);
-            TierSla {
-                tier,
-                sla_minutes,
-                leads: leads.len() as u64,
-                met,
-                missed,
-                pending: count(SlaStatus::Pending),
-                compliance: rate(met, met + missed),
-            }
-        })
-        .collect();
-
-    let mut buckets: Vec<Vec<&Measured<'_>>> = vec![Vec::new(); BUCKETS.len()];
-    for m in &measured {
-        buckets[bucket(m.first_response)].push(m);
-    }
-    let total = measured.len() as u64;
-    let response_buckets = buckets
-        .iter()
-        .zip(BUCKETS)
-        .map(|(leads, name)| {
-            let outcomes = leads.iter().filter(|m| m.won.is_some()).count() as u64;
-            let won = leads.iter().filter(|m| m.won == Some(true)).count() as u64;
-            BucketRow {
-                bucket: name,
-                leads: leads.len() as u64,
-                share: rate(leads.len() as u64, total),
-                outcomes,
-                won,
-                won_rate: rate(won, outcomes),
-            }
-        })
-        .collect();
-
-    // A rule's leads: those it routed first, and those it routed after a "not mine".
-    let mut rules: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for m in &measured {
-        let f = m.facts;
-        let mut routed_by: Vec<&str> = f.rule.iter().map(String::as_str).collect();
-        routed_by.extend(f.misroutes.iter().map(|x| x.rule.as_str()));
-        routed_by.sort_unstable();
-        routed_by.dedup();
-        for rule in routed_by {
-            let entry = rules.entry(rule.to_owned()).or_default();
-            entry.0 += 1;
-            if f.misroutes.iter().any(|x| x.rule == rule) {
-                entry.1 += 1;
-            }
-        }
-    }
-    let routing_accuracy = rules
-        .into_iter()
-        .map(|(rule, (leads, misrouted))| RuleAccuracy {
-            rule,
-            leads,
-            misrouted,
-            accuracy: rate(leads - misrouted, leads),
-        })
-        .collect();
-
-    let notified: Vec<&Measured<'_>> = measured
-        .iter()
-        .filter(|m| m.facts.notified_at.is_some())
-        .collect();
-    let lacks = |m: &Measured<'_>, field: &String| !m.facts.handoff.contains(field);
-    let complete = notified
-        .iter()
-        .filter(|m| !handoff_fields.iter().any(|f| lacks(m, f)))
-        .count() as u64;
-    let handoff = Handoff {
-        fields: handoff_fields.to_vec(),
-        notified: notified.len() as u64,
-        complete,
-        completeness: rate(complete, notified.len() as u64),
-        missing: handoff_fields
-            .iter()
-            .map(|field| {
-                let n = notified.iter().filter(|m| lacks(m, field)).count() as u64;
-                (field.clone(), n)
-            })
-            .collect(),
-    };
-
-    SpeedToLead {
-        from: params.from,
-        to: params.to,
-        generated_at: params.now,
-        by: params.by,
-        hours: params.hours,
-        merged_excluded,
-        totals: group("all".into(), &all),
-        groups,
-        sla_by_tier,
-        response_buckets,
-        routing_accuracy,
-        handoff,
-    }
+    let records = Records::of(facts, directory);
+    rollup::figures(
+        &records,
+        records.records(),
+        params,
+        directory,
+        handoff_fields,
+    )
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod audit;
 pub mod digest;
 mod facts;
 mod figures;
+pub mod rollup;
 
 use jiff::{SignedDuration, Timestamp};
 
@@ -17,6 +18,7 @@ pub use figures::{
     bucket, percentile, speed_to_lead, BucketRow, Dimension, Directory, Group, Handoff, Hours,
     Params, RuleAccuracy, SpeedToLead, Spread, TierSla, BUCKETS,
 };
+pub use rollup::{Records, RecordsError, ReportRecord};
 
 /// Why a report's window could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -12,7 +12,6 @@ pub mod ses;
 #[cfg(feature = "notify")]
 pub mod sns;
 pub mod sqs;
-pub mod transport;
 
 pub use dynamo::DynamoStore;
 pub use environment::{lambda_sdk_config, EnvConfigError};
@@ -22,12 +21,14 @@ pub use ses::SesMailer;
 pub use sns::SnsSms;
 pub use sqs::{QueueUrls, SqsQueues};
 
-/// The HTTPS client every AWS SDK client here uses: the SDK's requests over reqwest and
-/// HTTP/1.1, with rustls over ring and the platform's roots as every other outbound client
-/// ([`transport`]). Neither the SDK's own client (which links HTTP/2) nor its default
-/// cryptography (aws-lc-rs) is compiled in, which keeps the Lambda binaries small.
+/// The HTTPS client every AWS SDK client here uses: rustls with ring's cryptography and the
+/// system's root certificates. The SDK's default (aws-lc-rs) is not compiled in, which keeps
+/// the Lambda binaries small.
 pub fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
-    transport::shared()
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 /// The AWS configuration as `aws-config`'s default chain finds it (environment, profiles, SSO,

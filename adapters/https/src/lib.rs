@@ -1,12 +1,12 @@
 //! The outbound HTTPS client every adapter builds on: reqwest over rustls with the `ring`
 //! crypto provider and the platform's certificate roots.
 //!
-//! Why one place: the AWS SDK's requests go out through it too (`leadrelay_aws::transport`),
-//! and a second crypto provider (reqwest's default, aws-lc-rs) would link a second TLS crypto
-//! library into each binary. Building every client with [`client`] keeps one, keeps
-//! certificate checking the same everywhere, and reads the platform's roots once.
+//! Why one place: the AWS SDK's client already runs on `ring`, and a second provider
+//! (reqwest's default, aws-lc-rs) would link a second TLS crypto library into each binary
+//! that calls out over HTTPS. Building every reqwest client from [`client_builder`] keeps
+//! one, and keeps certificate checking the same everywhere.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use rustls::crypto::ring;
 use rustls::ClientConfig;
@@ -23,21 +23,16 @@ pub enum ClientError {
 }
 
 /// The TLS settings: TLS 1.2 and 1.3 with ring's cipher suites, the platform's verifier,
-/// HTTP/1.1 by ALPN (reqwest is built without HTTP/2). Built once per process and shared by
-/// every client, so the platform's certificate roots are read once, not once per client.
+/// HTTP/2 offered before HTTP/1.1 (reqwest negotiates by ALPN).
 pub fn tls_config() -> Result<ClientConfig, ClientError> {
-    static BUILT: OnceLock<ClientConfig> = OnceLock::new();
-    if let Some(config) = BUILT.get() {
-        return Ok(config.clone());
-    }
     let mut config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(ClientError::Tls)?
         .with_platform_verifier()
         .map_err(ClientError::Tls)?
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(BUILT.get_or_init(|| config).clone())
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// A reqwest client with [`tls_config`] and what `configure` adds (timeouts, redirect policy,
@@ -55,9 +50,12 @@ mod tests {
     use std::net::TcpListener;
 
     #[test]
-    fn the_settings_use_ring_and_offer_http1_only() {
+    fn the_settings_use_ring_and_offer_h2_then_http1() {
         let config = tls_config().expect("tls settings");
-        assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
+        assert_eq!(
+            config.alpn_protocols,
+            [b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
         let ring_suites = ring::default_provider().cipher_suites;
         assert_eq!(
             config.crypto_provider().cipher_suites.len(),
@@ -65,7 +63,7 @@ mod tests {
         );
     }
 
-    /// A real handshake: the client negotiates with a local TLS server (ALPN: HTTP/1.1) and
+    /// A real handshake: the client negotiates with a local TLS server (ALPN picks h2) and
     /// refuses its self-signed certificate, as the platform's verifier must.
     #[tokio::test]
     async fn a_server_with_an_unknown_certificate_is_refused_after_a_real_handshake() {
@@ -82,7 +80,7 @@ mod tests {
                     .with_no_client_auth()
                     .with_single_cert(vec![cert], private)
                     .expect("server config");
-            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            config.alpn_protocols = vec![b"h2".to_vec()];
             Arc::new(config)
         };
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -116,10 +114,6 @@ mod tests {
             chain.iter().any(|m| m.contains("certificate")),
             "refused for its certificate: {chain:?}"
         );
-        // A server that prefers HTTP/2 gets HTTP/1.1: the only protocol offered.
-        assert_eq!(
-            server.join().expect("server thread"),
-            Some(b"http/1.1".to_vec())
-        );
+        assert_eq!(server.join().expect("server thread"), Some(b"h2".to_vec()));
     }
 }

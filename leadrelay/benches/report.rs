@@ -20,8 +20,8 @@ use leadrelay_shared::model::{
     Qualification,
 };
 use leadrelay_shared::ports::{ConsoleStore, LeadStore, NoChannels, SystemClock};
-use leadrelay_shared::routing::effects::Effects;
 use leadrelay_shared::report::{Dimension, Directory, Hours};
+use leadrelay_shared::routing::effects::Effects;
 use leadrelay_shared::stages::report::{speed_to_lead, ReportQuery};
 use leadrelay_shared::stages::Pipeline;
 

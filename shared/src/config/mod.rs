@@ -198,8 +198,11 @@ pub struct DeepChecks {
     pub phones: Option<fn(&str) -> bool>,
     /// Each acknowledgement template rendered in hours and after hours with nothing known of
     /// the prospect (the template engine); without it, only its language tags.
-    pub acknowledgements: Option<fn(&str) -> Result<(), String>>,
+    pub acknowledgements: Option<RendersTemplate>,
 }
+
+/// A template checker: `Err` says what is wrong with the template.
+pub type RendersTemplate = fn(&str) -> Result<(), String>;
 
 impl DeepChecks {
     pub fn all() -> DeepChecks {

@@ -17,7 +17,9 @@ FUNCTIONS=(ingest enrich route notify claim console sla)
 if [[ -z ${BOOTSTRAP_DIR:-} ]]; then
     packages=()
     # The console function's package is leadrelay-console-fn (leadrelay-console is its adapter).
-    for f in "${FUNCTIONS[@]}"; do packages+=(-p "leadrelay-$f$([[ $f == console ]] && echo -fn)"); done
+    for f in "${FUNCTIONS[@]}"; do
+        if [[ $f == console ]]; then packages+=(-p leadrelay-console-fn); else packages+=(-p "leadrelay-$f"); fi
+    done
     "$CARGO" build --release "${packages[@]}"
     BOOTSTRAP_DIR=$(realpath "${CARGO_TARGET_DIR:-target}/release")
 fi

@@ -2626,17 +2626,21 @@ async fn a_report_bucket_is_kept_only_at_the_generation_it_was_built_from(adapte
             bytes: bytes.to_vec(),
         },
     };
+    // How many of one bucket the store kept, and the window's hours as listed.
+    let put =
+        |built: BuiltHour| async move { store.put_report_hours(&[built]).await.expect("put") };
+    let listed = || async move {
+        store
+            .report_hours(start, end)
+            .await
+            .expect("hours")
+            .expect("kept")
+    };
     let mut lead = lead(&unique("bucket"), &unique("evt"));
     lead.timeline.captured_at = Some(at);
     store.create_lead(&lead).await.expect("create");
     let Some(hours) = store.report_hours(start, end).await.expect("hours") else {
-        assert_eq!(
-            store
-                .put_report_hours(&[bucket(1, b"x")])
-                .await
-                .expect("put"),
-            0
-        );
+        assert_eq!(put(bucket(1, b"x")).await, 0);
         return;
     };
     let [ReportHour {
@@ -2653,19 +2657,9 @@ async fn a_report_bucket_is_kept_only_at_the_generation_it_was_built_from(adapte
         hour: hour + 5,
         ..bucket(read, b"none")
     };
-    assert_eq!(store.put_report_hours(&[empty]).await.expect("put"), 0);
-    assert_eq!(
-        store
-            .put_report_hours(&[bucket(read, b"first")])
-            .await
-            .expect("put"),
-        1
-    );
-    let kept = store
-        .report_hours(start, end)
-        .await
-        .expect("hours")
-        .expect("kept");
+    assert_eq!(put(empty).await, 0);
+    assert_eq!(put(bucket(read, b"first")).await, 1);
+    let kept = listed().await;
     assert_eq!(
         kept,
         [ReportHour {
@@ -2683,33 +2677,13 @@ async fn a_report_bucket_is_kept_only_at_the_generation_it_was_built_from(adapte
         .advance_lead(&enriched, LeadState::Captured, &Effects::none())
         .await
         .expect("enrich");
-    assert_eq!(
-        store
-            .put_report_hours(&[bucket(read, b"late")])
-            .await
-            .expect("put"),
-        0
-    );
-    let now = store
-        .report_hours(start, end)
-        .await
-        .expect("hours")
-        .expect("kept");
+    assert_eq!(put(bucket(read, b"late")).await, 0);
+    let now = listed().await;
     assert!(now[0].generation > read);
     assert_eq!(now[0].bucket, Some(bucket(read, b"first").bucket));
     let moved = now[0].generation;
-    assert_eq!(
-        store
-            .put_report_hours(&[bucket(moved, b"fresh")])
-            .await
-            .expect("put"),
-        1
-    );
-    let fresh = store
-        .report_hours(start, end)
-        .await
-        .expect("hours")
-        .expect("kept");
+    assert_eq!(put(bucket(moved, b"fresh")).await, 1);
+    let fresh = listed().await;
     assert_eq!(fresh[0].bucket, Some(bucket(moved, b"fresh").bucket));
     // Hours are listed only within the window asked for.
     assert!(store

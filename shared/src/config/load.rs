@@ -47,7 +47,7 @@ impl Config {
     /// environment, and the files it names are found beside it. Every command of the embedded
     /// binary starts here, so it also parses the Salesforce JWT key ([`Config::parse`] only
     /// checks its PEM; the Lambda functions parse it where they sign) and makes every one of the
-    /// [`super::DeepChecks`], as [`Config::parse_in_full`] does.
+    /// [`super::DeepChecks`] ([`super::DeepChecks::all`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = read(path)?;
         let dir = path.parent().unwrap_or(Path::new("."));

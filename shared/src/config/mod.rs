@@ -244,15 +244,6 @@ impl Config {
         Config::parse_with(text, path, env, DeepChecks::default())
     }
 
-    /// [`Config::parse`] and every one of the [`DeepChecks`], as [`Config::load`] does.
-    pub fn parse_in_full(
-        text: &str,
-        path: &str,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
-        Config::parse_with(text, path, env, DeepChecks::all())
-    }
-
     /// [`Config::parse`] and the [`DeepChecks`] named.
     pub fn parse_with(
         text: &str,

@@ -6,8 +6,8 @@
 //! (its length and leading digits, against `phonenumber`'s metadata). That check brings the
 //! metadata and a regular-expression engine with it (0.68 MB of a Lambda function's zip), so
 //! only the entry points that link them anyway ask it: [`super::Config::load`] (every command
-//! of the embedded binary) and [`super::Config::parse_in_full`] (the Lambda enrich function,
-//! which cleans the prospects' numbers with the same metadata).
+//! of the embedded binary) and [`super::Config::parse_with`] given [`super::DeepChecks::phones`]
+//! (the Lambda enrich function, which cleans the prospects' numbers with the same metadata).
 
 use std::ops::Range;
 
@@ -96,6 +96,7 @@ mod tests {
 
     use super::*;
     use crate::config::tests::{no_env, MINIMAL};
+    use crate::config::DeepChecks;
 
     /// MINIMAL with a phone for alice (line 10) and a second rep, bob, with his (line 15).
     fn with_phones(alice: &str, bob: &str) -> String {
@@ -108,8 +109,13 @@ mod tests {
         )
     }
 
+    /// The configuration as the enrich function parses it.
+    fn enrichs_parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse_with(text, "leadrelay.toml", &no_env, DeepChecks::phones())
+    }
+
     #[test]
-    fn parse_checks_the_shape_and_parse_in_full_and_load_the_numbering_plan() {
+    fn parse_checks_the_shape_and_enrichs_parse_and_load_the_numbering_plan() {
         // Bob's number has the shape (a UK mobile one digit short) but no UK number is like it.
         let text = with_phones("+447400123456", "+44740012345");
         let config = Config::parse(&text, "leadrelay.toml", &no_env).expect("shape only");
@@ -120,7 +126,7 @@ mod tests {
 
         let expected = "leadrelay.toml:15: reps[1].phone: \"+44740012345\" is not a valid \
                         E.164 number such as +447700900123";
-        let error = Config::parse_in_full(&text, "leadrelay.toml", &no_env)
+        let error = enrichs_parse(&text)
             .expect_err("not in the UK plan")
             .to_string();
         assert_eq!(error, expected);
@@ -138,7 +144,7 @@ mod tests {
 
         // Both numbers valid: every entry point accepts them.
         let text = with_phones("+447400123456", "+12015550123");
-        Config::parse_in_full(&text, "leadrelay.toml", &no_env).expect("valid numbers");
+        enrichs_parse(&text).expect("valid numbers");
         std::fs::write(&file, &text).expect("write");
         Config::load(&file).expect("valid numbers");
     }
@@ -148,8 +154,9 @@ mod tests {
         let text = with_phones("+44 7400 123456", "+12015550123");
         let expected = "leadrelay.toml:10: reps[0].phone: \"+44 7400 123456\" is not a valid \
                         E.164 number such as +447700900123";
-        for parse in [Config::parse, Config::parse_in_full] {
-            let error = parse(&text, "leadrelay.toml", &no_env).expect_err("spaces");
+        for checks in [DeepChecks::default(), DeepChecks::phones()] {
+            let error =
+                Config::parse_with(&text, "leadrelay.toml", &no_env, checks).expect_err("spaces");
             assert_eq!(error.to_string(), expected);
         }
     }

@@ -43,7 +43,18 @@ enum RawStore {
     Dynamo {
         client: aws_sdk_dynamodb::Client,
         table: String,
+        stream: crate::support::aws::ReportStream,
     },
+}
+
+impl Adapters {
+    /// Lets the writes so far reach the report hours: on DynamoDB the table's stream goes to
+    /// the report-hours function's code (SQLite moved them in the writes themselves).
+    async fn settle(&self) {
+        if let RawStore::Dynamo { stream, .. } = &self.raw {
+            stream.pump().await;
+        }
+    }
 }
 
 impl RawStore {
@@ -62,7 +73,7 @@ impl RawStore {
                     .expect("update");
                 assert_eq!(updated, 1);
             }
-            RawStore::Dynamo { client, table } => {
+            RawStore::Dynamo { client, table, .. } => {
                 use aws_sdk_dynamodb::types::AttributeValue;
                 client
                     .update_item()
@@ -103,7 +114,8 @@ async fn embedded() -> Adapters {
 async fn aws() -> Adapters {
     let moto = moto().await;
     let deployment = moto.deploy(MAX_RECEIVES, VISIBILITY.as_secs() as u32).await;
-    let store = Arc::new(deployment.store);
+    // Report buckets as the console function keeps them, kept at once (no settle time).
+    let store = Arc::new(deployment.store.with_report_buckets(Duration::ZERO));
     Adapters {
         store: store.clone(),
         console: store.clone(),
@@ -113,6 +125,7 @@ async fn aws() -> Adapters {
         raw: RawStore::Dynamo {
             client: moto.dynamodb(),
             table: deployment.table,
+            stream: deployment.report_stream,
         },
         _dir: None,
     }
@@ -2501,10 +2514,13 @@ fn report_hour(at: Timestamp) -> (i64, Timestamp, Timestamp) {
     (hour, start, start + jiff::SignedDuration::from_hours(1))
 }
 
-/// The generation of `at`'s capture hour (`None`: no lead was ever written in it).
-async fn generation_at(store: &dyn LeadStore, at: Timestamp) -> Option<u64> {
+/// The generation of `at`'s capture hour once the writes so far reached it (`None`: no lead
+/// was ever written in it).
+async fn generation_at(adapters: &Adapters, at: Timestamp) -> Option<u64> {
+    adapters.settle().await;
     let (hour, start, end) = report_hour(at);
-    let hours = store
+    let hours = adapters
+        .store
         .report_hours(start, end)
         .await
         .expect("report hours")
@@ -2513,31 +2529,16 @@ async fn generation_at(store: &dyn LeadStore, at: Timestamp) -> Option<u64> {
     hours.first().map(|h| h.generation)
 }
 
-/// A store keeping report buckets moves an hour's generation in the same write as every
-/// change of the facts of a lead captured in it (creation, any later write, facts filled in
-/// from an old row's body), and only then; a store without buckets says so.
+/// An hour's generation moves with every change of the facts of a lead captured in it
+/// (creation, any later write, facts filled in from an old row's body), and only then: on
+/// SQLite in the same write, on DynamoDB once the table's stream reached the report-hours
+/// function.
 async fn every_write_of_a_leads_facts_moves_its_report_hour(adapters: Adapters) {
     let store = adapters.store.as_ref();
     let at: Timestamp = "2026-11-21T09:15:00Z".parse().expect("time");
     let (_, start, end) = report_hour(at);
-    if store
-        .report_hours(start, end)
-        .await
-        .expect("report hours")
-        .is_none()
-    {
-        // No buckets (DynamoDB): nothing is kept, the dashboard reads the facts.
-        let bucket = ReportBucket {
-            generation: 0,
-            fingerprint: 1,
-            bytes: vec![1],
-        };
-        let built = [BuiltHour { hour: 0, bucket }];
-        assert_eq!(store.put_report_hours(&built).await.expect("put"), 0);
-        return;
-    }
     assert_eq!(
-        generation_at(store, at).await,
+        generation_at(&adapters, at).await,
         None,
         "no lead in the hour yet"
     );
@@ -2547,7 +2548,7 @@ async fn every_write_of_a_leads_facts_moves_its_report_hour(adapters: Adapters) 
         store.create_lead(&lead).await.expect("create"),
         Created::New
     );
-    let created = generation_at(store, at).await.expect("the hour is listed");
+    let created = generation_at(&adapters, at).await.expect("the hour is listed");
 
     // A duplicate writes nothing, nor does a refused write.
     assert!(matches!(
@@ -2561,15 +2562,15 @@ async fn every_write_of_a_leads_facts_moves_its_report_hour(adapters: Adapters) 
         .advance_lead(&stale, LeadState::Captured, &Effects::none())
         .await
         .is_err());
-    assert_eq!(generation_at(store, at).await, Some(created));
+    assert_eq!(generation_at(&adapters, at).await, Some(created));
 
     // A lead of the next hour moves its own hour, not this one.
     let next_hour = at + jiff::SignedDuration::from_hours(1);
     let mut other = self::lead(&unique("hour"), &unique("evt"));
     other.timeline.captured_at = Some(next_hour);
     store.create_lead(&other).await.expect("create");
-    assert_eq!(generation_at(store, at).await, Some(created));
-    assert!(generation_at(store, next_hour).await.is_some());
+    assert_eq!(generation_at(&adapters, at).await, Some(created));
+    assert!(generation_at(&adapters, next_hour).await.is_some());
 
     // Every later write of the lead (here: enriched, then merged into the other) moves it.
     let mut enriched = lead.clone();
@@ -2578,7 +2579,7 @@ async fn every_write_of_a_leads_facts_moves_its_report_hour(adapters: Adapters) 
         .advance_lead(&enriched, LeadState::Captured, &Effects::none())
         .await
         .expect("enrich");
-    let after_enrich = generation_at(store, at).await.expect("listed");
+    let after_enrich = generation_at(&adapters, at).await.expect("listed");
     assert!(after_enrich > created);
     let mut merged = store.get_lead(&lead.id).await.expect("read").expect("lead");
     merged.merged_into = Some(other.id.clone());
@@ -2586,7 +2587,7 @@ async fn every_write_of_a_leads_facts_moves_its_report_hour(adapters: Adapters) 
         .advance_lead(&merged, LeadState::Enriched, &Effects::none())
         .await
         .expect("merge");
-    let after_merge = generation_at(store, at).await.expect("listed");
+    let after_merge = generation_at(&adapters, at).await.expect("listed");
     assert!(after_merge > after_enrich);
     assert!(store
         .lead_facts(start, end)
@@ -2608,7 +2609,7 @@ async fn every_write_of_a_leads_facts_moves_its_report_hour(adapters: Adapters) 
             .expect("update");
         assert_eq!(cleared, 1);
         assert_eq!(store.lead_facts(start, end).await.expect("facts").len(), 1);
-        assert!(generation_at(store, at).await.expect("listed") > after_merge);
+        assert!(generation_at(&adapters, at).await.expect("listed") > after_merge);
     }
 }
 
@@ -2629,7 +2630,9 @@ async fn a_report_bucket_is_kept_only_at_the_generation_it_was_built_from(adapte
     // How many of one bucket the store kept, and the window's hours as listed.
     let put =
         |built: BuiltHour| async move { store.put_report_hours(&[built]).await.expect("put") };
+    let adapters = &adapters;
     let listed = || async move {
+        adapters.settle().await;
         store
             .report_hours(start, end)
             .await
@@ -2639,10 +2642,7 @@ async fn a_report_bucket_is_kept_only_at_the_generation_it_was_built_from(adapte
     let mut lead = lead(&unique("bucket"), &unique("evt"));
     lead.timeline.captured_at = Some(at);
     store.create_lead(&lead).await.expect("create");
-    let Some(hours) = store.report_hours(start, end).await.expect("hours") else {
-        assert_eq!(put(bucket(1, b"x")).await, 0);
-        return;
-    };
+    let hours = listed().await;
     let [ReportHour {
         generation: read,
         bucket: None,
@@ -2677,6 +2677,7 @@ async fn a_report_bucket_is_kept_only_at_the_generation_it_was_built_from(adapte
         .advance_lead(&enriched, LeadState::Captured, &Effects::none())
         .await
         .expect("enrich");
+    adapters.settle().await;
     assert_eq!(put(bucket(read, b"late")).await, 0);
     let now = listed().await;
     assert!(now[0].generation > read);

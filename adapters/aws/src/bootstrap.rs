@@ -22,6 +22,12 @@ pub const ENV_CONFIG_PARAMETER: &str = "LEADRELAY_CONFIG_PARAMETER";
 pub const ENV_SECRETS_PATH: &str = "LEADRELAY_SECRETS_PATH";
 /// Overrides `[notify.email] from`: the SES-verified sender of this deployment.
 pub const ENV_SES_FROM: &str = "LEADRELAY_SES_FROM";
+/// `true` where the report-hours function consumes the table's stream: the console then
+/// keeps its report buckets in the table ([`DynamoStore::with_report_buckets`]).
+pub const ENV_REPORT_HOURS_STREAM: &str = "LEADRELAY_REPORT_HOURS_STREAM";
+/// How old an hour's last generation move must be before its bucket is kept: well past the
+/// capture index's usual lag behind the write the move followed (under a second).
+pub const REPORT_BUCKET_SETTLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// `LEADRELAY_<STAGE>_QUEUE_URL` and `LEADRELAY_<STAGE>_DLQ_URL`.
 pub fn queue_env(stage: Stage, dead: bool) -> String {
@@ -42,6 +48,8 @@ pub struct Deployment {
     pub secrets_path: Option<String>,
     /// The sender for SES, overriding the configuration's.
     pub ses_from: Option<String>,
+    /// The report-hours function moves the report hours' generations from the table's stream.
+    pub report_hours_stream: bool,
 }
 
 impl Deployment {
@@ -64,6 +72,13 @@ impl Deployment {
             config_parameter: env(ENV_CONFIG_PARAMETER).filter(|p| !p.is_empty()),
             secrets_path: env(ENV_SECRETS_PATH).filter(|p| !p.is_empty()),
             ses_from: env(ENV_SES_FROM).filter(|f| !f.is_empty()),
+            report_hours_stream: match env(ENV_REPORT_HOURS_STREAM).as_deref().map(str::trim) {
+                None | Some("" | "false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    anyhow::bail!("{ENV_REPORT_HOURS_STREAM} must be true or false, not {other:?}")
+                }
+            },
         })
     }
 }
@@ -305,7 +320,15 @@ pub struct ConsoleParts {
 /// as the console's store and dead letters.
 pub async fn console_from_environment() -> anyhow::Result<ConsoleParts> {
     start(|sdk, deployment| async move {
-        let base = Base::load(&sdk, &deployment, DeepChecks::default()).await?;
+        let mut base = Base::load(&sdk, &deployment, DeepChecks::default()).await?;
+        if deployment.report_hours_stream {
+            // The dashboard reads through the pipeline's store.
+            base.store = Arc::new(
+                (*base.store)
+                    .clone()
+                    .with_report_buckets(REPORT_BUCKET_SETTLE),
+            );
+        }
         let store = base.store.clone();
         let dead_letters = Arc::new(base.queues.clone());
         let secrets = base.secrets.clone();
@@ -315,6 +338,18 @@ pub async fn console_from_environment() -> anyhow::Result<ConsoleParts> {
             dead_letters,
             secrets,
         })
+    })
+    .await
+}
+
+/// The report-hours function's start-up: the table alone. It counts lead writes per hour
+/// from the stream's records, so it needs no configuration or secrets.
+pub async fn report_hours_from_environment() -> anyhow::Result<DynamoStore> {
+    start(|sdk, deployment| async move {
+        Ok(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            &deployment.table,
+        ))
     })
     .await
 }

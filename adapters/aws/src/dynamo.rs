@@ -14,6 +14,8 @@
 //! | unmatched activity key | `UNMATCHEDKEY#<activity key>` | `UNMATCHEDKEY` | written with the event in one transaction, so a replay is kept once; TTL `expires_at` |
 //! | console session | `SESSION#<hex SHA-256 of the cookie's id>` | `SESSION` | `body` (the session as JSON); TTL `expires_at` (the session's end; also checked on read: TTL deletion lags) |
 //! | console audit entry | `CONSOLEAUDIT#<UTC day>` | `<UTC RFC 3339, milliseconds>#<random>` | `body` (the action as JSON); TTL `expires_at` (400 days); one partition per day, read newest first |
+//! | report hour | `REPORTHOURS#<UTC month>` | `HOUR#<hours since the epoch, 10 digits>` | `generation` and `bumped_at` (moved by the report-hours function from the table's stream), `built_generation` + `fingerprint` + `bucket` (the dashboard's report records); see [`report_hours`] |
+//! | report month listed | `REPORTHOURS#<UTC month>` | `COMPLETE` | the month's hours of leads written before the stream were listed |
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +37,8 @@ use leadrelay_shared::report::LeadFacts;
 use leadrelay_shared::routing::duplicates::ContactLookup;
 use leadrelay_shared::routing::effects::{ContactWrite, CounterBump, Effects, LedgerWrite};
 use leadrelay_shared::routing::ledger::PoolLedger;
+
+pub mod report_hours;
 
 /// How long a webhook event id is remembered for dedupe.
 const EVENT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -67,6 +71,9 @@ pub struct DynamoStore {
     table: String,
     /// What report reads cost, since the store was made.
     report_reads: Arc<ReportReads>,
+    /// `Some(settle)` where the table's stream moves the report hours' generations
+    /// ([`DynamoStore::with_report_buckets`]); `None`: no buckets, reports read the facts.
+    report_buckets: Option<Duration>,
 }
 
 /// The items report queries returned and the read capacity DynamoDB says they consumed.
@@ -353,7 +360,17 @@ impl DynamoStore {
             client,
             table: table.into(),
             report_reads: Arc::default(),
+            report_buckets: None,
         }
+    }
+
+    /// Keeps the dashboard's report buckets in the table: only where the report-hours
+    /// function consumes the table's stream (a deployment of `template.yaml`), since nothing
+    /// else moves an hour's generation. A bucket is not kept while its hour's last move is
+    /// younger than `settle` (the capture index may still lag the write it followed).
+    pub fn with_report_buckets(mut self, settle: Duration) -> Self {
+        self.report_buckets = Some(settle);
+        self
     }
 
     /// The queries, items and read capacity report reads ([`LeadStore::lead_facts`]) have
@@ -364,6 +381,24 @@ impl DynamoStore {
             queries: self.report_reads.queries.load(Ordering::Relaxed),
             items: self.report_reads.items.load(Ordering::Relaxed),
             capacity_units: (milli > 0).then(|| milli as f64 / 1000.0),
+        }
+    }
+
+    /// Adds one page of a report read to [`DynamoStore::report_reads`].
+    fn count_report_page(
+        &self,
+        items: i32,
+        consumed: Option<&aws_sdk_dynamodb::types::ConsumedCapacity>,
+    ) {
+        let reads = &self.report_reads;
+        reads.queries.fetch_add(1, Ordering::Relaxed);
+        reads
+            .items
+            .fetch_add(u64::try_from(items).unwrap_or(0), Ordering::Relaxed);
+        if let Some(units) = consumed.and_then(|c| c.capacity_units) {
+            reads
+                .capacity_milli
+                .fetch_add((units * 1000.0).round() as u64, Ordering::Relaxed);
         }
     }
 
@@ -1343,20 +1378,7 @@ impl LeadStore for DynamoStore {
                             .send()
                             .await
                             .map_err(unavailable)?;
-                        let reads = &self.report_reads;
-                        reads.queries.fetch_add(1, Ordering::Relaxed);
-                        reads
-                            .items
-                            .fetch_add(u64::try_from(page.count).unwrap_or(0), Ordering::Relaxed);
-                        if let Some(units) = page
-                            .consumed_capacity
-                            .as_ref()
-                            .and_then(|c| c.capacity_units)
-                        {
-                            reads
-                                .capacity_milli
-                                .fetch_add((units * 1000.0).round() as u64, Ordering::Relaxed);
-                        }
+                        self.count_report_page(page.count, page.consumed_capacity.as_ref());
                         for item in page.items.unwrap_or_default() {
                             let text =
                                 item.get("facts")
@@ -1384,6 +1406,29 @@ impl LeadStore for DynamoStore {
             day = next;
         }
         Ok(facts)
+    }
+
+    /// From the report-hour items where the table's stream keeps them
+    /// ([`DynamoStore::with_report_buckets`]); `None` otherwise.
+    async fn report_hours(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Option<Vec<leadrelay_shared::ports::ReportHour>>, StoreError> {
+        match self.report_buckets {
+            Some(_) => self.stored_report_hours(from, to).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_report_hours(
+        &self,
+        built: &[leadrelay_shared::ports::BuiltHour],
+    ) -> Result<usize, StoreError> {
+        match self.report_buckets {
+            Some(settle) => self.keep_report_hours(built, settle).await,
+            None => Ok(0),
+        }
     }
 
     /// An operator tool (`rules diff`), not a hot path: it scans the whole table, keeping only

@@ -5,15 +5,17 @@ use std::collections::HashMap;
 use anyhow::Context as _;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use leadrelay_shared::model::Stage;
 
 use crate::sqs::QueueUrls;
 
-/// The lead table: `pk`/`sk`, TTL on `expires_at`, the sparse `open_sla` index and the
-/// `by_capture_day` report index.
+/// The lead table: `pk`/`sk`, TTL on `expires_at`, the sparse `open_sla` index, the
+/// `by_capture_day` report index, and a stream of new images (the report-hours function's
+/// source).
 pub async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) -> anyhow::Result<()> {
     let key = |attribute: &str, kind: KeyType| {
         KeySchemaElement::builder()
@@ -62,6 +64,12 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) -> anyh
                         .non_key_attributes("facts")
                         .build(),
                 )
+                .build()?,
+        )
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewImage)
                 .build()?,
         )
         .send()

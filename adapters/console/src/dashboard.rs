@@ -24,7 +24,7 @@ use leadrelay_shared::model::Owner;
 use leadrelay_shared::ports::{BuiltHour, LeadStore, ReportBucket, StoreError};
 use leadrelay_shared::report::rollup::{self, Holder, HolderKind, Strings};
 use leadrelay_shared::report::{
-    Dimension, Directory, Group, Hours, Params, Records, ReportRecord, SpeedToLead, Spread, TierSla,
+    Dimension, Directory, Group, Hours, LeadFacts, Params, Records, ReportRecord, SpeedToLead, Spread, TierSla,
 };
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -317,7 +317,8 @@ pub(crate) async fn read_records(
     };
     let fingerprint = directory.fingerprint();
     let mut records = Records::default();
-    let mut built = Vec::new();
+    // Hours to rebuild, by hour, with the generation read before their facts are.
+    let mut stale = BTreeMap::new();
     for hour in hours {
         let kept = hour
             .bucket
@@ -330,34 +331,47 @@ pub(crate) async fn read_records(
                     None
                 }
             });
-        if let Some(kept) = kept {
-            records.append(kept);
-            continue;
+        match kept {
+            Some(kept) => records.append(kept),
+            None => {
+                stale.insert(hour.hour, hour.generation);
+            }
         }
-        let Some((start, end)) = rollup::hour_start(hour.hour).and_then(|start| {
-            Some((
-                start,
-                start.checked_add(SignedDuration::from_hours(1)).ok()?,
-            ))
-        }) else {
+    }
+    let mut built = Vec::new();
+    // One facts read per run of consecutive stale hours (a first build is one run), split
+    // back into hours. The generations were read before these facts: a write in between
+    // leaves them stale.
+    for (first, last) in runs(stale.keys().copied()) {
+        let (Some(start), Some(end)) = (rollup::hour_start(first), rollup::hour_start(last + 1))
+        else {
             continue;
         };
-        // The generation was read before these facts: a write in between leaves it stale.
-        let facts = store.lead_facts(start, end).await?;
-        let mut rebuilt = Records::of(&facts, directory);
-        rebuilt.sort_by_capture();
-        match rebuilt.encode() {
-            Ok(bytes) => built.push(BuiltHour {
-                hour: hour.hour,
-                bucket: ReportBucket {
-                    generation: hour.generation,
-                    fingerprint,
-                    bytes,
-                },
-            }),
-            Err(error) => tracing::warn!(hour = hour.hour, %error, "report bucket not kept"),
+        let mut by_hour: BTreeMap<i64, Vec<LeadFacts>> = BTreeMap::new();
+        for facts in store.lead_facts(start, end).await? {
+            if let Some(at) = facts.captured_at {
+                by_hour.entry(rollup::hour_of(at)).or_default().push(facts);
+            }
         }
-        records.append(rebuilt);
+        for hour in first..=last {
+            let facts = by_hour.remove(&hour).unwrap_or_default();
+            let mut rebuilt = Records::of(&facts, directory);
+            rebuilt.sort_by_capture();
+            if let Some(&generation) = stale.get(&hour) {
+                match rebuilt.encode() {
+                    Ok(bytes) => built.push(BuiltHour {
+                        hour,
+                        bucket: ReportBucket {
+                            generation,
+                            fingerprint,
+                            bytes,
+                        },
+                    }),
+                    Err(error) => tracing::warn!(hour, %error, "report bucket not kept"),
+                }
+            }
+            records.append(rebuilt);
+        }
     }
     if !built.is_empty() {
         let store = store.clone();
@@ -367,9 +381,21 @@ pub(crate) async fn read_records(
             }
         });
     }
-    // Buckets come oldest hour first, each sorted: this only checks the order.
+    // Buckets and runs come in no common order, each sorted: one merge sort of sorted runs.
     records.sort_by_capture();
     Ok(records)
+}
+
+/// Consecutive values as `(first, last)` runs: `1, 2, 3, 7` → `(1, 3), (7, 7)`.
+fn runs(sorted: impl IntoIterator<Item = i64>) -> Vec<(i64, i64)> {
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for value in sorted {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == value => *last = value,
+            _ => runs.push((value, value)),
+        }
+    }
+    runs
 }
 
 /// How long computed figures are served again: the facts of 100,000 leads take longer to read
@@ -1207,6 +1233,12 @@ fn coord(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_hours_are_read_in_runs_of_consecutive_hours() {
+        assert_eq!(runs([1, 2, 3, 7, 9, 10]), [(1, 3), (7, 7), (9, 10)]);
+        assert_eq!(runs([]), []);
+    }
 
     #[test]
     fn nothing_to_show_scales_to_zero_never_nan() {

@@ -17,6 +17,121 @@ pub struct Deployment {
     pub urls: QueueUrls,
     pub store: DynamoStore,
     pub queues: SqsQueues,
+    /// The table's stream, as the report-hours function's event source mapping reads it.
+    pub report_stream: ReportStream,
+}
+
+/// The report-hours function's event source mapping, played by the test: reads the table's
+/// stream from moto with the DynamoDB Streams API (raw JSON, as Lambda's poller gets it),
+/// and hands each batch, wrapped as the Lambda event, to the function's handler code.
+#[derive(Clone)]
+pub struct ReportStream {
+    endpoint: String,
+    table: String,
+    store: DynamoStore,
+    /// Each shard's last record handed over, as a checkpoint (moto's iterators do not survive
+    /// a cancelled transaction, which replaces its table objects): records are handed once.
+    checkpoints: std::sync::Arc<tokio::sync::Mutex<std::collections::HashMap<String, String>>>,
+}
+
+impl ReportStream {
+    async fn call(&self, target: &str, body: serde_json::Value) -> serde_json::Value {
+        let response = super::http_client()
+            .post(format!("{}/", self.endpoint))
+            .header("content-type", "application/x-amz-json-1.0")
+            .header("x-amz-target", target)
+            // moto reads the service and region from the credential scope; it checks no
+            // signature.
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=testing/20261126/us-east-1/dynamodb/aws4_request, \
+                 SignedHeaders=host, Signature=0",
+            )
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("moto answers");
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await.expect("JSON");
+        assert!(status.is_success(), "{target}: {status} {answer}");
+        answer
+    }
+
+    /// Hands every stream record written since the last call to the handler, one batch per
+    /// page of records; returns how many records there were.
+    pub async fn pump(&self) -> usize {
+        let mut checkpoints = self.checkpoints.lock().await;
+        let table = self
+            .call(
+                "DynamoDB_20120810.DescribeTable",
+                serde_json::json!({ "TableName": self.table }),
+            )
+            .await;
+        let arn = table["Table"]["LatestStreamArn"]
+            .as_str()
+            .expect("the table has a stream")
+            .to_owned();
+        let stream = self
+            .call(
+                "DynamoDBStreams_20120810.DescribeStream",
+                serde_json::json!({ "StreamArn": arn }),
+            )
+            .await;
+        let mut handed = 0;
+        for shard in stream["StreamDescription"]["Shards"]
+            .as_array()
+            .expect("shards")
+        {
+            let shard_id = shard["ShardId"].as_str().expect("shard id").to_owned();
+            let start = match checkpoints.get(&shard_id) {
+                Some(last) => serde_json::json!({
+                    "StreamArn": arn,
+                    "ShardId": shard_id,
+                    "ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
+                    "SequenceNumber": last,
+                }),
+                None => serde_json::json!({
+                    "StreamArn": arn,
+                    "ShardId": shard_id,
+                    "ShardIteratorType": "TRIM_HORIZON",
+                }),
+            };
+            let mut iterator = self
+                .call("DynamoDBStreams_20120810.GetShardIterator", start)
+                .await["ShardIterator"]
+                .as_str()
+                .expect("iterator")
+                .to_owned();
+            loop {
+                let page = self
+                    .call(
+                        "DynamoDBStreams_20120810.GetRecords",
+                        serde_json::json!({ "ShardIterator": iterator, "Limit": 100 }),
+                    )
+                    .await;
+                let mut records = page["Records"].as_array().cloned().unwrap_or_default();
+                if let Some(next) = page["NextShardIterator"].as_str() {
+                    iterator = next.to_owned();
+                }
+                let Some(last) = records.last() else { break };
+                let last = last["dynamodb"]["SequenceNumber"].as_str().expect("sequence number");
+                checkpoints.insert(shard_id.clone(), last.to_owned());
+                handed += records.len();
+                for record in &mut records {
+                    record["eventSourceARN"] = serde_json::Value::String(arn.clone());
+                }
+                let event: aws_lambda_events::dynamodb::Event =
+                    serde_json::from_value(serde_json::json!({ "Records": records }))
+                        .expect("the stream's records are a Lambda DynamoDB event");
+                let hours = leadrelay_aws::dynamo::report_hours::lead_writes_per_hour(&event);
+                self.store
+                    .bump_report_hours(&hours, jiff::Timestamp::now())
+                    .await
+                    .expect("bumped");
+            }
+        }
+        handed
+    }
 }
 
 /// Connects to the moto server named by LEADRELAY_MOTO_URL, with fixed dummy credentials
@@ -57,8 +172,15 @@ impl Moto {
         let urls = create_queues(&self.sqs(), &name, max_receives, visibility_secs)
             .await
             .expect("queues");
+        let store = DynamoStore::new(self.dynamodb(), &name);
         Deployment {
-            store: DynamoStore::new(self.dynamodb(), &name),
+            report_stream: ReportStream {
+                endpoint: self.endpoint.clone(),
+                table: name.clone(),
+                store: store.clone(),
+                checkpoints: Default::default(),
+            },
+            store,
             queues: SqsQueues::new(self.sqs(), urls.clone()),
             table: name,
             urls,

@@ -2548,7 +2548,9 @@ async fn every_write_of_a_leads_facts_moves_its_report_hour(adapters: Adapters) 
         store.create_lead(&lead).await.expect("create"),
         Created::New
     );
-    let created = generation_at(&adapters, at).await.expect("the hour is listed");
+    let created = generation_at(&adapters, at)
+        .await
+        .expect("the hour is listed");
 
     // A duplicate writes nothing, nor does a refused write.
     assert!(matches!(

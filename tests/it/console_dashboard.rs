@@ -1,5 +1,5 @@
-//! The console's speed-to-lead dashboard, end to end over the console's router on SQLite: a
-//! hand-held clock drives leads through route → notify → claim → touch with the real stage
+//! The console's speed-to-lead dashboard, end to end over the console's router on SQLite (and,
+//! for the report buckets, on DynamoDB with the table's stream): a hand-held clock drives leads through route → notify → claim → touch with the real stage
 //! code (as the report tests do), people sign in as an operator, a manager and a rep, and the
 //! page and the CSV must show exactly the figures worked out by hand below, each for the
 //! viewer's own leads only.
@@ -60,8 +60,21 @@ struct Harness {
     pipeline: Arc<Pipeline>,
     clock: Arc<HandClock>,
     app: axum::Router,
-    db: Sqlite,
+    backend: Backend,
     _dir: Option<tempfile::TempDir>,
+}
+
+/// The store the console runs on.
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Sqlite),
+    /// The table keeping report buckets as the console function does (kept at once: no
+    /// settle time), its stream handed to the report-hours function's code by [`Harness::settle`].
+    Dynamo {
+        store: leadrelay_aws::DynamoStore,
+        queues: leadrelay_aws::SqsQueues,
+        stream: crate::support::aws::ReportStream,
+    },
 }
 
 impl Harness {
@@ -69,16 +82,26 @@ impl Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = open_store(dir.path());
         let clock = Arc::new(HandClock::new(now()));
-        Harness::over(db, clock, Some(dir), &|text| text)
+        Harness::over(Backend::Sqlite(db), clock, Some(dir), &|text| text)
+    }
+
+    async fn on_moto() -> Harness {
+        let deployment = crate::support::aws::moto().await.deploy(5, 30).await;
+        let backend = Backend::Dynamo {
+            store: deployment.store.with_report_buckets(Duration::ZERO),
+            queues: deployment.queues,
+            stream: deployment.report_stream,
+        };
+        Harness::over(backend, Arc::new(HandClock::new(now())), None, &|text| text)
     }
 
     /// Another console over the same store and clock, its configuration edited by `edit`.
     fn reconfigured(&self, edit: &dyn Fn(String) -> String) -> Harness {
-        Harness::over(self.db.clone(), self.clock.clone(), None, edit)
+        Harness::over(self.backend.clone(), self.clock.clone(), None, edit)
     }
 
     fn over(
-        db: Sqlite,
+        backend: Backend,
         clock: Arc<HandClock>,
         dir: Option<tempfile::TempDir>,
         edit: &dyn Fn(String) -> String,
@@ -86,21 +109,43 @@ impl Harness {
         let channels =
             Channels::new(Duration::from_secs(1), Box::new(Terminal::default())).expect("channels");
         let hash = hash_password("pw").expect("hash");
+        let (leads, console, queue): (
+            Arc<dyn LeadStore>,
+            Arc<dyn ConsoleStore>,
+            Arc<dyn leadrelay_shared::ports::Queue>,
+        ) = match &backend {
+            Backend::Sqlite(db) => (
+                Arc::new(db.clone()),
+                Arc::new(db.clone()),
+                Arc::new(db.clone()),
+            ),
+            Backend::Dynamo { store, queues, .. } => (
+                Arc::new(store.clone()),
+                Arc::new(store.clone()),
+                Arc::new(queues.clone()),
+            ),
+        };
         let pipeline = Arc::new(Pipeline::new(
             Arc::new(parse_config_with_env(&edit(config_text(&hash)), &[])),
-            Arc::new(db.clone()),
-            Arc::new(db.clone()),
+            leads,
+            queue,
             Arc::new(channels),
             clock.clone(),
         ));
-        let store: Arc<dyn ConsoleStore> = Arc::new(db.clone());
-        let app = router(Console::new(pipeline.clone(), store, None));
+        let app = router(Console::new(pipeline.clone(), console, None));
         Harness {
             pipeline,
             clock,
             app,
-            db,
+            backend,
             _dir: dir,
+        }
+    }
+
+    /// Lets the writes so far reach the report hours (on DynamoDB, through the stream).
+    async fn settle(&self) {
+        if let Backend::Dynamo { stream, .. } = &self.backend {
+            stream.pump().await;
         }
     }
 
@@ -111,12 +156,13 @@ impl Harness {
         let (from, to) = (now() - SignedDuration::from_hours(14 * 24), now());
         let fingerprint = Directory::new(&self.pipeline.config).fingerprint();
         for _ in 0..500 {
+            self.settle().await;
             let hours = self
                 .store()
                 .report_hours(from, to)
                 .await
                 .expect("report hours")
-                .expect("SQLite keeps buckets");
+                .expect("the store keeps buckets");
             let built = |h: &ReportHour| {
                 h.bucket
                     .as_ref()
@@ -132,6 +178,7 @@ impl Harness {
 
     /// The CSV's headline row of the current window, as cells.
     async fn current_row(&self, query: &str, session: &str) -> Vec<String> {
+        self.settle().await;
         self.clock.set(now());
         let csv = self
             .get(&format!("/console/dashboard.csv{query}"), Some(session))
@@ -162,6 +209,7 @@ impl Harness {
         self.clock
             .set(captured + SignedDuration::from_secs(alert_after));
         crate::support::route_and_notify(&self.pipeline, id).await;
+        self.settle().await;
         let lead = self
             .store()
             .get_lead(id)
@@ -179,6 +227,7 @@ impl Harness {
         claim(&self.pipeline, id, rep, ClaimVia::Slack)
             .await
             .expect("claimed");
+        self.settle().await;
     }
 
     async fn activity(&self, id: &str, kind: ActivityKind, when: Timestamp) {
@@ -187,6 +236,7 @@ impl Harness {
             .record_activity(&human_activity(id, kind, when))
             .await
             .expect("recorded");
+        self.settle().await;
     }
 
     /// Signs `login` in through the sign-in form; returns the session cookie.
@@ -608,9 +658,7 @@ const SYSTEM_P50: usize = 14;
 const SYSTEM_P90: usize = 15;
 const WON_RATE: usize = 21;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_is_read_from_its_stored_buckets_with_the_same_figures() {
-    let h = Harness::new();
+async fn the_dashboard_is_read_from_its_stored_buckets_with_the_same_figures(h: Harness) {
     drive(&h).await;
     let session = h.sign_in("ops").await;
     let csv = h.get("/console/dashboard.csv", Some(&session)).await;
@@ -658,9 +706,7 @@ async fn the_dashboard_is_read_from_its_stored_buckets_with_the_same_figures() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_claim_a_touch_and_a_close_make_their_hour_stale_and_show_at_once() {
-    let h = Harness::new();
+async fn a_claim_a_touch_and_a_close_make_their_hour_stale_and_show_at_once(h: Harness) {
     drive(&h).await;
     let session = h.sign_in("ops").await;
     let row = h.current_row("", &session).await;
@@ -689,6 +735,7 @@ async fn a_claim_a_touch_and_a_close_make_their_hour_stale_and_show_at_once() {
     // e3 (captured at T0 + 20 min, 15 min SLA, never answered) claimed at 10 minutes: met.
     h.buckets_kept().await;
     h.claim("e3", &e3_owner, t0_plus(1800)).await;
+    h.settle().await;
     let hours = h
         .store()
         .report_hours(now() - SignedDuration::from_hours(14 * 24), now())
@@ -719,9 +766,7 @@ async fn a_claim_a_touch_and_a_close_make_their_hour_stale_and_show_at_once() {
     assert_eq!(h.current_row("", &session).await[WON_RATE], "1.0000");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_changed_configuration_rebuilds_the_buckets() {
-    let h = Harness::new();
+async fn a_changed_configuration_rebuilds_the_buckets(h: Harness) {
     drive(&h).await;
     let session = h.sign_in("ops").await;
     // No working hours configured: the working clock is the wall clock.
@@ -759,4 +804,34 @@ async fn a_changed_configuration_rebuilds_the_buckets() {
     let session = h.sign_in("ops").await;
     let row = h.current_row("?hours=working", &session).await;
     assert_eq!((&row[SYSTEM_P50][..], &row[SYSTEM_P90][..]), ("15", "30"));
+}
+
+/// The report-bucket checks on both stores: SQLite moves an hour in the write, DynamoDB once
+/// the table's stream reached the report-hours function.
+mod report_buckets {
+    use super::Harness;
+
+    macro_rules! both {
+        ($($check:ident),* $(,)?) => {
+            mod on_sqlite {
+                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::super::$check(Harness::new()).await;
+                })*
+                use super::Harness;
+            }
+            mod on_dynamodb {
+                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::super::$check(Harness::on_moto().await).await;
+                })*
+                use super::Harness;
+            }
+        };
+    }
+    both!(
+        the_dashboard_is_read_from_its_stored_buckets_with_the_same_figures,
+        a_claim_a_touch_and_a_close_make_their_hour_stale_and_show_at_once,
+        a_changed_configuration_rebuilds_the_buckets,
+    );
 }

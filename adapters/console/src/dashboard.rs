@@ -24,7 +24,8 @@ use leadrelay_shared::model::Owner;
 use leadrelay_shared::ports::{BuiltHour, LeadStore, ReportBucket, StoreError};
 use leadrelay_shared::report::rollup::{self, Holder, HolderKind, Strings};
 use leadrelay_shared::report::{
-    Dimension, Directory, Group, Hours, LeadFacts, Params, Records, ReportRecord, SpeedToLead, Spread, TierSla,
+    Dimension, Directory, Group, Hours, LeadFacts, Params, Records, ReportRecord, SpeedToLead,
+    Spread, TierSla,
 };
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -302,18 +303,19 @@ fn compute(
 /// where it keeps them: an hour without a bucket, with a bucket built at an older generation
 /// (a lead of it was written since) or under another [`Directory::fingerprint`] is rebuilt
 /// from its facts, used, and stored back (in the background: only if the hour did not move
-/// meanwhile). From the window's facts on a store without buckets.
+/// meanwhile). From the window's facts on a store without buckets. Says which: figures from
+/// buckets are never kept for later ([`FigureCache`]).
 pub(crate) async fn read_records(
     store: &Arc<dyn LeadStore>,
     from: Timestamp,
     to: Timestamp,
     directory: &Directory,
-) -> Result<Records, StoreError> {
+) -> Result<(Records, Read), StoreError> {
     let Some(hours) = store.report_hours(from, to).await? else {
         let facts = store.lead_facts(from, to).await?;
         let mut records = Records::of(&facts, directory);
         records.sort_by_capture();
-        return Ok(records);
+        return Ok((records, Read::Facts));
     };
     let fingerprint = directory.fingerprint();
     let mut records = Records::default();
@@ -383,7 +385,16 @@ pub(crate) async fn read_records(
     }
     // Buckets and runs come in no common order, each sorted: one merge sort of sorted runs.
     records.sort_by_capture();
-    Ok(records)
+    Ok((records, Read::Buckets))
+}
+
+/// Where [`read_records`] read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// The store's report buckets: cheap to read again, so figures are always current.
+    Buckets,
+    /// The window's facts (a store without buckets): slow on a large store.
+    Facts,
 }
 
 /// Consecutive values as `(first, last)` runs: `1, 2, 3, 7` → `(1, 3), (7, 7)`.
@@ -398,8 +409,9 @@ fn runs(sorted: impl IntoIterator<Item = i64>) -> Vec<(i64, i64)> {
     runs
 }
 
-/// How long computed figures are served again: the facts of 100,000 leads take longer to read
-/// than a page may (docs/benchmarks.md), and a dashboard a minute old is still the dashboard.
+/// How long computed figures are served again, on a store without report buckets: the facts
+/// of 100,000 leads take longer to read than a page may (docs/benchmarks.md), and a dashboard
+/// a minute old is still the dashboard. From buckets, figures are computed at every view.
 const FRESH_FOR: SignedDuration = SignedDuration::from_secs(60);
 /// Figures that took at least this long to compute are kept for [`FRESH_FOR`].
 const SLOW: std::time::Duration = std::time::Duration::from_millis(50);
@@ -460,9 +472,11 @@ async fn load(
         return Ok((filters, at, dashboard));
     }
     let started = std::time::Instant::now();
-    let dashboard = Arc::new(compute_for(console, signed, &filters).await?);
-    // Only figures that were slow to compute are kept: a small store is always fresh.
-    if started.elapsed() >= SLOW {
+    let (dashboard, read) = compute_for(console, signed, &filters).await?;
+    let dashboard = Arc::new(dashboard);
+    // Only figures that were slow to compute from the facts are kept: a small store, and a
+    // store with buckets, is always current.
+    if read == Read::Facts && started.elapsed() >= SLOW {
         console.figures.put(key, now, dashboard.clone());
     }
     Ok((filters, now, dashboard))
@@ -473,14 +487,14 @@ async fn compute_for(
     console: &Console,
     signed: &Signed,
     filters: &Filters,
-) -> Result<Dashboard, Refusal> {
+) -> Result<(Dashboard, Read), Refusal> {
     let config = console.config();
     let viewer_scope = scope(signed, filters, config)?;
     let team = filters.team.as_deref().map(|t| TeamOwners::of(t, config));
     let now = console.pipeline.clock.now();
     let length = SignedDuration::from_hours(24 * filters.days);
     let directory = Directory::new(config);
-    let mut records = read_records(
+    let (mut records, read) = read_records(
         &console.pipeline.store,
         now - length - length,
         now,
@@ -497,7 +511,10 @@ async fn compute_for(
             && team.as_ref().is_none_or(|h| held_by(r, h))
             && source.is_none_or(|s| s == Some(r.source))
     });
-    Ok(compute(&records, filters.days, filters.hours, now, config))
+    Ok((
+        compute(&records, filters.days, filters.hours, now, config),
+        read,
+    ))
 }
 
 async fn dashboard_page(

@@ -16,7 +16,9 @@ async fn main() -> Result<(), Error> {
         let store = store.clone();
         async move {
             let hours = lead_writes_per_hour(&event.payload);
-            store.bump_report_hours(&hours, jiff::Timestamp::now()).await?;
+            store
+                .bump_report_hours(&hours, jiff::Timestamp::now())
+                .await?;
             Ok::<_, Error>(())
         }
     }))

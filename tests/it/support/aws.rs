@@ -114,7 +114,9 @@ impl ReportStream {
                     iterator = next.to_owned();
                 }
                 let Some(last) = records.last() else { break };
-                let last = last["dynamodb"]["SequenceNumber"].as_str().expect("sequence number");
+                let last = last["dynamodb"]["SequenceNumber"]
+                    .as_str()
+                    .expect("sequence number");
                 checkpoints.insert(shard_id.clone(), last.to_owned());
                 handed += records.len();
                 for record in &mut records {

@@ -70,7 +70,12 @@ pub fn lead_writes_per_hour(event: &StreamEvent) -> BTreeMap<i64, u64> {
 /// `2026-11`: the month partition `hour` is kept in; `None` for an hour out of range.
 fn month_of(hour: i64) -> Option<Date> {
     let start = hour_start(hour)?;
-    Some(start.to_zoned(jiff::tz::TimeZone::UTC).date().first_of_month())
+    Some(
+        start
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .date()
+            .first_of_month(),
+    )
 }
 
 fn partition(month: Date) -> String {
@@ -381,8 +386,14 @@ impl DynamoStore {
             // BUCKET is one of DynamoDB's reserved words.
             .expression_attribute_names("#bucket", "bucket")
             .condition_expression("generation = :generation AND bumped_at <= :settled")
-            .expression_attribute_values(":generation", AttributeValue::N(bucket.generation.to_string()))
-            .expression_attribute_values(":fingerprint", AttributeValue::N(bucket.fingerprint.to_string()))
+            .expression_attribute_values(
+                ":generation",
+                AttributeValue::N(bucket.generation.to_string()),
+            )
+            .expression_attribute_values(
+                ":fingerprint",
+                AttributeValue::N(bucket.fingerprint.to_string()),
+            )
             .expression_attribute_values(":bucket", AttributeValue::B(bucket.bytes.into()))
             .expression_attribute_values(":settled", n(settled))
             .send()

@@ -40,7 +40,7 @@ bench: ## Stage-logic, routing and HTTP-enrichment benchmarks, and the embedded 
 	$(CARGO) bench -p leadrelay --bench claim_and_sla
 
 .PHONY: bench-lambda
-bench-lambda: ## Cold start of the seven Lambda functions (host release build, moto): init, first invocation, peak RSS
+bench-lambda: ## Cold start of the eight Lambda functions (host release build, moto): init, first invocation, peak RSS
 	./scripts/bench-lambda.sh
 
 FUZZ_SECONDS ?= 300

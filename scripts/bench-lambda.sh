@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cold start of the seven Lambda functions, measured (tests/benches/lambda_cold_start.rs): builds
+# Cold start of the eight Lambda functions, measured (tests/benches/lambda_cold_start.rs): builds
 # each function's release bootstrap for this machine's architecture, starts moto (the AWS
 # emulator, scripts/with-moto.sh) and runs the bench, which spawns each bootstrap against a
 # local Lambda Runtime API. Figures and their meaning: docs/benchmarks.md.
@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CARGO=${CARGO:-cargo}
-FUNCTIONS=(ingest enrich route notify claim console sla)
+FUNCTIONS=(ingest enrich route notify claim console sla report-hours)
 
 if [[ -z ${BOOTSTRAP_DIR:-} ]]; then
     packages=()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the Lambda functions (ingest, enrich, route, notify, claim, console, sla) for arm64 in release mode
+# Build the Lambda functions (ingest, enrich, route, notify, claim, console, sla, report-hours) for arm64 in release mode
 # with the venv's cargo-lambda (zig as the cross linker: no Docker, no cross toolchain), then
 # print each function's bootstrap and zip sizes.
 #
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BINARIES=(ingest enrich route notify claim console sla)
+BINARIES=(ingest enrich route notify claim console sla report-hours)
 TARGET=aarch64-unknown-linux-gnu
 LAMBDA_DIR=${LAMBDA_DIR:-target/lambda}
 # Its own target directory: cross artifacts share nothing with host builds anyway, and this

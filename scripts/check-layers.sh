@@ -41,8 +41,8 @@ ADAPTERS="leadrelay-web leadrelay-console leadrelay-channels leadrelay-email lea
 {
     forbid leadrelay-shared "the core is pure: no HTTP, SMTP, database, GeoIP or AWS" $IO $ADAPTERS
     # Queue-only stages: no HTTP client, web server, e-mail or GeoIP.
-    for fn in route sla; do
-        forbid "leadrelay-$fn" "the $fn stage calls only DynamoDB and SQS" \
+    for fn in route sla report-hours; do
+        forbid "leadrelay-$fn" "the $fn function calls only DynamoDB and SQS" \
             reqwest axum lambda_http lettre maxminddb governor aws-sdk-sesv2 aws-sdk-sns \
             leadrelay-web leadrelay-channels leadrelay-email leadrelay-providers leadrelay-geoip leadrelay-sqlite \
             leadrelay-https leadrelay-crm
@@ -61,12 +61,12 @@ ADAPTERS="leadrelay-web leadrelay-console leadrelay-channels leadrelay-email lea
     # One TLS crypto library: every HTTPS client (the AWS SDK's, reqwest's through
     # leadrelay-https, lettre's) runs on ring; a second provider is a second copy of crypto.
     for entry in leadrelay leadrelay-ingest leadrelay-enrich leadrelay-route leadrelay-notify \
-        leadrelay-claim leadrelay-console-fn leadrelay-sla; do
+        leadrelay-claim leadrelay-console-fn leadrelay-sla leadrelay-report-hours; do
         forbid "$entry" "TLS runs on ring only (leadrelay-https)" aws-lc-rs aws-lc-sys
     done
     # The functions configure the AWS SDK from Lambda's variables (`lambda_sdk_config`):
     # aws-config's default chain (profiles, SSO, STS web identity, IMDS, ECS) is the operators'.
-    for fn in ingest enrich route notify claim console-fn sla; do
+    for fn in ingest enrich route notify claim console-fn sla report-hours; do
         forbid "leadrelay-$fn" "the SDK is configured from the environment, not aws-config's chain" \
             aws-config aws-sdk-sts aws-sdk-sso aws-sdk-ssooidc
     done

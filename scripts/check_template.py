@@ -22,7 +22,7 @@ from pathlib import Path
 from cfnlint.decode import cfn_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-BINARIES = ("ingest", "enrich", "route", "notify", "claim", "console", "sla")
+BINARIES = ("ingest", "enrich", "route", "notify", "claim", "console", "sla", "report-hours")
 CONSUMERS = ("enrich", "route", "notify")
 ENV_CONTRACT = (
     "LEADRELAY_TABLE",
@@ -515,6 +515,51 @@ def check_console(t: Template) -> str:
     return f"console routes GET/POST /console/* -> {console}, polls every DLQ"
 
 
+def check_report_hours(t: Template) -> str:
+    """The table streams new images to report-hours, retried until they succeed, and the
+    console keeps its report buckets only because of it."""
+    fname = t.functions_by_binary().get("report-hours")
+    props = (t.resources.get(fname) or {}).get("Properties") or {}
+    problems = []
+    tables = t.of_type("AWS::DynamoDB::Table")
+    table = next(iter(tables), None)
+    view = (((tables.get(table) or {}).get("Properties") or {}).get("StreamSpecification") or {}
+            ).get("StreamViewType")
+    if view not in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES"):
+        problems.append(f"{table}: StreamSpecification.StreamViewType must include new images")
+    streams = [e.get("Properties") or {} for e in (props.get("Events") or {}).values()
+               if e.get("Type") == "DynamoDB"]
+    if len(streams) != 1:
+        problems.append(f"{fname} needs exactly one DynamoDB stream event, has {len(streams)}")
+    else:
+        s = streams[0]
+        stream = s.get("Stream")
+        if not (isinstance(stream, dict) and stream.get("Fn::GetAtt") in
+                ([table, "StreamArn"], f"{table}.StreamArn")):
+            problems.append(f"{fname}: Stream must be !GetAtt {table}.StreamArn")
+        if s.get("StartingPosition") != "TRIM_HORIZON":
+            problems.append(f"{fname}: StartingPosition must be TRIM_HORIZON (no write missed)")
+        if s.get("MaximumRetryAttempts") != -1 or s.get("BisectBatchOnFunctionError") is not True:
+            problems.append(f"{fname}: a batch is retried until it succeeds "
+                            "(MaximumRetryAttempts -1, BisectBatchOnFunctionError)")
+        patterns = " ".join(f.get("Pattern", "") for f in
+                            (s.get("FilterCriteria") or {}).get("Filters") or [])
+        if "LEAD#" not in patterns or "captured_at" not in patterns:
+            problems.append(f"{fname}: FilterCriteria must keep lead items (LEAD#, captured_at) only")
+    console = t.functions_by_binary().get("console")
+    env = (((t.resources.get(console) or {}).get("Properties") or {}).get("Environment") or {}
+           ).get("Variables") or {}
+    if str(env.get("LEADRELAY_REPORT_HOURS_STREAM")).lower() != "true":
+        problems.append(f"{console}: LEADRELAY_REPORT_HOURS_STREAM must be \"true\"")
+    ages = [n for n, p, dims in _alarms(t) if p.get("MetricName") == "IteratorAge"
+            and dims.get("FunctionName") == fname]
+    if not ages:
+        problems.append(f"{fname} has no IteratorAge alarm")
+    if problems:
+        raise Problem("; ".join(problems))
+    return f"{table} streams new images to {fname} (retried, lead items only), alarmed by {ages[0]}"
+
+
 def check_sla_watch(t: Template) -> str:
     """sla-watch runs on an enabled schedule, one run at a time, emits EMF, can reach notify,
     and an alarm counts the breaches it emits."""
@@ -563,6 +608,7 @@ CHECKS = (
     check_claim_routes,
     check_console,
     check_sla_watch,
+    check_report_hours,
     check_outputs,
 )
 

@@ -86,10 +86,11 @@ enum Function {
     Claim,
     Console,
     Sla,
+    ReportHours,
 }
 
 impl Function {
-    const ALL: [Function; 7] = [
+    const ALL: [Function; 8] = [
         Function::Ingest,
         Function::Enrich,
         Function::Route,
@@ -97,6 +98,7 @@ impl Function {
         Function::Claim,
         Function::Console,
         Function::Sla,
+        Function::ReportHours,
     ];
 
     fn binary(self) -> &'static str {
@@ -108,6 +110,7 @@ impl Function {
             Function::Claim => "claim",
             Function::Console => "console",
             Function::Sla => "sla",
+            Function::ReportHours => "report-hours",
         }
     }
 
@@ -116,7 +119,7 @@ impl Function {
         Duration::from_secs(match self {
             Function::Ingest | Function::Claim => 10,
             Function::Console => 15,
-            Function::Enrich | Function::Route | Function::Notify => 20,
+            Function::Enrich | Function::Route | Function::Notify | Function::ReportHours => 20,
             Function::Sla => 60,
         })
     }
@@ -751,6 +754,37 @@ async fn drive_chain(
         "sla did not escalate the due lead {due}: {report}"
     );
     samples.push((Function::Sla, sla.sample));
+
+    // report-hours: the table's stream since the stack was made (every write above), as its
+    // event source mapping hands a batch over; the lead's capture hour must move.
+    let captured = lead
+        .timeline
+        .captured_at
+        .with_context(|| format!("lead {lead_id} has no capture time"))?;
+    let hour_of_lead = |store: leadrelay_aws::DynamoStore| async move {
+        let hours = leadrelay_shared::ports::LeadStore::report_hours(
+            &store.with_report_buckets(Duration::ZERO),
+            captured,
+            captured + SignedDuration::from_secs(1),
+        )
+        .await?
+        .context("a store with buckets lists hours")?;
+        anyhow::Ok(hours.first().map(|h| h.generation))
+    };
+    let before = hour_of_lead(stack.deployment.store.clone()).await?;
+    let event = stack
+        .deployment
+        .report_stream
+        .next_event(1000)
+        .await
+        .context("the table's stream has no records")?;
+    let report_hours = start(Function::ReportHours, serde_json::to_vec(&event)?).await?;
+    let after = hour_of_lead(stack.deployment.store.clone()).await?;
+    ensure!(
+        after > before,
+        "report-hours did not move the lead's hour ({before:?} -> {after:?})"
+    );
+    samples.push((Function::ReportHours, report_hours.sample));
     Ok(samples)
 }
 

@@ -57,9 +57,10 @@ impl ReportStream {
         answer
     }
 
-    /// Hands every stream record written since the last call to the handler, one batch per
-    /// page of records; returns how many records there were.
-    pub async fn pump(&self) -> usize {
+    /// The stream records written since the last call, as the Lambda event the report-hours
+    /// function gets (`{"Records": [...]}`, each record with its `eventSourceARN`), at most
+    /// `limit`; `None` when there are none.
+    pub async fn next_event(&self, limit: usize) -> Option<serde_json::Value> {
         let mut checkpoints = self.checkpoints.lock().await;
         let table = self
             .call(
@@ -77,7 +78,6 @@ impl ReportStream {
                 serde_json::json!({ "StreamArn": arn }),
             )
             .await;
-        let mut handed = 0;
         for shard in stream["StreamDescription"]["Shards"]
             .as_array()
             .expect("shards")
@@ -96,41 +96,45 @@ impl ReportStream {
                     "ShardIteratorType": "TRIM_HORIZON",
                 }),
             };
-            let mut iterator = self
+            let iterator = self
                 .call("DynamoDBStreams_20120810.GetShardIterator", start)
                 .await["ShardIterator"]
                 .as_str()
                 .expect("iterator")
                 .to_owned();
-            loop {
-                let page = self
-                    .call(
-                        "DynamoDBStreams_20120810.GetRecords",
-                        serde_json::json!({ "ShardIterator": iterator, "Limit": 100 }),
-                    )
-                    .await;
-                let mut records = page["Records"].as_array().cloned().unwrap_or_default();
-                if let Some(next) = page["NextShardIterator"].as_str() {
-                    iterator = next.to_owned();
-                }
-                let Some(last) = records.last() else { break };
-                let last = last["dynamodb"]["SequenceNumber"]
-                    .as_str()
-                    .expect("sequence number");
-                checkpoints.insert(shard_id.clone(), last.to_owned());
-                handed += records.len();
-                for record in &mut records {
-                    record["eventSourceARN"] = serde_json::Value::String(arn.clone());
-                }
-                let event: aws_lambda_events::dynamodb::Event =
-                    serde_json::from_value(serde_json::json!({ "Records": records }))
-                        .expect("the stream's records are a Lambda DynamoDB event");
-                let hours = leadrelay_aws::dynamo::report_hours::lead_writes_per_hour(&event);
-                self.store
-                    .bump_report_hours(&hours, jiff::Timestamp::now())
-                    .await
-                    .expect("bumped");
+            let page = self
+                .call(
+                    "DynamoDBStreams_20120810.GetRecords",
+                    serde_json::json!({ "ShardIterator": iterator, "Limit": limit }),
+                )
+                .await;
+            let mut records = page["Records"].as_array().cloned().unwrap_or_default();
+            let Some(last) = records.last() else { continue };
+            let last = last["dynamodb"]["SequenceNumber"]
+                .as_str()
+                .expect("sequence number");
+            checkpoints.insert(shard_id.clone(), last.to_owned());
+            for record in &mut records {
+                record["eventSourceARN"] = serde_json::Value::String(arn.clone());
             }
+            return Some(serde_json::json!({ "Records": records }));
+        }
+        None
+    }
+
+    /// Hands every stream record written since the last call to the handler's code, in
+    /// batches of up to 100; returns how many records there were.
+    pub async fn pump(&self) -> usize {
+        let mut handed = 0;
+        while let Some(event) = self.next_event(100).await {
+            let event: aws_lambda_events::dynamodb::Event =
+                serde_json::from_value(event).expect("the stream's records are a Lambda event");
+            handed += event.records.len();
+            let hours = leadrelay_aws::dynamo::report_hours::lead_writes_per_hour(&event);
+            self.store
+                .bump_report_hours(&hours, jiff::Timestamp::now())
+                .await
+                .expect("bumped");
         }
         handed
     }

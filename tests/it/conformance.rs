@@ -2696,3 +2696,146 @@ async fn a_report_bucket_is_kept_only_at_the_generation_it_was_built_from(adapte
         .expect("kept")
         .is_empty());
 }
+
+/// What only the DynamoDB store's report hours do: the stream moves them, months of leads
+/// older than the stream are listed from the capture index once, and a bucket waits for its
+/// hour's last move to settle.
+mod report_hours_on_dynamodb {
+    use std::time::Duration;
+
+    use leadrelay_shared::ports::{BuiltHour, LeadStore, ReportBucket};
+
+    use super::{lead, moto, report_hour, unique, Timestamp};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn leads_older_than_the_stream_are_listed_once_per_month_and_later_ones_by_the_stream() {
+        let deployment = moto().await.deploy(5, 30).await;
+        let store = deployment.store.clone().with_report_buckets(Duration::ZERO);
+        let at: Timestamp = "2026-10-14T08:20:00Z".parse().expect("time");
+        let (hour, start, end) = report_hour(at);
+        // Written before anything read the stream (as on a table from before the upgrade).
+        for _ in 0..3 {
+            let mut old = lead(&unique("old"), &unique("evt"));
+            old.timeline.captured_at = Some(at);
+            store.create_lead(&old).await.expect("create");
+        }
+        let month = |from, to| {
+            let store = store.clone();
+            async move {
+                store
+                    .report_hours(from, to)
+                    .await
+                    .expect("hours")
+                    .expect("kept")
+            }
+        };
+        let listed = month(start, end).await;
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0].hour, hour);
+        let first = listed[0].generation;
+        assert!(first > 0);
+
+        // The month is listed once: a lead written later (the stream not read yet) is not
+        // listed from the index again, so its new hour is missing and the old hour unmoved.
+        let later_at = at + jiff::SignedDuration::from_hours(3);
+        let mut later = lead(&unique("later"), &unique("evt"));
+        later.timeline.captured_at = Some(later_at);
+        store.create_lead(&later).await.expect("create");
+        let (later_hour, _, later_end) = report_hour(later_at);
+        assert_eq!(
+            month(start, later_end).await.len(),
+            1,
+            "listed from the index once only"
+        );
+
+        // The stream carries every write, the old ones too: each hour moves.
+        assert!(deployment.report_stream.pump().await >= 4);
+        let hours = month(start, later_end).await;
+        let found: Vec<i64> = hours.iter().map(|h| h.hour).collect();
+        assert_eq!(found, [hour, later_hour]);
+        assert!(hours[0].generation > first);
+
+        // A bucket built now is kept (no settle time here), and the oversized one is not.
+        let bucket = |bytes: Vec<u8>| BuiltHour {
+            hour,
+            bucket: ReportBucket {
+                generation: hours[0].generation,
+                fingerprint: 7,
+                bytes,
+            },
+        };
+        let too_large = bucket(vec![
+            0;
+            leadrelay_aws::dynamo::report_hours::MAX_BUCKET_BYTES
+                + 1
+        ]);
+        assert_eq!(store.put_report_hours(&[too_large]).await.expect("put"), 0);
+        assert_eq!(
+            store
+                .put_report_hours(&[bucket(vec![1, 2, 3])])
+                .await
+                .expect("put"),
+            1
+        );
+        let kept = month(start, end).await;
+        assert_eq!(
+            kept[0].bucket.as_ref().map(|b| b.bytes.clone()),
+            Some(vec![1, 2, 3])
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bucket_is_not_kept_while_its_hours_last_move_is_younger_than_the_settle_time() {
+        let deployment = moto().await.deploy(5, 30).await;
+        let settling = deployment
+            .store
+            .clone()
+            .with_report_buckets(Duration::from_secs(3600));
+        let at: Timestamp = "2026-11-02T11:00:00Z".parse().expect("time");
+        let (hour, start, end) = report_hour(at);
+        // The month is listed (empty) before the lead, so only the stream moves its hour.
+        assert!(settling
+            .report_hours(start, end)
+            .await
+            .expect("hours")
+            .expect("kept")
+            .is_empty());
+        let mut fresh = lead(&unique("fresh"), &unique("evt"));
+        fresh.timeline.captured_at = Some(at);
+        settling.create_lead(&fresh).await.expect("create");
+        deployment.report_stream.pump().await;
+        let hours = settling
+            .report_hours(start, end)
+            .await
+            .expect("hours")
+            .expect("kept");
+        let built = [BuiltHour {
+            hour,
+            bucket: ReportBucket {
+                generation: hours[0].generation,
+                fingerprint: 7,
+                bytes: vec![9],
+            },
+        }];
+        // Moved a moment ago: the capture index may still lag the write, so not kept.
+        assert_eq!(settling.put_report_hours(&built).await.expect("put"), 0);
+        // The same bucket under no settle time is kept: only the age refused it.
+        let settled = deployment.store.clone().with_report_buckets(Duration::ZERO);
+        assert_eq!(settled.put_report_hours(&built).await.expect("put"), 1);
+        // A store without buckets lists none and keeps none.
+        assert!(deployment
+            .store
+            .report_hours(start, end)
+            .await
+            .expect("hours")
+            .is_none());
+        assert_eq!(
+            deployment
+                .store
+                .put_report_hours(&built)
+                .await
+                .expect("put"),
+            0
+        );
+    }
+}

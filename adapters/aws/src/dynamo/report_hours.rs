@@ -40,6 +40,8 @@ const COMPLETE: &str = "COMPLETE";
 pub const MAX_BUCKET_BYTES: usize = 350 * 1024;
 /// Writes (and capture-index queries) in flight at once.
 const IN_FLIGHT: usize = 16;
+/// The hours one query of a month's partition reads (a week).
+const HOURS_PER_QUERY: usize = 7 * 24;
 
 /// The lead writes of a stream batch, counted per capture hour: every inserted or modified
 /// lead item (`pk` `LEAD#…` with a `captured_at`); other items and removals are not lead
@@ -76,6 +78,19 @@ fn month_of(hour: i64) -> Option<Date> {
             .date()
             .first_of_month(),
     )
+}
+
+/// The first and last hour of `month`.
+fn month_hours(month: Date) -> Result<(i64, i64), StoreError> {
+    let start = |date: Date| {
+        date.to_zoned(jiff::tz::TimeZone::UTC)
+            .map(|zoned| hour_of(zoned.timestamp()))
+            .map_err(|e| StoreError::Corrupt(format!("report month: {e}")))
+    };
+    let next = month
+        .checked_add(jiff::Span::new().months(1))
+        .map_err(|e| StoreError::Corrupt(format!("report month: {e}")))?;
+    Ok((start(month)?, start(next)? - 1))
 }
 
 fn partition(month: Date) -> String {
@@ -161,9 +176,8 @@ impl DynamoStore {
         results.into_iter().collect()
     }
 
-    /// [`leadrelay_shared::ports::LeadStore::report_hours`]: one query per month of the
-    /// window (consistent reads, so a bump or bucket just written is seen), after listing any
-    /// month not yet listed.
+    /// [`leadrelay_shared::ports::LeadStore::report_hours`]: one query per week of the
+    /// window, all at once, after listing any month not yet listed.
     pub(super) async fn stored_report_hours(
         &self,
         from: Timestamp,
@@ -186,18 +200,30 @@ impl DynamoStore {
         }
         let listed = months.into_iter().map(|month| async move {
             self.list_month_once(month).await?;
-            self.query_hours(month, first, last).await
+            // A month's hours are read a week at a time, at once: one partition's pages come
+            // one after another, and a busy month's buckets are megabytes.
+            let (start, end) = month_hours(month)?;
+            let (first, last) = (first.max(start), last.min(end));
+            let chunks = (first..=last)
+                .step_by(HOURS_PER_QUERY)
+                .map(|from| (from, (from + HOURS_PER_QUERY as i64 - 1).min(last)));
+            let queries = chunks.map(|(from, to)| self.query_hours(month, from, to));
+            futures::future::try_join_all(queries).await
         });
         let mut hours: Vec<ReportHour> = futures::future::try_join_all(listed)
             .await?
             .into_iter()
+            .flatten()
             .flatten()
             .collect();
         hours.sort_by_key(|h| h.hour);
         Ok(hours)
     }
 
-    /// The hour items of `month` from `first` to `last` (inclusive).
+    /// The hour items of `month` from `first` to `last` (inclusive; hours of other months are
+    /// not in its partition). Eventually consistent: a generation read a moment late only
+    /// delays a change (as the stream does), and a bucket built from it is refused, since the
+    /// put's condition reads the generation as it is.
     async fn query_hours(
         &self,
         month: Date,
@@ -211,7 +237,6 @@ impl DynamoStore {
                 .client
                 .query()
                 .table_name(&self.table)
-                .consistent_read(true)
                 .key_condition_expression("pk = :month AND sk BETWEEN :first AND :last")
                 .expression_attribute_values(":month", s(partition(month)))
                 .expression_attribute_values(":first", s(sort_key(first)))
@@ -473,5 +498,12 @@ mod tests {
         assert_eq!(next["pk"].as_s().expect("s"), "REPORTHOURS#2026-12");
         assert!(sort_key(9) < sort_key(10) && sort_key(99_999) < sort_key(100_000));
         assert!(hour_key(-1).is_none());
+        let november = month_of(hour).expect("month");
+        let (first, last) = month_hours(november).expect("hours");
+        assert_eq!(month_of(first), Some(november));
+        assert_eq!(month_of(last), Some(november));
+        assert_eq!(last, hour);
+        assert_eq!(last - first + 1, 30 * 24);
+        assert_ne!(month_of(first - 1), Some(november));
     }
 }

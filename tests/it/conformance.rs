@@ -2784,6 +2784,39 @@ mod report_hours_on_dynamodb {
         );
     }
 
+    /// The stream event as Lambda delivers it (events/aws/dynamodb-stream-lead-writes.json):
+    /// a lead's creation and its next write move its hour by two; its delivery receipt (same
+    /// `pk`) does not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_documented_stream_event_moves_the_hour_of_each_lead_write() {
+        use leadrelay_aws::dynamo::report_hours::lead_writes_per_hour;
+        let path = crate::support::root().join("events/aws/dynamodb-stream-lead-writes.json");
+        let text = std::fs::read_to_string(&path).expect("the fixture");
+        let event: aws_lambda_events::dynamodb::Event =
+            serde_json::from_str(&text).expect("a DynamoDB stream event");
+        let at: Timestamp = "2026-11-23T10:05:00Z".parse().expect("time");
+        let (hour, start, end) = report_hour(at);
+        let hours = lead_writes_per_hour(&event);
+        assert_eq!(hours, std::collections::BTreeMap::from([(hour, 2)]));
+
+        let deployment = moto().await.deploy(5, 30).await;
+        let store = deployment.store.clone().with_report_buckets(Duration::ZERO);
+        let listed = || async {
+            store
+                .report_hours(start, end)
+                .await
+                .expect("hours")
+                .expect("kept")
+        };
+        assert!(listed().await.is_empty(), "no lead in the table");
+        store
+            .bump_report_hours(&hours, Timestamp::now())
+            .await
+            .expect("bumped");
+        let moved = listed().await;
+        assert_eq!((moved[0].hour, moved[0].generation), (hour, 2));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_bucket_is_not_kept_while_its_hours_last_move_is_younger_than_the_settle_time() {
         let deployment = moto().await.deploy(5, 30).await;

@@ -44,8 +44,8 @@ const IN_FLIGHT: usize = 16;
 const HOURS_PER_QUERY: usize = 7 * 24;
 
 /// The lead writes of a stream batch, counted per capture hour: every inserted or modified
-/// lead item (`pk` `LEAD#…` with a `captured_at`); other items and removals are not lead
-/// writes. Needs the stream's new images (`NEW_IMAGE` or `NEW_AND_OLD_IMAGES`).
+/// lead item (`pk` `LEAD#…`, `sk` `LEAD`, with a `captured_at`); other items (a lead's
+/// delivery receipts share its `pk`) and removals are not lead writes. Needs the stream's new images (`NEW_IMAGE` or `NEW_AND_OLD_IMAGES`).
 pub fn lead_writes_per_hour(event: &StreamEvent) -> BTreeMap<i64, u64> {
     let mut hours = BTreeMap::new();
     for record in &event.records {
@@ -54,8 +54,11 @@ pub fn lead_writes_per_hour(event: &StreamEvent) -> BTreeMap<i64, u64> {
         }
         let image = &record.change.new_image;
         let is_lead = matches!(
-            image.get("pk"),
-            Some(serde_dynamo::AttributeValue::S(pk)) if pk.starts_with("LEAD#")
+            (image.get("pk"), image.get("sk")),
+            (
+                Some(serde_dynamo::AttributeValue::S(pk)),
+                Some(serde_dynamo::AttributeValue::S(sk)),
+            ) if pk.starts_with("LEAD#") && sk == "LEAD"
         );
         let captured = match image.get("captured_at") {
             Some(serde_dynamo::AttributeValue::N(ms)) => ms.parse::<i64>().ok(),
@@ -473,7 +476,8 @@ mod tests {
             "pk": {"S": "COUNTER#rep"}, "sk": {"S": "COUNTER"}, "value": {"N": "3"}
         });
         let receipt = serde_json::json!({
-            "pk": {"S": "LEAD#a"}, "sk": {"S": "DELIVERY#slack"}, "delivered_at": {"N": "1"}
+            "pk": {"S": "LEAD#a"}, "sk": {"S": "DELIVERY#slack"}, "delivered_at": {"N": "1"},
+            "captured_at": {"N": at("2026-11-26T09:05:00Z").as_millisecond().to_string()}
         });
         let hours = lead_writes_per_hour(&event(serde_json::json!({"Records": [
             record("INSERT", lead("a", "2026-11-26T09:05:00Z")),

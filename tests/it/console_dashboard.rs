@@ -73,7 +73,7 @@ enum Backend {
     Dynamo {
         store: leadrelay_aws::DynamoStore,
         queues: leadrelay_aws::SqsQueues,
-        stream: crate::support::aws::ReportStream,
+        stream: Box<crate::support::aws::ReportStream>,
     },
 }
 
@@ -90,7 +90,7 @@ impl Harness {
         let backend = Backend::Dynamo {
             store: deployment.store.with_report_buckets(Duration::ZERO),
             queues: deployment.queues,
-            stream: deployment.report_stream,
+            stream: Box::new(deployment.report_stream),
         };
         Harness::over(backend, Arc::new(HandClock::new(now())), None, &|text| text)
     }

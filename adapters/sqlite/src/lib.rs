@@ -2472,19 +2472,27 @@ mod tests {
             visibility_timeout: Duration::from_secs(30),
         };
         let db = Sqlite::open(dir.path(), settings).expect("open");
-        // The committer is held by a first write until both writes below are queued, so that
-        // they share the next batch (or this one: the outcome is the same).
+        // The committer is held inside a first write until both writes below are queued, so
+        // that they share the next batch. Waiting for it to be inside matters: a write queued
+        // before the blocker's would let the committer take the rollback alone, and the
+        // later write would rightly commit in a batch of its own.
         let (release, held) = std::sync::mpsc::channel::<()>();
+        let (entered, inside) = std::sync::mpsc::channel::<()>();
         let blocker = {
             let db = db.clone();
             tokio::spawn(async move {
                 db.write(Durability::Atomic, move |_| {
+                    let _ = entered.send(());
                     let _ = held.recv();
                     Ok(())
                 })
                 .await
             })
         };
+        tokio::task::spawn_blocking(move || inside.recv())
+            .await
+            .expect("waiting")
+            .expect("the committer runs the blocker");
         let (rolled_back, after, ()) = tokio::join!(
             // What a full disk does to the transaction, done by hand.
             db.write(Durability::Atomic, |conn| {

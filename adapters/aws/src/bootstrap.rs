@@ -428,7 +428,26 @@ mod tests {
     use tracing::Level;
     use tracing_subscriber::filter::{LevelFilter, Targets};
 
-    use super::log_filter;
+    use super::{log_filter, Deployment, ENV_REPORT_HOURS_STREAM, ENV_TABLE};
+
+    #[test]
+    fn report_buckets_are_kept_only_where_the_template_says_its_stream_is_consumed() {
+        let with = |value: Option<&str>| {
+            Deployment::from_env(|name| match name {
+                ENV_TABLE => Some("leads".to_owned()),
+                ENV_REPORT_HOURS_STREAM => value.map(str::to_owned),
+                _ => None,
+            })
+        };
+        assert!(!with(None).expect("unset").report_hours_stream);
+        assert!(!with(Some("false")).expect("false").report_hours_stream);
+        assert!(with(Some("true")).expect("true").report_hours_stream);
+        let error = with(Some("yes")).expect_err("not a bool");
+        assert!(
+            error.to_string().contains(ENV_REPORT_HOURS_STREAM),
+            "{error}"
+        );
+    }
 
     fn default_level(filter: &Targets) -> Option<LevelFilter> {
         filter.default_level()

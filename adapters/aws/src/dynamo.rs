@@ -170,7 +170,7 @@ fn counter_value(name: &str, item: &HashMap<String, AttributeValue>) -> Result<i
     }
 }
 
-fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+fn number<T: std::str::FromStr>(item: &HashMap<String, AttributeValue>, name: &str) -> Option<T> {
     item.get(name)?.as_n().ok()?.parse().ok()
 }
 
@@ -1132,7 +1132,7 @@ impl LeadStore for DynamoStore {
         let corrupt = |what: &str| StoreError::Corrupt(format!("ledger {pool}/{period}: {what}"));
         let mut ledger: PoolLedger = json_body(&item, &format!("ledger {pool}/{period}"))?;
         // The attribute is what the version guard compares, so it is the one to trust.
-        ledger.version = number(&item, "version")
+        ledger.version = number::<i64>(&item, "version")
             .and_then(|v| u64::try_from(v).ok())
             .ok_or_else(|| corrupt("no valid version"))?;
         Ok(ledger)
@@ -1559,7 +1559,7 @@ impl EnrichmentCache for DynamoStore {
             return Ok(None);
         };
         // DynamoDB deletes expired items up to days late: expiry is checked here too.
-        if number(&item, "expires_at").is_none_or(|at| at <= now.as_second()) {
+        if number::<i64>(&item, "expires_at").is_none_or(|at| at <= now.as_second()) {
             return Ok(None);
         }
         Ok(item

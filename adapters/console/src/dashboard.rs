@@ -355,22 +355,21 @@ pub(crate) async fn read_records(
                 by_hour.entry(rollup::hour_of(at)).or_default().push(facts);
             }
         }
-        for hour in first..=last {
+        // A run holds stale hours only.
+        for (&hour, &generation) in stale.range(first..=last) {
             let facts = by_hour.remove(&hour).unwrap_or_default();
             let mut rebuilt = Records::of(&facts, directory);
             rebuilt.sort_by_capture();
-            if let Some(&generation) = stale.get(&hour) {
-                match rebuilt.encode() {
-                    Ok(bytes) => built.push(BuiltHour {
-                        hour,
-                        bucket: ReportBucket {
-                            generation,
-                            fingerprint,
-                            bytes,
-                        },
-                    }),
-                    Err(error) => tracing::warn!(hour, %error, "report bucket not kept"),
-                }
+            match rebuilt.encode() {
+                Ok(bytes) => built.push(BuiltHour {
+                    hour,
+                    bucket: ReportBucket {
+                        generation,
+                        fingerprint,
+                        bytes,
+                    },
+                }),
+                Err(error) => tracing::warn!(hour, %error, "report bucket not kept"),
             }
             records.append(rebuilt);
         }

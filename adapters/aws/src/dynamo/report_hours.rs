@@ -29,7 +29,7 @@ use jiff::Timestamp;
 use leadrelay_shared::ports::{BuiltHour, ReportBucket, ReportHour, StoreError};
 use leadrelay_shared::report::rollup::{hour_of, hour_start, hours_overlapping};
 
-use super::{is_conditional_failure, n, s, unavailable, DynamoStore, REPORT_SHARDS};
+use super::{is_conditional_failure, n, number, s, unavailable, DynamoStore, REPORT_SHARDS};
 
 const PARTITION_PREFIX: &str = "REPORTHOURS#";
 const HOUR_PREFIX: &str = "HOUR#";
@@ -111,10 +111,6 @@ fn hour_key(hour: i64) -> Option<HashMap<String, AttributeValue>> {
         ("pk".into(), s(partition(month_of(hour)?))),
         ("sk".into(), s(sort_key(hour))),
     ]))
-}
-
-fn number<T: std::str::FromStr>(item: &HashMap<String, AttributeValue>, name: &str) -> Option<T> {
-    item.get(name)?.as_n().ok()?.parse().ok()
 }
 
 /// A report-hour item as [`ReportHour`]; `None` for an item that is not one.
@@ -234,28 +230,23 @@ impl DynamoStore {
         last: i64,
     ) -> Result<Vec<ReportHour>, StoreError> {
         let mut hours = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :month AND sk BETWEEN :first AND :last")
-                .expression_attribute_values(":month", s(partition(month)))
-                .expression_attribute_values(":first", s(sort_key(first)))
-                .expression_attribute_values(":last", s(sort_key(last)))
-                .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(unavailable)?;
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :month AND sk BETWEEN :first AND :last")
+            .expression_attribute_values(":month", s(partition(month)))
+            .expression_attribute_values(":first", s(sort_key(first)))
+            .expression_attribute_values(":last", s(sort_key(last)))
+            .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(unavailable)?;
             self.count_report_page(page.count, page.consumed_capacity.as_ref());
             hours.extend(page.items().iter().filter_map(decode_hour));
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(hours);
-            }
         }
+        Ok(hours)
     }
 
     /// Gives every hour of `month` that holds a lead an item, once: from the capture index
@@ -337,32 +328,26 @@ impl DynamoStore {
     /// The capture hours of one `by_capture_day` partition.
     async fn capture_hours(&self, partition: String) -> Result<BTreeSet<i64>, StoreError> {
         let mut hours = BTreeSet::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name("by_capture_day")
-                .key_condition_expression("report_day = :day")
-                .expression_attribute_values(":day", s(partition.clone()))
-                .projection_expression("captured_at")
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            hours.extend(
-                page.items()
-                    .iter()
-                    .filter_map(|item| number::<i64>(item, "captured_at"))
-                    .filter_map(|ms| Timestamp::from_millisecond(ms).ok())
-                    .map(hour_of),
-            );
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(hours);
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("by_capture_day")
+            .key_condition_expression("report_day = :day")
+            .expression_attribute_values(":day", s(partition))
+            .projection_expression("captured_at")
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(unavailable)?;
+            if let Some(at) =
+                number(&item, "captured_at").and_then(|ms| Timestamp::from_millisecond(ms).ok())
+            {
+                hours.insert(hour_of(at));
             }
         }
+        Ok(hours)
     }
 
     /// [`leadrelay_shared::ports::LeadStore::put_report_hours`]: each bucket is written only

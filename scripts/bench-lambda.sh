@@ -15,13 +15,14 @@ CARGO=${CARGO:-cargo}
 FUNCTIONS=(ingest enrich route notify claim console sla report-hours)
 
 if [[ -z ${BOOTSTRAP_DIR:-} ]]; then
-    packages=()
-    # The console function's package is leadrelay-console-fn (leadrelay-console is its adapter).
+    # Built as the deployed functions are (scripts/build-lambda.sh): one cargo run from each
+    # function's directory, with the Lambda release settings of functions/.cargo/config.toml.
+    # Their own target directory, so these settings never replace the embedded binary's build.
+    lambda_target=$PWD/target/lambda-host
     for f in "${FUNCTIONS[@]}"; do
-        if [[ $f == console ]]; then packages+=(-p leadrelay-console-fn); else packages+=(-p "leadrelay-$f"); fi
+        (cd "functions/$f" && CARGO_TARGET_DIR=$lambda_target "$CARGO" build --release --bin "$f")
     done
-    "$CARGO" build --release "${packages[@]}"
-    BOOTSTRAP_DIR=$(realpath "${CARGO_TARGET_DIR:-target}/release")
+    BOOTSTRAP_DIR=$lambda_target/release
 fi
 export BOOTSTRAP_DIR
 

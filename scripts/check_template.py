@@ -149,12 +149,54 @@ def check_functions(t: Template) -> str:
                             "want 'provided.al2023'")
         if t.function_prop(name, "Handler") != "bootstrap":
             problems.append(f"{name}: Handler must be 'bootstrap'")
-        if t.function_prop(name, "CodeUri") not in (".", "./"):
-            problems.append(f"{name}: CodeUri must be the workspace root '.'")
+        binary = ((res.get("Metadata") or {}).get("BuildProperties") or {}).get("Binary")
+        code_uri = t.function_prop(name, "CodeUri")
+        if code_uri != f"functions/{binary}" or not (ROOT / str(code_uri) / "Cargo.toml").is_file():
+            problems.append(f"{name}: CodeUri is {code_uri!r}, want 'functions/{binary}' (the "
+                            "function's own directory, where cargo applies the Lambda release "
+                            "settings of functions/.cargo/config.toml)")
     if problems:
         raise Problem("; ".join(problems))
     return (f"{len(fns)} functions ({', '.join(sorted(by_binary))}): rust-cargolambda, arm64, "
-            "provided.al2023")
+            "provided.al2023, each built from functions/<binary>")
+
+
+def release_setting(binary: str, key: str):
+    """A function's [profile.release] `key` as cargo resolves it when it builds from the
+    function's directory: the function's own .cargo/config.toml over functions/.cargo/config.toml
+    over the workspace's Cargo.toml."""
+    layers = (ROOT / "Cargo.toml", ROOT / "functions" / ".cargo" / "config.toml",
+              ROOT / "functions" / binary / ".cargo" / "config.toml")
+    value = None
+    for path in layers:
+        if path.is_file():
+            release = tomllib.loads(path.read_text()).get("profile", {}).get("release", {})
+            value = release.get(key, value)
+    return value
+
+
+def check_panic_strategy(t: Template) -> str:
+    """Only a function that serves nothing but HTTP requests may abort on a panic: the batch
+    functions (SQS, streams) report a panicking message alone by catching its unwind, and the
+    scheduled sweep keeps going past one bad lead the same way."""
+    problems, aborting = [], []
+    for binary, name in sorted(t.functions_by_binary().items()):
+        events = ((t.resources[name].get("Properties") or {}).get("Events") or {}).values()
+        kinds = {e.get("Type") for e in events}
+        panic = release_setting(binary, "panic")
+        if panic == "abort":
+            aborting.append(binary)
+            if kinds != {"HttpApi"}:
+                problems.append(f"{binary}: panic = \"abort\" but its events are "
+                                f"{sorted(k or '?' for k in kinds)}: only an HTTP-only function may "
+                                "abort")
+        elif panic != "unwind":
+            problems.append(f"{binary}: [profile.release] panic is {panic!r}; say \"unwind\" "
+                            "(cargo-lambda's default is abort)")
+    if problems:
+        raise Problem("; ".join(problems))
+    return (f"abort in {', '.join(aborting) or 'none'} (HTTP only), unwind in the batch and "
+            "scheduled functions")
 
 
 def check_environment(t: Template) -> str:
@@ -595,6 +637,7 @@ def check_sla_watch(t: Template) -> str:
 
 CHECKS = (
     check_functions,
+    check_panic_strategy,
     check_environment,
     check_http_routes,
     check_event_sources,

@@ -123,18 +123,28 @@ async fn a_failing_or_panicking_message_is_reported_alone() {
 /// The isolation above needs unwinding in the deployed binaries. cargo-lambda builds with
 /// `panic = "abort"` unless the release profile says otherwise, and with abort one panicking
 /// message would kill the process and send its whole batch back to the queue again and again.
+/// Each function is built from its own directory (template.yaml's CodeUri), where cargo lays
+/// the function's `.cargo/config.toml` over `functions/.cargo/config.toml` over `Cargo.toml`.
 #[test]
-fn release_builds_unwind_so_a_panic_stays_with_its_message() {
-    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
-    let manifest: toml::Table = manifest.parse().expect("Cargo.toml parses");
-    let panic = manifest
-        .get("profile")
-        .and_then(|p| p.get("release"))
-        .and_then(|r| r.get("panic"))
-        .and_then(|v| v.as_str());
-    assert_eq!(
-        panic,
-        Some("unwind"),
-        "[profile.release] must set panic = \"unwind\" explicitly (cargo-lambda's default is abort)"
-    );
+fn the_batch_functions_are_built_to_unwind_so_a_panic_stays_with_its_message() {
+    let release_panic = |path: std::path::PathBuf| -> Option<String> {
+        let text = std::fs::read_to_string(&path).ok()?;
+        let table: toml::Table = text.parse().expect("TOML parses");
+        let panic = table.get("profile")?.get("release")?.get("panic")?;
+        Some(panic.as_str().expect("panic is a string").to_owned())
+    };
+    for function in ["enrich", "route", "notify", "sla", "report-hours"] {
+        let layers = [
+            root().join("Cargo.toml"),
+            root().join("functions/.cargo/config.toml"),
+            root().join(format!("functions/{function}/.cargo/config.toml")),
+        ];
+        // The deepest layer that says it wins.
+        let panic = layers.into_iter().rev().find_map(release_panic);
+        assert_eq!(
+            panic.as_deref(),
+            Some("unwind"),
+            "{function}: its release build must say panic = \"unwind\" (cargo-lambda's default is abort)"
+        );
+    }
 }

@@ -21,7 +21,9 @@ TARGET=aarch64-unknown-linux-gnu
 LAMBDA_DIR=${LAMBDA_DIR:-target/lambda}
 # Its own target directory: cross artifacts share nothing with host builds anyway, and this
 # way a Lambda build never waits for (or blocks) a `cargo test` holding target/'s lock.
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/lambda-build}
+# Absolute: cargo runs from each function's directory.
+CARGO_TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-target/lambda-build}")
+export CARGO_TARGET_DIR
 BUDGET=$((4 * 1000 * 1000))   # design brief: at most 4 MB zipped per function
 
 ./scripts/venv.sh

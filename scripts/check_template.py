@@ -107,10 +107,15 @@ class Template:
                 return att[0] if isinstance(att, list) else str(att).split(".")[0]
         return None
 
+    @staticmethod
+    def binary(res) -> str | None:
+        """The function's Metadata.BuildProperties.Binary."""
+        return ((res.get("Metadata") or {}).get("BuildProperties") or {}).get("Binary")
+
     def functions_by_binary(self) -> dict[str, str]:
         out = {}
         for name, res in self.of_type("AWS::Serverless::Function").items():
-            binary = ((res.get("Metadata") or {}).get("BuildProperties") or {}).get("Binary")
+            binary = self.binary(res)
             if binary:
                 out.setdefault(binary, name)
         return out
@@ -149,7 +154,7 @@ def check_functions(t: Template) -> str:
                             "want 'provided.al2023'")
         if t.function_prop(name, "Handler") != "bootstrap":
             problems.append(f"{name}: Handler must be 'bootstrap'")
-        binary = ((res.get("Metadata") or {}).get("BuildProperties") or {}).get("Binary")
+        binary = t.binary(res)
         code_uri = t.function_prop(name, "CodeUri")
         if code_uri != f"functions/{binary}" or not (ROOT / str(code_uri) / "Cargo.toml").is_file():
             problems.append(f"{name}: CodeUri is {code_uri!r}, want 'functions/{binary}' (the "
